@@ -1,0 +1,169 @@
+//! The command line a job binary presents: `gristmill::main::<MyJob>()` parses the engine's
+//! flags and the job's own, runs the job, shows progress and a summary, and turns the result
+//! into the exit code. This is the edge: the only place that prints.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, CommandFactory, FromArgMatches, Parser};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{RunConfig, parse_byte_size};
+use crate::driver::{JobReport, run_local};
+use crate::input::InputFormat;
+use crate::job::Job;
+use crate::progress::{Progress, ProgressMode, ProgressReporter, human_bytes};
+
+/// The flags every job binary shares.
+#[derive(Args, Clone, Debug)]
+#[command(next_help_heading = "Engine options")]
+pub struct RunArgs {
+    /// Input file, directory, glob or URL (repeatable). Directories are read recursively,
+    /// skipping names that start with `_` or `.`.
+    #[arg(long = "input", short = 'i', value_name = "PATH|GLOB|URL", required = true)]
+    pub inputs: Vec<String>,
+
+    /// Output directory (path or URL). Gets one Parquet part file per reducer and a
+    /// `_SUCCESS` manifest when the job commits.
+    #[arg(long, short = 'o', value_name = "DIR|URL")]
+    pub output: String,
+
+    /// Worker threads [default: all cores].
+    #[arg(long, env = "GRISTMILL_THREADS")]
+    pub threads: Option<usize>,
+
+    /// Reduce partitions, i.e. part files [default: the number of threads].
+    #[arg(long, env = "GRISTMILL_REDUCERS")]
+    pub reducers: Option<usize>,
+
+    /// Bytes per input split, e.g. 64MiB [default: 64MiB, larger for big inputs on few
+    /// cores, to give each thread about four splits].
+    #[arg(long, value_parser = parse_byte_size, value_name = "BYTES")]
+    pub split_size: Option<u64>,
+
+    /// Replace an output directory that already holds a committed result.
+    #[arg(long)]
+    pub overwrite: bool,
+
+    /// Input format [default: parquet for `.parquet` names, text otherwise].
+    #[arg(long, value_enum)]
+    pub format: Option<InputFormat>,
+
+    /// Replace invalid UTF-8 in text input with U+FFFD instead of failing.
+    #[arg(long)]
+    pub replace_invalid_utf8: bool,
+
+    /// How to show progress on stderr.
+    #[arg(long, value_enum, default_value = "auto", env = "GRISTMILL_PROGRESS")]
+    pub progress: ProgressMode,
+}
+
+impl RunArgs {
+    /// The run configuration these flags describe.
+    pub fn to_config(&self) -> RunConfig {
+        let mut config = RunConfig::new(self.inputs.clone(), self.output.clone())
+            .with_overwrite(self.overwrite)
+            .with_format(self.format)
+            .with_replace_invalid_utf8(self.replace_invalid_utf8);
+        if let Some(threads) = self.threads {
+            config = config.with_threads(threads).with_reducers(threads);
+        }
+        if let Some(reducers) = self.reducers {
+            config = config.with_reducers(reducers);
+        }
+        if let Some(bytes) = self.split_size {
+            config = config.with_split_size(bytes);
+        }
+        config
+    }
+}
+
+#[derive(Parser)]
+struct Cli<J: Job> {
+    #[command(flatten)]
+    job: J,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// The whole `main` of a job binary: `fn main() -> ExitCode { gristmill::main::<MyJob>() }`.
+pub fn main<J: Job>() -> ExitCode {
+    init_tracing();
+    install_panic_hook();
+    let matches = Cli::<J>::command()
+        .name(J::NAME)
+        .bin_name(J::NAME)
+        .about(J::ABOUT)
+        .after_help("Logs: set RUST_LOG (e.g. RUST_LOG=gristmill=info).")
+        .get_matches();
+    let cli = match Cli::<J>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    run_job(&cli.job, &cli.run)
+}
+
+/// Runs `job` with `args`, shows progress and a summary; the exit code follows the result.
+pub fn run_job<J: Job>(job: &J, args: &RunArgs) -> ExitCode {
+    let progress = Arc::new(Progress::default());
+    let reporter = ProgressReporter::start(progress.clone(), args.progress);
+    let result = run_local(job, &args.to_config(), &progress);
+    drop(reporter);
+    match result {
+        Ok(report) => {
+            eprint!("{}", summary(J::NAME, &report, &args.output));
+            if let Some(line) = job.describe_result(&report) {
+                println!("{line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn summary(name: &str, report: &JobReport, output: &str) -> String {
+    let c = report.counters();
+    let secs = report.elapsed.as_secs_f64().max(1e-9);
+    let bytes = c.get(crate::exec::MAP_INPUT_BYTES);
+    let mut s = format!(
+        "{name} {}: committed {} rows in {} part files to {output}\n\
+         \x20 input   {} files, {}, {} rows, {} map tasks\n\
+         \x20 time    {:.2} s ({}/s)\n\
+         \x20 counters\n",
+        report.job_id,
+        report.manifest.rows,
+        report.manifest.files.len(),
+        report.input_files,
+        human_bytes(bytes),
+        c.get(crate::exec::MAP_INPUT_RECORDS),
+        report.map_tasks,
+        secs,
+        human_bytes((bytes as f64 / secs) as u64),
+    );
+    for (counter, value) in c.iter() {
+        s.push_str(&format!("    {counter:<24} {value}\n"));
+    }
+    s
+}
+
+fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Panics in tasks are caught and reported as task failures with their message, so the
+/// default hook's second report is only logged; other panics keep the default hook.
+fn install_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let in_task = std::thread::current().name().is_some_and(|n| n.starts_with("gristmill-cpu"));
+        if in_task {
+            tracing::debug!(%info, "task panicked");
+        } else {
+            default(info);
+        }
+    }));
+}

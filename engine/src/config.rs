@@ -1,0 +1,159 @@
+//! Run configuration: plain structs with defaults and `with_*` builders (clap stays at the
+//! binary edge, in [`crate::cli`]).
+
+use crate::error::{Error, Result};
+use crate::input::InputFormat;
+
+/// The default split size: Hadoop's and Spark's 64 MiB...
+pub const DEFAULT_SPLIT_SIZE: u64 = 64 << 20;
+/// ...grown for large inputs on few cores, up to this, to keep about
+/// [`SPLITS_PER_THREAD`] splits per thread (per-task overhead stays small, balance stays good).
+pub const MAX_AUTO_SPLIT_SIZE: u64 = 1 << 30;
+/// Splits per thread the automatic split size aims for.
+pub const SPLITS_PER_THREAD: u64 = 4;
+/// Map output a task buffers before it sorts and combines it into a run.
+pub const DEFAULT_MAP_BUFFER_BYTES: usize = 64 << 20;
+
+/// How to run one job.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// Input files, directories, globs or URLs.
+    pub inputs: Vec<String>,
+    /// The output directory (path or URL).
+    pub output: String,
+    /// Worker threads (CPU parallelism).
+    pub threads: usize,
+    /// Reduce partitions (part files).
+    pub reducers: usize,
+    /// Bytes per split; `None` picks one from the input size and the threads.
+    pub split_size: Option<u64>,
+    /// Replace a committed output.
+    pub overwrite: bool,
+    /// Decode inputs with this format instead of detecting it from the name.
+    pub format: Option<InputFormat>,
+    /// Replace invalid UTF-8 in text input instead of failing.
+    pub replace_invalid_utf8: bool,
+    /// Map output a task buffers before sorting it into a run.
+    pub map_buffer_bytes: usize,
+}
+
+impl RunConfig {
+    /// A configuration with defaults: all cores, one reducer per core.
+    pub fn new(inputs: Vec<String>, output: impl Into<String>) -> Self {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        RunConfig {
+            inputs,
+            output: output.into(),
+            threads,
+            reducers: threads,
+            split_size: None,
+            overwrite: false,
+            format: None,
+            replace_invalid_utf8: false,
+            map_buffer_bytes: DEFAULT_MAP_BUFFER_BYTES,
+        }
+    }
+
+    /// Sets the threads.
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
+
+    /// Sets the reducers.
+    pub fn with_reducers(mut self, reducers: usize) -> Self {
+        self.reducers = reducers;
+        self
+    }
+
+    /// Sets the split size.
+    pub fn with_split_size(mut self, bytes: u64) -> Self {
+        self.split_size = Some(bytes);
+        self
+    }
+
+    /// Allows replacing a committed output.
+    pub fn with_overwrite(mut self, overwrite: bool) -> Self {
+        self.overwrite = overwrite;
+        self
+    }
+
+    /// Forces an input format.
+    pub fn with_format(mut self, format: Option<InputFormat>) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// Replaces invalid UTF-8 instead of failing.
+    pub fn with_replace_invalid_utf8(mut self, replace: bool) -> Self {
+        self.replace_invalid_utf8 = replace;
+        self
+    }
+
+    /// Checks the values make sense.
+    pub fn validate(&self) -> Result<()> {
+        if self.threads == 0 {
+            return Err(Error::Config("--threads must be at least 1".into()));
+        }
+        if self.reducers == 0 {
+            return Err(Error::Config("--reducers must be at least 1".into()));
+        }
+        if self.split_size == Some(0) {
+            return Err(Error::Config("--split-size must be at least 1 byte".into()));
+        }
+        if self.inputs.is_empty() {
+            return Err(Error::Config("no --input given".into()));
+        }
+        Ok(())
+    }
+
+    /// The split size for `input_bytes` of input: the configured one, or 64 MiB grown so
+    /// each thread gets about four splits.
+    pub fn effective_split_size(&self, input_bytes: u64) -> u64 {
+        self.split_size.unwrap_or_else(|| {
+            let per_split = input_bytes.div_ceil(self.threads as u64 * SPLITS_PER_THREAD);
+            per_split.clamp(DEFAULT_SPLIT_SIZE, MAX_AUTO_SPLIT_SIZE)
+        })
+    }
+}
+
+/// Parses sizes such as `512MiB`, `4GiB`, `64MB`, `10k`, `1000` (bytes). Units are powers
+/// of 1024 (`k`/`KiB`/`KB` alike, as Hadoop and Spark read them).
+pub fn parse_byte_size(text: &str) -> std::result::Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().map_err(|_| format!("`{text}` is not a size (try 64MiB)"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        other => return Err(format!("unknown size unit `{other}` in `{text}` (use KiB, MiB, GiB)")),
+    };
+    Ok((number * (1u64 << shift) as f64) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_byte_size("1000"), Ok(1000));
+        assert_eq!(parse_byte_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_byte_size("4GiB"), Ok(4 << 30));
+        assert_eq!(parse_byte_size("1.5k"), Ok(1536));
+        assert!(parse_byte_size("12 parsecs").is_err());
+        assert!(parse_byte_size("MiB").is_err());
+    }
+
+    #[test]
+    fn split_size_grows_with_input_on_few_cores() {
+        let c = RunConfig::new(vec!["x".into()], "o").with_threads(2);
+        assert_eq!(c.effective_split_size(10 << 20), DEFAULT_SPLIT_SIZE);
+        assert_eq!(c.effective_split_size(4 << 30), 512 << 20);
+        assert_eq!(c.clone().with_split_size(1).effective_split_size(4 << 30), 1);
+    }
+}

@@ -1,0 +1,161 @@
+//! Typed errors, grouped by what the caller should do about them.
+//!
+//! Every variant carries the context a user needs to act: the path or URL, the task and the
+//! split. `Display` is one line that already includes the cause, because that line is what
+//! the CLI prints on failure.
+
+use crate::ids::TaskId;
+
+/// What user code (mappers, reducers, job constructors) returns on failure.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The result type of user code.
+pub type JobResult<T> = std::result::Result<T, BoxError>;
+
+/// The engine's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can make a job fail.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    // ---- the input is wrong: the user must fix the input or the flags ----
+    /// An input path or URL names nothing.
+    #[error("input not found: {path}")]
+    InputNotFound {
+        /// The path or URL as the user gave it.
+        path: String,
+    },
+    /// A glob matched no file.
+    #[error("input glob matched no files: {pattern}")]
+    GlobMatchedNothing {
+        /// The glob as the user gave it.
+        pattern: String,
+    },
+    /// A URL or path could not be understood.
+    #[error("invalid location {location}: {reason}")]
+    InvalidLocation {
+        /// The URL or path.
+        location: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// Text input with bytes that are not UTF-8.
+    #[error(
+        "{path}: invalid UTF-8 at byte offset {offset} (pass --replace-invalid-utf8 to replace bad bytes)"
+    )]
+    InvalidUtf8 {
+        /// The file.
+        path: String,
+        /// Absolute byte offset of the first bad byte in the file.
+        offset: u64,
+    },
+    /// A Parquet file that cannot be decoded.
+    #[error("{path}: corrupt Parquet file{location}: {source}")]
+    CorruptParquet {
+        /// The file.
+        path: String,
+        /// Where in the file, e.g. " (row groups 0-3)"; empty for the footer.
+        location: String,
+        /// The decoder's complaint.
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    /// A Parquet file lacks a column the job reads.
+    #[error("{path}: no column `{column}` (the file has: {available})")]
+    MissingColumn {
+        /// The file.
+        path: String,
+        /// The column the job asked for.
+        column: String,
+        /// The file's columns, comma separated.
+        available: String,
+    },
+    /// A Parquet column has a type the job cannot read.
+    #[error("{path}: column `{column}` has type {found}, expected {expected}")]
+    ColumnType {
+        /// The file.
+        path: String,
+        /// The column.
+        column: String,
+        /// Its type in the file.
+        found: String,
+        /// The type the job declared.
+        expected: String,
+    },
+
+    // ---- storage failed: maybe transient, maybe permissions ----
+    /// Reading from storage failed.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The path or URL.
+        path: String,
+        /// The storage error.
+        #[source]
+        source: object_store::Error,
+    },
+    /// Writing to storage failed.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The path or URL.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: BoxError,
+    },
+
+    // ---- the output is in a state we must not touch ----
+    /// The output already holds a committed result.
+    #[error("output {path} already holds a committed result (_SUCCESS); pass --overwrite to replace it")]
+    OutputExists {
+        /// The output directory.
+        path: String,
+    },
+
+    // ---- the job's own code failed ----
+    /// User code (a mapper, combiner or reducer) returned an error or panicked.
+    #[error("{stage} {message}")]
+    UserCode {
+        /// Which user code: `mapper`, `combiner`, `reducer`, with "failed:" or "panicked:".
+        stage: &'static str,
+        /// Its message.
+        message: String,
+    },
+    /// A task failed: user code returned an error or panicked, or its data was bad.
+    #[error("{task} failed on {split}: {cause}")]
+    Task {
+        /// The task.
+        task: TaskId,
+        /// What it was processing (file and byte range, row groups, or partition).
+        split: String,
+        /// The cause, one line.
+        cause: String,
+    },
+    /// The job is defined inconsistently (schema, keys, parameters).
+    #[error("invalid job: {0}")]
+    InvalidJob(String),
+    /// The run configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+
+    // ---- a bug in the engine or its libraries ----
+    /// An Arrow kernel failed where the engine expected success.
+    #[error("internal error: {context}: {source}")]
+    Arrow {
+        /// What the engine was doing.
+        context: String,
+        /// The Arrow error.
+        #[source]
+        source: arrow::error::ArrowError,
+    },
+    /// Any other internal failure.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// Wraps an Arrow error with what the engine was doing.
+    pub fn arrow(context: impl Into<String>) -> impl FnOnce(arrow::error::ArrowError) -> Error {
+        let context = context.into();
+        move |source| Error::Arrow { context, source }
+    }
+}

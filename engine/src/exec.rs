@@ -1,0 +1,191 @@
+//! Task execution: [`run_map_task`] and [`run_reduce_task`] are plain synchronous functions,
+//! run on CPU threads. They catch panics in user code and wrap every failure with the task
+//! and the split it was processing.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use tokio::runtime::Handle;
+
+use crate::error::{Error, Result};
+use crate::ids::{AttemptId, JobId, PartitionId, TaskId};
+use crate::input::{ReadOptions, Split};
+use crate::job::{Counters, Emitter, Groups, Job, TaskInfo};
+use crate::output::{OutputDir, PartFile, PartWriter};
+use crate::partition::{HashPartitioner, Partitioner};
+use crate::progress::Progress;
+use crate::shuffle::{KeyEncoder, MERGE_CHUNK_ROWS, MapOutputBuilder, RunMerger};
+
+/// Engine counter: input rows mappers received.
+pub const MAP_INPUT_RECORDS: &str = "map_input_records";
+/// Engine counter: input bytes of the splits read.
+pub const MAP_INPUT_BYTES: &str = "map_input_bytes";
+/// Engine counter: rows mappers emitted.
+pub const MAP_OUTPUT_RECORDS: &str = "map_output_records";
+/// Engine counter: rows into combiners.
+pub const COMBINE_INPUT_RECORDS: &str = "combine_input_records";
+/// Engine counter: rows out of combiners.
+pub const COMBINE_OUTPUT_RECORDS: &str = "combine_output_records";
+/// Engine counter: key groups reducers received.
+pub const REDUCE_INPUT_GROUPS: &str = "reduce_input_groups";
+/// Engine counter: rows reducers received.
+pub const REDUCE_INPUT_RECORDS: &str = "reduce_input_records";
+/// Engine counter: rows reducers emitted (rows in the output).
+pub const REDUCE_OUTPUT_RECORDS: &str = "reduce_output_records";
+
+/// What every task of a job shares.
+pub struct TaskEnv<'a> {
+    /// The runtime that does I/O.
+    pub io: &'a Handle,
+    /// The job run.
+    pub job_id: &'a JobId,
+    /// Reduce partitions.
+    pub num_partitions: usize,
+    /// How inputs are read.
+    pub read: ReadOptions,
+    /// Map output buffered before it is sorted into a run.
+    pub map_buffer_bytes: usize,
+    /// Where progress is counted.
+    pub progress: &'a Progress,
+}
+
+impl TaskEnv<'_> {
+    fn info(&self, task: TaskId, split: String) -> TaskInfo {
+        TaskInfo {
+            job_id: self.job_id.clone(),
+            task,
+            attempt: AttemptId(0),
+            num_partitions: self.num_partitions,
+            split,
+        }
+    }
+}
+
+/// A map task's result: sorted runs per partition (`runs[p]`) and its counters.
+pub struct MapTaskOutput {
+    /// Sorted (and combined) runs of each partition.
+    pub runs: Vec<Vec<RecordBatch>>,
+    /// Engine and user counters.
+    pub counters: Counters,
+}
+
+/// Runs user code, turning an error or a panic into a task failure naming `info`.
+fn guarded<T>(info: &TaskInfo, body: impl FnOnce() -> Result<T>) -> Result<T> {
+    let result = catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|panic| {
+        Err(Error::UserCode { stage: "panicked:", message: panic_message(panic.as_ref()) })
+    });
+    result.map_err(|cause| match cause {
+        already @ Error::Task { .. } => already,
+        cause => Error::Task { task: info.task, split: info.split.clone(), cause: cause.to_string() },
+    })
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic payload".to_owned()
+    }
+}
+
+fn user(stage: &'static str) -> impl Fn(crate::error::BoxError) -> Error {
+    move |e| Error::UserCode { stage, message: e.to_string() }
+}
+
+/// Reads `split`, maps it, and partitions, sorts and combines the map output.
+pub fn run_map_task<J: Job>(
+    job: &J,
+    env: &TaskEnv<'_>,
+    index: usize,
+    split: &Split,
+) -> Result<MapTaskOutput> {
+    let info = env.info(TaskId::map(index), split.describe());
+    guarded(&info, || {
+        let keyed = job.map_output();
+        let schema = keyed.schema().clone();
+        let partitioner: Arc<dyn Partitioner> =
+            job.partitioner().map_or(Arc::new(HashPartitioner), Arc::from);
+        let combiner = job.combiner(&info);
+        let has_combiner = combiner.is_some();
+        let mut builder = MapOutputBuilder::new(
+            schema.clone(),
+            &keyed.key_indices()?,
+            env.num_partitions,
+            partitioner,
+            combiner,
+        )?;
+        let mut mapper = job.mapper(&info).map_err(user("mapper failed:"))?;
+        let mut out = Emitter::new(schema);
+        let (mut rows_in, mut rows_out) = (0u64, 0u64);
+        split.read(env.io, env.read, &mut |batch| {
+            rows_in += batch.num_rows() as u64;
+            env.progress.add_input(0, batch.num_rows() as u64);
+            mapper.map(&batch, &mut out).map_err(user("mapper failed:"))?;
+            if out.buffered_bytes() >= env.map_buffer_bytes {
+                rows_out += out.buffered_rows() as u64;
+                builder.flush(out.take_batches())?;
+            }
+            Ok(())
+        })?;
+        mapper.finish(&mut out).map_err(user("mapper failed:"))?;
+        rows_out += out.buffered_rows() as u64;
+        builder.flush(out.take_batches())?;
+        env.progress.add_input(split.bytes(), 0);
+
+        let mut counters = out.take_counters();
+        let (runs, stats) = builder.finish();
+        counters.add(MAP_INPUT_RECORDS, rows_in);
+        counters.add(MAP_INPUT_BYTES, split.bytes());
+        counters.add(MAP_OUTPUT_RECORDS, rows_out);
+        if has_combiner {
+            counters.add(COMBINE_INPUT_RECORDS, stats.combine_input_rows);
+            counters.add(COMBINE_OUTPUT_RECORDS, stats.combine_output_rows);
+        }
+        Ok(MapTaskOutput { runs, counters })
+    })
+}
+
+/// Merges the sorted runs of `partition`, reduces each key group and writes the part file.
+pub fn run_reduce_task<J: Job>(
+    job: &J,
+    env: &TaskEnv<'_>,
+    partition: usize,
+    runs: Vec<RecordBatch>,
+    output: &OutputDir,
+) -> Result<(PartFile, Counters)> {
+    let info = env.info(TaskId::reduce(partition), format!("partition {partition}"));
+    guarded(&info, || {
+        let keyed = job.map_output();
+        let key_columns = keyed.key_indices()?;
+        let encoder = KeyEncoder::new(keyed.schema(), &key_columns)?;
+        let mut merger = RunMerger::new(keyed.schema().clone(), &encoder, runs, MERGE_CHUNK_ROWS)?;
+        let mut reducer = job.reducer(&info).map_err(user("reducer failed:"))?;
+        let pid = PartitionId(partition as u32);
+        let location = output.part_location(env.job_id, pid, info.attempt);
+        let mut writer = PartWriter::create(env.io, location, job.output_schema(), pid)?;
+        let mut out = Emitter::new(job.output_schema());
+        let (mut groups, mut rows) = (0u64, 0u64);
+        while let Some(chunk) = merger.next_chunk()? {
+            groups += chunk.starts.len() as u64;
+            rows += chunk.batch.num_rows() as u64;
+            let chunk_groups = Groups::new(&chunk.batch, &chunk.starts, &key_columns);
+            reducer.reduce_groups(&chunk_groups, &mut out).map_err(user("reducer failed:"))?;
+            for batch in out.take_batches() {
+                writer.write(&batch)?;
+            }
+        }
+        reducer.finish(&mut out).map_err(user("reducer failed:"))?;
+        for batch in out.take_batches() {
+            writer.write(&batch)?;
+        }
+        let part = writer.close()?;
+        let mut counters = out.take_counters();
+        counters.add(REDUCE_INPUT_GROUPS, groups);
+        counters.add(REDUCE_INPUT_RECORDS, rows);
+        counters.add(REDUCE_OUTPUT_RECORDS, part.rows);
+        Ok((part, counters))
+    })
+}

@@ -1,0 +1,127 @@
+//! Inputs: planning splits and reading them as record batches.
+//!
+//! A [`Split`] is the unit of work of one map task: a byte range of a text file (a line
+//! belongs to the split where it starts) or a run of row groups of a Parquet file.
+
+mod parquet;
+mod text;
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use tokio::runtime::Handle;
+
+pub use self::parquet::ParquetSplit;
+pub use self::text::TextSplit;
+
+use crate::error::Result;
+use crate::job::InputSpec;
+use crate::storage::InputFile;
+
+/// How input files are decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+pub enum InputFormat {
+    /// Lines of UTF-8 text.
+    Text,
+    /// Apache Parquet.
+    Parquet,
+}
+
+impl InputFormat {
+    /// The format of `file`: `forced` if given, else Parquet for a `.parquet` name, else text.
+    pub fn detect(file: &InputFile, forced: Option<InputFormat>) -> InputFormat {
+        forced.unwrap_or_else(|| {
+            if file.location.path().as_ref().ends_with(".parquet") {
+                InputFormat::Parquet
+            } else {
+                InputFormat::Text
+            }
+        })
+    }
+}
+
+/// How splits are planned.
+#[derive(Clone, Debug)]
+pub struct SplitOptions {
+    /// Target bytes per split.
+    pub split_size: u64,
+    /// Decode every file with this format instead of detecting it.
+    pub format: Option<InputFormat>,
+}
+
+/// How splits are read.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReadOptions {
+    /// Replace invalid UTF-8 in text with U+FFFD instead of failing.
+    pub replace_invalid_utf8: bool,
+}
+
+/// The input of one map task.
+#[derive(Clone, Debug)]
+pub enum Split {
+    /// A byte range of a text file.
+    Text(TextSplit),
+    /// Row groups of a Parquet file.
+    Parquet(ParquetSplit),
+}
+
+impl Split {
+    /// The file the split reads.
+    pub fn file(&self) -> &Arc<InputFile> {
+        match self {
+            Split::Text(s) => &s.file,
+            Split::Parquet(s) => &s.file,
+        }
+    }
+
+    /// The split's size in bytes (compressed size for Parquet).
+    pub fn bytes(&self) -> u64 {
+        match self {
+            Split::Text(s) => s.end - s.start,
+            Split::Parquet(s) => s.compressed_bytes,
+        }
+    }
+
+    /// The file and the range, for messages: `/data/a.txt [bytes 0..1048576]`.
+    pub fn describe(&self) -> String {
+        match self {
+            Split::Text(s) => format!("{} [bytes {}..{}]", s.file.display(), s.start, s.end),
+            Split::Parquet(s) => format!("{} [{}]", s.file.display(), s.describe_row_groups()),
+        }
+    }
+
+    /// Reads the split, handing each batch to `sink`. Runs on a CPU thread; I/O goes through
+    /// the runtime behind `io`.
+    pub fn read(
+        &self,
+        io: &Handle,
+        options: ReadOptions,
+        sink: &mut dyn FnMut(RecordBatch) -> Result<()>,
+    ) -> Result<()> {
+        match self {
+            Split::Text(s) => s.read(io, options, sink),
+            Split::Parquet(s) => s.read(io, sink),
+        }
+    }
+}
+
+/// Plans the splits of `files`: byte ranges of text, groups of Parquet row groups.
+/// Reads every Parquet footer once and checks it has the columns `spec` asks for.
+pub async fn plan_splits(
+    files: Vec<InputFile>,
+    spec: &InputSpec,
+    options: &SplitOptions,
+) -> Result<Vec<Split>> {
+    let mut splits = Vec::new();
+    for file in files {
+        let file = Arc::new(file);
+        match InputFormat::detect(&file, options.format) {
+            InputFormat::Text => splits.extend(text::plan(&file, options.split_size).map(Split::Text)),
+            InputFormat::Parquet => {
+                let planned = parquet::plan(&file, spec, options.split_size).await?;
+                splits.extend(planned.into_iter().map(Split::Parquet));
+            }
+        }
+    }
+    Ok(splits)
+}

@@ -1,0 +1,168 @@
+//! [`Emitter`]: where mappers, combiners and reducers put their output batches.
+
+use std::collections::BTreeMap;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use serde::{Deserialize, Serialize};
+
+use crate::error::JobResult;
+
+/// Named counters (Hadoop's counters): tasks add to them, the job sums them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters(BTreeMap<String, u64>);
+
+impl Counters {
+    /// Adds `n` to counter `name`.
+    pub fn add(&mut self, name: &str, n: u64) {
+        match self.0.get_mut(name) {
+            Some(v) => *v += n,
+            None => {
+                self.0.insert(name.to_owned(), n);
+            }
+        }
+    }
+
+    /// The value of counter `name` (0 when never added to).
+    pub fn get(&self, name: &str) -> u64 {
+        self.0.get(name).copied().unwrap_or(0)
+    }
+
+    /// Adds every counter of `other` to this one.
+    pub fn merge(&mut self, other: &Counters) {
+        for (name, n) in &other.0 {
+            self.add(name, *n);
+        }
+    }
+
+    /// Counters in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), *v))
+    }
+}
+
+/// Collects the batches a mapper, combiner or reducer emits, checked against the declared
+/// schema, and the user counters it bumps.
+pub struct Emitter {
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    rows: usize,
+    bytes: usize,
+    counters: Counters,
+}
+
+impl Emitter {
+    /// An emitter for batches of `schema`.
+    pub fn new(schema: SchemaRef) -> Self {
+        Emitter { schema, batches: Vec::new(), rows: 0, bytes: 0, counters: Counters::default() }
+    }
+
+    /// The schema emitted batches must have.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Emits a batch. Its columns must have the declared types in the declared order;
+    /// column names may differ (the declared ones are used).
+    pub fn emit(&mut self, batch: RecordBatch) -> JobResult<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let batch = if batch.schema_ref() == &self.schema { batch } else { self.conform(batch)? };
+        self.rows += batch.num_rows();
+        self.bytes += batch.get_array_memory_size();
+        self.batches.push(batch);
+        Ok(())
+    }
+
+    fn conform(&self, batch: RecordBatch) -> JobResult<RecordBatch> {
+        let expected: Vec<_> = self.schema.fields().iter().map(|f| f.data_type()).collect();
+        let found: Vec<_> = batch.schema().fields().iter().map(|f| f.data_type().clone()).collect();
+        if expected.len() != found.len() || expected.iter().zip(&found).any(|(e, f)| *e != f) {
+            return Err(format!(
+                "emitted a batch of types {found:?}, but the declared schema has {expected:?}"
+            )
+            .into());
+        }
+        Ok(RecordBatch::try_new(self.schema.clone(), batch.columns().to_vec())?)
+    }
+
+    /// Adds `n` to the user counter `name`.
+    pub fn count(&mut self, name: &str, n: u64) {
+        self.counters.add(name, n);
+    }
+
+    /// Rows emitted and not yet taken.
+    pub fn buffered_rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Memory held by batches emitted and not yet taken.
+    pub fn buffered_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Takes the emitted batches, leaving the emitter empty.
+    pub fn take_batches(&mut self) -> Vec<RecordBatch> {
+        self.rows = 0;
+        self.bytes = 0;
+        std::mem::take(&mut self.batches)
+    }
+
+    /// Takes the user counters.
+    pub fn take_counters(&mut self) -> Counters {
+        std::mem::take(&mut self.counters)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{StringArray, UInt64Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("word", DataType::Utf8, false),
+            Field::new("count", DataType::UInt64, false),
+        ]))
+    }
+
+    #[test]
+    fn renames_columns_of_matching_types_and_rejects_others() {
+        let mut out = Emitter::new(schema());
+        let other = Arc::new(Schema::new(vec![
+            Field::new("w", DataType::Utf8, true),
+            Field::new("c", DataType::UInt64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            other,
+            vec![Arc::new(StringArray::from(vec!["a"])), Arc::new(UInt64Array::from(vec![1]))],
+        )
+        .unwrap();
+        out.emit(batch.clone()).unwrap();
+        assert_eq!(out.buffered_rows(), 1);
+        assert_eq!(out.take_batches()[0].schema(), schema());
+
+        let wrong = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("w", DataType::Utf8, true)])),
+            vec![Arc::new(StringArray::from(vec!["a"]))],
+        )
+        .unwrap();
+        assert!(out.emit(wrong).unwrap_err().to_string().contains("declared schema"));
+    }
+
+    #[test]
+    fn counters_add_and_merge() {
+        let mut a = Counters::default();
+        a.add("x", 2);
+        let mut b = Counters::default();
+        b.add("x", 3);
+        b.add("y", 1);
+        a.merge(&b);
+        assert_eq!((a.get("x"), a.get("y"), a.get("z")), (5, 1, 0));
+    }
+}

@@ -1,0 +1,122 @@
+//! The job API: what a job author implements.
+//!
+//! A [`Job`] declares its input ([`InputSpec`]), the keyed schema of its map output
+//! ([`KeyedSchema`]), and builds a [`Mapper`] per map task and a [`Reducer`] per reduce task,
+//! plus an optional combiner and partitioner. Mappers and reducers work on Arrow
+//! [`RecordBatch`]es (the batch level); [`record`] adapts plain closures over typed keys and
+//! values (the record level) to the same traits.
+
+mod emitter;
+mod group;
+pub mod record;
+mod reducers;
+mod schema;
+
+pub use emitter::{Counters, Emitter};
+pub use group::{Groups, KeyGroup};
+pub use reducers::IdentityReducer;
+pub use schema::{InputSpec, KeyedSchema, ParquetColumn};
+
+use arrow::array::RecordBatch;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::JobResult;
+use crate::ids::{AttemptId, JobId, TaskId};
+use crate::partition::Partitioner;
+
+/// A MapReduce job: its parameters are the implementing struct's fields.
+///
+/// The struct is parsed from the command line (it is a `clap::Args`) and serialized into
+/// every task (it is `Serialize + DeserializeOwned`), so a task in another process rebuilds
+/// exactly the job the user launched.
+pub trait Job: clap::Args + Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The job's name: the binary name shown in `--help`, logs and the manifest.
+    const NAME: &'static str;
+    /// One line on what the job computes, shown in `--help`.
+    const ABOUT: &'static str;
+
+    /// What the mappers read.
+    fn input(&self) -> InputSpec {
+        InputSpec::text_lines()
+    }
+
+    /// The schema of the map output and which of its columns are the key.
+    fn map_output(&self) -> KeyedSchema;
+
+    /// The schema of what reducers emit (and what the part files hold).
+    /// Defaults to the map output's schema.
+    fn output_schema(&self) -> arrow::datatypes::SchemaRef {
+        self.map_output().schema().clone()
+    }
+
+    /// Builds the mapper of one map task.
+    fn mapper(&self, task: &TaskInfo) -> JobResult<Box<dyn Mapper>>;
+
+    /// Builds the reducer of one reduce task.
+    fn reducer(&self, task: &TaskInfo) -> JobResult<Box<dyn Reducer>>;
+
+    /// Builds a map-side combiner, if the reduction can be applied partially. It sees the
+    /// groups of one map task's partition and must emit rows of the map-output schema,
+    /// keeping each group's key.
+    fn combiner(&self, _task: &TaskInfo) -> Option<Box<dyn Reducer>> {
+        None
+    }
+
+    /// A line describing the result, printed on stdout after a successful run (for example
+    /// grep's number of matches).
+    fn describe_result(&self, _report: &crate::driver::JobReport) -> Option<String> {
+        None
+    }
+
+    /// Routes keys to reduce partitions; defaults to the stable hash partitioner.
+    fn partitioner(&self) -> Option<Box<dyn Partitioner>> {
+        None
+    }
+}
+
+/// What a task knows about itself, handed to the constructors of mappers and reducers.
+#[derive(Clone, Debug)]
+pub struct TaskInfo {
+    /// The job run.
+    pub job_id: JobId,
+    /// The task.
+    pub task: TaskId,
+    /// Which try this is.
+    pub attempt: AttemptId,
+    /// The number of reduce partitions.
+    pub num_partitions: usize,
+    /// What the task processes, for messages (file and byte range, or partition).
+    pub split: String,
+}
+
+/// Turns input batches into map-output batches.
+pub trait Mapper: Send {
+    /// Maps one input batch, emitting rows of the map-output schema.
+    fn map(&mut self, batch: &RecordBatch, out: &mut Emitter) -> JobResult<()>;
+
+    /// Called once after the last batch of the split (for in-mapper combining).
+    fn finish(&mut self, _out: &mut Emitter) -> JobResult<()> {
+        Ok(())
+    }
+}
+
+/// Turns the groups of one key into output rows.
+pub trait Reducer: Send {
+    /// Reduces every row of one key.
+    fn reduce(&mut self, group: &KeyGroup<'_>, out: &mut Emitter) -> JobResult<()>;
+
+    /// Reduces a run of consecutive groups at once. The default calls [`Reducer::reduce`]
+    /// per group; vectorized reducers override it.
+    fn reduce_groups(&mut self, groups: &Groups<'_>, out: &mut Emitter) -> JobResult<()> {
+        for group in groups.iter() {
+            self.reduce(&group, out)?;
+        }
+        Ok(())
+    }
+
+    /// Called once after the last group of the partition.
+    fn finish(&mut self, _out: &mut Emitter) -> JobResult<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,74 @@
+//! # Gristmill
+//!
+//! A parallel MapReduce batch engine over Arrow record batches. A job is an ordinary Rust
+//! binary: implement [`Job`](job::Job), and `main` is one line.
+//!
+//! ```no_run
+//! use gristmill::prelude::*;
+//! use gristmill::job::record::{map_lines, record_schema, reduce_records};
+//!
+//! /// Counts words: the MapReduce paper's running example, at the record level.
+//! #[derive(clap::Args, serde::Serialize, serde::Deserialize)]
+//! struct WordCount {}
+//!
+//! impl Job for WordCount {
+//!     const NAME: &'static str = "wordcount";
+//!     const ABOUT: &'static str = "Counts words in text";
+//!     fn map_output(&self) -> KeyedSchema {
+//!         record_schema::<str, u64>("word", "count")
+//!     }
+//!     fn mapper(&self, _: &TaskInfo) -> JobResult<Box<dyn Mapper>> {
+//!         Ok(map_lines::<str, u64, _>(|line, out| {
+//!             line.split_whitespace().for_each(|w| out.emit(w, 1));
+//!             Ok(())
+//!         }))
+//!     }
+//!     fn reducer(&self, _: &TaskInfo) -> JobResult<Box<dyn Reducer>> {
+//!         Ok(reduce_records::<str, u64, str, u64, _>(|g, out| {
+//!             out.emit(g.key(), g.values().sum());
+//!             Ok(())
+//!         }))
+//!     }
+//! }
+//!
+//! fn main() -> std::process::ExitCode {
+//!     gristmill::main::<WordCount>()
+//! }
+//! ```
+//!
+//! ## How a job runs (local mode)
+//!
+//! [`storage`] resolves inputs through `object_store`; [`input`] plans splits (byte ranges
+//! of text, row groups of Parquet) and reads them as batches; [`exec`] runs map tasks on a
+//! rayon pool, where [`shuffle`] partitions ([`partition`]), sorts and combines their
+//! output; reduce tasks merge each partition's sorted runs and reduce key groups; [`output`]
+//! writes Parquet part files and commits them with a `_SUCCESS` manifest. [`driver`] ties
+//! the phases together; [`cli`] is the command line.
+
+pub mod cli;
+pub mod config;
+pub mod driver;
+pub mod error;
+pub mod exec;
+pub mod ids;
+pub mod input;
+pub mod job;
+pub mod output;
+pub mod partition;
+pub mod progress;
+pub mod shuffle;
+pub mod storage;
+
+pub use cli::main;
+pub use error::{BoxError, Error, JobResult, Result};
+
+/// What job authors import.
+pub mod prelude {
+    pub use crate::error::{BoxError, JobResult};
+    pub use crate::job::{
+        Counters, Emitter, Groups, IdentityReducer, InputSpec, Job, KeyGroup, KeyedSchema, Mapper, Reducer,
+        TaskInfo,
+    };
+    pub use arrow::array::RecordBatch;
+    pub use arrow::datatypes::DataType;
+}

@@ -1,0 +1,42 @@
+//! Output: part files and the commit protocol.
+//!
+//! Each reduce attempt writes its own object, named `part-PPPPP-<job id>-a<attempt>.parquet`
+//! (sorted names give partition order; attempt-unique names mean attempts never clash, so
+//! no rename is ever needed). The committer accepts one attempt per partition, then writes
+//! the `_SUCCESS` manifest last: output without `_SUCCESS` is never complete.
+
+mod commit;
+mod manifest;
+mod writer;
+
+pub use commit::OutputDir;
+pub use manifest::{MANIFEST_FORMAT, Manifest, ManifestFile};
+pub use writer::PartWriter;
+
+use crate::ids::{AttemptId, JobId, PartitionId};
+
+/// The name of the manifest that marks a committed output.
+pub const SUCCESS_FILE: &str = "_SUCCESS";
+
+/// A part file one reduce attempt wrote.
+#[derive(Clone, Debug)]
+pub struct PartFile {
+    /// The partition it holds.
+    pub partition: PartitionId,
+    /// The object's name within the output directory.
+    pub name: String,
+    /// Rows written.
+    pub rows: u64,
+    /// Bytes written.
+    pub bytes: u64,
+}
+
+/// The name of the part file of `partition` written by `attempt` of `job`.
+pub fn part_name(partition: PartitionId, job: &JobId, attempt: AttemptId) -> String {
+    format!("part-{partition}-{job}-{attempt}.parquet")
+}
+
+/// True for names [`part_name`] makes (of any job).
+fn is_part_name(name: &str) -> bool {
+    name.starts_with("part-") && name.ends_with(".parquet")
+}

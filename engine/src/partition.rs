@@ -1,0 +1,225 @@
+//! Partitioners: which reduce partition each map-output row goes to.
+//!
+//! The default [`HashPartitioner`] hashes the key's value bytes with XXH3 and a fixed seed,
+//! so a key lands in the same partition in every process, on every machine and in every run
+//! (the golden values in the tests pin it).
+
+use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::datatypes::{
+    DataType, Date32Type, Date64Type, Decimal128Type, Float32Type, Float64Type, Int8Type, Int16Type,
+    Int32Type, Int64Type, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+};
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+use crate::error::{Error, Result};
+
+/// The seed of the first key column's hash; later columns are seeded with the running hash.
+const HASH_SEED: u64 = 0x6772_6973_746d_696c; // "gristmil"
+/// What a null hashes as (with the running hash as seed).
+const NULL_MARKER: &[u8] = b"\xffnull";
+
+/// Routes rows to reduce partitions by their key columns.
+pub trait Partitioner: Send + Sync {
+    /// Writes the partition (in `0..num_partitions`) of every row of `keys` into `out`.
+    fn partition(&self, keys: &[ArrayRef], num_partitions: usize, out: &mut Vec<u32>) -> Result<()>;
+}
+
+/// Stable hash partitioning: `partition = (hash * n) >> 64` of the key's XXH3 hash.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HashPartitioner;
+
+impl Partitioner for HashPartitioner {
+    fn partition(&self, keys: &[ArrayRef], num_partitions: usize, out: &mut Vec<u32>) -> Result<()> {
+        let mut hashes = Vec::new();
+        hash_rows(keys, &mut hashes)?;
+        out.clear();
+        out.extend(hashes.iter().map(|&h| partition_of_hash(h, num_partitions)));
+        Ok(())
+    }
+}
+
+/// Maps a 64-bit hash onto `0..n` without a division (Lemire's multiply-shift).
+pub fn partition_of_hash(hash: u64, n: usize) -> u32 {
+    ((u128::from(hash) * n as u128) >> 64) as u32
+}
+
+/// The stable hash of every row of `columns` (the key's columns, in order).
+pub fn hash_rows(columns: &[ArrayRef], out: &mut Vec<u64>) -> Result<()> {
+    let rows = columns.first().map_or(0, |c| c.len());
+    out.clear();
+    out.resize(rows, HASH_SEED);
+    for column in columns {
+        hash_column(column.as_ref(), out)?;
+    }
+    Ok(())
+}
+
+fn hash_column(column: &dyn Array, hashes: &mut [u64]) -> Result<()> {
+    macro_rules! each_value {
+        ($values:expr) => {{
+            for (i, h) in hashes.iter_mut().enumerate() {
+                *h = if column.is_null(i) {
+                    xxh3_64_with_seed(NULL_MARKER, *h)
+                } else {
+                    let value = $values(i);
+                    xxh3_64_with_seed(AsRef::<[u8]>::as_ref(&value), *h)
+                };
+            }
+        }};
+    }
+    macro_rules! primitive {
+        ($t:ty) => {{
+            let a = column.as_primitive::<$t>();
+            each_value!(|i| a.value(i).to_le_bytes())
+        }};
+    }
+    match column.data_type() {
+        DataType::Utf8 => {
+            let a = column.as_string::<i32>();
+            each_value!(|i| a.value(i).as_bytes())
+        }
+        DataType::LargeUtf8 => {
+            let a = column.as_string::<i64>();
+            each_value!(|i| a.value(i).as_bytes())
+        }
+        DataType::Utf8View => {
+            let a = column.as_string_view();
+            each_value!(|i| a.value(i).as_bytes())
+        }
+        DataType::Binary => {
+            let a = column.as_binary::<i32>();
+            each_value!(|i| a.value(i))
+        }
+        DataType::LargeBinary => {
+            let a = column.as_binary::<i64>();
+            each_value!(|i| a.value(i))
+        }
+        DataType::FixedSizeBinary(_) => {
+            let a = column.as_fixed_size_binary();
+            each_value!(|i| a.value(i))
+        }
+        DataType::Boolean => {
+            let a = column.as_boolean();
+            each_value!(|i| [u8::from(a.value(i))])
+        }
+        DataType::Int8 => primitive!(Int8Type),
+        DataType::Int16 => primitive!(Int16Type),
+        DataType::Int32 => primitive!(Int32Type),
+        DataType::Int64 => primitive!(Int64Type),
+        DataType::UInt8 => primitive!(UInt8Type),
+        DataType::UInt16 => primitive!(UInt16Type),
+        DataType::UInt32 => primitive!(UInt32Type),
+        DataType::UInt64 => primitive!(UInt64Type),
+        DataType::Date32 => primitive!(Date32Type),
+        DataType::Date64 => primitive!(Date64Type),
+        DataType::Decimal128(_, _) => primitive!(Decimal128Type),
+        DataType::Float32 => {
+            let a = column.as_primitive::<Float32Type>();
+            each_value!(|i| canonical_f32(a.value(i)).to_le_bytes())
+        }
+        DataType::Float64 => {
+            let a = column.as_primitive::<Float64Type>();
+            each_value!(|i| canonical_f64(a.value(i)).to_le_bytes())
+        }
+        other => {
+            return Err(Error::InvalidJob(format!("key columns of type {other} cannot be hash partitioned")));
+        }
+    }
+    Ok(())
+}
+
+/// -0.0 and 0.0 are one key, and so is every NaN.
+fn canonical_f64(v: f64) -> u64 {
+    if v == 0.0 {
+        0
+    } else if v.is_nan() {
+        f64::NAN.to_bits()
+    } else {
+        v.to_bits()
+    }
+}
+
+fn canonical_f32(v: f32) -> u32 {
+    if v == 0.0 {
+        0
+    } else if v.is_nan() {
+        f32::NAN.to_bits()
+    } else {
+        v.to_bits()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, StringArray, UInt64Array};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn partitions(keys: ArrayRef, n: usize) -> Vec<u32> {
+        let mut out = Vec::new();
+        HashPartitioner.partition(&[keys], n, &mut out).unwrap();
+        out
+    }
+
+    /// Pinned values: if these change, data written by older versions would be routed
+    /// differently, so a change here is a compatibility break.
+    #[test]
+    fn golden_values() {
+        let words: ArrayRef = Arc::new(StringArray::from(vec!["the", "quick", "brown", "fox", ""]));
+        let mut hashes = Vec::new();
+        hash_rows(&[words.clone()], &mut hashes).unwrap();
+        assert_eq!(hashes, GOLDEN_WORD_HASHES);
+        assert_eq!(partitions(words, 7), GOLDEN_WORD_PARTITIONS_OF_7);
+        let numbers: ArrayRef = Arc::new(UInt64Array::from(vec![0, 1, 42, u64::MAX]));
+        assert_eq!(partitions(numbers, 16), GOLDEN_NUMBER_PARTITIONS_OF_16);
+    }
+
+    // Computed independently with Python's `xxhash` package:
+    // xxh3_64_intdigest(value, seed=0x6772_6973_746d_696c), partition = (hash * n) >> 64.
+    const GOLDEN_WORD_HASHES: [u64; 5] = [
+        5959980510057310925,
+        4911057132760356271,
+        815484524289426527,
+        14529189581604710259,
+        13875638287642103547,
+    ];
+    const GOLDEN_WORD_PARTITIONS_OF_7: [u32; 5] = [2, 1, 0, 5, 5];
+    const GOLDEN_NUMBER_PARTITIONS_OF_16: [u32; 4] = [10, 13, 4, 3];
+
+    #[test]
+    fn nulls_and_multi_column_keys_hash() {
+        let a: ArrayRef = Arc::new(StringArray::from(vec![Some("x"), None, Some("x")]));
+        let b: ArrayRef = Arc::new(Int64Array::from(vec![1, 1, 2]));
+        let mut h = Vec::new();
+        hash_rows(&[a, b], &mut h).unwrap();
+        assert_eq!(h.len(), 3);
+        assert_ne!(h[0], h[1]);
+        assert_ne!(h[0], h[2]);
+    }
+
+    #[test]
+    fn float_zeroes_are_one_key() {
+        assert_eq!(canonical_f64(0.0), canonical_f64(-0.0));
+        assert_eq!(canonical_f64(f64::NAN), canonical_f64(-f64::NAN));
+    }
+
+    proptest! {
+        /// Every key goes to exactly one partition in range, and equal keys to the same one.
+        #[test]
+        fn each_key_to_one_partition(words in prop::collection::vec("[a-c]{0,3}", 1..200), n in 1usize..64) {
+            let array: ArrayRef = Arc::new(StringArray::from(words.clone()));
+            let parts = partitions(array.clone(), n);
+            prop_assert_eq!(parts.len(), words.len());
+            let again = partitions(array, n);
+            prop_assert_eq!(&parts, &again);
+            for (i, w) in words.iter().enumerate() {
+                prop_assert!((parts[i] as usize) < n);
+                let first = words.iter().position(|x| x == w).unwrap();
+                prop_assert_eq!(parts[i], parts[first]);
+            }
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! Storage: URLs and paths to object stores, globs and directory listings.
+//!
+//! Every input and output goes through [`object_store`], local files included, so the code
+//! path that reads `/data/x.txt` is the one that reads `s3://bucket/x.txt`.
+
+mod reader;
+
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use globset::{GlobBuilder, GlobMatcher};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use url::Url;
+
+use crate::error::{Error, Result};
+
+pub use reader::ObjectReader;
+
+/// A place in an object store: the store, a path in it, and how to show it to a user.
+#[derive(Clone, Debug)]
+pub struct Location {
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    /// `scheme://authority` for URLs, empty for local paths.
+    base: String,
+}
+
+impl Location {
+    /// Parses a URL (`file:///x`, `s3://bucket/x`, ...) or a plain local path.
+    pub fn parse(location: &str) -> Result<Location> {
+        let invalid = |reason: String| Error::InvalidLocation { location: location.to_owned(), reason };
+        if !location.contains("://") {
+            let absolute = std::path::absolute(location).map_err(|e| invalid(e.to_string()))?;
+            let path = Path::from_absolute_path(&absolute).map_err(|e| invalid(e.to_string()))?;
+            return Ok(Location { store: Arc::new(LocalFileSystem::new()), path, base: String::new() });
+        }
+        let url = Url::parse(location).map_err(|e| invalid(e.to_string()))?;
+        let (store, path) = object_store::parse_url(&url).map_err(|e| match e {
+            object_store::Error::Generic { .. } | object_store::Error::NotSupported { .. } => {
+                invalid(format!("unsupported URL scheme `{}`", url.scheme()))
+            }
+            other => invalid(other.to_string()),
+        })?;
+        let base = match url.scheme() {
+            "file" => String::new(),
+            scheme => format!("{scheme}://{}", url.authority()),
+        };
+        Ok(Location { store: Arc::from(store), path, base })
+    }
+
+    /// The object store.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The path within the store.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The same store at another path.
+    pub fn with_path(&self, path: Path) -> Location {
+        Location { store: self.store.clone(), path, base: self.base.clone() }
+    }
+
+    /// A child of this location (`self/name`).
+    pub fn child(&self, name: &str) -> Location {
+        self.with_path(self.path.clone().join(name))
+    }
+
+    /// How users wrote it: a URL, or an absolute local path.
+    pub fn display(&self) -> String {
+        if self.base.is_empty() { format!("/{}", self.path) } else { format!("{}/{}", self.base, self.path) }
+    }
+
+    /// True for the local file system.
+    pub fn is_local(&self) -> bool {
+        self.base.is_empty()
+    }
+
+    /// Every object below this location (recursively), sorted by path.
+    pub async fn list(&self) -> Result<Vec<object_store::ObjectMeta>> {
+        let prefix = (!self.path.as_ref().is_empty()).then_some(&self.path);
+        let mut objects: Vec<_> = self
+            .store
+            .list(prefix)
+            .try_collect()
+            .await
+            .map_err(|source| Error::Read { path: self.display(), source })?;
+        objects.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(objects)
+    }
+}
+
+/// One input file, resolved: where it is and how large.
+#[derive(Clone, Debug)]
+pub struct InputFile {
+    /// Where it is.
+    pub location: Location,
+    /// Its size in bytes, from the listing (so readers never need suffix requests).
+    pub size: u64,
+}
+
+impl InputFile {
+    /// The file as users name it.
+    pub fn display(&self) -> String {
+        self.location.display()
+    }
+}
+
+/// Resolves inputs (files, directories, globs, URLs) to the files they name, in order.
+///
+/// Directories are listed recursively, skipping names that start with `_` or `.` (Hadoop's
+/// hidden files, such as `_SUCCESS`). A path that names nothing and a glob that matches
+/// nothing are errors; an empty directory is an empty input.
+pub async fn resolve_inputs(inputs: &[String]) -> Result<Vec<InputFile>> {
+    let mut files = Vec::new();
+    for input in inputs {
+        let found = match split_glob(input) {
+            Some((root, pattern)) => resolve_glob(input, root, pattern).await?,
+            None => resolve_path(input).await?,
+        };
+        files.extend(found);
+    }
+    Ok(files)
+}
+
+async fn resolve_path(input: &str) -> Result<Vec<InputFile>> {
+    let location = Location::parse(input)?;
+    match location.store.head(&location.path).await {
+        Ok(meta) => return Ok(vec![InputFile { location, size: meta.size }]),
+        Err(object_store::Error::NotFound { .. }) => {}
+        Err(source) => return Err(Error::Read { path: location.display(), source }),
+    }
+    let local_dir = location.is_local() && std::path::Path::new(&location.display()).is_dir();
+    let files = list_visible(&location).await?;
+    if files.is_empty() && !local_dir {
+        return Err(Error::InputNotFound { path: input.to_owned() });
+    }
+    Ok(files)
+}
+
+async fn resolve_glob(input: &str, root: &str, pattern: &str) -> Result<Vec<InputFile>> {
+    let root_location = Location::parse(if root.is_empty() { "." } else { root })?;
+    let matcher = glob_matcher(input, pattern)?;
+    let files: Vec<_> = list_visible(&root_location)
+        .await?
+        .into_iter()
+        .filter(|f| {
+            let relative = relative_to(&root_location.path, &f.location.path);
+            matcher.is_match(relative)
+        })
+        .collect();
+    if files.is_empty() {
+        return Err(Error::GlobMatchedNothing { pattern: input.to_owned() });
+    }
+    Ok(files)
+}
+
+async fn list_visible(root: &Location) -> Result<Vec<InputFile>> {
+    let objects = match root.list().await {
+        Err(Error::Read { source: object_store::Error::NotFound { .. }, .. }) => Vec::new(),
+        other => other?,
+    };
+    Ok(objects
+        .into_iter()
+        .filter(|meta| !is_hidden(relative_to(&root.path, &meta.location)))
+        .map(|meta| InputFile { location: root.with_path(meta.location), size: meta.size })
+        .collect())
+}
+
+fn relative_to<'a>(root: &Path, path: &'a Path) -> &'a str {
+    let path = path.as_ref();
+    let root = root.as_ref();
+    path.strip_prefix(root).map(|r| r.trim_start_matches('/')).unwrap_or(path)
+}
+
+fn is_hidden(relative: &str) -> bool {
+    relative.split('/').any(|part| part.starts_with('_') || part.starts_with('.'))
+}
+
+/// Splits `a/b/*.txt` into the directory to list (`a/b`) and the pattern below it (`*.txt`).
+fn split_glob(input: &str) -> Option<(&str, &str)> {
+    let first_meta = input.find(['*', '?', '[', '{'])?;
+    let cut = input[..first_meta].rfind('/').map_or(0, |i| i + 1);
+    Some((input[..cut].trim_end_matches('/'), &input[cut..]))
+}
+
+fn glob_matcher(input: &str, pattern: &str) -> Result<GlobMatcher> {
+    GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .build()
+        .map(|g| g.compile_matcher())
+        .map_err(|e| Error::InvalidLocation { location: input.to_owned(), reason: e.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_split_at_the_last_plain_directory() {
+        assert_eq!(split_glob("data/2026-*/x.txt"), Some(("data", "2026-*/x.txt")));
+        assert_eq!(split_glob("/abs/*.txt"), Some(("/abs", "*.txt")));
+        assert_eq!(split_glob("*.txt"), Some(("", "*.txt")));
+        assert_eq!(split_glob("s3://b/logs/*.parquet"), Some(("s3://b/logs", "*.parquet")));
+        assert_eq!(split_glob("plain/file.txt"), None);
+    }
+
+    #[test]
+    fn hidden_files_are_skipped() {
+        assert!(is_hidden("_SUCCESS"));
+        assert!(is_hidden("sub/.crc"));
+        assert!(!is_hidden("part-00000.parquet"));
+    }
+
+    #[test]
+    fn locations_display_as_written() {
+        let l = Location::parse("/tmp/x/y.txt").unwrap();
+        assert_eq!(l.display(), "/tmp/x/y.txt");
+        assert!(l.is_local());
+        let f = Location::parse("file:///tmp/z").unwrap();
+        assert_eq!(f.display(), "/tmp/z");
+        let err = Location::parse("nosuch://bucket/x").unwrap_err().to_string();
+        assert!(err.contains("nosuch://bucket/x"), "{err}");
+    }
+}
