@@ -118,7 +118,7 @@ pub fn run_job<J: Job>(job: &J, args: &RunArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", one_line(&e.to_string()));
             ExitCode::FAILURE
         }
     }
@@ -147,6 +147,11 @@ fn summary(name: &str, report: &JobReport, output: &str) -> String {
         s.push_str(&format!("    {counter:<24} {value}\n"));
     }
     s
+}
+
+/// Joins a multi-line message (regex errors have several) into the one line users get.
+fn one_line(message: &str) -> String {
+    message.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
 fn init_tracing() {

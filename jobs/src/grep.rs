@@ -30,6 +30,13 @@ impl Job for Grep {
     const ABOUT: &'static str = "Writes the input lines that match a pattern (output column: line), \
         and prints how many matched.";
 
+    fn validate(&self) -> JobResult<()> {
+        if !self.fixed_strings {
+            Regex::new(&self.pattern).map_err(|e| format!("invalid --pattern: {e}"))?;
+        }
+        Ok(())
+    }
+
     fn input(&self) -> InputSpec {
         InputSpec::text_lines().with_parquet_columns([(self.column.as_str(), DataType::Utf8)])
     }

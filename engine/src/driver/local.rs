@@ -44,6 +44,7 @@ impl JobReport {
 /// `_SUCCESS` is written.
 pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Result<JobReport> {
     config.validate()?;
+    job.validate().map_err(|e| Error::InvalidJob(e.to_string()))?;
     let started = Instant::now();
     let job_id = JobId::generate();
     let _span = info_span!("job", job = J::NAME, id = %job_id).entered();

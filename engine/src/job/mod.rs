@@ -36,6 +36,11 @@ pub trait Job: clap::Args + Serialize + DeserializeOwned + Send + Sync + 'static
     /// One line on what the job computes, shown in `--help`.
     const ABOUT: &'static str;
 
+    /// Checks the job's parameters before anything runs (e.g. compiles a pattern once).
+    fn validate(&self) -> JobResult<()> {
+        Ok(())
+    }
+
     /// What the mappers read.
     fn input(&self) -> InputSpec {
         InputSpec::text_lines()

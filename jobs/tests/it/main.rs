@@ -1,0 +1,9 @@
+//! Integration tests of the example jobs in local mode: every job against an independent
+//! sequential oracle, the output read back with a reader that is not our writer path, and
+//! every kind of bad input.
+
+mod bad_input;
+mod grep;
+mod output;
+mod support;
+mod wordcount;
