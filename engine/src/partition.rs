@@ -170,7 +170,7 @@ mod tests {
     fn golden_values() {
         let words: ArrayRef = Arc::new(StringArray::from(vec!["the", "quick", "brown", "fox", ""]));
         let mut hashes = Vec::new();
-        hash_rows(&[words.clone()], &mut hashes).unwrap();
+        hash_rows(std::slice::from_ref(&words), &mut hashes).unwrap();
         assert_eq!(hashes, GOLDEN_WORD_HASHES);
         assert_eq!(partitions(words, 7), GOLDEN_WORD_PARTITIONS_OF_7);
         let numbers: ArrayRef = Arc::new(UInt64Array::from(vec![0, 1, 42, u64::MAX]));

@@ -47,7 +47,7 @@ impl Job for Grep {
 
     fn mapper(&self, _: &TaskInfo) -> JobResult<Box<dyn Mapper>> {
         let matcher = if self.fixed_strings {
-            Matcher::Literal(memmem::Finder::new(self.pattern.as_bytes()).into_owned())
+            Matcher::Literal(Box::new(memmem::Finder::new(self.pattern.as_bytes()).into_owned()))
         } else {
             Matcher::Regex(Regex::new(&self.pattern).map_err(|e| format!("invalid --pattern: {e}"))?)
         };
@@ -64,7 +64,7 @@ impl Job for Grep {
 }
 
 enum Matcher {
-    Literal(memmem::Finder<'static>),
+    Literal(Box<memmem::Finder<'static>>),
     Regex(Regex),
 }
 

@@ -176,7 +176,10 @@ mod tests {
         RecordBatch::try_new(schema(), vec![Arc::new(k), Arc::new(v)]).unwrap()
     }
 
-    fn merge_all(runs: Vec<RecordBatch>, chunk: usize) -> Vec<(Vec<(String, i64)>, Vec<usize>)> {
+    /// Each chunk's (key, value) rows and group starts.
+    type Chunks = Vec<(Vec<(String, i64)>, Vec<usize>)>;
+
+    fn merge_all(runs: Vec<RecordBatch>, chunk: usize) -> Chunks {
         let enc = KeyEncoder::new(&schema(), &[0]).unwrap();
         let mut m = RunMerger::new(schema(), &enc, runs, chunk).unwrap();
         let mut out = Vec::new();

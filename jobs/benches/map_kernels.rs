@@ -1,0 +1,85 @@
+//! Criterion benchmarks of the map-side kernels: tokenize + in-mapper combine (word
+//! count's mapper), hash partitioning, and partition + sort + combine of map output.
+//!
+//! `cargo bench -p gristmill-jobs --bench map_kernels`
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch, StringArray};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use gristmill::job::{Emitter, Job, Mapper};
+use gristmill::partition::{HashPartitioner, Partitioner};
+use gristmill::shuffle::MapOutputBuilder;
+use gristmill_jobs::sample::{SplitMix64, Zipf, word};
+use gristmill_jobs::wordcount::{CountWords, SumCounts, WordCount};
+
+/// About 4 MiB of Zipf text as one batch of lines (one text chunk, as the reader makes it).
+fn lines() -> RecordBatch {
+    let words: Vec<String> = (0..100_000).map(word).collect();
+    let zipf = Zipf::new(words.len(), 1.0);
+    let mut rng = SplitMix64::new(7);
+    let mut out = Vec::new();
+    let mut bytes = 0;
+    while bytes < 4 << 20 {
+        let n = 4 + rng.below(14) as usize;
+        let line: Vec<&str> = (0..n).map(|_| words[zipf.sample(&mut rng)].as_str()).collect();
+        let line = line.join(" ");
+        bytes += line.len() + 1;
+        out.push(line);
+    }
+    let schema = gristmill::job::InputSpec::text_schema();
+    RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(out)) as ArrayRef]).unwrap()
+}
+
+/// The word-count map output of `batch` (distinct words with counts).
+fn map_output(batch: &RecordBatch) -> RecordBatch {
+    let job = WordCount::default();
+    let mut mapper = CountWords::default();
+    let mut out = Emitter::new(job.map_output().schema().clone());
+    mapper.map(batch, &mut out).unwrap();
+    mapper.finish(&mut out).unwrap();
+    let batches = out.take_batches();
+    arrow::compute::concat_batches(job.map_output().schema(), &batches).unwrap()
+}
+
+fn kernels(c: &mut Criterion) {
+    let batch = lines();
+    let text_bytes = batch.column(0).to_data().buffers()[1].len() as u64;
+    let job = WordCount::default();
+    let schema = job.map_output().schema().clone();
+
+    let mut group = c.benchmark_group("map_side");
+    group.throughput(Throughput::Bytes(text_bytes));
+    group.bench_function("tokenize_and_combine_4MiB", |b| {
+        b.iter(|| {
+            let mut mapper = CountWords::default();
+            let mut out = Emitter::new(schema.clone());
+            mapper.map(&batch, &mut out).unwrap();
+            mapper.finish(&mut out).unwrap();
+            out.buffered_rows()
+        })
+    });
+    group.finish();
+
+    let output = map_output(&batch);
+    let mut group = c.benchmark_group("shuffle");
+    group.throughput(Throughput::Elements(output.num_rows() as u64));
+    group.bench_function("hash_partition_words", |b| {
+        let keys = [output.column(0).clone()];
+        let mut parts = Vec::new();
+        b.iter(|| HashPartitioner.partition(&keys, 8, &mut parts).unwrap())
+    });
+    group.bench_function("partition_sort_combine_words", |b| {
+        b.iter(|| {
+            let mut builder =
+                MapOutputBuilder::new(schema.clone(), &[0], 8, Arc::new(HashPartitioner), Some(Box::new(SumCounts)))
+                    .unwrap();
+            builder.flush(vec![output.clone()]).unwrap();
+            builder.finish().0.len()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, kernels);
+criterion_main!(benches);
