@@ -7,5 +7,6 @@
 
 pub mod grep;
 pub mod sample;
+pub mod word_table;
 pub mod wordcount;
 pub mod wordcount_records;

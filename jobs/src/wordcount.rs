@@ -10,8 +10,9 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray, StringArray, StringBuilder, UInt64Array};
 use arrow::datatypes::UInt64Type;
 use gristmill::prelude::*;
-use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
+
+use crate::word_table::WordTable;
 
 /// Distinct words a mapper holds before it emits them (bounds its memory).
 const MAX_DISTINCT_WORDS: usize = 1 << 20;
@@ -57,28 +58,39 @@ pub fn for_each_word<'a>(text: &'a str, mut f: impl FnMut(&'a str)) {
         text.split_whitespace().for_each(f);
         return;
     }
-    // ASCII whitespace as `char::is_whitespace` defines it: space and \t \n \v \f \r.
-    let is_space = |b: u8| b == b' ' || (b'\t'..=b'\r').contains(&b);
     let bytes = text.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        while i < bytes.len() && is_space(bytes[i]) {
-            i += 1;
-        }
-        let start = i;
-        while i < bytes.len() && !is_space(bytes[i]) {
-            i += 1;
-        }
-        if start < i {
-            f(&text[start..i]);
+    let mut start = None;
+    for (i, &b) in bytes.iter().enumerate() {
+        match (IS_ASCII_SPACE[b as usize], start) {
+            (true, Some(s)) => {
+                f(&text[s..i]);
+                start = None;
+            }
+            (false, None) => start = Some(i),
+            _ => {}
         }
     }
+    if let Some(s) = start {
+        f(&text[s..]);
+    }
 }
+
+/// ASCII whitespace as `char::is_whitespace` defines it: space and \t \n \v \f \r.
+static IS_ASCII_SPACE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 9;
+    while b <= 13 {
+        table[b] = true;
+        b += 1;
+    }
+    table[32] = true;
+    table
+};
 
 /// The word-count mapper: counts in a hash table, emits at the end of the split.
 #[derive(Default)]
 pub struct CountWords {
-    counts: HashMap<Box<str>, u64>,
+    counts: WordTable,
 }
 
 impl CountWords {
@@ -86,12 +98,18 @@ impl CountWords {
         if self.counts.is_empty() {
             return Ok(());
         }
-        let bytes: usize = self.counts.keys().map(|w| w.len()).sum();
-        let mut words = StringBuilder::with_capacity(self.counts.len(), bytes);
+        let mut words = StringBuilder::with_capacity(self.counts.len(), self.counts.len() * 8);
         let mut counts = Vec::with_capacity(self.counts.len());
-        for (word, count) in self.counts.drain() {
-            words.append_value(&word);
-            counts.push(count);
+        let mut invalid = false;
+        self.counts.drain(|word, count| match std::str::from_utf8(word) {
+            Ok(word) => {
+                words.append_value(word);
+                counts.push(count);
+            }
+            Err(_) => invalid = true,
+        });
+        if invalid {
+            return Err("a counted word is not UTF-8 (engine bug: words come from Utf8 columns)".into());
         }
         let columns: Vec<Arc<dyn Array>> =
             vec![Arc::new(words.finish()), Arc::new(UInt64Array::from(counts))];
@@ -103,13 +121,7 @@ impl Mapper for CountWords {
     fn map(&mut self, batch: &RecordBatch, out: &mut Emitter) -> JobResult<()> {
         let lines = batch.column(0).as_string_opt::<i32>().ok_or("wordcount reads a Utf8 column")?;
         for line in lines.iter().flatten() {
-            for_each_word(line, |word| {
-                if let Some(n) = self.counts.get_mut(word) {
-                    *n += 1;
-                } else {
-                    self.counts.insert(word.into(), 1);
-                }
-            });
+            for_each_word(line, |word| self.counts.add(word.as_bytes()));
         }
         if self.counts.len() >= MAX_DISTINCT_WORDS {
             self.emit_counts(out)?;

