@@ -49,6 +49,15 @@ pub struct RunArgs {
     #[arg(long, value_enum)]
     pub format: Option<InputFormat>,
 
+    /// Memory for map-side buffers and in-memory shuffle runs, e.g. 512MiB or 4GiB; past
+    /// it, sorted runs spill to disk [default: 40% of the machine's memory].
+    #[arg(long, value_parser = parse_byte_size, value_name = "BYTES", env = "GRISTMILL_MEMORY_LIMIT")]
+    pub memory_limit: Option<u64>,
+
+    /// Directory for spill files [default: the system temp dir].
+    #[arg(long, value_name = "DIR", env = "GRISTMILL_SPILL_DIR")]
+    pub spill_dir: Option<std::path::PathBuf>,
+
     /// Replace invalid UTF-8 in text input with U+FFFD instead of failing.
     #[arg(long)]
     pub replace_invalid_utf8: bool,
@@ -73,6 +82,12 @@ impl RunArgs {
         }
         if let Some(bytes) = self.split_size {
             config = config.with_split_size(bytes);
+        }
+        if let Some(bytes) = self.memory_limit {
+            config = config.with_memory_limit(bytes);
+        }
+        if let Some(dir) = &self.spill_dir {
+            config = config.with_spill_dir(dir);
         }
         config
     }

@@ -11,8 +11,10 @@ pub const DEFAULT_SPLIT_SIZE: u64 = 64 << 20;
 pub const MAX_AUTO_SPLIT_SIZE: u64 = 1 << 30;
 /// Splits per thread the automatic split size aims for.
 pub const SPLITS_PER_THREAD: u64 = 4;
-/// Map output a task buffers before it sorts and combines it into a run.
-pub const DEFAULT_MAP_BUFFER_BYTES: usize = 64 << 20;
+/// Bounds of the map output a task buffers before it sorts and combines it into a run.
+const MAP_BUFFER_BOUNDS: (u64, u64) = (1 << 20, 256 << 20);
+/// The memory limit when the machine's memory cannot be read.
+const FALLBACK_MEMORY_LIMIT: u64 = 2 << 30;
 
 /// How to run one job.
 #[derive(Clone, Debug)]
@@ -33,8 +35,10 @@ pub struct RunConfig {
     pub format: Option<InputFormat>,
     /// Replace invalid UTF-8 in text input instead of failing.
     pub replace_invalid_utf8: bool,
-    /// Map output a task buffers before sorting it into a run.
-    pub map_buffer_bytes: usize,
+    /// Memory for map-side buffers and in-memory runs; past it, runs spill to disk.
+    pub memory_limit: u64,
+    /// Where spill files go (a job directory is made inside and removed at the end).
+    pub spill_dir: std::path::PathBuf,
 }
 
 impl RunConfig {
@@ -50,8 +54,33 @@ impl RunConfig {
             overwrite: false,
             format: None,
             replace_invalid_utf8: false,
-            map_buffer_bytes: DEFAULT_MAP_BUFFER_BYTES,
+            memory_limit: default_memory_limit(),
+            spill_dir: std::env::temp_dir(),
         }
+    }
+
+    /// Sets the memory limit.
+    pub fn with_memory_limit(mut self, bytes: u64) -> Self {
+        self.memory_limit = bytes;
+        self
+    }
+
+    /// Sets the spill directory.
+    pub fn with_spill_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.spill_dir = dir.into();
+        self
+    }
+
+    /// Map output one task buffers before sorting it into a run: a quarter of the limit
+    /// shared by the threads (the rest holds runs in memory and merge buffers).
+    pub fn map_buffer_bytes(&self) -> usize {
+        (self.memory_limit / (4 * self.threads.max(1) as u64)).clamp(MAP_BUFFER_BOUNDS.0, MAP_BUFFER_BOUNDS.1)
+            as usize
+    }
+
+    /// Bytes of sorted runs kept in memory before they spill: half the limit.
+    pub fn in_memory_run_bytes(&self) -> u64 {
+        self.memory_limit / 2
     }
 
     /// Sets the threads.
@@ -115,6 +144,15 @@ impl RunConfig {
             per_split.clamp(DEFAULT_SPLIT_SIZE, MAX_AUTO_SPLIT_SIZE)
         })
     }
+}
+
+/// 40% of the machine's memory (from `/proc/meminfo`), or 2 GiB when unknown.
+pub fn default_memory_limit() -> u64 {
+    let total_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|info| {
+        let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+        line.split_whitespace().nth(1)?.parse::<u64>().ok()
+    });
+    total_kib.map_or(FALLBACK_MEMORY_LIMIT, |kib| kib * 1024 / 10 * 4)
 }
 
 /// Parses sizes such as `512MiB`, `4GiB`, `64MB`, `10k`, `1000` (bytes). Units are powers

@@ -103,6 +103,15 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// Spilling to local disk failed (not writable, disk full, ...).
+    #[error("spill to {path} failed: {cause}")]
+    Spill {
+        /// The spill file or directory.
+        path: String,
+        /// The cause.
+        cause: String,
+    },
+
     // ---- the output is in a state we must not touch ----
     /// The output already holds a committed result.
     #[error("output {path} already holds a committed result (_SUCCESS); pass --overwrite to replace it")]

@@ -5,7 +5,6 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
 use tokio::runtime::Handle;
 
 use crate::error::{Error, Result};
@@ -15,7 +14,9 @@ use crate::job::{Counters, Emitter, Groups, Job, TaskInfo};
 use crate::output::{OutputDir, PartFile, PartWriter};
 use crate::partition::{HashPartitioner, Partitioner};
 use crate::progress::Progress;
-use crate::shuffle::{KeyEncoder, MERGE_CHUNK_ROWS, MapOutputBuilder, RunMerger};
+use crate::shuffle::{
+    KeyEncoder, MERGE_CHUNK_ROWS, MapOutputBuilder, MapOutputSpec, Run, RunMerger, RunStore,
+};
 
 /// Engine counter: input rows mappers received.
 pub const MAP_INPUT_RECORDS: &str = "map_input_records";
@@ -31,6 +32,8 @@ pub const COMBINE_OUTPUT_RECORDS: &str = "combine_output_records";
 pub const REDUCE_INPUT_GROUPS: &str = "reduce_input_groups";
 /// Engine counter: rows reducers received.
 pub const REDUCE_INPUT_RECORDS: &str = "reduce_input_records";
+/// Engine counter: bytes of map output spilled to disk.
+pub const SPILLED_BYTES: &str = "spilled_bytes";
 /// Engine counter: rows reducers emitted (rows in the output).
 pub const REDUCE_OUTPUT_RECORDS: &str = "reduce_output_records";
 
@@ -46,6 +49,8 @@ pub struct TaskEnv<'a> {
     pub read: ReadOptions,
     /// Map output buffered before it is sorted into a run.
     pub map_buffer_bytes: usize,
+    /// Where map tasks put their sorted runs.
+    pub store: &'a Arc<RunStore>,
     /// Where progress is counted.
     pub progress: &'a Progress,
 }
@@ -65,7 +70,7 @@ impl TaskEnv<'_> {
 /// A map task's result: sorted runs per partition (`runs[p]`) and its counters.
 pub struct MapTaskOutput {
     /// Sorted (and combined) runs of each partition.
-    pub runs: Vec<Vec<RecordBatch>>,
+    pub runs: Vec<Vec<Run>>,
     /// Engine and user counters.
     pub counters: Counters,
 }
@@ -110,13 +115,14 @@ pub fn run_map_task<J: Job>(
             job.partitioner().map_or(Arc::new(HashPartitioner), Arc::from);
         let combiner = job.combiner(&info);
         let has_combiner = combiner.is_some();
-        let mut builder = MapOutputBuilder::new(
-            schema.clone(),
-            &keyed.key_indices()?,
-            env.num_partitions,
+        let spec = MapOutputSpec {
+            key_columns: keyed.key_indices()?,
+            num_partitions: env.num_partitions,
             partitioner,
             combiner,
-        )?;
+            store: env.store.clone(),
+        };
+        let mut builder = MapOutputBuilder::new(schema.clone(), spec)?;
         let mut mapper = job.mapper(&info).map_err(user("mapper failed:"))?;
         let mut out = Emitter::new(schema);
         let (mut rows_in, mut rows_out) = (0u64, 0u64);
@@ -153,7 +159,7 @@ pub fn run_reduce_task<J: Job>(
     job: &J,
     env: &TaskEnv<'_>,
     partition: usize,
-    runs: Vec<RecordBatch>,
+    runs: Vec<Run>,
     output: &OutputDir,
 ) -> Result<(PartFile, Counters)> {
     let info = env.info(TaskId::reduce(partition), format!("partition {partition}"));
@@ -161,7 +167,7 @@ pub fn run_reduce_task<J: Job>(
         let keyed = job.map_output();
         let key_columns = keyed.key_indices()?;
         let encoder = KeyEncoder::new(keyed.schema(), &key_columns)?;
-        let mut merger = RunMerger::new(keyed.schema().clone(), &encoder, runs, MERGE_CHUNK_ROWS)?;
+        let mut merger = RunMerger::new(keyed.schema().clone(), encoder, runs, MERGE_CHUNK_ROWS)?;
         let mut reducer = job.reducer(&info).map_err(user("reducer failed:"))?;
         let pid = PartitionId(partition as u32);
         let location = output.part_location(env.job_id, pid, info.attempt);

@@ -9,7 +9,7 @@ use arrow::array::{ArrayRef, RecordBatch, StringArray};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use gristmill::job::{Emitter, Job, Mapper};
 use gristmill::partition::{HashPartitioner, Partitioner};
-use gristmill::shuffle::MapOutputBuilder;
+use gristmill::shuffle::{MapOutputBuilder, MapOutputSpec, RunStore, SpillDir};
 use gristmill_jobs::sample::{SplitMix64, Zipf, word};
 use gristmill_jobs::wordcount::{CountWords, SumCounts, WordCount};
 
@@ -62,6 +62,9 @@ fn kernels(c: &mut Criterion) {
     group.finish();
 
     let output = map_output(&batch);
+    let spill_parent = std::env::temp_dir();
+    let spill = Arc::new(SpillDir::create(&spill_parent, &gristmill::ids::JobId::generate()).unwrap());
+    let store = Arc::new(RunStore::new(spill, u64::MAX));
     let mut group = c.benchmark_group("shuffle");
     group.throughput(Throughput::Elements(output.num_rows() as u64));
     group.bench_function("hash_partition_words", |b| {

@@ -3,19 +3,21 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use arrow::array::RecordBatch;
+use std::sync::Arc;
+
 use rayon::prelude::*;
 use tokio::runtime::Runtime;
 use tracing::{info, info_span};
 
 use crate::config::RunConfig;
 use crate::error::{Error, Result};
-use crate::exec::{MapTaskOutput, TaskEnv, run_map_task, run_reduce_task};
+use crate::exec::{MapTaskOutput, SPILLED_BYTES, TaskEnv, run_map_task, run_reduce_task};
 use crate::ids::JobId;
 use crate::input::{ReadOptions, SplitOptions, plan_splits};
 use crate::job::{Counters, Job};
 use crate::output::{MANIFEST_FORMAT, Manifest, ManifestFile, OutputDir};
 use crate::progress::Progress;
+use crate::shuffle::{Run, RunStore, SpillDir};
 use crate::storage::{Location, resolve_inputs};
 
 /// What a finished job reports.
@@ -66,12 +68,15 @@ pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Re
     let splits = io.block_on(plan_splits(files, &job.input(), &split_options))?;
     info!(files = input_files, bytes = total_bytes, splits = splits.len(), "planned");
 
+    let spill = Arc::new(SpillDir::create(&config.spill_dir, &job_id)?);
+    let store = Arc::new(RunStore::new(spill, config.in_memory_run_bytes()));
     let env = TaskEnv {
         io: io.handle(),
         job_id: &job_id,
         num_partitions: config.reducers,
         read: ReadOptions { replace_invalid_utf8: config.replace_invalid_utf8 },
-        map_buffer_bytes: config.map_buffer_bytes,
+        map_buffer_bytes: config.map_buffer_bytes(),
+        store: &store,
         progress,
     };
     let result = pool.install(|| -> Result<_> {
@@ -96,6 +101,7 @@ pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Re
                 out
             })
             .collect::<Result<_>>()?;
+        counters.add(SPILLED_BYTES, store.spilled_bytes());
         let mut files = Vec::with_capacity(parts.len());
         for (part, part_counters) in parts {
             counters.merge(&part_counters);
@@ -103,6 +109,7 @@ pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Re
         }
         Ok((files, counters))
     });
+    drop(store);
     let (parts, counters) = match result {
         Ok(done) => done,
         Err(e) => {
@@ -149,8 +156,8 @@ fn io_runtime() -> Result<Runtime> {
 
 /// Turns per-map-task runs into per-partition lists of runs (in map task order) and sums
 /// the map counters.
-fn regroup(outputs: Vec<MapTaskOutput>, partitions: usize) -> (Vec<Vec<RecordBatch>>, Counters) {
-    let mut by_partition: Vec<Vec<RecordBatch>> = vec![Vec::new(); partitions];
+fn regroup(outputs: Vec<MapTaskOutput>, partitions: usize) -> (Vec<Vec<Run>>, Counters) {
+    let mut by_partition: Vec<Vec<Run>> = vec![Vec::new(); partitions];
     let mut counters = Counters::default();
     for output in outputs {
         counters.merge(&output.counters);

@@ -9,6 +9,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::row::Rows;
 
 use super::KeyEncoder;
+use super::run::{Run, RunStore};
 use crate::error::{Error, Result};
 use crate::job::{Emitter, Groups, Reducer};
 use crate::partition::Partitioner;
@@ -28,27 +29,37 @@ pub struct MapOutputBuilder {
     encoder: KeyEncoder,
     partitioner: Arc<dyn Partitioner>,
     combiner: Option<Box<dyn Reducer>>,
+    store: Arc<RunStore>,
     /// `runs[p]`: the sorted runs of partition `p`, one per flush that had rows for it.
-    runs: Vec<Vec<RecordBatch>>,
+    runs: Vec<Vec<Run>>,
     stats: MapSideStats,
 }
 
+/// What a [`MapOutputBuilder`] needs besides the schema.
+pub struct MapOutputSpec {
+    /// The key columns' indices.
+    pub key_columns: Vec<usize>,
+    /// Reduce partitions.
+    pub num_partitions: usize,
+    /// Routes rows to partitions.
+    pub partitioner: Arc<dyn Partitioner>,
+    /// Pre-aggregates each run's groups.
+    pub combiner: Option<Box<dyn Reducer>>,
+    /// Keeps the runs (in memory or spilled).
+    pub store: Arc<RunStore>,
+}
+
 impl MapOutputBuilder {
-    /// A builder for map output of `schema` keyed by `key_columns`, into `num_partitions`.
-    pub fn new(
-        schema: SchemaRef,
-        key_columns: &[usize],
-        num_partitions: usize,
-        partitioner: Arc<dyn Partitioner>,
-        combiner: Option<Box<dyn Reducer>>,
-    ) -> Result<Self> {
-        let encoder = KeyEncoder::new(&schema, key_columns)?;
+    /// A builder for map output of `schema`.
+    pub fn new(schema: SchemaRef, spec: MapOutputSpec) -> Result<Self> {
+        let encoder = KeyEncoder::new(&schema, &spec.key_columns)?;
         Ok(MapOutputBuilder {
             schema,
             encoder,
-            partitioner,
-            combiner,
-            runs: vec![Vec::new(); num_partitions],
+            partitioner: spec.partitioner,
+            combiner: spec.combiner,
+            store: spec.store,
+            runs: vec![Vec::new(); spec.num_partitions],
             stats: MapSideStats::default(),
         })
     }
@@ -66,17 +77,19 @@ impl MapOutputBuilder {
         let mut partition_of_row = Vec::with_capacity(batch.num_rows());
         self.partitioner.partition(&keys, self.runs.len(), &mut partition_of_row)?;
         let rows = self.encoder.encode(&batch)?;
-        for (partition, mut indices) in
-            bucket_by_partition(&partition_of_row, self.runs.len()).into_iter().enumerate()
-        {
+        let mut sorted = Vec::with_capacity(self.runs.len());
+        for mut indices in bucket_by_partition(&partition_of_row, self.runs.len()) {
             if indices.is_empty() {
+                sorted.push(None);
                 continue;
             }
             indices.sort_by(|&a, &b| rows.row(a as usize).cmp(&rows.row(b as usize)));
             let run = self.sorted_run(&batch, &rows, &indices)?;
-            if run.num_rows() > 0 {
-                self.runs[partition].push(run);
-            }
+            sorted.push((run.num_rows() > 0).then_some(run));
+        }
+        drop((batch, rows));
+        for (partition, run) in self.store.accept(&self.schema, sorted)?.into_iter().enumerate() {
+            self.runs[partition].extend(run);
         }
         Ok(())
     }
@@ -105,7 +118,7 @@ impl MapOutputBuilder {
     }
 
     /// The runs of every partition (`runs[p]` for partition `p`) and the combiner's stats.
-    pub fn finish(self) -> (Vec<Vec<RecordBatch>>, MapSideStats) {
+    pub fn finish(self) -> (Vec<Vec<Run>>, MapSideStats) {
         (self.runs, self.stats)
     }
 }
@@ -157,13 +170,26 @@ mod tests {
     #[test]
     fn runs_are_sorted_stable_and_partitioned_by_hash() {
         let input = batch(&["b", "a", "c", "a", "b", "a"]);
-        let mut builder =
-            MapOutputBuilder::new(input.schema(), &[0], 2, Arc::new(HashPartitioner), None).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let spill =
+            Arc::new(crate::shuffle::SpillDir::create(dir.path(), &crate::ids::JobId::generate()).unwrap());
+        // A zero memory budget spills every run: the test reads them back from disk.
+        let store = Arc::new(RunStore::new(spill, 0));
+        let spec = MapOutputSpec {
+            key_columns: vec![0],
+            num_partitions: 2,
+            partitioner: Arc::new(HashPartitioner),
+            combiner: None,
+            store: store.clone(),
+        };
+        let mut builder = MapOutputBuilder::new(input.schema(), spec).unwrap();
         builder.flush(vec![input]).unwrap();
         let (runs, _) = builder.finish();
+        assert!(store.spilled_bytes() > 0);
         let mut seen = Vec::new();
-        for (p, partition_runs) in runs.iter().enumerate() {
+        for (p, partition_runs) in runs.into_iter().enumerate() {
             for run in partition_runs {
+                let run = run.open().unwrap().next_batch().unwrap().unwrap();
                 let words: Vec<_> =
                     run.column(0).as_string::<i32>().iter().map(|w| w.unwrap().to_owned()).collect();
                 let ns: Vec<_> = run.column(1).as_primitive::<UInt64Type>().values().to_vec();

@@ -1,4 +1,6 @@
-//! Reduce side of the shuffle: a k-way merge of sorted runs into chunks of whole key groups.
+//! Reduce side of the shuffle: a streaming k-way merge of sorted runs into chunks of whole
+//! key groups. It holds one batch per run (plus the chunk being built), so a partition
+//! larger than memory merges from spilled runs without being loaded whole.
 
 use arrow::array::{Array, RecordBatch};
 use arrow::compute::interleave;
@@ -6,6 +8,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::row::{Row, Rows};
 
 use super::KeyEncoder;
+use super::run::{Run, RunReader};
 use crate::error::{Error, Result};
 
 /// A chunk of merged rows, sorted by key, holding whole groups: group `i` starts at
@@ -18,45 +21,55 @@ pub struct GroupedChunk {
     pub starts: Vec<usize>,
 }
 
+/// One run being merged: its current batch and position.
+struct Cursor {
+    reader: RunReader,
+    batch: RecordBatch,
+    keys: Rows,
+    position: usize,
+    /// Index of `batch` in the merger's arena of the chunk being built.
+    arena: usize,
+}
+
 /// Merges sorted runs of one partition, yielding chunks cut at group boundaries. Rows of
 /// equal keys come in run order, so the order values reach a reducer is deterministic.
 pub struct RunMerger {
     schema: SchemaRef,
-    runs: Vec<RecordBatch>,
-    keys: Vec<Rows>,
-    positions: Vec<usize>,
-    /// A binary min-heap of run indices, ordered by (current key, run index).
+    encoder: KeyEncoder,
+    cursors: Vec<Cursor>,
+    /// A binary min-heap of cursor indices, ordered by (current key, cursor index).
     heap: Vec<usize>,
+    /// The batches the current chunk's rows come from.
+    arena: Vec<RecordBatch>,
     chunk_rows: usize,
 }
 
 impl RunMerger {
-    /// A merger of `runs` (each sorted by the encoder's key columns).
-    pub fn new(
-        schema: SchemaRef,
-        encoder: &KeyEncoder,
-        runs: Vec<RecordBatch>,
-        chunk_rows: usize,
-    ) -> Result<Self> {
-        let runs: Vec<RecordBatch> = runs.into_iter().filter(|r| r.num_rows() > 0).collect();
-        let keys = runs.iter().map(|r| encoder.encode(r)).collect::<Result<Vec<_>>>()?;
+    /// A merger of `runs` (each sorted by the encoder's key columns, in run order).
+    pub fn new(schema: SchemaRef, encoder: KeyEncoder, runs: Vec<Run>, chunk_rows: usize) -> Result<Self> {
         let mut merger = RunMerger {
             schema,
-            positions: vec![0; runs.len()],
+            encoder,
+            cursors: Vec::with_capacity(runs.len()),
             heap: Vec::with_capacity(runs.len()),
-            runs,
-            keys,
+            arena: Vec::new(),
             chunk_rows: chunk_rows.max(1),
         };
-        for run in 0..merger.runs.len() {
-            merger.heap.push(run);
-            merger.sift_up(merger.heap.len() - 1);
+        for run in runs {
+            let mut reader = run.open()?;
+            if let Some(batch) = next_non_empty(&mut reader)? {
+                let keys = merger.encoder.encode(&batch)?;
+                merger.cursors.push(Cursor { reader, batch, keys, position: 0, arena: 0 });
+                merger.heap.push(merger.cursors.len() - 1);
+                merger.sift_up(merger.heap.len() - 1);
+            }
         }
         Ok(merger)
     }
 
-    fn key(&self, run: usize) -> Row<'_> {
-        self.keys[run].row(self.positions[run])
+    fn key(&self, cursor: usize) -> Row<'_> {
+        let c = &self.cursors[cursor];
+        c.keys.row(c.position)
     }
 
     fn less(&self, a: usize, b: usize) -> bool {
@@ -92,24 +105,34 @@ impl RunMerger {
         }
     }
 
-    /// Moves the top run past its current row; checks the run stays sorted.
+    /// Moves the top cursor past its current row, loading its run's next batch when needed;
+    /// checks the run stays sorted.
     fn advance_top(&mut self) -> Result<()> {
-        let run = self.heap[0];
-        let position = self.positions[run] + 1;
-        if position == self.runs[run].num_rows() {
-            let last = self.heap.pop().expect("heap is not empty");
-            if !self.heap.is_empty() {
-                self.heap[0] = last;
-                self.sift_down(0);
+        let top = self.heap[0];
+        let cursor = &mut self.cursors[top];
+        cursor.position += 1;
+        if cursor.position == cursor.batch.num_rows() {
+            let Some(batch) = next_non_empty(&mut cursor.reader)? else {
+                let last = self.heap.pop().expect("heap is not empty");
+                if !self.heap.is_empty() {
+                    self.heap[0] = last;
+                    self.sift_down(0);
+                }
+                return Ok(());
+            };
+            let keys = self.encoder.encode(&batch)?;
+            let previous_last = cursor.keys.row(cursor.batch.num_rows() - 1).owned();
+            if keys.row(0) < previous_last.row() {
+                return Err(unsorted(top));
             }
-            return Ok(());
+            cursor.batch = batch;
+            cursor.keys = keys;
+            cursor.position = 0;
+            cursor.arena = self.arena.len();
+            self.arena.push(cursor.batch.clone());
+        } else if cursor.keys.row(cursor.position) < cursor.keys.row(cursor.position - 1) {
+            return Err(unsorted(top));
         }
-        if self.keys[run].row(position) < self.keys[run].row(position - 1) {
-            return Err(Error::Internal(format!(
-                "map output run {run} is not sorted by key (did a combiner change keys?)"
-            )));
-        }
-        self.positions[run] = position;
         self.sift_down(0);
         Ok(())
     }
@@ -119,39 +142,59 @@ impl RunMerger {
         if self.heap.is_empty() {
             return Ok(None);
         }
+        self.arena.clear();
+        for &c in &self.heap {
+            self.cursors[c].arena = self.arena.len();
+            self.arena.push(self.cursors[c].batch.clone());
+        }
         let mut picks: Vec<(usize, usize)> = Vec::with_capacity(self.chunk_rows);
         let mut starts = Vec::new();
-        let mut previous: Option<(usize, usize)> = None;
-        while let Some(&run) = self.heap.first() {
-            let position = self.positions[run];
-            let new_group = previous.is_none_or(|(r, p)| self.keys[r].row(p) != self.key(run));
-            if new_group {
+        let mut previous_key: Vec<u8> = Vec::new();
+        while let Some(&top) = self.heap.first() {
+            let key = self.key(top);
+            if starts.is_empty() || key.as_ref() != previous_key.as_slice() {
                 if picks.len() >= self.chunk_rows {
                     break;
                 }
                 starts.push(picks.len());
+                previous_key.clear();
+                previous_key.extend_from_slice(key.as_ref());
             }
-            picks.push((run, position));
-            previous = Some((run, position));
+            let cursor = &self.cursors[top];
+            picks.push((cursor.arena, cursor.position));
             self.advance_top()?;
         }
         Ok(Some(GroupedChunk { batch: self.gather(&picks)?, starts }))
     }
 
     fn gather(&self, picks: &[(usize, usize)]) -> Result<RecordBatch> {
-        if let [single] = self.runs.as_slice() {
-            let (start, len) = (picks[0].1, picks.len());
-            return Ok(single.slice(start, len));
+        let contiguous = picks.windows(2).all(|w| w[1].0 == w[0].0 && w[1].1 == w[0].1 + 1);
+        if contiguous {
+            let (arena, start) = picks[0];
+            return Ok(self.arena[arena].slice(start, picks.len()));
         }
         let columns = (0..self.schema.fields().len())
             .map(|c| {
-                let sources: Vec<&dyn Array> = self.runs.iter().map(|r| r.column(c).as_ref()).collect();
+                let sources: Vec<&dyn Array> = self.arena.iter().map(|b| b.column(c).as_ref()).collect();
                 interleave(&sources, picks)
             })
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(Error::arrow("merging sorted runs"))?;
         RecordBatch::try_new(self.schema.clone(), columns).map_err(Error::arrow("merged chunk"))
     }
+}
+
+fn next_non_empty(reader: &mut RunReader) -> Result<Option<RecordBatch>> {
+    while let Some(batch) = reader.next_batch()? {
+        if batch.num_rows() > 0 {
+            return Ok(Some(batch));
+        }
+    }
+    Ok(None)
+}
+
+fn unsorted(run: usize) -> Error {
+    Error::Internal(format!("map output run {run} is not sorted by key (did a combiner change keys?)"))
 }
 
 #[cfg(test)]
@@ -181,7 +224,8 @@ mod tests {
 
     fn merge_all(runs: Vec<RecordBatch>, chunk: usize) -> Chunks {
         let enc = KeyEncoder::new(&schema(), &[0]).unwrap();
-        let mut m = RunMerger::new(schema(), &enc, runs, chunk).unwrap();
+        let runs = runs.into_iter().map(Run::Memory).collect();
+        let mut m = RunMerger::new(schema(), enc, runs, chunk).unwrap();
         let mut out = Vec::new();
         while let Some(c) = m.next_chunk().unwrap() {
             let k = c.batch.column(0).as_string::<i32>();
@@ -217,7 +261,7 @@ mod tests {
         assert_eq!(chunks.len(), 1);
         assert_eq!(chunks[0].1, vec![0, 1]);
         let enc = KeyEncoder::new(&schema(), &[0]).unwrap();
-        let mut m = RunMerger::new(schema(), &enc, vec![run(&[("b", 1), ("a", 2)])], 10).unwrap();
+        let mut m = RunMerger::new(schema(), enc, vec![Run::Memory(run(&[("b", 1), ("a", 2)]))], 10).unwrap();
         assert!(m.next_chunk().unwrap_err().to_string().contains("not sorted"));
     }
 }

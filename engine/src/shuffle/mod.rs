@@ -6,9 +6,13 @@
 
 mod map_side;
 mod merge;
+mod run;
+mod spill;
 
-pub use map_side::{MapOutputBuilder, MapSideStats};
+pub use map_side::{MapOutputBuilder, MapOutputSpec, MapSideStats};
 pub use merge::{GroupedChunk, RunMerger};
+pub use run::{Run, RunReader, RunStore};
+pub use spill::{SPILL_BATCH_ROWS, SpillDir, SpillFile};
 
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::Schema;

@@ -136,3 +136,71 @@ fn bad_flags_are_rejected_before_anything_runs() {
     assert!(err.contains("--split-size"), "{err}");
     assert!(!out.exists());
 }
+
+#[test]
+fn unwritable_spill_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::write(dir.path().join("a.txt"), "a b\n").unwrap();
+    let spill = dir.path().join("spill");
+    std::fs::create_dir(&spill).unwrap();
+    std::fs::set_permissions(&spill, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let (input, out) = (dir.path().join("a.txt"), dir.path().join("out"));
+    let args = ["-i", s(&input), "-o", s(&out), "--spill-dir", s(&spill)];
+    let result = as_unprivileged(dir.path(), "wordcount")
+        .args(args)
+        .env("GRISTMILL_PROGRESS", "off")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&result.stderr);
+    assert!(!result.status.success());
+    assert!(err.trim().starts_with(&format!("error: spill to {} failed", s(&spill))), "{err}");
+    assert!(err.contains("not writable") && err.contains("ermission denied"), "{err}");
+    assert!(!out.join("_SUCCESS").exists());
+}
+
+#[test]
+fn disk_full_while_spilling_fails_cleanly_and_leaves_no_spill_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    crate::support::write_wide_text(&input, 3 << 20);
+    let (spill, out) = (dir.path().join("spill"), dir.path().join("out"));
+    std::fs::create_dir(&spill).unwrap();
+    // A 256 KiB file-size limit (with SIGXFSZ ignored, so writes fail with EFBIG) stands in
+    // for a disk that fills up: the first spill file to pass it fails.
+    let script = format!(
+        "trap '' XFSZ; ulimit -f 256; exec {} -i {} -o {} --spill-dir {} --memory-limit 1MiB --threads 2",
+        bin("wordcount-records").display(),
+        s(&input),
+        s(&out),
+        s(&spill)
+    );
+    let result = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .env("GRISTMILL_PROGRESS", "off")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&result.stderr);
+    assert!(!result.status.success(), "{err}");
+    assert!(err.contains("spill to") && err.contains("File too large"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(!out.join("_SUCCESS").exists());
+    let left: Vec<_> = std::fs::read_dir(&spill).unwrap().collect();
+    assert!(left.is_empty(), "spill files left behind: {left:?}");
+}
+
+/// A command running job binary `name` as `nobody` when the tests run as root (root
+/// ignores file permissions); `dir` must be world-readable to hold the binary's copy.
+fn as_unprivileged(dir: &Path, name: &str) -> std::process::Command {
+    use std::os::unix::fs::PermissionsExt;
+    if !is_root() {
+        return std::process::Command::new(bin(name));
+    }
+    let exe = dir.join(name);
+    std::fs::copy(bin(name), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut c = std::process::Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(exe);
+    c
+}

@@ -184,3 +184,16 @@ pub fn as_str(field: &ParquetField) -> &String {
 pub fn s(path: &Path) -> &str {
     path.to_str().unwrap()
 }
+
+/// About `bytes` of Zipf text over a 200K-word vocabulary in 2 files: map output that a
+/// combiner cannot shrink much, for spill tests.
+pub fn write_wide_text(dir: &Path, bytes: u64) -> Vec<String> {
+    let spec =
+        gristmill_jobs::sample::TextSpec { bytes, files: 2, vocabulary: 200_000, exponent: 0.5, seed: 9 };
+    gristmill_jobs::sample::write_text(dir, &spec).unwrap();
+    let mut texts = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        texts.push(std::fs::read_to_string(entry.unwrap().path()).unwrap());
+    }
+    texts
+}

@@ -75,3 +75,33 @@ fn mixed_text_and_parquet_inputs_in_one_job() {
     let expected = oracle_wordcount(&[text.to_owned(), "two three\nfour".to_owned()]);
     assert_eq!(read_word_counts(&out), expected);
 }
+
+#[test]
+fn wordcount_larger_than_its_memory_limit_spills_and_still_equals_the_oracle() {
+    let dir = tempfile::tempdir().unwrap();
+    let texts = write_wide_text(&dir.path().join("in"), 3 << 20);
+    let (spill, out) = (dir.path().join("spill"), dir.path().join("out"));
+    std::fs::create_dir(&spill).unwrap();
+    let input = dir.path().join("in");
+    // The record-level job emits one row per word, and 200K distinct words keep combined
+    // runs large: far more map output than 1 MiB.
+    run_ok(
+        "wordcount-records",
+        &[
+            "-i",
+            s(&input),
+            "-o",
+            s(&out),
+            "--memory-limit",
+            "1MiB",
+            "--spill-dir",
+            s(&spill),
+            "--reducers",
+            "3",
+        ],
+    );
+    assert_eq!(read_word_counts(&out), oracle_wordcount(&texts));
+    let manifest = read_committed(&out).manifest;
+    assert!(manifest.counters.get("spilled_bytes") > 0, "{:?}", manifest.counters);
+    assert_eq!(std::fs::read_dir(&spill).unwrap().count(), 0, "the job's spill directory is removed");
+}

@@ -1,0 +1,91 @@
+//! Sorted runs: one map flush's rows of one partition, in memory or spilled to disk.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+
+use super::spill::{SpillDir, SpillFile, SpilledRunReader};
+use crate::error::Result;
+
+/// A sorted run of one partition.
+#[derive(Clone, Debug)]
+pub enum Run {
+    /// Held in memory.
+    Memory(RecordBatch),
+    /// Partition `partition` of a spill file.
+    Spilled {
+        /// The file.
+        file: Arc<SpillFile>,
+        /// The partition.
+        partition: usize,
+    },
+}
+
+impl Run {
+    /// Opens the run for reading, batch by batch.
+    pub fn open(self) -> Result<RunReader> {
+        Ok(match self {
+            Run::Memory(batch) => RunReader::Memory(Some(batch)),
+            Run::Spilled { file, partition } => RunReader::Spilled(file.open(partition)?),
+        })
+    }
+}
+
+/// Reads a run batch by batch.
+pub enum RunReader {
+    /// The whole run, until taken.
+    Memory(Option<RecordBatch>),
+    /// A spilled run.
+    Spilled(SpilledRunReader),
+}
+
+impl RunReader {
+    /// The next batch of the run, or `None` at its end.
+    pub fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        match self {
+            RunReader::Memory(batch) => Ok(batch.take()),
+            RunReader::Spilled(reader) => reader.next_batch(),
+        }
+    }
+}
+
+/// Where map tasks put their runs: in memory while the budget lasts, then on disk.
+#[derive(Debug)]
+pub struct RunStore {
+    spill: Arc<SpillDir>,
+    memory_limit: u64,
+    in_memory: AtomicU64,
+}
+
+impl RunStore {
+    /// A store keeping at most `memory_limit` bytes of runs in memory, spilling into `spill`.
+    pub fn new(spill: Arc<SpillDir>, memory_limit: u64) -> Self {
+        RunStore { spill, memory_limit, in_memory: AtomicU64::new(0) }
+    }
+
+    /// Takes the runs of one flush (`runs[p]` for partition `p`) and returns them as
+    /// [`Run`]s, spilled together into one file if they do not fit in memory.
+    pub fn accept(&self, schema: &SchemaRef, runs: Vec<Option<RecordBatch>>) -> Result<Vec<Option<Run>>> {
+        let bytes: u64 = runs.iter().flatten().map(|r| r.get_array_memory_size() as u64).sum();
+        let fits = self
+            .in_memory
+            .fetch_update(Relaxed, Relaxed, |used| {
+                (used + bytes <= self.memory_limit).then_some(used + bytes)
+            })
+            .is_ok();
+        if fits {
+            return Ok(runs.into_iter().map(|r| r.map(Run::Memory)).collect());
+        }
+        let file = Arc::new(self.spill.write(schema, &runs)?);
+        Ok((0..runs.len())
+            .map(|p| file.has_partition(p).then(|| Run::Spilled { file: file.clone(), partition: p }))
+            .collect())
+    }
+
+    /// Bytes spilled so far.
+    pub fn spilled_bytes(&self) -> u64 {
+        self.spill.spilled_bytes()
+    }
+}

@@ -1,0 +1,141 @@
+//! Spilling sorted runs to local disk as Arrow IPC files, and reading them back.
+//!
+//! One map-side flush that does not fit in memory becomes one spill file holding every
+//! partition's run, partition after partition, in batches of at most [`SPILL_BATCH_ROWS`]
+//! rows; the index of batch ranges per partition stays in memory (Hadoop's spill + index).
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use arrow::ipc::reader::FileReader;
+use arrow::ipc::writer::FileWriter;
+
+use crate::error::{Error, Result};
+use crate::ids::JobId;
+
+/// Rows per batch in spill files: what the reduce-side merge holds per run.
+pub const SPILL_BATCH_ROWS: usize = 8 * 1024;
+
+/// A job's spill directory, removed with everything in it when dropped (success or not).
+#[derive(Debug)]
+pub struct SpillDir {
+    path: PathBuf,
+    next_file: AtomicU64,
+    spilled_bytes: AtomicU64,
+}
+
+impl SpillDir {
+    /// Creates `<parent>/gristmill-<job id>`.
+    pub fn create(parent: &Path, job: &JobId) -> Result<Self> {
+        let path = parent.join(format!("gristmill-{job}"));
+        std::fs::create_dir_all(&path).map_err(|e| Error::Spill {
+            path: parent.display().to_string(),
+            cause: format!("the spill directory is not writable (cannot create {}): {e}", path.display()),
+        })?;
+        let probe = path.join(".probe");
+        std::fs::write(&probe, b"").and_then(|_| std::fs::remove_file(&probe)).map_err(|e| {
+            let _ = std::fs::remove_dir_all(&path);
+            Error::Spill {
+                path: parent.display().to_string(),
+                cause: format!("the spill directory is not writable: {e}"),
+            }
+        })?;
+        Ok(SpillDir { path, next_file: AtomicU64::new(0), spilled_bytes: AtomicU64::new(0) })
+    }
+
+    /// Where spill files go.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes written to spill files so far.
+    pub fn spilled_bytes(&self) -> u64 {
+        self.spilled_bytes.load(Relaxed)
+    }
+
+    /// Writes the runs of one flush (`runs[p]` for partition `p`) to a new spill file.
+    pub fn write(&self, schema: &SchemaRef, runs: &[Option<RecordBatch>]) -> Result<SpillFile> {
+        let n = self.next_file.fetch_add(1, Relaxed);
+        let path = self.path.join(format!("run-{n:06}.arrow"));
+        let fail = |cause: String| Error::Spill { path: path.display().to_string(), cause };
+        let file = File::create(&path).map_err(|e| fail(e.to_string()))?;
+        let mut writer = FileWriter::try_new(BufWriter::with_capacity(1 << 20, file), schema)
+            .map_err(|e| fail(e.to_string()))?;
+        let mut partitions = Vec::with_capacity(runs.len());
+        let mut batches = 0;
+        for run in runs {
+            let start = batches;
+            if let Some(run) = run {
+                for offset in (0..run.num_rows()).step_by(SPILL_BATCH_ROWS) {
+                    let len = SPILL_BATCH_ROWS.min(run.num_rows() - offset);
+                    writer.write(&run.slice(offset, len)).map_err(|e| fail(e.to_string()))?;
+                    batches += 1;
+                }
+            }
+            partitions.push(start..batches);
+        }
+        writer.finish().map_err(|e| fail(e.to_string()))?;
+        let inner = writer.into_inner().map_err(|e| fail(e.to_string()))?;
+        let file = inner.into_inner().map_err(|e| fail(e.error().to_string()))?;
+        file.sync_data().ok();
+        let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        self.spilled_bytes.fetch_add(bytes, Relaxed);
+        Ok(SpillFile { path, partitions })
+    }
+}
+
+impl Drop for SpillDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.path) {
+            tracing::warn!(path = %self.path.display(), error = %e, "could not remove the spill directory");
+        }
+    }
+}
+
+/// One spill file: the batch range of each partition's run.
+#[derive(Debug)]
+pub struct SpillFile {
+    path: PathBuf,
+    partitions: Vec<Range<usize>>,
+}
+
+impl SpillFile {
+    /// True when partition `p` has rows in this file.
+    pub fn has_partition(&self, p: usize) -> bool {
+        !self.partitions[p].is_empty()
+    }
+
+    /// Opens partition `p`'s run for reading.
+    pub fn open(&self, p: usize) -> Result<SpilledRunReader> {
+        let fail = |cause: String| Error::Spill { path: self.path.display().to_string(), cause };
+        let file = File::open(&self.path).map_err(|e| fail(e.to_string()))?;
+        let reader = FileReader::try_new(BufReader::with_capacity(256 << 10, file), None)
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(SpilledRunReader { reader, batches: self.partitions[p].clone(), path: self.path.clone() })
+    }
+}
+
+/// Reads one partition's run from a spill file, a batch at a time.
+pub struct SpilledRunReader {
+    reader: FileReader<BufReader<File>>,
+    batches: Range<usize>,
+    path: PathBuf,
+}
+
+impl SpilledRunReader {
+    /// The next batch of the run, or `None` at its end.
+    pub fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        let Some(index) = self.batches.next() else { return Ok(None) };
+        let fail = |cause: String| Error::Spill { path: self.path.display().to_string(), cause };
+        self.reader.set_index(index).map_err(|e| fail(e.to_string()))?;
+        match self.reader.next() {
+            Some(batch) => batch.map(Some).map_err(|e| fail(e.to_string())),
+            None => Err(fail(format!("batch {index} is missing"))),
+        }
+    }
+}
