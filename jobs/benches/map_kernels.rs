@@ -71,9 +71,14 @@ fn kernels(c: &mut Criterion) {
     });
     group.bench_function("partition_sort_combine_words", |b| {
         b.iter(|| {
-            let mut builder =
-                MapOutputBuilder::new(schema.clone(), &[0], 8, Arc::new(HashPartitioner), Some(Box::new(SumCounts)))
-                    .unwrap();
+            let mut builder = MapOutputBuilder::new(
+                schema.clone(),
+                &[0],
+                8,
+                Arc::new(HashPartitioner),
+                Some(Box::new(SumCounts)),
+            )
+            .unwrap();
             builder.flush(vec![output.clone()]).unwrap();
             builder.finish().0.len()
         })
