@@ -14,7 +14,8 @@
 //! ```
 //!
 //! The mapper filters each batch and accumulates exact partial aggregates (`i128` sums of
-//! the `Decimal128(15, 2)` columns) per (returnflag, linestatus) in a small hash table,
+//! the `Decimal128(15, 2)` columns) per (returnflag, linestatus) in a small hash table
+//! (keyed by the flags' `Utf8View` views, no string hashing for short flags),
 //! emitting one partial row per group when its split ends; the combiner and the reducer
 //! merge partials, and the reducer emits the final row of each group. Sums are exact
 //! decimals (`sum_disc_price` at scale 4, `sum_charge` at scale 6); averages are `Float64`
