@@ -74,14 +74,14 @@ fn kernels(c: &mut Criterion) {
     });
     group.bench_function("partition_sort_combine_words", |b| {
         b.iter(|| {
-            let mut builder = MapOutputBuilder::new(
-                schema.clone(),
-                &[0],
-                8,
-                Arc::new(HashPartitioner),
-                Some(Box::new(SumCounts)),
-            )
-            .unwrap();
+            let spec = MapOutputSpec {
+                key_columns: vec![0],
+                num_partitions: 8,
+                partitioner: Arc::new(HashPartitioner),
+                combiner: Some(Box::new(SumCounts)),
+                store: store.clone(),
+            };
+            let mut builder = MapOutputBuilder::new(schema.clone(), spec).unwrap();
             builder.flush(vec![output.clone()]).unwrap();
             builder.finish().0.len()
         })

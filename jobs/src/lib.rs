@@ -3,10 +3,16 @@
 //! * [`wordcount::WordCount`]: counts words (batch level, in-mapper combining, combiner);
 //! * [`wordcount_records::WordCountRecords`]: the same at the record level, in ten lines;
 //! * [`grep::Grep`]: the paper's distributed grep;
+//! * [`tpch_q1::TpchQ1`] (`tpch-q1`): TPC-H query 1 on lineitem Parquet, exact decimal sums
+//!   (in-mapper partial aggregation, combiner);
+//! * [`inverted_index::InvertedIndex`] (`inverted-index`): the paper's inverted index,
+//!   word -> sorted doc ids (no combiner: the shuffle carries every pair);
 //! * [`sample`]: the generator of Zipf-distributed sample text (`textgen`).
 
 pub mod grep;
+pub mod inverted_index;
 pub mod sample;
+pub mod tpch_q1;
 pub mod word_table;
 pub mod wordcount;
 pub mod wordcount_records;

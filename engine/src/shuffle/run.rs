@@ -28,7 +28,7 @@ impl Run {
     pub fn open(self) -> Result<RunReader> {
         Ok(match self {
             Run::Memory(batch) => RunReader::Memory(Some(batch)),
-            Run::Spilled { file, partition } => RunReader::Spilled(file.open(partition)?),
+            Run::Spilled { file, partition } => RunReader::Spilled(Box::new(file.open(partition)?)),
         })
     }
 }
@@ -38,7 +38,7 @@ pub enum RunReader {
     /// The whole run, until taken.
     Memory(Option<RecordBatch>),
     /// A spilled run.
-    Spilled(SpilledRunReader),
+    Spilled(Box<SpilledRunReader>),
 }
 
 impl RunReader {

@@ -4,6 +4,8 @@
 
 mod bad_input;
 mod grep;
+mod inverted_index;
 mod output;
 mod support;
+mod tpch_q1;
 mod wordcount;

@@ -21,6 +21,8 @@ pub fn bin(name: &str) -> PathBuf {
         "wordcount" => env!("CARGO_BIN_EXE_wordcount").into(),
         "wordcount-records" => env!("CARGO_BIN_EXE_wordcount-records").into(),
         "grep" => env!("CARGO_BIN_EXE_grep").into(),
+        "tpch-q1" => env!("CARGO_BIN_EXE_tpch-q1").into(),
+        "inverted-index" => env!("CARGO_BIN_EXE_inverted-index").into(),
         other => panic!("no binary {other}"),
     }
 }
@@ -196,4 +198,43 @@ pub fn write_wide_text(dir: &Path, bytes: u64) -> Vec<String> {
         texts.push(std::fs::read_to_string(entry.unwrap().path()).unwrap());
     }
     texts
+}
+
+/// The Python interpreter of the test venv (duckdb, tpchgen-cli, pyarrow): `$GRISTMILL_PYTHON`,
+/// else `$HOME/.cache/gristmill-venv/bin/python`. Fails (never skips) when it is missing or
+/// lacks a module, telling how to get it.
+pub fn python() -> PathBuf {
+    let python = std::env::var_os("GRISTMILL_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
+        let home = std::env::var_os("HOME").expect("HOME is set");
+        Path::new(&home).join(".cache/gristmill-venv/bin/python")
+    });
+    let check = Command::new(&python).args(["-c", "import duckdb, pyarrow"]).output();
+    match check {
+        Ok(out) if out.status.success() => python,
+        Ok(out) => panic!(
+            "{} lacks duckdb or pyarrow ({}): run scripts/test, which creates the test venv",
+            python.display(),
+            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("no message")
+        ),
+        Err(e) => panic!(
+            "no Python at {} ({e}): run scripts/test, which creates the test venv, or set GRISTMILL_PYTHON",
+            python.display()
+        ),
+    }
+}
+
+/// Runs `script` with the test venv's Python and `args`; returns its stdout.
+pub fn run_python(script: &str, args: &[&str]) -> String {
+    let out = Command::new(python()).arg("-c").arg(script).args(args).output().expect("python starts");
+    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A console script (e.g. `tpchgen-cli`) installed beside the test venv's Python. Fails
+/// when it is missing, telling how to get it.
+pub fn venv_script(name: &str) -> PathBuf {
+    let dir = run_python("import sysconfig; print(sysconfig.get_path('scripts'))", &[]);
+    let path = Path::new(dir.trim()).join(name);
+    assert!(path.is_file(), "no {} : run scripts/test, which installs it into the test venv", path.display());
+    path
 }

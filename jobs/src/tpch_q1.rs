@@ -1,0 +1,389 @@
+//! TPC-H query 1 (the pricing summary report) over `lineitem` Parquet files:
+//!
+//! ```sql
+//! select l_returnflag, l_linestatus, sum(l_quantity) as sum_qty,
+//!        sum(l_extendedprice) as sum_base_price,
+//!        sum(l_extendedprice * (1 - l_discount)) as sum_disc_price,
+//!        sum(l_extendedprice * (1 - l_discount) * (1 + l_tax)) as sum_charge,
+//!        avg(l_quantity) as avg_qty, avg(l_extendedprice) as avg_price,
+//!        avg(l_discount) as avg_disc, count(*) as count_order
+//! from lineitem
+//! where l_shipdate <= date '1998-12-01' - interval '90' day
+//! group by l_returnflag, l_linestatus
+//! order by l_returnflag, l_linestatus
+//! ```
+//!
+//! The mapper filters each batch and accumulates exact partial aggregates (`i128` sums of
+//! the `Decimal128(15, 2)` columns) per (returnflag, linestatus) in a small hash table
+//! (keyed by the flags' `Utf8View` views, no string hashing for short flags),
+//! emitting one partial row per group when its split ends; the combiner and the reducer
+//! merge partials, and the reducer emits the final row of each group. Sums are exact
+//! decimals (`sum_disc_price` at scale 4, `sum_charge` at scale 6); averages are `Float64`
+//! (exact sum / count, as DuckDB computes them); `count_order` is `Int64`. Every group goes
+//! to partition 0, so the first part file holds the whole result in the query's order.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, Decimal128Array, Float64Array, Int64Array, StringArray, StringViewArray,
+};
+use arrow::compute::kernels::cast_utils::Parser;
+use arrow::datatypes::{Date32Type, Decimal128Type, Field, Int64Type, Schema, SchemaRef};
+use gristmill::partition::Partitioner;
+use gristmill::prelude::*;
+use serde::{Deserialize, Serialize};
+
+mod groups;
+
+use groups::FlagGroups;
+
+/// The type of lineitem's decimal columns in the TPC-H schema.
+pub const LINEITEM_DECIMAL: DataType = DataType::Decimal128(15, 2);
+/// The base date of the ship-date predicate: `date '1998-12-01' - interval 'DELTA' day`.
+pub const SHIP_DATE_BASE: &str = "1998-12-01";
+/// `1` at the scale of lineitem's decimals (scale 2).
+const ONE: i128 = 100;
+/// The precision of every sum (DuckDB's `sum` of a decimal is `DECIMAL(38, s)`).
+const SUM_PRECISION: u8 = 38;
+
+/// The lineitem columns the mapper reads, in this order.
+const LINEITEM_COLUMNS: [&str; 7] =
+    ["l_returnflag", "l_linestatus", "l_quantity", "l_extendedprice", "l_discount", "l_tax", "l_shipdate"];
+
+/// Runs TPC-H query 1 on lineitem Parquet input.
+#[derive(clap::Args, Clone, Debug, Serialize, Deserialize)]
+pub struct TpchQ1 {
+    /// The query's substitution parameter DELTA: rows shipped up to `1998-12-01` minus
+    /// this many days are summarized (the validation query uses 90).
+    #[arg(long, default_value_t = 90)]
+    pub delta_days: i32,
+}
+
+impl Default for TpchQ1 {
+    fn default() -> Self {
+        TpchQ1 { delta_days: 90 }
+    }
+}
+
+impl TpchQ1 {
+    /// The last ship date (days since 1970-01-01) that passes the filter.
+    pub fn ship_date_cutoff(&self) -> JobResult<i32> {
+        let base = Date32Type::parse(SHIP_DATE_BASE).ok_or("cannot parse the ship-date base")?;
+        if !(0..=36_500).contains(&self.delta_days) {
+            return Err(format!("--delta-days {} is outside 0..=36500", self.delta_days).into());
+        }
+        Ok(base - self.delta_days)
+    }
+}
+
+impl Job for TpchQ1 {
+    const NAME: &'static str = "tpch-q1";
+    const ABOUT: &'static str = "TPC-H query 1 (pricing summary report) over lineitem Parquet files. \
+        Output: one row per (l_returnflag, l_linestatus) in order, in the first part file.";
+
+    fn validate(&self) -> JobResult<()> {
+        self.ship_date_cutoff().map(drop)
+    }
+
+    fn input(&self) -> InputSpec {
+        // Flags as views: no conversion from tpchgen-cli's files, and short flags are keys.
+        let types = [
+            DataType::Utf8View,
+            DataType::Utf8View,
+            LINEITEM_DECIMAL,
+            LINEITEM_DECIMAL,
+            LINEITEM_DECIMAL,
+            LINEITEM_DECIMAL,
+            DataType::Date32,
+        ];
+        InputSpec::text_lines().with_parquet_columns(LINEITEM_COLUMNS.into_iter().zip(types))
+    }
+
+    fn map_output(&self) -> KeyedSchema {
+        KeyedSchema::new([
+            ("l_returnflag", DataType::Utf8),
+            ("l_linestatus", DataType::Utf8),
+            ("sum_qty", sum_type(2)),
+            ("sum_base_price", sum_type(2)),
+            ("sum_disc", sum_type(2)),
+            ("sum_disc_price", sum_type(4)),
+            ("sum_charge", sum_type(6)),
+            ("count_order", DataType::Int64),
+        ])
+        .key(["l_returnflag", "l_linestatus"])
+    }
+
+    fn output_schema(&self) -> SchemaRef {
+        let fields = [
+            ("l_returnflag", DataType::Utf8),
+            ("l_linestatus", DataType::Utf8),
+            ("sum_qty", sum_type(2)),
+            ("sum_base_price", sum_type(2)),
+            ("sum_disc_price", sum_type(4)),
+            ("sum_charge", sum_type(6)),
+            ("avg_qty", DataType::Float64),
+            ("avg_price", DataType::Float64),
+            ("avg_disc", DataType::Float64),
+            ("count_order", DataType::Int64),
+        ];
+        Arc::new(Schema::new(fields.map(|(name, ty)| Field::new(name, ty, false)).to_vec()))
+    }
+
+    fn mapper(&self, _: &TaskInfo) -> JobResult<Box<dyn Mapper>> {
+        Ok(Box::new(PricingMapper { cutoff: self.ship_date_cutoff()?, groups: FlagGroups::default() }))
+    }
+
+    fn reducer(&self, _: &TaskInfo) -> JobResult<Box<dyn Reducer>> {
+        Ok(Box::new(MergePartials { emit: Emit::Report }))
+    }
+
+    fn combiner(&self, _: &TaskInfo) -> Option<Box<dyn Reducer>> {
+        Some(Box::new(MergePartials { emit: Emit::Partials }))
+    }
+
+    fn partitioner(&self) -> Option<Box<dyn Partitioner>> {
+        Some(Box::new(FirstPartition))
+    }
+}
+
+fn sum_type(scale: i8) -> DataType {
+    DataType::Decimal128(SUM_PRECISION, scale)
+}
+
+/// Exact partial aggregates of one (returnflag, linestatus) group, as unscaled decimals.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Partial {
+    /// `sum(l_quantity)`, scale 2.
+    pub sum_qty: i128,
+    /// `sum(l_extendedprice)`, scale 2.
+    pub sum_base_price: i128,
+    /// `sum(l_discount)`, scale 2 (for `avg_disc`).
+    pub sum_disc: i128,
+    /// `sum(l_extendedprice * (1 - l_discount))`, scale 4.
+    pub sum_disc_price: i128,
+    /// `sum(l_extendedprice * (1 - l_discount) * (1 + l_tax))`, scale 6.
+    pub sum_charge: i128,
+    /// `count(*)`.
+    pub count: i64,
+}
+
+impl Partial {
+    /// Adds one lineitem row (unscaled scale-2 decimals).
+    #[inline]
+    fn add_row(&mut self, quantity: i128, price: i128, discount: i128, tax: i128) {
+        let disc_price = price * (ONE - discount);
+        self.sum_qty += quantity;
+        self.sum_base_price += price;
+        self.sum_disc += discount;
+        self.sum_disc_price += disc_price;
+        self.sum_charge += disc_price * (ONE + tax);
+        self.count += 1;
+    }
+
+    fn average(sum: i128, count: i64, scale: i32) -> f64 {
+        sum as f64 / (count as f64 * 10f64.powi(scale))
+    }
+}
+
+/// The mapper: filters on the ship date and accumulates partials per group.
+struct PricingMapper {
+    cutoff: i32,
+    groups: FlagGroups,
+}
+
+/// Typed views of a lineitem batch's declared columns.
+struct Lineitems<'a> {
+    flags: &'a StringViewArray,
+    statuses: &'a StringViewArray,
+    decimals: [&'a [i128]; 4],
+    ship_dates: &'a [i32],
+}
+
+impl<'a> Lineitems<'a> {
+    fn of(batch: &'a RecordBatch) -> JobResult<Self> {
+        for (i, name) in LINEITEM_COLUMNS.iter().enumerate() {
+            let nulls = batch.column(i).null_count();
+            if nulls > 0 {
+                return Err(
+                    format!("lineitem column {name} has {nulls} nulls (TPC-H declares it NOT NULL)").into()
+                );
+            }
+        }
+        let decimal = |i: usize| batch.column(i).as_primitive::<Decimal128Type>().values().as_ref();
+        Ok(Lineitems {
+            flags: batch.column(0).as_string_view(),
+            statuses: batch.column(1).as_string_view(),
+            decimals: [decimal(2), decimal(3), decimal(4), decimal(5)],
+            ship_dates: batch.column(6).as_primitive::<Date32Type>().values(),
+        })
+    }
+}
+
+impl Mapper for PricingMapper {
+    fn map(&mut self, batch: &RecordBatch, _: &mut Emitter) -> JobResult<()> {
+        let rows = Lineitems::of(batch)?;
+        let [quantity, price, discount, tax] = rows.decimals;
+        for (i, &ship_date) in rows.ship_dates.iter().enumerate() {
+            if ship_date > self.cutoff {
+                continue;
+            }
+            let partial = self.groups.partial_mut(rows.flags, rows.statuses, i);
+            partial.add_row(quantity[i], price[i], discount[i], tax[i]);
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut Emitter) -> JobResult<()> {
+        let (flags, statuses, partials) = self.groups.drain();
+        if partials.is_empty() {
+            return Ok(());
+        }
+        out.emit(partial_rows(out.schema(), flags, statuses, &partials)?)
+    }
+}
+
+/// What [`MergePartials`] emits.
+#[derive(Clone, Copy, Debug)]
+enum Emit {
+    /// Merged partials, in the map-output schema (the combiner).
+    Partials,
+    /// The query's result rows (the reducer).
+    Report,
+}
+
+/// Merges the partials of each group (the combiner and the reducer).
+struct MergePartials {
+    emit: Emit,
+}
+
+impl MergePartials {
+    fn merge(&self, batch: &RecordBatch, ranges: &[Range<usize>], out: &mut Emitter) -> JobResult<()> {
+        let sums: Vec<&[i128]> =
+            (2..7).map(|c| batch.column(c).as_primitive::<Decimal128Type>().values().as_ref()).collect();
+        let counts = batch.column(7).as_primitive::<Int64Type>().values();
+        let partials: Vec<Partial> = ranges
+            .iter()
+            .map(|r| Partial {
+                sum_qty: sums[0][r.clone()].iter().sum(),
+                sum_base_price: sums[1][r.clone()].iter().sum(),
+                sum_disc: sums[2][r.clone()].iter().sum(),
+                sum_disc_price: sums[3][r.clone()].iter().sum(),
+                sum_charge: sums[4][r.clone()].iter().sum(),
+                count: counts[r.clone()].iter().sum(),
+            })
+            .collect();
+        let key = |c: usize| {
+            let column = batch.column(c).as_string::<i32>();
+            StringArray::from_iter_values(ranges.iter().map(|r| column.value(r.start)))
+        };
+        let (flags, statuses) = (key(0), key(1));
+        let rows = match self.emit {
+            Emit::Partials => partial_rows(out.schema(), flags, statuses, &partials)?,
+            Emit::Report => report_rows(out.schema(), flags, statuses, &partials)?,
+        };
+        out.emit(rows)
+    }
+}
+
+impl Reducer for MergePartials {
+    fn reduce(&mut self, group: &KeyGroup<'_>, out: &mut Emitter) -> JobResult<()> {
+        let (batch, range) = group.batch_and_range();
+        self.merge(batch, &[range], out)
+    }
+
+    fn reduce_groups(&mut self, groups: &Groups<'_>, out: &mut Emitter) -> JobResult<()> {
+        let ranges: Vec<Range<usize>> = (0..groups.len()).map(|i| groups.range(i)).collect();
+        self.merge(groups.batch(), &ranges, out)
+    }
+}
+
+fn decimals(values: impl Iterator<Item = i128>, scale: i8) -> JobResult<ArrayRef> {
+    let array = Decimal128Array::from_iter_values(values).with_precision_and_scale(SUM_PRECISION, scale)?;
+    array.validate_decimal_precision(SUM_PRECISION)?;
+    Ok(Arc::new(array))
+}
+
+fn partial_rows(
+    schema: &SchemaRef,
+    flags: StringArray,
+    statuses: StringArray,
+    partials: &[Partial],
+) -> JobResult<RecordBatch> {
+    let p = partials;
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(flags),
+        Arc::new(statuses),
+        decimals(p.iter().map(|p| p.sum_qty), 2)?,
+        decimals(p.iter().map(|p| p.sum_base_price), 2)?,
+        decimals(p.iter().map(|p| p.sum_disc), 2)?,
+        decimals(p.iter().map(|p| p.sum_disc_price), 4)?,
+        decimals(p.iter().map(|p| p.sum_charge), 6)?,
+        Arc::new(Int64Array::from_iter_values(p.iter().map(|p| p.count))),
+    ];
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+fn report_rows(
+    schema: &SchemaRef,
+    flags: StringArray,
+    statuses: StringArray,
+    partials: &[Partial],
+) -> JobResult<RecordBatch> {
+    let p = partials;
+    let average = |f: fn(&Partial) -> i128| {
+        Arc::new(Float64Array::from_iter_values(p.iter().map(|p| Partial::average(f(p), p.count, 2))))
+    };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(flags),
+        Arc::new(statuses),
+        decimals(p.iter().map(|p| p.sum_qty), 2)?,
+        decimals(p.iter().map(|p| p.sum_base_price), 2)?,
+        decimals(p.iter().map(|p| p.sum_disc_price), 4)?,
+        decimals(p.iter().map(|p| p.sum_charge), 6)?,
+        average(|p| p.sum_qty),
+        average(|p| p.sum_base_price),
+        average(|p| p.sum_disc),
+        Arc::new(Int64Array::from_iter_values(p.iter().map(|p| p.count))),
+    ];
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+/// Routes every group to partition 0: query 1 has a handful of groups, and one partition
+/// makes the first part file the whole result in the query's order.
+struct FirstPartition;
+
+impl Partitioner for FirstPartition {
+    fn partition(&self, keys: &[ArrayRef], _: usize, out: &mut Vec<u32>) -> gristmill::Result<()> {
+        out.clear();
+        out.resize(keys.first().map_or(0, |k| k.len()), 0);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_validation_cutoff_is_1998_09_02() {
+        // 1998-09-02 is day 10471 after 1970-01-01.
+        assert_eq!(TpchQ1::default().ship_date_cutoff().unwrap(), 10_471);
+        assert!(
+            TpchQ1 { delta_days: -1 }.ship_date_cutoff().unwrap_err().to_string().contains("--delta-days")
+        );
+    }
+
+    #[test]
+    fn a_row_adds_exact_scaled_products() {
+        let mut partial = Partial::default();
+        // quantity 17.00, price 23456.78, discount 0.04, tax 0.02
+        partial.add_row(1700, 2_345_678, 4, 2);
+        // 23456.78 * 0.96 = 22518.5088 (scale 4); * 1.02 = 22968.878976 (scale 6)
+        assert_eq!(
+            (partial.sum_disc_price, partial.sum_charge, partial.count),
+            (225_185_088, 22_968_878_976, 1)
+        );
+        assert_eq!(Partial::average(partial.sum_disc, partial.count, 2), 0.04);
+    }
+}
