@@ -20,7 +20,7 @@ use crate::progress::{Progress, ProgressMode, ProgressReporter, human_bytes};
 pub struct RunArgs {
     /// Input file, directory, glob or URL (repeatable). Directories are read recursively,
     /// skipping names that start with `_` or `.`.
-    #[arg(long = "input", short = 'i', value_name = "PATH|GLOB|URL", required = true)]
+    #[arg(long = "input", short = 'i', value_name = "PATH|GLOB|URL")]
     pub inputs: Vec<String>,
 
     /// Output directory (path or URL). Gets one Parquet part file per reducer and a

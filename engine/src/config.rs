@@ -130,9 +130,6 @@ impl RunConfig {
         if self.split_size == Some(0) {
             return Err(Error::Config("--split-size must be at least 1 byte".into()));
         }
-        if self.inputs.is_empty() {
-            return Err(Error::Config("no --input given".into()));
-        }
         Ok(())
     }
 

@@ -60,6 +60,14 @@ pub enum Error {
         #[source]
         source: parquet::errors::ParquetError,
     },
+    /// A file of fixed-size records that is not one.
+    #[error("{path}: {cause}")]
+    BadRecordFile {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        cause: String,
+    },
     /// A Parquet file lacks a column the job reads.
     #[error("{path}: no column `{column}` (the file has: {available})")]
     MissingColumn {

@@ -5,14 +5,17 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
+use arrow::array::RecordBatch;
+use rayon::prelude::*;
 use tokio::runtime::Handle;
 
 use crate::error::{Error, Result};
 use crate::ids::{AttemptId, JobId, PartitionId, TaskId};
-use crate::input::{ReadOptions, Split};
+use crate::input::ReadOptions;
 use crate::job::{Counters, Emitter, Groups, Job, TaskInfo};
 use crate::output::{OutputDir, PartFile, PartWriter};
-use crate::partition::{HashPartitioner, Partitioner};
+use crate::partition::{Partitioner, RangePartitioner};
+use crate::plan::MapTask;
 use crate::progress::Progress;
 use crate::shuffle::{
     KeyEncoder, MERGE_CHUNK_ROWS, MapOutputBuilder, MapOutputSpec, Run, RunMerger, RunStore,
@@ -51,18 +54,21 @@ pub struct TaskEnv<'a> {
     pub map_buffer_bytes: usize,
     /// Where map tasks put their sorted runs.
     pub store: &'a Arc<RunStore>,
+    /// Routes map output rows to partitions.
+    pub partitioner: Arc<dyn Partitioner>,
     /// Where progress is counted.
     pub progress: &'a Progress,
 }
 
 impl TaskEnv<'_> {
-    fn info(&self, task: TaskId, split: String) -> TaskInfo {
+    fn info(&self, task: TaskId, split: String, input: usize) -> TaskInfo {
         TaskInfo {
             job_id: self.job_id.clone(),
             task,
             attempt: AttemptId(0),
             num_partitions: self.num_partitions,
             split,
+            input,
         }
     }
 }
@@ -100,19 +106,14 @@ fn user(stage: &'static str) -> impl Fn(crate::error::BoxError) -> Error {
     move |e| Error::UserCode { stage, message: e.to_string() }
 }
 
-/// Reads `split`, maps it, and partitions, sorts and combines the map output.
-pub fn run_map_task<J: Job>(
-    job: &J,
-    env: &TaskEnv<'_>,
-    index: usize,
-    split: &Split,
-) -> Result<MapTaskOutput> {
-    let info = env.info(TaskId::map(index), split.describe());
+/// Reads a map task's split, maps it, and partitions, sorts and combines the map output.
+pub fn run_map_task<J: Job>(job: &J, env: &TaskEnv<'_>, task: &MapTask) -> Result<MapTaskOutput> {
+    let split = &task.split;
+    let info = env.info(TaskId::map(task.index), split.describe(), task.input);
     guarded(&info, || {
         let keyed = job.map_output();
         let schema = keyed.schema().clone();
-        let partitioner: Arc<dyn Partitioner> =
-            job.partitioner().map_or(Arc::new(HashPartitioner), Arc::from);
+        let partitioner = env.partitioner.clone();
         let combiner = job.combiner(&info);
         let has_combiner = combiner.is_some();
         let spec = MapOutputSpec {
@@ -134,7 +135,7 @@ pub fn run_map_task<J: Job>(
                 rows_out += out.buffered_rows() as u64;
                 builder.flush(out.take_batches())?;
             }
-            Ok(())
+            Ok(true)
         })?;
         mapper.finish(&mut out).map_err(user("mapper failed:"))?;
         rows_out += out.buffered_rows() as u64;
@@ -162,7 +163,7 @@ pub fn run_reduce_task<J: Job>(
     runs: Vec<Run>,
     output: &OutputDir,
 ) -> Result<(PartFile, Counters)> {
-    let info = env.info(TaskId::reduce(partition), format!("partition {partition}"));
+    let info = env.info(TaskId::reduce(partition), format!("partition {partition}"), 0);
     guarded(&info, || {
         let keyed = job.map_output();
         let key_columns = keyed.key_indices()?;
@@ -170,8 +171,9 @@ pub fn run_reduce_task<J: Job>(
         let mut merger = RunMerger::new(keyed.schema().clone(), encoder, runs, MERGE_CHUNK_ROWS)?;
         let mut reducer = job.reducer(&info).map_err(user("reducer failed:"))?;
         let pid = PartitionId(partition as u32);
-        let location = output.part_location(env.job_id, pid, info.attempt);
-        let mut writer = PartWriter::create(env.io, location, job.output_schema(), pid)?;
+        let format = job.output_format();
+        let location = output.part_location(env.job_id, pid, info.attempt, format);
+        let mut writer = PartWriter::create(env.io, location, job.output_schema(), pid, format)?;
         let mut out = Emitter::new(job.output_schema());
         let (mut groups, mut rows) = (0u64, 0u64);
         while let Some(chunk) = merger.next_chunk()? {
@@ -193,5 +195,63 @@ pub fn run_reduce_task<J: Job>(
         counters.add(REDUCE_INPUT_RECORDS, rows);
         counters.add(REDUCE_OUTPUT_RECORDS, part.rows);
         Ok((part, counters))
+    })
+}
+
+/// Rows of map output sampled per sampled split, for range partitioning.
+const SAMPLE_ROWS_PER_SPLIT: usize = 10_000;
+/// Splits sampled, spread evenly over the input.
+const SAMPLE_SPLITS: usize = 16;
+
+/// Samples the map output's keys (mapping the first rows of a few splits spread over the
+/// input) and cuts them into `env.num_partitions` ranges.
+pub fn sample_range_partitioner<J: Job>(
+    job: &J,
+    env: &TaskEnv<'_>,
+    tasks: &[MapTask],
+) -> Result<RangePartitioner> {
+    let keyed = job.map_output();
+    let key_columns = keyed.key_indices()?;
+    let key_types: Vec<_> =
+        key_columns.iter().map(|&i| keyed.schema().field(i).data_type().clone()).collect();
+    let step = tasks.len().div_ceil(SAMPLE_SPLITS).max(1);
+    let samples: Vec<Vec<RecordBatch>> = tasks
+        .iter()
+        .step_by(step)
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(|task| sample_task(job, env, task))
+        .collect::<Result<_>>()?;
+    let batches: Vec<RecordBatch> = samples.into_iter().flatten().collect();
+    let keys = key_columns
+        .iter()
+        .map(|&c| {
+            let columns: Vec<&dyn arrow::array::Array> =
+                batches.iter().map(|b| b.column(c).as_ref()).collect();
+            if columns.is_empty() {
+                Ok(arrow::array::new_empty_array(keyed.schema().field(c).data_type()))
+            } else {
+                arrow::compute::concat(&columns)
+            }
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(Error::arrow("sampled keys"))?;
+    RangePartitioner::from_sample(&key_types, &keys, env.num_partitions)
+}
+
+fn sample_task<J: Job>(job: &J, env: &TaskEnv<'_>, task: &MapTask) -> Result<Vec<RecordBatch>> {
+    let info = env.info(TaskId::map(task.index), format!("sample of {}", task.split.describe()), task.input);
+    guarded(&info, || {
+        let mut mapper = job.mapper(&info).map_err(user("mapper failed:"))?;
+        let mut out = Emitter::new(job.map_output().schema().clone());
+        let mut rows = 0;
+        task.split.read(env.io, env.read, &mut |batch| {
+            let take = batch.num_rows().min(SAMPLE_ROWS_PER_SPLIT - rows);
+            rows += take;
+            mapper.map(&batch.slice(0, take), &mut out).map_err(user("mapper failed:"))?;
+            Ok(rows < SAMPLE_ROWS_PER_SPLIT)
+        })?;
+        mapper.finish(&mut out).map_err(user("mapper failed:"))?;
+        Ok(out.take_batches())
     })
 }

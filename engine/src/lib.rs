@@ -55,6 +55,7 @@ pub mod input;
 pub mod job;
 pub mod output;
 pub mod partition;
+pub mod plan;
 pub mod progress;
 pub mod shuffle;
 pub mod storage;
@@ -66,8 +67,8 @@ pub use error::{BoxError, Error, JobResult, Result};
 pub mod prelude {
     pub use crate::error::{BoxError, JobResult};
     pub use crate::job::{
-        Counters, Emitter, Groups, IdentityReducer, InputSpec, Job, KeyGroup, KeyedSchema, Mapper, Reducer,
-        TaskInfo,
+        Counters, Emitter, Groups, IdentityMapper, IdentityReducer, InputSpec, Job, JobInput, KeyGroup,
+        KeyedSchema, Mapper, Reducer, TaskInfo,
     };
     pub use arrow::array::RecordBatch;
     pub use arrow::datatypes::DataType;

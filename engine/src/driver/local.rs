@@ -1,9 +1,8 @@
 //! The local runner: map tasks and then reduce tasks on a rayon pool in this process, with
-//! map output handed to reducers in memory (no sockets, no serialization).
-
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+//! map output handed to reducers in memory or through local spill files (no sockets).
 
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
 use tokio::runtime::Runtime;
@@ -11,14 +10,18 @@ use tracing::{info, info_span};
 
 use crate::config::RunConfig;
 use crate::error::{Error, Result};
-use crate::exec::{MapTaskOutput, SPILLED_BYTES, TaskEnv, run_map_task, run_reduce_task};
+use crate::exec::{
+    MapTaskOutput, SPILLED_BYTES, TaskEnv, run_map_task, run_reduce_task, sample_range_partitioner,
+};
 use crate::ids::JobId;
-use crate::input::{ReadOptions, SplitOptions, plan_splits};
+use crate::input::ReadOptions;
 use crate::job::{Counters, Job};
-use crate::output::{MANIFEST_FORMAT, Manifest, ManifestFile, OutputDir};
+use crate::output::{MANIFEST_FORMAT, Manifest, ManifestFile, OutputDir, PartFile};
+use crate::partition::{HashPartitioner, Partitioner};
+use crate::plan::{MapTask, plan_map_tasks};
 use crate::progress::Progress;
 use crate::shuffle::{Run, RunStore, SpillDir};
-use crate::storage::{Location, resolve_inputs};
+use crate::storage::Location;
 
 /// What a finished job reports.
 #[derive(Clone, Debug)]
@@ -43,7 +46,7 @@ impl JobReport {
 }
 
 /// Runs `job` in this process. On failure, whatever the job wrote is removed and no
-/// `_SUCCESS` is written.
+/// `_SUCCESS` is written; spill files are removed either way.
 pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Result<JobReport> {
     config.validate()?;
     job.validate().map_err(|e| Error::InvalidJob(e.to_string()))?;
@@ -60,54 +63,27 @@ pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Re
     progress.start_phase("plan", 0);
     let output = OutputDir::new(Location::parse(&config.output)?);
     io.block_on(output.prepare(config.overwrite))?;
-    let files = io.block_on(resolve_inputs(&config.inputs))?;
-    let input_files = files.len();
-    let total_bytes: u64 = files.iter().map(|f| f.size).sum();
-    let split_options =
-        SplitOptions { split_size: config.effective_split_size(total_bytes), format: config.format };
-    let splits = io.block_on(plan_splits(files, &job.input(), &split_options))?;
-    info!(files = input_files, bytes = total_bytes, splits = splits.len(), "planned");
+    let plan = io.block_on(plan_map_tasks(job, config))?;
+    info!(files = plan.files, bytes = plan.bytes, splits = plan.map_tasks.len(), "planned");
 
     let spill = Arc::new(SpillDir::create(&config.spill_dir, &job_id)?);
     let store = Arc::new(RunStore::new(spill, config.in_memory_run_bytes()));
-    let env = TaskEnv {
+    let mut env = TaskEnv {
         io: io.handle(),
         job_id: &job_id,
-        num_partitions: config.reducers,
+        num_partitions: job.reducers().unwrap_or(config.reducers).max(1),
         read: ReadOptions { replace_invalid_utf8: config.replace_invalid_utf8 },
         map_buffer_bytes: config.map_buffer_bytes(),
         store: &store,
+        partitioner: Arc::new(HashPartitioner),
         progress,
     };
     let result = pool.install(|| -> Result<_> {
-        progress.start_phase("map", splits.len());
-        let map_outputs: Vec<MapTaskOutput> = splits
-            .par_iter()
-            .enumerate()
-            .map(|(i, split)| {
-                let out = run_map_task(job, &env, i, split);
-                progress.task_done();
-                out
-            })
-            .collect::<Result<_>>()?;
-        let (by_partition, mut counters) = regroup(map_outputs, config.reducers);
-        progress.start_phase("reduce", config.reducers);
-        let parts: Vec<_> = by_partition
-            .into_par_iter()
-            .enumerate()
-            .map(|(p, runs)| {
-                let out = run_reduce_task(job, &env, p, runs, &output);
-                progress.task_done();
-                out
-            })
-            .collect::<Result<_>>()?;
+        env.partitioner = choose_partitioner(job, &env, &plan.map_tasks)?;
+        let (runs, mut counters) = map_phase(job, &env, &plan.map_tasks)?;
+        let parts = reduce_phase(job, &env, runs, &output, &mut counters)?;
         counters.add(SPILLED_BYTES, store.spilled_bytes());
-        let mut files = Vec::with_capacity(parts.len());
-        for (part, part_counters) in parts {
-            counters.merge(&part_counters);
-            files.push(part);
-        }
-        Ok((files, counters))
+        Ok((parts, counters))
     });
     drop(store);
     let (parts, counters) = match result {
@@ -121,7 +97,77 @@ pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Re
     };
 
     progress.start_phase("commit", 1);
-    let manifest = Manifest {
+    let manifest = manifest::<J>(&job_id, &parts, counters);
+    io.block_on(output.commit(&manifest, &parts))?;
+    progress.task_done();
+    info!(rows = manifest.rows, "committed");
+    let map_tasks = plan.map_tasks.len();
+    Ok(JobReport { job_id, manifest, input_files: plan.files, map_tasks, elapsed: started.elapsed() })
+}
+
+/// The job's own partitioner, a sampled range partitioner for total order, or the hash.
+fn choose_partitioner<J: Job>(job: &J, env: &TaskEnv<'_>, tasks: &[MapTask]) -> Result<Arc<dyn Partitioner>> {
+    if let Some(custom) = job.partitioner() {
+        return Ok(Arc::from(custom));
+    }
+    if job.total_order() {
+        env.progress.start_phase("sample", 1);
+        return Ok(Arc::new(sample_range_partitioner(job, env, tasks)?));
+    }
+    Ok(Arc::new(HashPartitioner))
+}
+
+/// Runs every map task; returns each partition's runs (in map task order) and the counters.
+fn map_phase<J: Job>(job: &J, env: &TaskEnv<'_>, tasks: &[MapTask]) -> Result<(Vec<Vec<Run>>, Counters)> {
+    env.progress.start_phase("map", tasks.len());
+    let outputs: Vec<MapTaskOutput> = tasks
+        .par_iter()
+        .map(|task| {
+            let out = run_map_task(job, env, task);
+            env.progress.task_done();
+            out
+        })
+        .collect::<Result<_>>()?;
+    let mut by_partition: Vec<Vec<Run>> = vec![Vec::new(); env.num_partitions];
+    let mut counters = Counters::default();
+    for output in outputs {
+        counters.merge(&output.counters);
+        for (p, runs) in output.runs.into_iter().enumerate() {
+            by_partition[p].extend(runs);
+        }
+    }
+    Ok((by_partition, counters))
+}
+
+/// Runs every reduce task; returns the part files and adds the reducers' counters.
+fn reduce_phase<J: Job>(
+    job: &J,
+    env: &TaskEnv<'_>,
+    runs: Vec<Vec<Run>>,
+    output: &OutputDir,
+    counters: &mut Counters,
+) -> Result<Vec<PartFile>> {
+    env.progress.start_phase("reduce", runs.len());
+    let parts: Vec<_> = runs
+        .into_par_iter()
+        .enumerate()
+        .map(|(p, runs)| {
+            let out = run_reduce_task(job, env, p, runs, output);
+            env.progress.task_done();
+            out
+        })
+        .collect::<Result<_>>()?;
+    Ok(parts
+        .into_iter()
+        .map(|(part, part_counters)| {
+            counters.merge(&part_counters);
+            part
+        })
+        .collect())
+}
+
+fn manifest<J: Job>(job_id: &JobId, parts: &[PartFile], counters: Counters) -> Manifest {
+    Manifest {
         format: MANIFEST_FORMAT.to_owned(),
         job: J::NAME.to_owned(),
         job_id: job_id.to_string(),
@@ -137,11 +183,7 @@ pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Re
             })
             .collect(),
         counters,
-    };
-    io.block_on(output.commit(&manifest, &parts))?;
-    progress.task_done();
-    info!(rows = manifest.rows, "committed");
-    Ok(JobReport { job_id, manifest, input_files, map_tasks: splits.len(), elapsed: started.elapsed() })
+    }
 }
 
 /// A small runtime for storage I/O; CPU work stays on the rayon pool.
@@ -152,18 +194,4 @@ fn io_runtime() -> Result<Runtime> {
         .enable_all()
         .build()
         .map_err(|e| Error::Internal(format!("cannot start the I/O runtime: {e}")))
-}
-
-/// Turns per-map-task runs into per-partition lists of runs (in map task order) and sums
-/// the map counters.
-fn regroup(outputs: Vec<MapTaskOutput>, partitions: usize) -> (Vec<Vec<Run>>, Counters) {
-    let mut by_partition: Vec<Vec<Run>> = vec![Vec::new(); partitions];
-    let mut counters = Counters::default();
-    for output in outputs {
-        counters.merge(&output.counters);
-        for (p, runs) in output.runs.into_iter().enumerate() {
-            by_partition[p].extend(runs);
-        }
-    }
-    (by_partition, counters)
 }

@@ -4,6 +4,7 @@
 //! belongs to the split where it starts) or a run of row groups of a Parquet file.
 
 mod parquet;
+mod records;
 mod text;
 
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use arrow::array::RecordBatch;
 use tokio::runtime::Handle;
 
 pub use self::parquet::ParquetSplit;
+pub use self::records::{RecordFormat, RecordSplit};
 pub use self::text::TextSplit;
 
 use crate::error::Result;
@@ -63,6 +65,8 @@ pub enum Split {
     Text(TextSplit),
     /// Row groups of a Parquet file.
     Parquet(ParquetSplit),
+    /// Whole fixed-size records of a binary file.
+    Records(RecordSplit),
 }
 
 impl Split {
@@ -71,6 +75,7 @@ impl Split {
         match self {
             Split::Text(s) => &s.file,
             Split::Parquet(s) => &s.file,
+            Split::Records(s) => &s.file,
         }
     }
 
@@ -78,6 +83,7 @@ impl Split {
     pub fn bytes(&self) -> u64 {
         match self {
             Split::Text(s) => s.end - s.start,
+            Split::Records(s) => s.end - s.start,
             Split::Parquet(s) => s.compressed_bytes,
         }
     }
@@ -87,20 +93,22 @@ impl Split {
         match self {
             Split::Text(s) => format!("{} [bytes {}..{}]", s.file.display(), s.start, s.end),
             Split::Parquet(s) => format!("{} [{}]", s.file.display(), s.describe_row_groups()),
+            Split::Records(s) => format!("{} [bytes {}..{}]", s.file.display(), s.start, s.end),
         }
     }
 
-    /// Reads the split, handing each batch to `sink`. Runs on a CPU thread; I/O goes through
-    /// the runtime behind `io`.
+    /// Reads the split, handing each batch to `sink` until it returns `false`. Runs on a
+    /// CPU thread; I/O goes through the runtime behind `io`.
     pub fn read(
         &self,
         io: &Handle,
         options: ReadOptions,
-        sink: &mut dyn FnMut(RecordBatch) -> Result<()>,
+        sink: &mut dyn FnMut(RecordBatch) -> Result<bool>,
     ) -> Result<()> {
         match self {
             Split::Text(s) => s.read(io, options, sink),
             Split::Parquet(s) => s.read(io, sink),
+            Split::Records(s) => s.read(io, sink),
         }
     }
 }
@@ -116,7 +124,13 @@ pub async fn plan_splits(
     for file in files {
         let file = Arc::new(file);
         match InputFormat::detect(&file, options.format) {
-            InputFormat::Text => splits.extend(text::plan(&file, options.split_size).map(Split::Text)),
+            InputFormat::Text => match spec.records {
+                Some(format) => {
+                    let planned = records::plan(&file, format, options.split_size)?;
+                    splits.extend(planned.into_iter().map(Split::Records));
+                }
+                None => splits.extend(text::plan(&file, options.split_size).map(Split::Text)),
+            },
             InputFormat::Parquet => {
                 let planned = parquet::plan(&file, spec, options.split_size).await?;
                 splits.extend(planned.into_iter().map(Split::Parquet));

@@ -154,7 +154,7 @@ impl ParquetSplit {
     }
 
     /// Decodes the split's row groups, handing batches of the declared columns to `sink`.
-    pub fn read(&self, io: &Handle, sink: &mut dyn FnMut(RecordBatch) -> Result<()>) -> Result<()> {
+    pub fn read(&self, io: &Handle, sink: &mut dyn FnMut(RecordBatch) -> Result<bool>) -> Result<()> {
         let corrupt = |source| Error::CorruptParquet {
             path: self.file.display(),
             location: format!(" ({})", self.describe_row_groups()),
@@ -172,7 +172,9 @@ impl ParquetSplit {
         .build()
         .map_err(corrupt)?;
         while let Some(batch) = io.block_on(stream.next()) {
-            sink(self.conform(batch.map_err(corrupt)?)?)?;
+            if !sink(self.conform(batch.map_err(corrupt)?)?)? {
+                break;
+            }
         }
         Ok(())
     }

@@ -51,15 +51,15 @@ impl TextSplit {
         &self,
         io: &Handle,
         options: ReadOptions,
-        sink: &mut dyn FnMut(RecordBatch) -> Result<()>,
+        sink: &mut dyn FnMut(RecordBatch) -> Result<bool>,
     ) -> Result<()> {
         let mut fetcher = Fetcher::new(self, io.clone());
         let mut scan = LineScanner::new(self.start, self.end);
         while let Some((offset, bytes)) = fetcher.next()? {
             let eof = offset + bytes.len() as u64 >= self.file.size;
             let lines = scan.push(offset, &bytes, eof);
-            if !lines.is_empty() {
-                sink(to_batch(&self.file, &lines, options.replace_invalid_utf8)?)?;
+            if !lines.is_empty() && !sink(to_batch(&self.file, &lines, options.replace_invalid_utf8)?)? {
+                break;
             }
             if scan.done || eof {
                 break;

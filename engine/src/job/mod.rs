@@ -8,13 +8,13 @@
 
 mod emitter;
 mod group;
+mod identity;
 pub mod record;
-mod reducers;
 mod schema;
 
 pub use emitter::{Counters, Emitter};
 pub use group::{Groups, KeyGroup};
-pub use reducers::IdentityReducer;
+pub use identity::{IdentityMapper, IdentityReducer};
 pub use schema::{InputSpec, KeyedSchema, ParquetColumn};
 
 use arrow::array::RecordBatch;
@@ -41,9 +41,16 @@ pub trait Job: clap::Args + Serialize + DeserializeOwned + Send + Sync + 'static
         Ok(())
     }
 
-    /// What the mappers read.
+    /// What the mappers read from the `--input` flags.
     fn input(&self) -> InputSpec {
         InputSpec::text_lines()
+    }
+
+    /// The inputs of a job that names its own (e.g. the two sides of a join), each with
+    /// its own spec; [`TaskInfo::input`] tells a mapper which one it reads. Empty (the
+    /// default) means the `--input` flags, read as [`Job::input`].
+    fn inputs(&self) -> Vec<JobInput> {
+        Vec::new()
     }
 
     /// The schema of the map output and which of its columns are the key.
@@ -53,6 +60,24 @@ pub trait Job: clap::Args + Serialize + DeserializeOwned + Send + Sync + 'static
     /// Defaults to the map output's schema.
     fn output_schema(&self) -> arrow::datatypes::SchemaRef {
         self.map_output().schema().clone()
+    }
+
+    /// How part files are written (Parquet unless the job says otherwise).
+    fn output_format(&self) -> crate::output::OutputFormat {
+        crate::output::OutputFormat::Parquet
+    }
+
+    /// A fixed number of reduce partitions, overriding `--reducers` (e.g. 1 for a small
+    /// aggregate that must come out in one ordered file).
+    fn reducers(&self) -> Option<usize> {
+        None
+    }
+
+    /// Asks for globally sorted output: the engine samples map-output keys and range
+    /// partitions them, so partition `i`'s keys all precede partition `i + 1`'s
+    /// (Hadoop's TotalOrderPartitioner, Spark's RangePartitioner).
+    fn total_order(&self) -> bool {
+        false
     }
 
     /// Builds the mapper of one map task.
@@ -93,6 +118,17 @@ pub struct TaskInfo {
     pub num_partitions: usize,
     /// What the task processes, for messages (file and byte range, or partition).
     pub split: String,
+    /// For map tasks: which of the job's inputs the split belongs to.
+    pub input: usize,
+}
+
+/// One input of a job with several.
+#[derive(Clone, Debug)]
+pub struct JobInput {
+    /// Files, directories, globs or URLs.
+    pub paths: Vec<String>,
+    /// How to read them.
+    pub spec: InputSpec,
 }
 
 /// Turns input batches into map-output batches.

@@ -67,18 +67,28 @@ pub struct ParquetColumn {
 
 /// What a job's mappers read.
 ///
-/// Text input arrives as batches with one `Utf8` column `line` (terminators removed).
+/// Text input arrives as batches with one `Utf8` column `line` (terminators removed), or
+/// as fixed-size records when [`InputSpec::fixed_records`] says so.
 /// Parquet input arrives as batches of the declared columns, in the declared order.
 #[derive(Clone, Debug)]
 pub struct InputSpec {
     /// Columns read from Parquet files; `None` reads every column.
     pub parquet_columns: Option<Vec<ParquetColumn>>,
+    /// Read non-Parquet files as fixed-size binary records instead of text lines.
+    pub records: Option<crate::input::RecordFormat>,
 }
 
 impl InputSpec {
     /// Lines of text (and every column of Parquet input).
     pub fn text_lines() -> Self {
-        InputSpec { parquet_columns: None }
+        InputSpec { parquet_columns: None, records: None }
+    }
+
+    /// Fixed-size binary records of `record_len` bytes, arriving as batches of two
+    /// `FixedSizeBinary` columns: `key` (the first `key_len` bytes) and `value` (the rest).
+    pub fn fixed_records(record_len: usize, key_len: usize) -> Self {
+        let format = crate::input::RecordFormat { record_len, key_len: key_len.min(record_len) };
+        InputSpec { parquet_columns: None, records: Some(format) }
     }
 
     /// From Parquet input, read these columns with these types.

@@ -3,7 +3,7 @@
 use futures::StreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
 
-use super::{Manifest, PartFile, SUCCESS_FILE, is_part_name};
+use super::{Manifest, OutputFormat, PartFile, SUCCESS_FILE, is_part_name};
 use crate::error::{Error, Result};
 use crate::ids::{AttemptId, JobId, PartitionId};
 use crate::storage::Location;
@@ -44,8 +44,14 @@ impl OutputDir {
     }
 
     /// Where `attempt` of `job` writes the part file of `partition`.
-    pub fn part_location(&self, job: &JobId, partition: PartitionId, attempt: AttemptId) -> Location {
-        self.location.child(&super::part_name(partition, job, attempt))
+    pub fn part_location(
+        &self,
+        job: &JobId,
+        partition: PartitionId,
+        attempt: AttemptId,
+        format: OutputFormat,
+    ) -> Location {
+        self.location.child(&super::part_name(partition, job, attempt, format))
     }
 
     /// Commits `parts` (one per partition) with `manifest`, then removes stray part files.

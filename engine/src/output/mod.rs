@@ -31,12 +31,32 @@ pub struct PartFile {
     pub bytes: u64,
 }
 
-/// The name of the part file of `partition` written by `attempt` of `job`.
-pub fn part_name(partition: PartitionId, job: &JobId, attempt: AttemptId) -> String {
-    format!("part-{partition}-{job}-{attempt}.parquet")
+/// How part files are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// Apache Parquet (`.parquet`).
+    #[default]
+    Parquet,
+    /// Raw records: each row's binary columns back to back, no framing (`.dat`), as
+    /// TeraSort writes them.
+    Records,
 }
 
-/// True for names [`part_name`] makes (of any job).
+impl OutputFormat {
+    fn extension(self) -> &'static str {
+        match self {
+            OutputFormat::Parquet => "parquet",
+            OutputFormat::Records => "dat",
+        }
+    }
+}
+
+/// The name of the part file of `partition` written by `attempt` of `job`.
+pub fn part_name(partition: PartitionId, job: &JobId, attempt: AttemptId, format: OutputFormat) -> String {
+    format!("part-{partition}-{job}-{attempt}.{}", format.extension())
+}
+
+/// True for names [`part_name`] makes (of any job, in any format).
 fn is_part_name(name: &str) -> bool {
-    name.starts_with("part-") && name.ends_with(".parquet")
+    name.starts_with("part-") && (name.ends_with(".parquet") || name.ends_with(".dat"))
 }

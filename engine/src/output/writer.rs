@@ -1,24 +1,33 @@
-//! [`PartWriter`]: writes one reduce attempt's Parquet part file through `object_store`
-//! (a streaming multipart upload on object stores).
+//! [`PartWriter`]: writes one reduce attempt's part file through `object_store` (a
+//! streaming multipart upload on object stores), as Parquet or as raw records.
 
-use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, SchemaRef};
 use object_store::ObjectStoreExt;
 use object_store::buffered::BufWriter;
 use parquet::arrow::AsyncArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
+use tokio::io::AsyncWriteExt;
 use tokio::runtime::Handle;
 
-use super::PartFile;
+use super::{OutputFormat, PartFile};
 use crate::error::{Error, Result};
 use crate::ids::PartitionId;
 use crate::storage::Location;
 
+/// Rows per Parquet row group: bounds what a writer buffers.
+const ROW_GROUP_ROWS: usize = 128 * 1024;
+
+enum Sink {
+    Parquet(Box<AsyncArrowWriter<BufWriter>>),
+    Records { upload: Box<BufWriter>, buffer: Vec<u8> },
+}
+
 /// Writes one part file. Called from CPU threads: encoding runs on the caller, uploads on
 /// the runtime behind `io`.
 pub struct PartWriter {
-    writer: AsyncArrowWriter<BufWriter>,
+    sink: Sink,
     io: Handle,
     location: Location,
     partition: PartitionId,
@@ -32,30 +41,93 @@ impl PartWriter {
         location: Location,
         schema: SchemaRef,
         partition: PartitionId,
+        format: OutputFormat,
     ) -> Result<Self> {
-        let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
-        let object = BufWriter::new(location.store().clone(), location.path().clone());
-        let writer = AsyncArrowWriter::try_new(object, schema, Some(props))
-            .map_err(|e| Error::Write { path: location.display(), source: Box::new(e) })?;
-        Ok(PartWriter { writer, io: io.clone(), location, partition, rows: 0 })
+        let upload = BufWriter::new(location.store().clone(), location.path().clone());
+        let sink = match format {
+            OutputFormat::Parquet => {
+                let props = WriterProperties::builder()
+                    .set_compression(Compression::SNAPPY)
+                    .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+                    .build();
+                let writer = AsyncArrowWriter::try_new(upload, schema, Some(props))
+                    .map_err(|e| Error::Write { path: location.display(), source: Box::new(e) })?;
+                Sink::Parquet(Box::new(writer))
+            }
+            OutputFormat::Records => {
+                check_record_schema(&schema)?;
+                Sink::Records { upload: Box::new(upload), buffer: Vec::new() }
+            }
+        };
+        Ok(PartWriter { sink, io: io.clone(), location, partition, rows: 0 })
     }
 
     /// Appends a batch.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         self.rows += batch.num_rows() as u64;
-        self.io
-            .block_on(self.writer.write(batch))
-            .map_err(|e| Error::Write { path: self.location.display(), source: Box::new(e) })
+        let path = self.location.display();
+        match &mut self.sink {
+            Sink::Parquet(writer) => {
+                self.io.block_on(writer.write(batch)).map_err(|e| Error::Write { path, source: Box::new(e) })
+            }
+            Sink::Records { upload, buffer } => {
+                buffer.clear();
+                append_records(batch, buffer);
+                self.io
+                    .block_on(upload.write_all(buffer))
+                    .map_err(|e| Error::Write { path, source: Box::new(e) })
+            }
+        }
     }
 
     /// Finishes the file (footer, last upload part) and reports what was written.
     pub fn close(self) -> Result<PartFile> {
-        let PartWriter { writer, io, location, partition, rows } = self;
-        let bytes = writer.bytes_written() as u64;
-        io.block_on(writer.close())
-            .map_err(|e| Error::Write { path: location.display(), source: Box::new(e) })?;
+        let PartWriter { sink, io, location, partition, rows } = self;
+        let fail = |e: Box<dyn std::error::Error + Send + Sync>| Error::Write {
+            path: location.display(),
+            source: e,
+        };
+        match sink {
+            Sink::Parquet(writer) => io.block_on(writer.close()).map(drop).map_err(|e| fail(Box::new(e)))?,
+            Sink::Records { mut upload, .. } => {
+                io.block_on(upload.shutdown()).map_err(|e| fail(Box::new(e)))?
+            }
+        }
         let name = location.path().filename().unwrap_or_default().to_owned();
-        let bytes = io.block_on(location.store().head(location.path())).map(|m| m.size).unwrap_or(bytes);
+        let bytes = io
+            .block_on(location.store().head(location.path()))
+            .map(|m| m.size)
+            .map_err(|e| fail(Box::new(e)))?;
         Ok(PartFile { partition, name, rows, bytes })
+    }
+}
+
+/// Raw records are the bytes of each row's columns back to back: every column must be
+/// binary (fixed-size or not) or text.
+fn check_record_schema(schema: &SchemaRef) -> Result<()> {
+    for field in schema.fields() {
+        if !matches!(field.data_type(), DataType::FixedSizeBinary(_) | DataType::Binary | DataType::Utf8) {
+            return Err(Error::InvalidJob(format!(
+                "raw record output needs binary or text columns; `{}` is {}",
+                field.name(),
+                field.data_type()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn append_records(batch: &RecordBatch, out: &mut Vec<u8>) {
+    let columns: Vec<&dyn Array> = batch.columns().iter().map(|c| c.as_ref()).collect();
+    for row in 0..batch.num_rows() {
+        for column in &columns {
+            match column.data_type() {
+                DataType::FixedSizeBinary(_) => {
+                    out.extend_from_slice(column.as_fixed_size_binary().value(row))
+                }
+                DataType::Binary => out.extend_from_slice(column.as_binary::<i32>().value(row)),
+                _ => out.extend_from_slice(column.as_string::<i32>().value(row).as_bytes()),
+            }
+        }
     }
 }

@@ -21,6 +21,7 @@ pub fn bin(name: &str) -> PathBuf {
         "wordcount" => env!("CARGO_BIN_EXE_wordcount").into(),
         "wordcount-records" => env!("CARGO_BIN_EXE_wordcount-records").into(),
         "grep" => env!("CARGO_BIN_EXE_grep").into(),
+        "terasort" => env!("CARGO_BIN_EXE_terasort").into(),
         "tpch-q1" => env!("CARGO_BIN_EXE_tpch-q1").into(),
         "inverted-index" => env!("CARGO_BIN_EXE_inverted-index").into(),
         other => panic!("no binary {other}"),

@@ -4,6 +4,10 @@
 //! so a key lands in the same partition in every process, on every machine and in every run
 //! (the golden values in the tests pin it).
 
+mod range;
+
+pub use range::RangePartitioner;
+
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{
     DataType, Date32Type, Date64Type, Decimal128Type, Float32Type, Float64Type, Int8Type, Int16Type,

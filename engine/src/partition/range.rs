@@ -1,0 +1,87 @@
+//! Range partitioning from a sample of keys (Hadoop's TotalOrderPartitioner, Spark's
+//! RangePartitioner): `R - 1` split points cut the sorted sample into `R` equal parts, and
+//! a key goes to the partition of the first split point above it, so partition `i`'s keys
+//! all precede partition `i + 1`'s and equal keys share a partition.
+
+use arrow::array::ArrayRef;
+use arrow::datatypes::DataType;
+use arrow::row::{OwnedRow, RowConverter, SortField};
+
+use super::Partitioner;
+use crate::error::{Error, Result};
+
+/// Routes keys by comparing them with sampled split points.
+#[derive(Debug)]
+pub struct RangePartitioner {
+    converter: RowConverter,
+    split_points: Vec<OwnedRow>,
+}
+
+impl RangePartitioner {
+    /// Split points for `partitions` partitions from `sample`, the key columns (of types
+    /// `key_types`) of sampled rows.
+    pub fn from_sample(key_types: &[DataType], sample: &[ArrayRef], partitions: usize) -> Result<Self> {
+        let fields = key_types.iter().map(|t| SortField::new(t.clone())).collect();
+        let converter = RowConverter::new(fields).map_err(Error::arrow("range partitioner"))?;
+        let rows = converter.convert_columns(sample).map_err(Error::arrow("encoding sampled keys"))?;
+        let mut sorted: Vec<_> = rows.iter().collect();
+        sorted.sort_unstable();
+        let n = sorted.len();
+        let mut split_points: Vec<OwnedRow> = Vec::with_capacity(partitions.saturating_sub(1));
+        if n > 0 {
+            for i in 1..partitions {
+                let point = sorted[(i * n / partitions).min(n - 1)].owned();
+                split_points.push(point);
+            }
+        }
+        Ok(RangePartitioner { converter, split_points })
+    }
+
+    /// The number of split points (`partitions - 1` when the sample was not empty).
+    pub fn split_points(&self) -> usize {
+        self.split_points.len()
+    }
+}
+
+impl Partitioner for RangePartitioner {
+    fn partition(&self, keys: &[ArrayRef], num_partitions: usize, out: &mut Vec<u32>) -> Result<()> {
+        let rows = self.converter.convert_columns(keys).map_err(Error::arrow("encoding keys"))?;
+        out.clear();
+        let last = num_partitions.saturating_sub(1) as u32;
+        out.extend(rows.iter().map(|row| {
+            let p = self.split_points.partition_point(|point| point.row() <= row) as u32;
+            p.min(last)
+        }));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::UInt64Array;
+
+    use super::*;
+
+    #[test]
+    fn keys_go_to_ordered_ranges_and_equal_keys_together() {
+        let sample: ArrayRef = Arc::new(UInt64Array::from((0..1000).rev().collect::<Vec<u64>>()));
+        let p = RangePartitioner::from_sample(&[DataType::UInt64], &[sample], 4).unwrap();
+        assert_eq!(p.split_points(), 3);
+        let keys: ArrayRef = Arc::new(UInt64Array::from(vec![0, 249, 250, 251, 500, 999, 5000, 250]));
+        let mut out = Vec::new();
+        p.partition(&[keys], 4, &mut out).unwrap();
+        assert_eq!(out, vec![0, 0, 1, 1, 2, 3, 3, 1]);
+    }
+
+    #[test]
+    fn an_empty_sample_sends_everything_to_partition_zero() {
+        let sample: ArrayRef = Arc::new(UInt64Array::from(Vec::<u64>::new()));
+        let p = RangePartitioner::from_sample(&[DataType::UInt64], &[sample], 3).unwrap();
+        let keys: ArrayRef = Arc::new(UInt64Array::from(vec![7, 8]));
+        let mut out = Vec::new();
+        p.partition(&[keys], 3, &mut out).unwrap();
+        assert_eq!(out, vec![0, 0]);
+    }
+}
