@@ -103,8 +103,7 @@ struct Cli<J: Job> {
 
 /// The whole `main` of a job binary: `fn main() -> ExitCode { gristmill::main::<MyJob>() }`.
 pub fn main<J: Job>() -> ExitCode {
-    init_tracing();
-    install_panic_hook();
+    init_cli();
     let matches = Cli::<J>::command()
         .name(J::NAME)
         .bin_name(J::NAME)
@@ -164,8 +163,14 @@ fn summary(name: &str, report: &JobReport, output: &str) -> String {
     s
 }
 
+/// Sets up logging (`RUST_LOG`) and the panic hook of a job binary.
+pub(crate) fn init_cli() {
+    init_tracing();
+    install_panic_hook();
+}
+
 /// Joins a multi-line message (regex errors have several) into the one line users get.
-fn one_line(message: &str) -> String {
+pub(crate) fn one_line(message: &str) -> String {
     message.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }
 

@@ -55,6 +55,7 @@ pub mod input;
 pub mod job;
 pub mod output;
 pub mod partition;
+pub mod pipeline;
 pub mod plan;
 pub mod progress;
 pub mod shuffle;

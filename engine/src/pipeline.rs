@@ -1,0 +1,163 @@
+//! Multi-round jobs: a [`Pipeline`] runs several MapReduce rounds in sequence, each round's
+//! committed output feeding the next (iterative PageRank, a sampling pass before a sort).
+//!
+//! Intermediate rounds write to hidden scratch directories under the final output
+//! (`<output>/_rounds/<name>`, skipped by input listing like every `_` name), removed when
+//! the pipeline ends, whether it succeeds or fails.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, CommandFactory, FromArgMatches, Parser};
+use object_store::ObjectStoreExt;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::cli::{RunArgs, init_cli, one_line};
+use crate::config::RunConfig;
+use crate::driver::{JobReport, run_local};
+use crate::error::{Error, Result};
+use crate::job::Job;
+use crate::output::OutputDir;
+use crate::progress::{Progress, ProgressReporter};
+use crate::storage::Location;
+
+/// The scratch directory's name under the final output.
+const SCRATCH: &str = "_rounds";
+
+/// A job binary that runs several rounds.
+pub trait Pipeline: Args + Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The binary's name.
+    const NAME: &'static str;
+    /// One line on what it computes.
+    const ABOUT: &'static str;
+
+    /// Runs the rounds; the last one should write [`Rounds::output`].
+    fn run(&self, rounds: &mut Rounds<'_>) -> Result<()>;
+}
+
+/// Runs the rounds of a pipeline with the user's engine settings.
+pub struct Rounds<'a> {
+    base: RunConfig,
+    progress: &'a Progress,
+    reports: Vec<JobReport>,
+}
+
+impl<'a> Rounds<'a> {
+    /// Rounds that run with `base`'s settings (threads, memory, ...) and end in its output.
+    pub fn new(base: RunConfig, progress: &'a Progress) -> Self {
+        Rounds { base, progress, reports: Vec::new() }
+    }
+
+    /// The `--input` flags, if the pipeline uses them.
+    pub fn inputs(&self) -> &[String] {
+        &self.base.inputs
+    }
+
+    /// The final output directory.
+    pub fn output(&self) -> &str {
+        &self.base.output
+    }
+
+    /// A scratch output directory for an intermediate round.
+    pub fn scratch(&self, name: &str) -> String {
+        format!("{}/{SCRATCH}/{name}", self.base.output.trim_end_matches('/'))
+    }
+
+    /// Runs one round of `job` over `inputs` into `output` (scratch outputs are replaced;
+    /// the final output follows `--overwrite`).
+    pub fn run<J: Job>(&mut self, job: &J, inputs: Vec<String>, output: &str) -> Result<&JobReport> {
+        let mut config = self.base.clone();
+        config.inputs = inputs;
+        config.output = output.to_owned();
+        config.overwrite = self.base.overwrite || output != self.base.output;
+        let report = run_local(job, &config, self.progress)?;
+        tracing::info!(
+            round = self.reports.len(),
+            job = J::NAME,
+            rows = report.manifest.rows,
+            "round committed"
+        );
+        self.reports.push(report);
+        Ok(self.reports.last().expect("just pushed"))
+    }
+
+    /// The reports of the rounds run so far.
+    pub fn reports(&self) -> &[JobReport] {
+        &self.reports
+    }
+}
+
+/// Runs `pipeline` with `config`: checks the final output first, then the rounds, then
+/// removes the scratch directories.
+pub fn run_pipeline<P: Pipeline>(
+    pipeline: &P,
+    config: &RunConfig,
+    progress: &Progress,
+) -> Result<Vec<JobReport>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Internal(format!("cannot start a runtime: {e}")))?;
+    let output = Location::parse(&config.output)?;
+    runtime.block_on(OutputDir::new(output.clone()).prepare(config.overwrite))?;
+    let mut rounds = Rounds::new(config.clone(), progress);
+    let result = pipeline.run(&mut rounds);
+    let cleanup = runtime.block_on(remove_tree(&output.child(SCRATCH)));
+    result?;
+    cleanup?;
+    Ok(rounds.reports)
+}
+
+async fn remove_tree(location: &Location) -> Result<()> {
+    let objects = location.list().await?;
+    for object in objects {
+        match location.store().delete(&object.location).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(source) => return Err(Error::Write { path: location.display(), source: Box::new(source) }),
+        }
+    }
+    if location.is_local() {
+        let _ = std::fs::remove_dir_all(location.display());
+    }
+    Ok(())
+}
+
+#[derive(Parser)]
+struct Cli<P: Pipeline> {
+    #[command(flatten)]
+    pipeline: P,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// The whole `main` of a pipeline binary: `fn main() -> ExitCode { gristmill::pipeline::main::<P>() }`.
+pub fn main<P: Pipeline>() -> ExitCode {
+    init_cli();
+    let matches = Cli::<P>::command().name(P::NAME).bin_name(P::NAME).about(P::ABOUT).get_matches();
+    let cli = match Cli::<P>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let progress = Arc::new(Progress::default());
+    let reporter = ProgressReporter::start(progress.clone(), cli.run.progress);
+    let result = run_pipeline(&cli.pipeline, &cli.run.to_config(), &progress);
+    drop(reporter);
+    match result {
+        Ok(reports) => {
+            let seconds: f64 = reports.iter().map(|r| r.elapsed.as_secs_f64()).sum();
+            let rows = reports.last().map_or(0, |r| r.manifest.rows);
+            eprintln!(
+                "{}: {} rounds in {seconds:.2} s; committed {rows} rows to {}",
+                P::NAME,
+                reports.len(),
+                cli.run.output
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e.to_string()));
+            ExitCode::FAILURE
+        }
+    }
+}
