@@ -83,7 +83,7 @@ impl MapOutputBuilder {
                 sorted.push(None);
                 continue;
             }
-            indices.sort_by(|&a, &b| rows.row(a as usize).cmp(&rows.row(b as usize)));
+            sort_by_key(&mut indices, &rows);
             let run = self.sorted_run(&batch, &rows, &indices)?;
             sorted.push((run.num_rows() > 0).then_some(run));
         }
@@ -120,6 +120,24 @@ impl MapOutputBuilder {
     /// The runs of every partition (`runs[p]` for partition `p`) and the combiner's stats.
     pub fn finish(self) -> (Vec<Vec<Run>>, MapSideStats) {
         (self.runs, self.stats)
+    }
+}
+
+/// Sorts row indices by key, stably: on the first 8 bytes of each encoded key as an
+/// integer (most comparisons end there, without touching the rows again), then on the
+/// whole key.
+fn sort_by_key(indices: &mut [u32], rows: &Rows) {
+    let prefix = |i: u32| {
+        let bytes = rows.row(i as usize).data();
+        let mut buf = [0u8; 8];
+        let n = bytes.len().min(8);
+        buf[..n].copy_from_slice(&bytes[..n]);
+        u64::from_be_bytes(buf)
+    };
+    let mut keyed: Vec<(u64, u32)> = indices.iter().map(|&i| (prefix(i), i)).collect();
+    keyed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| rows.row(a.1 as usize).cmp(&rows.row(b.1 as usize))));
+    for (slot, (_, i)) in indices.iter_mut().zip(keyed) {
+        *slot = i;
     }
 }
 

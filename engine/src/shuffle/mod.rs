@@ -49,3 +49,86 @@ impl KeyEncoder {
         &self.key_columns
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{AsArray, RecordBatch, StringArray, UInt32Array};
+    use arrow::datatypes::{DataType, Field, Schema, UInt32Type};
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::ids::JobId;
+    use crate::partition::HashPartitioner;
+
+    /// Map output (key, input position) through several flushes, in memory or spilled, then
+    /// merged per partition: returns each partition's rows in merge order.
+    fn shuffle(keys: &[String], flushes: usize, memory: u64, chunk: usize) -> Vec<Vec<(String, u32)>> {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, false),
+            Field::new("i", DataType::UInt32, false),
+        ]));
+        let dir = tempfile::tempdir().unwrap();
+        let spill = Arc::new(SpillDir::create(dir.path(), &JobId::generate()).unwrap());
+        let store = Arc::new(RunStore::new(spill, memory));
+        let spec = MapOutputSpec {
+            key_columns: vec![0],
+            num_partitions: 3,
+            partitioner: Arc::new(HashPartitioner),
+            combiner: None,
+            store,
+        };
+        let mut builder = MapOutputBuilder::new(schema.clone(), spec).unwrap();
+        let per_flush = keys.len().div_ceil(flushes.max(1)).max(1);
+        for (f, chunk) in keys.chunks(per_flush).enumerate() {
+            let ids: Vec<u32> = (0..chunk.len()).map(|i| (f * per_flush + i) as u32).collect();
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(StringArray::from(chunk.to_vec())), Arc::new(UInt32Array::from(ids))],
+            )
+            .unwrap();
+            builder.flush(vec![batch]).unwrap();
+        }
+        let (runs, _) = builder.finish();
+        runs.into_iter()
+            .map(|partition_runs| {
+                let encoder = KeyEncoder::new(&schema, &[0]).unwrap();
+                let mut merger = RunMerger::new(schema.clone(), encoder, partition_runs, chunk).unwrap();
+                let mut rows = Vec::new();
+                while let Some(c) = merger.next_chunk().unwrap() {
+                    let k = c.batch.column(0).as_string::<i32>();
+                    let i = c.batch.column(1).as_primitive::<UInt32Type>();
+                    for s in &c.starts {
+                        assert!(*s == 0 || k.value(*s) != k.value(*s - 1), "a group starts at a new key");
+                    }
+                    rows.extend((0..c.batch.num_rows()).map(|r| (k.value(r).to_owned(), i.value(r))));
+                }
+                rows
+            })
+            .collect()
+    }
+
+    proptest! {
+        /// Every row comes out exactly once, each partition sorted by key, equal keys in
+        /// input order, whether runs stay in memory or spill, whatever the chunk size.
+        #[test]
+        fn shuffle_round_trip(
+            keys in prop::collection::vec("[a-d]{0,3}|long-key-[a-z]{9}", 0..300),
+            flushes in 1usize..5,
+            spill in any::<bool>(),
+            chunk in 1usize..50,
+        ) {
+            let partitions = shuffle(&keys, flushes, if spill { 0 } else { u64::MAX }, chunk);
+            let mut all: Vec<(String, u32)> = partitions.iter().flatten().cloned().collect();
+            all.sort_by_key(|r| r.1);
+            let expected: Vec<(String, u32)> = keys.iter().cloned().zip(0u32..).collect();
+            prop_assert_eq!(all, expected);
+            for rows in &partitions {
+                let mut stable = rows.clone();
+                stable.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()).then(a.1.cmp(&b.1)));
+                prop_assert_eq!(rows, &stable);
+            }
+        }
+    }
+}

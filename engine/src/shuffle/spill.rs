@@ -8,6 +8,7 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use arrow::array::RecordBatch;
@@ -59,7 +60,8 @@ impl SpillDir {
     }
 
     /// Writes the runs of one flush (`runs[p]` for partition `p`) to a new spill file.
-    pub fn write(&self, schema: &SchemaRef, runs: &[Option<RecordBatch>]) -> Result<SpillFile> {
+    /// The file keeps the directory alive: it is removed when the last run in it is dropped.
+    pub fn write(self: &Arc<Self>, schema: &SchemaRef, runs: &[Option<RecordBatch>]) -> Result<SpillFile> {
         let n = self.next_file.fetch_add(1, Relaxed);
         let path = self.path.join(format!("run-{n:06}.arrow"));
         let fail = |cause: String| Error::Spill { path: path.display().to_string(), cause };
@@ -85,7 +87,7 @@ impl SpillDir {
         file.sync_data().ok();
         let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         self.spilled_bytes.fetch_add(bytes, Relaxed);
-        Ok(SpillFile { path, partitions })
+        Ok(SpillFile { path, partitions, _dir: self.clone() })
     }
 }
 
@@ -102,6 +104,7 @@ impl Drop for SpillDir {
 pub struct SpillFile {
     path: PathBuf,
     partitions: Vec<Range<usize>>,
+    _dir: Arc<SpillDir>,
 }
 
 impl SpillFile {
