@@ -204,3 +204,60 @@ fn as_unprivileged(dir: &Path, name: &str) -> std::process::Command {
     c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(exe);
     c
 }
+
+#[test]
+fn mixed_schemas_in_one_input_work_by_column_name_or_fail_naming_the_odd_file() {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Int64Array, RecordBatch};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    write_parquet_strings(&input.join("a.parquet"), "text", &["x y", "y"], 10);
+    // b has the text column in another position, beside an extra column.
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("text", DataType::LargeUtf8, false),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(vec![1, 2])),
+        Arc::new(arrow::array::LargeStringArray::from(vec!["y z", "z"])),
+    ];
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(input.join("b.parquet")).unwrap(),
+        schema.clone(),
+        None,
+    )
+    .unwrap();
+    w.write(&RecordBatch::try_new(schema, columns).unwrap()).unwrap();
+    w.close().unwrap();
+    let out = dir.path().join("out");
+    run_ok("wordcount", &["-i", s(&input), "-o", s(&out)]);
+    let counts = read_word_counts(&out);
+    assert_eq!(
+        counts.into_iter().collect::<Vec<_>>(),
+        vec![("x".into(), 1), ("y".into(), 3), ("z".into(), 2)]
+    );
+
+    // c's text column is a number: the job fails naming c.
+    let bad_schema = Arc::new(Schema::new(vec![Field::new("text", DataType::Int64, false)]));
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(input.join("c.parquet")).unwrap(),
+        bad_schema.clone(),
+        None,
+    )
+    .unwrap();
+    w.write(
+        &RecordBatch::try_new(bad_schema, vec![Arc::new(Int64Array::from(vec![7])) as ArrayRef]).unwrap(),
+    )
+    .unwrap();
+    w.close().unwrap();
+    let out2 = dir.path().join("out2");
+    fails_with(
+        &["-i", s(&input), "-o", s(&out2)],
+        &out2,
+        &[s(&input.join("c.parquet")), "has type Int64, expected Utf8"],
+    );
+}
