@@ -62,6 +62,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub replace_invalid_utf8: bool,
 
+    /// Object-store setting `key=value` (repeatable), e.g. `aws_endpoint=http://127.0.0.1:9000`
+    /// or `aws_region=eu-west-1`; the standard AWS_*, GOOGLE_* and AZURE_* environment
+    /// variables are read too. Values never appear in logs or errors.
+    #[arg(long = "storage-option", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub storage_options: Vec<(String, String)>,
+
     /// How to show progress on stderr.
     #[arg(long, value_enum, default_value = "auto", env = "GRISTMILL_PROGRESS")]
     pub progress: ProgressMode,
@@ -117,8 +123,14 @@ pub fn main<J: Job>() -> ExitCode {
     run_job(&cli.job, &cli.run)
 }
 
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text.split_once('=').ok_or_else(|| "expected KEY=VALUE".to_owned())?;
+    Ok((key.trim().to_ascii_lowercase(), value.to_owned()))
+}
+
 /// Runs `job` with `args`, shows progress and a summary; the exit code follows the result.
 pub fn run_job<J: Job>(job: &J, args: &RunArgs) -> ExitCode {
+    crate::storage::set_storage_options(args.storage_options.clone());
     let progress = Arc::new(Progress::default());
     let reporter = ProgressReporter::start(progress.clone(), args.progress);
     let result = run_local(job, &args.to_config(), &progress);

@@ -139,6 +139,7 @@ pub fn main<P: Pipeline>() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    crate::storage::set_storage_options(cli.run.storage_options.clone());
     let progress = Arc::new(Progress::default());
     let reporter = ProgressReporter::start(progress.clone(), cli.run.progress);
     let result = run_pipeline(&cli.pipeline, &cli.run.to_config(), &progress);

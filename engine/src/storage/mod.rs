@@ -4,6 +4,7 @@
 //! path that reads `/data/x.txt` is the one that reads `s3://bucket/x.txt`.
 
 mod reader;
+mod stores;
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use url::Url;
 use crate::error::{Error, Result};
 
 pub use reader::ObjectReader;
+pub use stores::set_storage_options;
 
 /// A place in an object store: the store, a path in it, and how to show it to a user.
 #[derive(Clone, Debug)]
@@ -37,17 +39,15 @@ impl Location {
             return Ok(Location { store: Arc::new(LocalFileSystem::new()), path, base: String::new() });
         }
         let url = Url::parse(location).map_err(|e| invalid(e.to_string()))?;
-        let (store, path) = object_store::parse_url(&url).map_err(|e| match e {
-            object_store::Error::Generic { .. } | object_store::Error::NotSupported { .. } => {
-                invalid(format!("unsupported URL scheme `{}`", url.scheme()))
-            }
-            other => invalid(other.to_string()),
-        })?;
+        let store = stores::store_for(&url).map_err(invalid)?;
+        let (_, path) = object_store::ObjectStoreScheme::parse(&url).map_err(|e| invalid(e.to_string()))?;
+        let path = Path::parse(path).map_err(|e| invalid(e.to_string()))?;
+        // The host only: a URL's user info may hold credentials, which never reach messages.
         let base = match url.scheme() {
             "file" => String::new(),
-            scheme => format!("{scheme}://{}", url.authority()),
+            scheme => format!("{scheme}://{}", url.host_str().unwrap_or_default()),
         };
-        Ok(Location { store: Arc::from(store), path, base })
+        Ok(Location { store, path, base })
     }
 
     /// The object store.

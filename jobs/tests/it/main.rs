@@ -6,6 +6,7 @@ mod bad_input;
 mod grep;
 mod inverted_index;
 mod output;
+mod s3;
 mod sort;
 mod support;
 mod tpch_q1;
