@@ -7,11 +7,14 @@
 //!   (in-mapper partial aggregation, combiner);
 //! * [`inverted_index::InvertedIndex`] (`inverted-index`): the paper's inverted index,
 //!   word -> sorted doc ids (no combiner: the shuffle carries every pair);
-//! * [`sample`]: the generator of Zipf-distributed sample text (`textgen`).
+//! * [`sample`]: the generator of Zipf-distributed sample text (`textgen`);
+//! * [`terasort`]: the TeraSort benchmark's data generator and validator (`teragen`,
+//!   `teravalidate`; plain binaries, not MapReduce jobs).
 
 pub mod grep;
 pub mod inverted_index;
 pub mod sample;
+pub mod terasort;
 pub mod tpch_q1;
 pub mod word_table;
 pub mod wordcount;

@@ -7,5 +7,6 @@ mod grep;
 mod inverted_index;
 mod output;
 mod support;
+mod terasort;
 mod tpch_q1;
 mod wordcount;
