@@ -7,12 +7,16 @@
 //!   (in-mapper partial aggregation, combiner);
 //! * [`inverted_index::InvertedIndex`] (`inverted-index`): the paper's inverted index,
 //!   word -> sorted doc ids (no combiner: the shuffle carries every pair);
-//! * [`terasort_job::TeraSort`]: sorts 100-byte records into globally ordered raw part files;
-//! * [`sample`]: the generator of Zipf-distributed sample text (`textgen`).
+//! * [`terasort_job::TeraSort`] (`terasort`): sorts 100-byte records into globally ordered
+//!   raw part files;
+//! * [`sample`]: the generator of Zipf-distributed sample text (`textgen`);
+//! * [`terasort`]: the TeraSort benchmark's data generator and validator (`teragen`,
+//!   `teravalidate`; plain binaries, not MapReduce jobs).
 
 pub mod grep;
 pub mod inverted_index;
 pub mod sample;
+pub mod terasort;
 pub mod terasort_job;
 pub mod tpch_q1;
 pub mod word_table;

@@ -9,5 +9,6 @@ mod output;
 mod s3;
 mod sort;
 mod support;
+mod terasort;
 mod tpch_q1;
 mod wordcount;
