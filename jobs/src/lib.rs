@@ -7,11 +7,15 @@
 //!   (in-mapper partial aggregation, combiner);
 //! * [`inverted_index::InvertedIndex`] (`inverted-index`): the paper's inverted index,
 //!   word -> sorted doc ids (no combiner: the shuffle carries every pair);
+//! * [`join::Join`] (`join`): reduce-side inner equi-join of two Parquet datasets in one job
+//!   (two tagged inputs, a partitioner on the join key alone, bounded memory on keys
+//!   frequent on both sides);
 //! * [`terasort_job::TeraSort`]: sorts 100-byte records into globally ordered raw part files;
 //! * [`sample`]: the generator of Zipf-distributed sample text (`textgen`).
 
 pub mod grep;
 pub mod inverted_index;
+pub mod join;
 pub mod sample;
 pub mod terasort_job;
 pub mod tpch_q1;

@@ -5,6 +5,7 @@
 mod bad_input;
 mod grep;
 mod inverted_index;
+mod join;
 mod output;
 mod sort;
 mod support;

@@ -24,6 +24,7 @@ pub fn bin(name: &str) -> PathBuf {
         "terasort" => env!("CARGO_BIN_EXE_terasort").into(),
         "tpch-q1" => env!("CARGO_BIN_EXE_tpch-q1").into(),
         "inverted-index" => env!("CARGO_BIN_EXE_inverted-index").into(),
+        "join" => env!("CARGO_BIN_EXE_join").into(),
         other => panic!("no binary {other}"),
     }
 }
