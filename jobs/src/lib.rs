@@ -10,12 +10,15 @@
 //! * [`join::Join`] (`join`): reduce-side inner equi-join of two Parquet datasets in one job
 //!   (two tagged inputs, a partitioner on the join key alone, bounded memory on keys
 //!   frequent on both sides);
+//! * [`pagerank::PageRank`] (`pagerank`): PageRank as a pipeline, one MapReduce round per
+//!   iteration, the dangling mass carried to every reducer within the round;
 //! * [`terasort_job::TeraSort`]: sorts 100-byte records into globally ordered raw part files;
 //! * [`sample`]: the generator of Zipf-distributed sample text (`textgen`).
 
 pub mod grep;
 pub mod inverted_index;
 pub mod join;
+pub mod pagerank;
 pub mod sample;
 pub mod terasort_job;
 pub mod tpch_q1;

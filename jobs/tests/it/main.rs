@@ -7,6 +7,7 @@ mod grep;
 mod inverted_index;
 mod join;
 mod output;
+mod pagerank;
 mod sort;
 mod support;
 mod tpch_q1;

@@ -25,6 +25,7 @@ pub fn bin(name: &str) -> PathBuf {
         "tpch-q1" => env!("CARGO_BIN_EXE_tpch-q1").into(),
         "inverted-index" => env!("CARGO_BIN_EXE_inverted-index").into(),
         "join" => env!("CARGO_BIN_EXE_join").into(),
+        "pagerank" => env!("CARGO_BIN_EXE_pagerank").into(),
         other => panic!("no binary {other}"),
     }
 }
