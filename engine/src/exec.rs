@@ -3,7 +3,7 @@
 //! and the split it was processing.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arrow::array::RecordBatch;
 use rayon::prelude::*;
@@ -12,7 +12,7 @@ use tokio::runtime::Handle;
 use crate::error::{Error, Result};
 use crate::ids::{AttemptId, JobId, PartitionId, TaskId};
 use crate::input::ReadOptions;
-use crate::job::{Counters, Emitter, Groups, Job, TaskInfo};
+use crate::job::{BatchSink, Counters, Emitter, Groups, Job, TaskInfo};
 use crate::output::{OutputDir, PartFile, PartWriter};
 use crate::partition::{Partitioner, RangePartitioner};
 use crate::plan::MapTask;
@@ -39,6 +39,9 @@ pub const REDUCE_INPUT_RECORDS: &str = "reduce_input_records";
 pub const SPILLED_BYTES: &str = "spilled_bytes";
 /// Engine counter: rows reducers emitted (rows in the output).
 pub const REDUCE_OUTPUT_RECORDS: &str = "reduce_output_records";
+
+/// Output a reducer may buffer before it is written, even within one call of the reducer.
+pub const REDUCE_EMIT_BYTES: usize = 8 << 20;
 
 /// What every task of a job shares.
 pub struct TaskEnv<'a> {
@@ -102,8 +105,13 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// Wraps an error of user code; an engine error passing through it (a failed write of what
+/// a reducer emitted) keeps its own kind.
 fn user(stage: &'static str) -> impl Fn(crate::error::BoxError) -> Error {
-    move |e| Error::UserCode { stage, message: e.to_string() }
+    move |e| match e.downcast::<Error>() {
+        Ok(engine) => *engine,
+        Err(e) => Error::UserCode { stage, message: e.to_string() },
+    }
 }
 
 /// Reads a map task's split, maps it, and partitions, sorts and combines the map output.
@@ -173,24 +181,31 @@ pub fn run_reduce_task<J: Job>(
         let pid = PartitionId(partition as u32);
         let format = job.output_format();
         let location = output.part_location(env.job_id, pid, info.attempt, format);
-        let mut writer = PartWriter::create(env.io, location, job.output_schema(), pid, format)?;
-        let mut out = Emitter::new(job.output_schema());
+        let writer = PartWriter::create(env.io, location, job.output_schema(), pid, format)?;
+        // The emitter writes through the sink as soon as a reducer has emitted
+        // REDUCE_EMIT_BYTES, even within one call (a join's frequent key).
+        let writer = Arc::new(Mutex::new(writer));
+        let sink_writer = writer.clone();
+        let sink: BatchSink = Box::new(move |batch| {
+            sink_writer.lock().map_err(|_| Error::Internal("part writer poisoned".into()))?.write(&batch)
+        });
+        let mut out = Emitter::new(job.output_schema()).with_sink(REDUCE_EMIT_BYTES, sink);
         let (mut groups, mut rows) = (0u64, 0u64);
         while let Some(chunk) = merger.next_chunk()? {
             groups += chunk.starts.len() as u64;
             rows += chunk.batch.num_rows() as u64;
             let chunk_groups = Groups::new(&chunk.batch, &chunk.starts, &key_columns);
             reducer.reduce_groups(&chunk_groups, &mut out).map_err(user("reducer failed:"))?;
-            for batch in out.take_batches() {
-                writer.write(&batch)?;
-            }
+            out.flush()?;
         }
         reducer.finish(&mut out).map_err(user("reducer failed:"))?;
-        for batch in out.take_batches() {
-            writer.write(&batch)?;
-        }
-        let part = writer.close()?;
+        out.flush()?;
         let mut counters = out.take_counters();
+        drop(out);
+        let writer = Arc::into_inner(writer)
+            .and_then(|w| w.into_inner().ok())
+            .ok_or_else(|| Error::Internal("the part writer is still in use".into()))?;
+        let part = writer.close()?;
         counters.add(REDUCE_INPUT_GROUPS, groups);
         counters.add(REDUCE_INPUT_RECORDS, rows);
         counters.add(REDUCE_OUTPUT_RECORDS, part.rows);

@@ -7,6 +7,11 @@
 //!   (in-mapper partial aggregation, combiner);
 //! * [`inverted_index::InvertedIndex`] (`inverted-index`): the paper's inverted index,
 //!   word -> sorted doc ids (no combiner: the shuffle carries every pair);
+//! * [`join::Join`] (`join`): reduce-side inner equi-join of two Parquet datasets in one job
+//!   (two tagged inputs, a partitioner on the join key alone, bounded memory on keys
+//!   frequent on both sides);
+//! * [`pagerank::PageRank`] (`pagerank`): PageRank as a pipeline, one MapReduce round per
+//!   iteration, the dangling mass carried to every reducer within the round;
 //! * [`terasort_job::TeraSort`] (`terasort`): sorts 100-byte records into globally ordered
 //!   raw part files;
 //! * [`sample`]: the generator of Zipf-distributed sample text (`textgen`);
@@ -15,6 +20,8 @@
 
 pub mod grep;
 pub mod inverted_index;
+pub mod join;
+pub mod pagerank;
 pub mod sample;
 pub mod terasort;
 pub mod terasort_job;

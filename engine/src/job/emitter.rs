@@ -6,7 +6,11 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use serde::{Deserialize, Serialize};
 
-use crate::error::JobResult;
+use crate::error::{BoxError, JobResult};
+
+/// Where an [`Emitter`] hands its batches while user code is still running (the engine's
+/// part writer, for reducers).
+pub type BatchSink = Box<dyn FnMut(RecordBatch) -> crate::error::Result<()> + Send>;
 
 /// Named counters (Hadoop's counters): tasks add to them, the job sums them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,18 +47,41 @@ impl Counters {
 
 /// Collects the batches a mapper, combiner or reducer emits, checked against the declared
 /// schema, and the user counters it bumps.
+///
+/// With a sink ([`Emitter::with_sink`]), batches are handed on as soon as more than a limit
+/// is buffered, even in the middle of one call of user code: a reducer that emits a lot
+/// from one chunk of groups (a join's frequent key) runs in bounded memory.
 pub struct Emitter {
     schema: SchemaRef,
     batches: Vec<RecordBatch>,
     rows: usize,
     bytes: usize,
     counters: Counters,
+    sink: Option<(BatchSink, usize)>,
 }
 
 impl Emitter {
     /// An emitter for batches of `schema`.
     pub fn new(schema: SchemaRef) -> Self {
-        Emitter { schema, batches: Vec::new(), rows: 0, bytes: 0, counters: Counters::default() }
+        Emitter { schema, batches: Vec::new(), rows: 0, bytes: 0, counters: Counters::default(), sink: None }
+    }
+
+    /// Hands buffered batches to `sink` whenever at least `limit_bytes` are buffered.
+    pub fn with_sink(mut self, limit_bytes: usize, sink: BatchSink) -> Self {
+        self.sink = Some((sink, limit_bytes));
+        self
+    }
+
+    /// Hands every buffered batch to the sink; without a sink, does nothing.
+    pub fn flush(&mut self) -> crate::error::Result<()> {
+        if self.sink.is_none() {
+            return Ok(());
+        }
+        for batch in self.take_batches() {
+            let (sink, _) = self.sink.as_mut().expect("checked above");
+            sink(batch)?;
+        }
+        Ok(())
     }
 
     /// The schema emitted batches must have.
@@ -72,6 +99,9 @@ impl Emitter {
         self.rows += batch.num_rows();
         self.bytes += batch.get_array_memory_size();
         self.batches.push(batch);
+        if self.sink.as_ref().is_some_and(|(_, limit)| self.bytes >= *limit) {
+            self.flush().map_err(|e| Box::new(e) as BoxError)?;
+        }
         Ok(())
     }
 
@@ -153,6 +183,37 @@ mod tests {
         )
         .unwrap();
         assert!(out.emit(wrong).unwrap_err().to_string().contains("declared schema"));
+    }
+
+    #[test]
+    fn a_sink_takes_batches_past_the_limit_in_the_middle_of_user_code() {
+        let written = Arc::new(std::sync::Mutex::new(Vec::<usize>::new()));
+        let seen = written.clone();
+        let sink: BatchSink = Box::new(move |batch| {
+            seen.lock().unwrap().push(batch.num_rows());
+            Ok(())
+        });
+        let one = RecordBatch::try_new(
+            schema(),
+            vec![Arc::new(StringArray::from(vec!["a"; 100])), Arc::new(UInt64Array::from(vec![1; 100]))],
+        )
+        .unwrap();
+        let limit = one.get_array_memory_size() * 2;
+        let mut out = Emitter::new(schema()).with_sink(limit, sink);
+        out.emit(one.clone()).unwrap();
+        assert!(written.lock().unwrap().is_empty(), "below the limit, batches stay buffered");
+        out.emit(one.clone()).unwrap();
+        assert_eq!(*written.lock().unwrap(), vec![100, 100], "at the limit, both are handed on");
+        assert_eq!((out.buffered_rows(), out.buffered_bytes()), (0, 0));
+        out.emit(one.slice(0, 10)).unwrap();
+        out.flush().unwrap();
+        assert_eq!(*written.lock().unwrap(), vec![100, 100, 10], "flush hands on the rest");
+
+        let failing: BatchSink = Box::new(|_| Err(crate::error::Error::Internal("disk full".into())));
+        let mut out = Emitter::new(schema()).with_sink(0, failing);
+        assert!(out.emit(one).unwrap_err().to_string().contains("disk full"));
+        let mut plain = Emitter::new(schema());
+        plain.flush().unwrap();
     }
 
     #[test]

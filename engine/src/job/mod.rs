@@ -12,7 +12,7 @@ mod identity;
 pub mod record;
 mod schema;
 
-pub use emitter::{Counters, Emitter};
+pub use emitter::{BatchSink, Counters, Emitter};
 pub use group::{Groups, KeyGroup};
 pub use identity::{IdentityMapper, IdentityReducer};
 pub use schema::{InputSpec, KeyedSchema, ParquetColumn};

@@ -5,7 +5,9 @@
 mod bad_input;
 mod grep;
 mod inverted_index;
+mod join;
 mod output;
+mod pagerank;
 mod s3;
 mod sort;
 mod support;

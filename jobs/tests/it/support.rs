@@ -26,6 +26,8 @@ pub fn bin(name: &str) -> PathBuf {
         "inverted-index" => env!("CARGO_BIN_EXE_inverted-index").into(),
         "teragen" => env!("CARGO_BIN_EXE_teragen").into(),
         "teravalidate" => env!("CARGO_BIN_EXE_teravalidate").into(),
+        "join" => env!("CARGO_BIN_EXE_join").into(),
+        "pagerank" => env!("CARGO_BIN_EXE_pagerank").into(),
         other => panic!("no binary {other}"),
     }
 }

@@ -1,0 +1,446 @@
+//! Reduce-side inner equi-join of two Parquet datasets in one job (the repartition join of
+//! the MapReduce literature): each side has its own input and mapper, the mappers tag rows
+//! with their side, and the reducers pair the rows of each key.
+//!
+//! **Map output.** One row per input row (rows with a null key never match and are dropped,
+//! counted as `join_null_keys`): `join_key`, `join_side` (0 left, 1 right), `join_seq` (a
+//! number unique per map-output row: map task index and row number), then every left column
+//! and every right column, all nullable; a row fills its own side's columns and leaves the
+//! other side's null. The key is `[join_key, join_side, join_seq]`, so within a join key all
+//! left rows come before all right rows; a custom partitioner ([`JoinKeyPartitioner`]) hashes
+//! the join key alone, so every row of a join key reaches the same reducer.
+//!
+//! `join_side` is in the key rather than left to the merge's tie order: the reduce-side merge
+//! does hand equal keys over in run order and map tasks are numbered left input first, but
+//! that is an accident of planning, not a promise the engine makes. `join_seq` is in the key
+//! because the merge never cuts a key group across chunks: keyed on `[join_key, join_side]`
+//! alone, a key frequent on the right side would arrive as one group, whole in memory. With
+//! the sequence number every group is one row, chunks are cut every 32K rows, and the right
+//! rows of a frequent key stream through.
+//!
+//! **Memory on frequent keys.** The reducer ([`pairs::JoinGroups`]) buffers the left rows of
+//! the current key only (copied out of the merged chunks as they pass) and streams the right
+//! rows against them, emitting output in batches of [`OUTPUT_BATCH_ROWS`] rows that the
+//! engine writes out as soon as a few MiB are buffered. A key with `L` left and `R` right
+//! rows costs memory for `L` rows plus a chunk, never `L × R`.
+//!
+//! **Schemas.** Each side's schema is read from the Parquet footer of its first file (in
+//! listing order) when the job is validated, once per process; every file of the side is
+//! then read with exactly those columns and types (a file lacking one is an error naming
+//! it). The output holds every left column under its own name, then every right column, a
+//! right column whose name is already taken getting a `right_` prefix (repeated until
+//! unique). String keys of any offset width are read as `Utf8`, binary keys as `Binary`;
+//! the two keys must then have the same type.
+
+mod pairs;
+
+use std::sync::{Arc, OnceLock};
+
+use arrow::array::{Array, ArrayRef, RecordBatch, UInt8Array, UInt64Array, new_null_array};
+use arrow::compute::{filter_record_batch, is_not_null};
+use arrow::datatypes::{Field, Schema, SchemaRef};
+use gristmill::job::ParquetColumn;
+use gristmill::partition::{HashPartitioner, Partitioner};
+use gristmill::prelude::*;
+use gristmill::storage::{ObjectReader, resolve_inputs};
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use serde::{Deserialize, Serialize};
+
+pub use pairs::JoinGroups;
+
+/// Rows per output batch the reducer emits.
+pub const OUTPUT_BATCH_ROWS: usize = 8192;
+
+/// Map-output column: the join key.
+pub const KEY: usize = 0;
+/// Map-output column: 0 for a left row, 1 for a right row.
+pub const SIDE: usize = 1;
+/// Map-output column: a number unique per row (map task index << 40 | row number).
+pub const SEQ: usize = 2;
+/// The first map-output column holding a side's columns.
+const FIRST_DATA_COLUMN: usize = 3;
+
+/// `join_side` of left rows.
+pub const LEFT: u8 = 0;
+/// `join_side` of right rows.
+pub const RIGHT: u8 = 1;
+
+/// Joins two Parquet datasets on one key column each.
+#[derive(clap::Args, Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Join {
+    /// The left side: Parquet file, directory, glob or URL. A reducer holds the left rows
+    /// of one key in memory while the right rows stream past: put the side with fewer rows
+    /// per key here.
+    #[arg(long, value_name = "PATH|GLOB|URL")]
+    pub left: String,
+
+    /// The left side's key column.
+    #[arg(long, value_name = "COLUMN")]
+    pub left_key: String,
+
+    /// The right side: Parquet file, directory, glob or URL.
+    #[arg(long, value_name = "PATH|GLOB|URL")]
+    pub right: String,
+
+    /// The right side's key column (same type as the left key).
+    #[arg(long, value_name = "COLUMN")]
+    pub right_key: String,
+
+    /// The schemas, read from the first file of each side once per process.
+    #[arg(skip)]
+    #[serde(skip)]
+    layout: OnceLock<Arc<Layout>>,
+}
+
+impl Join {
+    /// A join of `left` on `left_key` with `right` on `right_key`.
+    pub fn new(left: &str, left_key: &str, right: &str, right_key: &str) -> Self {
+        Join {
+            left: left.to_owned(),
+            left_key: left_key.to_owned(),
+            right: right.to_owned(),
+            right_key: right_key.to_owned(),
+            layout: OnceLock::new(),
+        }
+    }
+
+    /// The resolved layout: read from the footers on first use, then cached.
+    pub fn layout(&self) -> JobResult<Arc<Layout>> {
+        if let Some(layout) = self.layout.get() {
+            return Ok(layout.clone());
+        }
+        let left = SideSchema::read("left", &self.left, &self.left_key)?;
+        let right = SideSchema::read("right", &self.right, &self.right_key)?;
+        let layout = Arc::new(Layout::new(left, right)?);
+        Ok(self.layout.get_or_init(|| layout).clone())
+    }
+
+    fn resolved(&self) -> Arc<Layout> {
+        self.layout().unwrap_or_else(|e| panic!("join: cannot read the input schemas: {e}"))
+    }
+}
+
+/// One side's schema as found in its first file.
+#[derive(Clone, Debug)]
+pub struct SideSchema {
+    /// `left` or `right` (for messages).
+    pub side: &'static str,
+    /// The first file, whose footer gave the schema.
+    pub file: String,
+    /// The columns read, in file order (the key's type normalized).
+    pub fields: Vec<Field>,
+    /// The key column's index in `fields`.
+    pub key: usize,
+}
+
+impl SideSchema {
+    /// Reads the schema of the first file of `paths` and finds the key column.
+    fn read(side: &'static str, paths: &str, key: &str) -> JobResult<Self> {
+        let (file, schema) = first_parquet_schema(side, paths)?;
+        Self::from_schema(side, file, &schema, key)
+    }
+
+    /// The side described by `schema` (of `file`), keyed on column `key`.
+    pub fn from_schema(side: &'static str, file: String, schema: &Schema, key: &str) -> JobResult<Self> {
+        let Ok(index) = schema.index_of(key) else {
+            let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            return Err(format!(
+                "--{side}-key `{key}`: {file} has no such column (it has: {})",
+                names.join(", ")
+            )
+            .into());
+        };
+        let found = schema.field(index).data_type();
+        let Some(key_type) = key_type(found) else {
+            return Err(format!(
+                "--{side}-key `{key}` of {file} has type {found}; join keys must be integers, strings, \
+                 binary, dates or decimals"
+            )
+            .into());
+        };
+        let mut fields: Vec<Field> = schema
+            .fields()
+            .iter()
+            .map(|f| Field::new(f.name(), f.data_type().clone(), f.is_nullable()))
+            .collect();
+        fields[index] = fields[index].clone().with_data_type(key_type);
+        Ok(SideSchema { side, file, fields, key: index })
+    }
+
+    fn key_field(&self) -> &Field {
+        &self.fields[self.key]
+    }
+
+    /// What the engine reads from every file of this side: every column, with these types.
+    fn input_spec(&self) -> InputSpec {
+        let mut spec = InputSpec::text_lines();
+        spec.parquet_columns = Some(
+            self.fields
+                .iter()
+                .map(|f| ParquetColumn { name: f.name().clone(), data_type: Some(f.data_type().clone()) })
+                .collect(),
+        );
+        spec
+    }
+}
+
+/// The type a key column of type `found` is read as, if it can be a join key.
+fn key_type(found: &DataType) -> Option<DataType> {
+    use DataType::*;
+    match found {
+        Int8
+        | Int16
+        | Int32
+        | Int64
+        | UInt8
+        | UInt16
+        | UInt32
+        | UInt64
+        | Date32
+        | Date64
+        | Boolean
+        | Decimal128(_, _) => Some(found.clone()),
+        Utf8 | LargeUtf8 | Utf8View => Some(Utf8),
+        Binary | LargeBinary | BinaryView => Some(Binary),
+        _ => None,
+    }
+}
+
+/// Lists `paths` and reads the Arrow schema of the first file's Parquet footer.
+fn first_parquet_schema(side: &str, paths: &str) -> JobResult<(String, SchemaRef)> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let files = resolve_inputs(&[paths.to_owned()]).await?;
+        let Some(file) = files.into_iter().next() else {
+            return Err(format!("--{side} {paths} holds no files to read a schema from").into());
+        };
+        let mut reader = ObjectReader::new(file.location.clone(), file.size);
+        let metadata = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
+            .await
+            .map_err(|e| format!("{}: cannot read the Parquet footer: {e}", file.display()))?;
+        Ok((file.display(), metadata.schema().clone()))
+    })
+}
+
+/// Where each side's columns go: the map output's layout and the output schema.
+#[derive(Debug)]
+pub struct Layout {
+    /// The two sides, left first.
+    pub sides: [SideSchema; 2],
+    /// `join_key`, `join_side`, `join_seq`, the left columns, the right columns.
+    pub map_output: KeyedSchema,
+    /// The left columns, then the right columns (renamed where taken).
+    pub output: SchemaRef,
+}
+
+impl Layout {
+    /// Checks the keys agree and lays out the map output and the output.
+    pub fn new(left: SideSchema, right: SideSchema) -> JobResult<Self> {
+        let (lk, rk) = (left.key_field(), right.key_field());
+        if lk.data_type() != rk.data_type() {
+            return Err(format!(
+                "the join keys have different types: --left-key `{}` of {} is {}, --right-key `{}` of {} is {}",
+                lk.name(),
+                left.file,
+                lk.data_type(),
+                rk.name(),
+                right.file,
+                rk.data_type()
+            )
+            .into());
+        }
+        let mut map_fields = vec![
+            Field::new("join_key", lk.data_type().clone(), false),
+            Field::new("join_side", DataType::UInt8, false),
+            Field::new("join_seq", DataType::UInt64, false),
+        ];
+        for side in [&left, &right] {
+            map_fields.extend(
+                side.fields
+                    .iter()
+                    .map(|f| Field::new(format!("{}.{}", side.side, f.name()), f.data_type().clone(), true)),
+            );
+        }
+        let map_output = KeyedSchema::from_schema(Arc::new(Schema::new(map_fields))).key([
+            "join_key",
+            "join_side",
+            "join_seq",
+        ]);
+        let output = Arc::new(Schema::new(output_fields(&left.fields, &right.fields)));
+        Ok(Layout { sides: [left, right], map_output, output })
+    }
+
+    /// The map-output columns of side `side` (0 left, 1 right).
+    pub fn columns_of(&self, side: usize) -> std::ops::Range<usize> {
+        let left = self.sides[0].fields.len();
+        match side {
+            0 => FIRST_DATA_COLUMN..FIRST_DATA_COLUMN + left,
+            _ => FIRST_DATA_COLUMN + left..FIRST_DATA_COLUMN + left + self.sides[1].fields.len(),
+        }
+    }
+}
+
+/// The output fields: left names as they are, right names prefixed with `right_` until
+/// they are not taken.
+fn output_fields(left: &[Field], right: &[Field]) -> Vec<Field> {
+    let mut fields: Vec<Field> = left.to_vec();
+    for field in right {
+        let mut name = field.name().clone();
+        while fields.iter().any(|f| f.name() == &name) {
+            name = format!("right_{name}");
+        }
+        fields.push(field.clone().with_name(name));
+    }
+    fields
+}
+
+impl Job for Join {
+    const NAME: &'static str = "join";
+    const ABOUT: &'static str = "Inner equi-join of two Parquet datasets (reduce side, in one job). \
+        Output: every left column, then every right column (`right_` prefixed where a name is \
+        taken), one row per matching pair.";
+
+    fn validate(&self) -> JobResult<()> {
+        self.layout().map(drop)
+    }
+
+    fn inputs(&self) -> Vec<JobInput> {
+        let layout = self.resolved();
+        vec![
+            JobInput { paths: vec![self.left.clone()], spec: layout.sides[0].input_spec() },
+            JobInput { paths: vec![self.right.clone()], spec: layout.sides[1].input_spec() },
+        ]
+    }
+
+    fn map_output(&self) -> KeyedSchema {
+        self.resolved().map_output.clone()
+    }
+
+    fn output_schema(&self) -> SchemaRef {
+        self.resolved().output.clone()
+    }
+
+    fn mapper(&self, task: &TaskInfo) -> JobResult<Box<dyn Mapper>> {
+        let layout = self.layout()?;
+        let side = match task.input {
+            0 => LEFT,
+            1 => RIGHT,
+            other => return Err(format!("join has two inputs, not input {other}").into()),
+        };
+        let other = &layout.sides[1 - usize::from(side)];
+        Ok(Box::new(TagRows {
+            side,
+            key: layout.sides[usize::from(side)].key,
+            others: other.fields.iter().map(|f| f.data_type().clone()).collect(),
+            next_seq: u64::from(task.task.index) << 40,
+        }))
+    }
+
+    fn reducer(&self, _: &TaskInfo) -> JobResult<Box<dyn Reducer>> {
+        let layout = self.layout()?;
+        Ok(Box::new(JoinGroups::new(&layout, OUTPUT_BATCH_ROWS)?))
+    }
+
+    fn partitioner(&self) -> Option<Box<dyn Partitioner>> {
+        Some(Box::new(JoinKeyPartitioner))
+    }
+}
+
+/// The mapper of one side: tags each row with its side and a sequence number, and pads
+/// the other side's columns with nulls.
+struct TagRows {
+    side: u8,
+    /// The key column's index in input batches.
+    key: usize,
+    /// The other side's column types.
+    others: Vec<DataType>,
+    next_seq: u64,
+}
+
+impl Mapper for TagRows {
+    fn map(&mut self, batch: &RecordBatch, out: &mut Emitter) -> JobResult<()> {
+        let nulls = batch.column(self.key).null_count();
+        let batch = if nulls > 0 {
+            out.count("join_null_keys", nulls as u64);
+            filter_record_batch(batch, &is_not_null(batch.column(self.key))?)?
+        } else {
+            batch.clone()
+        };
+        let rows = batch.num_rows();
+        let seq = UInt64Array::from_iter_values(self.next_seq..self.next_seq + rows as u64);
+        self.next_seq += rows as u64;
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(out.schema().fields().len());
+        columns.push(batch.column(self.key).clone());
+        columns.push(Arc::new(UInt8Array::from_value(self.side, rows)));
+        columns.push(Arc::new(seq));
+        let padding = self.others.iter().map(|t| new_null_array(t, rows));
+        if self.side == LEFT {
+            columns.extend(batch.columns().iter().cloned());
+            columns.extend(padding);
+        } else {
+            columns.extend(padding);
+            columns.extend(batch.columns().iter().cloned());
+        }
+        out.emit(RecordBatch::try_new(out.schema().clone(), columns)?)
+    }
+}
+
+/// Routes map-output rows by the join key alone (the first key column), so both sides of
+/// a key, and all its sequence numbers, reach the same reducer.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct JoinKeyPartitioner;
+
+impl Partitioner for JoinKeyPartitioner {
+    fn partition(
+        &self,
+        keys: &[ArrayRef],
+        num_partitions: usize,
+        out: &mut Vec<u32>,
+    ) -> gristmill::Result<()> {
+        HashPartitioner.partition(&keys[..1], num_partitions, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema(fields: &[(&str, DataType)]) -> Schema {
+        Schema::new(fields.iter().map(|(n, t)| Field::new(*n, t.clone(), true)).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn clashing_right_names_get_a_prefix_until_unique() {
+        let left =
+            schema(&[("id", DataType::Int64), ("name", DataType::Utf8), ("right_name", DataType::Utf8)]);
+        let right = schema(&[("id", DataType::Int64), ("name", DataType::Utf8), ("qty", DataType::Int32)]);
+        let left = SideSchema::from_schema("left", "l.parquet".into(), &left, "id").unwrap();
+        let right = SideSchema::from_schema("right", "r.parquet".into(), &right, "id").unwrap();
+        let layout = Layout::new(left, right).unwrap();
+        let names: Vec<&str> = layout.output.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["id", "name", "right_name", "right_id", "right_right_name", "qty"]);
+        assert_eq!(layout.columns_of(0), 3..6);
+        assert_eq!(layout.columns_of(1), 6..9);
+        assert_eq!(layout.map_output.key_indices().unwrap(), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn keys_must_exist_be_joinable_and_agree() {
+        let s = schema(&[("id", DataType::Int32), ("x", DataType::Float64), ("s", DataType::LargeUtf8)]);
+        let err = SideSchema::from_schema("left", "l.parquet".into(), &s, "nope").unwrap_err().to_string();
+        assert!(
+            err.contains("--left-key `nope`") && err.contains("l.parquet") && err.contains("id, x, s"),
+            "{err}"
+        );
+        let err = SideSchema::from_schema("left", "l.parquet".into(), &s, "x").unwrap_err().to_string();
+        assert!(err.contains("Float64"), "{err}");
+        let strings = SideSchema::from_schema("left", "l.parquet".into(), &s, "s").unwrap();
+        assert_eq!(strings.key_field().data_type(), &DataType::Utf8, "string keys are read as Utf8");
+        let ints = SideSchema::from_schema("right", "r.parquet".into(), &s, "id").unwrap();
+        let err = Layout::new(strings, ints).unwrap_err().to_string();
+        assert!(
+            err.contains("`s` of l.parquet is Utf8") && err.contains("`id` of r.parquet is Int32"),
+            "{err}"
+        );
+    }
+}
