@@ -42,8 +42,13 @@ fn boto(script: &str, args: &[&str]) -> String {
     run_python(&format!("{prelude}{script}"), args)
 }
 
-fn create_bucket(name: &str) {
-    boto("s3.create_bucket(Bucket=sys.argv[1])", &[name]);
+/// Creates a bucket named `prefix-<unique>` (the server may outlive one test run) and
+/// returns its name.
+fn create_bucket(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let name = format!("{prefix}-{}-{nanos}", std::process::id());
+    boto("s3.create_bucket(Bucket=sys.argv[1])", &[&name]);
+    name
 }
 
 fn upload_dir(dir: &std::path::Path, bucket: &str, prefix: &str) {
@@ -94,56 +99,47 @@ fn wordcount_and_grep_on_s3_equal_local_runs() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in");
     write_text_files(&input, 3, 200);
-    create_bucket("words");
-    upload_dir(&input, "words", "text");
+    let b = create_bucket("words");
+    upload_dir(&input, &b, "text");
 
     let local = dir.path().join("local");
     run_ok("wordcount", &["-i", s(&input), "-o", s(&local), "--reducers", "3"]);
-    let (ok, err) = run_job(
-        "wordcount",
-        &["-i", "s3://words/text/", "-o", "s3://words/counts", "--reducers", "3", "--split-size", "5000"],
-    );
+    let (text, counts) = (format!("s3://{b}/text/"), format!("s3://{b}/counts"));
+    let (ok, err) =
+        run_job("wordcount", &["-i", &text, "-o", &counts, "--reducers", "3", "--split-size", "5000"]);
     assert!(ok, "{err}");
     assert!(!err.contains("testing-secret-value"), "secrets never reach output: {err}");
-    assert_eq!(read_s3_output("words", "counts"), read_local_output(&local));
+    assert_eq!(read_s3_output(&b, "counts"), read_local_output(&local));
 
     let local = dir.path().join("local-grep");
     run_ok("grep", &["-e", "gamma", "-i", s(&input), "-o", s(&local)]);
-    let (ok, err) =
-        run_job("grep", &["-e", "gamma", "-i", "s3a://words/text/*.txt", "-o", "s3://words/grep"]);
+    let (glob, grep) = (format!("s3a://{b}/text/*.txt"), format!("s3://{b}/grep"));
+    let (ok, err) = run_job("grep", &["-e", "gamma", "-i", &glob, "-o", &grep]);
     assert!(ok, "{err}");
-    assert_eq!(read_s3_output("words", "grep"), read_local_output(&local));
+    assert_eq!(read_s3_output(&b, "grep"), read_local_output(&local));
 
     // Committed output on S3 is refused like local output.
-    let (ok, err) = run_job("grep", &["-e", "gamma", "-i", "s3://words/text/", "-o", "s3://words/grep"]);
-    assert!(!ok && err.contains("s3://words/grep already holds a committed result"), "{err}");
+    let (ok, err) = run_job("grep", &["-e", "gamma", "-i", &text, "-o", &grep]);
+    assert!(!ok && err.contains(&format!("{grep} already holds a committed result")), "{err}");
 }
 
 #[test]
 fn s3_failures_name_the_url() {
-    create_bucket("present");
-    boto("s3.put_object(Bucket='present', Key='bad/x.parquet', Body=b'PAR1 not parquet PAR1')", &[]);
-    boto("s3.put_object(Bucket='present', Key='ok/a.txt', Body=b'a b\\n')", &[]);
-    let cases: [(&[&str], &str); 5] = [
-        (&["-i", "s3://no-such-bucket-here/x.txt", "-o", "s3://present/o1"], "no-such-bucket-here"),
-        (
-            &["-i", "s3://present/missing/key.txt", "-o", "s3://present/o2"],
-            "input not found: s3://present/missing/key.txt",
-        ),
-        (
-            &["-i", "s3://present/ok/*.csv", "-o", "s3://present/o3"],
-            "glob matched no files: s3://present/ok/*.csv",
-        ),
-        (
-            &["-i", "s3://present/bad/x.parquet", "-o", "s3://present/o4"],
-            "s3://present/bad/x.parquet: corrupt Parquet",
-        ),
-        (&["-i", "ftp://present/ok/a.txt", "-o", "s3://present/o5"], "unsupported URL scheme `ftp`"),
+    let b = create_bucket("present");
+    boto("s3.put_object(Bucket=sys.argv[1], Key='bad/x.parquet', Body=b'PAR1 not parquet PAR1')", &[&b]);
+    boto("s3.put_object(Bucket=sys.argv[1], Key='ok/a.txt', Body=b'a b\\n')", &[&b]);
+    let cases = [
+        ("s3://no-such-bucket-here/x.txt".to_owned(), "no-such-bucket-here".to_owned()),
+        (format!("s3://{b}/missing/key.txt"), format!("input not found: s3://{b}/missing/key.txt")),
+        (format!("s3://{b}/ok/*.csv"), format!("glob matched no files: s3://{b}/ok/*.csv")),
+        (format!("s3://{b}/bad/x.parquet"), format!("s3://{b}/bad/x.parquet: corrupt Parquet")),
+        (format!("ftp://{b}/ok/a.txt"), "unsupported URL scheme `ftp`".to_owned()),
     ];
-    for (args, expected) in cases {
-        let (ok, err) = run_job("wordcount", args);
-        assert!(!ok, "{args:?} should fail");
-        assert!(err.contains(expected), "{args:?}: `{err}` should mention `{expected}`");
+    for (i, (input, expected)) in cases.iter().enumerate() {
+        let output = format!("s3://{b}/out-{i}");
+        let (ok, err) = run_job("wordcount", &["-i", input, "-o", &output]);
+        assert!(!ok, "{input} should fail");
+        assert!(err.contains(&**expected), "{input}: `{err}` should mention `{expected}`");
         assert_eq!(err.trim().lines().count(), 1, "{err}");
     }
 }
