@@ -318,4 +318,16 @@ fn known_answer_one_million_gensort_records() {
     let (stdout, _) = teravalidate_fails(&out);
     assert_eq!(field(&stdout, "records"), "1000000");
     assert_eq!(field(&stdout, "checksum"), expected);
+
+    // TeraSort end to end: the sorted output validates, with the input's checksum (the
+    // published one), spilling under a small memory limit.
+    let sorted = dir.path().join("sorted");
+    run_ok("terasort", &["-i", s(&out), "-o", s(&sorted), "--reducers", "3", "--memory-limit", "32MiB"]);
+    let validate =
+        std::process::Command::new(bin("teravalidate")).args(["--input", s(&sorted)]).output().unwrap();
+    let stdout = String::from_utf8(validate.stdout).unwrap();
+    assert!(validate.status.success(), "{stdout} {}", String::from_utf8_lossy(&validate.stderr));
+    assert_eq!(field(&stdout, "records"), "1000000");
+    assert_eq!(field(&stdout, "checksum"), expected);
+    assert_eq!(field(&stdout, "order"), "ok");
 }
