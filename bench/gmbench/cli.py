@@ -24,6 +24,8 @@ def parse(argv):
     ap.add_argument("--engines", help="comma-separated engines (default: all): " + ",".join(engines.ENGINES))
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--no-build", action="store_true", help="use the binaries already built")
+    ap.add_argument("--resume", action="store_true",
+                    help="reuse the workloads an interrupted invocation of the same size and engines finished")
     args = ap.parse_args(argv)
     args.workloads = workloads.by_name(split(args.only) or [w.name for w in workloads.WORKLOADS])
     args.engines = split(args.engines) or engines.ENGINES
@@ -44,13 +46,36 @@ def main(argv) -> int:
     meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "size": args.size, "runs": args.runs,
             "threads": engines.THREADS, "machine": setup.machine(), "revision": setup.git_revision(),
             "versions": peer_versions(), "loadavg_start": setup.loadavg()}
-    results = [bench_workload(w, args, bin_dir) for w in args.workloads]
-    meta["elapsed_s"] = round(time.time() - started)
+    partial = Path(datagen.DATA / args.size / "partial.json")
+    done = load_partial(partial, args) if args.resume else {}
+    results = []
+    for w in args.workloads:
+        results.append(done.get(w.name) or bench_workload(w, args, bin_dir))
+        save_partial(partial, meta, results, started)
+    meta["elapsed_s"] = round(time.time() - started) + sum(r.get("elapsed_s", 0) for r in done.values())
+    meta["resumed"] = sorted(done)
     meta["loadavg_end"] = setup.loadavg()
     return write_report(meta, results)
 
 
+def load_partial(path: Path, args) -> dict:
+    """Finished workloads of an interrupted invocation with the same size and engines."""
+    if not path.exists():
+        return {}
+    saved = json.loads(path.read_text())
+    if saved["meta"]["size"] != args.size or saved["engines"] != args.engines:
+        return {}
+    print(f"resuming: {', '.join(r['workload'] for r in saved['results'])} from {path}", file=sys.stderr)
+    return {r["workload"]: r for r in saved["results"]}
+
+
+def save_partial(path: Path, meta, results, started) -> None:
+    engines_run = [r["engine"] for r in results[0]["engines"]] if results else []
+    path.write_text(json.dumps({"meta": meta, "engines": engines_run, "results": results}, default=str))
+
+
 def bench_workload(w, args, bin_dir) -> dict:
+    started = time.time()
     workloads.prepare(w, args.size, bin_dir)
     warm_page_cache(workloads.input_paths(w))
     out_root = datagen.DATA / args.size / "out" / w.name
@@ -58,10 +83,11 @@ def bench_workload(w, args, bin_dir) -> dict:
     for run in range(args.runs):  # engines interleaved, so load drift spreads over all of them
         for engine in args.engines:
             one_run(w, engine, rows[engine], out_root / engine, bin_dir, run)
-    cross_check(w, rows, out_root)
+    cross_check(w, rows)
     shutil.rmtree(out_root, ignore_errors=True)
     return {"workload": w.name, "about": w.about, "input_bytes": w.input_bytes, "params": w.params,
-            "engines": [summarize(rows[e]) for e in args.engines]}
+            "runs": args.runs, "measured_at": datetime.datetime.now().isoformat(timespec="seconds"),
+            "elapsed_s": round(time.time() - started), "engines": [summarize(rows[e]) for e in args.engines]}
 
 
 def one_run(w, engine, row, out, bin_dir, run):
@@ -81,20 +107,20 @@ def one_run(w, engine, row, out, bin_dir, run):
     print(f"{w.name:15} {engine:11} run {run + 1}: {result.seconds:8.2f} s  "
           f"{result.peak_rss / 2**20:7.0f} MiB  rc={result.returncode}  load {result.loadavg.split()[0]}",
           file=sys.stderr, flush=True)
-    if result.returncode != 0:
-        row.update(status="failed", reason=result.log_tail.strip().splitlines()[-1:] or ["?"])
+    if result.returncode != 0:  # recorded; the remaining runs still go ahead
+        row.setdefault("failures", []).append(result.log_tail.strip().splitlines()[-1:] or ["?"])
         print(f"  FAILED:\n{result.log_tail}", file=sys.stderr)
-
-
-def cross_check(w, rows, out_root):
-    """Digests each engine's last answer and compares it with the reference engine's
-    (Gristmill where it ran, else the first engine that did)."""
-    done = [r for r in rows.values() if r["status"] == "ok" and r["runs"]]
-    for r in done:
+    elif "digest" not in row:  # the first good answer is the one cross-checked
         try:
-            r["digest"] = checks.digest(w.name, out_root / r["engine"])
+            row["digest"] = checks.digest(w.name, out)
         except Exception as e:  # a missing or unreadable answer is a check failure
-            r["digest"], r["check"] = None, f"MISMATCH: unreadable answer ({e})"
+            row["digest"], row["check"] = None, f"MISMATCH: unreadable answer ({e})"
+
+
+def cross_check(w, rows):
+    """Compares each engine's digest with the reference engine's (Gristmill where it ran,
+    else the first engine that did)."""
+    done = [r for r in rows.values() if r["status"] == "ok" and "digest" in r]
     if w.name == "terasort":
         check_terasort(w, done)
     valid = [r for r in done if r.get("digest")]
@@ -123,9 +149,11 @@ def check_terasort(w, done):
 
 def summarize(row) -> dict:
     times = [r["seconds"] for r in row["runs"] if r["returncode"] == 0]
+    if row["status"] == "ok" and not times:
+        row.update(status="failed", reason=row["failures"][-1])
     if row["status"] == "ok" and times:
         row.update(median_s=statistics.median(times), min_s=min(times),
-                   peak_rss=max(r["peak_rss"] for r in row["runs"]))
+                   peak_rss=max(r["peak_rss"] for r in row["runs"] if r["returncode"] == 0))
     return row
 
 

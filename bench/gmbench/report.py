@@ -15,7 +15,9 @@ def markdown(meta: dict, results: list[dict]) -> str:
         + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".",
         "",
         f"`/proc/loadavg` at start: `{meta['loadavg_start']}`, at end: `{meta['loadavg_end']}`; "
-        f"the whole run took {meta['elapsed_s'] / 60:.1f} min (data generation included).",
+        f"the whole run took {meta['elapsed_s'] / 60:.1f} min (data generation included)."
+        + (f" Resumed: {', '.join(meta['resumed'])} measured by an earlier, interrupted invocation "
+           "(see each table's date)." if meta.get("resumed") else ""),
         "",
         "Times are wall time of one process per run (startup included); MB/s is the workload's input "
         "bytes / median; × Gristmill is the engine's median / Gristmill's (above 1: Gristmill is faster).",
@@ -29,7 +31,8 @@ def workload_table(res: dict) -> list[str]:
     rows = res["engines"]
     grist = next((r for r in rows if r["engine"] == "gristmill" and "median_s" in r), None)
     out = ["", f"## {res['workload']}", "",
-           f"{res['about']}; input {res['input_bytes'] / 1e6:,.0f} MB.", "", HEADER]
+           f"{res['about']}; input {res['input_bytes'] / 1e6:,.0f} MB; {res['runs']} runs, "
+           f"measured {res['measured_at'].replace('T', ' ')}.", "", HEADER]
     for r in rows:
         out.append(engine_row(r, res["input_bytes"], grist))
     return out
@@ -42,6 +45,10 @@ def engine_row(r: dict, input_bytes: int, grist: dict | None) -> str:
         return f"| {r['engine']} | {r['status']} | | | | | {reason} | |"
     median = r["median_s"]
     ratio = f"{median / grist['median_s']:.2f}" if grist and r is not grist else ("1.00" if grist else "n/a")
-    loads = " ".join(run["loadavg"].split()[0] for run in r["runs"])
+    loads = " ".join(run["loadavg"].split()[0] + ("" if run["returncode"] == 0 else " (failed)")
+                     for run in r["runs"])
+    check = r.get("check", "unchecked")
+    if r.get("failures"):
+        check += f"; {len(r['failures'])} of {len(r['runs'])} runs failed: {' '.join(r['failures'][-1])}"
     return (f"| {r['engine']} | {median:.2f} | {r['min_s']:.2f} | {r['peak_rss'] / 2**20:,.0f} | "
-            f"{input_bytes / median / 1e6:,.0f} | {ratio} | {r.get('check', 'unchecked')} | {loads} |")
+            f"{input_bytes / median / 1e6:,.0f} | {ratio} | {check} | {loads} |")
