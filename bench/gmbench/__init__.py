@@ -1,0 +1,1 @@
+"""Gristmill's whole-job benchmark harness (see bench/README.md)."""

@@ -1,0 +1,183 @@
+"""`bench/run`: arguments, then for each workload: data, runs, checks; then the report."""
+
+import argparse
+import datetime
+import json
+import shutil
+import statistics
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from . import checks, datagen, engines, measure, report, setup, workloads
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+RUN_TIMEOUT = 1800.0
+
+
+def parse(argv):
+    ap = argparse.ArgumentParser(prog="bench/run", description=__doc__)
+    ap.add_argument("--size", choices=sorted(datagen.SIZES), default="S")
+    ap.add_argument("--only", help="comma-separated workloads (default: all): "
+                    + ",".join(w.name for w in workloads.WORKLOADS))
+    ap.add_argument("--engines", help="comma-separated engines (default: all): " + ",".join(engines.ENGINES))
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--no-build", action="store_true", help="use the binaries already built")
+    ap.add_argument("--resume", action="store_true",
+                    help="reuse the workloads an interrupted invocation of the same size and engines finished")
+    args = ap.parse_args(argv)
+    args.workloads = workloads.by_name(split(args.only) or [w.name for w in workloads.WORKLOADS])
+    args.engines = split(args.engines) or engines.ENGINES
+    unknown = set(args.engines) - set(engines.ENGINES)
+    if unknown:
+        ap.error(f"unknown engine(s) {', '.join(sorted(unknown))}")
+    return args
+
+
+def split(value):
+    return [v.strip() for v in value.split(",") if v.strip()] if value else []
+
+
+def main(argv) -> int:
+    args = parse(argv)
+    started = time.time()
+    bin_dir = setup.TARGET / "release" if args.no_build else setup.build_gristmill()
+    meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "size": args.size, "runs": args.runs,
+            "threads": engines.THREADS, "machine": setup.machine(), "revision": setup.git_revision(),
+            "versions": peer_versions(), "loadavg_start": setup.loadavg()}
+    partial = Path(datagen.DATA / args.size / "partial.json")
+    done = load_partial(partial, args) if args.resume else {}
+    results = []
+    for w in args.workloads:
+        results.append(done.get(w.name) or bench_workload(w, args, bin_dir))
+        save_partial(partial, meta, results, started)
+    meta["elapsed_s"] = round(time.time() - started) + sum(r.get("elapsed_s", 0) for r in done.values())
+    meta["resumed"] = sorted(done)
+    meta["loadavg_end"] = setup.loadavg()
+    return write_report(meta, results)
+
+
+def load_partial(path: Path, args) -> dict:
+    """Finished workloads of an interrupted invocation with the same size and engines."""
+    if not path.exists():
+        return {}
+    saved = json.loads(path.read_text())
+    if saved["meta"]["size"] != args.size or saved["engines"] != args.engines:
+        return {}
+    print(f"resuming: {', '.join(r['workload'] for r in saved['results'])} from {path}", file=sys.stderr)
+    return {r["workload"]: r for r in saved["results"]}
+
+
+def save_partial(path: Path, meta, results, started) -> None:
+    engines_run = [r["engine"] for r in results[0]["engines"]] if results else []
+    path.write_text(json.dumps({"meta": meta, "engines": engines_run, "results": results}, default=str))
+
+
+def bench_workload(w, args, bin_dir) -> dict:
+    started = time.time()
+    workloads.prepare(w, args.size, bin_dir)
+    warm_page_cache(workloads.input_paths(w))
+    out_root = datagen.DATA / args.size / "out" / w.name
+    rows = {e: {"engine": e, "runs": [], "status": "ok"} for e in args.engines}
+    for run in range(args.runs):  # engines interleaved, so load drift spreads over all of them
+        for engine in args.engines:
+            one_run(w, engine, rows[engine], out_root / engine, bin_dir, run)
+    cross_check(w, rows)
+    shutil.rmtree(out_root, ignore_errors=True)
+    return {"workload": w.name, "about": w.about, "input_bytes": w.input_bytes, "params": w.params,
+            "runs": args.runs, "measured_at": datetime.datetime.now().isoformat(timespec="seconds"),
+            "elapsed_s": round(time.time() - started), "engines": [summarize(rows[e]) for e in args.engines]}
+
+
+def one_run(w, engine, row, out, bin_dir, run):
+    if row["status"] != "ok":
+        return
+    try:
+        argv, env = engines.command(engine, w, out, bin_dir)
+    except engines.NotAvailable as why:
+        row.update(status="n/a", reason=str(why))
+        return
+    shutil.rmtree(out, ignore_errors=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    logs = datagen.DATA / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    result = measure.timed(argv, env, logs / f"{w.name}-{engine}.log", RUN_TIMEOUT)
+    row["runs"].append(asdict(result))
+    print(f"{w.name:15} {engine:11} run {run + 1}: {result.seconds:8.2f} s  "
+          f"{result.peak_rss / 2**20:7.0f} MiB  rc={result.returncode}  load {result.loadavg.split()[0]}",
+          file=sys.stderr, flush=True)
+    if result.returncode != 0:  # recorded; the remaining runs still go ahead
+        row.setdefault("failures", []).append(result.log_tail.strip().splitlines()[-1:] or ["?"])
+        print(f"  FAILED:\n{result.log_tail}", file=sys.stderr)
+    elif "digest" not in row:  # the first good answer is the one cross-checked
+        try:
+            row["digest"] = checks.digest(w.name, out)
+        except Exception as e:  # a missing or unreadable answer is a check failure
+            row["digest"], row["check"] = None, f"MISMATCH: unreadable answer ({e})"
+
+
+def cross_check(w, rows):
+    """Compares each engine's digest with the reference engine's (Gristmill where it ran,
+    else the first engine that did)."""
+    done = [r for r in rows.values() if r["status"] == "ok" and "digest" in r]
+    if w.name == "terasort":
+        check_terasort(w, done)
+    valid = [r for r in done if r.get("digest")]
+    if not valid:
+        return
+    ref = valid[0]
+    for r in valid:
+        diffs = checks.compare(ref["digest"], r["digest"])
+        if "check" not in r:
+            r["check"] = "ok" if not diffs else f"MISMATCH vs {ref['engine']}: " + "; ".join(diffs[:4])
+        if r is not ref and r["check"] == "ok":
+            r["check"] = f"= {ref['engine']}"
+    for r in done:
+        if r.get("check", "ok").startswith("MISMATCH"):
+            print(f"\n!!! {w.name}: {r['engine']} {r['check']}\n", file=sys.stderr)
+
+
+def check_terasort(w, done):
+    """Every sort must hold exactly the input's records, in key order."""
+    expected = checks.input_tera_digest(Path(w.params["raw"]))
+    for r in done:
+        d = r.get("digest")
+        if d and (not d["sorted"] or d["records"] != expected["records"] or d["checksum"] != expected["checksum"]):
+            r["check"] = f"MISMATCH vs input: {d} (input {expected})"
+
+
+def summarize(row) -> dict:
+    times = [r["seconds"] for r in row["runs"] if r["returncode"] == 0]
+    if row["status"] == "ok" and not times:
+        row.update(status="failed", reason=row["failures"][-1])
+    if row["status"] == "ok" and times:
+        row.update(median_s=statistics.median(times), min_s=min(times),
+                   peak_rss=max(r["peak_rss"] for r in row["runs"] if r["returncode"] == 0))
+    return row
+
+
+def peer_versions() -> dict:
+    from importlib.metadata import version
+    return {p: version(p) for p in ("duckdb", "polars", "datafusion", "pyspark", "dask", "pyarrow", "pandas")}
+
+
+def warm_page_cache(paths):
+    for path in paths:
+        for f in sorted(path.rglob("*")):
+            if f.is_file():
+                with open(f, "rb") as fh:
+                    while fh.read(1 << 24):
+                        pass
+
+
+def write_report(meta, results) -> int:
+    RESULTS.mkdir(exist_ok=True)
+    stem = RESULTS / f"{meta['date'][:10]}-{meta['size']}"
+    text = report.markdown(meta, results)
+    stem.with_suffix(".md").write_text(text)
+    stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=str))
+    print(text)
+    print(f"written to {stem}.md and .json", file=sys.stderr)
+    bad = [r for res in results for r in res["engines"] if str(r.get("check", "")).startswith("MISMATCH")]
+    return 1 if bad else 0
