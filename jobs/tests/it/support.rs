@@ -229,8 +229,13 @@ pub fn python() -> PathBuf {
 }
 
 /// Runs `script` with the test venv's Python and `args`; returns its stdout.
+///
+/// A script that ran to its end exits with `os._exit(0)`, skipping interpreter teardown:
+/// pyarrow's thread pools sometimes abort there ("terminate called without an active
+/// exception") after the work is done and printed.
 pub fn run_python(script: &str, args: &[&str]) -> String {
-    let out = Command::new(python()).arg("-c").arg(script).args(args).output().expect("python starts");
+    let script = format!("{script}\nimport os as _os, sys as _sys\n_sys.stdout.flush()\n_os._exit(0)\n");
+    let out = Command::new(python()).arg("-c").arg(&script).args(args).output().expect("python starts");
     assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
