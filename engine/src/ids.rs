@@ -109,6 +109,23 @@ impl fmt::Display for PartitionId {
     }
 }
 
+/// Identifies a worker of a cluster, e.g. `w3-127.0.0.1:7101` (assigned by the driver).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct WorkerId(pub String);
+
+impl fmt::Display for WorkerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl JobId {
+    /// A job id given by text (parsed from a request or a path).
+    pub fn from_string(id: String) -> Self {
+        JobId(id)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
