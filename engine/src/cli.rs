@@ -8,6 +8,7 @@ use std::sync::Arc;
 use clap::{Args, CommandFactory, FromArgMatches, Parser};
 use tracing_subscriber::EnvFilter;
 
+use crate::cluster::submit::{Submission, Submitted, submit};
 use crate::config::{RunConfig, parse_byte_size};
 use crate::driver::{JobReport, run_local};
 use crate::input::InputFormat;
@@ -68,6 +69,19 @@ pub struct RunArgs {
     #[arg(long = "storage-option", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub storage_options: Vec<(String, String)>,
 
+    /// Submit the job to the cluster driver at this URL (e.g. http://127.0.0.1:7077)
+    /// instead of running it in this process.
+    #[arg(long, env = "GRISTMILL_DRIVER", value_name = "URL")]
+    pub driver: Option<String>,
+
+    /// Cluster mode: the job's priority; higher runs first, FIFO within a priority.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub priority: i32,
+
+    /// Cluster mode: print the job id and return once the job is queued.
+    #[arg(long, requires = "driver")]
+    pub detach: bool,
+
     /// How to show progress on stderr.
     #[arg(long, value_enum, default_value = "auto", env = "GRISTMILL_PROGRESS")]
     pub progress: ProgressMode,
@@ -110,6 +124,9 @@ struct Cli<J: Job> {
 /// The whole `main` of a job binary: `fn main() -> ExitCode { gristmill::main::<MyJob>() }`.
 pub fn main<J: Job>() -> ExitCode {
     init_cli();
+    if let Some(task_file) = task_role_arg() {
+        return crate::cluster::task::run::<J>(&task_file);
+    }
     let matches = Cli::<J>::command()
         .name(J::NAME)
         .bin_name(J::NAME)
@@ -123,6 +140,15 @@ pub fn main<J: Job>() -> ExitCode {
     run_job(&cli.job, &cli.run)
 }
 
+/// `<job> __gristmill-task FILE`: the hidden role workers run tasks in.
+fn task_role_arg() -> Option<std::path::PathBuf> {
+    let mut args = std::env::args_os().skip(1);
+    match (args.next(), args.next()) {
+        (Some(role), Some(file)) if role == crate::cluster::TASK_ROLE_ARG => Some(file.into()),
+        _ => None,
+    }
+}
+
 fn parse_key_value(text: &str) -> Result<(String, String), String> {
     let (key, value) = text.split_once('=').ok_or_else(|| "expected KEY=VALUE".to_owned())?;
     Ok((key.trim().to_ascii_lowercase(), value.to_owned()))
@@ -131,10 +157,20 @@ fn parse_key_value(text: &str) -> Result<(String, String), String> {
 /// Runs `job` with `args`, shows progress and a summary; the exit code follows the result.
 pub fn run_job<J: Job>(job: &J, args: &RunArgs) -> ExitCode {
     crate::storage::set_storage_options(args.storage_options.clone());
-    let progress = Arc::new(Progress::default());
-    let reporter = ProgressReporter::start(progress.clone(), args.progress);
-    let result = run_local(job, &args.to_config(), &progress);
-    drop(reporter);
+    let result = match &args.driver {
+        Some(driver) => match submit_to(job, args, driver) {
+            Ok(Submitted::Detached { .. }) => return ExitCode::SUCCESS,
+            Ok(Submitted::Finished(report)) => Ok(report),
+            Err(e) => Err(e),
+        },
+        None => {
+            let progress = Arc::new(Progress::default());
+            let reporter = ProgressReporter::start(progress.clone(), args.progress);
+            let result = run_local(job, &args.to_config(), &progress);
+            drop(reporter);
+            result
+        }
+    };
     match result {
         Ok(report) => {
             eprint!("{}", summary(J::NAME, &report, &args.output));
@@ -148,6 +184,17 @@ pub fn run_job<J: Job>(job: &J, args: &RunArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn submit_to<J: Job>(job: &J, args: &RunArgs, driver: &str) -> crate::Result<Submitted> {
+    let how = Submission {
+        driver: driver.to_owned(),
+        priority: args.priority,
+        detach: args.detach,
+        storage_options: args.storage_options.clone(),
+        show_progress: args.progress != ProgressMode::Off,
+    };
+    submit(job, &args.to_config(), &how)
 }
 
 fn summary(name: &str, report: &JobReport, output: &str) -> String {

@@ -111,6 +111,35 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// Writing, serving or fetching map output failed (cluster mode).
+    #[error("shuffle of {what} failed: {cause}")]
+    Shuffle {
+        /// The map output (file, or job/map/partition).
+        what: String,
+        /// The cause.
+        cause: String,
+    },
+
+    /// Talking to a driver or worker failed (cluster mode).
+    #[error("{what}: {cause}")]
+    Rpc {
+        /// What was attempted, with the peer's address.
+        what: String,
+        /// The cause.
+        cause: String,
+    },
+
+    /// A cluster job ended without committing.
+    #[error("job {job} {state}: {message}")]
+    JobFailed {
+        /// The job's id.
+        job: String,
+        /// `failed` or `was cancelled`.
+        state: &'static str,
+        /// Why.
+        message: String,
+    },
+
     /// Spilling to local disk failed (not writable, disk full, ...).
     #[error("spill to {path} failed: {cause}")]
     Spill {
@@ -170,6 +199,24 @@ pub enum Error {
 }
 
 impl Error {
+    /// False for failures another attempt would meet again (a bad job or bad input);
+    /// true for I/O, lost processes and user code that may be flaky.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(
+            self,
+            Error::InvalidJob(_)
+                | Error::Config(_)
+                | Error::InvalidLocation { .. }
+                | Error::InputNotFound { .. }
+                | Error::GlobMatchedNothing { .. }
+                | Error::CorruptParquet { .. }
+                | Error::BadRecordFile { .. }
+                | Error::MissingColumn { .. }
+                | Error::ColumnType { .. }
+                | Error::OutputExists { .. }
+        )
+    }
+
     /// Wraps an Arrow error with what the engine was doing.
     pub fn arrow(context: impl Into<String>) -> impl FnOnce(arrow::error::ArrowError) -> Error {
         let context = context.into();

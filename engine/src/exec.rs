@@ -49,6 +49,8 @@ pub struct TaskEnv<'a> {
     pub io: &'a Handle,
     /// The job run.
     pub job_id: &'a JobId,
+    /// The attempt these tasks are (0 in local mode).
+    pub attempt: AttemptId,
     /// Reduce partitions.
     pub num_partitions: usize,
     /// How inputs are read.
@@ -68,7 +70,7 @@ impl TaskEnv<'_> {
         TaskInfo {
             job_id: self.job_id.clone(),
             task,
-            attempt: AttemptId(0),
+            attempt: self.attempt,
             num_partitions: self.num_partitions,
             split,
             input,

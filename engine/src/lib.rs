@@ -46,6 +46,7 @@
 //! the phases together; [`cli`] is the command line.
 
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod driver;
 pub mod error;
@@ -58,6 +59,7 @@ pub mod partition;
 pub mod pipeline;
 pub mod plan;
 pub mod progress;
+pub mod scheduler;
 pub mod shuffle;
 pub mod storage;
 

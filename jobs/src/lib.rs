@@ -2,6 +2,8 @@
 //!
 //! * [`wordcount::WordCount`]: counts words (batch level, in-mapper combining, combiner);
 //! * [`wordcount_records::WordCountRecords`]: the same at the record level, in ten lines;
+//! * [`chaos::Chaos`] (`chaos`): word count whose tasks crash, fail, hang or sleep on
+//!   purpose, for failure tests;
 //! * [`grep::Grep`]: the paper's distributed grep;
 //! * [`tpch_q1::TpchQ1`] (`tpch-q1`): TPC-H query 1 on lineitem Parquet, exact decimal sums
 //!   (in-mapper partial aggregation, combiner);
@@ -18,6 +20,7 @@
 //! * [`terasort`]: the TeraSort benchmark's data generator and validator (`teragen`,
 //!   `teravalidate`; plain binaries, not MapReduce jobs).
 
+pub mod chaos;
 pub mod grep;
 pub mod inverted_index;
 pub mod join;

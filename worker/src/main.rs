@@ -1,14 +1,60 @@
-//! `gristmill-worker`: the worker daemon of cluster mode.
-//!
-//! Cluster mode is not built yet: jobs run in local mode (in-process, all cores). This
-//! binary exists so the workspace has its final shape; it says so and exits non-zero.
+//! `gristmill-worker`: the worker daemon of cluster mode. See the crate docs of
+//! `gristmill_worker` for what it does.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::Parser;
+use gristmill_worker::WorkerConfig;
+
+/// Runs tasks of submitted job binaries for a Gristmill driver.
+#[derive(Parser, Debug)]
+#[command(name = "gristmill-worker", version, about)]
+struct Args {
+    /// The driver's URL, e.g. http://127.0.0.1:7077.
+    #[arg(long, env = "GRISTMILL_DRIVER")]
+    driver: String,
+    /// Where the shuffle service listens (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: String,
+    /// The host:port reducers on other machines use to reach the shuffle service
+    /// [default: the listening address].
+    #[arg(long)]
+    advertise: Option<String>,
+    /// Tasks run at once [default: the number of cores].
+    #[arg(long)]
+    slots: Option<u32>,
+    /// Directory for cached job binaries, map output and task scratch space
+    /// [default: a fresh directory under the system temp dir].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Give up after this many seconds without reaching the driver.
+    #[arg(long, default_value_t = 30)]
+    driver_timeout: u64,
+}
+
 fn main() -> ExitCode {
-    eprintln!(
-        "gristmill-worker: cluster mode is not available yet (protocol v{}); run job binaries in local mode",
-        gristmill_proto::PROTOCOL_VERSION
-    );
-    ExitCode::FAILURE
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let args = Args::parse();
+    let slots = args.slots.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
+    let data_dir = args
+        .data_dir
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("gristmill-worker-{}", std::process::id())));
+    let config = WorkerConfig {
+        driver: args.driver,
+        listen: args.listen,
+        advertise: args.advertise,
+        slots: slots.max(1),
+        data_dir,
+        driver_timeout: std::time::Duration::from_secs(args.driver_timeout),
+    };
+    match gristmill_worker::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gristmill-worker: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

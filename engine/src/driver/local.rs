@@ -71,6 +71,7 @@ pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Re
     let mut env = TaskEnv {
         io: io.handle(),
         job_id: &job_id,
+        attempt: crate::ids::AttemptId(0),
         num_partitions: job.reducers().unwrap_or(config.reducers).max(1),
         read: ReadOptions { replace_invalid_utf8: config.replace_invalid_utf8 },
         map_buffer_bytes: config.map_buffer_bytes(),

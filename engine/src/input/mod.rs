@@ -113,6 +113,84 @@ impl Split {
     }
 }
 
+/// A split as it travels to a task process (cluster mode): the file and the range, not
+/// the decoded footer.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct SplitSpec {
+    /// The file's URL or absolute path.
+    pub url: String,
+    /// The file's size, from the listing.
+    pub size: u64,
+    /// What part of it.
+    pub range: SplitRange,
+}
+
+/// The part of a file a [`SplitSpec`] names.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub enum SplitRange {
+    /// Lines starting in `start..end`.
+    Text {
+        /// First byte.
+        start: u64,
+        /// One past the last byte.
+        end: u64,
+    },
+    /// Whole records in `start..end`.
+    Records {
+        /// First byte.
+        start: u64,
+        /// One past the last byte.
+        end: u64,
+        /// Bytes per record.
+        record_len: usize,
+        /// Bytes of the key.
+        key_len: usize,
+    },
+    /// Row groups of a Parquet file.
+    Parquet {
+        /// The row groups.
+        row_groups: Vec<usize>,
+        /// Their compressed size.
+        compressed_bytes: u64,
+    },
+}
+
+impl Split {
+    /// The split as a task process gets it.
+    pub fn to_spec(&self) -> SplitSpec {
+        let file = self.file();
+        let range = match self {
+            Split::Text(s) => SplitRange::Text { start: s.start, end: s.end },
+            Split::Records(s) => SplitRange::Records {
+                start: s.start,
+                end: s.end,
+                record_len: s.format.record_len,
+                key_len: s.format.key_len,
+            },
+            Split::Parquet(s) => SplitRange::Parquet {
+                row_groups: s.row_groups.clone(),
+                compressed_bytes: s.compressed_bytes,
+            },
+        };
+        SplitSpec { url: file.display(), size: file.size, range }
+    }
+
+    /// Rebuilds a split from its spec; Parquet footers are read again.
+    pub async fn from_spec(spec: SplitSpec, input: &InputSpec) -> Result<Split> {
+        let location = crate::storage::Location::parse(&spec.url)?;
+        let file = Arc::new(InputFile { location, size: spec.size });
+        Ok(match spec.range {
+            SplitRange::Text { start, end } => Split::Text(TextSplit { file, start, end }),
+            SplitRange::Records { start, end, record_len, key_len } => {
+                Split::Records(RecordSplit { file, start, end, format: RecordFormat { record_len, key_len } })
+            }
+            SplitRange::Parquet { row_groups, compressed_bytes } => {
+                Split::Parquet(parquet::reopen(&file, input, row_groups, compressed_bytes).await?)
+            }
+        })
+    }
+}
+
 /// Plans the splits of `files`: byte ranges of text, groups of Parquet row groups.
 /// Reads every Parquet footer once and checks it has the columns `spec` asks for.
 pub async fn plan_splits(

@@ -71,6 +71,26 @@ pub(super) async fn plan(
     Ok(splits)
 }
 
+/// Rebuilds a planned split in a task process: reads the footer again (one ranged read)
+/// and resolves the columns, as planning did.
+pub(super) async fn reopen(
+    file: &Arc<InputFile>,
+    spec: &InputSpec,
+    row_groups: Vec<usize>,
+    compressed_bytes: u64,
+) -> Result<ParquetSplit> {
+    let mut reader = object_reader(file);
+    let metadata = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
+        .await
+        .map_err(|source| Error::CorruptParquet { path: file.display(), location: String::new(), source })?;
+    let groups = metadata.metadata().num_row_groups();
+    if let Some(bad) = row_groups.iter().find(|&&g| g >= groups) {
+        return Err(Error::Config(format!("{} has {groups} row groups, not {}", file.display(), bad + 1)));
+    }
+    let projection = Arc::new(resolve_projection(file, &metadata, spec.parquet_columns.as_deref())?);
+    Ok(split(file, &metadata, &projection, row_groups, compressed_bytes))
+}
+
 fn split(
     file: &Arc<InputFile>,
     metadata: &ArrowReaderMetadata,

@@ -37,6 +37,21 @@ impl RangePartitioner {
         Ok(RangePartitioner { converter, split_points })
     }
 
+    /// The split points in Arrow's row format, to ship to task processes.
+    pub fn to_bytes(&self) -> Vec<Vec<u8>> {
+        self.split_points.iter().map(|p| p.row().as_ref().to_vec()).collect()
+    }
+
+    /// A partitioner from split points made by [`RangePartitioner::to_bytes`] for keys of
+    /// `key_types`.
+    pub fn from_bytes(key_types: &[DataType], points: &[Vec<u8>]) -> Result<Self> {
+        let fields = key_types.iter().map(|t| SortField::new(t.clone())).collect();
+        let converter = RowConverter::new(fields).map_err(Error::arrow("range partitioner"))?;
+        let parser = converter.parser();
+        let split_points = points.iter().map(|bytes| parser.parse(bytes).owned()).collect();
+        Ok(RangePartitioner { converter, split_points })
+    }
+
     /// The number of split points (`partitions - 1` when the sample was not empty).
     pub fn split_points(&self) -> usize {
         self.split_points.len()

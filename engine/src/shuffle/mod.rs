@@ -4,11 +4,16 @@
 //! Keys are compared in Arrow's row format (`arrow-row`): one memcmp-able byte string per
 //! key, so multi-column keys of any type sort with one comparison.
 
+mod map_file;
 mod map_side;
 mod merge;
 mod run;
 mod spill;
 
+pub use map_file::{
+    MapOutputFiles, MapOutputIndex, Segment, SegmentReader, job_shuffle_dir, open_segment, read_segment_checked,
+    write_map_output,
+};
 pub use map_side::{MapOutputBuilder, MapOutputSpec, MapSideStats};
 pub use merge::{GroupedChunk, RunMerger};
 pub use run::{Run, RunReader, RunStore};

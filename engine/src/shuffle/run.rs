@@ -21,6 +21,15 @@ pub enum Run {
         /// The partition.
         partition: usize,
     },
+    /// An IPC stream in a file: a map output's partition, or a fetched copy of one.
+    Segment {
+        /// The file.
+        path: Arc<std::path::PathBuf>,
+        /// Where the stream starts.
+        offset: u64,
+        /// Its length.
+        len: u64,
+    },
 }
 
 impl Run {
@@ -29,6 +38,9 @@ impl Run {
         Ok(match self {
             Run::Memory(batch) => RunReader::Memory(Some(batch)),
             Run::Spilled { file, partition } => RunReader::Spilled(Box::new(file.open(partition)?)),
+            Run::Segment { path, offset, len } => {
+                RunReader::Segment(Box::new(super::map_file::open_segment(&path, offset, len)?))
+            }
         })
     }
 }
@@ -39,6 +51,8 @@ pub enum RunReader {
     Memory(Option<RecordBatch>),
     /// A spilled run.
     Spilled(Box<SpilledRunReader>),
+    /// An IPC stream in a file.
+    Segment(Box<super::map_file::SegmentReader>),
 }
 
 impl RunReader {
@@ -47,6 +61,7 @@ impl RunReader {
         match self {
             RunReader::Memory(batch) => Ok(batch.take()),
             RunReader::Spilled(reader) => reader.next_batch(),
+            RunReader::Segment(reader) => reader.next_batch(),
         }
     }
 }

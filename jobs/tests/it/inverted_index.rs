@@ -21,7 +21,7 @@ use crate::support::*;
 type Document = (u64, Option<String>);
 
 /// Documents with skewed words; some rows repeat an earlier doc id (a document in two rows).
-fn documents(count: usize, seed: u64) -> Vec<Document> {
+pub(crate) fn documents(count: usize, seed: u64) -> Vec<Document> {
     let mut rng = SplitMix64::new(seed);
     let zipf = Zipf::new(3000, 1.1);
     let spaces = [" ", " ", "  ", "\t", "\n", "\u{3000}"];
@@ -54,7 +54,7 @@ fn documents(count: usize, seed: u64) -> Vec<Document> {
     docs
 }
 
-fn write_documents(path: &Path, docs: &[Document], rows_per_group: usize) {
+pub(crate) fn write_documents(path: &Path, docs: &[Document], rows_per_group: usize) {
     let schema = Arc::new(Schema::new(vec![
         Field::new("doc_id", DataType::UInt64, false),
         Field::new("text", DataType::Utf8, true),

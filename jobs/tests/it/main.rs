@@ -3,6 +3,9 @@
 //! every kind of bad input.
 
 mod bad_input;
+mod cluster;
+mod cluster_failures;
+mod cluster_support;
 mod grep;
 mod inverted_index;
 mod join;

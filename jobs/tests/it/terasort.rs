@@ -92,7 +92,7 @@ fn checksum(records: &[u8]) -> String {
 }
 
 /// The non-hidden files of `dir` in name order, concatenated; and their names.
-fn read_parts(dir: &Path) -> (Vec<u8>, Vec<String>) {
+pub(crate) fn read_parts(dir: &Path) -> (Vec<u8>, Vec<String>) {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())

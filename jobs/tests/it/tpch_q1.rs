@@ -85,7 +85,7 @@ fn same(ours: &Value, duckdb: &Value) -> bool {
 }
 
 /// Generates lineitem into `dir` as 4 files of about 5 row groups each.
-fn generate_lineitem(dir: &Path) {
+pub(crate) fn generate_lineitem(dir: &Path) {
     let out = Command::new(venv_script("tpchgen-cli"))
         .args(["parquet", "--scale-factor", SCALE_FACTOR, "--tables", "lineitem", "--parts", "4"])
         .args(["--row-group-bytes", "1MB", "--output-dir", s(dir)])

@@ -1,0 +1,87 @@
+//! The reducer's side of the shuffle: fetching one partition of a map output from the
+//! worker that holds it, checking every chunk's CRC-32 and the whole stream's, into a
+//! local file the merge then reads.
+
+use std::path::Path;
+use std::time::Duration;
+
+use gristmill_proto::MAX_MESSAGE_BYTES;
+use gristmill_proto::v1::FetchPartitionRequest;
+use gristmill_proto::v1::shuffle_client::ShuffleClient;
+use tokio::io::AsyncWriteExt;
+
+use super::payload::MapOutputSource;
+use crate::ids::JobId;
+
+/// How long a fetch may wait for the next chunk before it gives up on the worker.
+pub const FETCH_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long connecting to a worker's shuffle service may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A map output that could not be fetched: the driver re-runs the map task.
+#[derive(Debug)]
+pub struct FetchError {
+    /// The map task.
+    pub map_task: u32,
+    /// The worker that should have served it.
+    pub worker: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// Fetches partition `partition` of `source` into `path`; returns its length in bytes.
+pub async fn fetch_partition(
+    job: &JobId,
+    source: &MapOutputSource,
+    partition: u32,
+    path: &Path,
+) -> Result<u64, FetchError> {
+    let fail = |message: String| FetchError {
+        map_task: source.map_task,
+        worker: source.worker.clone(),
+        message: format!(
+            "fetching partition {partition} of map task {} (attempt {}) from worker {} at {}: {message}",
+            source.map_task, source.attempt, source.worker, source.address
+        ),
+    };
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", source.address))
+        .map_err(|e| fail(e.to_string()))?
+        .connect_timeout(CONNECT_TIMEOUT);
+    let channel = endpoint.connect().await.map_err(|e| fail(format!("cannot connect: {e}")))?;
+    let mut client = ShuffleClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let request = FetchPartitionRequest {
+        job_id: job.to_string(),
+        map_task: source.map_task,
+        attempt: source.attempt,
+        partition,
+    };
+    let response = tokio::time::timeout(FETCH_IDLE_TIMEOUT, client.fetch_partition(request))
+        .await
+        .map_err(|_| fail("no answer".into()))?
+        .map_err(|status| fail(status.message().to_owned()))?;
+    let mut stream = response.into_inner();
+    let mut file = tokio::fs::File::create(path).await.map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    let mut crc = crc32fast::Hasher::new();
+    let mut written = 0u64;
+    loop {
+        let chunk = tokio::time::timeout(FETCH_IDLE_TIMEOUT, stream.message())
+            .await
+            .map_err(|_| fail(format!("stalled after {written} bytes")))?
+            .map_err(|status| fail(status.message().to_owned()))?
+            .ok_or_else(|| fail(format!("the stream ended early after {written} bytes")))?;
+        if crc32fast::hash(&chunk.data) != chunk.crc32 {
+            return Err(fail(format!("a chunk at byte {written} has a bad CRC-32")));
+        }
+        crc.update(&chunk.data);
+        written += chunk.data.len() as u64;
+        file.write_all(&chunk.data).await.map_err(|e| fail(format!("{}: {e}", path.display())))?;
+        if chunk.last {
+            if chunk.total_bytes != written || chunk.total_crc32 != crc.finalize() {
+                return Err(fail("the partition's length or CRC-32 differs from the map output's".into()));
+            }
+            break;
+        }
+    }
+    file.flush().await.map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    Ok(written)
+}

@@ -1,0 +1,23 @@
+//! Cluster mode, the parts that run inside job binaries and workers:
+//!
+//! * [`payload`]: what a submitted job and each task carry to task processes (JSON the
+//!   job binary reads; opaque to the driver and the worker);
+//! * [`task`]: the hidden task role of every job binary (`<job> __gristmill-task FILE`),
+//!   run by workers as child processes;
+//! * [`shuffle_service`] and [`fetch`]: map output served by workers, fetched by reducers;
+//! * [`submit`]: a job binary submitting itself to a driver (`--driver URL`);
+//! * [`binary`]: job binaries by content digest.
+//!
+//! The driver itself is in [`crate::driver::cluster`]; the worker daemon is the
+//! `gristmill-worker` crate.
+
+pub mod binary;
+pub mod fetch;
+pub mod payload;
+pub mod rpc;
+pub mod shuffle_service;
+pub mod submit;
+pub mod task;
+
+/// The argument that puts a job binary in task role.
+pub const TASK_ROLE_ARG: &str = "__gristmill-task";

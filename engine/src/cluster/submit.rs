@@ -1,0 +1,265 @@
+//! A job binary submitting itself to a cluster (`--driver URL`): it plans (lists inputs,
+//! reads Parquet footers, samples keys for total order), uploads its own executable if the
+//! driver lacks its digest, submits, and follows the job until it ends (or detaches).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gristmill_proto::v1::{BinaryChunk, BinaryRef, JobRef, JobState, JobStatus, MapTaskSpec, SubmitJobRequest};
+use gristmill_proto::{CHUNK_BYTES, PROTOCOL_VERSION};
+use object_store::ObjectStoreExt;
+use tonic::transport::Channel;
+
+use super::binary::cached_file_digest;
+use super::payload::{JobPayload, MapSplit};
+use super::rpc::{connect_driver, is_final, state_name, status_error};
+use crate::config::RunConfig;
+use crate::driver::JobReport;
+use crate::error::{Error, Result};
+use crate::exec::{TaskEnv, sample_range_partitioner};
+use crate::ids::{AttemptId, JobId};
+use crate::input::ReadOptions;
+use crate::job::Job;
+use crate::output::{Manifest, OutputDir, SUCCESS_FILE};
+use crate::partition::HashPartitioner;
+use crate::plan::{Plan, plan_map_tasks};
+use crate::progress::Progress;
+use crate::shuffle::{RunStore, SpillDir};
+use crate::storage::Location;
+
+/// How to submit.
+#[derive(Clone, Debug)]
+pub struct Submission {
+    /// The driver's URL.
+    pub driver: String,
+    /// Higher runs first.
+    pub priority: i32,
+    /// Return once the job is queued.
+    pub detach: bool,
+    /// Object-store options, for the tasks and the commit.
+    pub storage_options: Vec<(String, String)>,
+    /// Print progress lines on stderr.
+    pub show_progress: bool,
+}
+
+/// What a submission ended with.
+pub enum Submitted {
+    /// The job was queued and the submitter detached.
+    Detached {
+        /// The job's id.
+        job_id: String,
+    },
+    /// The job committed.
+    Finished(JobReport),
+}
+
+/// Plans `job`, submits it to the driver and, unless detached, waits for its end.
+pub fn submit<J: Job>(job: &J, config: &RunConfig, how: &Submission) -> Result<Submitted> {
+    config.validate()?;
+    job.validate().map_err(|e| Error::InvalidJob(e.to_string()))?;
+    let started = Instant::now();
+    let io = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("gristmill-io")
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Internal(format!("cannot start the I/O runtime: {e}")))?;
+    // Task processes run elsewhere, in other directories: paths go out absolute.
+    let output = OutputDir::new(Location::parse(&config.output)?);
+    let mut config = config.clone();
+    config.output = output.location().display();
+    let config = &config;
+    io.block_on(output.prepare(config.overwrite))?;
+    let plan = io.block_on(plan_map_tasks(job, config))?;
+    let payload = job_payload(job, config, &plan, io.handle(), how)?;
+    io.block_on(async {
+        let mut client = connect_driver(&how.driver).await?;
+        let digest = upload_self(&mut client).await?;
+        let request = submit_request::<J>(config, &plan, payload, digest, how)?;
+        let reply = client.submit_job(request).await.map_err(status_error("submitting the job"))?.into_inner();
+        eprintln!("submitted {} as {} to {}", J::NAME, reply.job_id, how.driver);
+        if !reply.status_url.is_empty() {
+            eprintln!("status: {}", reply.status_url);
+        }
+        if how.detach {
+            println!("{}", reply.job_id);
+            return Ok(Submitted::Detached { job_id: reply.job_id });
+        }
+        let status = follow(&mut client, &reply.job_id, how.show_progress).await?;
+        finish(&output, &plan, status, started).await.map(Submitted::Finished)
+    })
+}
+
+fn job_payload<J: Job>(
+    job: &J,
+    config: &RunConfig,
+    plan: &Plan,
+    io: &tokio::runtime::Handle,
+    how: &Submission,
+) -> Result<Vec<u8>> {
+    let num_partitions = job.reducers().unwrap_or(config.reducers).max(1);
+    let range_split_points = if job.partitioner().is_none() && job.total_order() {
+        let job_id = JobId::generate();
+        let spill = Arc::new(SpillDir::create(&config.spill_dir, &job_id)?);
+        let store = Arc::new(RunStore::new(spill, 0));
+        let progress = Progress::default();
+        let env = TaskEnv {
+            io,
+            job_id: &job_id,
+            attempt: AttemptId(0),
+            num_partitions,
+            read: ReadOptions { replace_invalid_utf8: config.replace_invalid_utf8 },
+            map_buffer_bytes: config.map_buffer_bytes(),
+            store: &store,
+            partitioner: Arc::new(HashPartitioner),
+            progress: &progress,
+        };
+        Some(sample_range_partitioner(job, &env, &plan.map_tasks)?.to_bytes())
+    } else {
+        None
+    };
+    let threads = config.threads.max(1) as u64;
+    let payload = JobPayload {
+        job: serde_json::to_value(job).map_err(|e| Error::InvalidJob(format!("cannot serialize the job: {e}")))?,
+        num_partitions,
+        replace_invalid_utf8: config.replace_invalid_utf8,
+        map_buffer_bytes: config.map_buffer_bytes(),
+        in_memory_run_bytes: config.in_memory_run_bytes() / threads,
+        output: config.output.clone(),
+        storage_options: how.storage_options.clone(),
+        range_split_points,
+    };
+    serde_json::to_vec(&payload).map_err(|e| Error::Internal(e.to_string()))
+}
+
+fn submit_request<J: Job>(
+    config: &RunConfig,
+    plan: &Plan,
+    job_payload: Vec<u8>,
+    binary_digest: String,
+    how: &Submission,
+) -> Result<SubmitJobRequest> {
+    let payload: JobPayload = serde_json::from_slice(&job_payload).map_err(|e| Error::Internal(e.to_string()))?;
+    let map_tasks = plan
+        .map_tasks
+        .iter()
+        .map(|task| {
+            let split = MapSplit { input: task.input, split: task.split.to_spec() };
+            Ok(MapTaskSpec {
+                description: task.split.describe(),
+                split_payload: serde_json::to_vec(&split).map_err(|e| Error::Internal(e.to_string()))?,
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok(SubmitJobRequest {
+        protocol_version: PROTOCOL_VERSION,
+        name: J::NAME.to_owned(),
+        binary_digest,
+        priority: how.priority,
+        job_payload,
+        map_tasks,
+        reducers: payload.num_partitions as u32,
+        output: config.output.clone(),
+        storage_options: how.storage_options.iter().cloned().collect(),
+        input_files: plan.files as u64,
+        input_bytes: plan.bytes,
+    })
+}
+
+/// Uploads this executable unless the driver has it; returns its digest.
+async fn upload_self(client: &mut gristmill_proto::v1::driver_client::DriverClient<Channel>) -> Result<String> {
+    let exe = std::env::current_exe().map_err(|e| Error::Rpc { what: "finding this executable".into(), cause: e.to_string() })?;
+    let digest = tokio::task::spawn_blocking({
+        let exe = exe.clone();
+        move || cached_file_digest(&exe)
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))??;
+    let present = client
+        .has_binary(BinaryRef { digest: digest.clone() })
+        .await
+        .map_err(status_error("asking the driver for the job binary"))?
+        .into_inner()
+        .present;
+    if present {
+        return Ok(digest);
+    }
+    let bytes = tokio::fs::read(&exe)
+        .await
+        .map_err(|e| Error::Rpc { what: format!("reading {}", exe.display()), cause: e.to_string() })?;
+    let chunks: Vec<BinaryChunk> = bytes
+        .chunks(CHUNK_BYTES)
+        .enumerate()
+        .map(|(i, data)| BinaryChunk { digest: if i == 0 { digest.clone() } else { String::new() }, data: data.to_vec() })
+        .collect();
+    client
+        .upload_binary(futures::stream::iter(chunks))
+        .await
+        .map_err(status_error("uploading the job binary"))?;
+    Ok(digest)
+}
+
+/// Follows the job until it ends, printing progress lines at most once a second.
+async fn follow(
+    client: &mut gristmill_proto::v1::driver_client::DriverClient<Channel>,
+    job_id: &str,
+    show_progress: bool,
+) -> Result<JobStatus> {
+    let what = format!("following job {job_id}");
+    let mut stream = client
+        .watch_job(JobRef { job_id: job_id.to_owned() })
+        .await
+        .map_err(status_error(what.clone()))?
+        .into_inner();
+    let mut last_line = (String::new(), Instant::now() - Duration::from_secs(10));
+    while let Some(status) = stream.message().await.map_err(status_error(what.clone()))? {
+        let state = status.state();
+        if show_progress {
+            let line = format!(
+                "{job_id} {}: map {}/{}, reduce {}/{}",
+                state_name(state),
+                status.maps_done,
+                status.maps_total,
+                status.reduces_done,
+                status.reduces_total
+            );
+            if line != last_line.0 && (last_line.1.elapsed() >= Duration::from_secs(1) || is_final(state)) {
+                eprintln!("{line}");
+                last_line = (line, Instant::now());
+            }
+        }
+        if is_final(state) {
+            return Ok(status);
+        }
+    }
+    Err(Error::Rpc { what, cause: "the driver closed the stream before the job ended".into() })
+}
+
+/// Turns the final status into a report, reading the committed manifest.
+async fn finish(output: &OutputDir, plan: &Plan, status: JobStatus, started: Instant) -> Result<JobReport> {
+    match status.state() {
+        JobState::Succeeded => {}
+        JobState::Cancelled => {
+            return Err(Error::JobFailed { job: status.job_id, state: "was cancelled", message: status.error });
+        }
+        _ => return Err(Error::JobFailed { job: status.job_id, state: "failed", message: status.error }),
+    }
+    let success = output.location().child(SUCCESS_FILE);
+    let bytes = success
+        .store()
+        .get(success.path())
+        .await
+        .map_err(|source| Error::Read { path: success.display(), source })?
+        .bytes()
+        .await
+        .map_err(|source| Error::Read { path: success.display(), source })?;
+    let manifest: Manifest = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Internal(format!("{} does not parse: {e}", success.display())))?;
+    Ok(JobReport {
+        job_id: JobId::from_string(status.job_id),
+        manifest,
+        input_files: plan.files,
+        map_tasks: plan.map_tasks.len(),
+        elapsed: started.elapsed(),
+    })
+}

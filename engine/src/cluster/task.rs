@@ -1,0 +1,187 @@
+//! The task role of a job binary: `<job> __gristmill-task task.json` runs one attempt of
+//! one map or reduce task, as a child process of a worker (so a crash takes down only the
+//! attempt), and writes a [`TaskResult`] the worker reports to the driver.
+//!
+//! Map attempts write their output to the worker's shuffle directory
+//! ([`write_map_output`]); reduce attempts fetch their partition of every map output,
+//! merge, reduce and write an attempt-unique part file that the driver may commit.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use super::fetch::{FetchError, fetch_partition};
+use super::payload::{JobPayload, TaskFile, TaskResult};
+use crate::error::{Error, Result};
+use crate::exec::{SPILLED_BYTES, TaskEnv, run_map_task, run_reduce_task};
+use crate::ids::{AttemptId, JobId};
+use crate::input::{ReadOptions, Split};
+use crate::job::{Counters, Job};
+use crate::output::OutputDir;
+use crate::partition::{HashPartitioner, Partitioner, RangePartitioner};
+use crate::plan::MapTask;
+use crate::progress::Progress;
+use crate::shuffle::{MapOutputFiles, Run, RunStore, SpillDir, write_map_output};
+use crate::storage::Location;
+
+/// Runs the attempt described by `task_file`; the exit code is 0 whenever a result was
+/// written (even a failure), so only a crash exits otherwise.
+pub fn run<J: Job>(task_file: &Path) -> ExitCode {
+    exit_when_orphaned();
+    let task: TaskFile = match std::fs::read(task_file)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
+        Ok(task) => task,
+        Err(e) => {
+            eprintln!("error: cannot read the task file {}: {e}", task_file.display());
+            return ExitCode::from(2);
+        }
+    };
+    let result = match run_attempt::<J>(&task) {
+        Ok(result) => result,
+        Err(e) => TaskResult::Failed { retryable: e.is_retryable(), message: e.to_string() },
+    };
+    if let TaskResult::Failed { message, .. } | TaskResult::FetchFailed { message, .. } = &result {
+        eprintln!("error: {message}");
+    }
+    let written = serde_json::to_vec(&result)
+        .map_err(|e| e.to_string())
+        .and_then(|json| write_atomically(&task.result_file, &json).map_err(|e| e.to_string()));
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: cannot write the task result {}: {e}", task.result_file.display());
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// A task whose worker died has been given to another worker: stop at once rather than
+/// write output nobody will commit (the worker's death re-parents this process).
+fn exit_when_orphaned() {
+    #[cfg(unix)]
+    {
+        let parent = std::os::unix::process::parent_id();
+        std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                if std::os::unix::process::parent_id() != parent {
+                    eprintln!("error: the worker that started this task is gone; stopping");
+                    std::process::exit(3);
+                }
+            }
+        });
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(tmp, path)
+}
+
+fn run_attempt<J: Job>(task: &TaskFile) -> Result<TaskResult> {
+    let job: J = serde_json::from_value(task.job.job.clone())
+        .map_err(|e| Error::InvalidJob(format!("the job's parameters do not parse: {e}")))?;
+    crate::storage::set_storage_options(task.job.storage_options.clone());
+    let io = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("gristmill-io")
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Internal(format!("cannot start the I/O runtime: {e}")))?;
+    let job_id = JobId::from_string(task.job_id.clone());
+    std::fs::create_dir_all(&task.work_dir)
+        .map_err(|e| Error::Spill { path: task.work_dir.display().to_string(), cause: e.to_string() })?;
+    let spill = Arc::new(SpillDir::create(&task.work_dir, &job_id)?);
+    let store = Arc::new(RunStore::new(spill, task.job.in_memory_run_bytes));
+    let progress = Progress::default();
+    let env = TaskEnv {
+        io: io.handle(),
+        job_id: &job_id,
+        attempt: AttemptId(task.attempt),
+        num_partitions: task.job.num_partitions,
+        read: ReadOptions { replace_invalid_utf8: task.job.replace_invalid_utf8 },
+        map_buffer_bytes: task.job.map_buffer_bytes,
+        store: &store,
+        partitioner: partitioner(&job, &task.job)?,
+        progress: &progress,
+    };
+    if task.is_map { run_map(&job, &env, task) } else { run_reduce(&job, &env, task) }
+}
+
+/// The partitioner the submitter chose: the job's own, the sampled ranges, or the hash.
+fn partitioner<J: Job>(job: &J, payload: &JobPayload) -> Result<Arc<dyn Partitioner>> {
+    if let Some(custom) = job.partitioner() {
+        return Ok(Arc::from(custom));
+    }
+    if let Some(points) = &payload.range_split_points {
+        let keyed = job.map_output();
+        let types: Vec<_> =
+            keyed.key_indices()?.iter().map(|&i| keyed.schema().field(i).data_type().clone()).collect();
+        return Ok(Arc::new(RangePartitioner::from_bytes(&types, points)?));
+    }
+    Ok(Arc::new(HashPartitioner))
+}
+
+fn run_map<J: Job>(job: &J, env: &TaskEnv<'_>, task: &TaskFile) -> Result<TaskResult> {
+    let map_split = task.split.clone().ok_or_else(|| Error::Internal("a map task without a split".into()))?;
+    let inputs = job.inputs();
+    let spec = match inputs.get(map_split.input) {
+        Some(input) => input.spec.clone(),
+        None => job.input(),
+    };
+    let split = env.io.block_on(Split::from_spec(map_split.split, &spec))?;
+    let map_task = MapTask { index: task.index as usize, input: map_split.input, split };
+    let output = run_map_task(job, env, &map_task)?;
+    let keyed = job.map_output();
+    let files = MapOutputFiles::new(&task.shuffle_dir, env.job_id, task.index, env.attempt);
+    let index = write_map_output(&files, keyed.schema(), &keyed.key_indices()?, output.runs)?;
+    let mut counters = output.counters;
+    counters.add(SPILLED_BYTES, env.store.spilled_bytes());
+    Ok(TaskResult::MapDone { output_bytes: index.bytes(), counters: to_map(&counters) })
+}
+
+fn run_reduce<J: Job>(job: &J, env: &TaskEnv<'_>, task: &TaskFile) -> Result<TaskResult> {
+    let fetch_dir = task.work_dir.join("fetched");
+    std::fs::create_dir_all(&fetch_dir)
+        .map_err(|e| Error::Spill { path: fetch_dir.display().to_string(), cause: e.to_string() })?;
+    let fetched = env.io.block_on(fetch_all(env.job_id, task, &fetch_dir));
+    let segments = match fetched {
+        Ok(segments) => segments,
+        Err(FetchError { map_task, worker, message }) => {
+            return Ok(TaskResult::FetchFailed { map_task, worker, message });
+        }
+    };
+    let runs = segments
+        .into_iter()
+        .filter(|(_, len)| *len > 0)
+        .map(|(path, len)| Run::Segment { path: Arc::new(path), offset: 0, len })
+        .collect();
+    let output = OutputDir::new(Location::parse(&task.job.output)?);
+    let (part, counters) = run_reduce_task(job, env, task.index as usize, runs, &output)?;
+    Ok(TaskResult::ReduceDone { part_file: part.name, rows: part.rows, bytes: part.bytes, counters: to_map(&counters) })
+}
+
+/// Fetches this reducer's partition of every map output into `dir`, a few at a time.
+async fn fetch_all(
+    job: &JobId,
+    task: &TaskFile,
+    dir: &Path,
+) -> std::result::Result<Vec<(PathBuf, u64)>, FetchError> {
+    use futures::StreamExt;
+    let fetches = task.map_outputs.iter().map(|source| {
+        let path = dir.join(format!("m{:06}-a{}.arrows", source.map_task, source.attempt));
+        async move {
+            let len = fetch_partition(job, source, task.index, &path).await?;
+            Ok::<_, FetchError>((path, len))
+        }
+    });
+    futures::stream::iter(fetches).buffered(4).collect::<Vec<_>>().await.into_iter().collect()
+}
+
+fn to_map(counters: &Counters) -> BTreeMap<String, u64> {
+    counters.iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}

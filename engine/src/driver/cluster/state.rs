@@ -1,0 +1,385 @@
+//! What the driver holds, and how it carries out the scheduler's [`Action`]s.
+//!
+//! Every change goes the same way: lock the scheduler, feed it the event, take its actions,
+//! carry them out (send commands to workers, start commits, wake job watchers). Sends never
+//! block: each worker link is an unbounded channel drained by its gRPC stream.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use gristmill_proto::v1::{
+    AttemptKey, DriverMessage, DropJob, JobState, JobStatus, MapOutputLocation, RunTask, SubmitJobRequest,
+    TaskKind as WireTaskKind, driver_message,
+};
+use tokio::sync::{mpsc, watch};
+use tonic::Status;
+
+use super::DriverConfig;
+use super::commit::{CommitSpec, commit};
+use crate::cluster::binary::BinaryStore;
+use crate::error::Result;
+use crate::ids::{JobId, TaskKind, WorkerId};
+use crate::job::Counters;
+use crate::scheduler::{Action, AttemptRef, JobView, Scheduler, WorkerState};
+
+/// A message on a worker's session stream.
+pub type Downlink = mpsc::UnboundedSender<Result<DriverMessage, Status>>;
+
+/// How the driver reaches one attached worker.
+pub struct WorkerLink {
+    /// Its session stream.
+    pub downlink: Downlink,
+    /// Its shuffle service.
+    pub shuffle_address: String,
+}
+
+/// What the driver keeps of a submitted job besides the scheduler's view.
+pub struct JobRecord {
+    /// The submission.
+    pub request: SubmitJobRequest,
+    /// When it came.
+    pub submitted: Instant,
+    /// When it ended.
+    pub ended: Option<Instant>,
+    /// Rows and files committed.
+    pub committed: Option<(u64, u32)>,
+    /// Part file sizes reported by reduce attempts: (partition, attempt) -> bytes.
+    pub part_bytes: HashMap<(u32, u32), u64>,
+    /// Bumped on every change, for watchers.
+    pub changes: watch::Sender<u64>,
+}
+
+/// The driver's state.
+pub struct DriverState {
+    scheduler: Mutex<Scheduler>,
+    workers: Mutex<HashMap<WorkerId, WorkerLink>>,
+    jobs: Mutex<HashMap<JobId, JobRecord>>,
+    /// Stored job binaries.
+    pub binaries: BinaryStore,
+    /// How often workers send heartbeats.
+    pub heartbeat_interval: Duration,
+    /// `http://host:port` of the status pages.
+    pub status_base: Option<String>,
+    next_worker: AtomicU64,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a lock is a bug; the state behind it is still the best we have.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl DriverState {
+    /// A driver with no workers and no jobs.
+    pub fn new(config: &DriverConfig, status_base: Option<String>) -> Result<Self> {
+        Ok(DriverState {
+            scheduler: Mutex::new(Scheduler::new(config.scheduler.clone())),
+            workers: Mutex::new(HashMap::new()),
+            jobs: Mutex::new(HashMap::new()),
+            binaries: BinaryStore::open(config.data_dir.join("binaries"))?,
+            heartbeat_interval: config.heartbeat_interval,
+            status_base,
+            next_worker: AtomicU64::new(1),
+        })
+    }
+
+    /// Feeds the scheduler one event and carries out what follows.
+    pub fn update(self: &Arc<Self>, event: impl FnOnce(&mut Scheduler, Instant)) {
+        let actions = {
+            let mut scheduler = lock(&self.scheduler);
+            event(&mut scheduler, Instant::now());
+            scheduler.take_actions()
+        };
+        self.carry_out(actions);
+    }
+
+    /// Reads the scheduler.
+    pub fn read<T>(&self, read: impl FnOnce(&Scheduler) -> T) -> T {
+        read(&lock(&self.scheduler))
+    }
+
+    /// A fresh worker id.
+    pub fn next_worker_id(&self, shuffle_address: &str) -> WorkerId {
+        WorkerId(format!("w{}-{shuffle_address}", self.next_worker.fetch_add(1, Ordering::Relaxed)))
+    }
+
+    /// Adds an attached worker.
+    pub fn attach(self: &Arc<Self>, id: WorkerId, link: WorkerLink, slots: u32) {
+        lock(&self.workers).insert(id.clone(), link);
+        self.update(|s, now| s.add_worker(now, id, slots));
+    }
+
+    /// A worker's session ended.
+    /// The scheduler ignores workers it already knows are lost, so this may come twice
+    /// (a broken send, then the stream's end).
+    pub fn detach(self: &Arc<Self>, id: &WorkerId, reason: &str) {
+        if lock(&self.workers).remove(id).is_some() {
+            tracing::warn!(worker = %id, reason, "worker lost");
+        }
+        self.update(|s, now| s.worker_lost(now, id, reason));
+    }
+
+    /// Records a job and hands it to the scheduler.
+    pub fn submit(self: &Arc<Self>, id: JobId, request: SubmitJobRequest) -> std::result::Result<(), String> {
+        let spec = crate::scheduler::JobSpec {
+            id: id.clone(),
+            name: request.name.clone(),
+            priority: request.priority,
+            map_tasks: request.map_tasks.iter().map(|t| t.description.clone()).collect(),
+            reducers: request.reducers.max(1),
+        };
+        let record = JobRecord {
+            request,
+            submitted: Instant::now(),
+            ended: None,
+            committed: None,
+            part_bytes: HashMap::new(),
+            changes: watch::channel(0).0,
+        };
+        lock(&self.jobs).insert(id.clone(), record);
+        let mut refused = None;
+        self.update(|s, now| refused = s.submit(now, spec).err());
+        if let Some(e) = refused {
+            lock(&self.jobs).remove(&id);
+            return Err(e.to_string());
+        }
+        Ok(())
+    }
+
+    /// Notes a reduce attempt's part file size (the manifest lists it).
+    pub fn note_part_bytes(&self, job: &JobId, partition: u32, attempt: u32, bytes: u64) {
+        if let Some(record) = lock(&self.jobs).get_mut(job) {
+            record.part_bytes.insert((partition, attempt), bytes);
+        }
+    }
+
+    /// Subscribes to a job's changes.
+    pub fn watch(&self, job: &JobId) -> Option<watch::Receiver<u64>> {
+        lock(&self.jobs).get(job).map(|r| r.changes.subscribe())
+    }
+
+    /// A job's status for clients.
+    pub fn status(&self, job: &JobId) -> Option<JobStatus> {
+        let view = self.read(|s| s.job(Instant::now(), job))?;
+        let jobs = lock(&self.jobs);
+        let record = jobs.get(job)?;
+        Some(status_of(&view, record))
+    }
+
+    /// Every job's status, newest first.
+    pub fn statuses(&self) -> Vec<JobStatus> {
+        let views = self.read(|s| s.jobs(Instant::now()));
+        let jobs = lock(&self.jobs);
+        let mut out: Vec<(Instant, JobStatus)> = views
+            .iter()
+            .filter_map(|v| jobs.get(&v.id).map(|r| (r.submitted, status_of(v, r))))
+            .collect();
+        out.sort_by(|a, b| b.0.cmp(&a.0));
+        out.into_iter().map(|(_, s)| s).collect()
+    }
+
+    /// Carries out the scheduler's actions.
+    fn carry_out(self: &Arc<Self>, actions: Vec<Action>) {
+        let mut unreachable = Vec::new();
+        for action in actions {
+            match action {
+                Action::Launch { worker, attempt, map_outputs } => {
+                    let message = self.run_task(&attempt, &map_outputs);
+                    match message {
+                        Some(run) => {
+                            if !self.send(&worker, driver_message::Body::Run(run)) {
+                                unreachable.push(worker);
+                            }
+                        }
+                        None => tracing::error!(job = %attempt.job, "launch for an unknown job"),
+                    }
+                }
+                Action::Kill { worker, attempt } => {
+                    self.send(&worker, driver_message::Body::Kill(attempt_key(&attempt)));
+                }
+                Action::DropJobData { worker, job } => {
+                    self.send(&worker, driver_message::Body::DropJob(DropJob { job_id: job.to_string() }));
+                }
+                Action::Commit { job, winners } => self.start_commit(job, winners),
+                Action::JobEnded { job, state } => {
+                    tracing::info!(job = %job, state = ?state, "job ended");
+                    let output = lock(&self.jobs).get_mut(&job).map(|record| {
+                        record.ended = Some(Instant::now());
+                        record.request.output.clone()
+                    });
+                    if let (Some(output), false) = (output, matches!(state, crate::scheduler::JobState::Succeeded)) {
+                        tokio::spawn(remove_attempt_files(job, output));
+                    }
+                }
+            }
+        }
+        self.notify_all();
+        for worker in unreachable {
+            self.detach(&worker, "its session stream is closed");
+        }
+    }
+
+    fn send(&self, worker: &WorkerId, body: driver_message::Body) -> bool {
+        let workers = lock(&self.workers);
+        match workers.get(worker) {
+            Some(link) => link.downlink.send(Ok(DriverMessage { body: Some(body) })).is_ok(),
+            None => false,
+        }
+    }
+
+    fn run_task(&self, attempt: &AttemptRef, map_outputs: &[crate::scheduler::MapOutputRef]) -> Option<RunTask> {
+        let jobs = lock(&self.jobs);
+        let record = jobs.get(&attempt.job)?;
+        let request = &record.request;
+        let split_payload = match attempt.task.kind {
+            TaskKind::Map => request.map_tasks.get(attempt.task.index as usize)?.split_payload.clone(),
+            TaskKind::Reduce => Vec::new(),
+        };
+        let workers = lock(&self.workers);
+        let map_outputs = map_outputs
+            .iter()
+            .map(|m| MapOutputLocation {
+                map_task: m.map_task,
+                attempt: m.attempt.0,
+                worker_id: m.worker.to_string(),
+                shuffle_address: workers.get(&m.worker).map(|l| l.shuffle_address.clone()).unwrap_or_default(),
+            })
+            .collect();
+        Some(RunTask {
+            attempt: Some(attempt_key(attempt)),
+            binary_digest: request.binary_digest.clone(),
+            job_payload: request.job_payload.clone(),
+            split_payload,
+            map_outputs,
+        })
+    }
+
+    fn start_commit(self: &Arc<Self>, job: JobId, winners: Vec<crate::scheduler::WinningPart>) {
+        let spec = {
+            let jobs = lock(&self.jobs);
+            let Some(record) = jobs.get(&job) else { return };
+            let counters =
+                self.read(|s| s.job(Instant::now(), &job)).map(|v| counters_of(&v.counters)).unwrap_or_default();
+            CommitSpec {
+                name: record.request.name.clone(),
+                job_id: job.to_string(),
+                output: record.request.output.clone(),
+                winners: winners
+                    .into_iter()
+                    .map(|w| {
+                        let bytes = record.part_bytes.get(&(w.partition, w.attempt.0)).copied().unwrap_or(0);
+                        (w, bytes)
+                    })
+                    .collect(),
+                counters,
+            }
+        };
+        let state = self.clone();
+        tokio::spawn(async move {
+            let result = commit(spec).await;
+            if let (Ok(done), Some(record)) = (&result, lock(&state.jobs).get_mut(&job)) {
+                record.committed = Some(*done);
+            }
+            let result = result.map(|_| ()).map_err(|e| format!("commit failed: {e}"));
+            state.update(|s, now| s.commit_finished(now, &job, result));
+        });
+    }
+
+    fn notify_all(&self) {
+        for record in lock(&self.jobs).values() {
+            record.changes.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Drops links of workers the scheduler declared lost (heartbeat timeout), closing
+    /// their sessions so they kill their attempts and attach again.
+    fn close_lost_links(&self) {
+        let lost: Vec<WorkerId> = self
+            .read(|s| s.workers(Instant::now()))
+            .into_iter()
+            .filter(|w| matches!(w.state, WorkerState::Lost { .. }))
+            .map(|w| w.id)
+            .collect();
+        let mut workers = lock(&self.workers);
+        for id in lost {
+            if workers.remove(&id).is_some() {
+                tracing::warn!(worker = %id, "no heartbeat: worker declared lost");
+            }
+        }
+    }
+}
+
+/// Removes the part files a failed or cancelled job's attempts wrote.
+async fn remove_attempt_files(job: JobId, output: String) {
+    let removed = match crate::storage::Location::parse(&output) {
+        Ok(location) => crate::output::OutputDir::new(location).abort(&job).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = removed {
+        tracing::warn!(job = %job, error = %e, "could not remove the job's part files");
+    }
+}
+
+/// Ticks the scheduler: heartbeat timeouts, backup attempts, refreshed status.
+pub async fn tick_loop(state: Arc<DriverState>) {
+    let mut interval = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        interval.tick().await;
+        state.update(|s, now| s.tick(now));
+        state.close_lost_links();
+    }
+}
+
+fn attempt_key(attempt: &AttemptRef) -> AttemptKey {
+    AttemptKey {
+        job_id: attempt.job.to_string(),
+        kind: match attempt.task.kind {
+            TaskKind::Map => WireTaskKind::Map,
+            TaskKind::Reduce => WireTaskKind::Reduce,
+        } as i32,
+        index: attempt.task.index,
+        attempt: attempt.attempt.0,
+    }
+}
+
+fn counters_of(map: &BTreeMap<String, u64>) -> Counters {
+    let mut counters = Counters::default();
+    for (name, value) in map {
+        counters.add(name, *value);
+    }
+    counters
+}
+
+fn status_of(view: &JobView, record: &JobRecord) -> JobStatus {
+    use crate::scheduler::JobState as S;
+    let (state, error) = match &view.state {
+        S::Queued => (JobState::Queued, String::new()),
+        S::Running => (JobState::Running, String::new()),
+        S::Committing => (JobState::Committing, String::new()),
+        S::Succeeded => (JobState::Succeeded, String::new()),
+        S::Failed(message) => (JobState::Failed, message.clone()),
+        S::Cancelled => (JobState::Cancelled, String::new()),
+    };
+    let elapsed = record.ended.unwrap_or_else(Instant::now).duration_since(record.submitted);
+    let (rows, files) = record.committed.unwrap_or_default();
+    JobStatus {
+        job_id: view.id.to_string(),
+        name: view.name.clone(),
+        priority: view.priority,
+        state: state as i32,
+        error,
+        maps_total: view.maps.total,
+        maps_done: view.maps.done,
+        reduces_total: view.reduces.total,
+        reduces_done: view.reduces.done,
+        failed_attempts: view.failed_attempts as u32,
+        backup_attempts: view.backups_launched as u32,
+        counters: view.counters.clone().into_iter().collect(),
+        rows,
+        files,
+        elapsed_seconds: elapsed.as_secs_f64(),
+        input_files: record.request.input_files,
+        input_bytes: record.request.input_bytes,
+    }
+}

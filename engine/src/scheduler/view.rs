@@ -1,0 +1,80 @@
+//! Read-only snapshots for status pages and the CLI (serialized as JSON by the driver).
+
+use serde::Serialize;
+
+use super::types::{AttemptRef, Counters, JobState};
+use super::worker::WorkerState;
+use crate::ids::{JobId, WorkerId};
+
+/// What a job is doing now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Some map task has no live output.
+    Map,
+    /// Every map task has a live output; reduce tasks run.
+    Reduce,
+    /// Every partition has a winner; the driver commits.
+    Commit,
+    /// The job ended.
+    Ended,
+}
+
+/// Task counts of one kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TaskCounts {
+    /// Tasks of this kind.
+    pub total: u32,
+    /// Tasks with a live successful output (maps) or a winner (reduces).
+    pub done: u32,
+    /// Tasks with at least one running attempt.
+    pub running: u32,
+}
+
+/// A snapshot of one job.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct JobView {
+    /// The id.
+    pub id: JobId,
+    /// The human name.
+    pub name: String,
+    /// Higher runs first.
+    pub priority: i32,
+    /// Queued, running, committing or ended (with the failure message).
+    pub state: JobState,
+    /// What it is doing now.
+    pub phase: Phase,
+    /// Map tasks.
+    pub maps: TaskCounts,
+    /// Reduce tasks.
+    pub reduces: TaskCounts,
+    /// Attempts launched, backups included.
+    pub attempts_launched: u64,
+    /// Attempts that failed (for any reason, lost workers and fetch failures included).
+    pub failed_attempts: u64,
+    /// Backup (speculative) attempts launched.
+    pub backups_launched: u64,
+    /// Counters summed over the winning attempt of each task (never double-counted).
+    pub counters: Counters,
+    /// Seconds since submission.
+    pub submitted_secs_ago: f64,
+    /// Seconds from submission to the end (or to now while it runs).
+    pub elapsed_secs: f64,
+}
+
+/// A snapshot of one worker.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct WorkerView {
+    /// The id.
+    pub id: WorkerId,
+    /// Task slots.
+    pub slots: u32,
+    /// Attempts running there, in launch order.
+    pub running: Vec<AttemptRef>,
+    /// Alive or lost (with the reason).
+    pub state: WorkerState,
+    /// Seconds since its last heartbeat (or registration).
+    pub secs_since_heartbeat: f64,
+    /// Attempts that succeeded there and were accepted since it registered.
+    pub tasks_completed: u64,
+}

@@ -1,0 +1,214 @@
+//! Map output on a worker's disk (cluster mode), Hadoop's `file.out` + `file.out.index`:
+//! one data file per map attempt holding each partition's rows as one sorted Arrow IPC
+//! stream, and an index of (offset, length, CRC-32, rows) per partition. The index is
+//! written last and renamed into place, so a complete index means a complete output.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Take, Write};
+use std::path::{Path, PathBuf};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
+use serde::{Deserialize, Serialize};
+
+use super::{KeyEncoder, MERGE_CHUNK_ROWS, Run, RunMerger};
+use crate::error::{Error, Result};
+use crate::ids::{AttemptId, JobId};
+
+/// Where one partition's rows are in a map output's data file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    /// Byte offset in the data file.
+    pub offset: u64,
+    /// Length in bytes (0: no rows).
+    pub len: u64,
+    /// CRC-32 (IEEE) of those bytes.
+    pub crc32: u32,
+    /// Rows in it.
+    pub rows: u64,
+}
+
+/// The index of one map output: a segment per partition.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapOutputIndex {
+    /// `partitions[p]` is partition `p`'s segment.
+    pub partitions: Vec<Segment>,
+}
+
+impl MapOutputIndex {
+    /// Bytes of the data file.
+    pub fn bytes(&self) -> u64 {
+        self.partitions.iter().map(|s| s.len).sum()
+    }
+}
+
+/// The files of one map attempt's output under a worker's shuffle directory.
+#[derive(Clone, Debug)]
+pub struct MapOutputFiles {
+    /// The data file.
+    pub data: PathBuf,
+    /// The index file.
+    pub index: PathBuf,
+}
+
+impl MapOutputFiles {
+    /// The files of `attempt` of map task `map_task` of `job` under `shuffle_dir`.
+    pub fn new(shuffle_dir: &Path, job: &JobId, map_task: u32, attempt: AttemptId) -> Self {
+        let dir = job_shuffle_dir(shuffle_dir, job);
+        MapOutputFiles {
+            data: dir.join(format!("m{map_task:06}-{attempt}.data")),
+            index: dir.join(format!("m{map_task:06}-{attempt}.index")),
+        }
+    }
+
+    /// Reads the index; fails if the output is incomplete or missing.
+    pub fn read_index(&self) -> Result<MapOutputIndex> {
+        let text = std::fs::read(&self.index).map_err(|e| fail(&self.index, e))?;
+        serde_json::from_slice(&text).map_err(|e| fail(&self.index, e))
+    }
+}
+
+/// A job's directory under a worker's shuffle directory (removed when the job ends).
+pub fn job_shuffle_dir(shuffle_dir: &Path, job: &JobId) -> PathBuf {
+    shuffle_dir.join(job.as_str())
+}
+
+fn fail(path: &Path, cause: impl std::fmt::Display) -> Error {
+    Error::Shuffle { what: path.display().to_string(), cause: cause.to_string() }
+}
+
+/// Counts and checksums what passes through to the data file.
+struct Checksummed<W: Write> {
+    inner: W,
+    bytes: u64,
+    crc: crc32fast::Hasher,
+}
+
+impl<W: Write> Write for Checksummed<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Writes a map attempt's output: the runs of each partition (`runs[p]`, each sorted by
+/// the key) merged into one sorted stream per partition.
+pub fn write_map_output(
+    files: &MapOutputFiles,
+    schema: &SchemaRef,
+    key_columns: &[usize],
+    runs: Vec<Vec<Run>>,
+) -> Result<MapOutputIndex> {
+    if let Some(dir) = files.data.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| fail(dir, e))?;
+    }
+    let tmp_data = files.data.with_extension("data.tmp");
+    let file = File::create(&tmp_data).map_err(|e| fail(&tmp_data, e))?;
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    let mut index = MapOutputIndex::default();
+    let mut offset = 0u64;
+    for partition_runs in runs {
+        let mut sink = Checksummed { inner: &mut out, bytes: 0, crc: crc32fast::Hasher::new() };
+        let rows = write_partition(&mut sink, schema, key_columns, partition_runs)
+            .map_err(|e| fail(&tmp_data, e))?;
+        let (len, crc32) = (sink.bytes, sink.crc.finalize());
+        index.partitions.push(Segment { offset, len, crc32, rows });
+        offset += len;
+    }
+    let file = out.into_inner().map_err(|e| fail(&tmp_data, e.error()))?;
+    file.sync_data().map_err(|e| fail(&tmp_data, e))?;
+    std::fs::rename(&tmp_data, &files.data).map_err(|e| fail(&files.data, e))?;
+    let tmp_index = files.index.with_extension("index.tmp");
+    let json = serde_json::to_vec(&index).map_err(|e| fail(&tmp_index, e))?;
+    std::fs::write(&tmp_index, json).map_err(|e| fail(&tmp_index, e))?;
+    std::fs::rename(&tmp_index, &files.index).map_err(|e| fail(&files.index, e))?;
+    Ok(index)
+}
+
+/// Writes one partition as an IPC stream (nothing at all when it has no rows).
+fn write_partition(
+    sink: &mut impl Write,
+    schema: &SchemaRef,
+    key_columns: &[usize],
+    runs: Vec<Run>,
+) -> Result<u64> {
+    if runs.is_empty() {
+        return Ok(0);
+    }
+    let ipc = |e: arrow::error::ArrowError| Error::Internal(format!("writing map output: {e}"));
+    let mut writer = StreamWriter::try_new(sink, schema).map_err(ipc)?;
+    let mut rows = 0u64;
+    let mut write = |batch: &RecordBatch| -> Result<()> {
+        rows += batch.num_rows() as u64;
+        writer.write(batch).map_err(ipc)
+    };
+    if runs.len() == 1 {
+        let mut reader = runs.into_iter().next().map(Run::open).transpose()?;
+        while let Some(batch) = reader.as_mut().map(|r| r.next_batch()).transpose()?.flatten() {
+            write(&batch)?;
+        }
+    } else {
+        let encoder = KeyEncoder::new(schema, key_columns)?;
+        let mut merger = RunMerger::new(schema.clone(), encoder, runs, MERGE_CHUNK_ROWS)?;
+        while let Some(chunk) = merger.next_chunk()? {
+            write(&chunk.batch)?;
+        }
+    }
+    writer.finish().map_err(ipc)?;
+    Ok(rows)
+}
+
+/// Opens the IPC stream at `offset..offset + len` of `path` for reading, batch by batch.
+pub fn open_segment(path: &Path, offset: u64, len: u64) -> Result<SegmentReader> {
+    let mut file = File::open(path).map_err(|e| fail(path, e))?;
+    file.seek(SeekFrom::Start(offset)).map_err(|e| fail(path, e))?;
+    let reader = BufReader::with_capacity(256 << 10, file.take(len));
+    let stream = StreamReader::try_new(reader, None).map_err(|e| fail(path, e))?;
+    Ok(SegmentReader { stream, path: path.to_owned() })
+}
+
+/// Reads one partition's stream from a map output (or a fetched copy).
+pub struct SegmentReader {
+    stream: StreamReader<BufReader<Take<File>>>,
+    path: PathBuf,
+}
+
+impl SegmentReader {
+    /// The next batch, or `None` at the end of the stream.
+    pub fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        self.stream.next().transpose().map_err(|e| fail(&self.path, e))
+    }
+}
+
+/// Reads `segment` of `data` whole, checking its CRC-32 (for serving it).
+pub fn read_segment_checked(data: &Path, segment: &Segment, mut each: impl FnMut(&[u8]) -> bool) -> Result<()> {
+    let mut file = File::open(data).map_err(|e| fail(data, e))?;
+    file.seek(SeekFrom::Start(segment.offset)).map_err(|e| fail(data, e))?;
+    let mut reader = file.take(segment.len);
+    let mut crc = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; gristmill_proto::CHUNK_BYTES];
+    let mut total = 0u64;
+    loop {
+        let n = reader.read(&mut buf).map_err(|e| fail(data, e))?;
+        if n == 0 {
+            break;
+        }
+        crc.update(&buf[..n]);
+        total += n as u64;
+        if !each(&buf[..n]) {
+            return Ok(());
+        }
+    }
+    if total != segment.len || crc.finalize() != segment.crc32 {
+        return Err(fail(data, format!("segment at {} is corrupt (length or CRC-32 differs)", segment.offset)));
+    }
+    Ok(())
+}

