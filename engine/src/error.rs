@@ -140,6 +140,17 @@ pub enum Error {
         message: String,
     },
 
+    /// The store refused the request: the credentials are invalid, or they lack the
+    /// permission. Never retried.
+    #[error("access denied to {path} (invalid credentials or missing permission): {source}")]
+    AccessDenied {
+        /// The path or URL.
+        path: String,
+        /// The storage error.
+        #[source]
+        source: BoxError,
+    },
+
     /// Spilling to local disk failed (not writable, disk full, ...).
     #[error("spill to {path} failed: {cause}")]
     Spill {
@@ -214,7 +225,28 @@ impl Error {
                 | Error::MissingColumn { .. }
                 | Error::ColumnType { .. }
                 | Error::OutputExists { .. }
+                | Error::AccessDenied { .. }
         )
+    }
+
+    /// A failed read of `path`: [`Error::AccessDenied`] when the store refused the
+    /// credentials or the permission, else [`Error::Read`].
+    pub fn read(path: impl Into<String>, source: object_store::Error) -> Error {
+        let path = path.into();
+        if is_access_denied(&source) {
+            return Error::AccessDenied { path, source: Box::new(source) };
+        }
+        Error::Read { path, source }
+    }
+
+    /// A failed write of `path`: [`Error::AccessDenied`] when the store refused the
+    /// credentials or the permission, else [`Error::Write`].
+    pub fn write(path: impl Into<String>, source: BoxError) -> Error {
+        let path = path.into();
+        if is_access_denied(source.as_ref()) {
+            return Error::AccessDenied { path, source };
+        }
+        Error::Write { path, source }
     }
 
     /// Wraps an Arrow error with what the engine was doing.
@@ -222,4 +254,33 @@ impl Error {
         let context = context.into();
         move |source| Error::Arrow { context, source }
     }
+}
+
+/// True when `error` or one of its causes is a store's refusal of the credentials or the
+/// permission (HTTP 401 or 403), however it was wrapped (I/O, Parquet errors).
+pub(crate) fn is_access_denied(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(store) = e.downcast_ref::<object_store::Error>() {
+            return match store {
+                object_store::Error::PermissionDenied { .. }
+                | object_store::Error::Unauthenticated { .. } => true,
+                // Listings report every failure as `Generic`, and the HTTP error inside it is
+                // not a public type: its message carries the status.
+                object_store::Error::Generic { .. } => {
+                    let message = store.to_string();
+                    ["status code: 401 ", "status code: 403 "].iter().any(|s| message.contains(s))
+                }
+                _ => false,
+            };
+        }
+        // `io::Error::source` skips the error it wraps: look at that one first.
+        if let Some(inner) = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            if is_access_denied(inner) {
+                return true;
+            }
+        }
+        next = e.source();
+    }
+    false
 }

@@ -114,7 +114,7 @@ async fn remove_tree(location: &Location) -> Result<()> {
     for object in objects {
         match location.store().delete(&object.location).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(source) => return Err(Error::Write { path: location.display(), source: Box::new(source) }),
+            Err(source) => return Err(Error::write(location.display(), Box::new(source))),
         }
     }
     if location.is_local() {

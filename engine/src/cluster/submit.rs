@@ -249,10 +249,10 @@ async fn finish(output: &OutputDir, plan: &Plan, status: JobStatus, started: Ins
         .store()
         .get(success.path())
         .await
-        .map_err(|source| Error::Read { path: success.display(), source })?
+        .map_err(|source| Error::read(success.display(), source))?
         .bytes()
         .await
-        .map_err(|source| Error::Read { path: success.display(), source })?;
+        .map_err(|source| Error::read(success.display(), source))?;
     let manifest: Manifest = serde_json::from_slice(&bytes)
         .map_err(|e| Error::Internal(format!("{} does not parse: {e}", success.display())))?;
     Ok(JobReport {

@@ -21,7 +21,7 @@ use crate::partition::{HashPartitioner, Partitioner};
 use crate::plan::{MapTask, plan_map_tasks};
 use crate::progress::Progress;
 use crate::shuffle::{Run, RunStore, SpillDir};
-use crate::storage::Location;
+use crate::storage::{Location, request_stats};
 
 /// What a finished job reports.
 #[derive(Clone, Debug)]
@@ -51,6 +51,7 @@ pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Re
     config.validate()?;
     job.validate().map_err(|e| Error::InvalidJob(e.to_string()))?;
     let started = Instant::now();
+    let requests = request_stats();
     let job_id = JobId::generate();
     let _span = info_span!("job", job = J::NAME, id = %job_id).entered();
     let io = io_runtime()?;
@@ -87,7 +88,7 @@ pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Re
         Ok((parts, counters))
     });
     drop(store);
-    let (parts, counters) = match result {
+    let (parts, mut counters) = match result {
         Ok(done) => done,
         Err(e) => {
             if let Err(cleanup) = io.block_on(output.abort(&job_id)) {
@@ -97,6 +98,8 @@ pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Re
         }
     };
 
+    // Storage requests of planning, reading and writing (the commit's own are not counted).
+    request_stats().add_since(&requests, &mut counters);
     progress.start_phase("commit", 1);
     let manifest = manifest::<J>(&job_id, &parts, counters);
     io.block_on(output.commit(&manifest, &parts))?;

@@ -10,6 +10,7 @@ use futures::StreamExt;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
+use parquet::errors::ParquetError;
 use tokio::runtime::Handle;
 
 use crate::error::{Error, Result};
@@ -43,6 +44,18 @@ struct Projection {
     columns: Vec<(usize, Option<DataType>)>,
 }
 
+/// A failed Parquet read: the store's error when fetching bytes failed (network, access,
+/// a missing object), else a corrupt file.
+fn parquet_error(path: String, location: String, source: ParquetError) -> Error {
+    match source {
+        ParquetError::External(cause) => match cause.downcast::<object_store::Error>() {
+            Ok(store) => Error::read(path, *store),
+            Err(cause) => Error::CorruptParquet { path, location, source: ParquetError::External(cause) },
+        },
+        source => Error::CorruptParquet { path, location, source },
+    }
+}
+
 /// Reads the footer of `file` and cuts it into splits of about `split_size` compressed bytes.
 pub(super) async fn plan(
     file: &Arc<InputFile>,
@@ -52,7 +65,7 @@ pub(super) async fn plan(
     let mut reader = object_reader(file);
     let metadata = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
         .await
-        .map_err(|source| Error::CorruptParquet { path: file.display(), location: String::new(), source })?;
+        .map_err(|source| parquet_error(file.display(), String::new(), source))?;
     let projection = Arc::new(resolve_projection(file, &metadata, spec.parquet_columns.as_deref())?);
     let mut splits = Vec::new();
     let mut group: Vec<usize> = Vec::new();
@@ -175,11 +188,8 @@ impl ParquetSplit {
 
     /// Decodes the split's row groups, handing batches of the declared columns to `sink`.
     pub fn read(&self, io: &Handle, sink: &mut dyn FnMut(RecordBatch) -> Result<bool>) -> Result<()> {
-        let corrupt = |source| Error::CorruptParquet {
-            path: self.file.display(),
-            location: format!(" ({})", self.describe_row_groups()),
-            source,
-        };
+        let corrupt =
+            |source| parquet_error(self.file.display(), format!(" ({})", self.describe_row_groups()), source);
         let mask =
             ProjectionMask::roots(self.metadata.parquet_schema(), self.projection.roots.iter().copied());
         let mut stream = ParquetRecordBatchStreamBuilder::new_with_metadata(

@@ -77,7 +77,7 @@ impl RecordSplit {
             let bytes = io
                 .block_on(fetch)
                 .map_err(|e| Error::Internal(format!("fetch task failed: {e}")))?
-                .map_err(|source| Error::Read { path: self.file.display(), source })?;
+                .map_err(|source| Error::read(self.file.display(), source))?;
             if !sink(self.to_batch(&bytes)?)? {
                 break;
             }

@@ -120,7 +120,7 @@ impl<'a> Fetcher<'a> {
             .io
             .block_on(handle)
             .map_err(|e| Error::Internal(format!("fetch task of {path} failed: {e}")))?
-            .map_err(|source| Error::Read { path, source })?;
+            .map_err(|source| Error::read(path, source))?;
         if self.next_offset < self.split.end {
             self.request_more();
         }

@@ -39,7 +39,7 @@ impl OutputDir {
         match success.store().head(success.path()).await {
             Ok(_) if !overwrite => Err(Error::OutputExists { path: self.location.display() }),
             Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(source) => Err(Error::Read { path: success.display(), source }),
+            Err(source) => Err(Error::read(success.display(), source)),
         }
     }
 
@@ -62,7 +62,7 @@ impl OutputDir {
             .store()
             .put(success.path(), PutPayload::from(json))
             .await
-            .map_err(|source| Error::Write { path: success.display(), source: Box::new(source) })?;
+            .map_err(|source| Error::write(success.display(), Box::new(source)))?;
         let keep: std::collections::HashSet<&str> = parts.iter().map(|p| p.name.as_str()).collect();
         self.delete_parts(|name| !keep.contains(name)).await
     }
@@ -82,7 +82,7 @@ impl OutputDir {
             let meta = match meta {
                 Ok(meta) => meta,
                 Err(object_store::Error::NotFound { .. }) => break,
-                Err(source) => return Err(Error::Read { path: self.location.display(), source }),
+                Err(source) => return Err(Error::read(self.location.display(), source)),
             };
             let Some(name) = meta.location.filename() else { continue };
             let direct_child =
@@ -95,10 +95,7 @@ impl OutputDir {
             match store.delete(&path).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(source) => {
-                    return Err(Error::Write {
-                        path: self.location.with_path(path).display(),
-                        source: Box::new(source),
-                    });
+                    return Err(Error::write(self.location.with_path(path).display(), Box::new(source)));
                 }
             }
         }

@@ -1,5 +1,8 @@
 //! [`PartWriter`]: writes one reduce attempt's part file through `object_store` (a
 //! streaming multipart upload on object stores), as Parquet or as raw records.
+//!
+//! A writer dropped before [`PartWriter::close`] (its task failed or panicked) aborts its
+//! upload, so no multipart upload is left behind on the store, holding storage.
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, SchemaRef};
@@ -27,7 +30,8 @@ enum Sink {
 /// Writes one part file. Called from CPU threads: encoding runs on the caller, uploads on
 /// the runtime behind `io`.
 pub struct PartWriter {
-    sink: Sink,
+    /// `None` once closed.
+    sink: Option<Sink>,
     io: Handle,
     location: Location,
     partition: PartitionId,
@@ -51,7 +55,7 @@ impl PartWriter {
                     .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
                     .build();
                 let writer = AsyncArrowWriter::try_new(upload, schema, Some(props))
-                    .map_err(|e| Error::Write { path: location.display(), source: Box::new(e) })?;
+                    .map_err(|e| Error::write(location.display(), Box::new(e)))?;
                 Sink::Parquet(Box::new(writer))
             }
             OutputFormat::Records => {
@@ -59,34 +63,35 @@ impl PartWriter {
                 Sink::Records { upload: Box::new(upload), buffer: Vec::new() }
             }
         };
-        Ok(PartWriter { sink, io: io.clone(), location, partition, rows: 0 })
+        Ok(PartWriter { sink: Some(sink), io: io.clone(), location, partition, rows: 0 })
     }
 
     /// Appends a batch.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         self.rows += batch.num_rows() as u64;
         let path = self.location.display();
-        match &mut self.sink {
+        let Some(sink) = &mut self.sink else {
+            return Err(Error::Internal(format!("{path}: write after close")));
+        };
+        match sink {
             Sink::Parquet(writer) => {
-                self.io.block_on(writer.write(batch)).map_err(|e| Error::Write { path, source: Box::new(e) })
+                self.io.block_on(writer.write(batch)).map_err(|e| Error::write(path, Box::new(e)))
             }
             Sink::Records { upload, buffer } => {
                 buffer.clear();
                 append_records(batch, buffer);
-                self.io
-                    .block_on(upload.write_all(buffer))
-                    .map_err(|e| Error::Write { path, source: Box::new(e) })
+                self.io.block_on(upload.write_all(buffer)).map_err(|e| Error::write(path, Box::new(e)))
             }
         }
     }
 
     /// Finishes the file (footer, last upload part) and reports what was written.
-    pub fn close(self) -> Result<PartFile> {
-        let PartWriter { sink, io, location, partition, rows } = self;
-        let fail = |e: Box<dyn std::error::Error + Send + Sync>| Error::Write {
-            path: location.display(),
-            source: e,
-        };
+    pub fn close(mut self) -> Result<PartFile> {
+        // Taken first: a failed close is not aborted again on drop (object_store aborts an
+        // upload whose completion fails, and a shut-down writer cannot be aborted).
+        let sink = self.sink.take().ok_or_else(|| Error::Internal("part writer closed twice".into()))?;
+        let (io, location, partition, rows) = (&self.io, &self.location, self.partition, self.rows);
+        let fail = |e: Box<dyn std::error::Error + Send + Sync>| Error::write(location.display(), e);
         match sink {
             Sink::Parquet(writer) => io.block_on(writer.close()).map(drop).map_err(|e| fail(Box::new(e)))?,
             Sink::Records { mut upload, .. } => {
@@ -99,6 +104,35 @@ impl PartWriter {
             .map(|m| m.size)
             .map_err(|e| fail(Box::new(e)))?;
         Ok(PartFile { partition, name, rows, bytes })
+    }
+}
+
+impl Drop for PartWriter {
+    /// Aborts the upload of a part file that was never closed: a multipart upload in
+    /// progress is cancelled and its parts deleted. Best effort: a failure is logged.
+    fn drop(&mut self) {
+        let Some(sink) = self.sink.take() else { return };
+        let mut upload = match sink {
+            Sink::Parquet(writer) => writer.into_inner(),
+            Sink::Records { upload, .. } => *upload,
+        };
+        let path = self.location.display();
+        let abort = async move {
+            if let Err(e) = upload.abort().await {
+                tracing::warn!(%path, error = %e, "could not abort the upload of a failed part file");
+            }
+        };
+        if Handle::try_current().is_ok() {
+            // On a runtime thread (never in the engine's own use): cannot block here.
+            self.io.spawn(abort);
+        } else {
+            // `BufWriter::abort` panics on a writer already shut down; never unwind out of
+            // a drop.
+            let aborted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.io.block_on(abort)));
+            if aborted.is_err() {
+                tracing::warn!(path = %self.location.display(), "aborting the upload of a failed part file panicked");
+            }
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! Every input and output goes through [`object_store`], local files included, so the code
 //! path that reads `/data/x.txt` is the one that reads `s3://bucket/x.txt`.
 
+mod counting;
 mod reader;
 mod stores;
 
@@ -10,13 +11,16 @@ use std::sync::Arc;
 
 use futures::TryStreamExt;
 use globset::{GlobBuilder, GlobMatcher};
-use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use url::Url;
 
 use crate::error::{Error, Result};
 
+pub use counting::{
+    CountingStore, RequestStats, STORAGE_GET_BYTES, STORAGE_GET_REQUESTS, STORAGE_HEAD_REQUESTS,
+    STORAGE_LIST_REQUESTS, request_stats,
+};
 pub use reader::ObjectReader;
 pub use stores::set_storage_options;
 
@@ -36,7 +40,7 @@ impl Location {
         if !location.contains("://") {
             let absolute = std::path::absolute(location).map_err(|e| invalid(e.to_string()))?;
             let path = Path::from_absolute_path(&absolute).map_err(|e| invalid(e.to_string()))?;
-            return Ok(Location { store: Arc::new(LocalFileSystem::new()), path, base: String::new() });
+            return Ok(Location { store: stores::local(), path, base: String::new() });
         }
         let url = Url::parse(location).map_err(|e| invalid(e.to_string()))?;
         let store = stores::store_for(&url).map_err(invalid)?;
@@ -88,7 +92,7 @@ impl Location {
             .list(prefix)
             .try_collect()
             .await
-            .map_err(|source| Error::Read { path: self.display(), source })?;
+            .map_err(|source| Error::read(self.display(), source))?;
         objects.sort_by(|a, b| a.location.cmp(&b.location));
         Ok(objects)
     }
@@ -132,7 +136,7 @@ async fn resolve_path(input: &str) -> Result<Vec<InputFile>> {
     match location.store.head(&location.path).await {
         Ok(meta) => return Ok(vec![InputFile { location, size: meta.size }]),
         Err(object_store::Error::NotFound { .. }) => {}
-        Err(source) => return Err(Error::Read { path: location.display(), source }),
+        Err(source) => return Err(Error::read(location.display(), source)),
     }
     let local_dir = location.is_local() && std::path::Path::new(&location.display()).is_dir();
     let files = list_visible(&location).await?;

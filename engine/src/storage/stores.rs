@@ -17,6 +17,8 @@ use object_store::memory::InMemory;
 use object_store::{BackoffConfig, ObjectStore, ObjectStoreScheme, RetryConfig};
 use url::Url;
 
+use super::CountingStore;
+
 /// `key=value` settings applied to every store built after [`set_storage_options`].
 static OPTIONS: OnceLock<Vec<(String, String)>> = OnceLock::new();
 static STORES: OnceLock<Mutex<HashMap<String, Arc<dyn ObjectStore>>>> = OnceLock::new();
@@ -69,7 +71,7 @@ fn build(scheme: ObjectStoreScheme, url: &Url) -> Result<Arc<dyn ObjectStore>, S
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
     let store: Arc<dyn ObjectStore> = match scheme {
-        ObjectStoreScheme::Local => Arc::new(LocalFileSystem::new()),
+        ObjectStoreScheme::Local => return Ok(local()),
         ObjectStoreScheme::Memory => Arc::new(InMemory::new()),
         ObjectStoreScheme::AmazonS3 => {
             let mut builder = AmazonS3Builder::from_env().with_url(url.as_str());
@@ -94,7 +96,13 @@ fn build(scheme: ObjectStoreScheme, url: &Url) -> Result<Arc<dyn ObjectStore>, S
         }
         _ => return Err(format!("unsupported URL scheme `{}`", url.scheme())),
     };
-    Ok(store)
+    Ok(Arc::new(CountingStore::new(store, false)))
+}
+
+/// The local file system (one per process), its requests counted.
+pub(super) fn local() -> Arc<dyn ObjectStore> {
+    static LOCAL: OnceLock<Arc<dyn ObjectStore>> = OnceLock::new();
+    LOCAL.get_or_init(|| Arc::new(CountingStore::new(Arc::new(LocalFileSystem::new()), true))).clone()
 }
 
 fn unknown_option(key: &str, store: &str) -> String {

@@ -186,16 +186,6 @@ impl Cluster {
         }
     }
 
-    /// A job's status JSON from the status page.
-    pub fn job_json(&self, job_id: &str) -> serde_json::Value {
-        serde_json::from_str(&self.get(&format!("/api/jobs/{job_id}"))).unwrap_or_default()
-    }
-
-    /// The scratch directory of the fixture.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
     /// Files left in the workers' shuffle directories.
     pub fn shuffle_files(&self) -> usize {
         (0..self.workers.len())

@@ -4,6 +4,17 @@
 //! errors naming the URL.
 
 use std::process::Command;
+use std::sync::Arc;
+
+use arrow::array::BinaryArray;
+use arrow::datatypes::{Field, Schema, SchemaRef};
+use gristmill::config::RunConfig;
+use gristmill::driver::run_local;
+use gristmill::output::OutputFormat;
+use gristmill::prelude::*;
+use gristmill::progress::Progress;
+use gristmill_jobs::sample::SplitMix64;
+use gristmill_jobs::wordcount::WordCount;
 
 use crate::support::*;
 
@@ -16,8 +27,13 @@ fn endpoint() -> String {
 
 /// A job command talking to the test S3 server with test credentials.
 fn job(name: &str) -> Command {
+    job_at(&endpoint(), name)
+}
+
+/// A job command talking to the S3 server at `endpoint` with test credentials.
+fn job_at(endpoint: &str, name: &str) -> Command {
     let mut c = Command::new(bin(name));
-    c.env("AWS_ENDPOINT_URL", endpoint())
+    c.env("AWS_ENDPOINT_URL", endpoint)
         .env("AWS_ALLOW_HTTP", "true")
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing-secret-value")
@@ -33,11 +49,15 @@ fn run_job(name: &str, args: &[&str]) -> (bool, String) {
 
 /// Python (boto3) snippets against the test server.
 fn boto(script: &str, args: &[&str]) -> String {
+    boto_at(&endpoint(), script, args)
+}
+
+/// Python (boto3) snippets against the S3 server at `endpoint`.
+fn boto_at(endpoint: &str, script: &str, args: &[&str]) -> String {
     let prelude = format!(
         "import boto3, sys, json, io\n\
-         s3 = boto3.client('s3', endpoint_url='{}', aws_access_key_id='testing', \
-         aws_secret_access_key='testing-secret-value', region_name='us-east-1')\n",
-        endpoint()
+         s3 = boto3.client('s3', endpoint_url='{endpoint}', aws_access_key_id='testing', \
+         aws_secret_access_key='testing-secret-value', region_name='us-east-1')\n"
     );
     run_python(&format!("{prelude}{script}"), args)
 }
@@ -52,7 +72,12 @@ fn create_bucket(prefix: &str) -> String {
 }
 
 fn upload_dir(dir: &std::path::Path, bucket: &str, prefix: &str) {
-    boto(
+    upload_dir_at(&endpoint(), dir, bucket, prefix);
+}
+
+fn upload_dir_at(endpoint: &str, dir: &std::path::Path, bucket: &str, prefix: &str) {
+    boto_at(
+        endpoint,
         "import os\nfor f in sorted(os.listdir(sys.argv[1])):\n    \
          s3.upload_file(os.path.join(sys.argv[1], f), sys.argv[2], sys.argv[3] + '/' + f)",
         &[s(dir), bucket, prefix],
@@ -142,4 +167,332 @@ fn s3_failures_name_the_url() {
         assert!(err.contains(&**expected), "{input}: `{err}` should mention `{expected}`");
         assert_eq!(err.trim().lines().count(), 1, "{err}");
     }
+}
+
+/// Reads a committed raw-record output (TeraSort's `.dat` parts) with boto3, or from a
+/// local directory when `bucket` is empty: checks `_SUCCESS` lists exactly the part objects
+/// present and each part holds its rows of 100 bytes; returns `partition rows sha256` per
+/// part, in manifest order.
+fn read_raw_output(endpoint: &str, bucket: &str, prefix: &str) -> Vec<String> {
+    let out = boto_at(
+        endpoint,
+        "import hashlib, os\n\
+         b, p = sys.argv[1], sys.argv[2]\n\
+         if b:\n    \
+             keys = sorted(o['Key'][len(p) + 1:] for o in s3.list_objects_v2(Bucket=b, Prefix=p + '/').get('Contents', []))\n    \
+             read = lambda name: s3.get_object(Bucket=b, Key=p + '/' + name)['Body'].read()\n\
+         else:\n    \
+             keys = sorted(os.listdir(p))\n    \
+             read = lambda name: open(os.path.join(p, name), 'rb').read()\n\
+         manifest = json.loads(read('_SUCCESS'))\n\
+         assert keys == sorted([f['name'] for f in manifest['files']] + ['_SUCCESS']), (keys, manifest)\n\
+         for f in manifest['files']:\n    \
+             data = read(f['name'])\n    \
+             assert len(data) == 100 * f['rows'] == f['bytes'], f\n    \
+             print(f['partition'], f['rows'], hashlib.sha256(data).hexdigest())",
+        &[bucket, prefix],
+    );
+    out.lines().map(str::to_owned).collect()
+}
+
+/// The `_SUCCESS` counters of an output on the test server.
+fn s3_counters(bucket: &str, prefix: &str) -> serde_json::Value {
+    let out = boto(
+        "print(json.dumps(json.loads(s3.get_object(Bucket=sys.argv[1], Key=sys.argv[2] + '/_SUCCESS')['Body'].read())['counters']))",
+        &[bucket, prefix],
+    );
+    serde_json::from_str(&out).unwrap()
+}
+
+#[test]
+fn tpch_q1_and_terasort_on_s3_equal_local_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = create_bucket("tpch-tera");
+
+    // TPC-H lineitem: several files of several row groups; one map task per row group.
+    let generated = Command::new(venv_script("tpchgen-cli"))
+        .args(["parquet", "--scale-factor", "0.01", "--tables", "lineitem", "--parts", "3"])
+        .args(["--row-group-bytes", "1MB", "--output-dir", s(dir.path())])
+        .output()
+        .expect("tpchgen-cli starts");
+    assert!(generated.status.success(), "tpchgen-cli: {}", String::from_utf8_lossy(&generated.stderr));
+    let lineitem = dir.path().join("lineitem");
+    upload_dir(&lineitem, &b, "lineitem");
+    let local = dir.path().join("q1-local");
+    let args = ["--reducers", "2", "--split-size", "1", "--threads", "2"];
+    run_ok("tpch-q1", &[&["-i", s(&lineitem), "-o", s(&local)], &args[..]].concat());
+    let (input, output) = (format!("s3://{b}/lineitem/"), format!("s3://{b}/q1"));
+    let (ok, err) = run_job("tpch-q1", &[&["-i", &input, "-o", &output], &args[..]].concat());
+    assert!(ok, "{err}");
+    assert!(!err.contains("testing-secret-value"), "secrets never reach output: {err}");
+    let rows = read_s3_output(&b, "q1");
+    assert_eq!(rows.len(), 4, "query 1 has 4 groups: {rows:?}");
+    assert_eq!(rows, read_local_output(&local));
+    // The engine counted its requests: ranged GETs of footers and column chunks, no HEADs
+    // of input files (sizes come from the listing).
+    let counters = s3_counters(&b, "q1");
+    let files = std::fs::read_dir(&lineitem).unwrap().count() as u64;
+    let gets = counters["storage_get_requests"].as_u64().unwrap();
+    assert!(gets >= 2 * files, "a footer and column chunks per file: {counters}");
+    assert!(counters["storage_get_bytes"].as_u64().unwrap() > 0, "{counters}");
+
+    // TeraSort: raw 100-byte records in, range-partitioned sorted parts out.
+    let tera = dir.path().join("tera");
+    run_ok("teragen", &["-n", "30000", "-o", s(&tera), "--parts", "3"]);
+    upload_dir(&tera, &b, "tera");
+    let local = dir.path().join("sorted-local");
+    let args = ["--reducers", "3", "--split-size", "256KiB"];
+    run_ok("terasort", &[&["-i", s(&tera), "-o", s(&local)], &args[..]].concat());
+    let (input, output) = (format!("s3://{b}/tera/"), format!("s3://{b}/sorted"));
+    let (ok, err) = run_job("terasort", &[&["-i", &input, "-o", &output], &args[..]].concat());
+    assert!(ok, "{err}");
+    let parts = read_raw_output(&endpoint(), &b, "sorted");
+    assert_eq!(parts.len(), 3, "{parts:?}");
+    assert_eq!(parts, read_raw_output(&endpoint(), "", s(&local)), "the same bytes in every part");
+    let validate = run_ok("teravalidate", &["--input", s(&local)]);
+    assert!(validate.contains("order: ok"), "{validate}");
+}
+
+/// A moto S3 server of one test's own, on a free 127.0.0.1 port; killed when dropped.
+struct Moto {
+    child: std::process::Child,
+    endpoint: String,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Moto {
+    /// Starts moto with `env` added to its environment and waits (bounded) until it
+    /// accepts connections.
+    fn start(env: &[(&str, &str)]) -> Moto {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("moto.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(venv_script("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env.iter().copied())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("moto_server starts");
+        let mut moto = Moto { child, endpoint: format!("http://127.0.0.1:{port}"), log, _dir: dir };
+        let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let timeout = std::time::Duration::from_millis(200);
+            if std::net::TcpStream::connect_timeout(&address, timeout).is_ok() {
+                return moto;
+            }
+            let exited = moto.child.try_wait().unwrap();
+            assert!(
+                exited.is_none() && std::time::Instant::now() < deadline,
+                "moto did not start: {}",
+                moto.log_text()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Request lines in the server's log that contain `needle`.
+    fn requests(&self, needle: &str) -> usize {
+        self.log_text().lines().filter(|l| l.contains(needle)).count()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[test]
+fn wrong_credentials_fail_fast_naming_the_url() {
+    // Only in this suite's setup (a missing shared server means a wrong setup: fail).
+    endpoint();
+    // A server of its own that checks every request's credentials: ours are unknown to it.
+    let moto = Moto::start(&[("INITIAL_NO_AUTH_ACTION_COUNT", "0")]);
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("a.txt");
+    std::fs::write(&text, "a b\n").unwrap();
+    let local_out = dir.path().join("out");
+    let cases = [
+        ("s3://locked/in/a.txt", s(&local_out), "access denied to s3://locked/in/a.txt"),
+        ("s3://locked/in/*.txt", s(&local_out), "access denied to s3://locked/in"),
+        (s(&text), "s3://locked/out", "access denied to s3://locked/out/_SUCCESS"),
+    ];
+    for (input, output, expected) in cases {
+        let started = std::time::Instant::now();
+        let out = job_at(&moto.endpoint, "wordcount")
+            .args(["-i", input, "-o", output])
+            .env("AWS_ACCESS_KEY_ID", "AKIAWRONGKEY0000")
+            .env("AWS_SECRET_ACCESS_KEY", "wrong-secret-value-42")
+            .output()
+            .unwrap();
+        let elapsed = started.elapsed();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{input} -> {output} should fail");
+        assert!(err.contains(expected), "{input} -> {output}: `{err}` should say `{expected}`");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(!err.contains("wrong-secret-value-42"), "the secret never reaches output: {err}");
+        // A refusal is permanent: no retries with backoff (which take seconds).
+        assert!(elapsed < std::time::Duration::from_secs(5), "took {elapsed:?}: retried? {err}");
+        assert!(!local_out.join("_SUCCESS").exists());
+    }
+    assert!(moto.requests("403") >= 3, "the server refused: {}", moto.log_text());
+}
+
+#[test]
+fn an_s3_server_going_away_mid_job_fails_clearly_or_succeeds_completely() {
+    endpoint();
+    let mut moto = Moto::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    write_wide_text(&input, 16 << 20);
+    boto_at(&moto.endpoint, "s3.create_bucket(Bucket='vanishing')", &[]);
+    upload_dir_at(&moto.endpoint, &input, "vanishing", "text");
+    let expected = dir.path().join("expected");
+    run_ok("wordcount", &["-i", s(&input), "-o", s(&expected), "--reducers", "2"]);
+
+    // One thread, 64 KiB splits: hundreds of ranged GETs, one after another.
+    let out = dir.path().join("out");
+    let stderr = dir.path().join("stderr");
+    let mut job = job_at(&moto.endpoint, "wordcount")
+        .args(["-i", "s3://vanishing/text/", "-o", s(&out), "--reducers", "2"])
+        .args(["--threads", "1", "--split-size", "64KiB"])
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while moto.requests("GET /vanishing/text/") < 5 && job.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "the job never read its input: {}", moto.log_text());
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    moto.kill();
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = job.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = job.kill();
+            let _ = job.wait();
+            panic!("the job did not end within 120 s of the server going away");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let err = std::fs::read_to_string(&stderr).unwrap();
+    if status.success() {
+        // Every read was done before the server went: the output must be complete.
+        assert_eq!(read_word_counts(&out), read_word_counts(&expected), "success means complete output");
+    } else {
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(err.starts_with("error: ") && err.contains("s3://vanishing/text/"), "names the URL: {err}");
+        assert!(!out.join("_SUCCESS").exists(), "no _SUCCESS after a failure");
+        let leftovers: Vec<_> = std::fs::read_dir(&out).map(|d| d.collect()).unwrap_or_default();
+        assert!(leftovers.is_empty(), "no part files left behind: {leftovers:?}");
+    }
+}
+
+/// A word count whose reducer writes `bytes` of raw records, then fails: a part file's
+/// multipart upload is in progress when the job fails.
+#[derive(clap::Args, Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct FailsLate {
+    #[arg(long)]
+    bytes: usize,
+}
+
+impl Job for FailsLate {
+    const NAME: &'static str = "fails-late";
+    const ABOUT: &'static str = "test job";
+
+    fn map_output(&self) -> KeyedSchema {
+        WordCount::default().map_output()
+    }
+
+    fn output_schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(vec![Field::new("record", DataType::Binary, false)]))
+    }
+
+    fn output_format(&self) -> OutputFormat {
+        OutputFormat::Records
+    }
+
+    fn mapper(&self, task: &TaskInfo) -> JobResult<Box<dyn Mapper>> {
+        WordCount::default().mapper(task)
+    }
+
+    fn reducer(&self, _: &TaskInfo) -> JobResult<Box<dyn Reducer>> {
+        Ok(Box::new(LateFailure { bytes: self.bytes }))
+    }
+}
+
+struct LateFailure {
+    bytes: usize,
+}
+
+impl Reducer for LateFailure {
+    fn reduce(&mut self, _: &KeyGroup<'_>, _: &mut Emitter) -> JobResult<()> {
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut Emitter) -> JobResult<()> {
+        // Rows of 1 KiB of random bytes (nothing a layer could compress away).
+        let mut written = 0;
+        let mut rng = SplitMix64::new(5);
+        while written < self.bytes {
+            let rows: Vec<Vec<u8>> = (0..1024)
+                .map(|_| (0..128).flat_map(|_| rng.below(u64::MAX).to_le_bytes()).collect())
+                .collect();
+            let column = BinaryArray::from_iter_values(rows.iter());
+            out.emit(RecordBatch::try_new(out.schema().clone(), vec![Arc::new(column)])?)?;
+            written += 1024 * 1024;
+        }
+        Err(format!("failing on purpose after writing {written} bytes").into())
+    }
+}
+
+/// The only test that runs a job in this process against S3: it sets the process's
+/// storage options (once per process) to a server of its own.
+#[test]
+fn a_failed_reducer_aborts_its_multipart_upload() {
+    endpoint();
+    let moto = Moto::start(&[]);
+    boto_at(&moto.endpoint, "s3.create_bucket(Bucket='aborted')", &[]);
+    gristmill::storage::set_storage_options(vec![
+        ("aws_endpoint".into(), moto.endpoint.clone()),
+        ("aws_allow_http".into(), "true".into()),
+        ("aws_access_key_id".into(), "testing".into()),
+        ("aws_secret_access_key".into(), "testing-secret-value".into()),
+        ("aws_region".into(), "us-east-1".into()),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("a.txt");
+    std::fs::write(&text, "one line\n").unwrap();
+    // 24 MiB: past object_store's 10 MiB buffer, so the part file is a multipart upload
+    // with parts uploaded before the reducer fails.
+    let job = FailsLate { bytes: 24 << 20 };
+    let config =
+        RunConfig::new(vec![s(&text).to_owned()], "s3://aborted/out").with_threads(1).with_reducers(1);
+    let err = run_local(&job, &config, &Arc::new(Progress::default())).unwrap_err().to_string();
+    assert!(err.contains("failing on purpose"), "{err}");
+
+    assert!(moto.requests("?uploads") >= 1, "a multipart upload started: {}", moto.log_text());
+    let left = boto_at(
+        &moto.endpoint,
+        "print(json.dumps(s3.list_multipart_uploads(Bucket='aborted').get('Uploads', []), default=str))\n\
+         print(json.dumps([o['Key'] for o in s3.list_objects_v2(Bucket='aborted').get('Contents', [])]))",
+        &[],
+    );
+    assert_eq!(left.lines().collect::<Vec<_>>(), ["[]", "[]"], "no upload and no object left: {left}");
 }
