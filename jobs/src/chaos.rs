@@ -76,9 +76,16 @@ impl Chaos {
             return Fate::Normal;
         }
         let kind = u64::from(info.task.kind == TaskKind::Reduce);
-        let draw = unit(self.chaos_seed ^ (kind << 63) ^ u64::from(info.task.index).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let draw = unit(
+            self.chaos_seed ^ (kind << 63) ^ u64::from(info.task.index).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        );
         let mut edge = 0.0;
-        for (p, fate) in [(self.crash, Fate::Crash), (self.fail, Fate::Fail), (self.hang, Fate::Hang), (self.sleep, Fate::Sleep)] {
+        for (p, fate) in [
+            (self.crash, Fate::Crash),
+            (self.fail, Fate::Fail),
+            (self.hang, Fate::Hang),
+            (self.sleep, Fate::Sleep),
+        ] {
             edge += p;
             if draw < edge {
                 return fate;
@@ -94,7 +101,9 @@ impl Chaos {
                 eprintln!("chaos: {} attempt {} crashes", info.task, info.attempt);
                 std::process::exit(86);
             }
-            Fate::Fail => Err(format!("chaos: {} attempt {} fails on purpose", info.task, info.attempt).into()),
+            Fate::Fail => {
+                Err(format!("chaos: {} attempt {} fails on purpose", info.task, info.attempt).into())
+            }
             Fate::Hang => {
                 eprintln!("chaos: {} attempt {} hangs", info.task, info.attempt);
                 std::thread::sleep(HANG);
@@ -120,7 +129,8 @@ fn unit(x: u64) -> f64 {
 
 impl Job for Chaos {
     const NAME: &'static str = "chaos";
-    const ABOUT: &'static str = "Counts words while tasks crash, fail, hang or sleep on purpose (failure tests).";
+    const ABOUT: &'static str =
+        "Counts words while tasks crash, fail, hang or sleep on purpose (failure tests).";
 
     fn validate(&self) -> JobResult<()> {
         let total = self.crash + self.fail + self.hang + self.sleep;

@@ -38,7 +38,9 @@ impl BinaryCache {
             .map_err(|s| format!("fetching job binary {digest}: {}", s.message()))?
             .into_inner();
         let mut bytes = Vec::new();
-        while let Some(chunk) = stream.message().await.map_err(|s| format!("fetching job binary {digest}: {}", s.message()))? {
+        while let Some(chunk) =
+            stream.message().await.map_err(|s| format!("fetching job binary {digest}: {}", s.message()))?
+        {
             bytes.extend_from_slice(&chunk.data);
         }
         let store = self.store.clone();

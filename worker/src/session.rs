@@ -10,7 +10,9 @@ use gristmill::cluster::binary::BinaryStore;
 use gristmill::cluster::rpc::connect_driver;
 use gristmill::cluster::shuffle_service::ShuffleService;
 use gristmill_proto::v1::shuffle_server::ShuffleServer;
-use gristmill_proto::v1::{DriverMessage, Heartbeat, Register, WorkerMessage, driver_message, worker_message};
+use gristmill_proto::v1::{
+    DriverMessage, Heartbeat, Register, WorkerMessage, driver_message, worker_message,
+};
 use gristmill_proto::{MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -37,14 +39,17 @@ pub async fn serve(config: WorkerConfig) -> Result<(), WorkerError> {
     }
     let store = BinaryStore::open(config.data_dir.join("binaries"))
         .map_err(|e| WorkerError::Setup { what: "the binary cache".into(), cause: e.to_string() })?;
-    let listener = TcpListener::bind(&config.listen).await.map_err(setup(format!("listening on {}", config.listen)))?;
+    let listener =
+        TcpListener::bind(&config.listen).await.map_err(setup(format!("listening on {}", config.listen)))?;
     let bound = listener.local_addr().map_err(setup("reading the bound address".into()))?;
     let advertise = config.advertise.clone().unwrap_or_else(|| bound.to_string());
     let shuffle = ShuffleServer::new(ShuffleService::new(dirs.shuffle.clone()))
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let server = tokio::spawn(
-        tonic::transport::Server::builder().add_service(shuffle).serve_with_incoming(TcpListenerStream::new(listener)),
+        tonic::transport::Server::builder()
+            .add_service(shuffle)
+            .serve_with_incoming(TcpListenerStream::new(listener)),
     );
     tracing::info!(shuffle = %advertise, data_dir = %config.data_dir.display(), slots = config.slots, "worker started");
 
@@ -99,8 +104,11 @@ async fn session(
     up.send(WorkerMessage { body: Some(worker_message::Body::Register(register)) })
         .await
         .map_err(|e| e.to_string())?;
-    let mut down =
-        client.attach(ReceiverStream::new(up_rx)).await.map_err(|s| format!("attaching: {}", s.message()))?.into_inner();
+    let mut down = client
+        .attach(ReceiverStream::new(up_rx))
+        .await
+        .map_err(|s| format!("attaching: {}", s.message()))?
+        .into_inner();
     let registered = match down.message().await.map_err(|s| s.message().to_owned())? {
         Some(DriverMessage { body: Some(driver_message::Body::Registered(r)) }) => r,
         _ => return Err("the driver did not answer the registration".into()),
@@ -108,7 +116,8 @@ async fn session(
     tracing::info!(worker = %registered.worker_id, "registered with the driver");
     let (reports_tx, mut reports) = mpsc::unbounded_channel();
     let mut tasks = Tasks::new(binaries.clone(), dirs.clone(), reports_tx);
-    let mut heartbeat = tokio::time::interval(Duration::from_millis(registered.heartbeat_interval_ms.max(100) as u64));
+    let mut heartbeat =
+        tokio::time::interval(Duration::from_millis(registered.heartbeat_interval_ms.max(100) as u64));
     let stop = stopped(stop);
     tokio::pin!(stop);
     let end = loop {
@@ -159,7 +168,8 @@ async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+        else {
             return std::future::pending().await;
         };
         tokio::select! {

@@ -68,7 +68,8 @@ impl Tasks {
         }
         let (kill_tx, kill_rx) = oneshot::channel();
         let key = key_of(&attempt);
-        let running = Running { job_id: attempt.job_id.clone(), attempt: attempt.clone(), kill: Some(kill_tx) };
+        let running =
+            Running { job_id: attempt.job_id.clone(), attempt: attempt.clone(), kill: Some(kill_tx) };
         self.running.insert(key, running);
         let (binaries, dirs, reports) = (self.binaries.clone(), self.dirs.clone(), self.reports.clone());
         tokio::spawn(async move {
@@ -128,16 +129,15 @@ async fn run_attempt(
 ) -> Option<TaskReport> {
     let attempt = run.attempt.clone()?;
     let kind = if attempt.kind == TaskKind::Map as i32 { "m" } else { "r" };
-    let work_dir = dirs.tasks.join(&attempt.job_id).join(format!("{kind}{:06}-a{}", attempt.index, attempt.attempt));
+    let work_dir =
+        dirs.tasks.join(&attempt.job_id).join(format!("{kind}{:06}-a{}", attempt.index, attempt.attempt));
     let outcome = launch(&run, &attempt, binaries, dirs, &work_dir, kill).await;
     let report = match outcome {
         Ok(Some((result, tail))) => Some(report_of(&attempt, result, tail)),
         Ok(None) => None,
-        Err((message, stderr_tail)) => Some(report_of(
-            &attempt,
-            TaskResult::Failed { retryable: true, message },
-            stderr_tail,
-        )),
+        Err((message, stderr_tail)) => {
+            Some(report_of(&attempt, TaskResult::Failed { retryable: true, message }, stderr_tail))
+        }
     };
     let _ = tokio::fs::remove_dir_all(&work_dir).await;
     report
@@ -161,7 +161,8 @@ async fn launch(
     let json = serde_json::to_vec(&task_file).map_err(|e| plain(e.to_string()))?;
     tokio::fs::write(&spec_path, json).await.map_err(|e| plain(format!("{}: {e}", spec_path.display())))?;
     let stderr_path = work_dir.join("stderr.log");
-    let stderr = std::fs::File::create(&stderr_path).map_err(|e| plain(format!("{}: {e}", stderr_path.display())))?;
+    let stderr =
+        std::fs::File::create(&stderr_path).map_err(|e| plain(format!("{}: {e}", stderr_path.display())))?;
     let mut child = tokio::process::Command::new(&binary)
         .arg(TASK_ROLE_ARG)
         .arg(&spec_path)
@@ -190,11 +191,14 @@ async fn launch(
 }
 
 fn task_file(run: &RunTask, attempt: &AttemptKey, dirs: &Dirs, work_dir: &Path) -> Result<TaskFile, String> {
-    let job: JobPayload =
-        serde_json::from_slice(&run.job_payload).map_err(|e| format!("the job payload does not parse: {e}"))?;
+    let job: JobPayload = serde_json::from_slice(&run.job_payload)
+        .map_err(|e| format!("the job payload does not parse: {e}"))?;
     let is_map = attempt.kind == TaskKind::Map as i32;
     let split: Option<MapSplit> = if is_map {
-        Some(serde_json::from_slice(&run.split_payload).map_err(|e| format!("the split does not parse: {e}"))?)
+        Some(
+            serde_json::from_slice(&run.split_payload)
+                .map_err(|e| format!("the split does not parse: {e}"))?,
+        )
     } else {
         None
     };
@@ -275,5 +279,9 @@ fn report_of(attempt: &AttemptKey, result: TaskResult, stderr_tail: String) -> T
             (task_report::Result::Failed(failed), Default::default())
         }
     };
-    TaskReport { attempt: Some(attempt.clone()), result: Some(result), counters: counters.into_iter().collect() }
+    TaskReport {
+        attempt: Some(attempt.clone()),
+        result: Some(result),
+        counters: counters.into_iter().collect(),
+    }
 }

@@ -127,7 +127,9 @@ async fn run_driver(args: DriverArgs) -> gristmill::Result<ExitCode> {
     serve(config, |addrs| {
         // One line a script can wait for.
         match addrs.http {
-            Some(http) => println!("gristmill driver listening on {} (status http://{http}/api/jobs)", addrs.grpc),
+            Some(http) => {
+                println!("gristmill driver listening on {} (status http://{http}/api/jobs)", addrs.grpc)
+            }
             None => println!("gristmill driver listening on {}", addrs.grpc),
         }
     })
@@ -143,7 +145,10 @@ async fn list(driver: &str) -> gristmill::Result<ExitCode> {
         .map_err(gristmill::cluster::rpc::status_error("listing jobs"))?
         .into_inner()
         .jobs;
-    println!("{:<28} {:<18} {:<10} {:>4} {:>11} {:>11} {:>9}", "JOB", "NAME", "STATE", "PRIO", "MAPS", "REDUCES", "SECONDS");
+    println!(
+        "{:<28} {:<18} {:<10} {:>4} {:>11} {:>11} {:>9}",
+        "JOB", "NAME", "STATE", "PRIO", "MAPS", "REDUCES", "SECONDS"
+    );
     for job in jobs {
         println!(
             "{:<28} {:<18} {:<10} {:>4} {:>11} {:>11} {:>9.1}",
@@ -162,7 +167,11 @@ async fn list(driver: &str) -> gristmill::Result<ExitCode> {
 async fn status(driver: &str, job_id: String) -> gristmill::Result<ExitCode> {
     let mut client = connect_driver(driver).await?;
     let what = format!("asking for job {job_id}");
-    let job = client.get_job(JobRef { job_id }).await.map_err(gristmill::cluster::rpc::status_error(what))?.into_inner();
+    let job = client
+        .get_job(JobRef { job_id })
+        .await
+        .map_err(gristmill::cluster::rpc::status_error(what))?
+        .into_inner();
     print_status(&job);
     Ok(ExitCode::SUCCESS)
 }
@@ -170,7 +179,11 @@ async fn status(driver: &str, job_id: String) -> gristmill::Result<ExitCode> {
 async fn cancel(driver: &str, job_id: String) -> gristmill::Result<ExitCode> {
     let mut client = connect_driver(driver).await?;
     let what = format!("cancelling job {job_id}");
-    let job = client.cancel_job(JobRef { job_id }).await.map_err(gristmill::cluster::rpc::status_error(what))?.into_inner();
+    let job = client
+        .cancel_job(JobRef { job_id })
+        .await
+        .map_err(gristmill::cluster::rpc::status_error(what))?
+        .into_inner();
     print_status(&job);
     Ok(ExitCode::SUCCESS)
 }

@@ -11,7 +11,8 @@ use crate::error::{Error, Result};
 
 /// The SHA-256 of a file, lower-case hex.
 pub fn file_digest(path: &Path) -> Result<String> {
-    let fail = |e: std::io::Error| Error::Rpc { what: format!("hashing {}", path.display()), cause: e.to_string() };
+    let fail =
+        |e: std::io::Error| Error::Rpc { what: format!("hashing {}", path.display()), cause: e.to_string() };
     let mut file = std::fs::File::open(path).map_err(fail)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -97,7 +98,10 @@ impl BinaryStore {
         }
         let path = self.path(digest);
         let tmp = self.dir.join(format!(".{digest}.{}.tmp", std::process::id()));
-        let fail = |e: std::io::Error| Error::Rpc { what: format!("storing {}", path.display()), cause: e.to_string() };
+        let fail = |e: std::io::Error| Error::Rpc {
+            what: format!("storing {}", path.display()),
+            cause: e.to_string(),
+        };
         std::fs::write(&tmp, bytes).map_err(fail)?;
         set_executable(&tmp).map_err(fail)?;
         std::fs::rename(&tmp, &path).map_err(fail)?;

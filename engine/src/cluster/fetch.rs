@@ -60,7 +60,8 @@ pub async fn fetch_partition(
         .map_err(|_| fail("no answer".into()))?
         .map_err(|status| fail(status.message().to_owned()))?;
     let mut stream = response.into_inner();
-    let mut file = tokio::fs::File::create(path).await.map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    let mut file =
+        tokio::fs::File::create(path).await.map_err(|e| fail(format!("{}: {e}", path.display())))?;
     let mut crc = crc32fast::Hasher::new();
     let mut written = 0u64;
     loop {

@@ -52,8 +52,12 @@ impl Shuffle for ShuffleService {
         if !is_safe_id(&req.job_id) {
             return Err(Status::invalid_argument("bad job id"));
         }
-        let files =
-            MapOutputFiles::new(&self.dir, &JobId::from_string(req.job_id.clone()), req.map_task, AttemptId(req.attempt));
+        let files = MapOutputFiles::new(
+            &self.dir,
+            &JobId::from_string(req.job_id.clone()),
+            req.map_task,
+            AttemptId(req.attempt),
+        );
         let index = files.read_index().map_err(|e| Status::not_found(e.to_string()))?;
         let segment = *index
             .partitions

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gristmill_proto::v1::{BinaryChunk, BinaryRef, JobRef, JobState, JobStatus, MapTaskSpec, SubmitJobRequest};
+use gristmill_proto::v1::{
+    BinaryChunk, BinaryRef, JobRef, JobState, JobStatus, MapTaskSpec, SubmitJobRequest,
+};
 use gristmill_proto::{CHUNK_BYTES, PROTOCOL_VERSION};
 use object_store::ObjectStoreExt;
 use tonic::transport::Channel;
@@ -76,7 +78,8 @@ pub fn submit<J: Job>(job: &J, config: &RunConfig, how: &Submission) -> Result<S
         let mut client = connect_driver(&how.driver).await?;
         let digest = upload_self(&mut client).await?;
         let request = submit_request::<J>(config, &plan, payload, digest, how)?;
-        let reply = client.submit_job(request).await.map_err(status_error("submitting the job"))?.into_inner();
+        let reply =
+            client.submit_job(request).await.map_err(status_error("submitting the job"))?.into_inner();
         eprintln!("submitted {} as {} to {}", J::NAME, reply.job_id, how.driver);
         if !reply.status_url.is_empty() {
             eprintln!("status: {}", reply.status_url);
@@ -120,7 +123,8 @@ fn job_payload<J: Job>(
     };
     let threads = config.threads.max(1) as u64;
     let payload = JobPayload {
-        job: serde_json::to_value(job).map_err(|e| Error::InvalidJob(format!("cannot serialize the job: {e}")))?,
+        job: serde_json::to_value(job)
+            .map_err(|e| Error::InvalidJob(format!("cannot serialize the job: {e}")))?,
         num_partitions,
         replace_invalid_utf8: config.replace_invalid_utf8,
         map_buffer_bytes: config.map_buffer_bytes(),
@@ -139,7 +143,8 @@ fn submit_request<J: Job>(
     binary_digest: String,
     how: &Submission,
 ) -> Result<SubmitJobRequest> {
-    let payload: JobPayload = serde_json::from_slice(&job_payload).map_err(|e| Error::Internal(e.to_string()))?;
+    let payload: JobPayload =
+        serde_json::from_slice(&job_payload).map_err(|e| Error::Internal(e.to_string()))?;
     let map_tasks = plan
         .map_tasks
         .iter()
@@ -167,8 +172,11 @@ fn submit_request<J: Job>(
 }
 
 /// Uploads this executable unless the driver has it; returns its digest.
-async fn upload_self(client: &mut gristmill_proto::v1::driver_client::DriverClient<Channel>) -> Result<String> {
-    let exe = std::env::current_exe().map_err(|e| Error::Rpc { what: "finding this executable".into(), cause: e.to_string() })?;
+async fn upload_self(
+    client: &mut gristmill_proto::v1::driver_client::DriverClient<Channel>,
+) -> Result<String> {
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::Rpc { what: "finding this executable".into(), cause: e.to_string() })?;
     let digest = tokio::task::spawn_blocking({
         let exe = exe.clone();
         move || cached_file_digest(&exe)
@@ -190,7 +198,10 @@ async fn upload_self(client: &mut gristmill_proto::v1::driver_client::DriverClie
     let chunks: Vec<BinaryChunk> = bytes
         .chunks(CHUNK_BYTES)
         .enumerate()
-        .map(|(i, data)| BinaryChunk { digest: if i == 0 { digest.clone() } else { String::new() }, data: data.to_vec() })
+        .map(|(i, data)| BinaryChunk {
+            digest: if i == 0 { digest.clone() } else { String::new() },
+            data: data.to_vec(),
+        })
         .collect();
     client
         .upload_binary(futures::stream::iter(chunks))
@@ -240,7 +251,11 @@ async fn finish(output: &OutputDir, plan: &Plan, status: JobStatus, started: Ins
     match status.state() {
         JobState::Succeeded => {}
         JobState::Cancelled => {
-            return Err(Error::JobFailed { job: status.job_id, state: "was cancelled", message: status.error });
+            return Err(Error::JobFailed {
+                job: status.job_id,
+                state: "was cancelled",
+                message: status.error,
+            });
         }
         _ => return Err(Error::JobFailed { job: status.job_id, state: "failed", message: status.error }),
     }

@@ -162,7 +162,12 @@ fn run_reduce<J: Job>(job: &J, env: &TaskEnv<'_>, task: &TaskFile) -> Result<Tas
         .collect();
     let output = OutputDir::new(Location::parse(&task.job.output)?);
     let (part, counters) = run_reduce_task(job, env, task.index as usize, runs, &output)?;
-    Ok(TaskResult::ReduceDone { part_file: part.name, rows: part.rows, bytes: part.bytes, counters: to_map(&counters) })
+    Ok(TaskResult::ReduceDone {
+        part_file: part.name,
+        rows: part.rows,
+        bytes: part.bytes,
+        counters: to_map(&counters),
+    })
 }
 
 /// Fetches this reducer's partition of every map output into `dir`, a few at a time.

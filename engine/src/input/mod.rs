@@ -167,10 +167,9 @@ impl Split {
                 record_len: s.format.record_len,
                 key_len: s.format.key_len,
             },
-            Split::Parquet(s) => SplitRange::Parquet {
-                row_groups: s.row_groups.clone(),
-                compressed_bytes: s.compressed_bytes,
-            },
+            Split::Parquet(s) => {
+                SplitRange::Parquet { row_groups: s.row_groups.clone(), compressed_bytes: s.compressed_bytes }
+            }
         };
         SplitSpec { url: file.display(), size: file.size, range }
     }

@@ -189,7 +189,11 @@ impl SegmentReader {
 }
 
 /// Reads `segment` of `data` whole, checking its CRC-32 (for serving it).
-pub fn read_segment_checked(data: &Path, segment: &Segment, mut each: impl FnMut(&[u8]) -> bool) -> Result<()> {
+pub fn read_segment_checked(
+    data: &Path,
+    segment: &Segment,
+    mut each: impl FnMut(&[u8]) -> bool,
+) -> Result<()> {
     let mut file = File::open(data).map_err(|e| fail(data, e))?;
     file.seek(SeekFrom::Start(segment.offset)).map_err(|e| fail(data, e))?;
     let mut reader = file.take(segment.len);
@@ -208,7 +212,10 @@ pub fn read_segment_checked(data: &Path, segment: &Segment, mut each: impl FnMut
         }
     }
     if total != segment.len || crc.finalize() != segment.crc32 {
-        return Err(fail(data, format!("segment at {} is corrupt (length or CRC-32 differs)", segment.offset)));
+        return Err(fail(
+            data,
+            format!("segment at {} is corrupt (length or CRC-32 differs)", segment.offset),
+        ));
     }
     Ok(())
 }

@@ -11,8 +11,8 @@ mod run;
 mod spill;
 
 pub use map_file::{
-    MapOutputFiles, MapOutputIndex, Segment, SegmentReader, job_shuffle_dir, open_segment, read_segment_checked,
-    write_map_output,
+    MapOutputFiles, MapOutputIndex, Segment, SegmentReader, job_shuffle_dir, open_segment,
+    read_segment_checked, write_map_output,
 };
 pub use map_side::{MapOutputBuilder, MapOutputSpec, MapSideStats};
 pub use merge::{GroupedChunk, RunMerger};

@@ -3,8 +3,8 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -46,7 +46,12 @@ impl Default for ClusterSpec {
         ClusterSpec {
             workers: 2,
             slots: 2,
-            driver_args: vec!["--heartbeat-timeout".into(), "3".into(), "--speculation-after".into(), "3".into()],
+            driver_args: vec![
+                "--heartbeat-timeout".into(),
+                "3".into(),
+                "--speculation-after".into(),
+                "3".into(),
+            ],
         }
     }
 }
@@ -68,8 +73,20 @@ impl Cluster {
         let mut line = String::new();
         BufReader::new(driver.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let grpc = line.split_whitespace().nth(4).expect("the driver prints its address").to_owned();
-        let http = line.split("http://").nth(1).and_then(|r| r.split('/').next()).expect("an http address").to_owned();
-        let mut cluster = Cluster { driver, workers: Vec::new(), addresses: Vec::new(), url: format!("http://{grpc}"), http, dir };
+        let http = line
+            .split("http://")
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+            .expect("an http address")
+            .to_owned();
+        let mut cluster = Cluster {
+            driver,
+            workers: Vec::new(),
+            addresses: Vec::new(),
+            url: format!("http://{grpc}"),
+            http,
+            dir,
+        };
         for _ in 0..spec.workers {
             cluster.add_worker(spec.slots);
         }
@@ -136,7 +153,11 @@ impl Cluster {
     /// Runs a job that must succeed; returns its stdout.
     pub fn run_ok(&self, name: &str, args: &[&str]) -> String {
         let out = self.run(name, args);
-        assert!(out.status.success(), "{name} {args:?} failed in cluster mode: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{name} {args:?} failed in cluster mode: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -202,10 +223,7 @@ fn free_address() -> String {
 
 fn count_files(dir: &Path) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
-    entries
-        .flatten()
-        .map(|e| if e.path().is_dir() { count_files(&e.path()) } else { 1 })
-        .sum()
+    entries.flatten().map(|e| if e.path().is_dir() { count_files(&e.path()) } else { 1 }).sum()
 }
 
 impl Drop for Cluster {

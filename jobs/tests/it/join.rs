@@ -75,7 +75,13 @@ pub(crate) struct Side {
 /// A side with `hot` keys repeated (key, count), `unique` rows of keys drawn from
 /// `1000..1000 + spread` (some keys land on both sides, most on one), `only` keys on this
 /// side alone, and some null keys; rows shuffled.
-pub(crate) fn side(rng: &mut SplitMix64, hot: &[(i64, usize)], unique: usize, spread: u64, only: i64) -> Side {
+pub(crate) fn side(
+    rng: &mut SplitMix64,
+    hot: &[(i64, usize)],
+    unique: usize,
+    spread: u64,
+    only: i64,
+) -> Side {
     let mut keys: Vec<Option<i64>> = Vec::new();
     for &(key, count) in hot {
         keys.extend(std::iter::repeat_n(Some(key), count));
@@ -101,7 +107,14 @@ pub(crate) fn side(rng: &mut SplitMix64, hot: &[(i64, usize)], unique: usize, sp
 
 /// Writes `side` as `files` Parquet files under `dir` (1500 rows per row group), with columns `key_name` (of `key_type`), `name` and `score` (left, Float64) or
 /// `qty` (right, Int32).
-pub(crate) fn write_side(dir: &Path, side: &Side, key_name: &str, key_type: KeyType, left: bool, files: usize) {
+pub(crate) fn write_side(
+    dir: &Path,
+    side: &Side,
+    key_name: &str,
+    key_type: KeyType,
+    left: bool,
+    files: usize,
+) {
     std::fs::create_dir_all(dir).unwrap();
     let payload_field = if left {
         Field::new("score", DataType::Float64, true)

@@ -28,6 +28,7 @@ pub fn bin(name: &str) -> PathBuf {
         "teravalidate" => env!("CARGO_BIN_EXE_teravalidate").into(),
         "join" => env!("CARGO_BIN_EXE_join").into(),
         "pagerank" => env!("CARGO_BIN_EXE_pagerank").into(),
+        "chaos" => env!("CARGO_BIN_EXE_chaos").into(),
         other => panic!("no binary {other}"),
     }
 }

@@ -47,7 +47,12 @@ pub async fn commit(spec: CommitSpec) -> Result<(u64, u32)> {
         rows: parts.iter().map(|p| p.rows).sum(),
         files: parts
             .iter()
-            .map(|p| ManifestFile { name: p.name.clone(), partition: p.partition.0, rows: p.rows, bytes: p.bytes })
+            .map(|p| ManifestFile {
+                name: p.name.clone(),
+                partition: p.partition.0,
+                rows: p.rows,
+                bytes: p.bytes,
+            })
             .collect(),
         counters: spec.counters,
     };

@@ -88,7 +88,10 @@ impl Driver for DriverService {
         Ok(Response::new(HasBinaryReply { present: self.state.binaries.contains(&digest) }))
     }
 
-    async fn upload_binary(&self, request: Request<Streaming<BinaryChunk>>) -> Result<Response<BinaryRef>, Status> {
+    async fn upload_binary(
+        &self,
+        request: Request<Streaming<BinaryChunk>>,
+    ) -> Result<Response<BinaryRef>, Status> {
         let mut chunks = request.into_inner();
         let mut digest = String::new();
         let mut bytes = Vec::new();
@@ -116,12 +119,17 @@ impl Driver for DriverService {
 
     type FetchBinaryStream = BoxStream<BinaryChunk>;
 
-    async fn fetch_binary(&self, request: Request<BinaryRef>) -> Result<Response<Self::FetchBinaryStream>, Status> {
+    async fn fetch_binary(
+        &self,
+        request: Request<BinaryRef>,
+    ) -> Result<Response<Self::FetchBinaryStream>, Status> {
         let digest = request.into_inner().digest;
         if !self.state.binaries.contains(&digest) {
             return Err(Status::not_found(format!("no job binary {digest}")));
         }
-        let bytes = tokio::fs::read(self.state.binaries.path(&digest)).await.map_err(|e| Status::internal(e.to_string()))?;
+        let bytes = tokio::fs::read(self.state.binaries.path(&digest))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
         let chunks: Vec<Result<BinaryChunk, Status>> = bytes
             .chunks(CHUNK_BYTES)
             .map(|data| Ok(BinaryChunk { digest: digest.clone(), data: data.to_vec() }))
@@ -129,7 +137,10 @@ impl Driver for DriverService {
         Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
     }
 
-    async fn submit_job(&self, request: Request<SubmitJobRequest>) -> Result<Response<SubmitJobReply>, Status> {
+    async fn submit_job(
+        &self,
+        request: Request<SubmitJobRequest>,
+    ) -> Result<Response<SubmitJobReply>, Status> {
         let request = request.into_inner();
         if request.protocol_version != PROTOCOL_VERSION {
             return Err(Status::failed_precondition(format!(
@@ -148,7 +159,8 @@ impl Driver for DriverService {
             tokio::time::sleep(Duration::from_millis(10)).await;
             id = JobId::generate();
         }
-        let status_url = self.state.status_base.as_ref().map(|b| format!("{b}/api/jobs/{id}")).unwrap_or_default();
+        let status_url =
+            self.state.status_base.as_ref().map(|b| format!("{b}/api/jobs/{id}")).unwrap_or_default();
         tracing::info!(job = %id, name = %request.name, maps = request.map_tasks.len(), "job submitted");
         self.state.submit(id.clone(), request).map_err(Status::invalid_argument)?;
         Ok(Response::new(SubmitJobReply { job_id: id.to_string(), status_url }))
@@ -226,9 +238,10 @@ fn on_report(state: &Arc<DriverState>, worker: &WorkerId, report: TaskReport) {
         task_report::Result::Failed(failed) => {
             let kind = match failed.kind() {
                 FailureKind::Fatal => Kind::Fatal,
-                FailureKind::FetchFailed => {
-                    Kind::FetchFailed { map_task: failed.fetch_map_task, worker: WorkerId(failed.fetch_worker.clone()) }
-                }
+                FailureKind::FetchFailed => Kind::FetchFailed {
+                    map_task: failed.fetch_map_task,
+                    worker: WorkerId(failed.fetch_worker.clone()),
+                },
                 FailureKind::Retryable | FailureKind::Unspecified => Kind::Retryable,
             };
             tracing::warn!(worker = %worker, task = %attempt.task, attempt = %attempt.attempt, cause = %failed.message, "attempt failed");

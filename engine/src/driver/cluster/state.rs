@@ -171,10 +171,8 @@ impl DriverState {
     pub fn statuses(&self) -> Vec<JobStatus> {
         let views = self.read(|s| s.jobs(Instant::now()));
         let jobs = lock(&self.jobs);
-        let mut out: Vec<(Instant, JobStatus)> = views
-            .iter()
-            .filter_map(|v| jobs.get(&v.id).map(|r| (r.submitted, status_of(v, r))))
-            .collect();
+        let mut out: Vec<(Instant, JobStatus)> =
+            views.iter().filter_map(|v| jobs.get(&v.id).map(|r| (r.submitted, status_of(v, r)))).collect();
         out.sort_by(|a, b| b.0.cmp(&a.0));
         out.into_iter().map(|(_, s)| s).collect()
     }
@@ -208,7 +206,9 @@ impl DriverState {
                         record.ended = Some(Instant::now());
                         record.request.output.clone()
                     });
-                    if let (Some(output), false) = (output, matches!(state, crate::scheduler::JobState::Succeeded)) {
+                    if let (Some(output), false) =
+                        (output, matches!(state, crate::scheduler::JobState::Succeeded))
+                    {
                         tokio::spawn(remove_attempt_files(job, output));
                     }
                 }
@@ -228,7 +228,11 @@ impl DriverState {
         }
     }
 
-    fn run_task(&self, attempt: &AttemptRef, map_outputs: &[crate::scheduler::MapOutputRef]) -> Option<RunTask> {
+    fn run_task(
+        &self,
+        attempt: &AttemptRef,
+        map_outputs: &[crate::scheduler::MapOutputRef],
+    ) -> Option<RunTask> {
         let jobs = lock(&self.jobs);
         let record = jobs.get(&attempt.job)?;
         let request = &record.request;
@@ -243,7 +247,10 @@ impl DriverState {
                 map_task: m.map_task,
                 attempt: m.attempt.0,
                 worker_id: m.worker.to_string(),
-                shuffle_address: workers.get(&m.worker).map(|l| l.shuffle_address.clone()).unwrap_or_default(),
+                shuffle_address: workers
+                    .get(&m.worker)
+                    .map(|l| l.shuffle_address.clone())
+                    .unwrap_or_default(),
             })
             .collect();
         Some(RunTask {
@@ -259,8 +266,10 @@ impl DriverState {
         let spec = {
             let jobs = lock(&self.jobs);
             let Some(record) = jobs.get(&job) else { return };
-            let counters =
-                self.read(|s| s.job(Instant::now(), &job)).map(|v| counters_of(&v.counters)).unwrap_or_default();
+            let counters = self
+                .read(|s| s.job(Instant::now(), &job))
+                .map(|v| counters_of(&v.counters))
+                .unwrap_or_default();
             CommitSpec {
                 name: record.request.name.clone(),
                 job_id: job.to_string(),
