@@ -275,10 +275,10 @@ pub(crate) fn is_access_denied(error: &(dyn std::error::Error + 'static)) -> boo
             };
         }
         // `io::Error::source` skips the error it wraps: look at that one first.
-        if let Some(inner) = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
-            if is_access_denied(inner) {
-                return true;
-            }
+        if let Some(inner) = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref())
+            && is_access_denied(inner)
+        {
+            return true;
         }
         next = e.source();
     }

@@ -68,10 +68,10 @@ enum Fate {
 
 impl Chaos {
     fn fate(&self, info: &TaskInfo) -> Fate {
-        let stage_matches = match (self.chaos_stage, info.task.kind) {
-            (Stage::Both, _) | (Stage::Map, TaskKind::Map) | (Stage::Reduce, TaskKind::Reduce) => true,
-            _ => false,
-        };
+        let stage_matches = matches!(
+            (self.chaos_stage, info.task.kind),
+            (Stage::Both, _) | (Stage::Map, TaskKind::Map) | (Stage::Reduce, TaskKind::Reduce)
+        );
         if !stage_matches || (!self.always && info.attempt.0 > 0) {
             return Fate::Normal;
         }

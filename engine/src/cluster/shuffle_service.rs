@@ -74,14 +74,14 @@ impl Shuffle for ShuffleService {
                     return true;
                 }
                 let data = std::mem::take(&mut buf);
-                send(ShuffleChunk { crc32: crc32fast::hash(&data), data: data.into(), ..Default::default() })
+                send(ShuffleChunk { crc32: crc32fast::hash(&data), data, ..Default::default() })
             });
             match read {
                 Ok(()) => {
                     let data = std::mem::take(&mut buf);
                     send(ShuffleChunk {
                         crc32: crc32fast::hash(&data),
-                        data: data.into(),
+                        data,
                         total_bytes: segment.len,
                         total_crc32: segment.crc32,
                         last: true,

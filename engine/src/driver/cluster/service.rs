@@ -174,8 +174,7 @@ impl Driver for DriverService {
         let state = self.state.clone();
         let (tx, rx) = mpsc::channel(4);
         tokio::spawn(async move {
-            loop {
-                let Some(status) = state.status(&id) else { break };
+            while let Some(status) = state.status(&id) {
                 let done = is_final(status.state());
                 if tx.send(Ok(status)).await.is_err() || done {
                     break;

@@ -173,7 +173,7 @@ impl DriverState {
         let jobs = lock(&self.jobs);
         let mut out: Vec<(Instant, JobStatus)> =
             views.iter().filter_map(|v| jobs.get(&v.id).map(|r| (r.submitted, status_of(v, r)))).collect();
-        out.sort_by(|a, b| b.0.cmp(&a.0));
+        out.sort_by_key(|entry| std::cmp::Reverse(entry.0));
         out.into_iter().map(|(_, s)| s).collect()
     }
 
