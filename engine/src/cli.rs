@@ -88,6 +88,17 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
+    /// How to submit to the cluster at `driver` with these flags.
+    pub fn submission(&self, driver: &str) -> Submission {
+        Submission {
+            driver: driver.to_owned(),
+            priority: self.priority,
+            detach: self.detach,
+            storage_options: self.storage_options.clone(),
+            show_progress: self.progress != ProgressMode::Off,
+        }
+    }
+
     /// The run configuration these flags describe.
     pub fn to_config(&self) -> RunConfig {
         let mut config = RunConfig::new(self.inputs.clone(), self.output.clone())
@@ -141,7 +152,7 @@ pub fn main<J: Job>() -> ExitCode {
 }
 
 /// `<job> __gristmill-task FILE`: the hidden role workers run tasks in.
-fn task_role_arg() -> Option<std::path::PathBuf> {
+pub(crate) fn task_role_arg() -> Option<std::path::PathBuf> {
     let mut args = std::env::args_os().skip(1);
     match (args.next(), args.next()) {
         (Some(role), Some(file)) if role == crate::cluster::TASK_ROLE_ARG => Some(file.into()),
@@ -187,14 +198,7 @@ pub fn run_job<J: Job>(job: &J, args: &RunArgs) -> ExitCode {
 }
 
 fn submit_to<J: Job>(job: &J, args: &RunArgs, driver: &str) -> crate::Result<Submitted> {
-    let how = Submission {
-        driver: driver.to_owned(),
-        priority: args.priority,
-        detach: args.detach,
-        storage_options: args.storage_options.clone(),
-        show_progress: args.progress != ProgressMode::Off,
-    };
-    submit(job, &args.to_config(), &how)
+    submit(job, &args.to_config(), &args.submission(driver))
 }
 
 fn summary(name: &str, report: &JobReport, output: &str) -> String {

@@ -5,6 +5,7 @@
 //! (`<output>/_rounds/<name>`, skipped by input listing like every `_` name), removed when
 //! the pipeline ends, whether it succeeds or fails.
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::cli::{RunArgs, init_cli, one_line};
+use crate::cluster::submit::{Submission, Submitted, submit};
 use crate::config::RunConfig;
 use crate::driver::{JobReport, run_local};
 use crate::error::{Error, Result};
@@ -34,6 +36,21 @@ pub trait Pipeline: Args + Serialize + DeserializeOwned + Send + Sync + 'static 
 
     /// Runs the rounds; the last one should write [`Rounds::output`].
     fn run(&self, rounds: &mut Rounds<'_>) -> Result<()>;
+
+    /// Cluster mode: runs a task of the pipeline's job named `job_name` in this process
+    /// (workers run pipeline binaries in task role). List every job type of the pipeline
+    /// with [`run_task_of`]:
+    /// `run_task_of::<RoundOne>(job_name, file).or_else(|| run_task_of::<RoundTwo>(job_name, file))`.
+    /// The default knows no job: the pipeline then runs in local mode only.
+    fn run_task(job_name: &str, task_file: &Path) -> Option<ExitCode> {
+        let _ = (job_name, task_file);
+        None
+    }
+}
+
+/// Runs the task in `task_file` if `job_name` is `J`'s; for [`Pipeline::run_task`].
+pub fn run_task_of<J: Job>(job_name: &str, task_file: &Path) -> Option<ExitCode> {
+    (job_name == J::NAME).then(|| crate::cluster::task::run::<J>(task_file))
 }
 
 /// Runs the rounds of a pipeline with the user's engine settings.
@@ -41,12 +58,19 @@ pub struct Rounds<'a> {
     base: RunConfig,
     progress: &'a Progress,
     reports: Vec<JobReport>,
+    cluster: Option<Submission>,
 }
 
 impl<'a> Rounds<'a> {
     /// Rounds that run with `base`'s settings (threads, memory, ...) and end in its output.
     pub fn new(base: RunConfig, progress: &'a Progress) -> Self {
-        Rounds { base, progress, reports: Vec::new() }
+        Rounds { base, progress, reports: Vec::new(), cluster: None }
+    }
+
+    /// Rounds submitted to a cluster, one job after the other.
+    pub fn on_cluster(mut self, submission: Submission) -> Self {
+        self.cluster = Some(Submission { detach: false, ..submission });
+        self
     }
 
     /// The `--input` flags, if the pipeline uses them.
@@ -71,7 +95,17 @@ impl<'a> Rounds<'a> {
         config.inputs = inputs;
         config.output = output.to_owned();
         config.overwrite = self.base.overwrite || output != self.base.output;
-        let report = run_local(job, &config, self.progress)?;
+        let report = match &self.cluster {
+            None => run_local(job, &config, self.progress)?,
+            Some(how) => match submit(job, &config, how)? {
+                Submitted::Finished(report) => report,
+                Submitted::Detached { job_id } => {
+                    return Err(Error::Config(format!(
+                        "round {job_id} was detached; pipelines wait for each round"
+                    )));
+                }
+            },
+        };
         tracing::info!(
             round = self.reports.len(),
             job = J::NAME,
@@ -94,6 +128,7 @@ pub fn run_pipeline<P: Pipeline>(
     pipeline: &P,
     config: &RunConfig,
     progress: &Progress,
+    cluster: Option<Submission>,
 ) -> Result<Vec<JobReport>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -102,6 +137,9 @@ pub fn run_pipeline<P: Pipeline>(
     let output = Location::parse(&config.output)?;
     runtime.block_on(OutputDir::new(output.clone()).prepare(config.overwrite))?;
     let mut rounds = Rounds::new(config.clone(), progress);
+    if let Some(how) = cluster {
+        rounds = rounds.on_cluster(how);
+    }
     let result = pipeline.run(&mut rounds);
     let cleanup = runtime.block_on(remove_tree(&output.child(SCRATCH)));
     result?;
@@ -134,6 +172,13 @@ struct Cli<P: Pipeline> {
 /// The whole `main` of a pipeline binary: `fn main() -> ExitCode { gristmill::pipeline::main::<P>() }`.
 pub fn main<P: Pipeline>() -> ExitCode {
     init_cli();
+    if let Some(task_file) = crate::cli::task_role_arg() {
+        let name = crate::cluster::task::job_name(&task_file).unwrap_or_default();
+        return P::run_task(&name, &task_file).unwrap_or_else(|| {
+            eprintln!("error: {} has no job named {name:?} (see Pipeline::run_task)", P::NAME);
+            ExitCode::from(2)
+        });
+    }
     let matches = Cli::<P>::command().name(P::NAME).bin_name(P::NAME).about(P::ABOUT).get_matches();
     let cli = match Cli::<P>::from_arg_matches(&matches) {
         Ok(cli) => cli,
@@ -142,7 +187,8 @@ pub fn main<P: Pipeline>() -> ExitCode {
     crate::storage::set_storage_options(cli.run.storage_options.clone());
     let progress = Arc::new(Progress::default());
     let reporter = ProgressReporter::start(progress.clone(), cli.run.progress);
-    let result = run_pipeline(&cli.pipeline, &cli.run.to_config(), &progress);
+    let cluster = cli.run.driver.as_deref().map(|driver| cli.run.submission(driver));
+    let result = run_pipeline(&cli.pipeline, &cli.run.to_config(), &progress, cluster);
     drop(reporter);
     match result {
         Ok(reports) => {

@@ -37,7 +37,7 @@ use arrow::array::{
 use arrow::compute::{cast, take};
 use arrow::datatypes::{Field, Float64Type, Schema, SchemaRef, UInt8Type, UInt64Type};
 use gristmill::partition::{HashPartitioner, Partitioner};
-use gristmill::pipeline::{Pipeline, Rounds};
+use gristmill::pipeline::{Pipeline, Rounds, run_task_of};
 use gristmill::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -62,6 +62,10 @@ impl Pipeline for PageRank {
     const ABOUT: &'static str = "PageRank of a graph given as Parquet edges (src, dst: UInt64), one \
         MapReduce round per iteration; dangling nodes' rank is spread uniformly. Output columns: \
         node (UInt64), rank (Float64), sorted by node within each part.";
+
+    fn run_task(job_name: &str, task_file: &std::path::Path) -> Option<std::process::ExitCode> {
+        run_task_of::<Adjacency>(job_name, task_file).or_else(|| run_task_of::<Iterate>(job_name, task_file))
+    }
 
     fn run(&self, rounds: &mut Rounds<'_>) -> gristmill::Result<()> {
         if !rounds.inputs().is_empty() {

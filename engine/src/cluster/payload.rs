@@ -11,6 +11,9 @@ use crate::input::SplitSpec;
 /// The job's settings every task needs (`RunTask.job_payload`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct JobPayload {
+    /// The job's name (`Job::NAME`): which job of a pipeline binary a task belongs to.
+    #[serde(default)]
+    pub job_name: String,
     /// The job's own parameters (its `clap::Args` struct, serialized).
     pub job: serde_json::Value,
     /// Reduce partitions.

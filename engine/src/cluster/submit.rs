@@ -123,6 +123,7 @@ fn job_payload<J: Job>(
     };
     let threads = config.threads.max(1) as u64;
     let payload = JobPayload {
+        job_name: J::NAME.to_owned(),
         job: serde_json::to_value(job)
             .map_err(|e| Error::InvalidJob(format!("cannot serialize the job: {e}")))?,
         num_partitions,

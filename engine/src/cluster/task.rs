@@ -76,6 +76,13 @@ fn exit_when_orphaned() {
     }
 }
 
+/// The name of the job a task file belongs to (pipeline binaries hold several jobs).
+pub fn job_name(task_file: &Path) -> Option<String> {
+    let bytes = std::fs::read(task_file).ok()?;
+    let task: TaskFile = serde_json::from_slice(&bytes).ok()?;
+    Some(task.job.job_name)
+}
+
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes)?;

@@ -71,8 +71,13 @@ fn every_example_job_in_cluster_mode_equals_local_mode() {
     let join = ["--left", s(&l), "--left-key", "id", "--right", s(&r), "--right-key", "user_id"];
     local_vs_cluster(&cluster, dir.path(), "join", &[&join[..], &common[..]].concat());
 
+    let edges = dir.path().join("edges");
+    super::pagerank::write_edges(&edges, &super::pagerank::edges(4), 2);
+    let pagerank = ["--edges", s(&edges), "--iterations", "3"];
+    local_vs_cluster(&cluster, dir.path(), "pagerank", &[&pagerank[..], &common[..]].concat());
+
     wait_until("shuffle data removed", Duration::from_secs(10), || cluster.shuffle_files() == 0);
     let jobs = cluster.cli(&["jobs"]);
     let listing = String::from_utf8_lossy(&jobs.stdout);
-    assert_eq!(listing.matches("succeeded").count(), 7, "{listing}");
+    assert_eq!(listing.matches("succeeded").count(), 7 + 4, "7 jobs and pagerank's 4 rounds: {listing}");
 }

@@ -21,7 +21,7 @@ const DAMPING: f64 = 0.85;
 
 /// Edges over 300 ids: node 0..20 are popular targets, a few nodes only ever receive
 /// (dangling), some edges are self-loops, some repeat.
-fn edges(seed: u64) -> Vec<(u64, u64)> {
+pub(crate) fn edges(seed: u64) -> Vec<(u64, u64)> {
     let mut rng = SplitMix64::new(seed);
     let ids: Vec<u64> = (0..300).map(|i| if i % 2 == 0 { rng.next_u64() } else { i }).collect();
     let mut edges = Vec::new();
@@ -44,7 +44,7 @@ fn edges(seed: u64) -> Vec<(u64, u64)> {
     edges
 }
 
-fn write_edges(dir: &Path, edges: &[(u64, u64)], files: usize) {
+pub(crate) fn write_edges(dir: &Path, edges: &[(u64, u64)], files: usize) {
     std::fs::create_dir_all(dir).unwrap();
     let schema = Arc::new(Schema::new(vec![
         Field::new("src", DataType::UInt64, false),
