@@ -28,6 +28,7 @@ pub struct Cluster {
     pub url: String,
     /// `127.0.0.1:PORT` of the status pages.
     pub http: String,
+    env: Vec<(String, String)>,
     dir: tempfile::TempDir,
 }
 
@@ -39,6 +40,8 @@ pub struct ClusterSpec {
     pub slots: u32,
     /// Extra driver flags.
     pub driver_args: Vec<String>,
+    /// Environment of every process (driver, workers, job binaries), e.g. AWS_* for S3.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for ClusterSpec {
@@ -52,6 +55,7 @@ impl Default for ClusterSpec {
                 "--speculation-after".into(),
                 "3".into(),
             ],
+            env: Vec::new(),
         }
     }
 }
@@ -64,6 +68,7 @@ impl Cluster {
             .args(["driver", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path().join("driver"))
             .args(&spec.driver_args)
+            .envs(spec.env.iter().cloned())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -85,6 +90,7 @@ impl Cluster {
             addresses: Vec::new(),
             url: format!("http://{grpc}"),
             http,
+            env: spec.env,
             dir,
         };
         for _ in 0..spec.workers {
@@ -101,6 +107,7 @@ impl Cluster {
         let child = Command::new(cluster_bin("gristmill-worker"))
             .args(["--driver", &self.url, "--slots", &slots.to_string(), "--listen", &address, "--data-dir"])
             .arg(self.dir.path().join(format!("worker-{i}")))
+            .envs(self.env.iter().cloned())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -145,6 +152,7 @@ impl Cluster {
         Command::new(bin(name))
             .args(args)
             .args(["--driver", &self.url])
+            .envs(self.env.iter().cloned())
             .env("GRISTMILL_PROGRESS", "off")
             .output()
             .expect("job binary starts")

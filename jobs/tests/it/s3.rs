@@ -496,3 +496,71 @@ fn a_failed_reducer_aborts_its_multipart_upload() {
     );
     assert_eq!(left.lines().collect::<Vec<_>>(), ["[]", "[]"], "no upload and no object left: {left}");
 }
+
+/// The test server's environment for every process of a cluster.
+fn s3_env() -> Vec<(String, String)> {
+    [
+        ("AWS_ENDPOINT_URL", endpoint().as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing-secret-value"),
+        ("AWS_REGION", "us-east-1"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+#[test]
+fn s3_jobs_in_cluster_mode_equal_local_runs() {
+    use super::cluster_support::{Cluster, ClusterSpec};
+    let cluster = Cluster::start(ClusterSpec { env: s3_env(), ..ClusterSpec::default() });
+    let dir = tempfile::tempdir().unwrap();
+    let b = create_bucket("cluster");
+
+    // Text: wordcount and grep; workers read and write S3 with their own credentials.
+    let input = dir.path().join("in");
+    write_text_files(&input, 3, 200);
+    upload_dir(&input, &b, "text");
+    let text = format!("s3://{b}/text/");
+    for (job, extra) in [("wordcount", vec![]), ("grep", vec!["-e", "gamma"])] {
+        let local = dir.path().join(format!("{job}-local"));
+        let args = [&extra[..], &["--reducers", "3", "--split-size", "5000"]].concat();
+        run_ok(job, &[&args[..], &["-i", s(&input), "-o", s(&local)]].concat());
+        let out = format!("s3://{b}/{job}");
+        let stdout = cluster.run(job, &[&args[..], &["-i", &text, "-o", &out]].concat());
+        let stderr = String::from_utf8_lossy(&stdout.stderr);
+        assert!(stdout.status.success(), "{job} on the cluster: {stderr}");
+        assert!(!stderr.contains("testing-secret-value"), "secrets never reach output: {stderr}");
+        assert_eq!(read_s3_output(&b, job), read_local_output(&local), "{job}");
+    }
+
+    // TPC-H Q1 over Parquet objects.
+    let generated = Command::new(venv_script("tpchgen-cli"))
+        .args(["parquet", "--scale-factor", "0.01", "--tables", "lineitem", "--parts", "3"])
+        .args(["--row-group-bytes", "1MB", "--output-dir", s(dir.path())])
+        .output()
+        .expect("tpchgen-cli starts");
+    assert!(generated.status.success(), "tpchgen-cli: {}", String::from_utf8_lossy(&generated.stderr));
+    let lineitem = dir.path().join("lineitem");
+    upload_dir(&lineitem, &b, "lineitem");
+    let local = dir.path().join("q1-local");
+    let args = ["--reducers", "2", "--split-size", "1"];
+    run_ok("tpch-q1", &[&["-i", s(&lineitem), "-o", s(&local)], &args[..]].concat());
+    let (input, output) = (format!("s3://{b}/lineitem/"), format!("s3://{b}/q1"));
+    let out = cluster.run("tpch-q1", &[&["-i", &input, "-o", &output], &args[..]].concat());
+    assert!(out.status.success(), "tpch-q1 on the cluster: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(read_s3_output(&b, "q1"), read_local_output(&local));
+
+    // TeraSort: raw records in and out.
+    let tera = dir.path().join("tera");
+    run_ok("teragen", &["-n", "30000", "-o", s(&tera), "--parts", "3"]);
+    upload_dir(&tera, &b, "tera");
+    let local = dir.path().join("sorted-local");
+    let args = ["--reducers", "3", "--split-size", "256KiB"];
+    run_ok("terasort", &[&["-i", s(&tera), "-o", s(&local)], &args[..]].concat());
+    let (input, output) = (format!("s3://{b}/tera/"), format!("s3://{b}/sorted"));
+    let out = cluster.run("terasort", &[&["-i", &input, "-o", &output], &args[..]].concat());
+    assert!(out.status.success(), "terasort on the cluster: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(read_raw_output(&endpoint(), &b, "sorted"), read_raw_output(&endpoint(), "", s(&local)));
+}
