@@ -186,3 +186,12 @@ fn a_cancelled_job_stops_its_tasks_and_removes_its_shuffle_data() {
     assert!(String::from_utf8_lossy(&status.stdout).contains("cancelled"));
     assert!(!out.join("_SUCCESS").exists());
 }
+
+#[test]
+fn a_worker_stops_gracefully_on_sigterm_and_the_driver_notices() {
+    let mut cluster = Cluster::start(ClusterSpec::default());
+    cluster.signal_worker(0, "TERM", false);
+    let status = cluster.wait_worker_exit(0, Duration::from_secs(10));
+    assert!(status.success(), "SIGTERM is a clean exit: {status:?}");
+    wait_until("the driver sees one worker", Duration::from_secs(10), || cluster.alive_workers() == 1);
+}

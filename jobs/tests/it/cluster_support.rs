@@ -191,6 +191,20 @@ impl Cluster {
         self.workers[i].as_ref().expect("the worker runs").id()
     }
 
+    /// Waits (bounded) for worker `i` to exit; returns its exit status.
+    pub fn wait_worker_exit(&mut self, i: usize, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        let child = self.workers[i].as_mut().expect("the worker runs");
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.workers[i] = None;
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("worker {i} did not exit within {limit:?}");
+    }
+
     /// Attempts running on worker `i`, as the driver sees them.
     pub fn running_on(&self, i: usize) -> usize {
         let workers: serde_json::Value = serde_json::from_str(&self.get("/api/workers")).unwrap_or_default();
