@@ -262,3 +262,58 @@ fn attempt_ref(key: &AttemptKey) -> Option<AttemptRef> {
         attempt: AttemptId(key.attempt),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use gristmill_proto::v1::{Register, WorkerMessage, worker_message};
+
+    use super::{PROTOCOL_VERSION, driver_message};
+    use crate::cluster::rpc::connect_driver;
+    use crate::driver::cluster::{DriverConfig, serve};
+    use crate::scheduler::SchedulerConfig;
+
+    async fn start_driver() -> String {
+        let dir = std::env::temp_dir().join(format!("gristmill-driver-test-{}", std::process::id()));
+        let config = DriverConfig {
+            listen: "127.0.0.1:0".into(),
+            http: None,
+            data_dir: dir,
+            heartbeat_interval: Duration::from_millis(100),
+            scheduler: SchedulerConfig::default(),
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(serve(config, move |addrs| {
+            let _ = tx.send(addrs.grpc);
+        }));
+        format!("http://{}", rx.await.expect("the driver starts"))
+    }
+
+    fn register(version: u32) -> WorkerMessage {
+        let register = Register {
+            protocol_version: version,
+            slots: 1,
+            shuffle_address: "127.0.0.1:1".into(),
+            ..Default::default()
+        };
+        WorkerMessage { body: Some(worker_message::Body::Register(register)) }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_worker_speaking_another_protocol_version_is_refused() {
+        let url = start_driver().await;
+        let mut client = connect_driver(&url).await.unwrap();
+        let refused = client.attach(futures::stream::iter(vec![register(PROTOCOL_VERSION + 1)])).await;
+        let status = refused.err().expect("another version is refused");
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+        assert!(status.message().contains("protocol version"), "{}", status.message());
+
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tx.send(register(PROTOCOL_VERSION)).await.unwrap();
+        let mut accepted =
+            client.attach(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+        let first = accepted.message().await.unwrap().expect("a Registered message");
+        assert!(matches!(first.body, Some(driver_message::Body::Registered(_))));
+    }
+}
