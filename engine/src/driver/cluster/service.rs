@@ -305,7 +305,7 @@ mod tests {
         let url = start_driver().await;
         let mut client = connect_driver(&url).await.unwrap();
         let refused = client.attach(futures::stream::iter(vec![register(PROTOCOL_VERSION + 1)])).await;
-        let status = refused.err().expect("another version is refused");
+        let Err(status) = refused else { panic!("another version is refused") };
         assert_eq!(status.code(), tonic::Code::FailedPrecondition);
         assert!(status.message().contains("protocol version"), "{}", status.message());
 
