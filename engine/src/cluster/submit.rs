@@ -60,12 +60,7 @@ pub fn submit<J: Job>(job: &J, config: &RunConfig, how: &Submission) -> Result<S
     config.validate()?;
     job.validate().map_err(|e| Error::InvalidJob(e.to_string()))?;
     let started = Instant::now();
-    let io = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("gristmill-io")
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Internal(format!("cannot start the I/O runtime: {e}")))?;
+    let io = crate::driver::local::io_runtime()?;
     // Task processes run elsewhere, in other directories: paths go out absolute.
     let output = OutputDir::new(Location::parse(&config.output)?);
     let mut config = config.clone();

@@ -93,12 +93,7 @@ fn run_attempt<J: Job>(task: &TaskFile) -> Result<TaskResult> {
     let job: J = serde_json::from_value(task.job.job.clone())
         .map_err(|e| Error::InvalidJob(format!("the job's parameters do not parse: {e}")))?;
     crate::storage::set_storage_options(task.job.storage_options.clone());
-    let io = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("gristmill-io")
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Internal(format!("cannot start the I/O runtime: {e}")))?;
+    let io = crate::driver::local::io_runtime()?;
     let job_id = JobId::from_string(task.job_id.clone());
     std::fs::create_dir_all(&task.work_dir)
         .map_err(|e| Error::Spill { path: task.work_dir.display().to_string(), cause: e.to_string() })?;

@@ -2,7 +2,7 @@
 //! map output handed to reducers in memory or through local spill files (no sockets).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 use tokio::runtime::Runtime;
@@ -16,7 +16,7 @@ use crate::exec::{
 use crate::ids::JobId;
 use crate::input::ReadOptions;
 use crate::job::{Counters, Job};
-use crate::output::{MANIFEST_FORMAT, Manifest, ManifestFile, OutputDir, PartFile};
+use crate::output::{Manifest, OutputDir, PartFile};
 use crate::partition::{HashPartitioner, Partitioner};
 use crate::plan::{MapTask, plan_map_tasks};
 use crate::progress::Progress;
@@ -101,7 +101,7 @@ pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Re
     // Storage requests of planning, reading and writing (the commit's own are not counted).
     request_stats().add_since(&requests, &mut counters);
     progress.start_phase("commit", 1);
-    let manifest = manifest::<J>(&job_id, &parts, counters);
+    let manifest = Manifest::new(J::NAME, job_id.as_str(), &parts, counters);
     io.block_on(output.commit(&manifest, &parts))?;
     progress.task_done();
     info!(rows = manifest.rows, "committed");
@@ -170,28 +170,8 @@ fn reduce_phase<J: Job>(
         .collect())
 }
 
-fn manifest<J: Job>(job_id: &JobId, parts: &[PartFile], counters: Counters) -> Manifest {
-    Manifest {
-        format: MANIFEST_FORMAT.to_owned(),
-        job: J::NAME.to_owned(),
-        job_id: job_id.to_string(),
-        committed_at_ms: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64,
-        rows: parts.iter().map(|p| p.rows).sum(),
-        files: parts
-            .iter()
-            .map(|p| ManifestFile {
-                name: p.name.clone(),
-                partition: p.partition.0,
-                rows: p.rows,
-                bytes: p.bytes,
-            })
-            .collect(),
-        counters,
-    }
-}
-
 /// A small runtime for storage I/O; CPU work stays on the rayon pool.
-fn io_runtime() -> Result<Runtime> {
+pub(crate) fn io_runtime() -> Result<Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("gristmill-io")

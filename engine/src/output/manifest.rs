@@ -38,3 +38,27 @@ pub struct ManifestFile {
 
 /// The current manifest format.
 pub const MANIFEST_FORMAT: &str = "gristmill-manifest/1";
+
+impl Manifest {
+    /// The manifest of `job` (name and run id) committing `parts` (in partition order).
+    pub fn new(job: &str, job_id: &str, parts: &[super::PartFile], counters: Counters) -> Manifest {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        Manifest {
+            format: MANIFEST_FORMAT.to_owned(),
+            job: job.to_owned(),
+            job_id: job_id.to_owned(),
+            committed_at_ms: now.as_millis() as u64,
+            rows: parts.iter().map(|p| p.rows).sum(),
+            files: parts
+                .iter()
+                .map(|p| ManifestFile {
+                    name: p.name.clone(),
+                    partition: p.partition.0,
+                    rows: p.rows,
+                    bytes: p.bytes,
+                })
+                .collect(),
+            counters,
+        }
+    }
+}

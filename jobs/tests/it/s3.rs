@@ -204,19 +204,24 @@ fn s3_counters(bucket: &str, prefix: &str) -> serde_json::Value {
     serde_json::from_str(&out).unwrap()
 }
 
+/// TPC-H lineitem at SF 0.01 under `dir/lineitem`: 3 files of several row groups.
+fn small_lineitem(dir: &std::path::Path) -> std::path::PathBuf {
+    let generated = Command::new(venv_script("tpchgen-cli"))
+        .args(["parquet", "--scale-factor", "0.01", "--tables", "lineitem", "--parts", "3"])
+        .args(["--row-group-bytes", "1MB", "--output-dir", s(dir)])
+        .output()
+        .expect("tpchgen-cli starts");
+    assert!(generated.status.success(), "tpchgen-cli: {}", String::from_utf8_lossy(&generated.stderr));
+    dir.join("lineitem")
+}
+
 #[test]
 fn tpch_q1_and_terasort_on_s3_equal_local_runs() {
     let dir = tempfile::tempdir().unwrap();
     let b = create_bucket("tpch-tera");
 
     // TPC-H lineitem: several files of several row groups; one map task per row group.
-    let generated = Command::new(venv_script("tpchgen-cli"))
-        .args(["parquet", "--scale-factor", "0.01", "--tables", "lineitem", "--parts", "3"])
-        .args(["--row-group-bytes", "1MB", "--output-dir", s(dir.path())])
-        .output()
-        .expect("tpchgen-cli starts");
-    assert!(generated.status.success(), "tpchgen-cli: {}", String::from_utf8_lossy(&generated.stderr));
-    let lineitem = dir.path().join("lineitem");
+    let lineitem = small_lineitem(dir.path());
     upload_dir(&lineitem, &b, "lineitem");
     let local = dir.path().join("q1-local");
     let args = ["--reducers", "2", "--split-size", "1", "--threads", "2"];
@@ -536,13 +541,7 @@ fn s3_jobs_in_cluster_mode_equal_local_runs() {
     }
 
     // TPC-H Q1 over Parquet objects.
-    let generated = Command::new(venv_script("tpchgen-cli"))
-        .args(["parquet", "--scale-factor", "0.01", "--tables", "lineitem", "--parts", "3"])
-        .args(["--row-group-bytes", "1MB", "--output-dir", s(dir.path())])
-        .output()
-        .expect("tpchgen-cli starts");
-    assert!(generated.status.success(), "tpchgen-cli: {}", String::from_utf8_lossy(&generated.stderr));
-    let lineitem = dir.path().join("lineitem");
+    let lineitem = small_lineitem(dir.path());
     upload_dir(&lineitem, &b, "lineitem");
     let local = dir.path().join("q1-local");
     let args = ["--reducers", "2", "--split-size", "1"];

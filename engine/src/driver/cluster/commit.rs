@@ -3,12 +3,10 @@
 //! readers see all or nothing) and deletes every other part file in the directory
 //! (losing attempts, killed attempts, an overwritten result).
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use crate::error::Result;
 use crate::ids::PartitionId;
 use crate::job::Counters;
-use crate::output::{MANIFEST_FORMAT, Manifest, ManifestFile, OutputDir, PartFile};
+use crate::output::{Manifest, OutputDir, PartFile};
 use crate::scheduler::WinningPart;
 use crate::storage::Location;
 
@@ -39,23 +37,7 @@ pub async fn commit(spec: CommitSpec) -> Result<(u64, u32)> {
             bytes: *bytes,
         })
         .collect();
-    let manifest = Manifest {
-        format: MANIFEST_FORMAT.to_owned(),
-        job: spec.name,
-        job_id: spec.job_id,
-        committed_at_ms: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64,
-        rows: parts.iter().map(|p| p.rows).sum(),
-        files: parts
-            .iter()
-            .map(|p| ManifestFile {
-                name: p.name.clone(),
-                partition: p.partition.0,
-                rows: p.rows,
-                bytes: p.bytes,
-            })
-            .collect(),
-        counters: spec.counters,
-    };
+    let manifest = Manifest::new(&spec.name, &spec.job_id, &parts, spec.counters);
     output.commit(&manifest, &parts).await?;
     Ok((manifest.rows, parts.len() as u32))
 }
