@@ -94,7 +94,7 @@ fn job_payload<J: Job>(
     plan: &Plan,
     io: &tokio::runtime::Handle,
     how: &Submission,
-) -> Result<Vec<u8>> {
+) -> Result<JobPayload> {
     let num_partitions = job.reducers().unwrap_or(config.reducers).max(1);
     let range_split_points = if job.partitioner().is_none() && job.total_order() {
         let job_id = JobId::generate();
@@ -117,7 +117,7 @@ fn job_payload<J: Job>(
         None
     };
     let threads = config.threads.max(1) as u64;
-    let payload = JobPayload {
+    Ok(JobPayload {
         job_name: J::NAME.to_owned(),
         job: serde_json::to_value(job)
             .map_err(|e| Error::InvalidJob(format!("cannot serialize the job: {e}")))?,
@@ -128,19 +128,16 @@ fn job_payload<J: Job>(
         output: config.output.clone(),
         storage_options: how.storage_options.clone(),
         range_split_points,
-    };
-    serde_json::to_vec(&payload).map_err(|e| Error::Internal(e.to_string()))
+    })
 }
 
 fn submit_request<J: Job>(
     config: &RunConfig,
     plan: &Plan,
-    job_payload: Vec<u8>,
+    payload: JobPayload,
     binary_digest: String,
     how: &Submission,
 ) -> Result<SubmitJobRequest> {
-    let payload: JobPayload =
-        serde_json::from_slice(&job_payload).map_err(|e| Error::Internal(e.to_string()))?;
     let map_tasks = plan
         .map_tasks
         .iter()
@@ -157,7 +154,7 @@ fn submit_request<J: Job>(
         name: J::NAME.to_owned(),
         binary_digest,
         priority: how.priority,
-        job_payload,
+        job_payload: serde_json::to_vec(&payload).map_err(|e| Error::Internal(e.to_string()))?,
         map_tasks,
         reducers: payload.num_partitions as u32,
         output: config.output.clone(),

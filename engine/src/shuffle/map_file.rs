@@ -150,9 +150,10 @@ fn write_partition(
         rows += batch.num_rows() as u64;
         writer.write(batch).map_err(ipc)
     };
-    if runs.len() == 1 {
-        let mut reader = runs.into_iter().next().map(Run::open).transpose()?;
-        while let Some(batch) = reader.as_mut().map(|r| r.next_batch()).transpose()?.flatten() {
+    if let [run] = &runs[..] {
+        // One run is sorted already: copy it.
+        let mut reader = run.clone().open()?;
+        while let Some(batch) = reader.next_batch()? {
             write(&batch)?;
         }
     } else {

@@ -242,16 +242,22 @@ fn tpch_q1_and_terasort_on_s3_equal_local_runs() {
     assert!(counters["storage_get_bytes"].as_u64().unwrap() > 0, "{counters}");
 
     // TeraSort: raw 100-byte records in, range-partitioned sorted parts out.
-    let tera = dir.path().join("tera");
+    terasort_on_s3_equals_local(dir.path(), &b, |args| run_job("terasort", args));
+}
+
+/// TeraSort of 30,000 records from `s3://bucket/tera/` to `s3://bucket/sorted` with `run`
+/// (local or cluster mode) gives the bytes of every part of a local run, which validates.
+fn terasort_on_s3_equals_local(dir: &std::path::Path, bucket: &str, run: impl Fn(&[&str]) -> (bool, String)) {
+    let tera = dir.join("tera");
     run_ok("teragen", &["-n", "30000", "-o", s(&tera), "--parts", "3"]);
-    upload_dir(&tera, &b, "tera");
-    let local = dir.path().join("sorted-local");
+    upload_dir(&tera, bucket, "tera");
+    let local = dir.join("sorted-local");
     let args = ["--reducers", "3", "--split-size", "256KiB"];
     run_ok("terasort", &[&["-i", s(&tera), "-o", s(&local)], &args[..]].concat());
-    let (input, output) = (format!("s3://{b}/tera/"), format!("s3://{b}/sorted"));
-    let (ok, err) = run_job("terasort", &[&["-i", &input, "-o", &output], &args[..]].concat());
-    assert!(ok, "{err}");
-    let parts = read_raw_output(&endpoint(), &b, "sorted");
+    let (input, output) = (format!("s3://{bucket}/tera/"), format!("s3://{bucket}/sorted"));
+    let (ok, err) = run(&[&["-i", &input, "-o", &output], &args[..]].concat());
+    assert!(ok, "terasort on S3: {err}");
+    let parts = read_raw_output(&endpoint(), bucket, "sorted");
     assert_eq!(parts.len(), 3, "{parts:?}");
     assert_eq!(parts, read_raw_output(&endpoint(), "", s(&local)), "the same bytes in every part");
     let validate = run_ok("teravalidate", &["--input", s(&local)]);
@@ -552,14 +558,8 @@ fn s3_jobs_in_cluster_mode_equal_local_runs() {
     assert_eq!(read_s3_output(&b, "q1"), read_local_output(&local));
 
     // TeraSort: raw records in and out.
-    let tera = dir.path().join("tera");
-    run_ok("teragen", &["-n", "30000", "-o", s(&tera), "--parts", "3"]);
-    upload_dir(&tera, &b, "tera");
-    let local = dir.path().join("sorted-local");
-    let args = ["--reducers", "3", "--split-size", "256KiB"];
-    run_ok("terasort", &[&["-i", s(&tera), "-o", s(&local)], &args[..]].concat());
-    let (input, output) = (format!("s3://{b}/tera/"), format!("s3://{b}/sorted"));
-    let out = cluster.run("terasort", &[&["-i", &input, "-o", &output], &args[..]].concat());
-    assert!(out.status.success(), "terasort on the cluster: {}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(read_raw_output(&endpoint(), &b, "sorted"), read_raw_output(&endpoint(), "", s(&local)));
+    terasort_on_s3_equals_local(dir.path(), &b, |args| {
+        let out = cluster.run("terasort", args);
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    });
 }
