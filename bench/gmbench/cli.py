@@ -11,6 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import checks, datagen, engines, measure, report, setup, workloads
+from .cluster import Cluster
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 RUN_TIMEOUT = 1800.0
@@ -49,13 +50,30 @@ def main(argv) -> int:
     partial = Path(datagen.DATA / args.size / "partial.json")
     done = load_partial(partial, args) if args.resume else {}
     results = []
-    for w in args.workloads:
-        results.append(done.get(w.name) or bench_workload(w, args, bin_dir))
-        save_partial(partial, meta, results, started)
+    cluster = start_cluster(bin_dir) if "gristmill-cluster" in args.engines else None
+    args.driver_url = cluster.url if cluster else None
+    try:
+        for w in args.workloads:
+            results.append(done.get(w.name) or bench_workload(w, args, bin_dir))
+            save_partial(partial, meta, results, started)
+    finally:
+        if cluster:
+            cluster.close()
     meta["elapsed_s"] = round(time.time() - started) + sum(r.get("elapsed_s", 0) for r in done.values())
     meta["resumed"] = sorted(done)
     meta["loadavg_end"] = setup.loadavg()
     return write_report(meta, results)
+
+
+def start_cluster(bin_dir: Path) -> Cluster:
+    """The cluster every `gristmill-cluster` run submits to (its first run of each binary
+    includes uploading it to the driver and the workers fetching it)."""
+    workdir = datagen.DATA / "cluster"
+    shutil.rmtree(workdir, ignore_errors=True)
+    cluster = Cluster(bin_dir, workdir, workers=engines.CLUSTER_WORKERS, slots=1)
+    print(f"cluster: driver {cluster.url}, {engines.CLUSTER_WORKERS} workers x 1 slot, status {cluster.http}",
+          file=sys.stderr)
+    return cluster
 
 
 def load_partial(path: Path, args) -> dict:
@@ -82,7 +100,7 @@ def bench_workload(w, args, bin_dir) -> dict:
     rows = {e: {"engine": e, "runs": [], "status": "ok"} for e in args.engines}
     for run in range(args.runs):  # engines interleaved, so load drift spreads over all of them
         for engine in args.engines:
-            one_run(w, engine, rows[engine], out_root / engine, bin_dir, run)
+            one_run(w, engine, rows[engine], out_root / engine, bin_dir, run, args.driver_url)
     cross_check(w, rows)
     shutil.rmtree(out_root, ignore_errors=True)
     return {"workload": w.name, "about": w.about, "input_bytes": w.input_bytes, "params": w.params,
@@ -90,11 +108,11 @@ def bench_workload(w, args, bin_dir) -> dict:
             "elapsed_s": round(time.time() - started), "engines": [summarize(rows[e]) for e in args.engines]}
 
 
-def one_run(w, engine, row, out, bin_dir, run):
+def one_run(w, engine, row, out, bin_dir, run, driver_url):
     if row["status"] != "ok":
         return
     try:
-        argv, env = engines.command(engine, w, out, bin_dir)
+        argv, env = engines.command(engine, w, out, bin_dir, driver_url)
     except engines.NotAvailable as why:
         row.update(status="n/a", reason=str(why))
         return

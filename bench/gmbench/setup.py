@@ -49,7 +49,7 @@ def reexec_in_venv(script: str) -> None:
 def build_gristmill() -> Path:
     """Builds the job binaries in release mode into the bench's own target dir."""
     env = dict(os.environ, CARGO_TARGET_DIR=str(TARGET))
-    cmd = ["cargo", "build", "--release", "--locked", "-p", "gristmill-jobs", "--bins"]
+    cmd = ["cargo", "build", "--release", "--locked", "--workspace", "--bins"]
     print(f"building Gristmill: {' '.join(cmd)} (CARGO_TARGET_DIR={TARGET})", file=sys.stderr)
     subprocess.run(cmd, cwd=REPO, env=env, check=True)
     return TARGET / "release"

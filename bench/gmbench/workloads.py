@@ -34,6 +34,12 @@ def _q1_args(p):
     return ["--input", p["lineitem"]]
 
 
+def _groupby_args(p):
+    """The two G1 queries, one job each, answers in `id3/` and `id6/`."""
+    return {"id3": ["--input", p["g1"], "--by", "id3", "--sum", "v1", "--mean", "v3"],
+            "id6": ["--input", p["g1"], "--by", "id6", "--sum", "v2", "--mean", "v3"]}
+
+
 def _index_args(p):
     return ["--input", p["docs"]]
 
@@ -48,7 +54,7 @@ WORKLOADS = [
     Workload("terasort", "100-byte records sorted by their 10-byte key", "terasort", _terasort_args),
     Workload("tpch-q1", "TPC-H query 1 over lineitem", "tpch-q1", _q1_args),
     Workload("groupby", "G1 group-by: sum(v1), mean(v3) by id3 (1e5 groups); sum(v2), mean(v3) by id6 "
-             "(1e6 groups)", None, na_reason="no generic group-by job yet"),
+             "(1e6 groups)", "groupby", _groupby_args),
     Workload("inverted-index", "word -> sorted distinct doc ids, over Parquet documents", "inverted-index",
              _index_args),
     Workload("join", "TPC-H orders joined with lineitem on the order key (all columns)", "join", _join_args),
