@@ -136,7 +136,7 @@ pub struct SideSchema {
 impl SideSchema {
     /// Reads the schema of the first file of `paths` and finds the key column.
     fn read(side: &'static str, paths: &str, key: &str) -> JobResult<Self> {
-        let (file, schema) = first_parquet_schema(side, paths)?;
+        let (file, schema) = first_parquet_schema(&format!("--{side}"), &[paths.to_owned()])?;
         Self::from_schema(side, file, &schema, key)
     }
 
@@ -206,13 +206,14 @@ fn key_type(found: &DataType) -> Option<DataType> {
     }
 }
 
-/// Lists `paths` and reads the Arrow schema of the first file's Parquet footer.
-fn first_parquet_schema(side: &str, paths: &str) -> JobResult<(String, SchemaRef)> {
+/// Lists `paths` and reads the Arrow schema of the first file's Parquet footer; `flag` names
+/// the option the paths came from, for messages (also used by [`crate::groupby`]).
+pub(crate) fn first_parquet_schema(flag: &str, paths: &[String]) -> JobResult<(String, SchemaRef)> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
-        let files = resolve_inputs(&[paths.to_owned()]).await?;
+        let files = resolve_inputs(paths).await?;
         let Some(file) = files.into_iter().next() else {
-            return Err(format!("--{side} {paths} holds no files to read a schema from").into());
+            return Err(format!("{flag} {} holds no files to read a schema from", paths.join(" ")).into());
         };
         let mut reader = ObjectReader::new(file.location.clone(), file.size);
         let metadata = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())

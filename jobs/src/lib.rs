@@ -7,6 +7,8 @@
 //! * [`grep::Grep`]: the paper's distributed grep;
 //! * [`tpch_q1::TpchQ1`] (`tpch-q1`): TPC-H query 1 on lineitem Parquet, exact decimal sums
 //!   (in-mapper partial aggregation, combiner);
+//! * [`groupby::GroupBy`] (`groupby`): `SELECT key, sum(a), avg(b), count(*) ... GROUP BY key`
+//!   over Parquet (in-mapper hash aggregation, combiner; column types read from the input);
 //! * [`inverted_index::InvertedIndex`] (`inverted-index`): the paper's inverted index,
 //!   word -> sorted doc ids (no combiner: the shuffle carries every pair);
 //! * [`join::Join`] (`join`): reduce-side inner equi-join of two Parquet datasets in one job
@@ -22,6 +24,8 @@
 
 pub mod chaos;
 pub mod grep;
+pub mod group_ranges;
+pub mod groupby;
 pub mod inverted_index;
 pub mod join;
 pub mod pagerank;

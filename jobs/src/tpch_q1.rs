@@ -34,6 +34,8 @@ use gristmill::partition::Partitioner;
 use gristmill::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::group_ranges::{ByRanges, MergeRanges};
+
 mod groups;
 
 use groups::FlagGroups;
@@ -135,11 +137,11 @@ impl Job for TpchQ1 {
     }
 
     fn reducer(&self, _: &TaskInfo) -> JobResult<Box<dyn Reducer>> {
-        Ok(Box::new(MergePartials { emit: Emit::Report }))
+        Ok(Box::new(ByRanges(MergePartials { emit: Emit::Report })))
     }
 
     fn combiner(&self, _: &TaskInfo) -> Option<Box<dyn Reducer>> {
-        Some(Box::new(MergePartials { emit: Emit::Partials }))
+        Some(Box::new(ByRanges(MergePartials { emit: Emit::Partials })))
     }
 
     fn partitioner(&self) -> Option<Box<dyn Partitioner>> {
@@ -257,8 +259,8 @@ struct MergePartials {
     emit: Emit,
 }
 
-impl MergePartials {
-    fn merge(&self, batch: &RecordBatch, ranges: &[Range<usize>], out: &mut Emitter) -> JobResult<()> {
+impl MergeRanges for MergePartials {
+    fn merge(&mut self, batch: &RecordBatch, ranges: &[Range<usize>], out: &mut Emitter) -> JobResult<()> {
         let sums: Vec<&[i128]> =
             (2..7).map(|c| batch.column(c).as_primitive::<Decimal128Type>().values().as_ref()).collect();
         let counts = batch.column(7).as_primitive::<Int64Type>().values();
@@ -283,18 +285,6 @@ impl MergePartials {
             Emit::Report => report_rows(out.schema(), flags, statuses, &partials)?,
         };
         out.emit(rows)
-    }
-}
-
-impl Reducer for MergePartials {
-    fn reduce(&mut self, group: &KeyGroup<'_>, out: &mut Emitter) -> JobResult<()> {
-        let (batch, range) = group.batch_and_range();
-        self.merge(batch, &[range], out)
-    }
-
-    fn reduce_groups(&mut self, groups: &Groups<'_>, out: &mut Emitter) -> JobResult<()> {
-        let ranges: Vec<Range<usize>> = (0..groups.len()).map(|i| groups.range(i)).collect();
-        self.merge(groups.batch(), &ranges, out)
     }
 }
 

@@ -62,6 +62,11 @@ fn every_example_job_in_cluster_mode_equals_local_mode() {
     super::tpch_q1::generate_lineitem(&lineitem);
     local_vs_cluster(&cluster, dir.path(), "tpch-q1", &[&["--input", s(&lineitem)], &common[..]].concat());
 
+    let g1 = dir.path().join("g1");
+    super::groupby::write_g1(&g1, &super::groupby::g1_rows(20_000, 5), 2, 4000);
+    let groupby = ["--input", s(&g1), "--by", "id3", "--sum", "v1", "--mean", "v3", "--count"];
+    local_vs_cluster(&cluster, dir.path(), "groupby", &[&groupby[..], &common[..]].concat());
+
     let mut rng = SplitMix64::new(5);
     let left = super::join::side(&mut rng, &[(1, 50), (2, 3)], 2000, 5000, -1);
     let right = super::join::side(&mut rng, &[(1, 40), (3, 2)], 2000, 5000, -2);
@@ -79,5 +84,5 @@ fn every_example_job_in_cluster_mode_equals_local_mode() {
     wait_until("shuffle data removed", Duration::from_secs(10), || cluster.shuffle_files() == 0);
     let jobs = cluster.cli(&["jobs"]);
     let listing = String::from_utf8_lossy(&jobs.stdout);
-    assert_eq!(listing.matches("succeeded").count(), 7 + 4, "7 jobs and pagerank's 4 rounds: {listing}");
+    assert_eq!(listing.matches("succeeded").count(), 8 + 4, "8 jobs and pagerank's 4 rounds: {listing}");
 }

@@ -7,6 +7,7 @@ mod cluster;
 mod cluster_failures;
 mod cluster_support;
 mod grep;
+mod groupby;
 mod inverted_index;
 mod join;
 mod output;

@@ -23,6 +23,7 @@ pub fn bin(name: &str) -> PathBuf {
         "grep" => env!("CARGO_BIN_EXE_grep").into(),
         "terasort" => env!("CARGO_BIN_EXE_terasort").into(),
         "tpch-q1" => env!("CARGO_BIN_EXE_tpch-q1").into(),
+        "groupby" => env!("CARGO_BIN_EXE_groupby").into(),
         "inverted-index" => env!("CARGO_BIN_EXE_inverted-index").into(),
         "teragen" => env!("CARGO_BIN_EXE_teragen").into(),
         "teravalidate" => env!("CARGO_BIN_EXE_teravalidate").into(),
