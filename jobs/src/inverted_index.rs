@@ -1,11 +1,12 @@
 //! Inverted index (an example of the MapReduce paper): for each word, the documents that
 //! contain it.
 //!
-//! The mapper emits a (word, doc_id) pair for every word occurrence of every document
-//! (words as `str::split_whitespace` splits them); there is no combiner, so the shuffle
-//! carries every pair. The reducer sorts and de-duplicates each word's doc ids, vectorized
-//! over whole chunks of groups, and emits `word` (Utf8), `doc_count` (UInt64) and `doc_ids`
-//! (a sorted `List<UInt64>`).
+//! The mapper combines in memory (words as `str::split_whitespace` splits them): per word
+//! of its split, the list of documents it occurs in, each once per run of occurrences, so
+//! the shuffle carries one (word, doc_ids) row per distinct word of a split instead of one
+//! row per word occurrence. The reducer concatenates, sorts and de-duplicates each word's
+//! doc ids, vectorized over whole chunks of groups, and emits `word` (Utf8), `doc_count`
+//! (UInt64) and `doc_ids` (a sorted `List<UInt64>`).
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -15,7 +16,11 @@ use arrow::datatypes::{Field, Schema, SchemaRef, UInt64Type};
 use gristmill::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::wordcount::for_each_word;
+use crate::word_table::WordTable;
+use crate::wordcount::{ascii_word_ranges, for_each_word};
+
+/// Doc ids a mapper holds before it emits its lists (bounds its memory: 8 bytes each).
+const MAX_PENDING_IDS: usize = 8 << 20;
 
 /// Builds an inverted index of documents: word -> sorted, distinct doc ids.
 #[derive(clap::Args, Clone, Debug, Serialize, Deserialize)]
@@ -53,7 +58,7 @@ impl Job for InvertedIndex {
     }
 
     fn map_output(&self) -> KeyedSchema {
-        KeyedSchema::new([("word", DataType::Utf8), ("doc_id", DataType::UInt64)]).key(["word"])
+        KeyedSchema::new([("word", DataType::Utf8), ("doc_ids", doc_ids_type())]).key(["word"])
     }
 
     fn output_schema(&self) -> SchemaRef {
@@ -65,7 +70,7 @@ impl Job for InvertedIndex {
     }
 
     fn mapper(&self, _: &TaskInfo) -> JobResult<Box<dyn Mapper>> {
-        Ok(Box::new(PostWords { id_column: self.id_column.clone() }))
+        Ok(Box::new(PostWords { id_column: self.id_column.clone(), ..PostWords::default() }))
     }
 
     fn reducer(&self, _: &TaskInfo) -> JobResult<Box<dyn Reducer>> {
@@ -73,9 +78,55 @@ impl Job for InvertedIndex {
     }
 }
 
-/// The mapper: one (word, doc_id) row per word occurrence, one output batch per input batch.
+/// The mapper: per distinct word of the split, the doc ids it occurs in.
+#[derive(Default)]
 struct PostWords {
     id_column: String,
+    /// Word -> 1 + its index in `lists`.
+    words: WordTable,
+    lists: Vec<Vec<u64>>,
+    pending_ids: usize,
+}
+
+impl PostWords {
+    /// Records that `word` occurs in document `id` (`value` is the word's table entry).
+    fn post(value: &mut u64, lists: &mut Vec<Vec<u64>>, pending: &mut usize, id: u64) {
+        if *value == 0 {
+            lists.push(Vec::new());
+            *value = lists.len() as u64;
+        }
+        let list = &mut lists[*value as usize - 1];
+        if list.last() != Some(&id) {
+            list.push(id);
+            *pending += 1;
+        }
+    }
+
+    fn emit_lists(&mut self, out: &mut Emitter) -> JobResult<()> {
+        if self.words.is_empty() {
+            return Ok(());
+        }
+        let mut words = StringBuilder::with_capacity(self.words.len(), self.words.len() * 8);
+        let mut lists =
+            ListBuilder::with_capacity(UInt64Builder::with_capacity(self.pending_ids), self.words.len())
+                .with_field(Arc::new(Field::new_list_field(DataType::UInt64, false)));
+        let mut invalid = false;
+        self.words.drain(|word, index| match std::str::from_utf8(word) {
+            Ok(word) => {
+                words.append_value(word);
+                lists.values().append_slice(&self.lists[index as usize - 1]);
+                lists.append(true);
+            }
+            Err(_) => invalid = true,
+        });
+        self.lists.clear();
+        self.pending_ids = 0;
+        if invalid {
+            return Err("a posted word is not UTF-8 (engine bug: words come from Utf8 columns)".into());
+        }
+        let columns: Vec<ArrayRef> = vec![Arc::new(words.finish()), Arc::new(lists.finish())];
+        out.emit(RecordBatch::try_new(out.schema().clone(), columns)?)
+    }
 }
 
 impl Mapper for PostWords {
@@ -91,16 +142,32 @@ impl Mapper for PostWords {
         }
         let ids = ids.as_primitive::<UInt64Type>().values();
         let texts = batch.column(1).as_string::<i32>();
-        let mut words = StringBuilder::with_capacity(texts.len() * 8, texts.value_data().len());
-        let mut doc_ids = Vec::with_capacity(texts.len() * 8);
-        for (text, &id) in texts.iter().zip(ids.iter()) {
-            for_each_word(text.unwrap_or_default(), |word| {
-                words.append_value(word);
-                doc_ids.push(id);
-            });
+        let (offsets, values) = (texts.value_offsets(), texts.value_data());
+        let (table, lists, pending) = (&mut self.words, &mut self.lists, &mut self.pending_ids);
+        for (row, &id) in ids.iter().enumerate() {
+            let text = offsets[row] as usize..offsets[row + 1] as usize;
+            if texts.is_null(row) {
+                continue;
+            }
+            if values[text.clone()].is_ascii() {
+                // Words are read straight from the batch's buffer.
+                ascii_word_ranges(values, text, |w| {
+                    Self::post(table.value_in(values, w), lists, pending, id)
+                });
+            } else {
+                for_each_word(texts.value(row), |w| {
+                    Self::post(table.value(w.as_bytes()), lists, pending, id)
+                });
+            }
         }
-        let columns: Vec<ArrayRef> = vec![Arc::new(words.finish()), Arc::new(UInt64Array::from(doc_ids))];
-        out.emit(RecordBatch::try_new(out.schema().clone(), columns)?)
+        if self.pending_ids >= MAX_PENDING_IDS {
+            self.emit_lists(out)?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut Emitter) -> JobResult<()> {
+        self.emit_lists(out)
     }
 }
 
@@ -120,7 +187,9 @@ impl BuildPostings {
         out: &mut Emitter,
     ) -> JobResult<()> {
         let words = batch.column(0).as_string::<i32>();
-        let ids = batch.column(1).as_primitive::<UInt64Type>().values();
+        let partial_lists = batch.column(1).as_list::<i32>();
+        let (list_offsets, ids) =
+            (partial_lists.value_offsets(), partial_lists.values().as_primitive::<UInt64Type>().values());
         let mut keys = StringBuilder::new();
         let mut counts = Vec::new();
         let mut lists = ListBuilder::with_capacity(UInt64Builder::with_capacity(ids.len()), 0)
@@ -128,7 +197,9 @@ impl BuildPostings {
         for range in ranges {
             keys.append_value(words.value(range.start));
             self.scratch.clear();
-            self.scratch.extend_from_slice(&ids[range]);
+            // The rows of one group are adjacent: their lists are one slice of the values.
+            let (first, last) = (list_offsets[range.start] as usize, list_offsets[range.end] as usize);
+            self.scratch.extend_from_slice(&ids[first..last]);
             self.scratch.sort_unstable();
             self.scratch.dedup();
             counts.push(self.scratch.len() as u64);

@@ -1,4 +1,5 @@
-//! [`WordTable`]: counts byte strings in an open-addressing hash table built for words.
+//! [`WordTable`]: counts byte strings (or keeps a `u64` per string) in an open-addressing
+//! hash table built for words.
 //!
 //! Words of up to 16 bytes (nearly all of them) live inside the table's slots, so a lookup
 //! touches one cache line and never chases a pointer; longer words go to an arena. This is
@@ -17,13 +18,14 @@ struct Slot {
     /// Inline words: the bytes, zero-padded. Long words: `lo` is the arena offset.
     lo: u64,
     hi: u64,
-    count: u64,
+    /// The word's count, or what the user of [`WordTable::value`] keeps there.
+    value: u64,
     /// The low half of the word's hash (compared first for long words; kept to grow).
     hash: u32,
     len: u32,
 }
 
-const EMPTY_SLOT: Slot = Slot { hash: 0, lo: 0, hi: 0, len: EMPTY, count: 0 };
+const EMPTY_SLOT: Slot = Slot { hash: 0, lo: 0, hi: 0, len: EMPTY, value: 0 };
 
 /// Counts of distinct byte strings.
 pub struct WordTable {
@@ -105,23 +107,36 @@ impl WordTable {
     /// Adds one occurrence of `word`.
     #[inline]
     pub fn add(&mut self, word: &[u8]) {
+        *self.value(word) += 1;
+    }
+
+    /// Adds one occurrence of the word `buf[word]`: the same as `add(&buf[word])`, faster
+    /// (see [`WordTable::value_in`]).
+    #[inline(always)]
+    pub fn add_in(&mut self, buf: &[u8], word: Range<usize>) {
+        *self.value_in(buf, word) += 1;
+    }
+
+    /// The value kept with `word` (its count, for [`WordTable::add`]); 0 for a new word.
+    #[inline]
+    pub fn value(&mut self, word: &[u8]) -> &mut u64 {
         if word.len() <= INLINE {
             let (lo, hi) = inline_parts(word);
-            self.add_hashed(word, lo, hi, hash_inline(lo, hi, word.len()));
+            self.value_hashed(word, lo, hi, hash_inline(lo, hi, word.len()))
         } else {
-            self.add_hashed(word, 0, 0, hash_long(word));
+            self.value_hashed(word, 0, 0, hash_long(word))
         }
     }
 
-    /// Adds one occurrence of the word `buf[word]`. The same as `add(&buf[word])`, faster
-    /// for short words with at least 16 bytes of `buf` from their start: their parts are
-    /// two loads and masks, and the probe compares them without looking at `buf` again.
+    /// The value kept with the word `buf[word]`: the same as `value(&buf[word])`, faster for
+    /// short words with at least 16 bytes of `buf` from their start: their parts are two
+    /// loads and masks, and the probe compares them without looking at `buf` again.
     #[inline(always)]
-    pub fn add_in(&mut self, buf: &[u8], word: Range<usize>) {
+    pub fn value_in(&mut self, buf: &[u8], word: Range<usize>) -> &mut u64 {
         let n = word.len();
         let window = buf.get(word.start..).and_then(|rest| rest.first_chunk::<INLINE>());
         let (Some(window), 1..=INLINE) = (window, n) else {
-            return self.add(&buf[word]);
+            return self.value(&buf[word]);
         };
         let (first, second) = window.split_at(8);
         let lo = load8(first) & (u64::MAX >> (64 - 8 * n.min(8)));
@@ -130,21 +145,21 @@ impl WordTable {
         let mask = self.slots.len() - 1;
         let mut i = h as usize & mask;
         loop {
-            let slot = &mut self.slots[i];
+            let slot = &self.slots[i];
             if slot.lo == lo && slot.hi == hi && slot.len as usize == n {
-                slot.count += 1;
-                return;
+                return &mut self.slots[i].value;
             }
             if slot.len == EMPTY {
-                return self.insert_at(i, h, &window[..n], lo, hi);
+                let i = self.insert_at(i, h, &window[..n], lo, hi);
+                return &mut self.slots[i].value;
             }
             i = (i + 1) & mask;
         }
     }
 
-    /// Adds `word`, whose inline parts (zero for long words) and hash are given.
+    /// The value of `word`, whose inline parts (zero for long words) and hash are given.
     #[inline]
-    fn add_hashed(&mut self, word: &[u8], lo: u64, hi: u64, h: u64) {
+    fn value_hashed(&mut self, word: &[u8], lo: u64, hi: u64, h: u64) -> &mut u64 {
         let mask = self.slots.len() - 1;
         let mut i = h as usize & mask;
         loop {
@@ -153,12 +168,12 @@ impl WordTable {
                 break;
             }
             if slot.hash == h as u32 && slot.len as usize == word.len() && self.same(slot, word, lo, hi) {
-                self.slots[i].count += 1;
-                return;
+                return &mut self.slots[i].value;
             }
             i = (i + 1) & mask;
         }
-        self.insert_at(i, h, word, lo, hi);
+        let i = self.insert_at(i, h, word, lo, hi);
+        &mut self.slots[i].value
     }
 
     fn same(&self, slot: &Slot, word: &[u8], lo: u64, hi: u64) -> bool {
@@ -170,19 +185,28 @@ impl WordTable {
         }
     }
 
-    fn insert_at(&mut self, i: usize, hash: u64, word: &[u8], lo: u64, hi: u64) {
+    /// Inserts `word` with value 0 at the empty slot `i`; returns its slot, which moves
+    /// when the table grows.
+    fn insert_at(&mut self, i: usize, hash: u64, word: &[u8], lo: u64, hi: u64) -> usize {
         let slot = if word.len() <= INLINE {
-            Slot { hash: hash as u32, lo, hi, len: word.len() as u32, count: 1 }
+            Slot { hash: hash as u32, lo, hi, len: word.len() as u32, value: 0 }
         } else {
             let offset = self.arena.len() as u64;
             self.arena.extend_from_slice(word);
-            Slot { hash: hash as u32, lo: offset, hi: 0, len: word.len() as u32, count: 1 }
+            Slot { hash: hash as u32, lo: offset, hi: 0, len: word.len() as u32, value: 0 }
         };
         self.slots[i] = slot;
         self.len += 1;
-        if self.len * 8 > self.slots.len() * 5 {
-            self.grow();
+        if self.len * 8 <= self.slots.len() * 5 {
+            return i;
         }
+        self.grow();
+        let mask = self.slots.len() - 1;
+        let mut j = hash as usize & mask;
+        while !(self.slots[j].len == slot.len && self.slots[j].lo == slot.lo && self.slots[j].hi == slot.hi) {
+            j = (j + 1) & mask;
+        }
+        j
     }
 
     fn grow(&mut self) {
@@ -198,7 +222,7 @@ impl WordTable {
         }
     }
 
-    /// Calls `f` with each word and its count, then empties the table.
+    /// Calls `f` with each word and its value (count), then empties the table.
     pub fn drain(&mut self, mut f: impl FnMut(&[u8], u64)) {
         for slot in self.slots.iter().filter(|s| s.len != EMPTY) {
             let len = slot.len as usize;
@@ -206,10 +230,10 @@ impl WordTable {
                 let mut buf = [0u8; INLINE];
                 buf[..8].copy_from_slice(&slot.lo.to_le_bytes());
                 buf[8..].copy_from_slice(&slot.hi.to_le_bytes());
-                f(&buf[..len], slot.count);
+                f(&buf[..len], slot.value);
             } else {
                 let start = slot.lo as usize;
-                f(&self.arena[start..start + len], slot.count);
+                f(&self.arena[start..start + len], slot.value);
             }
         }
         *self = WordTable::default();

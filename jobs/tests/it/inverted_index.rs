@@ -138,8 +138,10 @@ fn inverted_index_equals_the_oracle_on_skewed_documents() {
         let output = read_committed(&out);
         assert_eq!(output.manifest.files.len(), reducers.parse::<usize>().unwrap());
         let counters = &output.manifest.counters;
-        assert_eq!(counters.get("map_output_records"), occurrences, "a pair per word occurrence");
-        assert_eq!(counters.get("reduce_input_records"), occurrences, "no combiner: every pair shuffled");
+        // Mappers combine: at most one row per distinct word of a split is shuffled.
+        let shuffled = counters.get("map_output_records");
+        assert!(shuffled < occurrences / 2, "{shuffled} rows shuffled for {occurrences} word occurrences");
+        assert_eq!(counters.get("reduce_input_records"), shuffled);
     }
 }
 
