@@ -24,6 +24,9 @@ def parse(argv):
                     + ",".join(w.name for w in workloads.WORKLOADS))
     ap.add_argument("--engines", help="comma-separated engines (default: all): " + ",".join(engines.ENGINES))
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--timeout", type=float, default=RUN_TIMEOUT,
+                    help="seconds a run may take; an engine whose run times out is not run again on that "
+                         "workload (default %(default)s)")
     ap.add_argument("--no-build", action="store_true", help="use the binaries already built")
     ap.add_argument("--resume", action="store_true",
                     help="reuse the workloads an interrupted invocation of the same size and engines finished")
@@ -100,7 +103,7 @@ def bench_workload(w, args, bin_dir) -> dict:
     rows = {e: {"engine": e, "runs": [], "status": "ok"} for e in args.engines}
     for run in range(args.runs):  # engines interleaved, so load drift spreads over all of them
         for engine in args.engines:
-            one_run(w, engine, rows[engine], out_root / engine, bin_dir, run, args.driver_url)
+            one_run(w, engine, rows[engine], out_root / engine, bin_dir, run, args)
     cross_check(w, rows)
     shutil.rmtree(out_root, ignore_errors=True)
     return {"workload": w.name, "about": w.about, "input_bytes": w.input_bytes, "params": w.params,
@@ -108,11 +111,11 @@ def bench_workload(w, args, bin_dir) -> dict:
             "elapsed_s": round(time.time() - started), "engines": [summarize(rows[e]) for e in args.engines]}
 
 
-def one_run(w, engine, row, out, bin_dir, run, driver_url):
+def one_run(w, engine, row, out, bin_dir, run, args):
     if row["status"] != "ok":
         return
     try:
-        argv, env = engines.command(engine, w, out, bin_dir, driver_url)
+        argv, env = engines.command(engine, w, out, bin_dir, args.driver_url)
     except engines.NotAvailable as why:
         row.update(status="n/a", reason=str(why))
         return
@@ -120,7 +123,10 @@ def one_run(w, engine, row, out, bin_dir, run, driver_url):
     out.parent.mkdir(parents=True, exist_ok=True)
     logs = datagen.DATA / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    result = measure.timed(argv, env, logs / f"{w.name}-{engine}.log", RUN_TIMEOUT)
+    result = measure.timed(argv, env, logs / f"{w.name}-{engine}.log", args.timeout)
+    if result.seconds >= args.timeout:  # not run again: the table says so
+        row.update(status="timeout", reason=f"a run took over {args.timeout:.0f} s (killed; not repeated)")
+        return
     row["runs"].append(asdict(result))
     print(f"{w.name:15} {engine:11} run {run + 1}: {result.seconds:8.2f} s  "
           f"{result.peak_rss / 2**20:7.0f} MiB  rc={result.returncode}  load {result.loadavg.split()[0]}",

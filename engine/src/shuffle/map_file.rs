@@ -13,7 +13,7 @@ use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use serde::{Deserialize, Serialize};
 
-use super::{KeyEncoder, MERGE_CHUNK_ROWS, Run, RunMerger};
+use super::{KeyEncoder, MERGE_CHUNK_ROWS, Run, RunMerger, compact_views};
 use crate::error::{Error, Result};
 use crate::ids::{AttemptId, JobId};
 
@@ -148,7 +148,7 @@ fn write_partition(
     let mut rows = 0u64;
     let mut write = |batch: &RecordBatch| -> Result<()> {
         rows += batch.num_rows() as u64;
-        writer.write(batch).map_err(ipc)
+        writer.write(&compact_views(batch)?).map_err(ipc)
     };
     if let [run] = &runs[..] {
         // One run is sorted already: copy it.

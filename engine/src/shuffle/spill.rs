@@ -16,6 +16,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::ipc::reader::FileReader;
 use arrow::ipc::writer::FileWriter;
 
+use super::compact_views;
 use crate::error::{Error, Result};
 use crate::ids::JobId;
 
@@ -75,7 +76,8 @@ impl SpillDir {
             if let Some(run) = run {
                 for offset in (0..run.num_rows()).step_by(SPILL_BATCH_ROWS) {
                     let len = SPILL_BATCH_ROWS.min(run.num_rows() - offset);
-                    writer.write(&run.slice(offset, len)).map_err(|e| fail(e.to_string()))?;
+                    let batch = compact_views(&run.slice(offset, len))?;
+                    writer.write(&batch).map_err(|e| fail(e.to_string()))?;
                     batches += 1;
                 }
             }
