@@ -103,7 +103,8 @@ mod tests {
 
     #[test]
     fn a_slice_of_a_view_column_is_written_without_its_source_buffers() {
-        let values: Vec<String> = (0..20_000).map(|i| format!("a string longer than twelve bytes {i}")).collect();
+        let values: Vec<String> =
+            (0..20_000).map(|i| format!("a string longer than twelve bytes {i}")).collect();
         let views = arrow::array::StringViewArray::from_iter_values(values.iter());
         let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8View, false)]));
         let batch = RecordBatch::try_new(schema, vec![Arc::new(views)]).unwrap();
