@@ -9,6 +9,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+from types import SimpleNamespace
 
 from . import checks, datagen, engines, measure, report, setup, workloads
 from .cluster import Cluster
@@ -28,6 +29,7 @@ def parse(argv):
                     help="seconds a run may take; an engine whose run times out is not run again on that "
                          "workload (default %(default)s)")
     ap.add_argument("--no-build", action="store_true", help="use the binaries already built")
+    ap.add_argument("--render", metavar="JSON", help="only rewrite the Markdown report of a results .json")
     ap.add_argument("--resume", action="store_true",
                     help="reuse the workloads an interrupted invocation of the same size and engines finished")
     args = ap.parse_args(argv)
@@ -45,6 +47,15 @@ def split(value):
 
 def main(argv) -> int:
     args = parse(argv)
+    if args.render:
+        saved = json.loads(Path(args.render).read_text())
+        for res in saved["results"]:
+            rows = {row["engine"]: summarize(row) for row in res["engines"]}
+            if res["workload"] != "terasort":  # checks answers not checked yet (a timed-out engine's)
+                cross_check(SimpleNamespace(name=res["workload"]), rows)
+            res["engines"] = list(rows.values())
+        Path(args.render).with_suffix(".md").write_text(report.markdown(saved["meta"], saved["results"]))
+        return 0
     started = time.time()
     bin_dir = setup.TARGET / "release" if args.no_build else setup.build_gristmill()
     meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "size": args.size, "runs": args.runs,
@@ -112,7 +123,7 @@ def bench_workload(w, args, bin_dir) -> dict:
 
 
 def one_run(w, engine, row, out, bin_dir, run, args):
-    if row["status"] != "ok":
+    if row["status"] != "ok" or "timed_out" in row:
         return
     try:
         argv, env = engines.command(engine, w, out, bin_dir, args.driver_url)
@@ -125,7 +136,7 @@ def one_run(w, engine, row, out, bin_dir, run, args):
     logs.mkdir(parents=True, exist_ok=True)
     result = measure.timed(argv, env, logs / f"{w.name}-{engine}.log", args.timeout)
     if result.seconds >= args.timeout:  # not run again: the table says so
-        row.update(status="timeout", reason=f"a run took over {args.timeout:.0f} s (killed; not repeated)")
+        row["timed_out"] = f"a run took over {args.timeout:.0f} s (killed; not repeated)"
         return
     row["runs"].append(asdict(result))
     print(f"{w.name:15} {engine:11} run {run + 1}: {result.seconds:8.2f} s  "
@@ -172,7 +183,11 @@ def check_terasort(w, done):
 
 
 def summarize(row) -> dict:
+    if row["status"] == "timeout":  # results of an older harness: a run timed out
+        row.update(status="ok", timed_out=row.pop("reason"))
     times = [r["seconds"] for r in row["runs"] if r["returncode"] == 0]
+    if row["status"] == "ok" and not times and row.get("timed_out"):
+        row.update(status="timeout", reason=row["timed_out"])
     if row["status"] == "ok" and not times:
         row.update(status="failed", reason=row["failures"][-1])
     if row["status"] == "ok" and times:

@@ -48,6 +48,8 @@ def engine_row(r: dict, input_bytes: int, grist: dict | None) -> str:
     loads = " ".join(run["loadavg"].split()[0] + ("" if run["returncode"] == 0 else " (failed)")
                      for run in r["runs"])
     check = r.get("check", "unchecked")
+    if r.get("timed_out"):
+        check += f"; {len(r['runs'])} runs, then {r['timed_out']}"
     if r.get("failures"):
         check += f"; {len(r['failures'])} of {len(r['runs'])} runs failed: {' '.join(r['failures'][-1])}"
     return (f"| {r['engine']} | {median:.2f} | {r['min_s']:.2f} | {r['peak_rss'] / 2**20:,.0f} | "
