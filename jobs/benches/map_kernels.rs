@@ -10,6 +10,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use gristmill::job::{Emitter, Job, Mapper};
 use gristmill::partition::{HashPartitioner, Partitioner};
 use gristmill::shuffle::{MapOutputBuilder, MapOutputSpec, RunStore, SpillDir};
+use gristmill_jobs::group_ranges::ByRanges;
 use gristmill_jobs::sample::{SplitMix64, Zipf, word};
 use gristmill_jobs::wordcount::{CountWords, SumCounts, WordCount};
 
@@ -78,7 +79,7 @@ fn kernels(c: &mut Criterion) {
                 key_columns: vec![0],
                 num_partitions: 8,
                 partitioner: Arc::new(HashPartitioner),
-                combiner: Some(Box::new(SumCounts)),
+                combiner: Some(Box::new(ByRanges(SumCounts))),
                 store: store.clone(),
             };
             let mut builder = MapOutputBuilder::new(schema.clone(), spec).unwrap();

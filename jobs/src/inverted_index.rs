@@ -16,6 +16,7 @@ use arrow::datatypes::{Field, Schema, SchemaRef, UInt64Type};
 use gristmill::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::group_ranges::{ByRanges, MergeRanges};
 use crate::word_table::WordTable;
 use crate::wordcount::{ascii_word_ranges, for_each_word};
 
@@ -74,7 +75,7 @@ impl Job for InvertedIndex {
     }
 
     fn reducer(&self, _: &TaskInfo) -> JobResult<Box<dyn Reducer>> {
-        Ok(Box::new(BuildPostings::default()))
+        Ok(Box::new(ByRanges(BuildPostings::default())))
     }
 }
 
@@ -178,14 +179,9 @@ struct BuildPostings {
     scratch: Vec<u64>,
 }
 
-impl BuildPostings {
+impl MergeRanges for BuildPostings {
     /// Emits the postings of the groups at `ranges` of `batch`.
-    fn postings(
-        &mut self,
-        batch: &RecordBatch,
-        ranges: impl Iterator<Item = Range<usize>>,
-        out: &mut Emitter,
-    ) -> JobResult<()> {
+    fn merge(&mut self, batch: &RecordBatch, ranges: &[Range<usize>], out: &mut Emitter) -> JobResult<()> {
         let words = batch.column(0).as_string::<i32>();
         let partial_lists = batch.column(1).as_list::<i32>();
         let (list_offsets, ids) =
@@ -194,7 +190,7 @@ impl BuildPostings {
         let mut counts = Vec::new();
         let mut lists = ListBuilder::with_capacity(UInt64Builder::with_capacity(ids.len()), 0)
             .with_field(Arc::new(Field::new_list_field(DataType::UInt64, false)));
-        for range in ranges {
+        for range in ranges.iter().cloned() {
             keys.append_value(words.value(range.start));
             self.scratch.clear();
             // The rows of one group are adjacent: their lists are one slice of the values.
@@ -209,16 +205,5 @@ impl BuildPostings {
         let columns: Vec<ArrayRef> =
             vec![Arc::new(keys.finish()), Arc::new(UInt64Array::from(counts)), Arc::new(lists.finish())];
         out.emit(RecordBatch::try_new(out.schema().clone(), columns)?)
-    }
-}
-
-impl Reducer for BuildPostings {
-    fn reduce(&mut self, group: &KeyGroup<'_>, out: &mut Emitter) -> JobResult<()> {
-        let (batch, range) = group.batch_and_range();
-        self.postings(batch, std::iter::once(range), out)
-    }
-
-    fn reduce_groups(&mut self, groups: &Groups<'_>, out: &mut Emitter) -> JobResult<()> {
-        self.postings(groups.batch(), (0..groups.len()).map(|i| groups.range(i)), out)
     }
 }

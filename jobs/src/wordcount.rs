@@ -8,11 +8,12 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, StringArray, StringBuilder, UInt64Array};
+use arrow::array::{Array, AsArray, StringBuilder, UInt64Array};
 use arrow::datatypes::UInt64Type;
 use gristmill::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::group_ranges::{ByRanges, MergeRanges};
 use crate::word_table::WordTable;
 
 /// Distinct words a mapper holds before it emits them (bounds its memory).
@@ -44,11 +45,11 @@ impl Job for WordCount {
     }
 
     fn reducer(&self, _: &TaskInfo) -> JobResult<Box<dyn Reducer>> {
-        Ok(Box::new(SumCounts))
+        Ok(Box::new(ByRanges(SumCounts)))
     }
 
     fn combiner(&self, _: &TaskInfo) -> Option<Box<dyn Reducer>> {
-        Some(Box::new(SumCounts))
+        Some(Box::new(ByRanges(SumCounts)))
     }
 }
 
@@ -190,29 +191,19 @@ impl Mapper for CountWords {
     }
 }
 
-/// Sums the counts of each word (the combiner and the reducer).
+/// Sums the counts of each word (the combiner and the reducer, as `ByRanges(SumCounts)`),
+/// vectorized over whole runs of groups.
 pub struct SumCounts;
 
-impl Reducer for SumCounts {
-    fn reduce(&mut self, group: &KeyGroup<'_>, out: &mut Emitter) -> JobResult<()> {
-        let rows = group.rows();
-        let total: u64 = rows.column(1).as_primitive::<UInt64Type>().values().iter().sum();
-        let word = rows.column(0).as_string::<i32>().value(0);
-        let columns: Vec<Arc<dyn Array>> =
-            vec![Arc::new(StringArray::from(vec![word])), Arc::new(UInt64Array::from(vec![total]))];
-        out.emit(RecordBatch::try_new(out.schema().clone(), columns)?)
-    }
-
-    fn reduce_groups(&mut self, groups: &Groups<'_>, out: &mut Emitter) -> JobResult<()> {
-        let batch = groups.batch();
+impl MergeRanges for SumCounts {
+    fn merge(&mut self, batch: &RecordBatch, ranges: &[Range<usize>], out: &mut Emitter) -> JobResult<()> {
         let words = batch.column(0).as_string::<i32>();
         let counts = batch.column(1).as_primitive::<UInt64Type>().values();
-        let mut keys = StringBuilder::with_capacity(groups.len(), groups.len() * 8);
-        let mut sums = Vec::with_capacity(groups.len());
-        for i in 0..groups.len() {
-            let range = groups.range(i);
+        let mut keys = StringBuilder::with_capacity(ranges.len(), ranges.len() * 8);
+        let mut sums = Vec::with_capacity(ranges.len());
+        for range in ranges {
             keys.append_value(words.value(range.start));
-            sums.push(counts[range].iter().sum::<u64>());
+            sums.push(counts[range.clone()].iter().sum::<u64>());
         }
         let columns: Vec<Arc<dyn Array>> = vec![Arc::new(keys.finish()), Arc::new(UInt64Array::from(sums))];
         out.emit(RecordBatch::try_new(out.schema().clone(), columns)?)
