@@ -119,6 +119,7 @@ def bench_workload(w, args, bin_dir) -> dict:
     shutil.rmtree(out_root, ignore_errors=True)
     return {"workload": w.name, "about": w.about, "input_bytes": w.input_bytes, "params": w.params,
             "runs": args.runs, "measured_at": datetime.datetime.now().isoformat(timespec="seconds"),
+            "revision": setup.git_revision(),
             "elapsed_s": round(time.time() - started), "engines": [summarize(rows[e]) for e in args.engines]}
 
 
@@ -134,7 +135,13 @@ def one_run(w, engine, row, out, bin_dir, run, args):
     out.parent.mkdir(parents=True, exist_ok=True)
     logs = datagen.DATA / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    result = measure.timed(argv, env, logs / f"{w.name}-{engine}.log", args.timeout)
+    try:
+        record_run(w, engine, row, out, run, args, measure.timed(argv, env, logs / f"{w.name}-{engine}.log", args.timeout))
+    finally:  # answers are digested right after their run: at size M, 7 sorted copies would fill the disk
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def record_run(w, engine, row, out, run, args, result):
     if result.seconds >= args.timeout:  # not run again: the table says so
         row["timed_out"] = f"a run took over {args.timeout:.0f} s (killed; not repeated)"
         return

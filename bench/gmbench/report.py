@@ -32,10 +32,15 @@ def workload_table(res: dict) -> list[str]:
     grist = next((r for r in rows if r["engine"] == "gristmill" and "median_s" in r), None)
     out = ["", f"## {res['workload']}", "",
            f"{res['about']}; input {res['input_bytes'] / 1e6:,.0f} MB; {res['runs']} runs, "
-           f"measured {res['measured_at'].replace('T', ' ')}.", "", HEADER]
+           f"measured {res['measured_at'].replace('T', ' ')}{at_revision(res)}.", "", HEADER]
     for r in rows:
         out.append(engine_row(r, res["input_bytes"], grist))
     return out
+
+
+def at_revision(res: dict) -> str:
+    """The Gristmill revision a workload was measured at (results of a resumed run can differ)."""
+    return f" at Gristmill {res['revision']}" if res.get("revision") else ""
 
 
 def engine_row(r: dict, input_bytes: int, grist: dict | None) -> str:
