@@ -6,6 +6,7 @@
 //! the `_SUCCESS` manifest last: output without `_SUCCESS` is never complete.
 
 mod commit;
+mod dictionary;
 mod manifest;
 mod writer;
 

@@ -14,6 +14,7 @@ use parquet::file::properties::WriterProperties;
 use tokio::io::AsyncWriteExt;
 use tokio::runtime::Handle;
 
+use super::dictionary::choose_dictionaries;
 use super::{OutputFormat, PartFile};
 use crate::error::{Error, Result};
 use crate::ids::PartitionId;
@@ -23,8 +24,16 @@ use crate::storage::Location;
 const ROW_GROUP_ROWS: usize = 128 * 1024;
 
 enum Sink {
+    /// A Parquet file not started yet: its encodings are chosen from the first batch.
+    ParquetPending {
+        upload: Box<BufWriter>,
+        schema: SchemaRef,
+    },
     Parquet(Box<AsyncArrowWriter<BufWriter>>),
-    Records { upload: Box<BufWriter>, buffer: Vec<u8> },
+    Records {
+        upload: Box<BufWriter>,
+        buffer: Vec<u8>,
+    },
 }
 
 /// Writes one part file. Called from CPU threads: encoding runs on the caller, uploads on
@@ -49,15 +58,7 @@ impl PartWriter {
     ) -> Result<Self> {
         let upload = BufWriter::new(location.store().clone(), location.path().clone());
         let sink = match format {
-            OutputFormat::Parquet => {
-                let props = WriterProperties::builder()
-                    .set_compression(Compression::SNAPPY)
-                    .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-                    .build();
-                let writer = AsyncArrowWriter::try_new(upload, schema, Some(props))
-                    .map_err(|e| Error::write(location.display(), Box::new(e)))?;
-                Sink::Parquet(Box::new(writer))
-            }
+            OutputFormat::Parquet => Sink::ParquetPending { upload: Box::new(upload), schema },
             OutputFormat::Records => {
                 check_record_schema(&schema)?;
                 Sink::Records { upload: Box::new(upload), buffer: Vec::new() }
@@ -70,17 +71,22 @@ impl PartWriter {
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         self.rows += batch.num_rows() as u64;
         let path = self.location.display();
-        let Some(sink) = &mut self.sink else {
-            return Err(Error::Internal(format!("{path}: write after close")));
-        };
-        match sink {
-            Sink::Parquet(writer) => {
+        if let Some(Sink::ParquetPending { upload, schema }) =
+            self.sink.take_if(|s| matches!(s, Sink::ParquetPending { .. }))
+        {
+            self.sink = Some(start_parquet(*upload, schema, Some(batch), &path)?);
+        }
+        match &mut self.sink {
+            Some(Sink::Parquet(writer)) => {
                 self.io.block_on(writer.write(batch)).map_err(|e| Error::write(path, Box::new(e)))
             }
-            Sink::Records { upload, buffer } => {
+            Some(Sink::Records { upload, buffer }) => {
                 buffer.clear();
                 append_records(batch, buffer);
                 self.io.block_on(upload.write_all(buffer)).map_err(|e| Error::write(path, Box::new(e)))
+            }
+            Some(Sink::ParquetPending { .. }) | None => {
+                Err(Error::Internal(format!("{path}: write after close")))
             }
         }
     }
@@ -92,7 +98,17 @@ impl PartWriter {
         let sink = self.sink.take().ok_or_else(|| Error::Internal("part writer closed twice".into()))?;
         let (io, location, partition, rows) = (&self.io, &self.location, self.partition, self.rows);
         let fail = |e: Box<dyn std::error::Error + Send + Sync>| Error::write(location.display(), e);
+        let sink = match sink {
+            // No rows: a file with the schema and no row groups.
+            Sink::ParquetPending { upload, schema } => {
+                start_parquet(*upload, schema, None, &location.display())?
+            }
+            sink => sink,
+        };
         match sink {
+            Sink::ParquetPending { .. } => {
+                return Err(Error::Internal("a Parquet part file never started".into()));
+            }
             Sink::Parquet(writer) => io.block_on(writer.close()).map(drop).map_err(|e| fail(Box::new(e)))?,
             Sink::Records { mut upload, .. } => {
                 io.block_on(upload.shutdown()).map_err(|e| fail(Box::new(e)))?
@@ -113,6 +129,7 @@ impl Drop for PartWriter {
     fn drop(&mut self) {
         let Some(sink) = self.sink.take() else { return };
         let mut upload = match sink {
+            Sink::ParquetPending { upload, .. } => *upload,
             Sink::Parquet(writer) => writer.into_inner(),
             Sink::Records { upload, .. } => *upload,
         };
@@ -134,6 +151,24 @@ impl Drop for PartWriter {
             }
         }
     }
+}
+
+/// A Parquet writer of `schema` to `upload`, its dictionary encodings chosen from `first`.
+fn start_parquet(
+    upload: BufWriter,
+    schema: SchemaRef,
+    first: Option<&RecordBatch>,
+    path: &str,
+) -> Result<Sink> {
+    let mut props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
+    if let Some(batch) = first {
+        props = choose_dictionaries(props, batch, ROW_GROUP_ROWS);
+    }
+    let writer = AsyncArrowWriter::try_new(upload, schema, Some(props.build()))
+        .map_err(|e| Error::write(path.to_owned(), Box::new(e)))?;
+    Ok(Sink::Parquet(Box::new(writer)))
 }
 
 /// Raw records are the bytes of each row's columns back to back: every column must be

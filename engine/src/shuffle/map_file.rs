@@ -144,7 +144,8 @@ fn write_partition(
         return Ok(0);
     }
     let ipc = |e: arrow::error::ArrowError| Error::Internal(format!("writing map output: {e}"));
-    let mut writer = StreamWriter::try_new(sink, schema).map_err(ipc)?;
+    let mut writer =
+        StreamWriter::try_new_with_options(sink, schema, super::ipc_write_options()?).map_err(ipc)?;
     let mut rows = 0u64;
     let mut write = |batch: &RecordBatch| -> Result<()> {
         rows += batch.num_rows() as u64;

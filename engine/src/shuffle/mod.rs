@@ -24,8 +24,19 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Schema};
 use arrow::row::{RowConverter, Rows, SortField};
+use arrow_ipc::CompressionType;
+use arrow_ipc::writer::IpcWriteOptions;
 
 use crate::error::{Error, Result};
+
+/// How shuffle files (map output and spills) are written: buffers LZ4-compressed, as Spark
+/// compresses shuffle data by default. The null-padded rows of a join's two sides shrink
+/// several times over; readers decompress transparently.
+pub(crate) fn ipc_write_options() -> Result<IpcWriteOptions> {
+    IpcWriteOptions::default()
+        .try_with_compression(Some(CompressionType::LZ4_FRAME))
+        .map_err(|e| Error::Internal(format!("shuffle file compression: {e}")))
+}
 
 /// Rows of merged output handed to a reducer at once (cut at group boundaries).
 pub const MERGE_CHUNK_ROWS: usize = 32 * 1024;
