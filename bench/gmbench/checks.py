@@ -137,14 +137,16 @@ def raw_chunks(paths):
 
 
 def parquet_chunks(paths):
+    """Records of Parquet parts, a batch at a time (a part of 5 GB holds more than the 2 GiB
+    of values one `binary` array can)."""
     for path in paths:
-        table = pq.read_table(path, columns=["key", "value"])
-        if table.num_rows:
-            yield np.hstack([fixed_width(table.column("key")), fixed_width(table.column("value"))])
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=1 << 20, columns=["key", "value"]):
+            if batch.num_rows:
+                yield np.hstack([fixed_width(batch.column("key")), fixed_width(batch.column("value"))])
 
 
-def fixed_width(column: pa.ChunkedArray) -> np.ndarray:
-    arr = column.combine_chunks().cast(pa.large_binary())
+def fixed_width(column: pa.Array) -> np.ndarray:
+    arr = column.cast(pa.large_binary())
     offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + len(arr) + 1]
     widths = np.diff(offsets)
     if len(widths) and (widths != widths[0]).any():

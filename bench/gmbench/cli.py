@@ -58,8 +58,10 @@ def main(argv) -> int:
         return 0
     started = time.time()
     bin_dir = setup.TARGET / "release" if args.no_build else setup.build_gristmill()
+    # What the binaries were built from: the tree at this point (with --no-build, unknown).
+    args.revision = setup.git_revision() + (" (--no-build: binaries built earlier)" if args.no_build else "")
     meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "size": args.size, "runs": args.runs,
-            "threads": engines.THREADS, "machine": setup.machine(), "revision": setup.git_revision(),
+            "threads": engines.THREADS, "machine": setup.machine(), "revision": args.revision,
             "versions": peer_versions(), "loadavg_start": setup.loadavg()}
     partial = Path(datagen.DATA / args.size / "partial.json")
     done = load_partial(partial, args) if args.resume else {}
@@ -119,7 +121,7 @@ def bench_workload(w, args, bin_dir) -> dict:
     shutil.rmtree(out_root, ignore_errors=True)
     return {"workload": w.name, "about": w.about, "input_bytes": w.input_bytes, "params": w.params,
             "runs": args.runs, "measured_at": datetime.datetime.now().isoformat(timespec="seconds"),
-            "revision": setup.git_revision(),
+            "revision": args.revision,
             "elapsed_s": round(time.time() - started), "engines": [summarize(rows[e]) for e in args.engines]}
 
 
