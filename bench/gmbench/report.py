@@ -17,7 +17,8 @@ def markdown(meta: dict, results: list[dict]) -> str:
         f"`/proc/loadavg` at start: `{meta['loadavg_start']}`, at end: `{meta['loadavg_end']}`; "
         f"the whole run took {meta['elapsed_s'] / 60:.1f} min (data generation included)."
         + (f" Resumed: {', '.join(meta['resumed'])} measured by an earlier, interrupted invocation "
-           "(see each table's date)." if meta.get("resumed") else ""),
+           "(see each table's date)." if meta.get("resumed") else "")
+        + (f" {meta['note']}" if meta.get("note") else ""),  # added by hand: what the run does not show
         "",
         "Times are wall time of one process per run (startup included); MB/s is the workload's input "
         "bytes / median; × Gristmill is the engine's median / Gristmill's (above 1: Gristmill is faster).",
