@@ -113,16 +113,40 @@ def bench_workload(w, args, bin_dir) -> dict:
     workloads.prepare(w, args.size, bin_dir)
     warm_page_cache(workloads.input_paths(w))
     out_root = datagen.DATA / args.size / "out" / w.name
-    rows = {e: {"engine": e, "runs": [], "status": "ok"} for e in args.engines}
-    for run in range(args.runs):  # engines interleaved, so load drift spreads over all of them
+    checkpoint = datagen.DATA / args.size / "rounds.json"
+    rows, first_round, earlier_s = resume_rounds(checkpoint, w, args)
+    for run in range(first_round, args.runs):  # engines interleaved, so load drift spreads over all
         for engine in args.engines:
             one_run(w, engine, rows[engine], out_root / engine, bin_dir, run, args)
+        save_rounds(checkpoint, w, args, rows, run + 1, earlier_s + time.time() - started)
     cross_check(w, rows)
     shutil.rmtree(out_root, ignore_errors=True)
+    checkpoint.unlink(missing_ok=True)
     return {"workload": w.name, "about": w.about, "input_bytes": w.input_bytes, "params": w.params,
             "runs": args.runs, "measured_at": datetime.datetime.now().isoformat(timespec="seconds"),
-            "revision": args.revision,
-            "elapsed_s": round(time.time() - started), "engines": [summarize(rows[e]) for e in args.engines]}
+            "revision": args.revision, "elapsed_s": round(earlier_s + time.time() - started),
+            "engines": [summarize(rows[e]) for e in args.engines]}
+
+
+def resume_rounds(path: Path, w, args):
+    """(rows, next round, seconds spent) of workload `w`: fresh, or with `--resume` the rounds an
+    interrupted invocation finished (same workload, engines, runs and binaries). A round of the
+    join at size M takes about 13 minutes, so a workload is not all or nothing."""
+    fresh = ({e: {"engine": e, "runs": [], "status": "ok"} for e in args.engines}, 0, 0.0)
+    if not (args.resume and path.exists()):
+        return fresh
+    saved = json.loads(path.read_text())
+    if [saved.get(k) for k in ("workload", "engines", "runs", "revision")] != [
+            w.name, args.engines, args.runs, args.revision]:
+        return fresh
+    print(f"resuming {w.name} after round {saved['rounds_done']} from {path}", file=sys.stderr)
+    return saved["rows"], saved["rounds_done"], saved["elapsed_s"]
+
+
+def save_rounds(path: Path, w, args, rows, rounds_done: int, elapsed_s: float) -> None:
+    path.write_text(json.dumps({"workload": w.name, "engines": args.engines, "runs": args.runs,
+                                "revision": args.revision, "rounds_done": rounds_done,
+                                "elapsed_s": elapsed_s, "rows": rows}, default=str))
 
 
 def one_run(w, engine, row, out, bin_dir, run, args):
