@@ -58,8 +58,7 @@ def main(argv) -> int:
         return 0
     started = time.time()
     bin_dir = setup.TARGET / "release" if args.no_build else setup.build_gristmill()
-    # What the binaries were built from: the tree at this point (with --no-build, unknown).
-    args.revision = setup.git_revision() + (" (--no-build: binaries built earlier)" if args.no_build else "")
+    args.revision = setup.built_revision()  # what the binaries were built from
     meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "size": args.size, "runs": args.runs,
             "threads": engines.THREADS, "machine": setup.machine(), "revision": args.revision,
             "versions": peer_versions(), "loadavg_start": setup.loadavg()}

@@ -51,8 +51,20 @@ def build_gristmill() -> Path:
     env = dict(os.environ, CARGO_TARGET_DIR=str(TARGET))
     cmd = ["cargo", "build", "--release", "--locked", "--workspace", "--bins"]
     print(f"building Gristmill: {' '.join(cmd)} (CARGO_TARGET_DIR={TARGET})", file=sys.stderr)
+    revision = git_revision()
     subprocess.run(cmd, cwd=REPO, env=env, check=True)
+    (TARGET / "release" / REVISION_STAMP).write_text(revision)
     return TARGET / "release"
+
+
+# Written next to the binaries by `build_gristmill`: the revision they were built from.
+REVISION_STAMP = ".gmbench-revision"
+
+
+def built_revision() -> str:
+    """The revision the binaries in the bench target dir were built from (`--no-build`)."""
+    stamp = TARGET / "release" / REVISION_STAMP
+    return stamp.read_text().strip() if stamp.exists() else "unknown (binaries not built by bench/run)"
 
 
 def git_revision() -> str:
