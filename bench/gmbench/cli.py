@@ -160,10 +160,17 @@ def one_run(w, engine, row, out, bin_dir, run, args):
     out.parent.mkdir(parents=True, exist_ok=True)
     logs = datagen.DATA / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    # A private temp dir per run, removed after it: a run killed at the timeout leaves its
+    # scratch behind (Spark's blockmgr dirs, Dask's partd files: 30 GB after the join at M).
+    scratch = out.parent / f".tmp-{engine}"
+    scratch.mkdir(parents=True, exist_ok=True)
+    env = dict(env, TMPDIR=str(scratch), SPARK_LOCAL_DIRS=str(scratch))
     try:
-        record_run(w, engine, row, out, run, args, measure.timed(argv, env, logs / f"{w.name}-{engine}.log", args.timeout))
+        log = logs / f"{w.name}-{engine}.log"
+        record_run(w, engine, row, out, run, args, measure.timed(argv, env, log, args.timeout))
     finally:  # answers are digested right after their run: at size M, 7 sorted copies would fill the disk
         shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def record_run(w, engine, row, out, run, args, result):
