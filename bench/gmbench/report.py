@@ -11,7 +11,7 @@ def markdown(meta: dict, results: list[dict]) -> str:
         "",
         f"Machine: {m['cores']} cores, {m['memory_gib']} GiB, {m['cpu']}, Linux {m['kernel']}. "
         f"Every engine on {meta['threads']} threads; {meta['runs']} runs each, engines interleaved. "
-        f"Gristmill {meta['revision']}; "
+        f"Gristmill {revision_of_report(meta, results)}; "
         + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".",
         "",
         f"`/proc/loadavg` at start: `{meta['loadavg_start']}`, at end: `{meta['loadavg_end']}`; "
@@ -37,6 +37,12 @@ def workload_table(res: dict) -> list[str]:
     for r in rows:
         out.append(engine_row(r, res["input_bytes"], grist))
     return out
+
+
+def revision_of_report(meta: dict, results: list[dict]) -> str:
+    """One revision, or a pointer to the tables when a resumed run mixes several."""
+    revisions = {res.get("revision") for res in results} - {None}
+    return "revision per workload (see each table)" if len(revisions) > 1 else meta["revision"]
 
 
 def at_revision(res: dict) -> str:
