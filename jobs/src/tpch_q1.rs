@@ -14,8 +14,8 @@
 //! ```
 //!
 //! The mapper filters each batch and accumulates exact partial aggregates (`i128` sums of
-//! the `Decimal128(15, 2)` columns) per (returnflag, linestatus) in a small hash table
-//! (keyed by the flags' `Utf8View` views, no string hashing for short flags),
+//! the `DECIMAL(15, 2)` columns, read as `Decimal64`) per (returnflag, linestatus), found
+//! through the flags' dictionary indices (no hashing or string access per row),
 //! emitting one partial row per group when its split ends; the combiner and the reducer
 //! merge partials, and the reducer emits the final row of each group. Sums are exact
 //! decimals (`sum_disc_price` at scale 4, `sum_charge` at scale 6); averages are `Float64`
@@ -26,10 +26,12 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, Decimal128Array, Float64Array, Int64Array, StringArray, StringViewArray,
+    Array, ArrayRef, AsArray, Decimal128Array, DictionaryArray, Float64Array, Int64Array, StringArray,
 };
 use arrow::compute::kernels::cast_utils::Parser;
-use arrow::datatypes::{Date32Type, Decimal128Type, Field, Int64Type, Schema, SchemaRef};
+use arrow::datatypes::{
+    Date32Type, Decimal64Type, Decimal128Type, Field, Int32Type, Int64Type, Schema, SchemaRef,
+};
 use gristmill::partition::Partitioner;
 use gristmill::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -40,8 +42,9 @@ mod groups;
 
 use groups::FlagGroups;
 
-/// The type of lineitem's decimal columns in the TPC-H schema.
-pub const LINEITEM_DECIMAL: DataType = DataType::Decimal128(15, 2);
+/// The type the mapper reads lineitem's `DECIMAL(15, 2)` columns as: 64-bit, as files
+/// store them (`INT64`), so the Parquet decoder hands them over without widening.
+pub const LINEITEM_DECIMAL: DataType = DataType::Decimal64(15, 2);
 /// The base date of the ship-date predicate: `date '1998-12-01' - interval 'DELTA' day`.
 pub const SHIP_DATE_BASE: &str = "1998-12-01";
 /// `1` at the scale of lineitem's decimals (scale 2).
@@ -89,10 +92,12 @@ impl Job for TpchQ1 {
     }
 
     fn input(&self) -> InputSpec {
-        // Flags as views: no conversion from tpchgen-cli's files, and short flags are keys.
+        // Flags as dictionaries: files store them dictionary-encoded, and the mapper groups
+        // by dictionary index (see `groups`).
+        let flag = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
         let types = [
-            DataType::Utf8View,
-            DataType::Utf8View,
+            flag.clone(),
+            flag,
             LINEITEM_DECIMAL,
             LINEITEM_DECIMAL,
             LINEITEM_DECIMAL,
@@ -133,7 +138,8 @@ impl Job for TpchQ1 {
     }
 
     fn mapper(&self, _: &TaskInfo) -> JobResult<Box<dyn Mapper>> {
-        Ok(Box::new(PricingMapper { cutoff: self.ship_date_cutoff()?, groups: FlagGroups::default() }))
+        let cutoff = self.ship_date_cutoff()?;
+        Ok(Box::new(PricingMapper { cutoff, groups: FlagGroups::default(), slots: Vec::new() }))
     }
 
     fn reducer(&self, _: &TaskInfo) -> JobResult<Box<dyn Reducer>> {
@@ -173,13 +179,13 @@ pub struct Partial {
 impl Partial {
     /// Adds one lineitem row (unscaled scale-2 decimals).
     #[inline]
-    fn add_row(&mut self, quantity: i128, price: i128, discount: i128, tax: i128) {
-        let disc_price = price * (ONE - discount);
-        self.sum_qty += quantity;
-        self.sum_base_price += price;
-        self.sum_disc += discount;
+    fn add_row(&mut self, quantity: i64, price: i64, discount: i64, tax: i64) {
+        let disc_price = i128::from(price) * (ONE - i128::from(discount));
+        self.sum_qty += i128::from(quantity);
+        self.sum_base_price += i128::from(price);
+        self.sum_disc += i128::from(discount);
         self.sum_disc_price += disc_price;
-        self.sum_charge += disc_price * (ONE + tax);
+        self.sum_charge += disc_price * (ONE + i128::from(tax));
         self.count += 1;
     }
 
@@ -192,30 +198,32 @@ impl Partial {
 struct PricingMapper {
     cutoff: i32,
     groups: FlagGroups,
+    /// Each row's group slot (reused across batches).
+    slots: Vec<u32>,
 }
 
 /// Typed views of a lineitem batch's declared columns.
 struct Lineitems<'a> {
-    flags: &'a StringViewArray,
-    statuses: &'a StringViewArray,
-    decimals: [&'a [i128]; 4],
+    flags: &'a DictionaryArray<Int32Type>,
+    statuses: &'a DictionaryArray<Int32Type>,
+    decimals: [&'a [i64]; 4],
     ship_dates: &'a [i32],
 }
 
 impl<'a> Lineitems<'a> {
     fn of(batch: &'a RecordBatch) -> JobResult<Self> {
         for (i, name) in LINEITEM_COLUMNS.iter().enumerate() {
-            let nulls = batch.column(i).null_count();
+            let nulls = batch.column(i).logical_null_count();
             if nulls > 0 {
                 return Err(
                     format!("lineitem column {name} has {nulls} nulls (TPC-H declares it NOT NULL)").into()
                 );
             }
         }
-        let decimal = |i: usize| batch.column(i).as_primitive::<Decimal128Type>().values().as_ref();
+        let decimal = |i: usize| batch.column(i).as_primitive::<Decimal64Type>().values().as_ref();
         Ok(Lineitems {
-            flags: batch.column(0).as_string_view(),
-            statuses: batch.column(1).as_string_view(),
+            flags: batch.column(0).as_dictionary(),
+            statuses: batch.column(1).as_dictionary(),
             decimals: [decimal(2), decimal(3), decimal(4), decimal(5)],
             ship_dates: batch.column(6).as_primitive::<Date32Type>().values(),
         })
@@ -225,13 +233,16 @@ impl<'a> Lineitems<'a> {
 impl Mapper for PricingMapper {
     fn map(&mut self, batch: &RecordBatch, _: &mut Emitter) -> JobResult<()> {
         let rows = Lineitems::of(batch)?;
-        let [quantity, price, discount, tax] = rows.decimals;
-        for (i, &ship_date) in rows.ship_dates.iter().enumerate() {
-            if ship_date > self.cutoff {
-                continue;
+        self.groups.slots_of(rows.flags, rows.statuses, &mut self.slots)?;
+        let n = rows.ship_dates.len();
+        // Slices of one length: the loop below needs no bounds checks on them.
+        let (dates, slots) = (&rows.ship_dates[..n], &self.slots[..n]);
+        let [quantity, price, discount, tax] = rows.decimals.map(|column| &column[..n]);
+        let partials = self.groups.partials_mut();
+        for i in 0..n {
+            if dates[i] <= self.cutoff {
+                partials[slots[i] as usize].add_row(quantity[i], price[i], discount[i], tax[i]);
             }
-            let partial = self.groups.partial_mut(rows.flags, rows.statuses, i);
-            partial.add_row(quantity[i], price[i], discount[i], tax[i]);
         }
         Ok(())
     }

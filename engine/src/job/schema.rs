@@ -60,8 +60,11 @@ impl KeyedSchema {
 pub struct ParquetColumn {
     /// The column's name in the file.
     pub name: String,
-    /// The type the mapper expects; `None` takes the file's type. String and binary types of
-    /// other offset widths (`LargeUtf8`, `Utf8View`) are converted to the declared one.
+    /// The type the mapper expects; `None` takes the file's type. Lossless conversions are
+    /// made: between string (or binary) encodings (`Utf8`, `LargeUtf8`, `Utf8View`), from
+    /// strings to a dictionary of strings, and between decimal widths of the same precision
+    /// and scale (e.g. a file's `Decimal128(15, 2)` read as `Decimal64(15, 2)`). Where the
+    /// Parquet decoder can produce the declared type itself, it does (no second pass).
     pub data_type: Option<DataType>,
 }
 

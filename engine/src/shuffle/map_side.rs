@@ -78,13 +78,13 @@ impl MapOutputBuilder {
         self.partitioner.partition(&keys, self.runs.len(), &mut partition_of_row)?;
         let rows = self.encoder.encode(&batch)?;
         let mut sorted = Vec::with_capacity(self.runs.len());
-        for mut indices in bucket_by_partition(&partition_of_row, self.runs.len()) {
+        for indices in bucket_by_partition(&partition_of_row, self.runs.len()) {
             if indices.is_empty() {
                 sorted.push(None);
                 continue;
             }
-            sort_by_key(&mut indices, &rows);
-            let run = self.sorted_run(&batch, &rows, &indices)?;
+            let order = SortedKeys::sort(indices, &rows);
+            let run = self.sorted_run(&batch, &rows, &order)?;
             sorted.push((run.num_rows() > 0).then_some(run));
         }
         drop((batch, rows));
@@ -94,8 +94,11 @@ impl MapOutputBuilder {
         Ok(())
     }
 
-    fn sorted_run(&mut self, batch: &RecordBatch, rows: &Rows, indices: &[u32]) -> Result<RecordBatch> {
-        let take_indices = UInt32Array::from(indices.to_vec());
+    /// Gathers the rows of `order` and combines their groups. The combiner is skipped when
+    /// no key repeats: like Hadoop's, it may run on any subset of a key's rows, any number
+    /// of times, so one row per key needs no combining.
+    fn sorted_run(&mut self, batch: &RecordBatch, rows: &Rows, order: &SortedKeys) -> Result<RecordBatch> {
+        let take_indices = UInt32Array::from(order.indices.clone());
         let columns = batch
             .columns()
             .iter()
@@ -105,7 +108,10 @@ impl MapOutputBuilder {
         let sorted =
             RecordBatch::try_new(self.schema.clone(), columns).map_err(Error::arrow("sorted map output"))?;
         let Some(combiner) = self.combiner.as_mut() else { return Ok(sorted) };
-        let starts = group_starts(indices.iter().map(|&i| rows.row(i as usize)));
+        let starts = order.group_starts(rows);
+        if starts.len() == sorted.num_rows() {
+            return Ok(sorted);
+        }
         let mut out = Emitter::new(self.schema.clone());
         combiner
             .reduce_groups(&Groups::new(&sorted, &starts, self.encoder.key_columns()), &mut out)
@@ -123,22 +129,71 @@ impl MapOutputBuilder {
     }
 }
 
-/// Sorts row indices by key, stably: on the first 8 bytes of each encoded key as an
-/// integer (most comparisons end there, without touching the rows again), then on the
-/// whole key.
-fn sort_by_key(indices: &mut [u32], rows: &Rows) {
-    let prefix = |i: u32| {
-        let bytes = rows.row(i as usize).data();
-        let mut buf = [0u8; 8];
-        let n = bytes.len().min(8);
-        buf[..n].copy_from_slice(&bytes[..n]);
-        u64::from_be_bytes(buf)
-    };
-    let mut keyed: Vec<(u64, u32)> = indices.iter().map(|&i| (prefix(i), i)).collect();
-    keyed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| rows.row(a.1 as usize).cmp(&rows.row(b.1 as usize))));
-    for (slot, (_, i)) in indices.iter_mut().zip(keyed) {
-        *slot = i;
+/// Row indices sorted by key, stably, with each one's key prefix (the first bytes of its
+/// encoded key as a big-endian integer, zero-padded).
+struct SortedKeys {
+    indices: Vec<u32>,
+    prefixes: Vec<u128>,
+    /// Every key is its prefix: all encoded keys have one length of at most
+    /// [`EXACT_KEY_BYTES`] (integer keys, dates), so prefixes alone order and group them.
+    exact: bool,
+}
+
+/// The longest encoded key sorted as a single integer: 12 bytes of key and the 4-byte row
+/// number fill a `u128` (an `Int64` key encodes in 9 bytes).
+const EXACT_KEY_BYTES: usize = 12;
+
+impl SortedKeys {
+    /// Sorts `indices` (ascending row numbers) by the keys in `rows`. Ties keep row order:
+    /// the row number is the last sort key, which lets the faster unstable sort be used.
+    fn sort(indices: Vec<u32>, rows: &Rows) -> Self {
+        let len = |i: u32| rows.row(i as usize).data().len();
+        let first_len = len(indices[0]);
+        let exact = first_len <= EXACT_KEY_BYTES && indices.iter().all(|&i| len(i) == first_len);
+        if exact {
+            // Key bytes in the high 96 bits, the row number in the low 32.
+            let mut keyed: Vec<u128> =
+                indices.iter().map(|&i| key_prefix(rows.row(i as usize).data()) | i as u128).collect();
+            keyed.sort_unstable();
+            let indices = keyed.iter().map(|&k| k as u32).collect();
+            let prefixes = keyed.into_iter().map(|k| k >> 32).collect();
+            return SortedKeys { indices, prefixes, exact };
+        }
+        let prefix = |i: u32| (key_prefix(rows.row(i as usize).data()) >> 64) as u64;
+        let mut keyed: Vec<(u64, u32)> = indices.iter().map(|&i| (prefix(i), i)).collect();
+        keyed.sort_unstable_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| rows.row(a.1 as usize).cmp(&rows.row(b.1 as usize)))
+                .then(a.1.cmp(&b.1))
+        });
+        let (indices, prefixes) = keyed.into_iter().map(|(p, i)| (i, p as u128)).unzip();
+        SortedKeys { indices, prefixes, exact }
     }
+
+    /// The positions (in sorted order) where a new key starts. Different prefixes are
+    /// different keys; equal prefixes of inexact keys compare the whole keys.
+    fn group_starts(&self, rows: &Rows) -> Vec<usize> {
+        let mut starts = vec![0];
+        for i in 1..self.indices.len() {
+            let new_key = self.prefixes[i] != self.prefixes[i - 1]
+                || (!self.exact
+                    && rows.row(self.indices[i] as usize) != rows.row(self.indices[i - 1] as usize));
+            if new_key {
+                starts.push(i);
+            }
+        }
+        starts
+    }
+}
+
+/// The first [`EXACT_KEY_BYTES`] bytes of an encoded key in the high bytes of a big-endian
+/// integer, zero-padded (the low 4 bytes are zero): comparing prefixes orders keys as
+/// comparing the keys does, up to ties.
+fn key_prefix(bytes: &[u8]) -> u128 {
+    let mut buf = [0u8; 16];
+    let n = bytes.len().min(EXACT_KEY_BYTES);
+    buf[..n].copy_from_slice(&bytes[..n]);
+    u128::from_be_bytes(buf)
 }
 
 /// Row indices of each partition, in row order (a counting sort by partition).
@@ -154,23 +209,9 @@ fn bucket_by_partition(partition_of_row: &[u32], num_partitions: usize) -> Vec<V
     buckets
 }
 
-/// The positions where a new key starts in a sequence of sorted keys.
-pub(super) fn group_starts<'a>(mut keys: impl Iterator<Item = arrow::row::Row<'a>>) -> Vec<usize> {
-    let mut starts = Vec::new();
-    let Some(mut previous) = keys.next() else { return starts };
-    starts.push(0);
-    for (i, key) in keys.enumerate() {
-        if key != previous {
-            starts.push(i + 1);
-        }
-        previous = key;
-    }
-    starts
-}
-
 #[cfg(test)]
 mod tests {
-    use arrow::array::{AsArray, StringArray, UInt64Array};
+    use arrow::array::{AsArray, Int64Array, StringArray, UInt64Array};
     use arrow::datatypes::{DataType, Field, Schema, UInt64Type};
 
     use super::*;
@@ -224,10 +265,68 @@ mod tests {
     }
 
     #[test]
-    fn group_starts_mark_key_changes() {
-        let b = batch(&["a", "a", "b", "c", "c"]);
-        let enc = KeyEncoder::new(&b.schema(), &[0]).unwrap();
-        let rows = enc.encode(&b).unwrap();
-        assert_eq!(group_starts(rows.iter()), vec![0, 2, 3]);
+    fn string_keys_sort_stably_and_group() {
+        let b =
+            batch(&["b", "a", "a longer key than eight bytes", "a", "b", "a longer key than eight bytes!"]);
+        let rows = KeyEncoder::new(&b.schema(), &[0]).unwrap().encode(&b).unwrap();
+        let order = SortedKeys::sort((0..6).collect(), &rows);
+        assert!(!order.exact);
+        assert_eq!(order.indices, [1, 3, 2, 5, 0, 4]);
+        assert_eq!(order.group_starts(&rows), [0, 2, 3, 4]);
+    }
+
+    #[test]
+    fn integer_keys_sort_on_their_prefix_alone_and_ties_keep_row_order() {
+        let keys = Int64Array::from(vec![5, -1, 5, i64::MIN, 7, -1, i64::MAX]);
+        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]));
+        let b = RecordBatch::try_new(schema, vec![Arc::new(keys)]).unwrap();
+        let rows = KeyEncoder::new(&b.schema(), &[0]).unwrap().encode(&b).unwrap();
+        let order = SortedKeys::sort((0..7).collect(), &rows);
+        assert!(order.exact, "an Int64 key encodes in 9 bytes");
+        assert_eq!(order.indices, [3, 1, 5, 0, 2, 4, 6]);
+        assert_eq!(order.group_starts(&rows), [0, 1, 3, 5, 6]);
+    }
+
+    /// Sums `n` per key, counting its calls.
+    struct SumCombiner(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl Reducer for SumCombiner {
+        fn reduce(
+            &mut self,
+            group: &crate::job::KeyGroup<'_>,
+            out: &mut Emitter,
+        ) -> crate::error::JobResult<()> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let rows = group.rows();
+            let n: u64 = rows.column(1).as_primitive::<UInt64Type>().values().iter().sum();
+            let columns = vec![rows.column(0).slice(0, 1), Arc::new(UInt64Array::from(vec![n])) as ArrayRef];
+            out.emit(RecordBatch::try_new(rows.schema(), columns)?)
+        }
+    }
+
+    #[test]
+    fn the_combiner_runs_only_where_a_key_repeats() {
+        let dir = tempfile::tempdir().unwrap();
+        let spill =
+            Arc::new(crate::shuffle::SpillDir::create(dir.path(), &crate::ids::JobId::generate()).unwrap());
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let spec = MapOutputSpec {
+            key_columns: vec![0],
+            num_partitions: 1,
+            partitioner: Arc::new(HashPartitioner),
+            combiner: Some(Box::new(SumCombiner(calls.clone()))),
+            store: Arc::new(RunStore::new(spill, u64::MAX)),
+        };
+        let mut builder = MapOutputBuilder::new(batch(&[]).schema(), spec).unwrap();
+        builder.flush(vec![batch(&["c", "a", "b"])]).unwrap();
+        assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 0, "no key repeats: no combining");
+        builder.flush(vec![batch(&["b", "a", "b"])]).unwrap();
+        assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 2, "both groups of the second run");
+        let (runs, stats) = builder.finish();
+        assert_eq!((stats.combine_input_rows, stats.combine_output_rows), (3, 2));
+        let second = runs[0][1].clone().open().unwrap().next_batch().unwrap().unwrap();
+        let words: Vec<_> = second.column(0).as_string::<i32>().iter().map(Option::unwrap).collect();
+        assert_eq!(words, ["a", "b"]);
+        assert_eq!(second.column(1).as_primitive::<UInt64Type>().values().as_ref(), [1, 2]);
     }
 }

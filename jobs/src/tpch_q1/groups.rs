@@ -1,18 +1,28 @@
 //! [`FlagGroups`]: the mapper's table of partial aggregates per (returnflag, linestatus).
 //!
-//! Flags arrive as `Utf8View`. A view of a string of at most 12 bytes holds the whole
-//! string (length and zero-padded bytes, as arrow's own comparison kernels rely on), so for
-//! short flags (every TPC-H flag is one byte) the pair of 128-bit views *is* the key: a row
-//! costs one fixed-size hash lookup, with no string access. Longer flags take a second table
-//! keyed by the strings, looked up by borrowed `&str`s (no allocation per row).
+//! Flags arrive as dictionaries (`Int32` keys into a column chunk's few distinct strings;
+//! Parquet files store them dictionary-encoded, so the decoder hands the indices over).
+//! Per batch, each pair of dictionary entries is looked up once, in a grid indexed by the
+//! two keys; a row then costs one grid read, with no hashing and no string access. Pairs
+//! of dictionaries too large for a grid (a writer that did not dictionary-encode) fall
+//! back to one hash lookup per row by borrowed `&str`s (no allocation per row).
 
-use arrow::array::{MAX_INLINE_VIEW_LEN, StringArray, StringViewArray};
+use arrow::array::{Array, AsArray, DictionaryArray, StringArray};
+use arrow::datatypes::Int32Type;
+use gristmill::prelude::JobResult;
 use hashbrown::{Equivalent, HashMap};
 
 use super::Partial;
 
 /// The owned key of a group: (l_returnflag, l_linestatus).
 type FlagKey = (Box<str>, Box<str>);
+
+/// The most grid cells per batch (pairs of dictionary entries) before falling back to
+/// per-row lookups.
+const MAX_GRID_CELLS: usize = 1 << 16;
+
+/// A grid cell not looked up yet.
+const UNSEEN: u32 = u32::MAX;
 
 /// A borrowed key; hashes exactly like [`FlagKey`] (fields in order, as a tuple does).
 #[derive(Hash)]
@@ -27,58 +37,64 @@ impl Equivalent<FlagKey> for FlagPair<'_> {
 /// Partials per group, in the order groups were first seen.
 #[derive(Debug, Default)]
 pub(super) struct FlagGroups {
-    /// Slots of keys whose two flags are inline in their views.
-    inline: HashMap<(u128, u128), usize>,
-    /// Slots of the other keys.
-    long: HashMap<FlagKey, usize>,
+    slots: HashMap<FlagKey, u32>,
     keys: Vec<FlagKey>,
     partials: Vec<Partial>,
+    /// This batch's slot per (flag entry, status entry) pair.
+    grid: Vec<u32>,
 }
 
 impl FlagGroups {
-    /// The partial of row `row`'s group, created empty on first use.
-    #[inline]
-    pub(super) fn partial_mut(
+    /// Sets `out` to the slot of each row's group, creating groups on first sight.
+    pub(super) fn slots_of(
         &mut self,
-        flags: &StringViewArray,
-        statuses: &StringViewArray,
-        row: usize,
-    ) -> &mut Partial {
-        let views = (flags.views()[row], statuses.views()[row]);
-        let inline = |view: u128| view as u32 <= MAX_INLINE_VIEW_LEN;
-        let slot = if inline(views.0) && inline(views.1) {
-            match self.inline.get(&views) {
-                Some(&slot) => slot,
-                None => {
-                    let slot = self.add(flags.value(row), statuses.value(row));
-                    self.inline.insert(views, slot);
-                    slot
-                }
+        flags: &DictionaryArray<Int32Type>,
+        statuses: &DictionaryArray<Int32Type>,
+        out: &mut Vec<u32>,
+    ) -> JobResult<()> {
+        let flag_values = flags.values().as_string_opt::<i32>().ok_or("flags must be Utf8 dictionaries")?;
+        let status_values =
+            statuses.values().as_string_opt::<i32>().ok_or("statuses must be Utf8 dictionaries")?;
+        let (flag_keys, status_keys) = (flags.keys().values(), statuses.keys().values());
+        out.clear();
+        let width = status_values.len();
+        if flag_values.len() * width > MAX_GRID_CELLS {
+            for (&f, &s) in flag_keys.iter().zip(status_keys.iter()) {
+                out.push(self.slot(flag_values.value(f as usize), status_values.value(s as usize)));
             }
-        } else {
-            let pair = FlagPair(flags.value(row), statuses.value(row));
-            match self.long.get(&pair) {
-                Some(&slot) => slot,
-                None => {
-                    let slot = self.add(pair.0, pair.1);
-                    self.long.insert((pair.0.into(), pair.1.into()), slot);
-                    slot
-                }
+            return Ok(());
+        }
+        self.grid.clear();
+        self.grid.resize(flag_values.len() * width, UNSEEN);
+        for (&f, &s) in flag_keys.iter().zip(status_keys.iter()) {
+            let cell = f as usize * width + s as usize;
+            if self.grid[cell] == UNSEEN {
+                self.grid[cell] = self.slot(flag_values.value(f as usize), status_values.value(s as usize));
             }
-        };
-        &mut self.partials[slot]
+            out.push(self.grid[cell]);
+        }
+        Ok(())
     }
 
-    fn add(&mut self, flag: &str, status: &str) -> usize {
+    /// The partials, indexed by slot.
+    pub(super) fn partials_mut(&mut self) -> &mut [Partial] {
+        &mut self.partials
+    }
+
+    fn slot(&mut self, flag: &str, status: &str) -> u32 {
+        if let Some(&slot) = self.slots.get(&FlagPair(flag, status)) {
+            return slot;
+        }
+        let slot = self.partials.len() as u32;
         self.keys.push((flag.into(), status.into()));
         self.partials.push(Partial::default());
-        self.partials.len() - 1
+        self.slots.insert((flag.into(), status.into()), slot);
+        slot
     }
 
     /// Takes every group: the flags, the statuses and the partials, in the same order.
     pub(super) fn drain(&mut self) -> (StringArray, StringArray, Vec<Partial>) {
-        self.inline.clear();
-        self.long.clear();
+        self.slots.clear();
         let keys = std::mem::take(&mut self.keys);
         let flags = StringArray::from_iter_values(keys.iter().map(|k| &k.0));
         let statuses = StringArray::from_iter_values(keys.iter().map(|k| &k.1));
@@ -90,21 +106,53 @@ impl FlagGroups {
 mod tests {
     use super::*;
 
+    fn dictionary(values: &[&str]) -> DictionaryArray<Int32Type> {
+        values.iter().copied().collect()
+    }
+
     #[test]
-    fn short_and_long_flags_find_their_groups() {
+    fn rows_find_their_groups_across_batches_with_different_dictionaries() {
         let long = "a flag longer than twelve bytes";
-        let flags = StringViewArray::from(vec!["A", "N", "A", "AF", long, long, "A"]);
-        let statuses = StringViewArray::from(vec!["F", "O", "F", "", "x", "x", "long status value!"]);
         let mut groups = FlagGroups::default();
-        for (row, n) in [1, 2, 3, 5, 7, 11, 13].into_iter().enumerate() {
-            groups.partial_mut(&flags, &statuses, row).count += n;
+        let mut slots = Vec::new();
+        let flags = dictionary(&["A", "N", "A", "AF", long, long, "A"]);
+        let statuses = dictionary(&["F", "O", "F", "", "x", "x", "long status value!"]);
+        groups.slots_of(&flags, &statuses, &mut slots).unwrap();
+        assert_eq!(slots, [0, 1, 0, 2, 3, 3, 4]);
+        // Another batch: other dictionaries (other entry order), the same groups.
+        let flags = dictionary(&["N", "A", "R"]);
+        let statuses = dictionary(&["O", "F", "F"]);
+        groups.slots_of(&flags, &statuses, &mut slots).unwrap();
+        assert_eq!(slots, [1, 0, 5]);
+        for (row, n) in [1, 2, 3].into_iter().enumerate() {
+            groups.partials_mut()[slots[row] as usize].count += n;
         }
         let (flags, statuses, partials) = groups.drain();
         let rows: Vec<(&str, &str, i64)> =
             (0..partials.len()).map(|i| (flags.value(i), statuses.value(i), partials[i].count)).collect();
-        let expected =
-            [("A", "F", 4), ("N", "O", 2), ("AF", "", 5), (long, "x", 18), ("A", "long status value!", 13)];
+        let expected = [
+            ("A", "F", 2),
+            ("N", "O", 1),
+            ("AF", "", 0),
+            (long, "x", 0),
+            ("A", "long status value!", 0),
+            ("R", "F", 3),
+        ];
         assert_eq!(rows, expected);
         assert!(groups.drain().2.is_empty());
+    }
+
+    #[test]
+    fn dictionaries_too_large_for_a_grid_look_up_each_row() {
+        let many: Vec<String> = (0..300).map(|i| format!("flag {i}")).collect();
+        let flags: DictionaryArray<Int32Type> = many.iter().map(String::as_str).collect();
+        let statuses: DictionaryArray<Int32Type> = many.iter().rev().map(String::as_str).collect();
+        assert!(flags.values().len() * statuses.values().len() > MAX_GRID_CELLS);
+        let mut groups = FlagGroups::default();
+        let mut slots = Vec::new();
+        groups.slots_of(&flags, &statuses, &mut slots).unwrap();
+        assert_eq!(slots, (0..300).collect::<Vec<u32>>());
+        groups.slots_of(&flags.slice(5, 2), &statuses.slice(5, 2), &mut slots).unwrap();
+        assert_eq!(slots, [5, 6]);
     }
 }

@@ -1,11 +1,12 @@
 //! Parquet input: one split per row group (small consecutive row groups grouped), reading
 //! only the projected columns.
 
+mod projection;
+
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::compute::cast;
-use arrow::datatypes::DataType;
 use futures::StreamExt;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
@@ -14,8 +15,9 @@ use parquet::errors::ParquetError;
 use tokio::runtime::Handle;
 
 use crate::error::{Error, Result};
-use crate::job::{InputSpec, ParquetColumn};
+use crate::job::InputSpec;
 use crate::storage::{InputFile, ObjectReader};
+use projection::Projection;
 
 /// Rows per decoded batch.
 const BATCH_ROWS: usize = 16 * 1024;
@@ -25,7 +27,7 @@ const BATCH_ROWS: usize = 16 * 1024;
 pub struct ParquetSplit {
     /// The file.
     pub file: Arc<InputFile>,
-    /// The file's footer, read once at planning.
+    /// The file's footer, read once at planning, with the schema to decode to.
     pub metadata: ArrowReaderMetadata,
     /// The row groups to read (consecutive).
     pub row_groups: Vec<usize>,
@@ -33,15 +35,6 @@ pub struct ParquetSplit {
     pub compressed_bytes: u64,
     /// What to read, resolved against this file's schema.
     projection: Arc<Projection>,
-}
-
-/// The columns to read from one file: root indices to decode, and how to turn decoded
-/// batches (in file order) into the declared columns (in declared order, declared types).
-#[derive(Debug)]
-struct Projection {
-    roots: Vec<usize>,
-    /// For each declared column: its index among the decoded columns, and a type to cast to.
-    columns: Vec<(usize, Option<DataType>)>,
 }
 
 /// A failed Parquet read: the store's error when fetching bytes failed (network, access,
@@ -66,7 +59,8 @@ pub(super) async fn plan(
     let metadata = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
         .await
         .map_err(|source| parquet_error(file.display(), String::new(), source))?;
-    let projection = Arc::new(resolve_projection(file, &metadata, spec.parquet_columns.as_deref())?);
+    let (projection, metadata) = projection::resolve(file, &metadata, spec.parquet_columns.as_deref())?;
+    let projection = Arc::new(projection);
     let mut splits = Vec::new();
     let mut group: Vec<usize> = Vec::new();
     let mut bytes = 0u64;
@@ -100,8 +94,8 @@ pub(super) async fn reopen(
     if let Some(bad) = row_groups.iter().find(|&&g| g >= groups) {
         return Err(Error::Config(format!("{} has {groups} row groups, not {}", file.display(), bad + 1)));
     }
-    let projection = Arc::new(resolve_projection(file, &metadata, spec.parquet_columns.as_deref())?);
-    Ok(split(file, &metadata, &projection, row_groups, compressed_bytes))
+    let (projection, metadata) = projection::resolve(file, &metadata, spec.parquet_columns.as_deref())?;
+    Ok(split(file, &metadata, &Arc::new(projection), row_groups, compressed_bytes))
 }
 
 fn split(
@@ -122,58 +116,6 @@ fn split(
 
 fn object_reader(file: &InputFile) -> ObjectReader {
     ObjectReader::new(file.location.clone(), file.size)
-}
-
-fn resolve_projection(
-    file: &InputFile,
-    metadata: &ArrowReaderMetadata,
-    wanted: Option<&[ParquetColumn]>,
-) -> Result<Projection> {
-    let schema = metadata.schema();
-    let Some(wanted) = wanted else {
-        let all: Vec<usize> = (0..schema.fields().len()).collect();
-        return Ok(Projection { columns: all.iter().map(|&i| (i, None)).collect(), roots: all });
-    };
-    let mut indices = Vec::with_capacity(wanted.len());
-    for column in wanted {
-        let index = schema.index_of(&column.name).map_err(|_| Error::MissingColumn {
-            path: file.display(),
-            column: column.name.clone(),
-            available: schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", "),
-        })?;
-        let found = schema.field(index).data_type();
-        let cast_to = match &column.data_type {
-            Some(expected) if expected != found => {
-                if !convertible(found, expected) {
-                    return Err(Error::ColumnType {
-                        path: file.display(),
-                        column: column.name.clone(),
-                        found: found.to_string(),
-                        expected: expected.to_string(),
-                    });
-                }
-                Some(expected.clone())
-            }
-            _ => None,
-        };
-        indices.push((index, cast_to));
-    }
-    let mut roots: Vec<usize> = indices.iter().map(|(i, _)| *i).collect();
-    roots.sort_unstable();
-    roots.dedup();
-    let columns = indices
-        .into_iter()
-        .map(|(index, cast_to)| (roots.binary_search(&index).expect("root was added"), cast_to))
-        .collect();
-    Ok(Projection { roots, columns })
-}
-
-/// Conversions that never lose information: between string (or binary) encodings.
-fn convertible(from: &DataType, to: &DataType) -> bool {
-    use DataType::*;
-    let string = |t: &DataType| matches!(t, Utf8 | LargeUtf8 | Utf8View);
-    let binary = |t: &DataType| matches!(t, Binary | LargeBinary | BinaryView);
-    (string(from) && string(to)) || (binary(from) && binary(to))
 }
 
 impl ParquetSplit {
@@ -227,5 +169,97 @@ impl ParquetSplit {
         }
         let schema = Arc::new(arrow::datatypes::Schema::new(fields));
         RecordBatch::try_new(schema, columns).map_err(Error::arrow("projecting Parquet columns"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{ArrayRef, AsArray, Decimal128Array, Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Decimal64Type, Field, Int32Type, Schema};
+    use parquet::arrow::ArrowWriter;
+
+    use super::*;
+
+    /// A file with a string, a `DECIMAL(15, 2)` (stored as `INT64`) and an integer column.
+    fn write_file(path: &std::path::Path) {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("flag", DataType::Utf8, false),
+            Field::new("price", DataType::Decimal128(15, 2), false),
+            Field::new("n", DataType::Int64, false),
+        ]));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(vec!["A", "N", "A", "a longer string than twelve bytes"])),
+            Arc::new(
+                Decimal128Array::from(vec![1050, -3, 99_999_999_999_999, 0])
+                    .with_precision_and_scale(15, 2)
+                    .unwrap(),
+            ),
+            Arc::new(Int64Array::from(vec![1, 2, 3, 4])),
+        ];
+        let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
+        let mut writer = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+    }
+
+    /// Writes the test file into a new directory; plans it with `spec`.
+    fn plan_test_file(
+        spec: &InputSpec,
+    ) -> (tempfile::TempDir, tokio::runtime::Runtime, Result<Vec<ParquetSplit>>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        write_file(&path);
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let files = runtime.block_on(crate::storage::resolve_inputs(&[path.display().to_string()])).unwrap();
+        let splits = runtime.block_on(plan(&Arc::new(files[0].clone()), spec, 1 << 30));
+        (dir, runtime, splits)
+    }
+
+    #[test]
+    fn declared_types_are_decoded_directly_and_values_survive() {
+        let dict = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+        let spec = InputSpec::text_lines().with_parquet_columns([
+            ("price", DataType::Decimal64(15, 2)),
+            ("flag", DataType::Utf8View),
+            ("flag", dict.clone()),
+            ("n", DataType::Int64),
+        ]);
+        let (_dir, runtime, splits) = plan_test_file(&spec);
+        let splits = splits.unwrap();
+        // The flag is read twice with different types: one of them must be cast.
+        let casts: Vec<_> = splits[0].projection.columns.iter().map(|(_, cast)| cast.clone()).collect();
+        assert_eq!(casts[0], None, "the decimal is decoded as Decimal64");
+        assert_eq!(casts[3], None);
+        assert_eq!(casts[1..3].iter().filter(|c| c.is_some()).count(), 2, "a column read twice is cast");
+
+        let mut batches = Vec::new();
+        splits[0]
+            .read(runtime.handle(), &mut |b| {
+                batches.push(b);
+                Ok(true)
+            })
+            .unwrap();
+        let batch = &batches[0];
+        let types: Vec<_> = batch.schema().fields().iter().map(|f| f.data_type().clone()).collect();
+        assert_eq!(types, [DataType::Decimal64(15, 2), DataType::Utf8View, dict, DataType::Int64]);
+        let prices = batch.column(0).as_primitive::<Decimal64Type>().values().to_vec();
+        assert_eq!(prices, [1050, -3, 99_999_999_999_999, 0]);
+        let flags: Vec<_> = batch.column(1).as_string_view().iter().map(Option::unwrap).collect();
+        assert_eq!(flags, ["A", "N", "A", "a longer string than twelve bytes"]);
+        let dictionary = batch.column(2).as_dictionary::<Int32Type>();
+        let values = dictionary.values().as_string::<i32>();
+        let decoded: Vec<_> = dictionary.keys().values().iter().map(|&k| values.value(k as usize)).collect();
+        assert_eq!(decoded, flags);
+    }
+
+    #[test]
+    fn hinted_strings_need_no_cast() {
+        let spec = InputSpec::text_lines().with_parquet_columns([("flag", DataType::Utf8View)]);
+        let splits = plan_test_file(&spec).2.unwrap();
+        assert_eq!(splits[0].projection.columns, [(0, None)]);
+        // A decimal read at another scale is refused, naming the file and the column.
+        let spec = InputSpec::text_lines().with_parquet_columns([("price", DataType::Decimal64(15, 3))]);
+        let error = plan_test_file(&spec).2.unwrap_err();
+        assert!(error.to_string().contains("price") && error.to_string().contains("t.parquet"), "{error}");
     }
 }
