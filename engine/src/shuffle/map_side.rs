@@ -9,6 +9,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::row::Rows;
 
 use super::KeyEncoder;
+use super::prefix::{EXACT_KEY_BYTES, key_prefix};
 use super::run::{Run, RunStore};
 use crate::error::{Error, Result};
 use crate::job::{Emitter, Groups, Reducer};
@@ -139,10 +140,6 @@ struct SortedKeys {
     exact: bool,
 }
 
-/// The longest encoded key sorted as a single integer: 12 bytes of key and the 4-byte row
-/// number fill a `u128` (an `Int64` key encodes in 9 bytes).
-const EXACT_KEY_BYTES: usize = 12;
-
 impl SortedKeys {
     /// Sorts `indices` (ascending row numbers) by the keys in `rows`. Ties keep row order:
     /// the row number is the last sort key, which lets the faster unstable sort be used.
@@ -184,16 +181,6 @@ impl SortedKeys {
         }
         starts
     }
-}
-
-/// The first [`EXACT_KEY_BYTES`] bytes of an encoded key in the high bytes of a big-endian
-/// integer, zero-padded (the low 4 bytes are zero): comparing prefixes orders keys as
-/// comparing the keys does, up to ties.
-fn key_prefix(bytes: &[u8]) -> u128 {
-    let mut buf = [0u8; 16];
-    let n = bytes.len().min(EXACT_KEY_BYTES);
-    buf[..n].copy_from_slice(&bytes[..n]);
-    u128::from_be_bytes(buf)
 }
 
 /// Row indices of each partition, in row order (a counting sort by partition).

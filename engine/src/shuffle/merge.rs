@@ -2,12 +2,15 @@
 //! key groups. It holds one batch per run (plus the chunk being built), so a partition
 //! larger than memory merges from spilled runs without being loaded whole.
 
+use std::cmp::Ordering;
+
 use arrow::array::{Array, RecordBatch};
 use arrow::compute::interleave;
 use arrow::datatypes::SchemaRef;
-use arrow::row::{Row, Rows};
+use arrow::row::Rows;
 
 use super::KeyEncoder;
+use super::prefix::Prefixes;
 use super::run::{Run, RunReader};
 use crate::error::{Error, Result};
 
@@ -26,6 +29,7 @@ struct Cursor {
     reader: RunReader,
     batch: RecordBatch,
     keys: Rows,
+    prefixes: Prefixes,
     position: usize,
     /// Index of `batch` in the merger's arena of the chunk being built.
     arena: usize,
@@ -59,7 +63,8 @@ impl RunMerger {
             let mut reader = run.open()?;
             if let Some(batch) = next_non_empty(&mut reader)? {
                 let keys = merger.encoder.encode(&batch)?;
-                merger.cursors.push(Cursor { reader, batch, keys, position: 0, arena: 0 });
+                let prefixes = Prefixes::of(&keys);
+                merger.cursors.push(Cursor { reader, batch, keys, prefixes, position: 0, arena: 0 });
                 merger.heap.push(merger.cursors.len() - 1);
                 merger.sift_up(merger.heap.len() - 1);
             }
@@ -67,13 +72,11 @@ impl RunMerger {
         Ok(merger)
     }
 
-    fn key(&self, cursor: usize) -> Row<'_> {
-        let c = &self.cursors[cursor];
-        c.keys.row(c.position)
-    }
-
+    /// Orders cursors by current key, then by run (so equal keys come in run order).
     fn less(&self, a: usize, b: usize) -> bool {
-        (self.key(a), a) < (self.key(b), b)
+        let (ca, cb) = (&self.cursors[a], &self.cursors[b]);
+        let keys = ca.prefixes.compare(&ca.keys, ca.position, &cb.prefixes, &cb.keys, cb.position);
+        keys.then(a.cmp(&b)) == Ordering::Less
     }
 
     fn sift_up(&mut self, mut i: usize) {
@@ -126,12 +129,16 @@ impl RunMerger {
                 return Err(unsorted(top));
             }
             cursor.batch = batch;
+            cursor.prefixes = Prefixes::of(&keys);
             cursor.keys = keys;
             cursor.position = 0;
             cursor.arena = self.arena.len();
             self.arena.push(cursor.batch.clone());
-        } else if cursor.keys.row(cursor.position) < cursor.keys.row(cursor.position - 1) {
-            return Err(unsorted(top));
+        } else {
+            let (keys, prefixes, at) = (&cursor.keys, &cursor.prefixes, cursor.position);
+            if prefixes.compare(keys, at, prefixes, keys, at - 1) == Ordering::Less {
+                return Err(unsorted(top));
+            }
         }
         self.sift_down(0);
         Ok(())
@@ -149,16 +156,14 @@ impl RunMerger {
         }
         let mut picks: Vec<(usize, usize)> = Vec::with_capacity(self.chunk_rows);
         let mut starts = Vec::new();
-        let mut previous_key: Vec<u8> = Vec::new();
+        let mut previous = PreviousKey::default();
         while let Some(&top) = self.heap.first() {
-            let key = self.key(top);
-            if starts.is_empty() || key.as_ref() != previous_key.as_slice() {
+            if starts.is_empty() || previous.differs(&self.cursors[top]) {
                 if picks.len() >= self.chunk_rows {
                     break;
                 }
                 starts.push(picks.len());
-                previous_key.clear();
-                previous_key.extend_from_slice(key.as_ref());
+                previous.set(&self.cursors[top]);
             }
             let cursor = &self.cursors[top];
             picks.push((cursor.arena, cursor.position));
@@ -181,6 +186,31 @@ impl RunMerger {
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(Error::arrow("merging sorted runs"))?;
         RecordBatch::try_new(self.schema.clone(), columns).map_err(Error::arrow("merged chunk"))
+    }
+}
+
+/// The key of the group being gathered: its prefix and its bytes.
+#[derive(Default)]
+struct PreviousKey {
+    prefix: u128,
+    exact_len: Option<usize>,
+    bytes: Vec<u8>,
+}
+
+impl PreviousKey {
+    fn set(&mut self, cursor: &Cursor) {
+        self.prefix = cursor.prefixes.prefixes[cursor.position];
+        self.exact_len = cursor.prefixes.exact_len;
+        self.bytes.clear();
+        self.bytes.extend_from_slice(cursor.keys.row(cursor.position).as_ref());
+    }
+
+    fn differs(&self, cursor: &Cursor) -> bool {
+        if cursor.prefixes.prefixes[cursor.position] != self.prefix {
+            return true;
+        }
+        let both_exact = self.exact_len.is_some() && self.exact_len == cursor.prefixes.exact_len;
+        !both_exact && cursor.keys.row(cursor.position).as_ref() != self.bytes.as_slice()
     }
 }
 
@@ -263,5 +293,32 @@ mod tests {
         let enc = KeyEncoder::new(&schema(), &[0]).unwrap();
         let mut m = RunMerger::new(schema(), enc, vec![Run::Memory(run(&[("b", 1), ("a", 2)]))], 10).unwrap();
         assert!(m.next_chunk().unwrap_err().to_string().contains("not sorted"));
+    }
+
+    #[test]
+    fn a_key_spans_runs_whose_keys_are_exact_in_one_and_not_in_the_other() {
+        // Empty strings encode in one byte, so the first run's prefixes are its whole keys;
+        // the second run has a longer key too. The empty key is still one group.
+        let chunks = merge_all(vec![run(&[("", 1), ("", 2)]), run(&[("", 3), ("x", 4)])], 100);
+        assert_eq!(chunks[0].1, vec![0, 3]);
+        let values: Vec<i64> = chunks[0].0.iter().map(|r| r.1).collect();
+        assert_eq!(values, [1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn integer_keys_merge_on_prefixes_in_key_then_run_order() {
+        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]));
+        let ints = |keys: Vec<i64>| {
+            let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(keys))]).unwrap();
+            Run::Memory(batch)
+        };
+        let runs = vec![ints(vec![i64::MIN, -5, 7, 7]), ints(vec![-5, 0, 7, i64::MAX])];
+        let enc = KeyEncoder::new(&schema, &[0]).unwrap();
+        let mut merger = RunMerger::new(schema.clone(), enc, runs, 100).unwrap();
+        let chunk = merger.next_chunk().unwrap().unwrap();
+        let keys = chunk.batch.column(0).as_primitive::<Int64Type>().values().to_vec();
+        assert_eq!(keys, [i64::MIN, -5, -5, 0, 7, 7, 7, i64::MAX]);
+        assert_eq!(chunk.starts, [0, 1, 3, 4, 7]);
+        assert!(merger.next_chunk().unwrap().is_none());
     }
 }

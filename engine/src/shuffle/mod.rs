@@ -7,6 +7,7 @@
 mod map_file;
 mod map_side;
 mod merge;
+mod prefix;
 mod run;
 mod spill;
 
