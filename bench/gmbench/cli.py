@@ -252,6 +252,10 @@ def warm_page_cache(paths):
 def write_report(meta, results) -> int:
     RESULTS.mkdir(exist_ok=True)
     stem = RESULTS / f"{meta['date'][:10]}-{meta['size']}"
+    ran = [res["workload"] for res in results]
+    if len(ran) < len(workloads.WORKLOADS):
+        # A partial run (--only) gets its own file: it must not replace the day's full table.
+        stem = stem.with_name(stem.name + "-" + "-".join(ran))
     text = report.markdown(meta, results)
     stem.with_suffix(".md").write_text(text)
     stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=str))
