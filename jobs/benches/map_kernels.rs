@@ -1,11 +1,13 @@
 //! Criterion benchmarks of the map-side kernels: tokenize + in-mapper combine (word
-//! count's mapper), hash partitioning, and partition + sort + combine of map output.
+//! count's mapper), hash partitioning, partition + sort + combine of map output, and the
+//! partition + radix sort of integer keys.
 //!
 //! `cargo bench -p gristmill-jobs --bench map_kernels`
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch, StringArray};
+use arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use gristmill::job::{Emitter, Job, Mapper};
 use gristmill::partition::{HashPartitioner, Partitioner};
@@ -84,6 +86,34 @@ fn kernels(c: &mut Criterion) {
             };
             let mut builder = MapOutputBuilder::new(schema.clone(), spec).unwrap();
             builder.flush(vec![output.clone()]).unwrap();
+            builder.finish().0.len()
+        })
+    });
+    group.finish();
+    int_key_sort(c, &store);
+}
+
+/// Partition + sort of 1M rows of `Int32` keys over a range of 1M (the group-by's id6
+/// partials): the radix-sorted path for keys of at most 12 encoded bytes.
+fn int_key_sort(c: &mut Criterion, store: &Arc<RunStore>) {
+    let mut rng = SplitMix64::new(11);
+    let keys: Vec<i32> = (0..1_000_000).map(|_| rng.below(1_000_000) as i32).collect();
+    let schema = Arc::new(Schema::new(vec![Field::new("id6", DataType::Int32, false)]));
+    let batch =
+        RecordBatch::try_new(schema.clone(), vec![Arc::new(Int32Array::from(keys)) as ArrayRef]).unwrap();
+    let mut group = c.benchmark_group("shuffle");
+    group.throughput(Throughput::Elements(batch.num_rows() as u64));
+    group.bench_function("partition_sort_int32_keys_1M", |b| {
+        b.iter(|| {
+            let spec = MapOutputSpec {
+                key_columns: vec![0],
+                num_partitions: 2,
+                partitioner: Arc::new(HashPartitioner),
+                combiner: None,
+                store: store.clone(),
+            };
+            let mut builder = MapOutputBuilder::new(schema.clone(), spec).unwrap();
+            builder.flush(vec![batch.clone()]).unwrap();
             builder.finish().0.len()
         })
     });
