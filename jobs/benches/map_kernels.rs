@@ -9,7 +9,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use gristmill::job::{Emitter, Job, Mapper};
+use gristmill::job::{Emitter, Job, Mapper, Reducer};
 use gristmill::partition::{HashPartitioner, Partitioner};
 use gristmill::shuffle::{MapOutputBuilder, MapOutputSpec, RunStore, SpillDir};
 use gristmill_jobs::group_ranges::ByRanges;
@@ -76,18 +76,7 @@ fn kernels(c: &mut Criterion) {
         b.iter(|| HashPartitioner.partition(&keys, 8, &mut parts).unwrap())
     });
     group.bench_function("partition_sort_combine_words", |b| {
-        b.iter(|| {
-            let spec = MapOutputSpec {
-                key_columns: vec![0],
-                num_partitions: 8,
-                partitioner: Arc::new(HashPartitioner),
-                combiner: Some(Box::new(ByRanges(SumCounts))),
-                store: store.clone(),
-            };
-            let mut builder = MapOutputBuilder::new(schema.clone(), spec).unwrap();
-            builder.flush(vec![output.clone()]).unwrap();
-            builder.finish().0.len()
-        })
+        b.iter(|| flush_one(&output, 8, Some(Box::new(ByRanges(SumCounts))), &store))
     });
     group.finish();
     int_key_sort(c, &store);
@@ -103,21 +92,27 @@ fn int_key_sort(c: &mut Criterion, store: &Arc<RunStore>) {
         RecordBatch::try_new(schema.clone(), vec![Arc::new(Int32Array::from(keys)) as ArrayRef]).unwrap();
     let mut group = c.benchmark_group("shuffle");
     group.throughput(Throughput::Elements(batch.num_rows() as u64));
-    group.bench_function("partition_sort_int32_keys_1M", |b| {
-        b.iter(|| {
-            let spec = MapOutputSpec {
-                key_columns: vec![0],
-                num_partitions: 2,
-                partitioner: Arc::new(HashPartitioner),
-                combiner: None,
-                store: store.clone(),
-            };
-            let mut builder = MapOutputBuilder::new(schema.clone(), spec).unwrap();
-            builder.flush(vec![batch.clone()]).unwrap();
-            builder.finish().0.len()
-        })
-    });
+    group.bench_function("partition_sort_int32_keys_1M", |b| b.iter(|| flush_one(&batch, 2, None, store)));
     group.finish();
+}
+
+/// Partitions, sorts (and combines) `batch`, keyed on its first column, as one map-side flush.
+fn flush_one(
+    batch: &RecordBatch,
+    num_partitions: usize,
+    combiner: Option<Box<dyn Reducer>>,
+    store: &Arc<RunStore>,
+) -> usize {
+    let spec = MapOutputSpec {
+        key_columns: vec![0],
+        num_partitions,
+        partitioner: Arc::new(HashPartitioner),
+        combiner,
+        store: store.clone(),
+    };
+    let mut builder = MapOutputBuilder::new(batch.schema(), spec).unwrap();
+    builder.flush(vec![batch.clone()]).unwrap();
+    builder.finish().0.len()
 }
 
 criterion_group!(benches, kernels);

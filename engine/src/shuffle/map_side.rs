@@ -144,20 +144,26 @@ impl SortedKeys {
     /// Sorts `indices` (ascending row numbers) by the keys in `rows`. Ties keep row order:
     /// the row number is the last sort key, which lets the faster unstable sort be used.
     fn sort(indices: Vec<u32>, rows: &Rows) -> Self {
-        let len = |i: u32| rows.row(i as usize).data().len();
-        let first_len = len(indices[0]);
-        let exact = first_len <= EXACT_KEY_BYTES && indices.iter().all(|&i| len(i) == first_len);
+        // One pass over the rows: each key's prefix (key bytes in the high 96 bits, the row
+        // number in the low 32), and whether every key is exact.
+        let first_len = rows.row(indices[0] as usize).data().len();
+        let mut exact = first_len <= EXACT_KEY_BYTES;
+        let keyed: Vec<u128> = indices
+            .iter()
+            .map(|&i| {
+                let key = rows.row(i as usize).data();
+                exact &= key.len() == first_len;
+                key_prefix(key) | i as u128
+            })
+            .collect();
         if exact {
-            // Key bytes in the high 96 bits, the row number in the low 32.
-            let keyed: Vec<u128> =
-                indices.iter().map(|&i| key_prefix(rows.row(i as usize).data()) | i as u128).collect();
             let keyed = radix_sort(keyed, first_len);
             let indices = keyed.iter().map(|&k| k as u32).collect();
             let prefixes = keyed.into_iter().map(|k| k >> 32).collect();
             return SortedKeys { indices, prefixes, exact };
         }
-        let prefix = |i: u32| (key_prefix(rows.row(i as usize).data()) >> 64) as u64;
-        let mut keyed: Vec<(u64, u32)> = indices.iter().map(|&i| (prefix(i), i)).collect();
+        // The first 8 key bytes and the row number: a smaller sort element than the `u128`.
+        let mut keyed: Vec<(u64, u32)> = keyed.into_iter().map(|k| ((k >> 64) as u64, k as u32)).collect();
         keyed.sort_unstable_by(|a, b| {
             a.0.cmp(&b.0)
                 .then_with(|| rows.row(a.1 as usize).cmp(&rows.row(b.1 as usize)))
