@@ -180,39 +180,100 @@ pub fn run_reduce_task<J: Job>(
         let encoder = KeyEncoder::new(keyed.schema(), &key_columns)?;
         let mut merger = RunMerger::new(keyed.schema().clone(), encoder, runs, MERGE_CHUNK_ROWS)?;
         let mut reducer = job.reducer(&info).map_err(user("reducer failed:"))?;
-        let pid = PartitionId(partition as u32);
+        let mut part = PartOutput::create(job, env, PartitionId(partition as u32), info.attempt, output)?;
+        let (mut groups, mut rows) = (0u64, 0u64);
+        while let Some(chunk) = merger.next_chunk()? {
+            groups += chunk.starts.len() as u64;
+            rows += chunk.batch.num_rows() as u64;
+            let chunk_groups = Groups::new(&chunk.batch, &chunk.starts, &key_columns);
+            reducer.reduce_groups(&chunk_groups, &mut part.out).map_err(user("reducer failed:"))?;
+            part.out.flush()?;
+        }
+        reducer.finish(&mut part.out).map_err(user("reducer failed:"))?;
+        let (part, mut counters) = part.close()?;
+        counters.add(REDUCE_INPUT_GROUPS, groups);
+        counters.add(REDUCE_INPUT_RECORDS, rows);
+        counters.add(REDUCE_OUTPUT_RECORDS, part.rows);
+        Ok((part, counters))
+    })
+}
+
+/// True for a map-only job: [`Job::reducers`] asks for none.
+pub fn is_map_only<J: Job>(job: &J) -> bool {
+    job.reducers() == Some(0)
+}
+
+/// Runs a map task of a map-only job (`Job::reducers() == Some(0)`): what the mapper emits
+/// (rows of [`Job::output_schema`]) is written straight to the part file numbered after
+/// the map task, in the order emitted; nothing is sorted or shuffled (Hadoop's
+/// `setNumReduceTasks(0)`).
+pub fn run_map_only_task<J: Job>(
+    job: &J,
+    env: &TaskEnv<'_>,
+    task: &MapTask,
+    output: &OutputDir,
+) -> Result<(PartFile, Counters)> {
+    let split = &task.split;
+    let info = env.info(TaskId::map(task.index), split.describe(), task.input);
+    guarded(&info, || {
+        let mut mapper = job.mapper(&info).map_err(user("mapper failed:"))?;
+        let mut part = PartOutput::create(job, env, PartitionId(task.index as u32), info.attempt, output)?;
+        let mut rows_in = 0u64;
+        split.read(env.io, env.read, &mut |batch| {
+            rows_in += batch.num_rows() as u64;
+            env.progress.add_input(0, batch.num_rows() as u64);
+            mapper.map(&batch, &mut part.out).map_err(user("mapper failed:"))?;
+            Ok(true)
+        })?;
+        mapper.finish(&mut part.out).map_err(user("mapper failed:"))?;
+        env.progress.add_input(split.bytes(), 0);
+        let (part, mut counters) = part.close()?;
+        counters.add(MAP_INPUT_RECORDS, rows_in);
+        counters.add(MAP_INPUT_BYTES, split.bytes());
+        counters.add(MAP_OUTPUT_RECORDS, part.rows);
+        Ok((part, counters))
+    })
+}
+
+/// A part file being written: an emitter whose batches go to the writer as they come.
+struct PartOutput {
+    out: Emitter,
+    writer: Arc<Mutex<PartWriter>>,
+}
+
+impl PartOutput {
+    fn create<J: Job>(
+        job: &J,
+        env: &TaskEnv<'_>,
+        partition: PartitionId,
+        attempt: AttemptId,
+        output: &OutputDir,
+    ) -> Result<Self> {
         let format = job.output_format();
-        let location = output.part_location(env.job_id, pid, info.attempt, format);
-        let writer = PartWriter::create(env.io, location, job.output_schema(), pid, format)?;
-        // The emitter writes through the sink as soon as a reducer has emitted
+        let location = output.part_location(env.job_id, partition, attempt, format);
+        let writer = PartWriter::create(env.io, location, job.output_schema(), partition, format)?;
+        // The emitter writes through the sink as soon as user code has emitted
         // REDUCE_EMIT_BYTES, even within one call (a join's frequent key).
         let writer = Arc::new(Mutex::new(writer));
         let sink_writer = writer.clone();
         let sink: BatchSink = Box::new(move |batch| {
             sink_writer.lock().map_err(|_| Error::Internal("part writer poisoned".into()))?.write(&batch)
         });
-        let mut out = Emitter::new(job.output_schema()).with_sink(REDUCE_EMIT_BYTES, sink);
-        let (mut groups, mut rows) = (0u64, 0u64);
-        while let Some(chunk) = merger.next_chunk()? {
-            groups += chunk.starts.len() as u64;
-            rows += chunk.batch.num_rows() as u64;
-            let chunk_groups = Groups::new(&chunk.batch, &chunk.starts, &key_columns);
-            reducer.reduce_groups(&chunk_groups, &mut out).map_err(user("reducer failed:"))?;
-            out.flush()?;
-        }
-        reducer.finish(&mut out).map_err(user("reducer failed:"))?;
-        out.flush()?;
-        let mut counters = out.take_counters();
-        drop(out);
-        let writer = Arc::into_inner(writer)
+        let out = Emitter::new(job.output_schema()).with_sink(REDUCE_EMIT_BYTES, sink);
+        Ok(PartOutput { out, writer })
+    }
+
+    /// Writes what is still buffered and closes the file; returns it and the counters
+    /// user code kept.
+    fn close(mut self) -> Result<(PartFile, Counters)> {
+        self.out.flush()?;
+        let counters = self.out.take_counters();
+        drop(self.out);
+        let writer = Arc::into_inner(self.writer)
             .and_then(|w| w.into_inner().ok())
             .ok_or_else(|| Error::Internal("the part writer is still in use".into()))?;
-        let part = writer.close()?;
-        counters.add(REDUCE_INPUT_GROUPS, groups);
-        counters.add(REDUCE_INPUT_RECORDS, rows);
-        counters.add(REDUCE_OUTPUT_RECORDS, part.rows);
-        Ok((part, counters))
-    })
+        Ok((writer.close()?, counters))
+    }
 }
 
 /// Rows of map output sampled per sampled split, for range partitioning.

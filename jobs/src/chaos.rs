@@ -54,6 +54,9 @@ pub struct Chaos {
     /// Misbehave on every attempt, not just the first (the job then fails).
     #[arg(long)]
     pub always: bool,
+    /// Run map-only: each map task writes its (word, count) rows to its own part file.
+    #[arg(long)]
+    pub map_only: bool,
 }
 
 /// What happens to one task.
@@ -143,6 +146,10 @@ impl Job for Chaos {
 
     fn map_output(&self) -> KeyedSchema {
         WordCountRecords {}.map_output()
+    }
+
+    fn reducers(&self) -> Option<usize> {
+        self.map_only.then_some(0)
     }
 
     fn mapper(&self, info: &TaskInfo) -> JobResult<Box<dyn Mapper>> {

@@ -321,7 +321,7 @@ impl Pipeline for GroupBy {
         if inputs.is_empty() {
             return Err(gristmill::Error::Config("groupby needs --input (Parquet files)".into()));
         }
-        let (file, schema) = crate::join::first_parquet_schema("--input", &inputs).map_err(config)?;
+        let (file, schema, _) = crate::join::first_parquet_schema("--input", &inputs).map_err(config)?;
         let plan = self.plan(&file, &schema).map_err(config)?;
         let output = rounds.output().to_owned();
         rounds.run(&plan, inputs, &output)?;

@@ -1,6 +1,12 @@
-//! Reduce-side inner equi-join of two Parquet datasets in one job (the repartition join of
-//! the MapReduce literature): each side has its own input and mapper, the mappers tag rows
-//! with their side, and the reducers pair the rows of each key.
+//! Inner equi-join of two Parquet datasets, by one of two strategies (`--strategy`):
+//!
+//! * **broadcast** ([`broadcast`]): a map-only job in which every process loads the smaller
+//!   side into a hash table and map tasks stream the other side past it. Chosen by default
+//!   when the smaller side's files total at most `--broadcast-limit` bytes (Spark's
+//!   `autoBroadcastJoinThreshold` compares file sizes the same way).
+//! * **repartition**, described below: the reduce-side join of the MapReduce literature, for
+//!   sides of any size. Each side has its own input and mapper, the mappers tag rows with
+//!   their side, and the reducers pair the rows of each key.
 //!
 //! **Map output.** One row per input row (rows with a null key never match and are dropped,
 //! counted as `join_null_keys`): `join_key`, `join_side` (0 left, 1 right), `join_seq` (a
@@ -32,6 +38,7 @@
 //! unique). String keys of any offset width are read as `Utf8`, binary keys as `Binary`;
 //! the two keys must then have the same type.
 
+mod broadcast;
 mod pairs;
 
 use std::sync::{Arc, OnceLock};
@@ -39,6 +46,7 @@ use std::sync::{Arc, OnceLock};
 use arrow::array::{Array, ArrayRef, RecordBatch, UInt8Array, UInt64Array, new_null_array};
 use arrow::compute::{filter_record_batch, is_not_null};
 use arrow::datatypes::{Field, Schema, SchemaRef};
+use gristmill::config::parse_byte_size;
 use gristmill::job::ParquetColumn;
 use gristmill::partition::{HashPartitioner, Partitioner};
 use gristmill::prelude::*;
@@ -46,7 +54,27 @@ use gristmill::storage::{ObjectReader, resolve_inputs};
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use serde::{Deserialize, Serialize};
 
+pub use broadcast::{BuildSide, ProbeRows};
 pub use pairs::JoinGroups;
+
+/// The default `--broadcast-limit`: the smaller side's file bytes up to which the join is
+/// a broadcast join. In memory a side takes about 2-4 times its Parquet bytes.
+pub const DEFAULT_BROADCAST_LIMIT: u64 = 1 << 30;
+
+/// How the two sides meet.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Strategy {
+    /// Broadcast the smaller side if its files total at most `--broadcast-limit`, else
+    /// repartition.
+    #[default]
+    Auto,
+    /// Load the smaller side into a hash table in every process and stream the other past
+    /// it, in a map-only job (no shuffle; output in the streamed side's order).
+    Broadcast,
+    /// Shuffle both sides by key and pair them in reducers (any size; output sorted by key
+    /// within each part file).
+    Repartition,
+}
 
 /// Rows per output batch the reducer emits.
 pub const OUTPUT_BATCH_ROWS: usize = 8192;
@@ -86,10 +114,24 @@ pub struct Join {
     #[arg(long, value_name = "COLUMN")]
     pub right_key: String,
 
+    /// How the sides meet.
+    #[arg(long, value_enum, default_value_t = Strategy::Auto)]
+    pub strategy: Strategy,
+
+    /// With `--strategy auto`: the most bytes of Parquet files the smaller side may have
+    /// to be broadcast (e.g. 512MiB).
+    #[arg(long, value_name = "BYTES", default_value = "1GiB", value_parser = parse_byte_size)]
+    pub broadcast_limit: u64,
+
     /// The schemas, read from the first file of each side once per process.
     #[arg(skip)]
     #[serde(skip)]
     layout: OnceLock<Arc<Layout>>,
+
+    /// A broadcast join's build side, loaded once per process.
+    #[arg(skip)]
+    #[serde(skip)]
+    build: broadcast::SharedBuild,
 }
 
 impl Join {
@@ -100,8 +142,17 @@ impl Join {
             left_key: left_key.to_owned(),
             right: right.to_owned(),
             right_key: right_key.to_owned(),
+            strategy: Strategy::Auto,
+            broadcast_limit: DEFAULT_BROADCAST_LIMIT,
             layout: OnceLock::new(),
+            build: Default::default(),
         }
+    }
+
+    /// With `strategy`.
+    pub fn with_strategy(mut self, strategy: Strategy) -> Self {
+        self.strategy = strategy;
+        self
     }
 
     /// The resolved layout: read from the footers on first use, then cached.
@@ -111,8 +162,15 @@ impl Join {
         }
         let left = SideSchema::read("left", &self.left, &self.left_key)?;
         let right = SideSchema::read("right", &self.right, &self.right_key)?;
-        let layout = Arc::new(Layout::new(left, right)?);
-        Ok(self.layout.get_or_init(|| layout).clone())
+        let mut layout = Layout::new(left, right)?;
+        layout.build_side =
+            build_side(self.strategy, self.broadcast_limit, layout.sides.each_ref().map(|s| s.bytes));
+        Ok(self.layout.get_or_init(|| Arc::new(layout)).clone())
+    }
+
+    /// The paths of side `side` (0 left, 1 right).
+    fn paths(&self, side: usize) -> &str {
+        if side == 0 { &self.left } else { &self.right }
     }
 
     fn resolved(&self) -> Arc<Layout> {
@@ -131,13 +189,15 @@ pub struct SideSchema {
     pub fields: Vec<Field>,
     /// The key column's index in `fields`.
     pub key: usize,
+    /// The bytes of all its files.
+    pub bytes: u64,
 }
 
 impl SideSchema {
     /// Reads the schema of the first file of `paths` and finds the key column.
     fn read(side: &'static str, paths: &str, key: &str) -> JobResult<Self> {
-        let (file, schema) = first_parquet_schema(&format!("--{side}"), &[paths.to_owned()])?;
-        Self::from_schema(side, file, &schema, key)
+        let (file, schema, bytes) = first_parquet_schema(&format!("--{side}"), &[paths.to_owned()])?;
+        Ok(SideSchema { bytes, ..Self::from_schema(side, file, &schema, key)? })
     }
 
     /// The side described by `schema` (of `file`), keyed on column `key`.
@@ -164,7 +224,7 @@ impl SideSchema {
             .map(|f| Field::new(f.name(), f.data_type().clone(), f.is_nullable()))
             .collect();
         fields[index] = fields[index].clone().with_data_type(key_type);
-        Ok(SideSchema { side, file, fields, key: index })
+        Ok(SideSchema { side, file, fields, key: index, bytes: 0 })
     }
 
     fn key_field(&self) -> &Field {
@@ -206,12 +266,14 @@ fn key_type(found: &DataType) -> Option<DataType> {
     }
 }
 
-/// Lists `paths` and reads the Arrow schema of the first file's Parquet footer; `flag` names
-/// the option the paths came from, for messages (also used by [`crate::groupby`]).
-pub(crate) fn first_parquet_schema(flag: &str, paths: &[String]) -> JobResult<(String, SchemaRef)> {
+/// Lists `paths` and reads the Arrow schema of the first file's Parquet footer; returns that
+/// file, the schema and the bytes of all the files. `flag` names the option the paths came
+/// from, for messages (also used by [`crate::groupby`]).
+pub(crate) fn first_parquet_schema(flag: &str, paths: &[String]) -> JobResult<(String, SchemaRef, u64)> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
         let files = resolve_inputs(paths).await?;
+        let bytes = files.iter().map(|f| f.size).sum();
         let Some(file) = files.into_iter().next() else {
             return Err(format!("{flag} {} holds no files to read a schema from", paths.join(" ")).into());
         };
@@ -219,7 +281,7 @@ pub(crate) fn first_parquet_schema(flag: &str, paths: &[String]) -> JobResult<(S
         let metadata = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
             .await
             .map_err(|e| format!("{}: cannot read the Parquet footer: {e}", file.display()))?;
-        Ok((file.display(), metadata.schema().clone()))
+        Ok((file.display(), metadata.schema().clone(), bytes))
     })
 }
 
@@ -232,6 +294,8 @@ pub struct Layout {
     pub map_output: KeyedSchema,
     /// The left columns, then the right columns (renamed where taken).
     pub output: SchemaRef,
+    /// A broadcast join's build side (0 left, 1 right); `None` for a repartition join.
+    pub build_side: Option<usize>,
 }
 
 impl Layout {
@@ -268,7 +332,7 @@ impl Layout {
             "join_seq",
         ]);
         let output = Arc::new(Schema::new(output_fields(&left.fields, &right.fields)));
-        Ok(Layout { sides: [left, right], map_output, output })
+        Ok(Layout { sides: [left, right], map_output, output, build_side: None })
     }
 
     /// The map-output columns of side `side` (0 left, 1 right).
@@ -278,6 +342,17 @@ impl Layout {
             0 => FIRST_DATA_COLUMN..FIRST_DATA_COLUMN + left,
             _ => FIRST_DATA_COLUMN + left..FIRST_DATA_COLUMN + left + self.sides[1].fields.len(),
         }
+    }
+}
+
+/// The side to broadcast, if any: the smaller (the left on a tie), when the strategy asks
+/// for a broadcast or allows one and the side's `bytes` are within `limit`.
+pub fn build_side(strategy: Strategy, limit: u64, bytes: [u64; 2]) -> Option<usize> {
+    let smaller = usize::from(bytes[1] < bytes[0]);
+    match strategy {
+        Strategy::Broadcast => Some(smaller),
+        Strategy::Auto => (bytes[smaller] <= limit).then_some(smaller),
+        Strategy::Repartition => None,
     }
 }
 
@@ -297,9 +372,10 @@ fn output_fields(left: &[Field], right: &[Field]) -> Vec<Field> {
 
 impl Job for Join {
     const NAME: &'static str = "join";
-    const ABOUT: &'static str = "Inner equi-join of two Parquet datasets (reduce side, in one job). \
-        Output: every left column, then every right column (`right_` prefixed where a name is \
-        taken), one row per matching pair.";
+    const ABOUT: &'static str = "Inner equi-join of two Parquet datasets: a broadcast hash join when the \
+        smaller side is within --broadcast-limit, else a reduce-side (repartition) join. Output: every \
+        left column, then every right column (`right_` prefixed where a name is taken), one row per \
+        matching pair.";
 
     fn validate(&self) -> JobResult<()> {
         self.layout().map(drop)
@@ -307,14 +383,26 @@ impl Job for Join {
 
     fn inputs(&self) -> Vec<JobInput> {
         let layout = self.resolved();
-        vec![
-            JobInput { paths: vec![self.left.clone()], spec: layout.sides[0].input_spec() },
-            JobInput { paths: vec![self.right.clone()], spec: layout.sides[1].input_spec() },
-        ]
+        let input = |side: usize| JobInput {
+            paths: vec![self.paths(side).to_owned()],
+            spec: layout.sides[side].input_spec(),
+        };
+        match layout.build_side {
+            Some(build) => vec![input(1 - build)],
+            None => vec![input(0), input(1)],
+        }
     }
 
     fn map_output(&self) -> KeyedSchema {
-        self.resolved().map_output.clone()
+        let layout = self.resolved();
+        match layout.build_side {
+            Some(_) => KeyedSchema::from_schema(layout.output.clone()),
+            None => layout.map_output.clone(),
+        }
+    }
+
+    fn reducers(&self) -> Option<usize> {
+        self.resolved().build_side.map(|_| 0)
     }
 
     fn output_schema(&self) -> SchemaRef {
@@ -323,6 +411,12 @@ impl Job for Join {
 
     fn mapper(&self, task: &TaskInfo) -> JobResult<Box<dyn Mapper>> {
         let layout = self.layout()?;
+        if let Some(build) = layout.build_side {
+            let side = &layout.sides[build];
+            let loaded = self.build.get_or_load(|| BuildSide::load(side, self.paths(build)))?;
+            let stream_key = layout.sides[1 - build].key;
+            return Ok(Box::new(ProbeRows::new(loaded, stream_key, build == 0)));
+        }
         let side = match task.input {
             0 => LEFT,
             1 => RIGHT,
@@ -423,6 +517,16 @@ mod tests {
         assert_eq!(layout.columns_of(0), 3..6);
         assert_eq!(layout.columns_of(1), 6..9);
         assert_eq!(layout.map_output.key_indices().unwrap(), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn the_smaller_side_is_broadcast_when_asked_or_within_the_limit() {
+        assert_eq!(build_side(Strategy::Auto, 100, [100, 500]), Some(0));
+        assert_eq!(build_side(Strategy::Auto, 100, [500, 99]), Some(1));
+        assert_eq!(build_side(Strategy::Auto, 100, [70, 70]), Some(0), "the left on a tie");
+        assert_eq!(build_side(Strategy::Auto, 100, [101, 500]), None, "over the limit");
+        assert_eq!(build_side(Strategy::Broadcast, 1, [500, 400]), Some(1));
+        assert_eq!(build_side(Strategy::Repartition, u64::MAX, [1, 1]), None);
     }
 
     #[test]

@@ -260,7 +260,7 @@ fn report_of(attempt: &AttemptKey, result: TaskResult, stderr_tail: String) -> T
         TaskResult::MapDone { output_bytes, counters } => {
             (task_report::Result::MapDone(MapDone { output_bytes }), counters)
         }
-        TaskResult::ReduceDone { part_file, rows, bytes, counters } => {
+        TaskResult::PartWritten { part_file, rows, bytes, counters } => {
             (task_report::Result::ReduceDone(ReduceDone { part_file, rows, bytes }), counters)
         }
         TaskResult::Failed { retryable, message } => {

@@ -89,8 +89,8 @@ pub enum TaskResult {
         /// Counters.
         counters: BTreeMap<String, u64>,
     },
-    /// A reduce attempt wrote its part file.
-    ReduceDone {
+    /// A reduce attempt, or a map attempt of a map-only job, wrote its part file.
+    PartWritten {
         /// The part file's name.
         part_file: String,
         /// Its rows.

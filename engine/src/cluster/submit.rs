@@ -18,7 +18,7 @@ use super::rpc::{connect_driver, is_final, state_name, status_error};
 use crate::config::RunConfig;
 use crate::driver::JobReport;
 use crate::error::{Error, Result};
-use crate::exec::{TaskEnv, sample_range_partitioner};
+use crate::exec::{TaskEnv, is_map_only, sample_range_partitioner};
 use crate::ids::{AttemptId, JobId};
 use crate::input::ReadOptions;
 use crate::job::Job;
@@ -72,7 +72,7 @@ pub fn submit<J: Job>(job: &J, config: &RunConfig, how: &Submission) -> Result<S
     io.block_on(async {
         let mut client = connect_driver(&how.driver).await?;
         let digest = upload_self(&mut client).await?;
-        let request = submit_request::<J>(config, &plan, payload, digest, how)?;
+        let request = submit_request(job, config, &plan, payload, digest, how)?;
         let reply =
             client.submit_job(request).await.map_err(status_error("submitting the job"))?.into_inner();
         eprintln!("submitted {} as {} to {}", J::NAME, reply.job_id, how.driver);
@@ -96,7 +96,7 @@ fn job_payload<J: Job>(
     how: &Submission,
 ) -> Result<JobPayload> {
     let num_partitions = job.reducers().unwrap_or(config.reducers).max(1);
-    let range_split_points = if job.partitioner().is_none() && job.total_order() {
+    let range_split_points = if job.partitioner().is_none() && job.total_order() && !is_map_only(job) {
         let job_id = JobId::generate();
         let spill = Arc::new(SpillDir::create(&config.spill_dir, &job_id)?);
         let store = Arc::new(RunStore::new(spill, 0));
@@ -132,6 +132,7 @@ fn job_payload<J: Job>(
 }
 
 fn submit_request<J: Job>(
+    job: &J,
     config: &RunConfig,
     plan: &Plan,
     payload: JobPayload,
@@ -156,7 +157,7 @@ fn submit_request<J: Job>(
         priority: how.priority,
         job_payload: serde_json::to_vec(&payload).map_err(|e| Error::Internal(e.to_string()))?,
         map_tasks,
-        reducers: payload.num_partitions as u32,
+        reducers: if is_map_only(job) { 0 } else { payload.num_partitions as u32 },
         output: config.output.clone(),
         storage_options: how.storage_options.iter().cloned().collect(),
         input_files: plan.files as u64,

@@ -4,7 +4,8 @@
 //!
 //! Map attempts write their output to the worker's shuffle directory
 //! ([`write_map_output`]); reduce attempts fetch their partition of every map output,
-//! merge, reduce and write an attempt-unique part file that the driver may commit.
+//! merge, reduce and write an attempt-unique part file that the driver may commit. Map
+//! attempts of a map-only job write such a part file themselves.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,11 +15,11 @@ use std::sync::Arc;
 use super::fetch::{FetchError, fetch_partition};
 use super::payload::{JobPayload, TaskFile, TaskResult};
 use crate::error::{Error, Result};
-use crate::exec::{SPILLED_BYTES, TaskEnv, run_map_task, run_reduce_task};
+use crate::exec::{SPILLED_BYTES, TaskEnv, is_map_only, run_map_only_task, run_map_task, run_reduce_task};
 use crate::ids::{AttemptId, JobId};
 use crate::input::{ReadOptions, Split};
 use crate::job::{Counters, Job};
-use crate::output::OutputDir;
+use crate::output::{OutputDir, PartFile};
 use crate::partition::{HashPartitioner, Partitioner, RangePartitioner};
 use crate::plan::MapTask;
 use crate::progress::Progress;
@@ -137,6 +138,11 @@ fn run_map<J: Job>(job: &J, env: &TaskEnv<'_>, task: &TaskFile) -> Result<TaskRe
     };
     let split = env.io.block_on(Split::from_spec(map_split.split, &spec))?;
     let map_task = MapTask { index: task.index as usize, input: map_split.input, split };
+    if is_map_only(job) {
+        let output = OutputDir::new(Location::parse(&task.job.output)?);
+        let (part, counters) = run_map_only_task(job, env, &map_task, &output)?;
+        return Ok(part_written(part, &counters));
+    }
     let output = run_map_task(job, env, &map_task)?;
     let keyed = job.map_output();
     let files = MapOutputFiles::new(&task.shuffle_dir, env.job_id, task.index, env.attempt);
@@ -164,12 +170,16 @@ fn run_reduce<J: Job>(job: &J, env: &TaskEnv<'_>, task: &TaskFile) -> Result<Tas
         .collect();
     let output = OutputDir::new(Location::parse(&task.job.output)?);
     let (part, counters) = run_reduce_task(job, env, task.index as usize, runs, &output)?;
-    Ok(TaskResult::ReduceDone {
+    Ok(part_written(part, &counters))
+}
+
+fn part_written(part: PartFile, counters: &Counters) -> TaskResult {
+    TaskResult::PartWritten {
         part_file: part.name,
         rows: part.rows,
         bytes: part.bytes,
-        counters: to_map(&counters),
-    })
+        counters: to_map(counters),
+    }
 }
 
 /// Fetches this reducer's partition of every map output into `dir`, a few at a time.

@@ -1,5 +1,6 @@
 //! The local runner: map tasks and then reduce tasks on a rayon pool in this process, with
-//! map output handed to reducers in memory or through local spill files (no sockets).
+//! map output handed to reducers in memory or through local spill files (no sockets). A
+//! map-only job's map tasks write the part files themselves.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +12,8 @@ use tracing::{info, info_span};
 use crate::config::RunConfig;
 use crate::error::{Error, Result};
 use crate::exec::{
-    MapTaskOutput, SPILLED_BYTES, TaskEnv, run_map_task, run_reduce_task, sample_range_partitioner,
+    MapTaskOutput, SPILLED_BYTES, TaskEnv, is_map_only, run_map_only_task, run_map_task, run_reduce_task,
+    sample_range_partitioner,
 };
 use crate::ids::JobId;
 use crate::input::ReadOptions;
@@ -81,6 +83,9 @@ pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Re
         progress,
     };
     let result = pool.install(|| -> Result<_> {
+        if is_map_only(job) {
+            return map_only_phase(job, &env, &plan.map_tasks, &output);
+        }
         env.partitioner = choose_partitioner(job, &env, &plan.map_tasks)?;
         let (runs, mut counters) = map_phase(job, &env, &plan.map_tasks)?;
         let parts = reduce_phase(job, &env, runs, &output, &mut counters)?;
@@ -141,6 +146,33 @@ fn map_phase<J: Job>(job: &J, env: &TaskEnv<'_>, tasks: &[MapTask]) -> Result<(V
         }
     }
     Ok((by_partition, counters))
+}
+
+/// Runs every map task of a map-only job, each writing its own part file.
+fn map_only_phase<J: Job>(
+    job: &J,
+    env: &TaskEnv<'_>,
+    tasks: &[MapTask],
+    output: &OutputDir,
+) -> Result<(Vec<PartFile>, Counters)> {
+    env.progress.start_phase("map", tasks.len());
+    let parts: Vec<(PartFile, Counters)> = tasks
+        .par_iter()
+        .map(|task| {
+            let out = run_map_only_task(job, env, task, output);
+            env.progress.task_done();
+            out
+        })
+        .collect::<Result<_>>()?;
+    let mut counters = Counters::default();
+    let parts = parts
+        .into_iter()
+        .map(|(part, part_counters)| {
+            counters.merge(&part_counters);
+            part
+        })
+        .collect();
+    Ok((parts, counters))
 }
 
 /// Runs every reduce task; returns the part files and adds the reducers' counters.

@@ -69,6 +69,11 @@ pub trait Job: clap::Args + Serialize + DeserializeOwned + Send + Sync + 'static
 
     /// A fixed number of reduce partitions, overriding `--reducers` (e.g. 1 for a small
     /// aggregate that must come out in one ordered file).
+    ///
+    /// `Some(0)` makes a map-only job (Hadoop's `setNumReduceTasks(0)`): each map task
+    /// writes what its mapper emits, rows of [`Job::output_schema`], straight to its own
+    /// part file, in the order emitted; nothing is sorted or shuffled and
+    /// [`Job::reducer`] is never called.
     fn reducers(&self) -> Option<usize> {
         None
     }

@@ -36,7 +36,8 @@ pub(super) struct Task {
     /// Failed attempts that count toward `max_attempts`.
     pub failures: u32,
     pub running: Vec<RunningAttempt>,
-    /// Maps: the live output (cleared when it is lost). Reduces: the winner.
+    /// Maps: the live output (cleared when it is lost), or in a map-only job the winner.
+    /// Reduces: the winner.
     pub output: Option<Output>,
     /// The counters of the last successful attempt.
     pub counters: Counters,
@@ -127,8 +128,19 @@ impl Job {
         self.maps.iter().all(|t| t.output.is_some())
     }
 
-    pub fn reduces_done(&self) -> bool {
-        self.reduces.iter().all(|t| t.output.is_some())
+    /// No reduce tasks: the map tasks write the part files.
+    pub fn is_map_only(&self) -> bool {
+        self.reduces.is_empty()
+    }
+
+    /// The tasks that write part files: the reduces, or the maps of a map-only job.
+    fn part_writers(&self) -> &[Task] {
+        if self.is_map_only() { &self.maps } else { &self.reduces }
+    }
+
+    /// Every partition has a winning part file.
+    pub fn parts_written(&self) -> bool {
+        self.part_writers().iter().all(|t| t.output.is_some())
     }
 
     /// The kind of task the job is waiting for (`None` once it committed or ended).
@@ -165,10 +177,10 @@ impl Job {
             .collect()
     }
 
-    /// One winner per partition, in partition order (complete once every reduce is done).
+    /// One winner per partition, in partition order (complete once every part is written).
     pub fn winners(&self) -> Vec<WinningPart> {
-        let reduces = self.reduces.iter().enumerate();
-        reduces
+        let writers = self.part_writers().iter().enumerate();
+        writers
             .filter_map(|(i, t)| {
                 let out = t.output.as_ref()?;
                 let (part_file, rows) = out.part.clone()?;

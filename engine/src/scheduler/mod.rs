@@ -20,7 +20,8 @@
 //!   and fetch failures do not count toward that limit; they re-run the map outputs lost.
 //! * A lone attempt running much longer than its siblings gets one backup; the first
 //!   attempt to succeed wins and the others are killed.
-//! * When every partition has a winner the job is committed exactly once.
+//! * When every partition has a winner the job is committed exactly once. A map-only job
+//!   (no reducers) has one partition per map task, whose part file that task writes.
 //! * Stale reports (unknown or finished attempts, ended jobs, unknown workers) are ignored.
 //!
 //! ```
@@ -133,16 +134,18 @@ impl Scheduler {
 
     /// Submits a job; it runs when slots are free and no job of higher priority waits.
     pub fn submit(&mut self, now: Instant, spec: JobSpec) -> Result<(), SubmitError> {
-        if spec.reducers == 0 {
-            return Err(SubmitError::NoReducers { job: spec.id });
-        }
         if self.jobs.contains_key(&spec.id) {
             return Err(SubmitError::DuplicateJob { job: spec.id });
         }
         tracing::info!(job = %spec.id, maps = spec.map_tasks.len(), reducers = spec.reducers, "job submitted");
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.jobs.insert(spec.id.clone(), Job::new(spec, seq, now));
+        let id = spec.id.clone();
+        self.jobs.insert(id.clone(), Job::new(spec, seq, now));
+        // A map-only job without input has nothing to run, only an empty output to commit.
+        if let Some(job) = self.jobs.get_mut(&id).filter(|j| j.parts_written()) {
+            start_commit(job, &mut self.workers, &mut self.actions);
+        }
         self.schedule(now);
         Ok(())
     }
@@ -157,17 +160,20 @@ impl Scheduler {
         outcome: TaskOutcome,
         counters: Counters,
     ) {
-        let part = match (attempt.task.kind, outcome) {
-            (TaskKind::Map, TaskOutcome::MapDone) => None,
-            (TaskKind::Reduce, TaskOutcome::ReduceDone { part_file, rows }) => Some((part_file, rows)),
-            (kind, outcome) => {
-                let message = format!("reported {outcome:?} for a {kind:?} task");
+        let Some(job) = self.jobs.get_mut(&attempt.job).filter(|j| j.is_active()) else { return };
+        let writes_part = attempt.task.kind == TaskKind::Reduce || job.is_map_only();
+        let part = match (writes_part, outcome) {
+            (false, TaskOutcome::MapDone) => None,
+            (true, TaskOutcome::PartWritten { part_file, rows }) => Some((part_file, rows)),
+            (_, outcome) => {
+                let kind = attempt.task.kind;
+                let map_only = if job.is_map_only() { " of a map-only job" } else { "" };
+                let message = format!("reported {outcome:?} for a {kind:?} task{map_only}");
                 let failure =
                     TaskFailure { kind: FailureKind::Retryable, message, stderr_tail: String::new() };
                 return self.task_failed(now, attempt, failure);
             }
         };
-        let Some(job) = self.jobs.get_mut(&attempt.job).filter(|j| j.is_active()) else { return };
         let Some(task) = job.task_mut(attempt.task) else { return };
         let Some(run) = task.take_running(attempt.attempt) else { return };
         self.workers.forget(&run.worker, attempt);
@@ -186,11 +192,8 @@ impl Scheduler {
             TaskKind::Map => job.map_durations.push(took),
             TaskKind::Reduce => job.reduce_durations.push(took),
         }
-        if attempt.task.kind == TaskKind::Reduce && job.reduces_done() {
-            kill_running(job, &mut self.workers, &mut self.actions);
-            job.state = JobState::Committing;
-            tracing::info!(job = %job.id, "all partitions done: committing");
-            self.actions.push(Action::Commit { job: job.id.clone(), winners: job.winners() });
+        if writes_part && job.parts_written() {
+            start_commit(job, &mut self.workers, &mut self.actions);
         }
         self.schedule(now);
     }
@@ -336,7 +339,9 @@ impl Scheduler {
             let lost = job.task_mut(attempt.task).and_then(|t| t.take_running(attempt.attempt));
             job.failed_attempts += u64::from(lost.is_some());
         }
-        for job in self.jobs.values_mut().filter(|j| j.is_active() && !j.reduces_done()) {
+        // A map-only job's outputs are part files in storage: they survive the worker.
+        let needs_map_outputs = |j: &Job| j.is_active() && !j.is_map_only() && !j.parts_written();
+        for job in self.jobs.values_mut().filter(|j| needs_map_outputs(j)) {
             for map in &mut job.maps {
                 if map.output.as_ref().is_some_and(|o| &o.worker == worker) {
                     map.output = None;
@@ -364,6 +369,14 @@ impl Scheduler {
             }
         }
     }
+}
+
+/// Every partition has a winner: kills what still runs and queues the job's one `Commit`.
+fn start_commit(job: &mut Job, workers: &mut Workers, actions: &mut Vec<Action>) {
+    kill_running(job, workers, actions);
+    job.state = JobState::Committing;
+    tracing::info!(job = %job.id, "all partitions done: committing");
+    actions.push(Action::Commit { job: job.id.clone(), winners: job.winners() });
 }
 
 /// Kills every running attempt of a job (queues the `Kill`s).

@@ -71,7 +71,7 @@ impl Sim {
     fn reduce_done(&mut self, secs: f64, a: &AttemptRef) {
         let now = self.at(secs);
         let outcome =
-            TaskOutcome::ReduceDone { part_file: format!("part-{}-{}", a.task.index, a.attempt), rows: 5 };
+            TaskOutcome::PartWritten { part_file: format!("part-{}-{}", a.task.index, a.attempt), rows: 5 };
         self.s.task_succeeded(now, a, outcome, BTreeMap::from([("rows".to_string(), 5)]));
     }
 
@@ -154,16 +154,51 @@ fn reduces_wait_for_every_map_and_carry_map_outputs() {
 }
 
 #[test]
-fn zero_maps_go_straight_to_reduce_and_zero_reducers_are_rejected() {
+fn zero_maps_go_straight_to_reduce_and_duplicates_are_rejected() {
     let mut sim = Sim::new(SchedulerConfig::default(), &[("w1", 1)]);
     sim.submit(0.0, spec("j", 0, 0, 1));
     let actions = sim.s.take_actions();
     assert!(matches!(&actions[..], [Action::Launch { attempt, map_outputs, .. }]
         if attempt.task == TaskId::reduce(0) && map_outputs.is_empty()));
-    let err = sim.s.submit(sim.t0, spec("k", 0, 1, 0));
-    assert_eq!(err, Err(SubmitError::NoReducers { job: jid("k") }));
     let err = sim.s.submit(sim.t0, spec("j", 0, 1, 1));
     assert_eq!(err, Err(SubmitError::DuplicateJob { job: jid("j") }));
+}
+
+#[test]
+fn a_map_only_job_commits_its_map_tasks_part_files_and_keeps_them_when_a_worker_dies() {
+    let mut sim = Sim::new(patient(), &[("w1", 1), ("w2", 1)]);
+    sim.submit(0.0, spec("j", 0, 3, 0));
+    let (launches, _) = sim.launches();
+    assert_eq!(launches, vec![(w("w1"), at("j", TaskId::map(0), 0)), (w("w2"), at("j", TaskId::map(1), 0))]);
+    // A map task of a map-only job must report a part file, not shuffle output.
+    sim.map_done(1.0, &at("j", TaskId::map(0), 0));
+    let (launches, _) = sim.launches();
+    assert_eq!(launches, vec![(w("w1"), at("j", TaskId::map(0), 1))], "retried");
+    sim.reduce_done(2.0, &at("j", TaskId::map(0), 1)); // on w1: a part file
+    let (launches, _) = sim.launches();
+    assert_eq!(launches, vec![(w("w1"), at("j", TaskId::map(2), 0))]);
+    sim.s.worker_lost(sim.at(3.0), &w("w1"), "killed");
+    let (launches, _) = sim.launches();
+    // map2 was running on w1 and is re-run; map0's part file is in storage and stands.
+    assert!(launches.is_empty(), "w2 is busy: {launches:?}");
+    assert_eq!(sim.view("j").maps.done, 1);
+    sim.reduce_done(4.0, &at("j", TaskId::map(1), 0));
+    let (launches, _) = sim.launches();
+    assert_eq!(launches, vec![(w("w2"), at("j", TaskId::map(2), 1))]);
+    sim.reduce_done(5.0, &at("j", TaskId::map(2), 1));
+    let actions = sim.s.take_actions();
+    let Some(Action::Commit { winners, .. }) = actions.last() else { panic!("{actions:?}") };
+    let parts: Vec<_> = winners.iter().map(|p| (p.partition, p.attempt.0, p.part_file.as_str())).collect();
+    assert_eq!(parts, [(0, 1, "part-0-a1"), (1, 0, "part-1-a0"), (2, 1, "part-2-a1")]);
+    assert_eq!(sim.view("j").state, JobState::Committing);
+}
+
+#[test]
+fn a_map_only_job_without_input_commits_an_empty_output_at_once() {
+    let mut sim = Sim::new(SchedulerConfig::default(), &[("w1", 1)]);
+    sim.submit(0.0, spec("j", 0, 0, 0));
+    let actions = sim.s.take_actions();
+    assert!(matches!(&actions[..], [Action::Commit { winners, .. }] if winners.is_empty()), "{actions:?}");
 }
 
 #[test]
@@ -480,7 +515,7 @@ fn stale_and_unknown_events_are_ignored() {
     assert!(sim.s.take_actions().is_empty());
     assert_eq!(sim.view("j").state, JobState::Running);
     // A reduce outcome for a map task is a (counted) failure, not a success.
-    let wrong = TaskOutcome::ReduceDone { part_file: "p".into(), rows: 1 };
+    let wrong = TaskOutcome::PartWritten { part_file: "p".into(), rows: 1 };
     sim.s.task_succeeded(sim.at(2.0), &at("j", TaskId::map(0), 0), wrong, BTreeMap::new());
     let (launches, _) = sim.launches();
     assert_eq!(launches, vec![(w("w1"), at("j", TaskId::map(0), 1))]);

@@ -17,7 +17,7 @@ pub struct JobSpec {
     pub priority: i32,
     /// One human description per map task: its input split (e.g. `data/a.txt:0+67108864`).
     pub map_tasks: Vec<String>,
-    /// Reduce partitions (at least 1).
+    /// Reduce partitions; 0 for a map-only job, whose map tasks write the part files.
     pub reducers: u32,
 }
 
@@ -65,8 +65,9 @@ pub struct TaskFailure {
 pub enum TaskOutcome {
     /// A map attempt wrote its output to its worker's shuffle directory.
     MapDone,
-    /// A reduce attempt wrote an attempt-unique part file.
-    ReduceDone {
+    /// A reduce attempt, or a map attempt of a map-only job, wrote an attempt-unique part
+    /// file.
+    PartWritten {
         /// Where the part file is (an object-store URL or path).
         part_file: String,
         /// Rows written.
@@ -85,7 +86,7 @@ pub struct MapOutputRef {
     pub worker: WorkerId,
 }
 
-/// The accepted attempt of one reduce partition.
+/// The accepted attempt of one partition: a reduce task's, or a map task's in a map-only job.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct WinningPart {
     /// The partition (reduce task index).
@@ -174,12 +175,6 @@ pub enum SubmitError {
     /// A job with this id is already known.
     #[error("job {job} already exists")]
     DuplicateJob {
-        /// The id.
-        job: JobId,
-    },
-    /// Every job needs at least one reduce partition.
-    #[error("job {job} has no reduce partitions (reducers must be at least 1)")]
-    NoReducers {
         /// The id.
         job: JobId,
     },

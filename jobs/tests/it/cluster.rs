@@ -74,7 +74,11 @@ fn every_example_job_in_cluster_mode_equals_local_mode() {
     super::join::write_side(&l, &left, "id", super::join::KeyType::Int64, true, 2);
     super::join::write_side(&r, &right, "user_id", super::join::KeyType::Int64, false, 2);
     let join = ["--left", s(&l), "--left-key", "id", "--right", s(&r), "--right-key", "user_id"];
+    // Broadcast (a map-only job: map tasks write the part files) and repartition.
     local_vs_cluster(&cluster, dir.path(), "join", &[&join[..], &common[..]].concat());
+    let repartition = [&join[..], &common[..], &["--strategy", "repartition"]].concat();
+    std::fs::create_dir_all(dir.path().join("repartition")).unwrap();
+    local_vs_cluster(&cluster, &dir.path().join("repartition"), "join", &repartition);
 
     let edges = dir.path().join("edges");
     super::pagerank::write_edges(&edges, &super::pagerank::edges(4), 2);
@@ -84,5 +88,5 @@ fn every_example_job_in_cluster_mode_equals_local_mode() {
     wait_until("shuffle data removed", Duration::from_secs(10), || cluster.shuffle_files() == 0);
     let jobs = cluster.cli(&["jobs"]);
     let listing = String::from_utf8_lossy(&jobs.stdout);
-    assert_eq!(listing.matches("succeeded").count(), 8 + 4, "8 jobs and pagerank's 4 rounds: {listing}");
+    assert_eq!(listing.matches("succeeded").count(), 9 + 4, "9 jobs and pagerank's 4 rounds: {listing}");
 }

@@ -73,6 +73,25 @@ fn a_worker_killed_during_the_reduce_phase_does_not_fail_the_job() {
 }
 
 #[test]
+fn a_worker_killed_during_a_map_only_job_does_not_fail_it_and_its_part_files_stand() {
+    let mut cluster = Cluster::start(ClusterSpec::default());
+    let dir = tempfile::tempdir().unwrap();
+    let (text, _) = input_and_expected(dir.path());
+    let expected = dir.path().join("expected-map-only");
+    run_ok("chaos", &chaos_args(&text, &expected, &["--map-only"]));
+    let parts = read_committed(&expected).parts.len();
+    assert!(parts > 3, "a part file per map task, not per reducer: {parts}");
+    let out = dir.path().join("out");
+    let faults = ["--map-only", "--sleep", "1", "--sleep-ms", "1500", "--always"];
+    let job = cluster.spawn("chaos", &chaos_args(&text, &out, &faults));
+    wait_until("an attempt running on worker 0", Duration::from_secs(60), || cluster.running_on(0) > 0);
+    cluster.signal_worker(0, "KILL", false);
+    wait_ok(job);
+    assert_same_parts(&expected, &out);
+    assert_eq!(cluster.alive_workers(), 1);
+}
+
+#[test]
 fn a_frozen_worker_is_declared_lost_and_its_work_redone_exactly_once() {
     let mut cluster = Cluster::start(ClusterSpec::default());
     let dir = tempfile::tempdir().unwrap();

@@ -224,25 +224,51 @@ fn join_equals_duckdb_on_keys_frequent_on_both_sides() {
     let expected = duckdb_rows(&left_dir, &right_dir, "id", "user_id", 2);
     assert!(expected.len() > 300 * 250 + 2 * 68_000, "the hot keys dominate: {} rows", expected.len());
 
-    for (reducers, split) in [("3", "1"), ("1", "64MiB")] {
-        let out = dir.path().join(format!("out-{reducers}-{split}"));
+    let runs = [
+        ("repartition", "3", "1"),
+        ("repartition", "1", "64MiB"),
+        ("broadcast", "3", "1"),
+        ("broadcast", "1", "64MiB"),
+    ];
+    for (strategy, reducers, split) in runs {
+        let what = format!("{strategy}, reducers {reducers}, split {split}");
+        let out = dir.path().join(format!("out-{strategy}-{reducers}-{split}"));
         let sides = join_args(s(&left_dir), "id", s(&right_dir), "user_id");
         let engine = ["--output", s(&out), "--threads", "2", "--reducers", reducers, "--split-size", split];
-        run_ok("join", &[&sides[..], &engine[..]].concat());
+        run_ok("join", &[&sides[..], &engine[..], &["--strategy", strategy]].concat());
         let (rows, names) = our_rows(&out);
         assert_eq!(names, ["id", "name", "score", "user_id", "right_name", "qty"]);
-        assert_eq!(rows.len(), expected.len(), "reducers {reducers}, split {split}: row count");
+        assert_eq!(rows.len(), expected.len(), "{what}: row count");
         let first_difference = rows.iter().zip(&expected).find(|(a, b)| a != b);
-        assert!(first_difference.is_none(), "reducers {reducers}, split {split}: {first_difference:?}");
+        assert!(first_difference.is_none(), "{what}: {first_difference:?}");
 
         let output = read_committed(&out);
-        assert_eq!(output.manifest.files.len(), reducers.parse::<usize>().unwrap());
         let counters = &output.manifest.counters;
-        let input_rows = (left.keys.len() + right.keys.len()) as u64;
-        assert_eq!(counters.get("map_input_records"), input_rows);
-        assert_eq!(counters.get("join_null_keys"), 30, "null keys never match");
-        assert_eq!(counters.get("reduce_input_records"), input_rows - 30);
+        if strategy == "repartition" {
+            assert_eq!(output.manifest.files.len(), reducers.parse::<usize>().unwrap());
+            let input_rows = (left.keys.len() + right.keys.len()) as u64;
+            assert_eq!(counters.get("map_input_records"), input_rows);
+            assert_eq!(counters.get("join_null_keys"), 30, "null keys never match");
+            assert_eq!(counters.get("reduce_input_records"), input_rows - 30);
+        } else {
+            // Map-only: one part file per map task over the streamed (larger) side.
+            let (streamed, files) =
+                if dir_bytes(&left_dir) > dir_bytes(&right_dir) { (&left, 2) } else { (&right, 3) };
+            assert_eq!(counters.get("map_input_records"), streamed.keys.len() as u64, "{what}");
+            assert_eq!(counters.get("join_null_keys"), 15, "{what}: the streamed side's null keys");
+            assert_eq!(counters.get("map_output_records"), expected.len() as u64, "{what}");
+            assert_eq!(counters.get("reduce_input_records"), 0, "{what}: nothing shuffled");
+            // A split per file, or per row group (of 1500 rows) with 1-byte splits.
+            let parts = output.manifest.files.len();
+            let splits =
+                if split == "1" { streamed.keys.len().div_ceil(1500 * files) * files } else { files };
+            assert!(parts >= splits, "{what}: {parts} part files for {splits} or more splits");
+        }
     }
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum()
 }
 
 #[test]
@@ -256,14 +282,30 @@ fn join_equals_duckdb_for_each_key_type() {
         write_side(&left_dir, &left, "k", key_type, true, 2);
         write_side(&right_dir, &right, "k", key_type, false, 2);
         let expected = duckdb_rows(&left_dir, &right_dir, "k", "k", 2);
-        let out = dir.path().join("out");
-        let sides = join_args(s(&left_dir), "k", s(&right_dir), "k");
-        let engine = ["--output", s(&out), "--threads", "2", "--reducers", "4", "--split-size", "1"];
-        run_ok("join", &[&sides[..], &engine[..]].concat());
-        let (rows, names) = our_rows(&out);
-        assert_eq!(names, ["k", "name", "score", "right_k", "right_name", "qty"], "{key_type:?}");
-        assert!(rows.len() > 120 * 90, "{key_type:?}: the hot key matched");
-        assert!(rows == expected, "{key_type:?}: {} rows, DuckDB {}", rows.len(), expected.len());
+        // The default strategy broadcasts sides this small; a limit of 1 byte repartitions.
+        for (strategy, files) in
+            [(&["--strategy", "auto"][..], None), (&["--broadcast-limit", "1"][..], Some(4))]
+        {
+            let out = dir.path().join(format!("out-{}", strategy[1]));
+            let sides = join_args(s(&left_dir), "k", s(&right_dir), "k");
+            let engine = ["--output", s(&out), "--threads", "2", "--reducers", "4", "--split-size", "1"];
+            run_ok("join", &[&sides[..], &engine[..], strategy].concat());
+            let (rows, names) = our_rows(&out);
+            assert_eq!(names, ["k", "name", "score", "right_k", "right_name", "qty"], "{key_type:?}");
+            assert!(rows.len() > 120 * 90, "{key_type:?} {strategy:?}: the hot key matched");
+            assert!(
+                rows == expected,
+                "{key_type:?} {strategy:?}: {} rows, DuckDB {}",
+                rows.len(),
+                expected.len()
+            );
+            let output = read_committed(&out);
+            let shuffled = output.manifest.counters.get("reduce_input_records");
+            match files {
+                Some(files) => assert_eq!((output.manifest.files.len(), shuffled > 0), (files, true)),
+                None => assert_eq!(shuffled, 0, "{key_type:?}: broadcast, nothing shuffled"),
+            }
+        }
     }
 }
 

@@ -231,7 +231,7 @@ fn on_report(state: &Arc<DriverState>, worker: &WorkerId, report: TaskReport) {
         }
         task_report::Result::ReduceDone(done) => {
             state.note_part_bytes(&attempt.job, key.index, key.attempt, done.bytes);
-            let outcome = TaskOutcome::ReduceDone { part_file: done.part_file, rows: done.rows };
+            let outcome = TaskOutcome::PartWritten { part_file: done.part_file, rows: done.rows };
             state.update(|s, now| s.task_succeeded(now, &attempt, outcome, counters));
         }
         task_report::Result::Failed(failed) => {

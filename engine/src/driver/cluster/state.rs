@@ -127,7 +127,7 @@ impl DriverState {
             name: request.name.clone(),
             priority: request.priority,
             map_tasks: request.map_tasks.iter().map(|t| t.description.clone()).collect(),
-            reducers: request.reducers.max(1),
+            reducers: request.reducers,
         };
         let record = JobRecord {
             request,
