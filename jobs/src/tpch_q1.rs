@@ -139,7 +139,12 @@ impl Job for TpchQ1 {
 
     fn mapper(&self, _: &TaskInfo) -> JobResult<Box<dyn Mapper>> {
         let cutoff = self.ship_date_cutoff()?;
-        Ok(Box::new(PricingMapper { cutoff, groups: FlagGroups::default(), slots: Vec::new() }))
+        Ok(Box::new(PricingMapper {
+            cutoff,
+            groups: FlagGroups::default(),
+            slots: Vec::new(),
+            sums: Vec::new(),
+        }))
     }
 
     fn reducer(&self, _: &TaskInfo) -> JobResult<Box<dyn Reducer>> {
@@ -189,9 +194,46 @@ impl Partial {
         self.count += 1;
     }
 
+    /// Adds one batch's sums of this group.
+    fn add_batch(&mut self, sums: &BatchSums) {
+        self.sum_qty += i128::from(sums.qty);
+        self.sum_base_price += i128::from(sums.price);
+        self.sum_disc += i128::from(sums.disc);
+        self.sum_disc_price += i128::from(sums.disc_price);
+        self.sum_charge += i128::from(sums.charge);
+        self.count += sums.count;
+    }
+
     fn average(sum: i128, count: i64, scale: i32) -> f64 {
         sum as f64 / (count as f64 * 10f64.powi(scale))
     }
+}
+
+/// One group's sums over one batch, in `i64`: used when [`fits_in_i64`] shows no sum of
+/// the batch can overflow, so the per-row work is 64-bit arithmetic, not 128-bit.
+#[derive(Clone, Copy, Debug, Default)]
+struct BatchSums {
+    qty: i64,
+    price: i64,
+    disc: i64,
+    disc_price: i64,
+    charge: i64,
+    count: i64,
+}
+
+/// Whether every sum of `rows` rows with these columns fits an `i64`: each value's
+/// magnitude is at most its column's largest, so `rows` times the largest possible
+/// product bounds each sum.
+fn fits_in_i64(rows: usize, [quantity, price, discount, tax]: [&[i64]; 4]) -> bool {
+    let largest = |column: &[i64]| column.iter().fold(0u64, |m, v| m.max(v.unsigned_abs()));
+    let one = ONE as u64;
+    let bound = || -> Option<u64> {
+        let disc_price = largest(price).checked_mul(one.checked_add(largest(discount))?)?;
+        let charge = disc_price.checked_mul(one.checked_add(largest(tax))?)?;
+        let per_row = charge.max(largest(quantity)).max(largest(price)).max(largest(discount));
+        per_row.checked_mul(rows as u64)
+    };
+    bound().is_some_and(|b| b <= i64::MAX as u64)
 }
 
 /// The mapper: filters on the ship date and accumulates partials per group.
@@ -200,6 +242,8 @@ struct PricingMapper {
     groups: FlagGroups,
     /// Each row's group slot (reused across batches).
     slots: Vec<u32>,
+    /// Each group's sums over the current batch (reused across batches).
+    sums: Vec<BatchSums>,
 }
 
 /// Typed views of a lineitem batch's declared columns.
@@ -239,10 +283,31 @@ impl Mapper for PricingMapper {
         let (dates, slots) = (&rows.ship_dates[..n], &self.slots[..n]);
         let [quantity, price, discount, tax] = rows.decimals.map(|column| &column[..n]);
         let partials = self.groups.partials_mut();
+        if !fits_in_i64(n, [quantity, price, discount, tax]) {
+            for i in 0..n {
+                if dates[i] <= self.cutoff {
+                    partials[slots[i] as usize].add_row(quantity[i], price[i], discount[i], tax[i]);
+                }
+            }
+            return Ok(());
+        }
+        self.sums.clear();
+        self.sums.resize(partials.len(), BatchSums::default());
+        let one = ONE as i64;
         for i in 0..n {
             if dates[i] <= self.cutoff {
-                partials[slots[i] as usize].add_row(quantity[i], price[i], discount[i], tax[i]);
+                let sums = &mut self.sums[slots[i] as usize];
+                let disc_price = price[i] * (one - discount[i]);
+                sums.qty += quantity[i];
+                sums.price += price[i];
+                sums.disc += discount[i];
+                sums.disc_price += disc_price;
+                sums.charge += disc_price * (one + tax[i]);
+                sums.count += 1;
             }
+        }
+        for (partial, sums) in partials.iter_mut().zip(&self.sums) {
+            partial.add_batch(sums);
         }
         Ok(())
     }
@@ -386,5 +451,44 @@ mod tests {
             (225_185_088, 22_968_878_976, 1)
         );
         assert_eq!(Partial::average(partial.sum_disc, partial.count, 2), 0.04);
+    }
+
+    /// Maps one batch of `rows` (quantity, price, discount, tax), all in one group.
+    fn mapped(rows: &[[i64; 4]]) -> Partial {
+        let column = |i: usize| -> ArrayRef {
+            let values = rows.iter().map(|r| r[i]);
+            Arc::new(
+                arrow::array::Decimal64Array::from_iter_values(values)
+                    .with_precision_and_scale(18, 2)
+                    .unwrap(),
+            )
+        };
+        let flags = |s: &str| -> ArrayRef {
+            Arc::new(DictionaryArray::<Int32Type>::from_iter(std::iter::repeat_n(s, rows.len())))
+        };
+        let dates: ArrayRef = Arc::new(arrow::array::Date32Array::from(vec![0; rows.len()]));
+        let columns = vec![flags("A"), flags("F"), column(0), column(1), column(2), column(3), dates];
+        let batch = RecordBatch::try_from_iter(LINEITEM_COLUMNS.iter().zip(columns)).unwrap();
+        let mut mapper =
+            PricingMapper { cutoff: 1, groups: FlagGroups::default(), slots: Vec::new(), sums: Vec::new() };
+        mapper.map(&batch, &mut Emitter::new(TpchQ1::default().map_output().schema().clone())).unwrap();
+        mapper.groups.partials_mut()[0]
+    }
+
+    #[test]
+    fn batch_sums_in_i64_equal_row_sums_in_i128_and_large_values_take_the_exact_path() {
+        let small: Vec<[i64; 4]> =
+            (0..5000).map(|i| [i % 5000, 1_000_000 + i * 7, i % 11, i % 9 - 2]).collect();
+        let huge = vec![[1, i64::MAX / 1000, 5, 3], [2, i64::MAX / 1000, 7, 1]];
+        for rows in [small, huge] {
+            let mut expected = Partial::default();
+            for r in &rows {
+                expected.add_row(r[0], r[1], r[2], r[3]);
+            }
+            assert_eq!(mapped(&rows), expected);
+        }
+        let big = [i64::MAX / 1000];
+        assert!(!fits_in_i64(1, [&big, &big, &[0], &[0]]), "the product overflows");
+        assert!(fits_in_i64(8192, [&[1], &[10_494_950], &[10], &[8]]), "TPC-H's largest values");
     }
 }

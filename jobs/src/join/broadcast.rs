@@ -98,6 +98,7 @@ impl BuildSide {
     pub fn probe(&self, keys: &dyn Array) -> JobResult<Vec<(u32, u32)>> {
         let mut pairs = Vec::with_capacity(keys.len());
         match &self.table {
+            KeyTable::Dense(t) => t.probe(&i64_keys(keys)?, keys, &mut pairs),
             KeyTable::Int(t) => t.probe(&i64_keys(keys)?, keys, &mut pairs),
             KeyTable::Wide(t) => t.probe(&i128_keys(keys)?, keys, &mut pairs),
             KeyTable::Bytes(t) => t.probe(&byte_keys(keys)?, keys, &mut pairs),
@@ -220,9 +221,60 @@ impl<K: Hash + Eq> Table<K> {
     }
 }
 
-/// The table for the key's type: integers, dates and booleans as `i64`, 128-bit decimals
-/// as `i128`, strings and binary as bytes.
+/// Build row ids by integer key, for keys spanning a range at most [`DENSE_SPREAD`] times
+/// the build rows: the head of each key's chain at `key - min` in a plain array (DuckDB's
+/// perfect hash join). No hashing, and a streamed side clustered by key (a fact table in
+/// its dimension's key order) probes the array in order instead of at random.
+struct Dense {
+    min: i64,
+    heads: Vec<u32>,
+    next: Vec<u32>,
+}
+
+/// Slots per build row a [`Dense`] table may take (4 bytes each: about what hashing takes).
+const DENSE_SPREAD: u64 = 4;
+
+impl Dense {
+    /// The table of `keys`, or `None` when their range is too wide.
+    fn new(keys: &[i64], valid: &[bool]) -> Option<Self> {
+        let mut present = keys.iter().zip(valid).filter(|(_, v)| **v).map(|(k, _)| *k);
+        let first = present.next()?;
+        let (min, max) = present.fold((first, first), |(lo, hi), k| (lo.min(k), hi.max(k)));
+        let span = (max as i128 - min as i128 + 1) as u64;
+        if span > DENSE_SPREAD.saturating_mul(keys.len() as u64) {
+            return None;
+        }
+        let mut heads = vec![NONE; span as usize];
+        let mut next = vec![NONE; keys.len()];
+        for id in (0..keys.len()).rev().filter(|&id| valid[id]) {
+            let slot = &mut heads[keys[id].wrapping_sub(min) as u64 as usize];
+            next[id] = *slot;
+            *slot = id as u32;
+        }
+        Some(Dense { min, heads, next })
+    }
+
+    fn probe(&self, keys: &[i64], column: &dyn Array, pairs: &mut Vec<(u32, u32)>) {
+        for (row, key) in keys.iter().enumerate() {
+            let slot = key.wrapping_sub(self.min) as u64 as usize;
+            let Some(&head) = self.heads.get(slot) else { continue };
+            if head == NONE || column.is_null(row) {
+                continue;
+            }
+            let mut id = head;
+            while id != NONE {
+                pairs.push((row as u32, id));
+                id = self.next[id as usize];
+            }
+        }
+    }
+}
+
+/// The table for the key's type: integers, dates and booleans as `i64` (in a [`Dense`]
+/// table when their range allows), 128-bit decimals as `i128`, strings and binary as
+/// bytes.
 enum KeyTable {
+    Dense(Dense),
     Int(Table<i64>),
     Wide(Table<i128>),
     Bytes(Table<Box<[u8]>>),
@@ -233,7 +285,13 @@ impl KeyTable {
         let valid: Vec<bool> = columns.iter().flat_map(|c| (0..c.len()).map(|r| c.is_valid(r))).collect();
         let Some(first) = columns.first() else { return Ok(KeyTable::Int(Table::new(Vec::new(), &[]))) };
         let table = match key_kind(first.data_type()) {
-            Kind::Int => KeyTable::Int(Table::new(collect_keys(columns, i64_keys)?, &valid)),
+            Kind::Int => {
+                let keys = collect_keys(columns, i64_keys)?;
+                match Dense::new(&keys, &valid) {
+                    Some(dense) => KeyTable::Dense(dense),
+                    None => KeyTable::Int(Table::new(keys, &valid)),
+                }
+            }
             Kind::Wide => KeyTable::Wide(Table::new(collect_keys(columns, i128_keys)?, &valid)),
             Kind::Bytes => KeyTable::Bytes(Table::new(collect_keys(columns, byte_keys)?, &valid)),
         };
@@ -389,6 +447,26 @@ mod tests {
         let pairs = build.probe(&probe).unwrap();
         // Row ids: a=0, b=1 (null), c=2, d=3, e=4.
         assert_eq!(pairs, vec![(0, 4), (2, 0), (2, 3), (4, 2)]);
+    }
+
+    #[test]
+    fn sparse_integer_keys_are_hashed_and_dense_ones_addressed_directly_with_equal_matches() {
+        let keys =
+            |step: i32| batch(vec![Some(-2 * step), Some(0), None, Some(5 * step), Some(0)], &["a"; 5]);
+        let dense = BuildSide::index(vec![keys(1)], 0).unwrap();
+        let sparse = BuildSide::index(vec![keys(1_000_000)], 0).unwrap();
+        assert!(matches!(dense.table, KeyTable::Dense(_)) && matches!(sparse.table, KeyTable::Int(_)));
+        for (build, step) in [(dense, 1), (sparse, 1_000_000)] {
+            let probe = Int32Array::from(vec![
+                Some(0),
+                Some(5 * step),
+                None,
+                Some(-2 * step),
+                Some(7),
+                Some(i32::MIN),
+            ]);
+            assert_eq!(build.probe(&probe).unwrap(), vec![(0, 1), (0, 4), (1, 3), (3, 0)], "step {step}");
+        }
     }
 
     #[test]
