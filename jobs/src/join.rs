@@ -96,9 +96,9 @@ pub const RIGHT: u8 = 1;
 /// Joins two Parquet datasets on one key column each.
 #[derive(clap::Args, Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Join {
-    /// The left side: Parquet file, directory, glob or URL. A reducer holds the left rows
-    /// of one key in memory while the right rows stream past: put the side with fewer rows
-    /// per key here.
+    /// The left side: Parquet file, directory, glob or URL. In a repartition join a
+    /// reducer holds the left rows of one key in memory while the right rows stream past:
+    /// put the side with fewer rows per key here.
     #[arg(long, value_name = "PATH|GLOB|URL")]
     pub left: String,
 
