@@ -17,6 +17,7 @@ use url::Url;
 
 use crate::error::{Error, Result};
 
+pub(crate) use counting::count_local_read;
 pub use counting::{
     CountingStore, RequestStats, STORAGE_GET_BYTES, STORAGE_GET_REQUESTS, STORAGE_HEAD_REQUESTS,
     STORAGE_LIST_REQUESTS, request_stats,
@@ -82,6 +83,12 @@ impl Location {
     /// True for the local file system.
     pub fn is_local(&self) -> bool {
         self.base.is_empty()
+    }
+
+    /// The file system path of a local location (plain paths and `file://` URLs).
+    pub fn local_file(&self) -> Option<std::path::PathBuf> {
+        let local = self.is_local().then(object_store::local::LocalFileSystem::new)?;
+        local.path_to_filesystem(&self.path).ok()
     }
 
     /// Every object below this location (recursively), sorted by path.
