@@ -1,9 +1,9 @@
 //! Inner equi-join of two Parquet datasets, by one of two strategies (`--strategy`):
 //!
-//! * **broadcast** ([`broadcast`]): a map-only job in which every process loads the smaller
-//!   side into a hash table and map tasks stream the other side past it. Chosen by default
-//!   when the smaller side's files total at most `--broadcast-limit` bytes (Spark's
-//!   `autoBroadcastJoinThreshold` compares file sizes the same way).
+//! * **broadcast** ([`BuildSide`], [`ProbeRows`]): a map-only job in which every process
+//!   loads the smaller side into a hash table and map tasks stream the other side past it.
+//!   Chosen by default when the smaller side's files total at most `--broadcast-limit` bytes
+//!   (Spark's `autoBroadcastJoinThreshold` compares file sizes the same way).
 //! * **repartition**, described below: the reduce-side join of the MapReduce literature, for
 //!   sides of any size. Each side has its own input and mapper, the mappers tag rows with
 //!   their side, and the reducers pair the rows of each key.
