@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array};
+use arrow::buffer::NullBuffer;
 use arrow::compute::{cast, concat_batches, interleave, take};
 use arrow::datatypes::{DataType, Decimal128Type, Int64Type, UInt64Type};
 use gristmill::input::{InputFormat, ReadOptions, Split, SplitOptions, plan_splits};
@@ -97,11 +98,13 @@ impl BuildSide {
     /// The matching (stream row, build row id) pairs of `keys`, in stream order.
     pub fn probe(&self, keys: &dyn Array) -> JobResult<Vec<(u32, u32)>> {
         let mut pairs = Vec::with_capacity(keys.len());
+        let nulls = keys.logical_nulls();
+        let nulls = nulls.as_ref().filter(|n| n.null_count() > 0);
         match &self.table {
-            KeyTable::Dense(t) => t.probe(&i64_keys(keys)?, keys, &mut pairs),
-            KeyTable::Int(t) => t.probe(&i64_keys(keys)?, keys, &mut pairs),
-            KeyTable::Wide(t) => t.probe(&i128_keys(keys)?, keys, &mut pairs),
-            KeyTable::Bytes(t) => t.probe(&byte_keys(keys)?, keys, &mut pairs),
+            KeyTable::Dense(t) => t.probe(&i64_keys(keys)?, nulls, &mut pairs),
+            KeyTable::Int(t) => t.probe(&i64_keys(keys)?, nulls, &mut pairs),
+            KeyTable::Wide(t) => t.probe(&i128_keys(keys)?, nulls, &mut pairs),
+            KeyTable::Bytes(t) => t.probe(&byte_keys(keys)?, nulls, &mut pairs),
         }
         Ok(pairs)
     }
@@ -205,9 +208,9 @@ impl<K: Hash + Eq> Table<K> {
         Table { heads, keys, next, hasher }
     }
 
-    fn probe(&self, keys: &[K], column: &dyn Array, pairs: &mut Vec<(u32, u32)>) {
+    fn probe(&self, keys: &[K], nulls: Option<&NullBuffer>, pairs: &mut Vec<(u32, u32)>) {
         for (row, key) in keys.iter().enumerate() {
-            if column.is_null(row) {
+            if nulls.is_some_and(|n| n.is_null(row)) {
                 continue;
             }
             let hash = self.hasher.hash_one(key);
@@ -254,11 +257,11 @@ impl Dense {
         Some(Dense { min, heads, next })
     }
 
-    fn probe(&self, keys: &[i64], column: &dyn Array, pairs: &mut Vec<(u32, u32)>) {
+    fn probe(&self, keys: &[i64], nulls: Option<&NullBuffer>, pairs: &mut Vec<(u32, u32)>) {
         for (row, key) in keys.iter().enumerate() {
             let slot = key.wrapping_sub(self.min) as u64 as usize;
             let Some(&head) = self.heads.get(slot) else { continue };
-            if head == NONE || column.is_null(row) {
+            if head == NONE || nulls.is_some_and(|n| n.is_null(row)) {
                 continue;
             }
             let mut id = head;
