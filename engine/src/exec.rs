@@ -12,7 +12,7 @@ use tokio::runtime::Handle;
 use crate::error::{Error, Result};
 use crate::ids::{AttemptId, JobId, PartitionId, TaskId};
 use crate::input::ReadOptions;
-use crate::job::{BatchSink, Counters, Emitter, Groups, Job, TaskInfo};
+use crate::job::{BatchSink, Counters, Emitter, Groups, Job, ReduceInput, Reducer, TaskInfo};
 use crate::output::{OutputDir, PartFile, PartWriter};
 use crate::partition::{Partitioner, RangePartitioner};
 use crate::plan::MapTask;
@@ -124,7 +124,9 @@ pub fn run_map_task<J: Job>(job: &J, env: &TaskEnv<'_>, task: &MapTask) -> Resul
         let keyed = job.map_output();
         let schema = keyed.schema().clone();
         let partitioner = env.partitioner.clone();
-        let combiner = job.combiner(&info);
+        // Unordered reduce input is only partitioned: no sort, no combiner.
+        let sort = job.reduce_input() == ReduceInput::Grouped;
+        let combiner = if sort { job.combiner(&info) } else { None };
         let has_combiner = combiner.is_some();
         let spec = MapOutputSpec {
             key_columns: keyed.key_indices()?,
@@ -132,6 +134,7 @@ pub fn run_map_task<J: Job>(job: &J, env: &TaskEnv<'_>, task: &MapTask) -> Resul
             partitioner,
             combiner,
             store: env.store.clone(),
+            sort,
         };
         let mut builder = MapOutputBuilder::new(schema.clone(), spec)?;
         let mut mapper = job.mapper(&info).map_err(user("mapper failed:"))?;
@@ -165,7 +168,8 @@ pub fn run_map_task<J: Job>(job: &J, env: &TaskEnv<'_>, task: &MapTask) -> Resul
     })
 }
 
-/// Merges the sorted runs of `partition`, reduces each key group and writes the part file.
+/// Reduces the runs of `partition` and writes the part file: merged into key groups, or
+/// handed over unordered to a reducer that aggregates by hash (see [`ReduceInput`]).
 pub fn run_reduce_task<J: Job>(
     job: &J,
     env: &TaskEnv<'_>,
@@ -175,27 +179,93 @@ pub fn run_reduce_task<J: Job>(
 ) -> Result<(PartFile, Counters)> {
     let info = env.info(TaskId::reduce(partition), format!("partition {partition}"), 0);
     guarded(&info, || {
-        let keyed = job.map_output();
-        let key_columns = keyed.key_indices()?;
-        let encoder = KeyEncoder::new(keyed.schema(), &key_columns)?;
-        let mut merger = RunMerger::new(keyed.schema().clone(), encoder, runs, MERGE_CHUNK_ROWS)?;
         let mut reducer = job.reducer(&info).map_err(user("reducer failed:"))?;
         let mut part = PartOutput::create(job, env, PartitionId(partition as u32), info.attempt, output)?;
-        let (mut groups, mut rows) = (0u64, 0u64);
-        while let Some(chunk) = merger.next_chunk()? {
-            groups += chunk.starts.len() as u64;
-            rows += chunk.batch.num_rows() as u64;
-            let chunk_groups = Groups::new(&chunk.batch, &chunk.starts, &key_columns);
-            reducer.reduce_groups(&chunk_groups, &mut part.out).map_err(user("reducer failed:"))?;
-            part.out.flush()?;
-        }
+        let unordered = job.reduce_input() == ReduceInput::Unordered;
+        let in_memory: u64 = runs.iter().map(Run::memory_bytes).sum();
+        let (groups, rows) = if unordered && in_memory <= env.map_buffer_bytes as u64 {
+            (None, reduce_unordered(reducer.as_mut(), &mut part.out, runs)?)
+        } else {
+            let runs = if unordered { sort_runs(job, env, runs)? } else { runs };
+            let (groups, rows) = reduce_grouped(job, reducer.as_mut(), &mut part.out, runs)?;
+            (Some(groups), rows)
+        };
         reducer.finish(&mut part.out).map_err(user("reducer failed:"))?;
         let (part, mut counters) = part.close()?;
-        counters.add(REDUCE_INPUT_GROUPS, groups);
+        if let Some(groups) = groups {
+            counters.add(REDUCE_INPUT_GROUPS, groups);
+        }
         counters.add(REDUCE_INPUT_RECORDS, rows);
         counters.add(REDUCE_OUTPUT_RECORDS, part.rows);
         Ok((part, counters))
     })
+}
+
+/// Merges sorted `runs` and reduces them group by group; returns the groups and rows.
+fn reduce_grouped<J: Job>(
+    job: &J,
+    reducer: &mut dyn Reducer,
+    out: &mut Emitter,
+    runs: Vec<Run>,
+) -> Result<(u64, u64)> {
+    let keyed = job.map_output();
+    let key_columns = keyed.key_indices()?;
+    let encoder = KeyEncoder::new(keyed.schema(), &key_columns)?;
+    let mut merger = RunMerger::new(keyed.schema().clone(), encoder, runs, MERGE_CHUNK_ROWS)?;
+    let (mut groups, mut rows) = (0u64, 0u64);
+    while let Some(chunk) = merger.next_chunk()? {
+        groups += chunk.starts.len() as u64;
+        rows += chunk.batch.num_rows() as u64;
+        let chunk_groups = Groups::new(&chunk.batch, &chunk.starts, &key_columns);
+        reducer.reduce_groups(&chunk_groups, out).map_err(user("reducer failed:"))?;
+        out.flush()?;
+    }
+    Ok((groups, rows))
+}
+
+/// Hands every batch of `runs`, in run order, to [`Reducer::reduce_batch`]; returns the rows.
+fn reduce_unordered(reducer: &mut dyn Reducer, out: &mut Emitter, runs: Vec<Run>) -> Result<u64> {
+    let mut rows = 0u64;
+    for run in runs {
+        let mut reader = run.open()?;
+        while let Some(batch) = reader.next_batch()? {
+            rows += batch.num_rows() as u64;
+            reducer.reduce_batch(&batch, out).map_err(user("reducer failed:"))?;
+            out.flush()?;
+        }
+    }
+    Ok(rows)
+}
+
+/// Sorts the unordered runs of a partition too large to reduce by hash into sorted runs:
+/// the map side's sort, done on the reduce side, in buffers of a map task's size. Runs
+/// are read in order and the sort is stable, so equal keys keep their map task order.
+fn sort_runs<J: Job>(job: &J, env: &TaskEnv<'_>, runs: Vec<Run>) -> Result<Vec<Run>> {
+    let keyed = job.map_output();
+    let spec = MapOutputSpec {
+        key_columns: keyed.key_indices()?,
+        num_partitions: 1,
+        partitioner: env.partitioner.clone(),
+        combiner: None,
+        store: env.store.clone(),
+        sort: true,
+    };
+    let mut builder = MapOutputBuilder::new(keyed.schema().clone(), spec)?;
+    let (mut buffered, mut bytes) = (Vec::new(), 0);
+    for run in runs {
+        let mut reader = run.open()?;
+        while let Some(batch) = reader.next_batch()? {
+            bytes += batch.get_array_memory_size();
+            buffered.push(batch);
+            if bytes >= env.map_buffer_bytes {
+                builder.flush(std::mem::take(&mut buffered))?;
+                bytes = 0;
+            }
+        }
+    }
+    builder.flush(buffered)?;
+    let (mut sorted, _) = builder.finish();
+    Ok(sorted.pop().unwrap_or_default())
 }
 
 /// True for a map-only job: [`Job::reducers`] asks for none.

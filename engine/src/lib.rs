@@ -71,7 +71,7 @@ pub mod prelude {
     pub use crate::error::{BoxError, JobResult};
     pub use crate::job::{
         Counters, Emitter, Groups, IdentityMapper, IdentityReducer, InputSpec, Job, JobInput, KeyGroup,
-        KeyedSchema, Mapper, Reducer, TaskInfo,
+        KeyedSchema, Mapper, ReduceInput, Reducer, TaskInfo,
     };
     pub use arrow::array::RecordBatch;
     pub use arrow::datatypes::DataType;

@@ -1,6 +1,6 @@
 //! Criterion benchmarks of the map-side kernels: tokenize + in-mapper combine (word
-//! count's mapper), hash partitioning, partition + sort + combine of map output, and the
-//! partition + radix sort of integer keys.
+//! count's mapper), hash partitioning, partition + sort + combine of map output, the
+//! partition + radix sort of integer keys, and the group-by mapper's hash aggregation.
 //!
 //! `cargo bench -p gristmill-jobs --bench map_kernels`
 
@@ -80,6 +80,56 @@ fn kernels(c: &mut Criterion) {
     });
     group.finish();
     int_key_sort(c, &store);
+    groupby_mapper(c);
+}
+
+/// The group-by mapper over 2M rows of `Int32` keys drawn from 1M values (`GROUP BY id6`
+/// with `sum(v2)` and `mean(v3)`, a map task's share of G1): key lookups in a table that
+/// outgrows the cache, then the accumulators.
+fn groupby_mapper(c: &mut Criterion) {
+    use arrow::array::Float64Array;
+    use gristmill_jobs::groupby::{Aggregate, Column, ColumnType, GroupByPlan};
+    let column = |name: &str, ty| Column { name: name.to_owned(), ty };
+    let plan = GroupByPlan {
+        key: column("id6", ColumnType::Int32),
+        aggregates: vec![
+            Aggregate::Sum(column("v2", ColumnType::Int32)),
+            Aggregate::Mean(column("v3", ColumnType::Float64)),
+        ],
+    };
+    let mut rng = SplitMix64::new(5);
+    let batches: Vec<RecordBatch> = (0..2_000_000 / 8192)
+        .map(|_| {
+            let keys: Int32Array = (0..8192).map(|_| rng.below(1_000_000) as i32).collect();
+            let v2: Int32Array = (0..8192).map(|_| rng.below(15) as i32).collect();
+            let v3: Float64Array = (0..8192).map(|_| rng.below(100_000) as f64 / 1000.0).collect();
+            let columns: Vec<ArrayRef> = vec![Arc::new(keys), Arc::new(v2), Arc::new(v3)];
+            RecordBatch::try_from_iter(["id6", "v2", "v3"].into_iter().zip(columns)).unwrap()
+        })
+        .collect();
+    let info = gristmill::job::TaskInfo {
+        job_id: gristmill::ids::JobId::generate(),
+        task: gristmill::ids::TaskId::map(0),
+        attempt: gristmill::ids::AttemptId(0),
+        num_partitions: 1,
+        split: "bench".into(),
+        input: 0,
+    };
+    let mut group = c.benchmark_group("groupby");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements((batches.len() * 8192) as u64));
+    group.bench_function("map_int_keys_1M_groups_sum_mean", |b| {
+        b.iter(|| {
+            let mut mapper = plan.mapper(&info).unwrap();
+            let mut out = Emitter::new(plan.map_output().schema().clone());
+            for batch in &batches {
+                mapper.map(batch, &mut out).unwrap();
+            }
+            mapper.finish(&mut out).unwrap();
+            out.buffered_rows()
+        })
+    });
+    group.finish();
 }
 
 /// Partition + sort of 1M rows of `Int32` keys over a range of 1M (the group-by's id6
@@ -109,6 +159,7 @@ fn flush_one(
         partitioner: Arc::new(HashPartitioner),
         combiner,
         store: store.clone(),
+        sort: true,
     };
     let mut builder = MapOutputBuilder::new(batch.schema(), spec).unwrap();
     builder.flush(vec![batch.clone()]).unwrap();

@@ -31,13 +31,17 @@
 //! **Execution.** The mapper reads only the key and the aggregated columns, numbers groups
 //! in a hash table over its whole split (module `keys`) and accumulates partial sums and
 //! non-null counts per group, emitting one partial row per group at the end of its split
-//! (or whenever it holds 2^20 groups, bounding memory); the combiner and the reducer merge
-//! partials over whole runs of groups (module `partials`), and the reducer emits the final rows.
-//! Each part file holds its groups sorted by key.
+//! (or whenever it holds 2^20 groups, bounding memory). The shuffle only partitions the
+//! partials, without sorting them ([`ReduceInput::Unordered`]): each reducer merges its
+//! partition's partials in a hash table and sorts its final rows by key once (module
+//! `hash_reduce`); a partition too large for memory reaches it sorted, and is merged over
+//! whole runs of groups (module `partials`). Each part file holds its groups sorted by key.
 
 mod cli;
+mod hash_reduce;
 mod keys;
 mod partials;
+mod table;
 
 use std::sync::Arc;
 
@@ -49,8 +53,8 @@ use serde::{Deserialize, Serialize};
 
 pub use cli::AggregateFlags;
 
-use crate::group_ranges::ByRanges;
-use partials::{AggregateMapper, Emit, MergePartials};
+use hash_reduce::FinalReducer;
+use partials::AggregateMapper;
 
 /// Groups Parquet rows by one column and sums, averages or counts per group.
 #[derive(clap::Args, Clone, Debug, Default, Serialize, Deserialize)]
@@ -403,12 +407,12 @@ impl Job for GroupByPlan {
         Ok(Box::new(AggregateMapper::new(self)?))
     }
 
-    fn reducer(&self, _: &TaskInfo) -> JobResult<Box<dyn Reducer>> {
-        Ok(Box::new(ByRanges(MergePartials { aggregates: self.aggregates.clone(), emit: Emit::Final })))
+    fn reduce_input(&self) -> ReduceInput {
+        ReduceInput::Unordered
     }
 
-    fn combiner(&self, _: &TaskInfo) -> Option<Box<dyn Reducer>> {
-        Some(Box::new(ByRanges(MergePartials { aggregates: self.aggregates.clone(), emit: Emit::Partials })))
+    fn reducer(&self, _: &TaskInfo) -> JobResult<Box<dyn Reducer>> {
+        Ok(Box::new(FinalReducer::new(self)?))
     }
 }
 

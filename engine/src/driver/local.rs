@@ -129,6 +129,7 @@ fn choose_partitioner<J: Job>(job: &J, env: &TaskEnv<'_>, tasks: &[MapTask]) -> 
 /// Runs every map task; returns each partition's runs (in map task order) and the counters.
 fn map_phase<J: Job>(job: &J, env: &TaskEnv<'_>, tasks: &[MapTask]) -> Result<(Vec<Vec<Run>>, Counters)> {
     env.progress.start_phase("map", tasks.len());
+    let started = Instant::now();
     let outputs: Vec<MapTaskOutput> = tasks
         .par_iter()
         .map(|task| {
@@ -137,6 +138,7 @@ fn map_phase<J: Job>(job: &J, env: &TaskEnv<'_>, tasks: &[MapTask]) -> Result<(V
             out
         })
         .collect::<Result<_>>()?;
+    info!(tasks = tasks.len(), seconds = started.elapsed().as_secs_f64(), "map phase done");
     let mut by_partition: Vec<Vec<Run>> = vec![Vec::new(); env.num_partitions];
     let mut counters = Counters::default();
     for output in outputs {
@@ -184,6 +186,7 @@ fn reduce_phase<J: Job>(
     counters: &mut Counters,
 ) -> Result<Vec<PartFile>> {
     env.progress.start_phase("reduce", runs.len());
+    let (started, tasks) = (Instant::now(), runs.len());
     let parts: Vec<_> = runs
         .into_par_iter()
         .enumerate()
@@ -193,6 +196,7 @@ fn reduce_phase<J: Job>(
             out
         })
         .collect::<Result<_>>()?;
+    info!(tasks, seconds = started.elapsed().as_secs_f64(), "reduce phase done");
     Ok(parts
         .into_iter()
         .map(|(part, part_counters)| {

@@ -85,6 +85,12 @@ pub trait Job: clap::Args + Serialize + DeserializeOwned + Send + Sync + 'static
         false
     }
 
+    /// How reduce tasks receive their partition's rows: sorted into key groups (the
+    /// default, Hadoop's contract) or in any order, for reducers that aggregate by hash.
+    fn reduce_input(&self) -> ReduceInput {
+        ReduceInput::Grouped
+    }
+
     /// Builds the mapper of one map task.
     fn mapper(&self, task: &TaskInfo) -> JobResult<Box<dyn Mapper>>;
 
@@ -108,6 +114,21 @@ pub trait Job: clap::Args + Serialize + DeserializeOwned + Send + Sync + 'static
     fn partitioner(&self) -> Option<Box<dyn Partitioner>> {
         None
     }
+}
+
+/// How a reduce task receives the rows of its partition ([`Job::reduce_input`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReduceInput {
+    /// Sorted by key and cut into key groups, handed to [`Reducer::reduce_groups`]; the
+    /// map side sorts and combines its output.
+    #[default]
+    Grouped,
+    /// In any order, batch by batch, handed to [`Reducer::reduce_batch`] (Spark's hash
+    /// aggregation): the map side only partitions its output, so nothing is sorted and
+    /// the combiner is not run. Memory stays bounded: a partition larger than the reduce
+    /// budget (what a map task buffers) is sorted on the reduce side instead and reduced
+    /// by key groups, so such a reducer must take both kinds of input.
+    Unordered,
 }
 
 /// What a task knows about itself, handed to the constructors of mappers and reducers.
@@ -161,7 +182,15 @@ pub trait Reducer: Send {
         Ok(())
     }
 
-    /// Called once after the last group of the partition.
+    /// Reduces rows of the partition in any order, for jobs whose [`Job::reduce_input`] is
+    /// [`ReduceInput::Unordered`]: the reducer keeps its state (a hash table of groups) and
+    /// emits in [`Reducer::finish`]. Rows are handed over in map task order, each task's in
+    /// the order it emitted them.
+    fn reduce_batch(&mut self, _batch: &RecordBatch, _out: &mut Emitter) -> JobResult<()> {
+        Err("this reducer takes key groups only, but its job asks for ReduceInput::Unordered".into())
+    }
+
+    /// Called once after the last group (or batch) of the partition.
     fn finish(&mut self, _out: &mut Emitter) -> JobResult<()> {
         Ok(())
     }

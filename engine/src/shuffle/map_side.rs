@@ -1,5 +1,6 @@
 //! Map side of the shuffle: partition rows by key, sort each partition by key, and run the
-//! combiner over its groups. Each flush produces one sorted run per partition.
+//! combiner over its groups. Each flush produces one sorted run per partition (or, for
+//! reducers taking unordered input, one run per partition in emitted order).
 
 use std::sync::Arc;
 
@@ -31,6 +32,8 @@ pub struct MapOutputBuilder {
     partitioner: Arc<dyn Partitioner>,
     combiner: Option<Box<dyn Reducer>>,
     store: Arc<RunStore>,
+    /// Sort runs by key (false: partition only, keeping emitted order).
+    sort: bool,
     /// `runs[p]`: the sorted runs of partition `p`, one per flush that had rows for it.
     runs: Vec<Vec<Run>>,
     stats: MapSideStats,
@@ -48,6 +51,9 @@ pub struct MapOutputSpec {
     pub combiner: Option<Box<dyn Reducer>>,
     /// Keeps the runs (in memory or spilled).
     pub store: Arc<RunStore>,
+    /// Sort each run by key and combine it; false only partitions the rows, keeping the
+    /// order they were emitted in (for [`crate::job::ReduceInput::Unordered`]).
+    pub sort: bool,
 }
 
 impl MapOutputBuilder {
@@ -60,6 +66,7 @@ impl MapOutputBuilder {
             partitioner: spec.partitioner,
             combiner: spec.combiner,
             store: spec.store,
+            sort: spec.sort,
             runs: vec![Vec::new(); spec.num_partitions],
             stats: MapSideStats::default(),
         })
@@ -76,7 +83,14 @@ impl MapOutputBuilder {
         let keys: Vec<ArrayRef> =
             self.encoder.key_columns().iter().map(|&i| batch.column(i).clone()).collect();
         let mut partition_of_row = Vec::with_capacity(batch.num_rows());
-        self.partitioner.partition(&keys, self.runs.len(), &mut partition_of_row)?;
+        if self.runs.len() == 1 {
+            partition_of_row.resize(batch.num_rows(), 0);
+        } else {
+            self.partitioner.partition(&keys, self.runs.len(), &mut partition_of_row)?;
+        }
+        if !self.sort {
+            return self.store_unsorted(batch, &partition_of_row);
+        }
         let rows = self.encoder.encode(&batch)?;
         let mut sorted = Vec::with_capacity(self.runs.len());
         for indices in bucket_by_partition(&partition_of_row, self.runs.len()) {
@@ -89,7 +103,25 @@ impl MapOutputBuilder {
             sorted.push((run.num_rows() > 0).then_some(run));
         }
         drop((batch, rows));
-        for (partition, run) in self.store.accept(&self.schema, sorted)?.into_iter().enumerate() {
+        self.accept(sorted)
+    }
+
+    /// Stores each partition's rows of `batch` as one more run, in row order.
+    fn store_unsorted(&mut self, batch: RecordBatch, partition_of_row: &[u32]) -> Result<()> {
+        let runs = if self.runs.len() == 1 {
+            vec![Some(batch)]
+        } else {
+            bucket_by_partition(partition_of_row, self.runs.len())
+                .into_iter()
+                .map(|indices| (!indices.is_empty()).then(|| take_rows(&batch, indices)).transpose())
+                .collect::<Result<Vec<_>>>()?
+        };
+        self.accept(runs)
+    }
+
+    /// Hands one flush's runs to the store.
+    fn accept(&mut self, runs: Vec<Option<RecordBatch>>) -> Result<()> {
+        for (partition, run) in self.store.accept(&self.schema, runs)?.into_iter().enumerate() {
             self.runs[partition].extend(run);
         }
         Ok(())
@@ -99,15 +131,7 @@ impl MapOutputBuilder {
     /// no key repeats: like Hadoop's, it may run on any subset of a key's rows, any number
     /// of times, so one row per key needs no combining.
     fn sorted_run(&mut self, batch: &RecordBatch, rows: &Rows, order: &SortedKeys) -> Result<RecordBatch> {
-        let take_indices = UInt32Array::from(order.indices.clone());
-        let columns = batch
-            .columns()
-            .iter()
-            .map(|c| take(c.as_ref(), &take_indices, None))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(Error::arrow("gathering sorted map output"))?;
-        let sorted =
-            RecordBatch::try_new(self.schema.clone(), columns).map_err(Error::arrow("sorted map output"))?;
+        let sorted = take_rows(batch, order.indices.clone())?;
         let Some(combiner) = self.combiner.as_mut() else { return Ok(sorted) };
         let starts = order.group_starts(rows);
         if starts.len() == sorted.num_rows() {
@@ -128,6 +152,18 @@ impl MapOutputBuilder {
     pub fn finish(self) -> (Vec<Vec<Run>>, MapSideStats) {
         (self.runs, self.stats)
     }
+}
+
+/// The rows of `batch` at `indices`, in that order.
+fn take_rows(batch: &RecordBatch, indices: Vec<u32>) -> Result<RecordBatch> {
+    let indices = UInt32Array::from(indices);
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| take(c.as_ref(), &indices, None))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(Error::arrow("gathering map output"))?;
+    RecordBatch::try_new(batch.schema(), columns).map_err(Error::arrow("map output"))
 }
 
 /// Row indices sorted by key, stably, with each one's key prefix (the first bytes of its
@@ -274,6 +310,7 @@ mod tests {
             partitioner: Arc::new(HashPartitioner),
             combiner: None,
             store: store.clone(),
+            sort: true,
         };
         let mut builder = MapOutputBuilder::new(input.schema(), spec).unwrap();
         builder.flush(vec![input]).unwrap();
@@ -368,6 +405,7 @@ mod tests {
             partitioner: Arc::new(HashPartitioner),
             combiner: Some(Box::new(SumCombiner(calls.clone()))),
             store: Arc::new(RunStore::new(spill, u64::MAX)),
+            sort: true,
         };
         let mut builder = MapOutputBuilder::new(batch(&[]).schema(), spec).unwrap();
         builder.flush(vec![batch(&["c", "a", "b"])]).unwrap();

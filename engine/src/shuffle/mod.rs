@@ -144,6 +144,7 @@ mod tests {
             partitioner: Arc::new(HashPartitioner),
             combiner: None,
             store,
+            sort: true,
         };
         let mut builder = MapOutputBuilder::new(schema.clone(), spec).unwrap();
         let per_flush = keys.len().div_ceil(flushes.max(1)).max(1);

@@ -32,7 +32,21 @@ pub enum Run {
     },
 }
 
+/// How much larger than its file a fetched map output segment is estimated to be in
+/// memory: segments are LZ4-compressed Arrow IPC.
+const SEGMENT_EXPANSION: u64 = 3;
+
 impl Run {
+    /// The run's size in memory: exact for runs in memory or spilled here, estimated for
+    /// fetched segments (their file size times [`SEGMENT_EXPANSION`]).
+    pub fn memory_bytes(&self) -> u64 {
+        match self {
+            Run::Memory(batch) => batch.get_array_memory_size() as u64,
+            Run::Spilled { file, partition } => file.memory_bytes(*partition),
+            Run::Segment { len, .. } => len.saturating_mul(SEGMENT_EXPANSION),
+        }
+    }
+
     /// Opens the run for reading, batch by batch.
     pub fn open(self) -> Result<RunReader> {
         Ok(match self {

@@ -71,9 +71,11 @@ impl SpillDir {
         let mut writer = FileWriter::try_new_with_options(sink, schema, super::ipc_write_options()?)
             .map_err(|e| fail(e.to_string()))?;
         let mut partitions = Vec::with_capacity(runs.len());
+        let mut memory_bytes = Vec::with_capacity(runs.len());
         let mut batches = 0;
         for run in runs {
             let start = batches;
+            memory_bytes.push(run.as_ref().map_or(0, |r| r.get_array_memory_size() as u64));
             if let Some(run) = run {
                 for offset in (0..run.num_rows()).step_by(SPILL_BATCH_ROWS) {
                     let len = SPILL_BATCH_ROWS.min(run.num_rows() - offset);
@@ -90,7 +92,7 @@ impl SpillDir {
         file.sync_data().ok();
         let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         self.spilled_bytes.fetch_add(bytes, Relaxed);
-        Ok(SpillFile { path, partitions, _dir: self.clone() })
+        Ok(SpillFile { path, partitions, memory_bytes, _dir: self.clone() })
     }
 }
 
@@ -107,6 +109,8 @@ impl Drop for SpillDir {
 pub struct SpillFile {
     path: PathBuf,
     partitions: Vec<Range<usize>>,
+    /// The in-memory size of each partition's run before it was written.
+    memory_bytes: Vec<u64>,
     _dir: Arc<SpillDir>,
 }
 
@@ -114,6 +118,11 @@ impl SpillFile {
     /// True when partition `p` has rows in this file.
     pub fn has_partition(&self, p: usize) -> bool {
         !self.partitions[p].is_empty()
+    }
+
+    /// The in-memory size partition `p`'s run had before it was written.
+    pub fn memory_bytes(&self, p: usize) -> u64 {
+        self.memory_bytes[p]
     }
 
     /// Opens partition `p`'s run for reading.

@@ -7,12 +7,12 @@
 //! is finishing the builder.
 //!
 //! * Integer keys (any width) are widened to `i64` (`u64` when unsigned) by the cast kernel
-//!   and looked up in a `hashbrown` table with its default hasher (foldhash).
+//!   and looked up by their 64 bits in a [`GroupTable`], which prefetches ahead.
 //! * String keys arrive as `Utf8View`. A view of a string of at most 12 bytes holds the
 //!   whole string (length and zero-padded bytes), so such a key *is* its 128-bit view: one
-//!   fixed-size lookup, no string access (db-benchmark's `id0000012345` keys are 12 bytes).
-//!   Longer keys go to a second table looked up by borrowed `&str`: one allocation per
-//!   group, none per row.
+//!   fixed-size lookup in a [`GroupTable`], no string access (db-benchmark's
+//!   `id0000012345` keys are 12 bytes). Longer keys go to a `hashbrown` map looked up by
+//!   borrowed `&str`: one allocation per group, none per row.
 //! * A null key is a group of its own (SQL `GROUP BY` semantics).
 
 use std::sync::Arc;
@@ -25,6 +25,8 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type, UInt64Type};
 use gristmill::prelude::JobResult;
 use hashbrown::HashMap;
+
+use super::table::GroupTable;
 
 /// Group numbers of keys of one type, and the keys in group order.
 pub(super) enum KeyTable {
@@ -102,34 +104,32 @@ fn nulls_of(array: &dyn Array) -> Option<&arrow::buffer::NullBuffer> {
 /// String keys: inline views in one table, longer strings in another.
 #[derive(Default)]
 pub(super) struct StringKeys {
-    inline: HashMap<u128, u32>,
+    inline: GroupTable<u128>,
     long: HashMap<Box<str>, u32>,
     null: Option<u32>,
     keys: StringBuilder,
+    hashes: Vec<u64>,
 }
 
 impl StringKeys {
     fn group_ids(&mut self, keys: &StringViewArray, ids: &mut Vec<u32>) {
         let nulls = nulls_of(keys);
-        for (row, &view) in keys.views().iter().enumerate() {
+        let StringKeys { inline, long, null, keys: builder, hashes } = self;
+        let views = keys.views();
+        inline.hash_all(views, hashes);
+        for (row, (&view, &hash)) in views.iter().zip(hashes.iter()).enumerate() {
+            inline.prefetch_ahead(hashes, row);
             let id = if is_null(nulls, row) {
-                *self.null.get_or_insert_with(|| add(&mut self.keys, None::<&str>))
+                *null.get_or_insert_with(|| add(builder, None::<&str>))
             } else if view as u32 <= MAX_INLINE_VIEW_LEN {
-                match self.inline.get(&view) {
-                    Some(&id) => id,
-                    None => {
-                        let id = add(&mut self.keys, Some(keys.value(row)));
-                        self.inline.insert(view, id);
-                        id
-                    }
-                }
+                inline.find_or_insert(view, hash, || add(builder, Some(keys.value(row))))
             } else {
                 let key = keys.value(row);
-                match self.long.get(key) {
+                match long.get(key) {
                     Some(&id) => id,
                     None => {
-                        let id = add(&mut self.keys, Some(key));
-                        self.long.insert(key.into(), id);
+                        let id = add(builder, Some(key));
+                        long.insert(key.into(), id);
                         id
                     }
                 }
@@ -140,44 +140,70 @@ impl StringKeys {
 
     fn drain(&mut self) -> ArrayRef {
         let keys = Arc::new(self.keys.finish());
-        *self = StringKeys::default();
+        self.inline.clear();
+        self.long.clear();
+        self.null = None;
         keys
+    }
+}
+
+/// Integer key values as the table's 64-bit keys: their bits.
+pub(super) trait KeyBits: Copy {
+    fn bits(self) -> u64;
+}
+
+impl KeyBits for i64 {
+    fn bits(self) -> u64 {
+        self as u64
+    }
+}
+
+impl KeyBits for u64 {
+    fn bits(self) -> u64 {
+        self
     }
 }
 
 /// Integer keys widened to `T` (`Int64Type` or `UInt64Type`).
 pub(super) struct IntKeys<T: ArrowPrimitiveType> {
-    ids: HashMap<T::Native, u32>,
+    table: GroupTable<u64>,
     null: Option<u32>,
     keys: PrimitiveBuilder<T>,
     /// The key type of drained arrays.
     output_type: DataType,
+    bits: Vec<u64>,
+    hashes: Vec<u64>,
 }
 
 impl<T: ArrowPrimitiveType> IntKeys<T>
 where
-    T::Native: std::hash::Hash + Eq,
+    T::Native: KeyBits,
 {
     fn new(output_type: DataType) -> Self {
-        IntKeys { ids: HashMap::new(), null: None, keys: PrimitiveBuilder::new(), output_type }
+        IntKeys {
+            table: GroupTable::default(),
+            null: None,
+            keys: PrimitiveBuilder::new(),
+            output_type,
+            bits: Vec::new(),
+            hashes: Vec::new(),
+        }
     }
 
     fn group_ids(&mut self, keys: &ArrayRef, ids: &mut Vec<u32>) -> JobResult<()> {
         let wide = cast(keys, &T::DATA_TYPE)?;
         let wide = wide.as_primitive::<T>();
         let nulls = nulls_of(wide);
-        for (row, &key) in wide.values().iter().enumerate() {
+        let IntKeys { table, null, keys: builder, bits, hashes, .. } = self;
+        bits.clear();
+        bits.extend(wide.values().iter().map(|v| v.bits()));
+        table.hash_all(bits, hashes);
+        for (row, (&key, &hash)) in bits.iter().zip(hashes.iter()).enumerate() {
+            table.prefetch_ahead(hashes, row);
             let id = if is_null(nulls, row) {
-                *self.null.get_or_insert_with(|| add(&mut self.keys, None))
+                *null.get_or_insert_with(|| add(builder, None))
             } else {
-                match self.ids.get(&key) {
-                    Some(&id) => id,
-                    None => {
-                        let id = add(&mut self.keys, Some(key));
-                        self.ids.insert(key, id);
-                        id
-                    }
-                }
+                table.find_or_insert(key, hash, || add(builder, Some(wide.value(row))))
             };
             ids.push(id);
         }
@@ -186,7 +212,7 @@ where
 
     fn drain(&mut self) -> JobResult<ArrayRef> {
         let wide: ArrayRef = Arc::new(self.keys.finish());
-        self.ids.clear();
+        self.table.clear();
         self.null = None;
         Ok(cast(&wide, &self.output_type)?)
     }

@@ -23,7 +23,7 @@ use crate::group_ranges::MergeRanges;
 pub(super) const MAX_GROUPS: usize = 1 << 20;
 
 /// How values of one type are added: wrapping, reporting overflow.
-trait Sum: ArrowPrimitiveType {
+pub(super) trait Sum: ArrowPrimitiveType {
     fn add(a: Self::Native, b: Self::Native) -> (Self::Native, bool);
 }
 
@@ -49,14 +49,14 @@ impl Sum for Float64Type {
 }
 
 /// Per-group sums of one column.
-enum Sums {
+pub(super) enum Sums {
     Signed(Vec<i64>),
     Unsigned(Vec<u64>),
     Float(Vec<f64>),
 }
 
 impl Sums {
-    fn new(sum_type: SumType) -> Self {
+    pub(super) fn new(sum_type: SumType) -> Self {
         match sum_type {
             SumType::Signed => Sums::Signed(Vec::new()),
             SumType::Unsigned => Sums::Unsigned(Vec::new()),
@@ -87,7 +87,7 @@ impl Sums {
         }
     }
 
-    fn resize(&mut self, groups: usize) {
+    pub(super) fn resize(&mut self, groups: usize) {
         match self {
             Sums::Signed(s) => s.resize(groups, 0),
             Sums::Unsigned(s) => s.resize(groups, 0),
@@ -96,7 +96,7 @@ impl Sums {
     }
 
     /// The sums as a column with these nulls; leaves the sums empty.
-    fn take_array(&mut self, nulls: Option<NullBuffer>) -> ArrayRef {
+    pub(super) fn take_array(&mut self, nulls: Option<NullBuffer>) -> ArrayRef {
         match self {
             Sums::Signed(s) => Arc::new(Int64Array::new(std::mem::take(s).into(), nulls)),
             Sums::Unsigned(s) => Arc::new(UInt64Array::new(std::mem::take(s).into(), nulls)),
@@ -105,7 +105,7 @@ impl Sums {
     }
 
     /// `sum / count` per group, null where the count is 0.
-    fn means(&self, counts: &[i64]) -> ArrayRef {
+    pub(super) fn means(&self, counts: &[i64]) -> ArrayRef {
         let means: Vec<f64> = match self {
             Sums::Signed(s) => s.iter().zip(counts).map(|(&s, &n)| s as f64 / n as f64).collect(),
             Sums::Unsigned(s) => s.iter().zip(counts).map(|(&s, &n)| s as f64 / n as f64).collect(),
@@ -126,7 +126,7 @@ struct Accumulator {
 
 impl Accumulator {
     /// Makes room for `groups` groups.
-    fn resize(&mut self, groups: usize) {
+    pub(super) fn resize(&mut self, groups: usize) {
         self.counts.resize(groups, 0);
         if let Some(sums) = &mut self.sums {
             sums.resize(groups);
@@ -163,7 +163,7 @@ impl Accumulator {
     }
 }
 
-fn overflow_error(column: &str, sums: &Sums) -> BoxError {
+pub(super) fn overflow_error(column: &str, sums: &Sums) -> BoxError {
     format!("the sum of `{column}` overflows {} in a group", sums.data_type()).into()
 }
 
@@ -254,20 +254,10 @@ impl Mapper for AggregateMapper {
     }
 }
 
-/// What [`MergePartials`] emits.
-#[derive(Clone, Copy, Debug)]
-pub(super) enum Emit {
-    /// Merged partials, in the map-output schema (the combiner).
-    Partials,
-    /// The final rows: sums, means and counts (the reducer).
-    Final,
-}
-
-/// Merges the partials of each group, vectorized over runs of groups (the combiner and the
-/// reducer).
+/// Merges the partials of each group into its final row, vectorized over runs of groups
+/// (the reducer's way with sorted input).
 pub(super) struct MergePartials {
     pub(super) aggregates: Vec<Aggregate<super::Column>>,
-    pub(super) emit: Emit,
 }
 
 /// The sum of `column` (of type `T`) over each range, and whether one overflowed.
@@ -288,9 +278,18 @@ fn sum_ranges<T: Sum>(column: &ArrayRef, ranges: &[Range<usize>]) -> (Vec<T::Nat
 }
 
 /// Null where `counts` is 0 (a group without a non-null value).
-fn nulls_where_empty(counts: &[i64]) -> Option<NullBuffer> {
+pub(super) fn nulls_where_empty(counts: &[i64]) -> Option<NullBuffer> {
     let nulls = NullBuffer::from_iter(counts.iter().map(|&n| n > 0));
     (nulls.null_count() > 0).then_some(nulls)
+}
+
+/// The output column of a `--sum` or `--mean` from its groups' sums and non-null counts:
+/// SQL's null where a group has no non-null value.
+pub(super) fn final_column<C>(aggregate: &Aggregate<C>, sums: &mut Sums, counts: &[i64]) -> ArrayRef {
+    match aggregate {
+        Aggregate::Mean(_) => sums.means(counts),
+        _ => sums.take_array(nulls_where_empty(counts)),
+    }
 }
 
 impl MergeRanges for MergePartials {
@@ -311,14 +310,7 @@ impl MergeRanges for MergePartials {
             if overflow {
                 return Err(overflow_error(&column.name, &sums));
             }
-            match (self.emit, aggregate) {
-                (Emit::Partials, _) => {
-                    columns.push(sums.take_array(None));
-                    columns.push(Arc::new(Int64Array::from(counts)));
-                }
-                (Emit::Final, Aggregate::Mean(_)) => columns.push(sums.means(&counts)),
-                (Emit::Final, _) => columns.push(sums.take_array(nulls_where_empty(&counts))),
-            }
+            columns.push(final_column(aggregate, &mut sums, &counts));
         }
         out.emit(RecordBatch::try_new(out.schema().clone(), columns)?)
     }
@@ -368,18 +360,14 @@ mod tests {
     }
 
     /// Merges `partials` as the engine would: sorted by key, then one `reduce_groups` call.
-    fn merge(plan: &GroupByPlan, partials: &[RecordBatch], emit: Emit) -> JobResult<RecordBatch> {
+    fn merge(plan: &GroupByPlan, partials: &[RecordBatch]) -> JobResult<RecordBatch> {
         let all = concat_batches(partials[0].schema_ref(), partials).unwrap();
         let sorted = take_record_batch(&all, &sort_to_indices(all.column(0), None, None).unwrap()).unwrap();
         let keys = sorted.column(0);
         let starts: Vec<usize> =
             (0..sorted.num_rows()).filter(|&i| i == 0 || keys.slice(i, 1) != keys.slice(i - 1, 1)).collect();
-        let schema = match emit {
-            Emit::Partials => plan.map_output().schema().clone(),
-            Emit::Final => plan.output_schema(),
-        };
-        let mut out = Emitter::new(schema);
-        let mut reducer = ByRanges(MergePartials { aggregates: plan.aggregates.clone(), emit });
+        let mut out = Emitter::new(plan.output_schema());
+        let mut reducer = ByRanges(MergePartials { aggregates: plan.aggregates.clone() });
         reducer.reduce_groups(&Groups::new(&sorted, &starts, &[0]), &mut out)?;
         Ok(out.take_batches().remove(0))
     }
@@ -405,11 +393,7 @@ mod tests {
         assert_eq!(first.column(3).as_primitive::<Int64Type>().values().as_ref(), [2, 1, 2], "rows");
         let second = map(&plan, &[input(vec![Some(2), Some(1)], vec![None, Some(1)], vec![None, Some(5.0)])]);
 
-        let combined = merge(&plan, &[first.clone(), second.clone()], Emit::Partials).unwrap();
-        assert_eq!(combined.num_rows(), 3);
-        let last = merge(&plan, &[combined], Emit::Final).unwrap();
-        let direct = merge(&plan, &[first, second], Emit::Final).unwrap();
-        assert_eq!(last, direct, "combining first changes nothing");
+        let last = merge(&plan, &[first, second]).unwrap();
         // Sorted by key, nulls first: null, 1, 2.
         assert_eq!(last.column(0).as_ref(), &Int32Array::from(vec![None, Some(1), Some(2)]) as &dyn Array);
         assert_eq!(last.column(1).as_ref(), &Int64Array::from(vec![Some(5), Some(8), None]) as &dyn Array);
@@ -435,7 +419,7 @@ mod tests {
         let err = mapper.map(&big(1), &mut out).unwrap_err().to_string();
         assert!(err.contains("`v`") && err.contains("Int64"), "{err}");
         let partial = map(&plan, &[big(1)]);
-        let err = merge(&plan, &[partial.clone(), partial], Emit::Final).unwrap_err().to_string();
+        let err = merge(&plan, &[partial.clone(), partial]).unwrap_err().to_string();
         assert!(err.contains("`v`") && err.contains("overflows"), "{err}");
     }
 }

@@ -191,6 +191,16 @@ fn oracle(rows: &[G1Row], key: fn(&G1Row) -> Value, aggs: &[Agg]) -> BTreeMap<St
 /// A query: its flags, the oracle's key and aggregates.
 type Query = (&'static [&'static str], fn(&G1Row) -> Value, Vec<Agg>);
 
+/// How the reducers receive the partials.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum ReduceWay {
+    /// Unordered, merged by hash: three reducers, default memory.
+    Hashed,
+    /// Too large for the reduce budget (`--memory-limit 1` makes it 1 MiB): sorted on the
+    /// reduce side, with spills, and merged by key ranges; one reducer.
+    SortedOnReduceSide,
+}
+
 /// Runs groupby on `input` with `flags` and checks its output against `expected`.
 fn check_groupby(
     input: &Path,
@@ -198,15 +208,36 @@ fn check_groupby(
     flags: &[&str],
     expected: &BTreeMap<String, Vec<Value>>,
     rows: usize,
+    way: ReduceWay,
 ) {
-    let engine =
-        ["--input", s(input), "--output", s(out), "--threads", "2", "--reducers", "3", "--split-size", "1"];
+    let (reducers, memory) = match way {
+        ReduceWay::Hashed => ("3", "4GiB"),
+        ReduceWay::SortedOnReduceSide => ("1", "1"),
+    };
+    let engine = [
+        "--input",
+        s(input),
+        "--output",
+        s(out),
+        "--threads",
+        "2",
+        "--split-size",
+        "1",
+        "--reducers",
+        reducers,
+        "--memory-limit",
+        memory,
+    ];
     run_ok("groupby", &[&engine[..], flags].concat());
     let output = read_committed(out);
     assert_eq!(output.manifest.counters.get("map_input_records"), rows as u64, "every row was read");
-    assert_eq!(output.parts.len(), 3);
+    assert_eq!(output.parts.len(), reducers.parse::<usize>().unwrap());
     let partials = output.manifest.counters.get("map_output_records");
     assert!(partials > expected.len() as u64, "several map tasks emitted partials of a group ({partials})");
+    assert_eq!(output.manifest.counters.get("reduce_input_records"), partials, "{way:?}");
+    // Only the sorted way cuts the partials into key groups.
+    let sorted_groups = if way == ReduceWay::Hashed { 0 } else { expected.len() as u64 };
+    assert_eq!(output.manifest.counters.get("reduce_input_groups"), sorted_groups, "{way:?}");
     let mut ours = BTreeMap::new();
     for row in output.rows() {
         let values: Vec<Value> = row.iter().map(value).collect();
@@ -254,7 +285,16 @@ fn groupby_equals_the_oracle_on_g1_queries() {
         if i < 2 {
             assert!(expected.len() > 1000 && all_null == 1 && null_key == 1, "the data has the cases");
         }
-        check_groupby(&input, &dir.path().join(format!("out-{i}")), flags, &expected, rows.len());
+        // id4's 20 groups make too few partials to exceed the 1 MiB budget.
+        let ways = if i < 2 {
+            &[ReduceWay::Hashed, ReduceWay::SortedOnReduceSide][..]
+        } else {
+            &[ReduceWay::Hashed]
+        };
+        for &way in ways {
+            let out = dir.path().join(format!("out-{i}-{way:?}"));
+            check_groupby(&input, &out, flags, &expected, rows.len(), way);
+        }
     }
 }
 
