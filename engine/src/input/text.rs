@@ -59,10 +59,13 @@ impl TextSplit {
         };
         let mut scan = LineScanner::new(self.start, self.end);
         loop {
-            let Some((offset, bytes)) = source.next()? else { break };
-            let eof = offset + bytes.len() as u64 >= self.file.size;
-            let lines = scan.push(offset, bytes, eof);
-            if !lines.is_empty() && !sink(to_batch(&self.file, &lines, options.replace_invalid_utf8)?)? {
+            let Some(range) = source.append_next(scan.buffer())? else { break };
+            let eof = range.end >= self.file.size;
+            let lines = scan.scan(eof).map_err(|e| match e {
+                Error::Internal(cause) => Error::Internal(format!("{}: {cause}", self.file.display())),
+                other => other,
+            })?;
+            if !lines.is_empty() && !sink(to_batch(&self.file, lines, options.replace_invalid_utf8)?)? {
                 break;
             }
             if scan.done || eof {
@@ -124,11 +127,11 @@ enum Chunks<'a> {
 }
 
 impl Chunks<'_> {
-    /// The next range of the file and its bytes.
-    fn next(&mut self) -> Result<Option<(u64, &[u8])>> {
+    /// Appends the bytes of the next range of the file to `buf`; returns the range.
+    fn append_next(&mut self, buf: &mut Vec<u8>) -> Result<Option<Range<u64>>> {
         match self {
-            Chunks::Store(fetcher) => fetcher.next(),
-            Chunks::Local(local) => local.next(),
+            Chunks::Store(fetcher) => fetcher.append_next(buf),
+            Chunks::Local(local) => local.append_next(buf),
         }
     }
 
@@ -140,7 +143,7 @@ impl Chunks<'_> {
     }
 }
 
-/// Reads a local file's ranges with plain reads into a buffer allocated once per split.
+/// Reads a local file's ranges with plain reads straight into the scanner's buffer.
 ///
 /// Not through `object_store`: its local `get_range` allocates and zero-fills a fresh buffer
 /// per request, which cost grep 13% of its instructions (and a page fault per page of
@@ -149,25 +152,32 @@ struct LocalChunks<'a> {
     split: &'a TextSplit,
     file: std::fs::File,
     plan: RangePlan,
-    buffer: Vec<u8>,
 }
 
 impl<'a> LocalChunks<'a> {
     fn open(split: &'a TextSplit, path: std::path::PathBuf) -> Result<Self> {
         let file = std::fs::File::open(&path).map_err(|e| local_error(split, e))?;
-        let buffer = vec![0; CHUNK_BYTES.min(split.file.size) as usize];
-        Ok(LocalChunks { split, file, plan: RangePlan::new(split), buffer })
+        Ok(LocalChunks { split, file, plan: RangePlan::new(split) })
     }
 
-    fn next(&mut self) -> Result<Option<(u64, &[u8])>> {
+    /// Reads into `buf`'s spare capacity (`read_to_end` does not zero it first).
+    fn append_next(&mut self, buf: &mut Vec<u8>) -> Result<Option<Range<u64>>> {
         use std::io::{Read, Seek, SeekFrom};
         let Some(range) = self.plan.next() else { return Ok(None) };
-        let len = (range.end - range.start) as usize;
-        let buffer = &mut self.buffer[..len];
-        let read = self.file.seek(SeekFrom::Start(range.start)).and_then(|_| self.file.read_exact(buffer));
+        let len = range.end - range.start;
+        let before = buf.len();
+        buf.reserve(len as usize);
+        let read = self
+            .file
+            .seek(SeekFrom::Start(range.start))
+            .and_then(|_| (&mut self.file).take(len).read_to_end(buf));
         read.map_err(|e| local_error(self.split, e))?;
+        if (buf.len() - before) as u64 != len {
+            let short = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the file shrank while read");
+            return Err(local_error(self.split, short));
+        }
         crate::storage::count_local_read(&range);
-        Ok(Some((range.start, &self.buffer[..len])))
+        Ok(Some(range))
     }
 }
 
@@ -181,15 +191,12 @@ struct Fetcher<'a> {
     split: &'a TextSplit,
     io: Handle,
     plan: RangePlan,
-    pending: Option<(u64, JoinHandle<object_store::Result<Bytes>>)>,
-    /// The range handed out last.
-    current: Bytes,
+    pending: Option<(Range<u64>, JoinHandle<object_store::Result<Bytes>>)>,
 }
 
 impl<'a> Fetcher<'a> {
     fn new(split: &'a TextSplit, io: Handle) -> Self {
-        let mut fetcher =
-            Fetcher { split, io, plan: RangePlan::new(split), pending: None, current: Bytes::new() };
+        let mut fetcher = Fetcher { split, io, plan: RangePlan::new(split), pending: None };
         fetcher.request_more();
         fetcher
     }
@@ -202,15 +209,15 @@ impl<'a> Fetcher<'a> {
         let Some(range) = self.plan.next() else { return };
         let (store, path) =
             (self.split.file.location.store().clone(), self.split.file.location.path().clone());
-        let start = range.start;
-        self.pending = Some((start, self.io.spawn(async move { store.get_range(&path, range).await })));
+        let fetched = range.clone();
+        self.pending = Some((fetched, self.io.spawn(async move { store.get_range(&path, range).await })));
     }
 
-    /// The next range in file order, and starts fetching the one after it.
-    fn next(&mut self) -> Result<Option<(u64, &[u8])>> {
-        let Some((offset, handle)) = self.pending.take() else { return Ok(None) };
+    /// Appends the next range in file order to `buf`, and starts fetching the one after it.
+    fn append_next(&mut self, buf: &mut Vec<u8>) -> Result<Option<Range<u64>>> {
+        let Some((range, handle)) = self.pending.take() else { return Ok(None) };
         let path = self.split.file.display();
-        self.current = self
+        let bytes = self
             .io
             .block_on(handle)
             .map_err(|e| Error::Internal(format!("fetch task of {path} failed: {e}")))?
@@ -218,7 +225,8 @@ impl<'a> Fetcher<'a> {
         if self.plan.within_split() {
             self.request_more();
         }
-        Ok(Some((offset, &self.current)))
+        buf.extend_from_slice(&bytes);
+        Ok(Some(range))
     }
 }
 
@@ -226,28 +234,50 @@ impl<'a> Fetcher<'a> {
 #[derive(Debug)]
 struct LineScanner {
     end: u64,
-    /// Bytes of a line that began in an earlier range and has not ended yet.
-    partial: Vec<u8>,
-    /// File offset of `partial[0]`, or of the next byte when `partial` is empty.
+    /// The range being scanned, after the start of a line that began in an earlier range
+    /// (kept for the whole split: a fresh buffer per range cost a page fault per page).
+    buf: Vec<u8>,
+    /// Where in `buf` the line that has not ended yet starts.
+    partial_start: usize,
+    /// File offset of `buf[partial_start]`.
     partial_offset: u64,
     /// Still looking for the end of the line that straddles `start`.
     skipping: bool,
     done: bool,
 }
 
-/// Complete lines found in one pushed range: their bytes (terminators included) and the
-/// file offset of the first one, with the line boundaries.
-#[derive(Debug, Default)]
-struct Lines {
-    bytes: Vec<u8>,
+/// Complete lines found in one pushed range, as Arrow's string values and offsets (lines
+/// without terminators, back to back), with the raw bytes they came from for errors.
+#[derive(Debug)]
+struct Lines<'a> {
+    /// The raw bytes, from the first line on (terminators included).
+    bytes: &'a [u8],
+    /// The file offset of `bytes[0]`.
     file_offset: u64,
-    /// Ranges of `bytes` holding each line without its terminator.
-    spans: Vec<Range<usize>>,
+    values: Vec<u8>,
+    /// `offsets[i]..offsets[i + 1]` is line `i` in `values`.
+    offsets: Vec<i32>,
 }
 
-impl Lines {
+impl Lines<'_> {
+    fn empty() -> Self {
+        Lines { bytes: &[], file_offset: 0, values: Vec::new(), offsets: vec![0] }
+    }
+
     fn is_empty(&self) -> bool {
-        self.spans.is_empty()
+        self.offsets.len() == 1
+    }
+
+    /// Line `i`'s bytes.
+    fn line(&self, i: usize) -> &[u8] {
+        &self.values[self.offsets[i] as usize..self.offsets[i + 1] as usize]
+    }
+
+    /// Appends a line (without its terminator).
+    fn push_line(&mut self, line: &[u8]) -> std::result::Result<(), std::num::TryFromIntError> {
+        self.values.extend_from_slice(line);
+        self.offsets.push(i32::try_from(self.values.len())?);
+        Ok(())
     }
 }
 
@@ -255,94 +285,107 @@ impl LineScanner {
     fn new(start: u64, end: u64) -> Self {
         LineScanner {
             end,
-            partial: Vec::new(),
+            buf: Vec::new(),
+            partial_start: 0,
             partial_offset: start.saturating_sub(1),
             skipping: start > 0,
             done: false,
         }
     }
 
-    /// Consumes the range of bytes at `offset` (contiguous with the previous one).
-    fn push(&mut self, offset: u64, data: &[u8], eof: bool) -> Lines {
-        debug_assert_eq!(offset, self.partial_offset + self.partial.len() as u64);
-        let mut buf = std::mem::take(&mut self.partial);
-        buf.extend_from_slice(data);
+    /// The buffer to append the next range to (contiguous with the previous one): the
+    /// lines already handed out are dropped, the unfinished one is kept at the front.
+    fn buffer(&mut self) -> &mut Vec<u8> {
+        self.buf.drain(..self.partial_start);
+        self.partial_start = 0;
+        &mut self.buf
+    }
+
+    /// Appends `data`, the range at `offset`, and scans it.
+    #[cfg(test)]
+    fn push(&mut self, offset: u64, data: &[u8], eof: bool) -> Result<Lines<'_>> {
+        assert_eq!(offset, self.partial_offset + (self.buf.len() - self.partial_start) as u64);
+        self.buffer().extend_from_slice(data);
+        self.scan(eof)
+    }
+
+    /// Scans what was appended to [`LineScanner::buffer`]; `eof` when it ends the file.
+    /// One pass: each newline found ends a line, copied into the values as it is found.
+    fn scan(&mut self, eof: bool) -> Result<Lines<'_>> {
+        let buf = &self.buf;
         let base = self.partial_offset;
         let mut cursor = 0usize;
         if self.skipping {
-            match memchr::memchr(b'\n', &buf) {
+            match memchr::memchr(b'\n', buf) {
                 Some(nl) => {
                     cursor = nl + 1;
                     self.skipping = false;
                 }
                 None => {
                     self.partial_offset = base + buf.len() as u64;
+                    self.partial_start = buf.len();
                     self.done = eof;
-                    return Lines::default();
+                    return Ok(Lines::empty());
                 }
             }
         }
-        let mut spans = Vec::new();
         let first = cursor;
-        loop {
+        let mut lines = Lines { values: Vec::with_capacity(buf.len() - first), ..Lines::empty() };
+        let too_long = |_| Error::Internal("a batch of lines exceeds 2 GiB".into());
+        for nl in memchr::memchr_iter(b'\n', &buf[first..]).map(|nl| first + nl) {
             if base + cursor as u64 >= self.end {
-                self.done = true;
                 break;
             }
-            match memchr::memchr(b'\n', &buf[cursor..]) {
-                Some(len) => {
-                    let stop = if len > 0 && buf[cursor + len - 1] == b'\r' {
-                        cursor + len - 1
-                    } else {
-                        cursor + len
-                    };
-                    spans.push(cursor - first..stop - first);
-                    cursor += len + 1;
-                }
-                None if eof => {
-                    if cursor < buf.len() {
-                        spans.push(cursor - first..buf.len() - first);
-                        cursor = buf.len();
-                    }
-                    self.done = true;
-                    break;
-                }
-                None => break,
-            }
+            let stop = if nl > cursor && buf[nl - 1] == b'\r' { nl - 1 } else { nl };
+            lines.push_line(&buf[cursor..stop]).map_err(too_long)?;
+            cursor = nl + 1;
         }
-        self.partial = buf.split_off(cursor);
+        if base + cursor as u64 >= self.end {
+            self.done = true;
+        } else if eof {
+            if cursor < buf.len() {
+                lines.push_line(&buf[cursor..]).map_err(too_long)?;
+                cursor = buf.len();
+            }
+            self.done = true;
+        }
+        self.partial_start = cursor;
         self.partial_offset = base + cursor as u64;
-        buf.drain(..first);
-        Lines { bytes: buf, file_offset: base + first as u64, spans }
+        lines.bytes = &buf[first..cursor];
+        lines.file_offset = base + first as u64;
+        Ok(lines)
     }
 }
 
-fn to_batch(file: &InputFile, lines: &Lines, replace_invalid: bool) -> Result<RecordBatch> {
-    let mut values = Vec::with_capacity(lines.bytes.len());
-    let mut offsets = Vec::with_capacity(lines.spans.len() + 1);
-    offsets.push(0i32);
-    for span in &lines.spans {
-        let line = &lines.bytes[span.clone()];
-        if replace_invalid {
-            values.extend_from_slice(String::from_utf8_lossy(line).as_bytes());
-        } else {
-            values.extend_from_slice(line);
-        }
-        let end = i32::try_from(values.len())
-            .map_err(|_| Error::Internal(format!("{}: a batch of lines exceeds 2 GiB", file.display())))?;
-        offsets.push(end);
-    }
+fn to_batch(file: &InputFile, lines: Lines, replace_invalid: bool) -> Result<RecordBatch> {
+    let lines = if replace_invalid && std::str::from_utf8(&lines.values).is_err() {
+        replace_invalid_utf8(lines)
+    } else {
+        lines
+    };
+    let Lines { bytes, file_offset, values, offsets } = lines;
     let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
     let array = StringArray::try_new(offsets, Buffer::from_vec(values), None)
-        .map_err(|_| invalid_utf8_error(file, lines))?;
+        .map_err(|_| invalid_utf8_error(file, bytes, file_offset))?;
     RecordBatch::try_new(InputSpec::text_schema(), vec![Arc::new(array)])
         .map_err(Error::arrow("building a batch of lines"))
 }
 
-fn invalid_utf8_error(file: &InputFile, lines: &Lines) -> Error {
-    let offset = match std::str::from_utf8(&lines.bytes) {
-        Err(e) => lines.file_offset + e.valid_up_to() as u64,
-        Ok(_) => lines.file_offset,
+/// `lines` with each invalid UTF-8 sequence replaced by U+FFFD.
+fn replace_invalid_utf8(lines: Lines) -> Lines {
+    let mut replaced = Lines { values: Vec::with_capacity(lines.values.len()), ..Lines::empty() };
+    for i in 0..lines.offsets.len() - 1 {
+        // Replacement only grows a line by a few bytes per invalid byte: well within i32.
+        let _ = replaced.push_line(String::from_utf8_lossy(lines.line(i)).as_bytes());
+    }
+    Lines { bytes: lines.bytes, file_offset: lines.file_offset, ..replaced }
+}
+
+/// The error for invalid UTF-8 in `bytes`, which start at `file_offset` of `file`.
+fn invalid_utf8_error(file: &InputFile, bytes: &[u8], file_offset: u64) -> Error {
+    let offset = match std::str::from_utf8(bytes) {
+        Err(e) => file_offset + e.valid_up_to() as u64,
+        Ok(_) => file_offset,
     };
     Error::InvalidUtf8 { path: file.display(), offset }
 }
@@ -402,8 +445,8 @@ mod tests {
             let mut offset = (start as u64).saturating_sub(1);
             while !scan.done && offset < size {
                 let stop = (offset + chunk as u64).min(size);
-                let lines = scan.push(offset, &data[offset as usize..stop as usize], stop == size);
-                out.extend(lines.spans.iter().map(|s| lines.bytes[s.clone()].to_vec()));
+                let lines = scan.push(offset, &data[offset as usize..stop as usize], stop == size).unwrap();
+                out.extend((0..lines.offsets.len() - 1).map(|i| lines.line(i).to_vec()));
                 offset = stop;
             }
         }
