@@ -38,7 +38,7 @@ const SEGMENT_EXPANSION: u64 = 3;
 
 impl Run {
     /// The run's size in memory: exact for runs in memory or spilled here, estimated for
-    /// fetched segments (their file size times [`SEGMENT_EXPANSION`]).
+    /// fetched segments (their file size times `SEGMENT_EXPANSION`).
     pub fn memory_bytes(&self) -> u64 {
         match self {
             Run::Memory(batch) => batch.get_array_memory_size() as u64,
