@@ -31,7 +31,8 @@ pub const MAP_OUTPUT_RECORDS: &str = "map_output_records";
 pub const COMBINE_INPUT_RECORDS: &str = "combine_input_records";
 /// Engine counter: rows out of combiners.
 pub const COMBINE_OUTPUT_RECORDS: &str = "combine_output_records";
-/// Engine counter: key groups reducers received.
+/// Engine counter: key groups reducers received (not counted for unordered reduce input,
+/// which is never cut into groups).
 pub const REDUCE_INPUT_GROUPS: &str = "reduce_input_groups";
 /// Engine counter: rows reducers received.
 pub const REDUCE_INPUT_RECORDS: &str = "reduce_input_records";
