@@ -1,7 +1,9 @@
 //! Distributed grep (the MapReduce paper's first example): mappers keep the lines that
 //! match, the identity reducer writes them out, sorted.
 
-use arrow::array::{Array, AsArray, BooleanArray, StringArray};
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, BooleanArray, StringArray, StringBuilder};
 use arrow::compute::filter_record_batch;
 use gristmill::driver::JobReport;
 use gristmill::prelude::*;
@@ -38,7 +40,9 @@ impl Job for Grep {
     }
 
     fn input(&self) -> InputSpec {
-        InputSpec::text_lines().with_parquet_columns([(self.column.as_str(), DataType::Utf8)])
+        // Chunks of lines: a literal is searched for over the whole chunk, and only the lines
+        // it hits are cut out (ripgrep's way), instead of splitting every line first.
+        InputSpec::text_chunks().with_parquet_columns([(self.column.as_str(), DataType::Utf8)])
     }
 
     fn map_output(&self) -> KeyedSchema {
@@ -74,6 +78,9 @@ struct GrepMapper {
 
 impl Mapper for GrepMapper {
     fn map(&mut self, batch: &RecordBatch, out: &mut Emitter) -> JobResult<()> {
+        if InputSpec::is_text_chunks(batch) {
+            return self.map_chunks(batch, out);
+        }
         let lines = batch.column(0).as_string_opt::<i32>().ok_or("grep reads a Utf8 column")?;
         let mask = match &self.matcher {
             Matcher::Literal(finder) => literal_mask(lines, finder),
@@ -82,6 +89,53 @@ impl Mapper for GrepMapper {
             }
         };
         out.emit(filter_record_batch(&batch.project(&[0])?, &mask)?)
+    }
+}
+
+impl GrepMapper {
+    /// Text input: emits the matching lines of each chunk of lines.
+    fn map_chunks(&self, batch: &RecordBatch, out: &mut Emitter) -> JobResult<()> {
+        let chunks = batch.column(0).as_string::<i32>();
+        let mut matches = StringBuilder::new();
+        for chunk in chunks.iter().flatten() {
+            match &self.matcher {
+                Matcher::Literal(finder) => {
+                    lines_with_literal(chunk, finder, |line| matches.append_value(line))
+                }
+                Matcher::Regex(regex) => chunk
+                    .lines()
+                    .filter(|line| regex.is_match(line))
+                    .for_each(|line| matches.append_value(line)),
+            }
+        }
+        out.emit(RecordBatch::try_new(out.schema().clone(), vec![Arc::new(matches.finish())])?)
+    }
+}
+
+/// Calls `f` with each line of `text` (as `str::lines` splits it) that contains the
+/// literal, searching the whole text at once and cutting out only the lines hit.
+fn lines_with_literal<'a>(text: &'a str, finder: &memmem::Finder<'_>, mut f: impl FnMut(&'a str)) {
+    if finder.needle().is_empty() {
+        text.lines().for_each(f);
+        return;
+    }
+    let bytes = text.as_bytes();
+    // Always the start of a line.
+    let mut pos = 0;
+    while let Some(hit) = finder.find(&bytes[pos..]) {
+        let at = pos + hit;
+        let start = memchr::memrchr(b'\n', &bytes[pos..at]).map_or(pos, |nl| pos + nl + 1);
+        let end = memchr::memchr(b'\n', &bytes[at..]).map_or(bytes.len(), |nl| at + nl);
+        let line = &text[start..end];
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        // A hit may run past the line (a needle holding `\r` or `\n`): check the line itself.
+        if finder.find(line.as_bytes()).is_some() {
+            f(line);
+        }
+        if end >= bytes.len() {
+            break;
+        }
+        pos = end + 1;
     }
 }
 
@@ -114,6 +168,17 @@ fn literal_mask(lines: &StringArray, finder: &memmem::Finder<'_>) -> BooleanArra
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn literal_lines_of_a_chunk_are_the_lines_that_contain_it() {
+        let text = "xab\ncx\r\nabc\r\n\nzabcabc\nab\rc\nlast abc";
+        for needle in ["abc", "x", "c\r", "b\nc", "", "\r", "abc\r", "last abc"] {
+            let mut ours = Vec::new();
+            lines_with_literal(text, &memmem::Finder::new(needle), |line| ours.push(line));
+            let expected: Vec<&str> = text.lines().filter(|line| line.contains(needle)).collect();
+            assert_eq!(ours, expected, "{needle:?}");
+        }
+    }
 
     #[test]
     fn literal_hits_never_span_lines() {

@@ -179,7 +179,7 @@ impl Split {
         let location = crate::storage::Location::parse(&spec.url)?;
         let file = Arc::new(InputFile { location, size: spec.size });
         Ok(match spec.range {
-            SplitRange::Text { start, end } => Split::Text(TextSplit { file, start, end }),
+            SplitRange::Text { start, end } => Split::Text(TextSplit { file, start, end, shape: input.text }),
             SplitRange::Records { start, end, record_len, key_len } => {
                 Split::Records(RecordSplit { file, start, end, format: RecordFormat { record_len, key_len } })
             }
@@ -206,7 +206,7 @@ pub async fn plan_splits(
                     let planned = records::plan(&file, format, options.split_size)?;
                     splits.extend(planned.into_iter().map(Split::Records));
                 }
-                None => splits.extend(text::plan(&file, options.split_size).map(Split::Text)),
+                None => splits.extend(text::plan(&file, options.split_size, spec.text).map(Split::Text)),
             },
             InputFormat::Parquet => {
                 let planned = parquet::plan(&file, spec, options.split_size).await?;

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use super::ReadOptions;
 use crate::error::{Error, Result};
-use crate::job::InputSpec;
+use crate::job::{InputSpec, TextShape};
 use crate::storage::InputFile;
 
 /// Bytes fetched per request within a split (also the size of one batch of lines).
@@ -33,20 +33,28 @@ pub struct TextSplit {
     pub start: u64,
     /// One past the last byte of the range.
     pub end: u64,
+    /// Lines or chunks of lines.
+    pub shape: TextShape,
 }
 
 /// Cuts a file into ranges of `split_size` bytes (the last one shorter); none for an empty file.
-pub(super) fn plan(file: &Arc<InputFile>, split_size: u64) -> impl Iterator<Item = TextSplit> + '_ {
+pub(super) fn plan(
+    file: &Arc<InputFile>,
+    split_size: u64,
+    shape: TextShape,
+) -> impl Iterator<Item = TextSplit> + '_ {
     let step = split_size.max(1);
     (0..file.size).step_by(step as usize).map(move |start| TextSplit {
         file: file.clone(),
         start,
         end: (start + step).min(file.size),
+        shape,
     })
 }
 
 impl TextSplit {
-    /// Reads the split's lines as batches of one Utf8 column `line`.
+    /// Reads the split's lines as batches of one Utf8 column: `line`, a row per line, or
+    /// `text`, a row per chunk of whole lines ([`TextShape`]).
     pub fn read(
         &self,
         io: &Handle,
@@ -61,11 +69,25 @@ impl TextSplit {
         loop {
             let Some(range) = source.append_next(scan.buffer())? else { break };
             let eof = range.end >= self.file.size;
-            let lines = scan.scan(eof).map_err(|e| match e {
-                Error::Internal(cause) => Error::Internal(format!("{}: {cause}", self.file.display())),
-                other => other,
-            })?;
-            if !lines.is_empty() && !sink(to_batch(&self.file, lines, options.replace_invalid_utf8)?)? {
+            let batch = match self.shape {
+                TextShape::Lines => {
+                    let lines = scan.scan(eof).map_err(|e| match e {
+                        Error::Internal(cause) => {
+                            Error::Internal(format!("{}: {cause}", self.file.display()))
+                        }
+                        other => other,
+                    })?;
+                    (!lines.is_empty()).then(|| to_batch(&self.file, lines, options.replace_invalid_utf8))
+                }
+                TextShape::Chunks => {
+                    let (bytes, offset) = scan.scan_chunk(eof);
+                    (!bytes.is_empty())
+                        .then(|| chunk_batch(&self.file, bytes, offset, options.replace_invalid_utf8))
+                }
+            };
+            if let Some(batch) = batch
+                && !sink(batch?)?
+            {
                 break;
             }
             if scan.done || eof {
@@ -301,35 +323,66 @@ impl LineScanner {
         &mut self.buf
     }
 
-    /// Appends `data`, the range at `offset`, and scans it.
-    #[cfg(test)]
-    fn push(&mut self, offset: u64, data: &[u8], eof: bool) -> Result<Lines<'_>> {
-        assert_eq!(offset, self.partial_offset + (self.buf.len() - self.partial_start) as u64);
-        self.buffer().extend_from_slice(data);
-        self.scan(eof)
+    /// Skips the line that straddles the split's start, if still looking for its end:
+    /// where the first line of the split starts in `buf`, or `None` when `buf` holds none.
+    fn skip_first_partial(&mut self, eof: bool) -> Option<usize> {
+        if !self.skipping {
+            return Some(0);
+        }
+        match memchr::memchr(b'\n', &self.buf) {
+            Some(nl) => {
+                self.skipping = false;
+                Some(nl + 1)
+            }
+            None => {
+                self.partial_offset += self.buf.len() as u64;
+                self.partial_start = self.buf.len();
+                self.done = eof;
+                None
+            }
+        }
+    }
+
+    /// Scans what was appended to [`LineScanner::buffer`] for whole lines, without splitting
+    /// them: the bytes of the complete lines of the split found so far, and the file offset
+    /// of the first. Only the last newline is looked for (and, at the split's end, the one
+    /// that ends the last line starting in the split).
+    fn scan_chunk(&mut self, eof: bool) -> (&[u8], u64) {
+        let Some(first) = self.skip_first_partial(eof) else { return (&[], 0) };
+        let base = self.partial_offset;
+        let buf = &self.buf;
+        // Lines starting before `buf[limit]` are the split's.
+        let limit = usize::try_from(self.end.saturating_sub(base)).unwrap_or(usize::MAX);
+        let cursor = if first >= limit {
+            self.done = true;
+            first
+        } else if limit <= buf.len() {
+            match memchr::memchr(b'\n', &buf[limit - 1..]) {
+                Some(nl) => {
+                    self.done = true;
+                    limit + nl
+                }
+                None if eof => buf.len(),
+                None => first + memchr::memrchr(b'\n', &buf[first..]).map_or(0, |nl| nl + 1),
+            }
+        } else if eof {
+            buf.len()
+        } else {
+            first + memchr::memrchr(b'\n', &buf[first..]).map_or(0, |nl| nl + 1)
+        };
+        self.done |= eof;
+        self.partial_start = cursor;
+        self.partial_offset = base + cursor as u64;
+        (&self.buf[first..cursor], base + first as u64)
     }
 
     /// Scans what was appended to [`LineScanner::buffer`]; `eof` when it ends the file.
     /// One pass: each newline found ends a line, copied into the values as it is found.
     fn scan(&mut self, eof: bool) -> Result<Lines<'_>> {
+        let Some(first) = self.skip_first_partial(eof) else { return Ok(Lines::empty()) };
         let buf = &self.buf;
         let base = self.partial_offset;
-        let mut cursor = 0usize;
-        if self.skipping {
-            match memchr::memchr(b'\n', buf) {
-                Some(nl) => {
-                    cursor = nl + 1;
-                    self.skipping = false;
-                }
-                None => {
-                    self.partial_offset = base + buf.len() as u64;
-                    self.partial_start = buf.len();
-                    self.done = eof;
-                    return Ok(Lines::empty());
-                }
-            }
-        }
-        let first = cursor;
+        let mut cursor = first;
         let mut lines = Lines { values: Vec::with_capacity(buf.len() - first), ..Lines::empty() };
         let too_long = |_| Error::Internal("a batch of lines exceeds 2 GiB".into());
         for nl in memchr::memchr_iter(b'\n', &buf[first..]).map(|nl| first + nl) {
@@ -355,6 +408,25 @@ impl LineScanner {
         lines.file_offset = base + first as u64;
         Ok(lines)
     }
+}
+
+/// A batch of one row: `bytes`, whole lines from `offset` of `file`.
+fn chunk_batch(file: &InputFile, bytes: &[u8], offset: u64, replace_invalid: bool) -> Result<RecordBatch> {
+    let lossy;
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(_) if replace_invalid => {
+            lossy = String::from_utf8_lossy(bytes);
+            &lossy
+        }
+        Err(_) => return Err(invalid_utf8_error(file, bytes, offset)),
+    };
+    if i32::try_from(text.len()).is_err() {
+        return Err(Error::Internal(format!("{}: a chunk of lines exceeds 2 GiB", file.display())));
+    }
+    let array = StringArray::from_iter_values([text]);
+    RecordBatch::try_new(InputSpec::text_chunks_schema(), vec![Arc::new(array)])
+        .map_err(Error::arrow("building a chunk of lines"))
 }
 
 fn to_batch(file: &InputFile, lines: Lines, replace_invalid: bool) -> Result<RecordBatch> {
@@ -415,20 +487,29 @@ mod tests {
         assert!(location.local_file().is_some());
         let file = Arc::new(InputFile { location, size: data.len() as u64 });
         let io = tokio::runtime::Runtime::new().unwrap();
-        for split_size in [CHUNK_BYTES / 3, CHUNK_BYTES, 3 * CHUNK_BYTES] {
+        let shapes = [TextShape::Lines, TextShape::Chunks];
+        for (split_size, shape) in
+            [CHUNK_BYTES / 3, CHUNK_BYTES, 3 * CHUNK_BYTES].into_iter().flat_map(|s| shapes.map(|h| (s, h)))
+        {
             let mut lines = Vec::new();
-            for split in plan(&file, split_size) {
+            for split in plan(&file, split_size, shape) {
                 split
                     .read(io.handle(), ReadOptions::default(), &mut |batch| {
+                        assert_eq!(InputSpec::is_text_chunks(&batch), shape == TextShape::Chunks);
                         let column = batch.column(0).as_any().downcast_ref::<StringArray>().unwrap();
-                        lines.extend(column.iter().map(|l| l.unwrap().to_owned()));
+                        for value in column.iter().map(Option::unwrap) {
+                            match shape {
+                                TextShape::Lines => lines.push(value.to_owned()),
+                                TextShape::Chunks => lines.extend(value.lines().map(str::to_owned)),
+                            }
+                        }
                         Ok(true)
                     })
                     .unwrap();
             }
             assert!(
                 lines == expected,
-                "split size {split_size}: {} lines of {}",
+                "split size {split_size}, {shape:?}: {} lines of {}",
                 lines.len(),
                 expected.len()
             );
@@ -437,6 +518,13 @@ mod tests {
 
     /// Splits `data` at `cuts` and reads every split by pushing it in `chunk`-byte pieces.
     fn read_all(data: &[u8], split: usize, chunk: usize) -> Vec<Vec<u8>> {
+        let lines = read_all_shaped(data, split, chunk, TextShape::Lines);
+        let from_chunks = read_all_shaped(data, split, chunk, TextShape::Chunks);
+        assert_eq!(from_chunks, lines, "chunks of lines hold the same lines");
+        lines
+    }
+
+    fn read_all_shaped(data: &[u8], split: usize, chunk: usize, shape: TextShape) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         let size = data.len() as u64;
         for start in (0..data.len()).step_by(split) {
@@ -445,8 +533,17 @@ mod tests {
             let mut offset = (start as u64).saturating_sub(1);
             while !scan.done && offset < size {
                 let stop = (offset + chunk as u64).min(size);
-                let lines = scan.push(offset, &data[offset as usize..stop as usize], stop == size).unwrap();
-                out.extend((0..lines.offsets.len() - 1).map(|i| lines.line(i).to_vec()));
+                let eof = stop == size;
+                scan.buffer().extend_from_slice(&data[offset as usize..stop as usize]);
+                if shape == TextShape::Chunks {
+                    let (bytes, at) = scan.scan_chunk(eof);
+                    let whole = bytes.ends_with(b"\n") || at + bytes.len() as u64 == size;
+                    assert!(bytes.is_empty() || whole, "a chunk ends at a line's end: {bytes:?}");
+                    out.extend(String::from_utf8_lossy(bytes).lines().map(|l| l.as_bytes().to_vec()));
+                } else {
+                    let lines = scan.scan(eof).unwrap();
+                    out.extend((0..lines.offsets.len() - 1).map(|i| lines.line(i).to_vec()));
+                }
                 offset = stop;
             }
         }

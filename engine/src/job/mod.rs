@@ -15,7 +15,7 @@ mod schema;
 pub use emitter::{BatchSink, Counters, Emitter};
 pub use group::{Groups, KeyGroup};
 pub use identity::{IdentityMapper, IdentityReducer};
-pub use schema::{InputSpec, KeyedSchema, ParquetColumn};
+pub use schema::{InputSpec, KeyedSchema, ParquetColumn, TextShape};
 
 use arrow::array::RecordBatch;
 use serde::Serialize;

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use crate::error::{Error, Result};
@@ -55,6 +56,9 @@ impl KeyedSchema {
     }
 }
 
+/// The field metadata key that marks text-chunk batches.
+const TEXT_CHUNKS_MARKER: &str = "gristmill.text_chunks";
+
 /// A column a job reads from Parquet input.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ParquetColumn {
@@ -68,10 +72,23 @@ pub struct ParquetColumn {
     pub data_type: Option<DataType>,
 }
 
+/// How text input reaches a mapper.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TextShape {
+    /// One row per line, terminators removed (Hadoop's `TextInputFormat`).
+    #[default]
+    Lines,
+    /// One row per chunk of whole lines, terminators kept (up to a few MiB a row): for jobs
+    /// that scan text without caring where lines end (word count, a literal search), which
+    /// then skip splitting it into lines. See [`InputSpec::text_chunks`].
+    Chunks,
+}
+
 /// What a job's mappers read.
 ///
-/// Text input arrives as batches with one `Utf8` column `line` (terminators removed), or
-/// as fixed-size records when [`InputSpec::fixed_records`] says so.
+/// Text input arrives as batches with one `Utf8` column `line` (terminators removed), as
+/// chunks of whole lines when [`InputSpec::text_chunks`] says so, or as fixed-size records
+/// when [`InputSpec::fixed_records`] says so.
 /// Parquet input arrives as batches of the declared columns, in the declared order.
 #[derive(Clone, Debug)]
 pub struct InputSpec {
@@ -79,19 +96,30 @@ pub struct InputSpec {
     pub parquet_columns: Option<Vec<ParquetColumn>>,
     /// Read non-Parquet files as fixed-size binary records instead of text lines.
     pub records: Option<crate::input::RecordFormat>,
+    /// Lines or chunks of lines, for text files.
+    pub text: TextShape,
 }
 
 impl InputSpec {
     /// Lines of text (and every column of Parquet input).
     pub fn text_lines() -> Self {
-        InputSpec { parquet_columns: None, records: None }
+        InputSpec { parquet_columns: None, records: None, text: TextShape::Lines }
+    }
+
+    /// Chunks of whole lines (and every column of Parquet input): each text batch has one
+    /// row, a `Utf8` column `text` holding complete lines with their terminators (the file's
+    /// last line may lack one). Every line of the split is in exactly one chunk, as with
+    /// [`InputSpec::text_lines`]. Batches of this shape are told apart from Parquet batches
+    /// by [`InputSpec::is_text_chunks`].
+    pub fn text_chunks() -> Self {
+        InputSpec { text: TextShape::Chunks, ..Self::text_lines() }
     }
 
     /// Fixed-size binary records of `record_len` bytes, arriving as batches of two
     /// `FixedSizeBinary` columns: `key` (the first `key_len` bytes) and `value` (the rest).
     pub fn fixed_records(record_len: usize, key_len: usize) -> Self {
         let format = crate::input::RecordFormat { record_len, key_len: key_len.min(record_len) };
-        InputSpec { parquet_columns: None, records: Some(format) }
+        InputSpec { parquet_columns: None, records: Some(format), text: TextShape::Lines }
     }
 
     /// From Parquet input, read these columns with these types.
@@ -110,6 +138,19 @@ impl InputSpec {
     /// The schema of text-input batches.
     pub fn text_schema() -> SchemaRef {
         Arc::new(Schema::new(vec![Field::new("line", DataType::Utf8, false)]))
+    }
+
+    /// The schema of text-chunk batches ([`InputSpec::text_chunks`]): a `text` column marked
+    /// by field metadata, so a mapper reading text and Parquet can tell the two apart.
+    pub fn text_chunks_schema() -> SchemaRef {
+        let marker = std::collections::HashMap::from([(TEXT_CHUNKS_MARKER.to_owned(), "true".to_owned())]);
+        Arc::new(Schema::new(vec![Field::new("text", DataType::Utf8, false).with_metadata(marker)]))
+    }
+
+    /// True when `batch` holds chunks of lines from a text file, not rows of Parquet input.
+    pub fn is_text_chunks(batch: &RecordBatch) -> bool {
+        let schema = batch.schema();
+        schema.fields().len() == 1 && schema.field(0).metadata().contains_key(TEXT_CHUNKS_MARKER)
     }
 }
 

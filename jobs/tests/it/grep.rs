@@ -53,3 +53,25 @@ fn grep_rejects_an_invalid_regex_with_one_line() {
     assert!(err.contains("invalid --pattern"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
+
+/// Text arrives in chunks of lines; a Parquet value is one line even when it holds a
+/// newline, and both kinds of input mix in one job.
+#[test]
+fn grep_matches_whole_parquet_values_and_text_lines_in_one_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("a.txt");
+    std::fs::write(&text, "needle one\r\nnone\nneedle two\nlast needle").unwrap();
+    let parquet = dir.path().join("b.parquet");
+    write_parquet_strings(&parquet, "text", &["a needle\nsecond line", "no", "needle"], 2);
+    let inputs = ["-i", s(&text), "-i", s(&parquet)];
+
+    let out = dir.path().join("fixed");
+    run_ok("grep", &[&["-F", "-e", "needle", "-o", s(&out)][..], &inputs].concat());
+    let expected = ["a needle\nsecond line", "last needle", "needle", "needle one", "needle two"];
+    assert_eq!(grep_output(&out), expected);
+
+    // `$` ends the value, not a line within it: the Parquet value with a newline is one line.
+    let out = dir.path().join("regex");
+    run_ok("grep", &[&["-e", "^needle|needle$", "-o", s(&out)][..], &inputs].concat());
+    assert_eq!(grep_output(&out), ["last needle", "needle", "needle one", "needle two"]);
+}
