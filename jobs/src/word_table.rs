@@ -12,7 +12,7 @@ use std::ops::Range;
 /// Longest word stored inline in a slot.
 const INLINE: usize = 16;
 /// Longest word of the short table: its bytes and its length fit one `u64`.
-const SHORT: usize = 7;
+pub const SHORT: usize = 7;
 /// Marks an empty slot (no word has this length).
 const EMPTY: u32 = u32::MAX;
 
@@ -142,6 +142,15 @@ impl WordTable {
     #[inline]
     pub fn add(&mut self, word: &[u8]) {
         *self.value(word) += 1;
+    }
+
+    /// Adds one occurrence of the word of `len` bytes (1 to 7) at the start of `eight`:
+    /// the same as `add(&eight[..len])`, for callers that hold 8 bytes from the word's start.
+    #[inline(always)]
+    pub fn add_short(&mut self, eight: [u8; 8], len: usize) {
+        debug_assert!((1..=SHORT).contains(&len));
+        let key = u64::from_le_bytes(eight) & (u64::MAX >> (64 - 8 * (len & 7)));
+        *self.short_value(short_key(key, len)) += 1;
     }
 
     /// Adds one occurrence of the word `buf[word]`: the same as `add(&buf[word])`, faster
