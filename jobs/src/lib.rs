@@ -29,6 +29,7 @@ pub mod groupby;
 pub mod inverted_index;
 pub mod join;
 pub mod pagerank;
+mod prefetch;
 pub mod sample;
 pub mod terasort;
 pub mod terasort_job;

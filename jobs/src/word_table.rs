@@ -39,6 +39,13 @@ struct ShortSlot {
     value: u64,
 }
 
+/// A word of 1 to [`SHORT`] bytes as the table looks it up ([`WordTable::prefetch_short`]).
+#[derive(Clone, Copy, Debug)]
+pub struct ShortKey {
+    key: u64,
+    hash: u64,
+}
+
 /// Counts of distinct byte strings.
 pub struct WordTable {
     /// Words of 1 to [`SHORT`] bytes.
@@ -144,13 +151,22 @@ impl WordTable {
         *self.value(word) += 1;
     }
 
-    /// Adds one occurrence of the word of `len` bytes (1 to 7) at the start of `eight`:
-    /// the same as `add(&eight[..len])`, for callers that hold 8 bytes from the word's start.
+    /// The short key of the word of `len` bytes (1 to 7) at the start of `eight`, whose
+    /// slot is prefetched: pass it to [`WordTable::add_short`] a few words later, so that
+    /// the lookups of several words wait on memory together.
     #[inline(always)]
-    pub fn add_short(&mut self, eight: [u8; 8], len: usize) {
+    pub fn prefetch_short(&self, eight: [u8; 8], len: usize) -> ShortKey {
         debug_assert!((1..=SHORT).contains(&len));
-        let key = u64::from_le_bytes(eight) & (u64::MAX >> (64 - 8 * (len & 7)));
-        *self.short_value(short_key(key, len)) += 1;
+        let key = short_key(u64::from_le_bytes(eight) & (u64::MAX >> (64 - 8 * (len & 7))), len);
+        let hash = hash_short(key);
+        crate::prefetch::slot(&self.short, hash as usize & (self.short.len() - 1));
+        ShortKey { key, hash }
+    }
+
+    /// Adds one occurrence of the short word `key` stands for: the same as `add(word)`.
+    #[inline(always)]
+    pub fn add_short(&mut self, key: ShortKey) {
+        *self.short_value_hashed(key.key, key.hash) += 1;
     }
 
     /// Adds one occurrence of the word `buf[word]`: the same as `add(&buf[word])`, faster
@@ -219,8 +235,13 @@ impl WordTable {
     /// The value of the short word with this key.
     #[inline(always)]
     fn short_value(&mut self, key: u64) -> &mut u64 {
+        self.short_value_hashed(key, hash_short(key))
+    }
+
+    #[inline(always)]
+    fn short_value_hashed(&mut self, key: u64, hash: u64) -> &mut u64 {
         let mask = self.short.len() - 1;
-        let mut i = hash_short(key) as usize & mask;
+        let mut i = hash as usize & mask;
         loop {
             let found = self.short[i].key;
             if found == key {

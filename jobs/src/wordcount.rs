@@ -98,10 +98,12 @@ pub fn ascii_words_of_lines(bytes: &[u8], bounds: &[usize], mut f: impl FnMut(Ra
 }
 
 /// Counts the words of the ASCII text `text` (line ends are whitespace too) into `counts`:
-/// [`ascii_words_of_lines`] fused with the table's lookup, so a short word inside a block
-/// is one 8-byte load from a fixed-size window, without bounds checks.
+/// [`ascii_words_of_lines`] fused with the table's lookup. A short word inside a block is
+/// one 8-byte load from a fixed-size window, without bounds checks; its slot is prefetched
+/// and looked up after the next block's words are found, so lookups overlap their misses.
 pub fn count_ascii_words(counts: &mut WordTable, text: &[u8]) {
     let mut edges = Edges::default();
+    let (mut ready, mut next) = (Vec::with_capacity(64), Vec::with_capacity(64));
     for (block, chunk) in text.chunks(64).enumerate() {
         let base = block * 64;
         edges.next_block(chunk, 0, base, |word| counts.add_in(text, word));
@@ -115,11 +117,14 @@ pub fn count_ascii_words(counts: &mut WordTable, text: &[u8]) {
         while let Some(word) = edges.next_word() {
             let (start, len) = (word.start & 63, word.end - word.start);
             match window[start..].first_chunk::<8>() {
-                Some(&eight) if len <= SHORT => counts.add_short(eight, len),
+                Some(&eight) if len <= SHORT => next.push(counts.prefetch_short(eight, len)),
                 _ => counts.add_in(text, base + word.start..base + word.end),
             }
         }
+        ready.drain(..).for_each(|key| counts.add_short(key));
+        std::mem::swap(&mut ready, &mut next);
     }
+    ready.drain(..).for_each(|key| counts.add_short(key));
     if let Some(start) = edges.open {
         counts.add_in(text, start..text.len());
     }

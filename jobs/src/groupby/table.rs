@@ -93,7 +93,7 @@ impl<K: TableKey> GroupTable<K> {
 
     #[inline]
     fn prefetch(&self, hash: u64) {
-        prefetch::slot(&self.slots, hash as usize & (self.slots.len() - 1));
+        crate::prefetch::slot(&self.slots, hash as usize & (self.slots.len() - 1));
     }
 
     /// The group number of `key` (whose hash is `hash`); a new key is inserted with the
@@ -139,24 +139,6 @@ impl<K: TableKey> GroupTable<K> {
     pub(super) fn clear(&mut self) {
         self.slots.fill(Slot { key: K::default(), id: EMPTY });
         self.len = 0;
-    }
-}
-
-/// A cache prefetch hint: no architectural effect, so it cannot change results.
-#[allow(unsafe_code)]
-mod prefetch {
-    /// Hints that `slots[index]` will be read soon.
-    #[inline]
-    pub(super) fn slot<T>(slots: &[T], index: usize) {
-        #[cfg(target_arch = "x86_64")]
-        if let Some(slot) = slots.get(index) {
-            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-            // SAFETY: prefetching is a hint that never faults and has no effect but on the
-            // cache; the pointer comes from a live reference anyway.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>((slot as *const T).cast()) };
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = (slots, index);
     }
 }
 
