@@ -16,8 +16,8 @@ use gristmill_jobs::group_ranges::ByRanges;
 use gristmill_jobs::sample::{SplitMix64, Zipf, word};
 use gristmill_jobs::wordcount::{CountWords, SumCounts, WordCount};
 
-/// About 4 MiB of Zipf text as one batch of lines (one text chunk, as the reader makes it).
-fn lines() -> RecordBatch {
+/// About 4 MiB of Zipf text as one chunk of lines, as the reader hands it to word count.
+fn text_chunk() -> RecordBatch {
     let words: Vec<String> = (0..100_000).map(word).collect();
     let zipf = Zipf::new(words.len(), 1.0);
     let mut rng = SplitMix64::new(7);
@@ -28,10 +28,10 @@ fn lines() -> RecordBatch {
         let line: Vec<&str> = (0..n).map(|_| words[zipf.sample(&mut rng)].as_str()).collect();
         let line = line.join(" ");
         bytes += line.len() + 1;
-        out.push(line);
+        out.push(line + "\n");
     }
-    let schema = gristmill::job::InputSpec::text_schema();
-    RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(out)) as ArrayRef]).unwrap()
+    let schema = gristmill::job::InputSpec::text_chunks_schema();
+    RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(vec![out.concat()])) as ArrayRef]).unwrap()
 }
 
 /// The word-count map output of `batch` (distinct words with counts).
@@ -46,7 +46,7 @@ fn map_output(batch: &RecordBatch) -> RecordBatch {
 }
 
 fn kernels(c: &mut Criterion) {
-    let batch = lines();
+    let batch = text_chunk();
     let text_bytes = batch.column(0).to_data().buffers()[1].len() as u64;
     let job = WordCount::default();
     let schema = job.map_output().schema().clone();

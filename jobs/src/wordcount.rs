@@ -184,19 +184,65 @@ impl Edges {
 
 /// Bit `i` set when `chunk[i]` (ASCII, at most 64 bytes) is whitespace as
 /// `char::is_whitespace` defines it for ASCII: space and `\t \n \x0b \x0c \r` (9..=13).
+#[inline(always)]
 fn space_mask(chunk: &[u8]) -> u64 {
+    match chunk.first_chunk::<64>() {
+        Some(block) => space_mask_64(block),
+        None => {
+            let mut block = [b'x'; 64]; // padding that is not whitespace
+            block[..chunk.len()].copy_from_slice(chunk);
+            space_mask_64(&block)
+        }
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+use sse2::space_mask_64;
+
+/// [`space_mask`] of a whole block, 16 bytes per SSE2 compare (SSE2 is part of x86-64).
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[allow(unsafe_code)]
+mod sse2 {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set_epi64x, _mm_set1_epi8,
+        _mm_sub_epi8,
+    };
+
+    #[inline(always)]
+    pub(super) fn space_mask_64(block: &[u8; 64]) -> u64 {
+        // SAFETY: this module is only compiled where SSE2 is enabled for the whole build.
+        unsafe { mask(block) }
+    }
+
+    #[target_feature(enable = "sse2")]
+    fn mask(block: &[u8; 64]) -> u64 {
+        let mut mask = 0u64;
+        for (k, sixteen) in block.chunks_exact(16).enumerate() {
+            let half = |at: usize| i64::from_le_bytes(sixteen[at..at + 8].try_into().expect("8 bytes"));
+            let bytes = _mm_set_epi64x(half(8), half(0));
+            let blank = _mm_cmpeq_epi8(bytes, _mm_set1_epi8(b' ' as i8));
+            // 9..=13: the byte minus 9 is at most 4, unsigned.
+            let minus_9 = _mm_sub_epi8(bytes, _mm_set1_epi8(9));
+            let control = _mm_cmpeq_epi8(_mm_min_epu8(minus_9, _mm_set1_epi8(4)), minus_9);
+            let bits = _mm_movemask_epi8(_mm_or_si128(blank, control)) as u32 as u64;
+            mask |= bits << (16 * k);
+        }
+        mask
+    }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+use space_mask_swar as space_mask_64;
+
+/// [`space_mask`] of a whole block, 8 bytes at a time in a `u64` (SWAR), where SSE2 is not
+/// available.
+#[cfg_attr(all(target_arch = "x86_64", target_feature = "sse2"), allow(dead_code))]
+fn space_mask_swar(block: &[u8; 64]) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let mut mask = 0u64;
-    for (k, eight) in chunk.chunks(8).enumerate() {
-        let x = match <[u8; 8]>::try_from(eight) {
-            Ok(full) => u64::from_le_bytes(full),
-            Err(_) => {
-                let mut word = [b'x'; 8]; // padding that is not whitespace
-                word[..eight.len()].copy_from_slice(eight);
-                u64::from_le_bytes(word)
-            }
-        };
+    for (k, eight) in block.chunks_exact(8).enumerate() {
+        let x = u64::from_le_bytes(eight.try_into().expect("8 bytes"));
         // ASCII bytes are below 0x80, so adding at most 0x77 never carries into the next byte.
         let control = x.wrapping_add(0x77 * ONES) & !x.wrapping_add(0x72 * ONES); // 9..=13
         let y = x ^ (0x20 * ONES);
@@ -297,6 +343,18 @@ mod tests {
             let mut ours = Vec::new();
             for_each_word(text, |w| ours.push(w));
             assert_eq!(ours, text.split_whitespace().collect::<Vec<_>>(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn every_space_mask_flags_exactly_ascii_whitespace() {
+        for start in (0u8..128).step_by(64) {
+            let block: [u8; 64] = std::array::from_fn(|i| start + i as u8);
+            let expected =
+                (0..64).filter(|&i| (block[i] as char).is_whitespace()).fold(0u64, |m, i| m | 1 << i);
+            assert_eq!(space_mask_64(&block), expected);
+            assert_eq!(space_mask_swar(&block), expected);
+            assert_eq!(space_mask(&block[..10]), expected & 0x3ff);
         }
     }
 
