@@ -239,6 +239,12 @@ impl Error {
         Error::Read { path, source }
     }
 
+    /// A failed read of the local file `path` made without the object store, reported as
+    /// the store would report it.
+    pub fn local_read(path: impl Into<String>, source: std::io::Error) -> Error {
+        Error::read(path, object_store::Error::Generic { store: "LocalFileSystem", source: Box::new(source) })
+    }
+
     /// A failed write of `path`: [`Error::AccessDenied`] when the store refused the
     /// credentials or the permission, else [`Error::Write`].
     pub fn write(path: impl Into<String>, source: BoxError) -> Error {

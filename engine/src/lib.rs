@@ -51,6 +51,7 @@ pub mod config;
 pub mod driver;
 pub mod error;
 pub mod exec;
+mod huge_pages;
 pub mod ids;
 pub mod input;
 pub mod job;

@@ -71,6 +71,9 @@ impl RecordSplit {
     pub fn read(&self, io: &Handle, sink: &mut dyn FnMut(RecordBatch) -> Result<bool>) -> Result<()> {
         let chunk = (CHUNK_BYTES / self.format.record_len as u64).max(1) * self.format.record_len as u64;
         let mut ranges = (self.start..self.end).step_by(chunk as usize).map(|s| s..(s + chunk).min(self.end));
+        if let Some(path) = self.file.location.local_file() {
+            return self.read_local(&path, ranges, sink);
+        }
         let mut pending = ranges.next().map(|r| self.fetch(io, r));
         while let Some(fetch) = pending.take() {
             pending = ranges.next().map(|r| self.fetch(io, r));
@@ -79,6 +82,26 @@ impl RecordSplit {
                 .map_err(|e| Error::Internal(format!("fetch task failed: {e}")))?
                 .map_err(|source| Error::read(self.file.display(), source))?;
             if !sink(self.to_batch(&bytes)?)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a local file with plain reads into one buffer reused for every range.
+    fn read_local(
+        &self,
+        path: &std::path::Path,
+        ranges: impl Iterator<Item = std::ops::Range<u64>>,
+        sink: &mut dyn FnMut(RecordBatch) -> Result<bool>,
+    ) -> Result<()> {
+        let error = |e| Error::local_read(self.file.display(), e);
+        let mut file = std::fs::File::open(path).map_err(error)?;
+        let mut buf = Vec::new();
+        for range in ranges {
+            buf.clear();
+            crate::storage::read_local_range(&mut file, &range, &mut buf).map_err(error)?;
+            if !sink(self.to_batch(&buf)?)? {
                 break;
             }
         }

@@ -184,28 +184,15 @@ impl<'a> LocalChunks<'a> {
 
     /// Reads into `buf`'s spare capacity (`read_to_end` does not zero it first).
     fn append_next(&mut self, buf: &mut Vec<u8>) -> Result<Option<Range<u64>>> {
-        use std::io::{Read, Seek, SeekFrom};
         let Some(range) = self.plan.next() else { return Ok(None) };
-        let len = range.end - range.start;
-        let before = buf.len();
-        buf.reserve(len as usize);
-        let read = self
-            .file
-            .seek(SeekFrom::Start(range.start))
-            .and_then(|_| (&mut self.file).take(len).read_to_end(buf));
-        read.map_err(|e| local_error(self.split, e))?;
-        if (buf.len() - before) as u64 != len {
-            let short = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the file shrank while read");
-            return Err(local_error(self.split, short));
-        }
-        crate::storage::count_local_read(&range);
+        crate::storage::read_local_range(&mut self.file, &range, buf)
+            .map_err(|e| local_error(self.split, e))?;
         Ok(Some(range))
     }
 }
 
 fn local_error(split: &TextSplit, e: std::io::Error) -> Error {
-    let source = object_store::Error::Generic { store: "LocalFileSystem", source: Box::new(e) };
-    Error::read(split.file.display(), source)
+    Error::local_read(split.file.display(), e)
 }
 
 /// Fetches consecutive ranges of the file, one request ahead of the reader.

@@ -111,6 +111,27 @@ pub(crate) fn count_local_read(range: &Range<u64>) {
     count_get(range);
 }
 
+/// Appends bytes `range` of a local file to `buf` with plain reads into its spare capacity
+/// (`object_store`'s local `get_range` zero-fills a fresh buffer per request), counted as
+/// a GET.
+pub(crate) fn read_local_range(
+    file: &mut std::fs::File,
+    range: &Range<u64>,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = range.end - range.start;
+    let before = buf.len();
+    buf.reserve(len as usize);
+    file.seek(SeekFrom::Start(range.start))?;
+    file.take(len).read_to_end(buf)?;
+    if (buf.len() - before) as u64 != len {
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the file shrank while read"));
+    }
+    count_local_read(range);
+    Ok(())
+}
+
 fn count_get(range: &Range<u64>) {
     STATS.gets.fetch_add(1, Ordering::Relaxed);
     STATS.get_bytes.fetch_add(range.end - range.start, Ordering::Relaxed);

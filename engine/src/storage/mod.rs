@@ -17,11 +17,11 @@ use url::Url;
 
 use crate::error::{Error, Result};
 
-pub(crate) use counting::count_local_read;
 pub use counting::{
     CountingStore, RequestStats, STORAGE_GET_BYTES, STORAGE_GET_REQUESTS, STORAGE_HEAD_REQUESTS,
     STORAGE_LIST_REQUESTS, request_stats,
 };
+pub(crate) use counting::{count_local_read, read_local_range};
 pub use reader::ObjectReader;
 pub use stores::set_storage_options;
 
