@@ -75,7 +75,7 @@ pub fn ascii_word_ranges(bytes: &[u8], text: Range<usize>, f: impl FnMut(Range<u
 /// `bytes[bounds[i]..bounds[i + 1]]` (ascending bounds; a word never spans two lines).
 ///
 /// Word boundaries come from bit masks per 64 bytes of the whole buffer, whitespace and
-/// line starts ([`Edges`]): no branch per byte, and no per-line setup.
+/// line starts: no branch per byte, and no per-line setup.
 #[inline(always)]
 pub fn ascii_words_of_lines(bytes: &[u8], bounds: &[usize], mut f: impl FnMut(Range<usize>)) {
     let (Some(&first), Some(&last)) = (bounds.first(), bounds.last()) else { return };
