@@ -226,9 +226,8 @@ fn summary(name: &str, report: &JobReport, output: &str) -> String {
     s
 }
 
-/// Sets up the memory (huge pages), logging (`RUST_LOG`) and the panic hook of a job binary.
+/// Sets up the logging (`RUST_LOG`) and the panic hook of a job binary.
 pub(crate) fn init_cli() {
-    crate::huge_pages::reexec_with_huge_pages();
     init_tracing();
     install_panic_hook();
 }

@@ -57,7 +57,10 @@ pub fn part_name(partition: PartitionId, job: &JobId, attempt: AttemptId, format
     format!("part-{partition}-{job}-{attempt}.{}", format.extension())
 }
 
-/// True for names [`part_name`] makes (of any job, in any format).
+/// True for names [`part_name`] makes (of any job, in any format), and for the staging
+/// names of local part files still being written ([`crate::storage::staging_name`]), so that
+/// those of crashed attempts are cleaned up too.
 fn is_part_name(name: &str) -> bool {
+    let name = name.strip_prefix('.').and_then(|n| n.strip_suffix(".inprogress")).unwrap_or(name);
     name.starts_with("part-") && (name.ends_with(".parquet") || name.ends_with(".dat"))
 }

@@ -1,14 +1,17 @@
-//! [`PartWriter`]: writes one reduce attempt's part file through `object_store` (a
-//! streaming multipart upload on object stores), as Parquet or as raw records.
+//! [`PartWriter`]: writes one reduce attempt's part file, as Parquet or as raw records:
+//! through `object_store` (a streaming multipart upload) on object stores, and as a
+//! [`DirectFile`] (large direct writes, no page cache) on the local file system.
 //!
 //! A writer dropped before [`PartWriter::close`] (its task failed or panicked) aborts its
 //! upload, so no multipart upload is left behind on the store, holding storage.
+
+use std::io::Write as _;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, SchemaRef};
 use object_store::ObjectStoreExt;
 use object_store::buffered::BufWriter;
-use parquet::arrow::AsyncArrowWriter;
+use parquet::arrow::{ArrowWriter, AsyncArrowWriter};
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use tokio::io::AsyncWriteExt;
@@ -18,20 +21,28 @@ use super::dictionary::choose_dictionaries;
 use super::{OutputFormat, PartFile};
 use crate::error::{Error, Result};
 use crate::ids::PartitionId;
-use crate::storage::Location;
+use crate::storage::{DirectFile, Location};
 
 /// Rows per Parquet row group: bounds what a writer buffers.
 const ROW_GROUP_ROWS: usize = 128 * 1024;
 
+/// Where a part file's bytes go: an object store upload, or a local file written directly
+/// (see [`DirectFile`]).
+enum Target {
+    Store(Box<BufWriter>),
+    Local(Box<DirectFile>),
+}
+
 enum Sink {
     /// A Parquet file not started yet: its encodings are chosen from the first batch.
     ParquetPending {
-        upload: Box<BufWriter>,
+        target: Target,
         schema: SchemaRef,
     },
     Parquet(Box<AsyncArrowWriter<BufWriter>>),
+    LocalParquet(Box<ArrowWriter<DirectFile>>),
     Records {
-        upload: Box<BufWriter>,
+        target: Target,
         buffer: Vec<u8>,
     },
 }
@@ -56,12 +67,19 @@ impl PartWriter {
         partition: PartitionId,
         format: OutputFormat,
     ) -> Result<Self> {
-        let upload = BufWriter::new(location.store().clone(), location.path().clone());
+        let target = match location.local_file() {
+            Some(path) => Target::Local(Box::new(
+                DirectFile::create(&path).map_err(|e| Error::write(location.display(), Box::new(e)))?,
+            )),
+            None => {
+                Target::Store(Box::new(BufWriter::new(location.store().clone(), location.path().clone())))
+            }
+        };
         let sink = match format {
-            OutputFormat::Parquet => Sink::ParquetPending { upload: Box::new(upload), schema },
+            OutputFormat::Parquet => Sink::ParquetPending { target, schema },
             OutputFormat::Records => {
                 check_record_schema(&schema)?;
-                Sink::Records { upload: Box::new(upload), buffer: Vec::new() }
+                Sink::Records { target, buffer: Vec::new() }
             }
         };
         Ok(PartWriter { sink: Some(sink), io: io.clone(), location, partition, rows: 0 })
@@ -71,19 +89,25 @@ impl PartWriter {
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         self.rows += batch.num_rows() as u64;
         let path = self.location.display();
-        if let Some(Sink::ParquetPending { upload, schema }) =
+        if let Some(Sink::ParquetPending { target, schema }) =
             self.sink.take_if(|s| matches!(s, Sink::ParquetPending { .. }))
         {
-            self.sink = Some(start_parquet(*upload, schema, Some(batch), &path)?);
+            self.sink = Some(start_parquet(target, schema, Some(batch), &path)?);
         }
+        let fail = |e: Box<dyn std::error::Error + Send + Sync>| Error::write(path.clone(), e);
         match &mut self.sink {
             Some(Sink::Parquet(writer)) => {
-                self.io.block_on(writer.write(batch)).map_err(|e| Error::write(path, Box::new(e)))
+                self.io.block_on(writer.write(batch)).map_err(|e| fail(Box::new(e)))
             }
-            Some(Sink::Records { upload, buffer }) => {
+            Some(Sink::LocalParquet(writer)) => writer.write(batch).map_err(|e| fail(Box::new(e))),
+            Some(Sink::Records { target, buffer }) => {
                 buffer.clear();
                 append_records(batch, buffer);
-                self.io.block_on(upload.write_all(buffer)).map_err(|e| Error::write(path, Box::new(e)))
+                match target {
+                    Target::Store(upload) => self.io.block_on(upload.write_all(buffer)),
+                    Target::Local(file) => file.write_all(buffer),
+                }
+                .map_err(|e| fail(Box::new(e)))
             }
             Some(Sink::ParquetPending { .. }) | None => {
                 Err(Error::Internal(format!("{path}: write after close")))
@@ -100,25 +124,35 @@ impl PartWriter {
         let fail = |e: Box<dyn std::error::Error + Send + Sync>| Error::write(location.display(), e);
         let sink = match sink {
             // No rows: a file with the schema and no row groups.
-            Sink::ParquetPending { upload, schema } => {
-                start_parquet(*upload, schema, None, &location.display())?
+            Sink::ParquetPending { target, schema } => {
+                start_parquet(target, schema, None, &location.display())?
             }
             sink => sink,
         };
-        match sink {
+        let local = match sink {
             Sink::ParquetPending { .. } => {
                 return Err(Error::Internal("a Parquet part file never started".into()));
             }
-            Sink::Parquet(writer) => io.block_on(writer.close()).map(drop).map_err(|e| fail(Box::new(e)))?,
-            Sink::Records { mut upload, .. } => {
-                io.block_on(upload.shutdown()).map_err(|e| fail(Box::new(e)))?
+            Sink::Parquet(writer) => {
+                io.block_on(writer.close()).map_err(|e| fail(Box::new(e)))?;
+                None
             }
-        }
+            // Writes the footer and hands the file back.
+            Sink::LocalParquet(writer) => Some(writer.into_inner().map_err(|e| fail(Box::new(e)))?),
+            Sink::Records { target: Target::Store(mut upload), .. } => {
+                io.block_on(upload.shutdown()).map_err(|e| fail(Box::new(e)))?;
+                None
+            }
+            Sink::Records { target: Target::Local(file), .. } => Some(*file),
+        };
         let name = location.path().filename().unwrap_or_default().to_owned();
-        let bytes = io
-            .block_on(location.store().head(location.path()))
-            .map(|m| m.size)
-            .map_err(|e| fail(Box::new(e)))?;
+        let bytes = match local {
+            Some(file) => file.finish().map_err(|e| fail(Box::new(e)))?,
+            None => io
+                .block_on(location.store().head(location.path()))
+                .map(|m| m.size)
+                .map_err(|e| fail(Box::new(e)))?,
+        };
         Ok(PartFile { partition, name, rows, bytes })
     }
 }
@@ -128,10 +162,14 @@ impl Drop for PartWriter {
     /// progress is cancelled and its parts deleted. Best effort: a failure is logged.
     fn drop(&mut self) {
         let Some(sink) = self.sink.take() else { return };
+        // A local file deletes its unfinished staging file when dropped.
         let mut upload = match sink {
-            Sink::ParquetPending { upload, .. } => *upload,
+            Sink::ParquetPending { target: Target::Store(upload), .. }
+            | Sink::Records { target: Target::Store(upload), .. } => *upload,
             Sink::Parquet(writer) => writer.into_inner(),
-            Sink::Records { upload, .. } => *upload,
+            Sink::ParquetPending { target: Target::Local(_), .. }
+            | Sink::Records { target: Target::Local(_), .. }
+            | Sink::LocalParquet(_) => return,
         };
         let path = self.location.display();
         let abort = async move {
@@ -153,22 +191,23 @@ impl Drop for PartWriter {
     }
 }
 
-/// A Parquet writer of `schema` to `upload`, its dictionary encodings chosen from `first`.
-fn start_parquet(
-    upload: BufWriter,
-    schema: SchemaRef,
-    first: Option<&RecordBatch>,
-    path: &str,
-) -> Result<Sink> {
+/// A Parquet writer of `schema` to `target`, its dictionary encodings chosen from `first`.
+fn start_parquet(target: Target, schema: SchemaRef, first: Option<&RecordBatch>, path: &str) -> Result<Sink> {
     let mut props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
     if let Some(batch) = first {
         props = choose_dictionaries(props, batch, ROW_GROUP_ROWS);
     }
-    let writer = AsyncArrowWriter::try_new(upload, schema, Some(props.build()))
-        .map_err(|e| Error::write(path.to_owned(), Box::new(e)))?;
-    Ok(Sink::Parquet(Box::new(writer)))
+    let fail = |e| Error::write(path.to_owned(), Box::new(e));
+    Ok(match target {
+        Target::Store(upload) => Sink::Parquet(Box::new(
+            AsyncArrowWriter::try_new(*upload, schema, Some(props.build())).map_err(fail)?,
+        )),
+        Target::Local(file) => Sink::LocalParquet(Box::new(
+            ArrowWriter::try_new(*file, schema, Some(props.build())).map_err(fail)?,
+        )),
+    })
 }
 
 /// Raw records are the bytes of each row's columns back to back: every column must be

@@ -4,6 +4,7 @@
 //! path that reads `/data/x.txt` is the one that reads `s3://bucket/x.txt`.
 
 mod counting;
+mod direct_file;
 mod reader;
 mod stores;
 
@@ -22,6 +23,7 @@ pub use counting::{
     STORAGE_LIST_REQUESTS, request_stats,
 };
 pub(crate) use counting::{count_local_read, read_local_range};
+pub use direct_file::{DirectFile, staging_name};
 pub use reader::ObjectReader;
 pub use stores::set_storage_options;
 
