@@ -65,26 +65,25 @@ impl Shuffle for ShuffleService {
             .ok_or_else(|| Status::invalid_argument(format!("no partition {}", req.partition)))?;
         let (tx, rx) = mpsc::channel(4);
         tokio::task::spawn_blocking(move || {
-            let mut buf = Vec::with_capacity(CHUNK_BYTES);
             let send = |chunk: ShuffleChunk| tx.blocking_send(Ok(chunk)).is_ok();
-            let read = read_segment_checked(&files.data, &segment, |bytes| {
-                // Chunks of CHUNK_BYTES; the last one goes out after the CRC check.
-                buf.extend_from_slice(bytes);
-                if buf.len() < CHUNK_BYTES {
-                    return true;
-                }
-                let data = std::mem::take(&mut buf);
-                send(ShuffleChunk { crc32: crc32fast::hash(&data), data, ..Default::default() })
+            // Each chunk goes out when the next one is read: the last one is sent after the
+            // segment's CRC-32 check, marked last.
+            // (An empty segment sends one empty chunk, whose CRC-32 is 0.)
+            let mut pending = ShuffleChunk::default();
+            let read = read_segment_checked(&files.data, &segment, CHUNK_BYTES, |bytes, crc32| {
+                let full = std::mem::replace(
+                    &mut pending,
+                    ShuffleChunk { crc32, data: bytes.to_vec(), ..Default::default() },
+                );
+                full.data.is_empty() || send(full)
             });
             match read {
                 Ok(()) => {
-                    let data = std::mem::take(&mut buf);
                     send(ShuffleChunk {
-                        crc32: crc32fast::hash(&data),
-                        data,
                         total_bytes: segment.len,
                         total_crc32: segment.crc32,
                         last: true,
+                        ..pending
                     });
                 }
                 Err(e) => {

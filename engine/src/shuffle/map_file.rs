@@ -3,19 +3,19 @@
 //! stream, and an index of (offset, length, CRC-32, rows) per partition. The index is
 //! written last and renamed into place, so a complete index means a complete output.
 
-use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Take, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use arrow::ipc::reader::StreamReader;
-use arrow::ipc::writer::StreamWriter;
+use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
 use serde::{Deserialize, Serialize};
 
 use super::{KeyEncoder, MERGE_CHUNK_ROWS, Run, RunMerger, compact_views};
 use crate::error::{Error, Result};
 use crate::ids::{AttemptId, JobId};
+use crate::storage::{DirectFile, DirectReader};
 
 /// Where one partition's rows are in a map output's data file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,22 +110,20 @@ pub fn write_map_output(
     if let Some(dir) = files.data.parent() {
         std::fs::create_dir_all(dir).map_err(|e| fail(dir, e))?;
     }
-    let tmp_data = files.data.with_extension("data.tmp");
-    let file = File::create(&tmp_data).map_err(|e| fail(&tmp_data, e))?;
-    let mut out = BufWriter::with_capacity(1 << 20, file);
+    // Written directly (no page cache) under a staging name, synced, then renamed.
+    let mut out = DirectFile::create(&files.data).map_err(|e| fail(&files.data, e))?;
     let mut index = MapOutputIndex::default();
     let mut offset = 0u64;
+    let mut compression = None;
     for partition_runs in runs {
         let mut sink = Checksummed { inner: &mut out, bytes: 0, crc: crc32fast::Hasher::new() };
-        let rows = write_partition(&mut sink, schema, key_columns, partition_runs)
-            .map_err(|e| fail(&tmp_data, e))?;
+        let rows = write_partition(&mut sink, schema, key_columns, partition_runs, &mut compression)
+            .map_err(|e| fail(&files.data, e))?;
         let (len, crc32) = (sink.bytes, sink.crc.finalize());
         index.partitions.push(Segment { offset, len, crc32, rows });
         offset += len;
     }
-    let file = out.into_inner().map_err(|e| fail(&tmp_data, e.error()))?;
-    file.sync_data().map_err(|e| fail(&tmp_data, e))?;
-    std::fs::rename(&tmp_data, &files.data).map_err(|e| fail(&files.data, e))?;
+    out.finish().map_err(|e| fail(&files.data, e))?;
     let tmp_index = files.index.with_extension("index.tmp");
     let json = serde_json::to_vec(&index).map_err(|e| fail(&tmp_index, e))?;
     std::fs::write(&tmp_index, json).map_err(|e| fail(&tmp_index, e))?;
@@ -133,53 +131,67 @@ pub fn write_map_output(
     Ok(index)
 }
 
-/// Writes one partition as an IPC stream (nothing at all when it has no rows).
+/// Writes one partition as an IPC stream (nothing at all when it has no rows). The first
+/// partition with rows chooses the map output's `compression` from its first batch.
 fn write_partition(
     sink: &mut impl Write,
     schema: &SchemaRef,
     key_columns: &[usize],
     runs: Vec<Run>,
+    compression: &mut Option<IpcWriteOptions>,
 ) -> Result<u64> {
-    if runs.is_empty() {
-        return Ok(0);
-    }
-    let ipc = |e: arrow::error::ArrowError| Error::Internal(format!("writing map output: {e}"));
-    let mut writer =
-        StreamWriter::try_new_with_options(sink, schema, super::ipc_write_options()?).map_err(ipc)?;
-    let mut rows = 0u64;
-    let mut write = |batch: &RecordBatch| -> Result<()> {
-        rows += batch.num_rows() as u64;
-        writer.write(&compact_views(batch)?).map_err(ipc)
-    };
-    if let [run] = &runs[..] {
+    let mut source = match &runs[..] {
+        [] => return Ok(0),
         // One run is sorted already: copy it.
-        let mut reader = run.clone().open()?;
-        while let Some(batch) = reader.next_batch()? {
-            write(&batch)?;
+        [run] => PartitionSource::Run(run.clone().open()?),
+        _ => {
+            let encoder = KeyEncoder::new(schema, key_columns)?;
+            PartitionSource::Merge(RunMerger::new(schema.clone(), encoder, runs, MERGE_CHUNK_ROWS)?)
         }
-    } else {
-        let encoder = KeyEncoder::new(schema, key_columns)?;
-        let mut merger = RunMerger::new(schema.clone(), encoder, runs, MERGE_CHUNK_ROWS)?;
-        while let Some(chunk) = merger.next_chunk()? {
-            write(&chunk.batch)?;
-        }
+    };
+    let Some(first) = source.next_batch()? else { return Ok(0) };
+    let options = match compression {
+        Some(options) => options.clone(),
+        None => compression.insert(super::ipc_write_options_for(&first)?).clone(),
+    };
+    let ipc = |e: arrow::error::ArrowError| Error::Internal(format!("writing map output: {e}"));
+    let mut writer = StreamWriter::try_new_with_options(sink, schema, options).map_err(ipc)?;
+    let mut rows = 0u64;
+    let mut next = Some(first);
+    while let Some(batch) = next {
+        rows += batch.num_rows() as u64;
+        writer.write(&compact_views(&batch)?).map_err(ipc)?;
+        next = source.next_batch()?;
     }
     writer.finish().map_err(ipc)?;
     Ok(rows)
 }
 
+/// The sorted rows of one partition: its only run, or its runs merged.
+enum PartitionSource {
+    Run(super::RunReader),
+    Merge(RunMerger),
+}
+
+impl PartitionSource {
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        match self {
+            PartitionSource::Run(reader) => reader.next_batch(),
+            PartitionSource::Merge(merger) => Ok(merger.next_chunk()?.map(|chunk| chunk.batch)),
+        }
+    }
+}
+
 /// Opens the IPC stream at `offset..offset + len` of `path` for reading, batch by batch.
 pub fn open_segment(path: &Path, offset: u64, len: u64) -> Result<SegmentReader> {
-    let mut file = File::open(path).map_err(|e| fail(path, e))?;
-    file.seek(SeekFrom::Start(offset)).map_err(|e| fail(path, e))?;
-    let reader = BufReader::with_capacity(256 << 10, file.take(len));
+    let reader = DirectReader::open(path, offset..offset + len).map_err(|e| fail(path, e))?;
     let stream = StreamReader::try_new(reader, None).map_err(|e| fail(path, e))?;
     Ok(SegmentReader { stream, path: path.to_owned() })
 }
 
 /// Reads one partition's stream from a map output (or a fetched copy).
 pub struct SegmentReader {
-    stream: StreamReader<BufReader<Take<File>>>,
+    stream: StreamReader<DirectReader>,
     path: PathBuf,
 }
 
@@ -190,26 +202,29 @@ impl SegmentReader {
     }
 }
 
-/// Reads `segment` of `data` whole, checking its CRC-32 (for serving it).
+/// Reads `segment` of `data` (for serving it) in chunks of `chunk_bytes`, the last one
+/// shorter, handing each to `each` with its CRC-32; `each` returns false to stop. At the end
+/// the segment's length and CRC-32 (combined from the chunks') are checked.
 pub fn read_segment_checked(
     data: &Path,
     segment: &Segment,
-    mut each: impl FnMut(&[u8]) -> bool,
+    chunk_bytes: usize,
+    mut each: impl FnMut(&[u8], u32) -> bool,
 ) -> Result<()> {
-    let mut file = File::open(data).map_err(|e| fail(data, e))?;
-    file.seek(SeekFrom::Start(segment.offset)).map_err(|e| fail(data, e))?;
-    let mut reader = file.take(segment.len);
+    let range = segment.offset..segment.offset + segment.len;
+    let mut reader = DirectReader::open(data, range).map_err(|e| fail(data, e))?;
     let mut crc = crc32fast::Hasher::new();
-    let mut buf = vec![0u8; gristmill_proto::CHUNK_BYTES];
+    let mut buf = vec![0u8; chunk_bytes.max(1)];
     let mut total = 0u64;
     loop {
-        let n = reader.read(&mut buf).map_err(|e| fail(data, e))?;
+        let n = read_full(&mut reader, &mut buf).map_err(|e| fail(data, e))?;
         if n == 0 {
             break;
         }
-        crc.update(&buf[..n]);
+        let chunk_crc = crc32fast::hash(&buf[..n]);
+        crc.combine(&crc32fast::Hasher::new_with_initial_len(chunk_crc, n as u64));
         total += n as u64;
-        if !each(&buf[..n]) {
+        if !each(&buf[..n], chunk_crc) {
             return Ok(());
         }
     }
@@ -220,4 +235,16 @@ pub fn read_segment_checked(
         ));
     }
     Ok(())
+}
+
+/// Reads until `buf` is full or the reader ends; returns the bytes read.
+fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
 }

@@ -68,8 +68,12 @@ impl SpillDir {
         let fail = |cause: String| Error::Spill { path: path.display().to_string(), cause };
         let file = File::create(&path).map_err(|e| fail(e.to_string()))?;
         let sink = BufWriter::with_capacity(1 << 20, file);
-        let mut writer = FileWriter::try_new_with_options(sink, schema, super::ipc_write_options()?)
-            .map_err(|e| fail(e.to_string()))?;
+        let options = match runs.iter().flatten().next() {
+            Some(sample) => super::ipc_write_options_for(sample)?,
+            None => super::ipc_write_options()?,
+        };
+        let mut writer =
+            FileWriter::try_new_with_options(sink, schema, options).map_err(|e| fail(e.to_string()))?;
         let mut partitions = Vec::with_capacity(runs.len());
         let mut memory_bytes = Vec::with_capacity(runs.len());
         let mut batches = 0;

@@ -23,7 +23,7 @@ pub use counting::{
     STORAGE_LIST_REQUESTS, request_stats,
 };
 pub(crate) use counting::{count_local_read, read_local_range};
-pub use direct_file::{DirectFile, staging_name};
+pub use direct_file::{DirectFile, DirectReader, staging_name};
 pub use reader::ObjectReader;
 pub use stores::set_storage_options;
 
