@@ -99,7 +99,10 @@ impl DirectFile {
         let (recycle, recycled) = sync_channel::<Block>(QUEUED + 1);
         let writer = std::thread::Builder::new()
             .name("direct-file".into())
-            .spawn(move || write_blocks(file, queued, recycle))?;
+            .spawn({
+                let staging = staging.clone();
+                move || write_blocks(file, &staging, queued, recycle)
+            })?;
         Ok(DirectFile {
             path: path.to_owned(),
             staging,
@@ -237,7 +240,10 @@ impl DirectReader {
         let span = range.clone();
         std::thread::Builder::new()
             .name("direct-read".into())
-            .spawn(move || read_blocks(&file, span, &ahead, &recycled))?;
+            .spawn({
+                let path = path.to_owned();
+                move || read_blocks(file, &path, span, &ahead, &recycled)
+            })?;
         Ok(DirectReader { block: None, blocks, recycle, position: range.start, end: range.end })
     }
 
@@ -285,7 +291,8 @@ impl Read for DirectReader {
 /// The reading thread of a [`DirectReader`]: reads the aligned blocks covering `range` in
 /// order, until the file or the range ends or the reader is dropped.
 fn read_blocks(
-    file: &File,
+    mut file: File,
+    path: &Path,
     range: std::ops::Range<u64>,
     ahead: &SyncSender<io::Result<(u64, Block)>>,
     recycled: &Receiver<Block>,
@@ -310,7 +317,12 @@ fn read_blocks(
         block.filled = 0;
         while block.filled < wanted {
             let (start, filled) = (block.start, block.filled);
-            match file.read_at(&mut block.memory[start + filled..start + wanted], offset + filled as u64) {
+            let at = offset + filled as u64;
+            let read = file.read_at(&mut block.memory[start + filled..start + wanted], at).or_else(|e| {
+                file = buffered_after_refusal(e, path, Access::Read)?;
+                file.read_at(&mut block.memory[start + filled..start + wanted], at)
+            });
+            match read {
                 Ok(n) => {
                     block.filled += n;
                     // A short read is the file's end (direct reads are whole blocks
@@ -338,9 +350,20 @@ fn closed() -> io::Error {
 }
 
 /// The background writer: writes each block at the end of the file, then recycles it.
-fn write_blocks(mut file: File, blocks: Receiver<Block>, recycle: SyncSender<Block>) -> io::Result<File> {
+fn write_blocks(
+    mut file: File,
+    path: &Path,
+    blocks: Receiver<Block>,
+    recycle: SyncSender<Block>,
+) -> io::Result<File> {
+    use std::os::unix::fs::FileExt;
+    let mut offset = 0u64;
     for mut block in blocks {
-        file.write_all(block.filled())?;
+        if let Err(e) = file.write_all_at(block.filled(), offset) {
+            file = buffered_after_refusal(e, path, Access::Write)?;
+            file.write_all_at(block.filled(), offset)?;
+        }
+        offset += block.filled as u64;
         block.filled = 0;
         // The caller may be gone or have enough blocks; either way the block is not needed.
         let _ = recycle.try_send(block);
@@ -348,9 +371,27 @@ fn write_blocks(mut file: File, blocks: Receiver<Block>, recycle: SyncSender<Blo
     Ok(file)
 }
 
+#[derive(Clone, Copy)]
 enum Access {
     Read,
     Write,
+}
+
+/// After a direct read or write failed with `error`: where the file system refused the
+/// direct I/O itself (`EINVAL`: alignment rules stricter than [`ALIGN`], or direct I/O
+/// accepted at open and refused later), `path` reopened for buffered I/O, to retry with.
+/// Any other error is returned as it is.
+fn buffered_after_refusal(error: io::Error, path: &Path, access: Access) -> io::Result<File> {
+    #[cfg(target_os = "linux")]
+    if error.raw_os_error() == Some(libc::EINVAL) {
+        tracing::debug!(path = %path.display(), "direct I/O refused; continuing with buffered I/O");
+        return match access {
+            Access::Read => File::open(path),
+            Access::Write => OpenOptions::new().write(true).open(path),
+        };
+    }
+    let _ = (path, access);
+    Err(error)
 }
 
 /// Opens `path` with `O_DIRECT` (creating it to write), or for buffered I/O on file systems
@@ -427,6 +468,29 @@ mod tests {
         let mut past_the_end = DirectReader::open(&path, len as u64 - 10..len as u64 + 10).unwrap();
         let error = past_the_end.read_to_end(&mut Vec::new()).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn refused_direct_io_continues_buffered() {
+        use std::os::unix::fs::FileExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        let file = open_direct(&path, Access::Write).unwrap();
+        // An unaligned buffer: refused (EINVAL) where the file is open for direct I/O.
+        let data = pattern(ALIGN + 1);
+        let unaligned = &data[1..];
+        let file = match file.write_all_at(unaligned, 0) {
+            Ok(()) => file,
+            Err(e) => {
+                let file = buffered_after_refusal(e, &path, Access::Write).unwrap();
+                file.write_all_at(unaligned, 0).unwrap();
+                file
+            }
+        };
+        drop(file);
+        assert_eq!(std::fs::read(&path).unwrap(), unaligned);
+        let other = io::Error::from(io::ErrorKind::PermissionDenied);
+        assert!(buffered_after_refusal(other, &path, Access::Read).is_err());
     }
 
     #[test]
