@@ -97,12 +97,10 @@ impl DirectFile {
         let file = open_direct(&staging, Access::Write)?;
         let (to_writer, queued) = sync_channel::<Block>(QUEUED);
         let (recycle, recycled) = sync_channel::<Block>(QUEUED + 1);
-        let writer = std::thread::Builder::new()
-            .name("direct-file".into())
-            .spawn({
-                let staging = staging.clone();
-                move || write_blocks(file, &staging, queued, recycle)
-            })?;
+        let writer = std::thread::Builder::new().name("direct-file".into()).spawn({
+            let staging = staging.clone();
+            move || write_blocks(file, &staging, queued, recycle)
+        })?;
         Ok(DirectFile {
             path: path.to_owned(),
             staging,
@@ -238,12 +236,10 @@ impl DirectReader {
         let (ahead, blocks) = sync_channel(QUEUED);
         let (recycle, recycled) = sync_channel(QUEUED + 2);
         let span = range.clone();
-        std::thread::Builder::new()
-            .name("direct-read".into())
-            .spawn({
-                let path = path.to_owned();
-                move || read_blocks(file, &path, span, &ahead, &recycled)
-            })?;
+        std::thread::Builder::new().name("direct-read".into()).spawn({
+            let path = path.to_owned();
+            move || read_blocks(file, &path, span, &ahead, &recycled)
+        })?;
         Ok(DirectReader { block: None, blocks, recycle, position: range.start, end: range.end })
     }
 
