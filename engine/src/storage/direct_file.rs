@@ -66,6 +66,30 @@ impl Block {
     }
 }
 
+/// Blocks of one length passed back and forth between a caller and its I/O thread: a
+/// returned block is reused, and a new one allocated only while fewer than `limit` exist.
+struct BlockPool {
+    returned: Receiver<Block>,
+    allocated: usize,
+    limit: usize,
+    len: usize,
+}
+
+impl BlockPool {
+    /// The next free block, waiting for one to come back if need be; `None` once the other
+    /// side is gone.
+    fn take(&mut self) -> Option<Block> {
+        if let Ok(block) = self.returned.try_recv() {
+            return Some(block);
+        }
+        if self.allocated < self.limit {
+            self.allocated += 1;
+            return Some(Block::new(self.len));
+        }
+        self.returned.recv().ok()
+    }
+}
+
 /// A new local file written sequentially. Implements [`Write`]; call [`DirectFile::finish`]
 /// to complete it.
 pub struct DirectFile {
@@ -74,10 +98,8 @@ pub struct DirectFile {
     block: Block,
     /// Full blocks to the background writer; `None` once finished.
     to_writer: Option<SyncSender<Block>>,
-    /// Written blocks coming back for reuse.
-    recycled: Receiver<Block>,
-    /// Blocks allocated so far (at most `QUEUED + 1`).
-    blocks: usize,
+    /// Written blocks coming back for reuse (the one being filled counts as allocated).
+    pool: BlockPool,
     writer: Option<JoinHandle<io::Result<File>>>,
     /// Bytes written by the caller.
     len: u64,
@@ -106,8 +128,7 @@ impl DirectFile {
             staging,
             block: Block::new(BLOCK),
             to_writer: Some(to_writer),
-            recycled,
-            blocks: 1,
+            pool: BlockPool { returned: recycled, allocated: 1, limit: QUEUED + 1, len: BLOCK },
             writer: Some(writer),
             len: 0,
         })
@@ -152,20 +173,12 @@ impl DirectFile {
     }
 
     fn next_block(&mut self) -> io::Result<Block> {
-        if let Ok(block) = self.recycled.try_recv() {
+        if let Some(block) = self.pool.take() {
             return Ok(block);
         }
-        if self.blocks <= QUEUED {
-            self.blocks += 1;
-            return Ok(Block::new(BLOCK));
-        }
-        match self.recycled.recv() {
-            Ok(block) => Ok(block),
-            Err(_) => {
-                self.to_writer = None;
-                Err(self.join_writer().err().unwrap_or_else(closed))
-            }
-        }
+        // The writer stopped: its result says why.
+        self.to_writer = None;
+        Err(self.join_writer().err().unwrap_or_else(closed))
     }
 
     fn join_writer(&mut self) -> io::Result<File> {
@@ -238,7 +251,8 @@ impl DirectReader {
         let span = range.clone();
         std::thread::Builder::new().name("direct-read".into()).spawn({
             let path = path.to_owned();
-            move || read_blocks(file, &path, span, &ahead, &recycled)
+            let pool = BlockPool { returned: recycled, allocated: 0, limit: QUEUED + 2, len: READ_BLOCK };
+            move || read_blocks(file, &path, span, &ahead, pool)
         })?;
         Ok(DirectReader { block: None, blocks, recycle, position: range.start, end: range.end })
     }
@@ -249,17 +263,10 @@ impl DirectReader {
             // The reading thread may have stopped: then the block is not needed.
             let _ = self.recycle.try_send(old);
         }
-        let (offset, block) = match self.blocks.recv() {
-            Ok(next) => next?,
-            Err(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the file ends before the range does",
-                ));
-            }
-        };
+        // The reading thread stops early only at the file's end.
+        let (offset, block) = self.blocks.recv().map_err(|_| ended_early())??;
         if offset + block.filled as u64 <= self.position {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file ends before the range does"));
+            return Err(ended_early());
         }
         self.block = Some((offset, block));
         Ok(())
@@ -291,54 +298,50 @@ fn read_blocks(
     path: &Path,
     range: std::ops::Range<u64>,
     ahead: &SyncSender<io::Result<(u64, Block)>>,
-    recycled: &Receiver<Block>,
+    mut pool: BlockPool,
 ) {
-    use std::os::unix::fs::FileExt;
     let mut offset = range.start - range.start % ALIGN as u64;
     let end = range.end.next_multiple_of(ALIGN as u64);
-    let mut blocks = 0;
     while offset < end {
-        let mut block = match recycled.try_recv() {
-            Ok(block) => block,
-            Err(_) if blocks < QUEUED + 2 => {
-                blocks += 1;
-                Block::new(READ_BLOCK)
-            }
-            Err(_) => match recycled.recv() {
-                Ok(block) => block,
-                Err(_) => return,
-            },
-        };
+        let Some(mut block) = pool.take() else { return };
         let wanted = (end - offset).min(READ_BLOCK as u64) as usize;
-        block.filled = 0;
-        while block.filled < wanted {
-            let (start, filled) = (block.start, block.filled);
-            let at = offset + filled as u64;
-            let read = file.read_at(&mut block.memory[start + filled..start + wanted], at).or_else(|e| {
-                file = buffered_after_refusal(e, path, Access::Read)?;
-                file.read_at(&mut block.memory[start + filled..start + wanted], at)
-            });
-            match read {
-                Ok(n) => {
-                    block.filled += n;
-                    // A short read is the file's end (direct reads are whole blocks
-                    // otherwise; a read at an unaligned offset would be refused).
-                    if n == 0 || !n.is_multiple_of(ALIGN) {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    let _ = ahead.send(Err(e));
-                    return;
-                }
-            }
-        }
-        let short = block.filled < wanted;
-        offset += block.filled as u64;
-        if ahead.send(Ok((offset - block.filled as u64, block))).is_err() || short {
+        if let Err(e) = fill_block(&mut file, path, &mut block, offset, wanted) {
+            let _ = ahead.send(Err(e));
             return;
         }
+        let (read, short) = (block.filled as u64, block.filled < wanted);
+        if ahead.send(Ok((offset, block))).is_err() || short {
+            return;
+        }
+        offset += read;
     }
+}
+
+/// Reads `wanted` bytes at `offset` into `block`, fewer at the file's end.
+fn fill_block(file: &mut File, path: &Path, block: &mut Block, offset: u64, wanted: usize) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    block.filled = 0;
+    while block.filled < wanted {
+        let (range, at) = (block.start + block.filled..block.start + wanted, offset + block.filled as u64);
+        let n = match file.read_at(&mut block.memory[range.clone()], at) {
+            Ok(n) => n,
+            Err(e) => {
+                *file = buffered_after_refusal(e, path, Access::Read)?;
+                file.read_at(&mut block.memory[range], at)?
+            }
+        };
+        block.filled += n;
+        // A short read is the file's end (direct reads are whole blocks otherwise; a read
+        // at an unaligned offset would be refused).
+        if n == 0 || !n.is_multiple_of(ALIGN) {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+fn ended_early() -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, "the file ends before the range does")
 }
 
 fn closed() -> io::Error {
