@@ -7,7 +7,7 @@
 
 use std::io::Write as _;
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{AsArray, BinaryArray, FixedSizeBinaryArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, SchemaRef};
 use object_store::ObjectStoreExt;
 use object_store::buffered::BufWriter;
@@ -225,16 +225,39 @@ fn check_record_schema(schema: &SchemaRef) -> Result<()> {
     Ok(())
 }
 
+/// Appends each row of `batch` as its columns' bytes, one after the other. Columns are
+/// downcast once per batch, not once per value.
 fn append_records(batch: &RecordBatch, out: &mut Vec<u8>) {
-    let columns: Vec<&dyn Array> = batch.columns().iter().map(|c| c.as_ref()).collect();
+    /// One column's bytes of a row.
+    enum Bytes<'a> {
+        Fixed(&'a FixedSizeBinaryArray),
+        Binary(&'a BinaryArray),
+        Text(&'a StringArray),
+    }
+    let columns: Vec<Bytes<'_>> = batch
+        .columns()
+        .iter()
+        .map(|c| match c.data_type() {
+            DataType::FixedSizeBinary(_) => Bytes::Fixed(c.as_fixed_size_binary()),
+            DataType::Binary => Bytes::Binary(c.as_binary::<i32>()),
+            _ => Bytes::Text(c.as_string::<i32>()),
+        })
+        .collect();
+    let fixed_width: usize = batch
+        .columns()
+        .iter()
+        .map(|c| match c.data_type() {
+            DataType::FixedSizeBinary(width) => *width as usize,
+            _ => 0,
+        })
+        .sum();
+    out.reserve(fixed_width * batch.num_rows());
     for row in 0..batch.num_rows() {
         for column in &columns {
-            match column.data_type() {
-                DataType::FixedSizeBinary(_) => {
-                    out.extend_from_slice(column.as_fixed_size_binary().value(row))
-                }
-                DataType::Binary => out.extend_from_slice(column.as_binary::<i32>().value(row)),
-                _ => out.extend_from_slice(column.as_string::<i32>().value(row).as_bytes()),
+            match column {
+                Bytes::Fixed(array) => out.extend_from_slice(array.value(row)),
+                Bytes::Binary(array) => out.extend_from_slice(array.value(row)),
+                Bytes::Text(array) => out.extend_from_slice(array.value(row).as_bytes()),
             }
         }
     }

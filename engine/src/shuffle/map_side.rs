@@ -10,6 +10,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::row::Rows;
 
 use super::KeyEncoder;
+use super::gather::{FlushBatches, SortedRows};
 use super::prefix::{EXACT_KEY_BYTES, key_prefix};
 use super::run::{Run, RunStore};
 use crate::error::{Error, Result};
@@ -72,26 +73,23 @@ impl MapOutputBuilder {
         })
     }
 
-    /// Partitions, sorts and combines `batches` into one more run per partition.
+    /// Partitions, sorts and combines `batches` into one more run per partition. Without a
+    /// combiner a run is its sorted row numbers ([`SortedRows`]): rows are copied once, in
+    /// order, when the run is read.
     pub fn flush(&mut self, batches: Vec<RecordBatch>) -> Result<()> {
+        let batches: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
         if batches.is_empty() {
             return Ok(());
         }
-        let batch =
-            concat_batches(&self.schema, &batches).map_err(Error::arrow("concatenating map output"))?;
-        drop(batches);
-        let keys: Vec<ArrayRef> =
-            self.encoder.key_columns().iter().map(|&i| batch.column(i).clone()).collect();
-        let mut partition_of_row = Vec::with_capacity(batch.num_rows());
-        if self.runs.len() == 1 {
-            partition_of_row.resize(batch.num_rows(), 0);
-        } else {
-            self.partitioner.partition(&keys, self.runs.len(), &mut partition_of_row)?;
-        }
+        let partition_of_row = self.partition_rows(&batches)?;
         if !self.sort {
+            let batch =
+                concat_batches(&self.schema, &batches).map_err(Error::arrow("concatenating map output"))?;
+            drop(batches);
             return self.store_unsorted(batch, &partition_of_row);
         }
-        let rows = self.encoder.encode(&batch)?;
+        let rows = self.encoder.encode_all(&batches)?;
+        let flush = Arc::new(FlushBatches::new(self.schema.clone(), batches)?);
         let mut sorted = Vec::with_capacity(self.runs.len());
         for indices in bucket_by_partition(&partition_of_row, self.runs.len()) {
             if indices.is_empty() {
@@ -99,11 +97,28 @@ impl MapOutputBuilder {
                 continue;
             }
             let order = SortedKeys::sort(indices, &rows);
-            let run = self.sorted_run(&batch, &rows, &order)?;
-            sorted.push((run.num_rows() > 0).then_some(run));
+            sorted.push(self.sorted_run(&flush, &rows, order)?);
         }
-        drop((batch, rows));
+        drop((flush, rows));
         self.accept(sorted)
+    }
+
+    /// The partition of every row of `batches`, in order.
+    fn partition_rows(&self, batches: &[RecordBatch]) -> Result<Vec<u32>> {
+        let total = batches.iter().map(RecordBatch::num_rows).sum();
+        let mut partition_of_row = Vec::with_capacity(total);
+        if self.runs.len() == 1 {
+            partition_of_row.resize(total, 0);
+            return Ok(partition_of_row);
+        }
+        let mut batch_partitions = Vec::new();
+        for batch in batches {
+            let keys: Vec<ArrayRef> =
+                self.encoder.key_columns().iter().map(|&i| batch.column(i).clone()).collect();
+            self.partitioner.partition(&keys, self.runs.len(), &mut batch_partitions)?;
+            partition_of_row.extend_from_slice(&batch_partitions);
+        }
+        Ok(partition_of_row)
     }
 
     /// Stores each partition's rows of `batch` as one more run, in row order.
@@ -116,27 +131,35 @@ impl MapOutputBuilder {
                 .map(|indices| (!indices.is_empty()).then(|| take_rows(&batch, indices)).transpose())
                 .collect::<Result<Vec<_>>>()?
         };
-        self.accept(runs)
+        self.accept(runs.into_iter().map(|run| run.map(Run::Memory)).collect())
     }
 
     /// Hands one flush's runs to the store.
-    fn accept(&mut self, runs: Vec<Option<RecordBatch>>) -> Result<()> {
+    fn accept(&mut self, runs: Vec<Option<Run>>) -> Result<()> {
         for (partition, run) in self.store.accept(&self.schema, runs)?.into_iter().enumerate() {
             self.runs[partition].extend(run);
         }
         Ok(())
     }
 
-    /// Gathers the rows of `order` and combines their groups. The combiner is skipped when
-    /// no key repeats: like Hadoop's, it may run on any subset of a key's rows, any number
-    /// of times, so one row per key needs no combining.
-    fn sorted_run(&mut self, batch: &RecordBatch, rows: &Rows, order: &SortedKeys) -> Result<RecordBatch> {
-        let sorted = take_rows(batch, order.indices.clone())?;
-        let Some(combiner) = self.combiner.as_mut() else { return Ok(sorted) };
-        let starts = order.group_starts(rows);
-        if starts.len() == sorted.num_rows() {
-            return Ok(sorted);
-        }
+    /// The run of the rows of `order`: their numbers, or, where a combiner is set and a key
+    /// repeats, the rows gathered and combined. The combiner is skipped when no key
+    /// repeats: like Hadoop's, it may run on any subset of a key's rows, any number of
+    /// times, so one row per key needs no combining.
+    fn sorted_run(
+        &mut self,
+        flush: &Arc<FlushBatches>,
+        rows: &Rows,
+        order: SortedKeys,
+    ) -> Result<Option<Run>> {
+        let starts = match self.combiner {
+            Some(_) => order.group_starts(rows),
+            None => Vec::new(),
+        };
+        let Some(combiner) = self.combiner.as_mut().filter(|_| starts.len() < order.indices.len()) else {
+            return Ok(Some(Run::Sorted(Arc::new(SortedRows::new(flush.clone(), order.indices)))));
+        };
+        let sorted = flush.gather(&order.indices)?;
         let mut out = Emitter::new(self.schema.clone());
         combiner
             .reduce_groups(&Groups::new(&sorted, &starts, self.encoder.key_columns()), &mut out)
@@ -145,7 +168,7 @@ impl MapOutputBuilder {
             concat_batches(&self.schema, &out.take_batches()).map_err(Error::arrow("combiner output"))?;
         self.stats.combine_input_rows += sorted.num_rows() as u64;
         self.stats.combine_output_rows += combined.num_rows() as u64;
-        Ok(combined)
+        Ok((combined.num_rows() > 0).then_some(Run::Memory(combined)))
     }
 
     /// The runs of every partition (`runs[p]` for partition `p`) and the combiner's stats.

@@ -4,8 +4,7 @@
 
 use std::cmp::Ordering;
 
-use arrow::array::{Array, RecordBatch};
-use arrow::compute::interleave;
+use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use arrow::row::Rows;
 
@@ -178,14 +177,7 @@ impl RunMerger {
             let (arena, start) = picks[0];
             return Ok(self.arena[arena].slice(start, picks.len()));
         }
-        let columns = (0..self.schema.fields().len())
-            .map(|c| {
-                let sources: Vec<&dyn Array> = self.arena.iter().map(|b| b.column(c).as_ref()).collect();
-                interleave(&sources, picks)
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(Error::arrow("merging sorted runs"))?;
-        RecordBatch::try_new(self.schema.clone(), columns).map_err(Error::arrow("merged chunk"))
+        super::gather::gather(&self.schema, &self.arena, picks)
     }
 }
 

@@ -4,6 +4,7 @@
 //! Keys are compared in Arrow's row format (`arrow-row`): one memcmp-able byte string per
 //! key, so multi-column keys of any type sort with one comparison.
 
+mod gather;
 mod map_file;
 mod map_side;
 mod merge;
@@ -11,13 +12,14 @@ mod prefix;
 mod run;
 mod spill;
 
+pub use gather::{FlushBatches, SortedRows, gather};
 pub use map_file::{
     MapOutputFiles, MapOutputIndex, Segment, SegmentReader, job_shuffle_dir, open_segment,
     read_segment_checked, write_map_output,
 };
 pub use map_side::{MapOutputBuilder, MapOutputSpec, MapSideStats};
 pub use merge::{GroupedChunk, RunMerger};
-pub use run::{Run, RunReader, RunStore};
+pub use run::{Run, RunReader, RunStore, SORTED_READ_ROWS};
 pub use spill::{SPILL_BATCH_ROWS, SpillDir, SpillFile};
 
 use std::sync::Arc;
@@ -85,6 +87,17 @@ impl KeyEncoder {
     pub fn encode(&self, batch: &RecordBatch) -> Result<Rows> {
         let keys: Vec<ArrayRef> = self.key_columns.iter().map(|&i| batch.column(i).clone()).collect();
         self.converter.convert_columns(&keys).map_err(Error::arrow("encoding keys"))
+    }
+
+    /// The key rows of every row of `batches`, numbered in order across them.
+    pub fn encode_all(&self, batches: &[RecordBatch]) -> Result<Rows> {
+        let total = batches.iter().map(RecordBatch::num_rows).sum();
+        let mut rows = self.converter.empty_rows(total, 0);
+        for batch in batches {
+            let keys: Vec<ArrayRef> = self.key_columns.iter().map(|&i| batch.column(i).clone()).collect();
+            self.converter.append(&mut rows, &keys).map_err(Error::arrow("encoding keys"))?;
+        }
+        Ok(rows)
     }
 
     /// The key columns' indices.
@@ -210,7 +223,9 @@ mod tests {
                 vec![Arc::new(StringArray::from(chunk.to_vec())), Arc::new(UInt32Array::from(ids))],
             )
             .unwrap();
-            builder.flush(vec![batch]).unwrap();
+            // Two batches per flush (one may be empty): rows are numbered across them.
+            let half = batch.num_rows() / 2;
+            builder.flush(vec![batch.slice(0, half), batch.slice(half, batch.num_rows() - half)]).unwrap();
         }
         let (runs, _) = builder.finish();
         runs.into_iter()

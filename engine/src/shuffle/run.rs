@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 
-use super::spill::{SpillDir, SpillFile, SpilledRunReader};
+use super::gather::SortedRows;
+use super::spill::{SPILL_BATCH_ROWS, SpillDir, SpillFile, SpilledRunReader};
 use crate::error::Result;
 
 /// A sorted run of one partition.
@@ -14,6 +15,9 @@ use crate::error::Result;
 pub enum Run {
     /// Held in memory.
     Memory(RecordBatch),
+    /// Held in memory as a flush's batches and the numbers of the run's rows, copied in
+    /// sorted order as they are read.
+    Sorted(Arc<SortedRows>),
     /// Partition `partition` of a spill file.
     Spilled {
         /// The file.
@@ -42,6 +46,7 @@ impl Run {
     pub fn memory_bytes(&self) -> u64 {
         match self {
             Run::Memory(batch) => batch.get_array_memory_size() as u64,
+            Run::Sorted(rows) => rows.memory_bytes(),
             Run::Spilled { file, partition } => file.memory_bytes(*partition),
             Run::Segment { len, .. } => len.saturating_mul(SEGMENT_EXPANSION),
         }
@@ -51,6 +56,7 @@ impl Run {
     pub fn open(self) -> Result<RunReader> {
         Ok(match self {
             Run::Memory(batch) => RunReader::Memory(Some(batch)),
+            Run::Sorted(run) => RunReader::Sorted { run, next: 0 },
             Run::Spilled { file, partition } => RunReader::Spilled(Box::new(file.open(partition)?)),
             Run::Segment { path, offset, len } => {
                 RunReader::Segment(Box::new(super::map_file::open_segment(&path, offset, len)?))
@@ -59,10 +65,21 @@ impl Run {
     }
 }
 
+/// Rows copied at once from a [`Run::Sorted`]: what a merge holds per run, as it holds a
+/// spilled run's batch.
+pub const SORTED_READ_ROWS: usize = SPILL_BATCH_ROWS;
+
 /// Reads a run batch by batch.
 pub enum RunReader {
     /// The whole run, until taken.
     Memory(Option<RecordBatch>),
+    /// A run gathered [`SORTED_READ_ROWS`] rows at a time; `next` is the next row to read.
+    Sorted {
+        /// The run.
+        run: Arc<SortedRows>,
+        /// Its next row.
+        next: usize,
+    },
     /// A spilled run.
     Spilled(Box<SpilledRunReader>),
     /// An IPC stream in a file.
@@ -74,6 +91,15 @@ impl RunReader {
     pub fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
         match self {
             RunReader::Memory(batch) => Ok(batch.take()),
+            RunReader::Sorted { run, next } => {
+                if *next == run.num_rows() {
+                    return Ok(None);
+                }
+                let end = run.num_rows().min(*next + SORTED_READ_ROWS);
+                let batch = run.gather(*next..end)?;
+                *next = end;
+                Ok(Some(batch))
+            }
             RunReader::Spilled(reader) => reader.next_batch(),
             RunReader::Segment(reader) => reader.next_batch(),
         }
@@ -94,10 +120,10 @@ impl RunStore {
         RunStore { spill, memory_limit, in_memory: AtomicU64::new(0) }
     }
 
-    /// Takes the runs of one flush (`runs[p]` for partition `p`) and returns them as
-    /// [`Run`]s, spilled together into one file if they do not fit in memory.
-    pub fn accept(&self, schema: &SchemaRef, runs: Vec<Option<RecordBatch>>) -> Result<Vec<Option<Run>>> {
-        let bytes: u64 = runs.iter().flatten().map(|r| r.get_array_memory_size() as u64).sum();
+    /// Takes the in-memory runs of one flush (`runs[p]` for partition `p`) and keeps them,
+    /// or spills them together into one file if they do not fit in memory.
+    pub fn accept(&self, schema: &SchemaRef, runs: Vec<Option<Run>>) -> Result<Vec<Option<Run>>> {
+        let bytes: u64 = runs.iter().flatten().map(Run::memory_bytes).sum();
         let fits = self
             .in_memory
             .fetch_update(Relaxed, Relaxed, |used| {
@@ -105,7 +131,7 @@ impl RunStore {
             })
             .is_ok();
         if fits {
-            return Ok(runs.into_iter().map(|r| r.map(Run::Memory)).collect());
+            return Ok(runs);
         }
         let file = Arc::new(self.spill.write(schema, &runs)?);
         Ok((0..runs.len())

@@ -17,6 +17,7 @@ use arrow::ipc::reader::FileReader;
 use arrow::ipc::writer::FileWriter;
 
 use super::compact_views;
+use super::run::{Run, RunReader};
 use crate::error::{Error, Result};
 use crate::ids::JobId;
 
@@ -60,16 +61,20 @@ impl SpillDir {
         self.spilled_bytes.load(Relaxed)
     }
 
-    /// Writes the runs of one flush (`runs[p]` for partition `p`) to a new spill file.
-    /// The file keeps the directory alive: it is removed when the last run in it is dropped.
-    pub fn write(self: &Arc<Self>, schema: &SchemaRef, runs: &[Option<RecordBatch>]) -> Result<SpillFile> {
+    /// Writes the in-memory runs of one flush (`runs[p]` for partition `p`) to a new spill
+    /// file. The file keeps the directory alive: it is removed when the last run in it is
+    /// dropped.
+    pub fn write(self: &Arc<Self>, schema: &SchemaRef, runs: &[Option<Run>]) -> Result<SpillFile> {
         let n = self.next_file.fetch_add(1, Relaxed);
         let path = self.path.join(format!("run-{n:06}.arrow"));
         let fail = |cause: String| Error::Spill { path: path.display().to_string(), cause };
         let file = File::create(&path).map_err(|e| fail(e.to_string()))?;
         let sink = BufWriter::with_capacity(1 << 20, file);
         let options = match runs.iter().flatten().next() {
-            Some(sample) => super::ipc_write_options_for(sample)?,
+            Some(run) => match run.clone().open()?.next_batch()? {
+                Some(sample) => super::ipc_write_options_for(&sample)?,
+                None => super::ipc_write_options()?,
+            },
             None => super::ipc_write_options()?,
         };
         let mut writer =
@@ -79,11 +84,15 @@ impl SpillDir {
         let mut batches = 0;
         for run in runs {
             let start = batches;
-            memory_bytes.push(run.as_ref().map_or(0, |r| r.get_array_memory_size() as u64));
-            if let Some(run) = run {
-                for offset in (0..run.num_rows()).step_by(SPILL_BATCH_ROWS) {
-                    let len = SPILL_BATCH_ROWS.min(run.num_rows() - offset);
-                    let batch = compact_views(&run.slice(offset, len))?;
+            memory_bytes.push(run.as_ref().map_or(0, Run::memory_bytes));
+            let mut reader = match run {
+                Some(run) => run.clone().open()?,
+                None => RunReader::Memory(None),
+            };
+            while let Some(run_batch) = reader.next_batch()? {
+                for offset in (0..run_batch.num_rows()).step_by(SPILL_BATCH_ROWS) {
+                    let len = SPILL_BATCH_ROWS.min(run_batch.num_rows() - offset);
+                    let batch = compact_views(&run_batch.slice(offset, len))?;
                     writer.write(&batch).map_err(|e| fail(e.to_string()))?;
                     batches += 1;
                 }
@@ -186,7 +195,7 @@ mod tests {
 
         let scratch = tempfile::tempdir().unwrap();
         let dir = Arc::new(SpillDir::create(scratch.path(), &JobId::generate()).unwrap());
-        let file = dir.write(&schema, &[Some(run.clone())]).unwrap();
+        let file = dir.write(&schema, &[Some(Run::Memory(run.clone()))]).unwrap();
         assert!(
             dir.spilled_bytes() < in_memory as u64 / 4,
             "spilled {} bytes of a {in_memory}-byte run",
