@@ -13,7 +13,7 @@ use arrow::array::RecordBatch;
 use tokio::runtime::Handle;
 
 pub use self::parquet::ParquetSplit;
-pub use self::records::{RecordFormat, RecordSplit};
+pub use self::records::{RecordColumns, RecordFormat, RecordSplit};
 pub use self::text::TextSplit;
 
 use crate::error::Result;
@@ -181,7 +181,9 @@ impl Split {
         Ok(match spec.range {
             SplitRange::Text { start, end } => Split::Text(TextSplit { file, start, end, shape: input.text }),
             SplitRange::Records { start, end, record_len, key_len } => {
-                Split::Records(RecordSplit { file, start, end, format: RecordFormat { record_len, key_len } })
+                let columns = input.records.map(|f| f.columns).unwrap_or_default();
+                let format = RecordFormat { record_len, key_len, columns };
+                Split::Records(RecordSplit { file, start, end, format })
             }
             SplitRange::Parquet { row_groups, compressed_bytes } => {
                 Split::Parquet(parquet::reopen(&file, input, row_groups, compressed_bytes).await?)

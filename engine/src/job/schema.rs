@@ -118,8 +118,21 @@ impl InputSpec {
     /// Fixed-size binary records of `record_len` bytes, arriving as batches of two
     /// `FixedSizeBinary` columns: `key` (the first `key_len` bytes) and `value` (the rest).
     pub fn fixed_records(record_len: usize, key_len: usize) -> Self {
-        let format = crate::input::RecordFormat { record_len, key_len: key_len.min(record_len) };
+        let key_len = key_len.min(record_len);
+        let format = crate::input::RecordFormat { record_len, key_len, columns: Default::default() };
         InputSpec { parquet_columns: None, records: Some(format), text: TextShape::Lines }
+    }
+
+    /// Fixed-size binary records of `record_len` bytes, arriving as batches of two
+    /// `FixedSizeBinary` columns: `key` (a copy of the first `key_len` bytes) and `record`
+    /// (the whole record, not copied: a view of the bytes read, of the page cache for a
+    /// local file). For jobs that pass records through whole, like a sort.
+    pub fn fixed_records_whole(record_len: usize, key_len: usize) -> Self {
+        let mut spec = Self::fixed_records(record_len, key_len);
+        if let Some(format) = spec.records.as_mut() {
+            format.columns = crate::input::RecordColumns::KeyRecord;
+        }
+        spec
     }
 
     /// From Parquet input, read these columns with these types.

@@ -118,16 +118,40 @@ pub fn gather(schema: &SchemaRef, batches: &[RecordBatch], picks: &[(usize, usiz
 /// goes row by row through `MutableArrayData`, several times slower.
 fn gather_column(sources: &[&dyn Array], picks: &[(usize, usize)]) -> Result<ArrayRef> {
     if let Some(width) = fixed_width_without_nulls(sources) {
-        let arrays: Vec<&FixedSizeBinaryArray> = sources.iter().map(|s| s.as_fixed_size_binary()).collect();
+        // Each source's values, `width` bytes per row from its first row on.
+        let data: Vec<&[u8]> = sources.iter().map(|s| s.as_fixed_size_binary().value_data()).collect();
+        let value = |batch: usize, row: usize| &data[batch][row * width..(row + 1) * width];
         let mut values = Vec::with_capacity(picks.len() * width);
-        for &(batch, row) in picks {
-            values.extend_from_slice(arrays[batch].value(row));
+        for (i, &(batch, row)) in picks.iter().enumerate() {
+            if let Some(&(b, r)) = picks.get(i + PREFETCH_DISTANCE) {
+                prefetch(value(b, r));
+            }
+            values.extend_from_slice(value(batch, row));
         }
         let array = FixedSizeBinaryArray::try_new(width as i32, Buffer::from_vec(values), None)
             .map_err(Error::arrow("gathering fixed-size values"))?;
         return Ok(Arc::new(array));
     }
     interleave(sources, picks).map_err(Error::arrow("gathering rows"))
+}
+
+/// How many rows ahead a gather asks for the row it will copy: rows come from anywhere in
+/// memory (a sorted run's rows from gigabytes of map output), so each is a cache miss, and
+/// asking early overlaps the misses instead of waiting for each in turn.
+const PREFETCH_DISTANCE: usize = 16;
+
+/// Asks the CPU to load `bytes` into its caches, without waiting.
+#[allow(unsafe_code)]
+fn prefetch(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in [bytes.as_ptr(), bytes.as_ptr().wrapping_add(bytes.len().saturating_sub(1))] {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        // SAFETY: a prefetch is a hint: it reads nothing into the program and cannot fault,
+        // whatever the address. `sse` is part of every x86_64 target.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(line.cast()) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
 }
 
 /// The value width when every source is a fixed-size binary column without nulls.

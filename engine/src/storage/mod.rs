@@ -5,6 +5,7 @@
 
 mod counting;
 mod direct_file;
+mod mapped;
 mod reader;
 mod stores;
 
@@ -24,6 +25,7 @@ pub use counting::{
 };
 pub(crate) use counting::{count_local_read, read_local_range};
 pub use direct_file::{DirectFile, DirectReader, staging_name};
+pub use mapped::map_file;
 pub use reader::ObjectReader;
 pub use stores::set_storage_options;
 
