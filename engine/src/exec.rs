@@ -38,6 +38,10 @@ pub const REDUCE_INPUT_GROUPS: &str = "reduce_input_groups";
 pub const REDUCE_INPUT_RECORDS: &str = "reduce_input_records";
 /// Engine counter: bytes of map output spilled to disk.
 pub const SPILLED_BYTES: &str = "spilled_bytes";
+/// Engine counter: map output bytes reducers fetched from shuffle services.
+pub const SHUFFLE_FETCHED_BYTES: &str = "shuffle_fetched_bytes";
+/// Engine counter: map output bytes reducers read in place, from workers on its host.
+pub const SHUFFLE_HOST_LOCAL_BYTES: &str = "shuffle_host_local_bytes";
 /// Engine counter: rows reducers emitted (rows in the output).
 pub const REDUCE_OUTPUT_RECORDS: &str = "reduce_output_records";
 

@@ -52,6 +52,9 @@ pub struct WorkerConfig {
     pub data_dir: PathBuf,
     /// Give up after this long without reaching the driver.
     pub driver_timeout: Duration,
+    /// Reducers read map output of workers on this host from their shuffle directories
+    /// (false: everything is fetched through the shuffle services).
+    pub host_local_shuffle: bool,
 }
 
 /// Runs the worker until SIGTERM, or until the driver is unreachable for too long.

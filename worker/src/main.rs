@@ -31,6 +31,10 @@ struct Args {
     /// Give up after this many seconds without reaching the driver.
     #[arg(long, default_value_t = 30)]
     driver_timeout: u64,
+    /// Fetch all map output through the shuffle service, also from workers on this host
+    /// (whose output reducers otherwise read straight from their shuffle directories).
+    #[arg(long, env = "GRISTMILL_NO_HOST_LOCAL_SHUFFLE")]
+    no_host_local_shuffle: bool,
 }
 
 fn main() -> ExitCode {
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
         slots: slots.max(1),
         data_dir,
         driver_timeout: std::time::Duration::from_secs(args.driver_timeout),
+        host_local_shuffle: !args.no_host_local_shuffle,
     };
     match gristmill_worker::run(config) {
         Ok(()) => ExitCode::SUCCESS,

@@ -33,10 +33,18 @@ enum SessionEnd {
 /// Serves the shuffle service and keeps a session with the driver until shutdown.
 pub async fn serve(config: WorkerConfig) -> Result<(), WorkerError> {
     let setup = |what: String| move |e: std::io::Error| WorkerError::Setup { what, cause: e.to_string() };
-    let dirs = Dirs { shuffle: config.data_dir.join("shuffle"), tasks: config.data_dir.join("tasks") };
+    let mut dirs = Dirs {
+        shuffle: config.data_dir.join("shuffle"),
+        tasks: config.data_dir.join("tasks"),
+        // No host id: no worker's output is read host-locally here, nor this one's elsewhere.
+        host_id: if config.host_local_shuffle { gristmill::cluster::host_id() } else { String::new() },
+    };
     for dir in [&dirs.shuffle, &dirs.tasks] {
         std::fs::create_dir_all(dir).map_err(setup(format!("creating {}", dir.display())))?;
     }
+    // Absolute: reducers in other workers' processes read map output from it.
+    dirs.shuffle = std::fs::canonicalize(&dirs.shuffle)
+        .map_err(setup(format!("resolving {}", dirs.shuffle.display())))?;
     let store = BinaryStore::open(config.data_dir.join("binaries"))
         .map_err(|e| WorkerError::Setup { what: "the binary cache".into(), cause: e.to_string() })?;
     let listener =
@@ -100,6 +108,8 @@ async fn session(
         shuffle_address: advertise.to_owned(),
         host: hostname(),
         pid: std::process::id(),
+        shuffle_dir: dirs.shuffle.display().to_string(),
+        host_id: dirs.host_id.clone(),
     };
     up.send(WorkerMessage { body: Some(worker_message::Body::Register(register)) })
         .await

@@ -28,10 +28,12 @@ fn key_of(a: &AttemptKey) -> Key {
 /// The worker's directories.
 #[derive(Clone, Debug)]
 pub struct Dirs {
-    /// Map output served by the shuffle service.
+    /// Map output served by the shuffle service (an absolute path).
     pub shuffle: PathBuf,
     /// Per-attempt scratch directories.
     pub tasks: PathBuf,
+    /// This host's id ([`gristmill::cluster::host_id`]).
+    pub host_id: String,
 }
 
 struct Running {
@@ -202,6 +204,7 @@ fn task_file(run: &RunTask, attempt: &AttemptKey, dirs: &Dirs, work_dir: &Path) 
     } else {
         None
     };
+    let on_this_host = |host: &str| !host.is_empty() && host == dirs.host_id;
     let map_outputs = run
         .map_outputs
         .iter()
@@ -210,6 +213,7 @@ fn task_file(run: &RunTask, attempt: &AttemptKey, dirs: &Dirs, work_dir: &Path) 
             attempt: m.attempt,
             worker: m.worker_id.clone(),
             address: m.shuffle_address.clone(),
+            local_dir: on_this_host(&m.host_id).then(|| m.shuffle_dir.clone().into()),
         })
         .collect();
     Ok(TaskFile {

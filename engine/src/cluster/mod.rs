@@ -21,3 +21,16 @@ pub mod task;
 
 /// The argument that puts a job binary in task role.
 pub const TASK_ROLE_ARG: &str = "__gristmill-task";
+
+/// What identifies this host: its name and the kernel's boot id. Workers with equal ids
+/// share a file system, so a reducer reads the map output of a worker on its own host
+/// straight from that worker's shuffle directory (Spark's host-local shuffle reads).
+/// Empty where unknown, and then nothing is read host-locally.
+pub fn host_id() -> String {
+    let read = |path| std::fs::read_to_string(path).map(|s| s.trim().to_owned()).unwrap_or_default();
+    let boot = read("/proc/sys/kernel/random/boot_id");
+    if boot.is_empty() {
+        return String::new();
+    }
+    format!("{}/{boot}", read("/proc/sys/kernel/hostname"))
+}

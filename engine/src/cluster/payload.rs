@@ -52,6 +52,10 @@ pub struct MapOutputSource {
     pub worker: String,
     /// That worker's shuffle service, host:port.
     pub address: String,
+    /// That worker's shuffle directory, when it is on this host: the reducer reads the
+    /// output from there rather than fetching it.
+    #[serde(default)]
+    pub local_dir: Option<std::path::PathBuf>,
 }
 
 /// Everything a task process needs, written by the worker to `task.json`.

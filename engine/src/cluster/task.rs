@@ -13,9 +13,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use super::fetch::{FetchError, fetch_partition};
-use super::payload::{JobPayload, TaskFile, TaskResult};
+use super::payload::{JobPayload, MapOutputSource, TaskFile, TaskResult};
 use crate::error::{Error, Result};
-use crate::exec::{SPILLED_BYTES, TaskEnv, is_map_only, run_map_only_task, run_map_task, run_reduce_task};
+use crate::exec::{
+    SHUFFLE_FETCHED_BYTES, SHUFFLE_HOST_LOCAL_BYTES, SPILLED_BYTES, TaskEnv, is_map_only, run_map_only_task,
+    run_map_task, run_reduce_task,
+};
 use crate::ids::{AttemptId, JobId};
 use crate::input::{ReadOptions, Split};
 use crate::job::{Counters, Job};
@@ -163,13 +166,17 @@ fn run_reduce<J: Job>(job: &J, env: &TaskEnv<'_>, task: &TaskFile) -> Result<Tas
             return Ok(TaskResult::FetchFailed { map_task, worker, message });
         }
     };
+    let local_bytes: u64 = segments.iter().filter(|s| s.host_local).map(|s| s.len).sum();
+    let fetched_bytes: u64 = segments.iter().filter(|s| !s.host_local).map(|s| s.len).sum();
     let runs = segments
         .into_iter()
-        .filter(|(_, len)| *len > 0)
-        .map(|(path, len)| Run::Segment { path: Arc::new(path), offset: 0, len })
+        .filter(|segment| segment.len > 0)
+        .map(|PartitionBytes { path, offset, len, .. }| Run::Segment { path: Arc::new(path), offset, len })
         .collect();
     let output = OutputDir::new(Location::parse(&task.job.output)?);
-    let (part, counters) = run_reduce_task(job, env, task.index as usize, runs, &output)?;
+    let (part, mut counters) = run_reduce_task(job, env, task.index as usize, runs, &output)?;
+    counters.add(SHUFFLE_FETCHED_BYTES, fetched_bytes);
+    counters.add(SHUFFLE_HOST_LOCAL_BYTES, local_bytes);
     Ok(part_written(part, &counters))
 }
 
@@ -182,21 +189,59 @@ fn part_written(part: PartFile, counters: &Counters) -> TaskResult {
     }
 }
 
-/// Fetches this reducer's partition of every map output into `dir`, a few at a time.
+/// Where one map output's partition is to be read: a byte range of a file.
+struct PartitionBytes {
+    path: PathBuf,
+    offset: u64,
+    len: u64,
+    /// Read in place from a worker on this host, not fetched.
+    host_local: bool,
+}
+
+/// Finds this reducer's partition of every map output: in place, for map output of a worker
+/// on this host, or fetched into `dir`, a few at a time.
 async fn fetch_all(
     job: &JobId,
     task: &TaskFile,
     dir: &Path,
-) -> std::result::Result<Vec<(PathBuf, u64)>, FetchError> {
+) -> std::result::Result<Vec<PartitionBytes>, FetchError> {
     use futures::StreamExt;
     let fetches = task.map_outputs.iter().map(|source| {
         let path = dir.join(format!("m{:06}-a{}.arrows", source.map_task, source.attempt));
         async move {
+            if let Some(segment) = host_local_segment(job, source, task.index) {
+                return Ok(segment);
+            }
             let len = fetch_partition(job, source, task.index, &path).await?;
-            Ok::<_, FetchError>((path, len))
+            Ok::<_, FetchError>(PartitionBytes { path, offset: 0, len, host_local: false })
         }
     });
     futures::stream::iter(fetches).buffered(4).collect::<Vec<_>>().await.into_iter().collect()
+}
+
+/// Partition `partition` of `source`'s map output, in place, when `source` is a worker on
+/// this host and its output is complete (its index is written last). Anything else is
+/// fetched: the worker may be gone, or its directory on another file system after all.
+fn host_local_segment(job: &JobId, source: &MapOutputSource, partition: u32) -> Option<PartitionBytes> {
+    let dir = source.local_dir.as_ref()?;
+    let files = MapOutputFiles::new(dir, job, source.map_task, AttemptId(source.attempt));
+    let found = files.read_index().and_then(|index| {
+        let segment = index.partitions.get(partition as usize).copied();
+        segment
+            .ok_or_else(|| Error::Internal(format!("no partition {partition} in {}", files.index.display())))
+    });
+    match found {
+        Ok(segment) => Some(PartitionBytes {
+            path: files.data,
+            offset: segment.offset,
+            len: segment.len,
+            host_local: true,
+        }),
+        Err(e) => {
+            tracing::info!(error = %e, "reading map output on this host failed; fetching it instead");
+            None
+        }
+    }
 }
 
 fn to_map(counters: &Counters) -> BTreeMap<String, u64> {

@@ -90,3 +90,49 @@ fn every_example_job_in_cluster_mode_equals_local_mode() {
     let listing = String::from_utf8_lossy(&jobs.stdout);
     assert_eq!(listing.matches("succeeded").count(), 9 + 4, "9 jobs and pagerank's 4 rounds: {listing}");
 }
+
+/// A counter's value in a job's summary (0 when it is not there).
+fn counter(summary: &str, name: &str) -> u64 {
+    summary
+        .lines()
+        .find_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next() == Some(name)).then(|| words.next()?.parse().ok()).flatten()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn reducers_read_map_output_on_their_host_in_place_unless_told_to_fetch_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("text");
+    write_text_files(&text, 3, 3000);
+    let args = |out: &Path| -> Vec<String> {
+        ["--input", s(&text), "--reducers", "3", "--split-size", "20000", "--output", s(out)]
+            .map(str::to_owned)
+            .to_vec()
+    };
+    let local = dir.path().join("local");
+    run_ok("wordcount", &args(&local).iter().map(String::as_str).collect::<Vec<_>>());
+    for fetch in [false, true] {
+        let env = if fetch {
+            vec![("GRISTMILL_NO_HOST_LOCAL_SHUFFLE".to_owned(), "true".to_owned())]
+        } else {
+            vec![]
+        };
+        let cluster = Cluster::start(ClusterSpec { env, ..ClusterSpec::default() });
+        let out = dir.path().join(format!("cluster-fetch-{fetch}"));
+        let run = cluster.run("wordcount", &args(&out).iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        let summary =
+            format!("{}{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+        let (fetched, in_place) =
+            (counter(&summary, "shuffle_fetched_bytes"), counter(&summary, "shuffle_host_local_bytes"));
+        if fetch {
+            assert!(fetched > 0 && in_place == 0, "fetched {fetched}, in place {in_place}:\n{summary}");
+        } else {
+            assert!(in_place > 0 && fetched == 0, "fetched {fetched}, in place {in_place}:\n{summary}");
+        }
+        assert_same_output(&local, &out);
+    }
+}

@@ -42,7 +42,15 @@ fn wait_ok(child: std::process::Child) -> String {
 }
 
 fn kill_worker_while_it_runs(stage: &str) {
-    let mut cluster = Cluster::start(ClusterSpec::default());
+    // Reducers fetch all map output, so the dead worker's cannot be fetched: the driver
+    // must run its map tasks again (read in place, it would still be on this host's disk).
+    let env = vec![("GRISTMILL_NO_HOST_LOCAL_SHUFFLE".to_owned(), "true".to_owned())];
+    let spec = if stage == "reduce" {
+        ClusterSpec { env, ..ClusterSpec::default() }
+    } else {
+        ClusterSpec::default()
+    };
+    let mut cluster = Cluster::start(spec);
     let dir = tempfile::tempdir().unwrap();
     let (text, expected) = input_and_expected(dir.path());
     let out = dir.path().join("out");

@@ -67,7 +67,12 @@ impl Driver for DriverService {
         };
         let _ = downlink.send(Ok(DriverMessage { body: Some(driver_message::Body::Registered(registered)) }));
         tracing::info!(worker = %id, slots = register.slots, pid = register.pid, "worker attached");
-        let link = WorkerLink { downlink, shuffle_address: register.shuffle_address.clone() };
+        let link = WorkerLink {
+            downlink,
+            shuffle_address: register.shuffle_address.clone(),
+            shuffle_dir: register.shuffle_dir.clone(),
+            host_id: register.host_id.clone(),
+        };
         self.state.attach(id.clone(), link, register.slots.max(1));
         let state = self.state.clone();
         tokio::spawn(async move {

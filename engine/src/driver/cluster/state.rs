@@ -33,6 +33,10 @@ pub struct WorkerLink {
     pub downlink: Downlink,
     /// Its shuffle service.
     pub shuffle_address: String,
+    /// Its shuffle directory.
+    pub shuffle_dir: String,
+    /// Its host's id.
+    pub host_id: String,
 }
 
 /// What the driver keeps of a submitted job besides the scheduler's view.
@@ -243,14 +247,17 @@ impl DriverState {
         let workers = lock(&self.workers);
         let map_outputs = map_outputs
             .iter()
-            .map(|m| MapOutputLocation {
-                map_task: m.map_task,
-                attempt: m.attempt.0,
-                worker_id: m.worker.to_string(),
-                shuffle_address: workers
-                    .get(&m.worker)
-                    .map(|l| l.shuffle_address.clone())
-                    .unwrap_or_default(),
+            .map(|m| {
+                let link = workers.get(&m.worker);
+                let field = |f: fn(&WorkerLink) -> &String| link.map(f).cloned().unwrap_or_default();
+                MapOutputLocation {
+                    map_task: m.map_task,
+                    attempt: m.attempt.0,
+                    worker_id: m.worker.to_string(),
+                    shuffle_address: field(|l| &l.shuffle_address),
+                    shuffle_dir: field(|l| &l.shuffle_dir),
+                    host_id: field(|l| &l.host_id),
+                }
             })
             .collect();
         Some(RunTask {
