@@ -13,6 +13,7 @@ use arrow::datatypes::{
     DataType, Date32Type, Date64Type, Decimal128Type, Float32Type, Float64Type, Int8Type, Int16Type,
     Int32Type, Int64Type, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
 };
+use arrow::row::Rows;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::error::{Error, Result};
@@ -26,6 +27,15 @@ const NULL_MARKER: &[u8] = b"\xffnull";
 pub trait Partitioner: Send + Sync {
     /// Writes the partition (in `0..num_partitions`) of every row of `keys` into `out`.
     fn partition(&self, keys: &[ArrayRef], num_partitions: usize, out: &mut Vec<u32>) -> Result<()>;
+
+    /// Like [`Partitioner::partition`], from the keys already encoded in Arrow's row format
+    /// the way the shuffle sorts them (a [`arrow::row::SortField::new`] per key column), if
+    /// this partitioner routes encoded keys; returns whether it wrote `out`. Saves a
+    /// partitioner that encodes keys itself (the range partitioner) encoding them again.
+    fn partition_encoded(&self, rows: &Rows, num_partitions: usize, out: &mut Vec<u32>) -> Result<bool> {
+        let _ = (rows, num_partitions, out);
+        Ok(false)
+    }
 }
 
 /// Stable hash partitioning: `partition = (hash * n) >> 64` of the key's XXH3 hash.

@@ -5,7 +5,7 @@
 
 use arrow::array::ArrayRef;
 use arrow::datatypes::DataType;
-use arrow::row::{OwnedRow, RowConverter, SortField};
+use arrow::row::{OwnedRow, RowConverter, Rows, SortField};
 
 use super::Partitioner;
 use crate::error::{Error, Result};
@@ -61,13 +61,27 @@ impl RangePartitioner {
 impl Partitioner for RangePartitioner {
     fn partition(&self, keys: &[ArrayRef], num_partitions: usize, out: &mut Vec<u32>) -> Result<()> {
         let rows = self.converter.convert_columns(keys).map_err(Error::arrow("encoding keys"))?;
+        self.route(&rows, num_partitions, out);
+        Ok(())
+    }
+
+    fn partition_encoded(&self, rows: &Rows, num_partitions: usize, out: &mut Vec<u32>) -> Result<bool> {
+        self.route(rows, num_partitions, out);
+        Ok(true)
+    }
+}
+
+impl RangePartitioner {
+    /// The partition of every encoded key: the number of split points at or below it.
+    /// Compared as bytes, which is how rows of one encoding order.
+    fn route(&self, rows: &Rows, num_partitions: usize, out: &mut Vec<u32>) {
         out.clear();
         let last = num_partitions.saturating_sub(1) as u32;
         out.extend(rows.iter().map(|row| {
-            let p = self.split_points.partition_point(|point| point.row() <= row) as u32;
+            let key = row.as_ref();
+            let p = self.split_points.partition_point(|point| point.row().as_ref() <= key) as u32;
             p.min(last)
         }));
-        Ok(())
     }
 }
 
@@ -88,6 +102,20 @@ mod tests {
         let mut out = Vec::new();
         p.partition(&[keys], 4, &mut out).unwrap();
         assert_eq!(out, vec![0, 0, 1, 1, 2, 3, 3, 1]);
+    }
+
+    #[test]
+    fn keys_encoded_as_the_shuffle_encodes_them_route_as_the_keys_do() {
+        let sample: ArrayRef = Arc::new(UInt64Array::from((0..1000).collect::<Vec<u64>>()));
+        let p = RangePartitioner::from_sample(&[DataType::UInt64], &[sample], 4).unwrap();
+        let keys: ArrayRef = Arc::new(UInt64Array::from(vec![999, 0, 250, 251, 249, 750, 5000]));
+        let encoder = RowConverter::new(vec![SortField::new(DataType::UInt64)]).unwrap();
+        let rows = encoder.convert_columns(&[keys.clone()]).unwrap();
+        let (mut from_keys, mut from_rows) = (Vec::new(), Vec::new());
+        p.partition(&[keys], 4, &mut from_keys).unwrap();
+        assert!(p.partition_encoded(&rows, 4, &mut from_rows).unwrap());
+        assert_eq!(from_rows, from_keys);
+        assert_eq!(from_keys, vec![3, 0, 1, 1, 0, 3, 3]);
     }
 
     #[test]

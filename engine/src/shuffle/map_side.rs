@@ -81,14 +81,15 @@ impl MapOutputBuilder {
         if batches.is_empty() {
             return Ok(());
         }
-        let partition_of_row = self.partition_rows(&batches)?;
         if !self.sort {
+            let partition_of_row = self.partition_rows(&batches, None)?;
             let batch =
                 concat_batches(&self.schema, &batches).map_err(Error::arrow("concatenating map output"))?;
             drop(batches);
             return self.store_unsorted(batch, &partition_of_row);
         }
         let rows = self.encoder.encode_all(&batches)?;
+        let partition_of_row = self.partition_rows(&batches, Some(&rows))?;
         let flush = Arc::new(FlushBatches::new(self.schema.clone(), batches)?);
         let mut sorted = Vec::with_capacity(self.runs.len());
         for indices in bucket_by_partition(&partition_of_row, self.runs.len()) {
@@ -103,12 +104,18 @@ impl MapOutputBuilder {
         self.accept(sorted)
     }
 
-    /// The partition of every row of `batches`, in order.
-    fn partition_rows(&self, batches: &[RecordBatch]) -> Result<Vec<u32>> {
+    /// The partition of every row of `batches`, in order, from their encoded keys `rows`
+    /// where given and the partitioner can use them.
+    fn partition_rows(&self, batches: &[RecordBatch], rows: Option<&Rows>) -> Result<Vec<u32>> {
         let total = batches.iter().map(RecordBatch::num_rows).sum();
         let mut partition_of_row = Vec::with_capacity(total);
         if self.runs.len() == 1 {
             partition_of_row.resize(total, 0);
+            return Ok(partition_of_row);
+        }
+        if let Some(rows) = rows
+            && self.partitioner.partition_encoded(rows, self.runs.len(), &mut partition_of_row)?
+        {
             return Ok(partition_of_row);
         }
         let mut batch_partitions = Vec::new();
