@@ -110,7 +110,7 @@ mod tests {
         let p = RangePartitioner::from_sample(&[DataType::UInt64], &[sample], 4).unwrap();
         let keys: ArrayRef = Arc::new(UInt64Array::from(vec![999, 0, 250, 251, 249, 750, 5000]));
         let encoder = RowConverter::new(vec![SortField::new(DataType::UInt64)]).unwrap();
-        let rows = encoder.convert_columns(&[keys.clone()]).unwrap();
+        let rows = encoder.convert_columns(std::slice::from_ref(&keys)).unwrap();
         let (mut from_keys, mut from_rows) = (Vec::new(), Vec::new());
         p.partition(&[keys], 4, &mut from_keys).unwrap();
         assert!(p.partition_encoded(&rows, 4, &mut from_rows).unwrap());
