@@ -255,45 +255,59 @@ impl SortedKeys {
     }
 }
 
-/// Below this many keys a comparison sort beats the radix sort's fixed passes.
-const RADIX_SORT_MIN_KEYS: usize = 4096;
+/// Buckets of at most this many keys are sorted by comparison: below it, one more radix
+/// pass (count, scatter, copy back) costs more than the comparisons it saves.
+const COMPARISON_SORT_MAX_KEYS: usize = 1024;
 
-/// Sorts packed keys (the key's `key_bytes` bytes at the top, the row number at the bottom,
-/// row numbers ascending) by a least-significant-digit radix sort on the key bytes: one
-/// counting pass, then one stable scatter per byte position whose value varies (integer
-/// keys have constant bytes: the null marker, the high bytes of small numbers). Stable, so
-/// equal keys keep ascending row numbers: the result is the packed values in order.
+/// Sorts packed keys (the key's `key_bytes` bytes at the top, the row number at the bottom)
+/// by a most-significant-digit radix sort: buckets by the first byte that varies, then each
+/// bucket by the next byte, down to buckets small enough to sort by comparison. Only as
+/// many bytes are looked at as it takes to tell keys apart: random 10-byte keys (TeraSort's)
+/// are in order after two or three, where a least-significant-digit sort makes ten passes.
+/// Comparisons are of the whole packed value, so equal keys end in row-number order.
 fn radix_sort(mut keys: Vec<u128>, key_bytes: usize) -> Vec<u128> {
-    if keys.len() < RADIX_SORT_MIN_KEYS {
-        keys.sort_unstable();
-        return keys;
-    }
-    let byte = |key: u128, position: usize| (key >> (120 - 8 * position)) as u8 as usize;
-    let mut counts = vec![[0usize; 256]; key_bytes];
-    for &key in &keys {
-        for (position, count) in counts.iter_mut().enumerate() {
-            count[byte(key, position)] += 1;
-        }
-    }
-    let mut scratch = vec![0u128; keys.len()];
-    for (position, count) in counts.iter().enumerate().rev() {
-        if count.contains(&keys.len()) {
-            continue; // every key has the same byte here
-        }
-        let mut next = [0usize; 256];
-        let mut total = 0;
-        for (slot, &n) in next.iter_mut().zip(count) {
-            *slot = total;
-            total += n;
-        }
-        for &key in &keys {
-            let digit = byte(key, position);
-            scratch[next[digit]] = key;
-            next[digit] += 1;
-        }
-        std::mem::swap(&mut keys, &mut scratch);
-    }
+    let mut scratch = Vec::new();
+    msd_sort(&mut keys, 0, key_bytes, &mut scratch);
     keys
+}
+
+/// Sorts `keys`, all equal in the bytes before `position`, from byte `position` on.
+fn msd_sort(keys: &mut [u128], position: usize, key_bytes: usize, scratch: &mut Vec<u128>) {
+    if keys.len() <= COMPARISON_SORT_MAX_KEYS || position >= key_bytes {
+        // Past the last key byte, the keys are equal: the row numbers order them.
+        keys.sort_unstable();
+        return;
+    }
+    let byte = |key: u128| (key >> (120 - 8 * position)) as u8 as usize;
+    let mut counts = [0usize; 256];
+    for &key in keys.iter() {
+        counts[byte(key)] += 1;
+    }
+    if counts.contains(&keys.len()) {
+        // Every key has the same byte here (a null marker, the high bytes of small numbers).
+        return msd_sort(keys, position + 1, key_bytes, scratch);
+    }
+    let mut next = [0usize; 256];
+    let mut total = 0;
+    for (slot, &n) in next.iter_mut().zip(&counts) {
+        *slot = total;
+        total += n;
+    }
+    scratch.clear();
+    scratch.resize(keys.len(), 0);
+    for &key in keys.iter() {
+        let digit = byte(key);
+        scratch[next[digit]] = key;
+        next[digit] += 1;
+    }
+    keys.copy_from_slice(scratch);
+    let mut start = 0;
+    for n in counts {
+        if n > 1 {
+            msd_sort(&mut keys[start..start + n], position + 1, key_bytes, scratch);
+        }
+        start += n;
+    }
 }
 
 /// Row indices of each partition, in row order (a counting sort by partition).
@@ -365,22 +379,34 @@ mod tests {
         assert_eq!(seen.len(), 6);
     }
 
+    /// The encoded key of a random number.
+    type KeyOf = fn(u64) -> Vec<u8>;
+
     #[test]
     fn the_radix_sort_orders_packed_keys_as_a_comparison_sort_does() {
-        // Pseudo-random 5-byte keys (as an Int32 key encodes), many repeated, rows ascending.
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let keys: Vec<u128> = (0..20_000u32)
-            .map(|row| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                let key = [1, 0x80, (state >> 8) as u8 & 3, (state >> 16) as u8, state as u8];
-                key_prefix(&key) | row as u128
-            })
-            .collect();
-        let mut expected = keys.clone();
-        expected.sort_unstable();
-        assert_eq!(radix_sort(keys, 5), expected);
+        let mut random = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        // 5-byte keys (as an Int32 key encodes): constant bytes, many repeats; 10-byte random
+        // keys (TeraSort's, encoded with their validity byte); one key repeated; a key whose
+        // first bytes repeat and whose last byte varies.
+        let shapes: [(usize, KeyOf); 4] = [
+            (5, |r| vec![1, 0x80, (r >> 8) as u8 & 3, (r >> 16) as u8, r as u8]),
+            (11, |r| [&[1u8][..], &r.to_be_bytes(), &[(r >> 3) as u8, (r >> 51) as u8]].concat()),
+            (3, |_| vec![1, 2, 3]),
+            (9, |r| vec![1, 0, 0, 0, 0, 0, 0, (r >> 60) as u8 & 1, r as u8]),
+        ];
+        for (key_bytes, key_of) in shapes {
+            let keys: Vec<u128> =
+                (0..50_000u32).map(|row| key_prefix(&key_of(random())) | row as u128).collect();
+            let mut expected = keys.clone();
+            expected.sort_unstable();
+            assert_eq!(radix_sort(keys, key_bytes), expected, "{key_bytes}-byte keys");
+        }
     }
 
     #[test]
