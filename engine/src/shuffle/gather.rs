@@ -42,11 +42,6 @@ impl FlushBatches {
         Ok(FlushBatches { schema, batches, starts, rows, bytes })
     }
 
-    /// The batches.
-    pub fn batches(&self) -> &[RecordBatch] {
-        &self.batches
-    }
-
     /// Rows in all batches.
     pub fn num_rows(&self) -> usize {
         self.rows

@@ -159,13 +159,13 @@ impl MapOutputBuilder {
         rows: &Rows,
         order: SortedKeys,
     ) -> Result<Option<Run>> {
-        let starts = match self.combiner {
-            Some(_) => order.group_starts(rows),
-            None => Vec::new(),
-        };
-        let Some(combiner) = self.combiner.as_mut().filter(|_| starts.len() < order.indices.len()) else {
-            return Ok(Some(Run::Sorted(Arc::new(SortedRows::new(flush.clone(), order.indices)))));
-        };
+        let uncopied =
+            |order: SortedKeys| Run::Sorted(Arc::new(SortedRows::new(flush.clone(), order.indices)));
+        let Some(combiner) = self.combiner.as_mut() else { return Ok(Some(uncopied(order))) };
+        let starts = order.group_starts(rows);
+        if starts.len() == order.indices.len() {
+            return Ok(Some(uncopied(order)));
+        }
         let sorted = flush.gather(&order.indices)?;
         let mut out = Emitter::new(self.schema.clone());
         combiner

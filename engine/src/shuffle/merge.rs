@@ -289,38 +289,29 @@ mod tests {
 
     #[test]
     fn many_runs_of_uneven_lengths_merge_in_key_then_run_order() {
-        // Seven runs (not a power of two), one empty, ending at different points; the key
-        // "m" is in every run, so run order decides among its rows.
-        let keys = ["a", "c", "m", "m", "q", "z"];
-        let runs: Vec<RecordBatch> = (0..7)
-            .map(|r| {
-                let rows: Vec<(&str, i64)> = keys
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, k)| (i + r) % 3 != 0 || **k == "m")
-                    .take(r)
-                    .map(|(i, k)| (*k, (r * 10 + i) as i64))
-                    .collect();
-                run(&rows)
-            })
-            .collect();
+        // Seven runs (not a power of two), one empty, ending at different keys; "m" is in
+        // five of them. A value is 10 * run + position, so (key, value) order is (key, run,
+        // position) order: the order the merge must produce.
+        let runs = vec![
+            run(&[]),
+            run(&[("a", 10), ("m", 11)]),
+            run(&[("m", 20)]),
+            run(&[("c", 30), ("m", 31), ("m", 32), ("z", 33)]),
+            run(&[("m", 40), ("q", 41)]),
+            run(&[("a", 50)]),
+            run(&[("m", 60), ("m", 61), ("q", 62), ("z", 63)]),
+        ];
         let mut expected: Vec<(String, i64)> = Vec::new();
-        for (r, batch) in runs.iter().enumerate() {
-            let k = batch.column(0).as_string::<i32>();
-            expected
-                .extend((0..batch.num_rows()).map(|i| (k.value(i).to_owned(), (r * 1000) as i64 + i as i64)));
+        for batch in &runs {
+            let (k, v) = (batch.column(0).as_string::<i32>(), batch.column(1).as_primitive::<Int64Type>());
+            expected.extend((0..batch.num_rows()).map(|i| (k.value(i).to_owned(), v.value(i))));
         }
         expected.sort();
-        let flat: Vec<(String, i64)> = merge_all(runs.clone(), 4).into_iter().flat_map(|c| c.0).collect();
-        // Values identify (run, position): map them back to check the order of equal keys.
-        let position = |v: i64| -> i64 {
-            let r = runs.iter().position(|b| b.column(1).as_primitive::<Int64Type>().values().contains(&v));
-            let r = r.unwrap();
-            let i = runs[r].column(1).as_primitive::<Int64Type>().values().iter().position(|&x| x == v);
-            (r * 1000) as i64 + i.unwrap() as i64
-        };
-        let got: Vec<(String, i64)> = flat.into_iter().map(|(k, v)| (k, position(v))).collect();
-        assert_eq!(got, expected);
+        let chunks = merge_all(runs, 4);
+        let merged: Vec<(String, i64)> = chunks.iter().flat_map(|c| c.0.clone()).collect();
+        assert_eq!(merged, expected);
+        // The seven rows of "m" are one group, never split across chunks.
+        assert_eq!(chunks.iter().filter(|c| c.0.iter().any(|r| r.0 == "m")).count(), 1);
     }
 
     #[test]

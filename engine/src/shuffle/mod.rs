@@ -12,7 +12,7 @@ mod prefix;
 mod run;
 mod spill;
 
-pub use gather::{FlushBatches, SortedRows, gather};
+pub use gather::{FlushBatches, SortedRows};
 pub use map_file::{
     MapOutputFiles, MapOutputIndex, Segment, SegmentReader, job_shuffle_dir, open_segment,
     read_segment_checked, write_map_output,
