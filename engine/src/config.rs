@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::input::InputFormat;
+use crate::shuffle::RunBudget;
 
 /// The default split size: Hadoop's and Spark's 64 MiB...
 pub const DEFAULT_SPLIT_SIZE: u64 = 64 << 20;
@@ -78,9 +79,11 @@ impl RunConfig {
             as usize
     }
 
-    /// Bytes of sorted runs kept in memory before they spill: half the limit.
-    pub fn in_memory_run_bytes(&self) -> u64 {
-        self.memory_limit / 2
+    /// Sorted runs kept in memory before they spill: half the limit of owned memory, and
+    /// up to the limit of mapped input pages (which the page cache holds, beside the
+    /// process's own memory).
+    pub fn run_budget(&self) -> RunBudget {
+        RunBudget { owned: self.memory_limit / 2, mapped: self.memory_limit }
     }
 
     /// Sets the threads.

@@ -11,7 +11,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use gristmill::job::{Emitter, Job, Mapper, Reducer};
 use gristmill::partition::{HashPartitioner, Partitioner};
-use gristmill::shuffle::{MapOutputBuilder, MapOutputSpec, RunStore, SpillDir};
+use gristmill::shuffle::{MapOutputBuilder, MapOutputSpec, RunBudget, RunStore, SpillDir};
 use gristmill_jobs::group_ranges::ByRanges;
 use gristmill_jobs::sample::{SplitMix64, Zipf, word};
 use gristmill_jobs::wordcount::{CountWords, SumCounts, WordCount};
@@ -67,7 +67,7 @@ fn kernels(c: &mut Criterion) {
     let output = map_output(&batch);
     let spill_parent = std::env::temp_dir();
     let spill = Arc::new(SpillDir::create(&spill_parent, &gristmill::ids::JobId::generate()).unwrap());
-    let store = Arc::new(RunStore::new(spill, u64::MAX));
+    let store = Arc::new(RunStore::new(spill, RunBudget::uniform(u64::MAX)));
     let mut group = c.benchmark_group("shuffle");
     group.throughput(Throughput::Elements(output.num_rows() as u64));
     group.bench_function("hash_partition_words", |b| {

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::input::SplitSpec;
+use crate::shuffle::RunBudget;
 
 /// The job's settings every task needs (`RunTask.job_payload`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -23,7 +24,7 @@ pub struct JobPayload {
     /// Map output buffered before it is sorted into a run.
     pub map_buffer_bytes: usize,
     /// Sorted runs a map task keeps in memory before spilling.
-    pub in_memory_run_bytes: u64,
+    pub run_budget: RunBudget,
     /// The output directory.
     pub output: String,
     /// Object-store options (`--storage-option`).

@@ -26,7 +26,7 @@ use crate::output::{Manifest, OutputDir, SUCCESS_FILE};
 use crate::partition::HashPartitioner;
 use crate::plan::{Plan, plan_map_tasks};
 use crate::progress::Progress;
-use crate::shuffle::{RunStore, SpillDir};
+use crate::shuffle::{RunBudget, RunStore, SpillDir};
 use crate::storage::Location;
 
 /// How to submit.
@@ -99,7 +99,7 @@ fn job_payload<J: Job>(
     let range_split_points = if job.partitioner().is_none() && job.total_order() && !is_map_only(job) {
         let job_id = JobId::generate();
         let spill = Arc::new(SpillDir::create(&config.spill_dir, &job_id)?);
-        let store = Arc::new(RunStore::new(spill, 0));
+        let store = Arc::new(RunStore::new(spill, RunBudget::uniform(0)));
         let progress = Progress::default();
         let env = TaskEnv {
             io,
@@ -117,6 +117,7 @@ fn job_payload<J: Job>(
         None
     };
     let threads = config.threads.max(1) as u64;
+    let budget = config.run_budget();
     Ok(JobPayload {
         job_name: J::NAME.to_owned(),
         job: serde_json::to_value(job)
@@ -124,7 +125,7 @@ fn job_payload<J: Job>(
         num_partitions,
         replace_invalid_utf8: config.replace_invalid_utf8,
         map_buffer_bytes: config.map_buffer_bytes(),
-        in_memory_run_bytes: config.in_memory_run_bytes() / threads,
+        run_budget: RunBudget { owned: budget.owned / threads, mapped: budget.mapped / threads },
         output: config.output.clone(),
         storage_options: how.storage_options.clone(),
         range_split_points,

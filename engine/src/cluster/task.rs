@@ -102,7 +102,7 @@ fn run_attempt<J: Job>(task: &TaskFile) -> Result<TaskResult> {
     std::fs::create_dir_all(&task.work_dir)
         .map_err(|e| Error::Spill { path: task.work_dir.display().to_string(), cause: e.to_string() })?;
     let spill = Arc::new(SpillDir::create(&task.work_dir, &job_id)?);
-    let store = Arc::new(RunStore::new(spill, task.job.in_memory_run_bytes));
+    let store = Arc::new(RunStore::new(spill, task.job.run_budget));
     let progress = Progress::default();
     let env = TaskEnv {
         io: io.handle(),

@@ -70,7 +70,7 @@ pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Re
     info!(files = plan.files, bytes = plan.bytes, splits = plan.map_tasks.len(), "planned");
 
     let spill = Arc::new(SpillDir::create(&config.spill_dir, &job_id)?);
-    let store = Arc::new(RunStore::new(spill, config.in_memory_run_bytes()));
+    let store = Arc::new(RunStore::new(spill, config.run_budget()));
     let mut env = TaskEnv {
         io: io.handle(),
         job_id: &job_id,

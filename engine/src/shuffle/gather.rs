@@ -16,6 +16,7 @@ use arrow::compute::interleave;
 use arrow::datatypes::{DataType, SchemaRef};
 
 use crate::error::{Error, Result};
+use crate::storage::{Footprint, footprint};
 
 /// The batches of one map-side flush, numbered as one sequence of rows.
 #[derive(Debug)]
@@ -25,7 +26,7 @@ pub struct FlushBatches {
     /// `starts[i]`: the number of batch `i`'s first row.
     starts: Vec<u32>,
     rows: usize,
-    bytes: u64,
+    footprint: Footprint,
 }
 
 impl FlushBatches {
@@ -38,8 +39,8 @@ impl FlushBatches {
             rows += batch.num_rows();
         }
         u32::try_from(rows).map_err(|_| too_many_rows(rows))?;
-        let bytes = batches.iter().map(|b| b.get_array_memory_size() as u64).sum();
-        Ok(FlushBatches { schema, batches, starts, rows, bytes })
+        let footprint = batches.iter().map(footprint).sum();
+        Ok(FlushBatches { schema, batches, starts, rows, footprint })
     }
 
     /// Rows in all batches.
@@ -84,9 +85,9 @@ impl SortedRows {
 
     /// Its row numbers plus its share of the flush's batches (the share of their rows it
     /// holds), so the runs of one flush add up to the flush's size.
-    pub fn memory_bytes(&self) -> u64 {
-        let share = self.source.bytes as u128 * self.rows.len() as u128 / self.source.rows.max(1) as u128;
-        share as u64 + 4 * self.rows.len() as u64
+    pub fn footprint(&self) -> Footprint {
+        let numbers = Footprint { owned: 4 * self.rows.len() as u64, mapped: 0 };
+        self.source.footprint.share(self.rows.len(), self.source.rows) + numbers
     }
 
     /// Rows `range` of the run, copied into one batch.
@@ -199,8 +200,8 @@ mod tests {
         let a = batch(&[b"aaa", b"bbb", b"ccc", b"ddd"], &[None; 4], &[1, 2, 3, 4]);
         let flush = Arc::new(FlushBatches::new(a.schema(), vec![a.clone()]).unwrap());
         let runs = [SortedRows::new(flush.clone(), vec![0]), SortedRows::new(flush.clone(), vec![3, 2, 1])];
-        let total: u64 = runs.iter().map(SortedRows::memory_bytes).sum();
-        let source = a.get_array_memory_size() as u64;
+        let total: u64 = runs.iter().map(|run| run.footprint().total()).sum();
+        let source = footprint(&a).total();
         assert!((source..=source + 16 + 4).contains(&total), "{total} bytes against {source}");
     }
 }

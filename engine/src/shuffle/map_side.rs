@@ -347,7 +347,7 @@ mod tests {
         let spill =
             Arc::new(crate::shuffle::SpillDir::create(dir.path(), &crate::ids::JobId::generate()).unwrap());
         // A zero memory budget spills every run: the test reads them back from disk.
-        let store = Arc::new(RunStore::new(spill, 0));
+        let store = Arc::new(RunStore::new(spill, crate::shuffle::RunBudget::uniform(0)));
         let spec = MapOutputSpec {
             key_columns: vec![0],
             num_partitions: 2,
@@ -460,7 +460,7 @@ mod tests {
             num_partitions: 1,
             partitioner: Arc::new(HashPartitioner),
             combiner: Some(Box::new(SumCombiner(calls.clone()))),
-            store: Arc::new(RunStore::new(spill, u64::MAX)),
+            store: Arc::new(RunStore::new(spill, crate::shuffle::RunBudget::uniform(u64::MAX))),
             sort: true,
         };
         let mut builder = MapOutputBuilder::new(batch(&[]).schema(), spec).unwrap();

@@ -19,7 +19,7 @@ pub use map_file::{
 };
 pub use map_side::{MapOutputBuilder, MapOutputSpec, MapSideStats};
 pub use merge::{GroupedChunk, RunMerger};
-pub use run::{Run, RunReader, RunStore, SORTED_READ_ROWS};
+pub use run::{Run, RunBudget, RunReader, RunStore, SORTED_READ_ROWS};
 pub use spill::{SPILL_BATCH_ROWS, SpillDir, SpillFile};
 
 use std::sync::Arc;
@@ -237,7 +237,7 @@ mod tests {
         ]));
         let dir = tempfile::tempdir().unwrap();
         let spill = Arc::new(SpillDir::create(dir.path(), &JobId::generate()).unwrap());
-        let store = Arc::new(RunStore::new(spill, memory));
+        let store = Arc::new(RunStore::new(spill, RunBudget::uniform(memory)));
         let spec = MapOutputSpec {
             key_columns: vec![0],
             num_partitions: 3,

@@ -1,7 +1,6 @@
 //! Sorted runs: one map flush's rows of one partition, in memory or spilled to disk.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -9,6 +8,7 @@ use arrow::datatypes::SchemaRef;
 use super::gather::SortedRows;
 use super::spill::{SPILL_BATCH_ROWS, SpillDir, SpillFile, SpilledRunReader};
 use crate::error::Result;
+use crate::storage::{Footprint, footprint};
 
 /// A sorted run of one partition.
 #[derive(Clone, Debug)]
@@ -44,11 +44,18 @@ impl Run {
     /// The run's size in memory: exact for runs in memory or spilled here, estimated for
     /// fetched segments (their file size times `SEGMENT_EXPANSION`).
     pub fn memory_bytes(&self) -> u64 {
+        self.footprint().total()
+    }
+
+    /// [`Run::memory_bytes`], split into owned memory and pages of mapped input files a run
+    /// in memory views. Runs on disk are counted as owned: read, their rows are copies.
+    pub fn footprint(&self) -> Footprint {
+        let owned = |owned| Footprint { owned, mapped: 0 };
         match self {
-            Run::Memory(batch) => batch.get_array_memory_size() as u64,
-            Run::Sorted(rows) => rows.memory_bytes(),
-            Run::Spilled { file, partition } => file.memory_bytes(*partition),
-            Run::Segment { len, .. } => len.saturating_mul(SEGMENT_EXPANSION),
+            Run::Memory(batch) => footprint(batch),
+            Run::Sorted(rows) => rows.footprint(),
+            Run::Spilled { file, partition } => owned(file.memory_bytes(*partition)),
+            Run::Segment { len, .. } => owned(len.saturating_mul(SEGMENT_EXPANSION)),
         }
     }
 
@@ -106,30 +113,59 @@ impl RunReader {
     }
 }
 
+/// How much of the runs a [`RunStore`] keeps in memory.
+///
+/// Runs whose rows view a mapped input file (`InputSpec::fixed_records_whole`) hold pages
+/// of the page cache, not memory of their own. Those pages count against their own
+/// budget: were they counted as owned memory, TeraSort would spill records that sit in
+/// the page cache anyway; were they not counted at all, an input larger than the page
+/// cache would be read back from disk at random by the reduce instead of in order from
+/// spill files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RunBudget {
+    /// Memory the runs allocate.
+    pub owned: u64,
+    /// Pages of mapped input files the runs view.
+    pub mapped: u64,
+}
+
+impl RunBudget {
+    /// The same limit for both parts: `0` spills every run, `u64::MAX` none.
+    pub fn uniform(bytes: u64) -> Self {
+        RunBudget { owned: bytes, mapped: bytes }
+    }
+
+    fn admits(&self, footprint: Footprint) -> bool {
+        footprint.owned <= self.owned && footprint.mapped <= self.mapped
+    }
+}
+
 /// Where map tasks put their runs: in memory while the budget lasts, then on disk.
 #[derive(Debug)]
 pub struct RunStore {
     spill: Arc<SpillDir>,
-    memory_limit: u64,
-    in_memory: AtomicU64,
+    budget: RunBudget,
+    in_memory: Mutex<Footprint>,
 }
 
 impl RunStore {
-    /// A store keeping at most `memory_limit` bytes of runs in memory, spilling into `spill`.
-    pub fn new(spill: Arc<SpillDir>, memory_limit: u64) -> Self {
-        RunStore { spill, memory_limit, in_memory: AtomicU64::new(0) }
+    /// A store keeping runs in memory within `budget`, spilling the rest into `spill`.
+    pub fn new(spill: Arc<SpillDir>, budget: RunBudget) -> Self {
+        RunStore { spill, budget, in_memory: Mutex::default() }
     }
 
     /// Takes the in-memory runs of one flush (`runs[p]` for partition `p`) and keeps them,
     /// or spills them together into one file if they do not fit in memory.
     pub fn accept(&self, schema: &SchemaRef, runs: Vec<Option<Run>>) -> Result<Vec<Option<Run>>> {
-        let bytes: u64 = runs.iter().flatten().map(Run::memory_bytes).sum();
-        let fits = self
-            .in_memory
-            .fetch_update(Relaxed, Relaxed, |used| {
-                (used + bytes <= self.memory_limit).then_some(used + bytes)
-            })
-            .is_ok();
+        let flush: Footprint = runs.iter().flatten().map(Run::footprint).sum();
+        let fits = {
+            let mut used = self.in_memory.lock().unwrap_or_else(|e| e.into_inner());
+            let fits = self.budget.admits(*used + flush);
+            if fits {
+                *used += flush;
+            }
+            fits
+        };
         if fits {
             return Ok(runs);
         }
@@ -142,5 +178,70 @@ impl RunStore {
     /// Bytes spilled so far.
     pub fn spilled_bytes(&self) -> u64 {
         self.spill.spilled_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use arrow::array::{Array, AsArray, FixedSizeBinaryArray, UInt32Array};
+    use arrow::buffer::Buffer;
+
+    use super::*;
+    use crate::ids::JobId;
+    use crate::shuffle::gather::FlushBatches;
+
+    /// One flush of 40 records of 100 bytes viewing a mapped file, with an owned row number
+    /// each, as one sorted run (`Run::Sorted`).
+    fn mapped_flush(file: &std::fs::File) -> Vec<Option<Run>> {
+        let bytes = crate::storage::map_file(file).unwrap();
+        let records = FixedSizeBinaryArray::new(100, Buffer::from(bytes), None);
+        let numbers = UInt32Array::from_iter_values(0..40);
+        let batch =
+            RecordBatch::try_from_iter([("record", Arc::new(records) as _), ("n", Arc::new(numbers) as _)])
+                .unwrap();
+        let flush = Arc::new(FlushBatches::new(batch.schema(), vec![batch]).unwrap());
+        vec![Some(Run::Sorted(Arc::new(SortedRows::new(flush, (0..40).rev().collect()))))]
+    }
+
+    fn kept_in_memory(runs: &[Option<Run>]) -> bool {
+        matches!(runs[0], Some(Run::Sorted(_)))
+    }
+
+    #[test]
+    fn runs_viewing_mapped_input_count_against_the_mapped_budget() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        let content: Vec<u8> = (0..4000u32).map(|i| (i * 7 % 251) as u8).collect();
+        file.write_all(&content).unwrap();
+        let flush = mapped_flush(file.as_file());
+        let schema = match &flush[0] {
+            Some(Run::Sorted(rows)) => rows.gather(0..0).unwrap().schema(),
+            _ => unreachable!(),
+        };
+        let footprint = flush[0].as_ref().unwrap().footprint();
+        // The numbers column (160 bytes, 64-byte aligned capacity) and the run's row numbers.
+        assert_eq!(footprint.mapped, 4000);
+        assert!((160 + 160..4000).contains(&footprint.owned), "{footprint:?}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let spill = Arc::new(SpillDir::create(dir.path(), &JobId::generate()).unwrap());
+        let budget = RunBudget { owned: 3 * footprint.owned, mapped: 6000 };
+        let store = RunStore::new(spill, budget);
+        assert!(kept_in_memory(&store.accept(&schema, flush).unwrap()), "owned bytes fit, mapped ones too");
+        assert_eq!(store.spilled_bytes(), 0);
+        let second = store.accept(&schema, mapped_flush(file.as_file())).unwrap();
+        assert!(!kept_in_memory(&second), "8000 mapped bytes exceed the budget of 6000");
+        assert!(store.spilled_bytes() > 0);
+        let mut reader = second[0].clone().unwrap().open().unwrap();
+        let spilled = reader.next_batch().unwrap().unwrap();
+        let records = spilled.column(0).as_fixed_size_binary();
+        assert_eq!(records.len(), 40);
+        assert_eq!(records.value(0), &content[3900..], "the run's first row is the file's last record");
+        assert_eq!(crate::storage::footprint(&spilled).mapped, 0, "read back, records are owned");
+
+        let spill = Arc::new(SpillDir::create(dir.path(), &JobId::generate()).unwrap());
+        let store = RunStore::new(spill, RunBudget { owned: footprint.owned - 1, mapped: u64::MAX });
+        assert!(!kept_in_memory(&store.accept(&schema, mapped_flush(file.as_file())).unwrap()));
     }
 }

@@ -25,7 +25,7 @@ pub use counting::{
 };
 pub(crate) use counting::{count_local_read, read_local_range};
 pub use direct_file::{DirectFile, DirectReader, staging_name};
-pub use mapped::map_file;
+pub use mapped::{Footprint, footprint, map_file};
 pub use reader::ObjectReader;
 pub use stores::set_storage_options;
 
