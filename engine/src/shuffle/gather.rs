@@ -136,18 +136,19 @@ fn gather_column(sources: &[&dyn Array], picks: &[(usize, usize)]) -> Result<Arr
 /// asking early overlaps the misses instead of waiting for each in turn.
 const PREFETCH_DISTANCE: usize = 16;
 
-/// Asks the CPU to load `bytes` into its caches, without waiting.
+/// Asks the CPU to load `value` into its caches, without waiting.
 #[allow(unsafe_code)]
-fn prefetch(bytes: &[u8]) {
+pub(super) fn prefetch<T: ?Sized>(value: &T) {
+    let (start, len) = ((value as *const T).cast::<u8>(), std::mem::size_of_val(value));
     #[cfg(target_arch = "x86_64")]
-    for line in [bytes.as_ptr(), bytes.as_ptr().wrapping_add(bytes.len().saturating_sub(1))] {
+    for line in [start, start.wrapping_add(len.saturating_sub(1))] {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
         // SAFETY: a prefetch is a hint: it reads nothing into the program and cannot fault,
         // whatever the address. `sse` is part of every x86_64 target.
         unsafe { _mm_prefetch::<_MM_HINT_T0>(line.cast()) }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = bytes;
+    let _ = (start, len);
 }
 
 /// The value width when every source is a fixed-size binary column without nulls.

@@ -9,6 +9,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::row::Rows;
 
 use super::KeyEncoder;
+use super::gather::prefetch;
 use super::prefix::Prefixes;
 use super::run::{Run, RunReader};
 use crate::error::{Error, Result};
@@ -23,9 +24,6 @@ pub struct GroupedChunk {
     pub starts: Vec<usize>,
 }
 
-/// An internal node of the merge tree no cursor has reached yet.
-const UNPLAYED: usize = usize::MAX;
-
 /// One run being merged: its current batch and position.
 struct Cursor {
     reader: RunReader,
@@ -39,6 +37,21 @@ struct Cursor {
     done: bool,
 }
 
+/// A cursor's place in the merge tree: its current key prefix in the high 96 bits and the
+/// cursor's index in the low 32 (which prefixes leave zero). A consumed run's prefix is all
+/// ones. Two heads whose prefixes differ compare in (key, run) order by themselves.
+type Head = u128;
+
+/// The cursor of a head.
+fn cursor_of(head: Head) -> usize {
+    head as u32 as usize
+}
+
+/// The key prefix of a head.
+fn prefix_of(head: Head) -> u128 {
+    head >> 32
+}
+
 /// Merges sorted runs of one partition, yielding chunks cut at group boundaries. Rows of
 /// equal keys come in run order, so the order values reach a reducer is deterministic.
 pub struct RunMerger {
@@ -46,10 +59,12 @@ pub struct RunMerger {
     encoder: KeyEncoder,
     cursors: Vec<Cursor>,
     /// A tree of losers over the cursors (Knuth's tournament tree) ordered by (current key,
-    /// cursor index): `tree[0]` is the smallest cursor and every other node the loser of
-    /// the match played there. Moving the winner on replays one path from its leaf:
-    /// log2(runs) comparisons, where a binary heap's sift-down makes about twice as many.
-    tree: Vec<usize>,
+    /// cursor index): `tree[0]` is the smallest cursor's head and every other node the
+    /// loser of the match played there. Moving the winner on replays one path from its
+    /// leaf: log2(runs) comparisons, where a binary heap's sift-down makes about twice as
+    /// many. The nodes hold heads, not cursor indices, so most matches compare two integers
+    /// without touching a cursor.
+    tree: Vec<Head>,
     /// The batches the current chunk's rows come from.
     arena: Vec<RecordBatch>,
     chunk_rows: usize,
@@ -58,6 +73,9 @@ pub struct RunMerger {
 impl RunMerger {
     /// A merger of `runs` (each sorted by the encoder's key columns, in run order).
     pub fn new(schema: SchemaRef, encoder: KeyEncoder, runs: Vec<Run>, chunk_rows: usize) -> Result<Self> {
+        if u32::try_from(runs.len()).is_err() {
+            return Err(Error::Internal(format!("{} runs to merge: at most 2^32 - 1", runs.len())));
+        }
         let mut merger = RunMerger {
             schema,
             encoder,
@@ -69,63 +87,97 @@ impl RunMerger {
         for run in runs {
             let mut reader = run.open()?;
             if let Some(batch) = next_non_empty(&mut reader)? {
+                let index = merger.cursors.len();
                 let keys = merger.encoder.encode(&batch)?;
                 let prefixes = Prefixes::of(&keys);
+                check_sorted(&keys, &prefixes, index)?;
                 let cursor = Cursor { reader, batch, keys, prefixes, position: 0, arena: 0, done: false };
                 merger.cursors.push(cursor);
             }
         }
-        // Each internal node is reached from both its children: the first parks, the second
-        // plays it.
-        merger.tree = vec![UNPLAYED; merger.cursors.len().max(1)];
-        for leaf in 0..merger.cursors.len() {
-            merger.replay(leaf);
-        }
+        merger.build_tree();
         Ok(merger)
+    }
+
+    /// Plays every match bottom-up. Leaf `c` sits at node `n + c` of an implicit binary
+    /// tree whose node `i` has children `2i` and `2i + 1`: the path [`RunMerger::replay`]
+    /// climbs.
+    fn build_tree(&mut self) {
+        let n = self.cursors.len();
+        let mut winners = vec![0; 2 * n];
+        for c in 0..n {
+            winners[n + c] = self.head(c);
+        }
+        self.tree = vec![0; n.max(1)];
+        for node in (1..n).rev() {
+            let (a, b) = (winners[2 * node], winners[2 * node + 1]);
+            let (winner, loser) = if self.less(a, b) { (a, b) } else { (b, a) };
+            winners[node] = winner;
+            self.tree[node] = loser;
+        }
+        if n > 0 {
+            self.tree[0] = winners[1];
+        }
     }
 
     /// The cursor with the smallest current key, unless every run is consumed.
     fn top(&self) -> Option<usize> {
-        let &top = self.tree.first()?;
-        (top != UNPLAYED && !self.cursors[top].done).then_some(top)
+        let cursor = cursor_of(*self.tree.first()?);
+        (!self.cursors.get(cursor)?.done).then_some(cursor)
     }
 
-    /// Plays cursor `leaf`'s current key up the tree from its leaf to the root.
+    /// Cursor `c`'s current head.
+    fn head(&self, c: usize) -> Head {
+        let cursor = &self.cursors[c];
+        let prefix = if cursor.done { Head::MAX << 32 } else { cursor.prefixes.prefixes[cursor.position] };
+        prefix | c as Head
+    }
+
+    /// Plays cursor `leaf`'s current head up the tree from its leaf to the root.
     fn replay(&mut self, leaf: usize) {
-        let mut winner = leaf;
+        let mut winner = self.head(leaf);
         let mut node = (leaf + self.cursors.len()) / 2;
         while node > 0 {
             let parked = self.tree[node];
-            if parked == UNPLAYED {
-                self.tree[node] = winner;
-                return;
-            }
-            if self.less(parked, winner) {
-                self.tree[node] = winner;
-                winner = parked;
-            }
+            // Without a branch: which side wins is a coin toss for random keys.
+            let parked_wins = (self.less(parked, winner) as Head).wrapping_neg();
+            let loser = (winner & parked_wins) | (parked & !parked_wins);
+            winner ^= parked ^ loser;
+            self.tree[node] = loser;
             node /= 2;
         }
         self.tree[0] = winner;
     }
 
-    /// Orders cursors by current key, then by run (so equal keys come in run order); a
+    /// Orders heads by current key, then by run (so equal keys come in run order); a
     /// consumed run comes after every other.
-    fn less(&self, a: usize, b: usize) -> bool {
+    #[inline]
+    fn less(&self, a: Head, b: Head) -> bool {
+        if prefix_of(a) != prefix_of(b) {
+            return a < b;
+        }
+        self.less_by_cursors(cursor_of(a), cursor_of(b))
+    }
+
+    /// [`RunMerger::less`] for heads of equal prefixes: equal or longer keys, or a
+    /// consumed run.
+    fn less_by_cursors(&self, a: usize, b: usize) -> bool {
         let (ca, cb) = (&self.cursors[a], &self.cursors[b]);
         if ca.done || cb.done {
-            return !ca.done;
+            return !ca.done || (cb.done && a < b);
         }
         let keys = ca.prefixes.compare(&ca.keys, ca.position, &cb.prefixes, &cb.keys, cb.position);
         keys.then(a.cmp(&b)) == Ordering::Less
     }
 
-    /// Moves the top cursor past its current row, loading its run's next batch when needed;
-    /// checks the run stays sorted.
-    fn advance_top(&mut self) -> Result<()> {
-        let top = self.tree[0];
+    /// Moves the top cursor past its current row, loading its run's next batch when needed
+    /// (and checking the run stays sorted across batches).
+    fn advance_top(&mut self, top: usize) -> Result<()> {
         let cursor = &mut self.cursors[top];
         cursor.position += 1;
+        if let Some(ahead) = cursor.prefixes.prefixes.get(cursor.position + PREFETCH_ROWS) {
+            prefetch(ahead);
+        }
         if cursor.position == cursor.batch.num_rows() {
             let Some(batch) = next_non_empty(&mut cursor.reader)? else {
                 cursor.done = true;
@@ -137,17 +189,14 @@ impl RunMerger {
             if keys.row(0) < previous_last.row() {
                 return Err(unsorted(top));
             }
+            let prefixes = Prefixes::of(&keys);
+            check_sorted(&keys, &prefixes, top)?;
             cursor.batch = batch;
-            cursor.prefixes = Prefixes::of(&keys);
+            cursor.prefixes = prefixes;
             cursor.keys = keys;
             cursor.position = 0;
             cursor.arena = self.arena.len();
             self.arena.push(cursor.batch.clone());
-        } else {
-            let (keys, prefixes, at) = (&cursor.keys, &cursor.prefixes, cursor.position);
-            if prefixes.compare(keys, at, prefixes, keys, at - 1) == Ordering::Less {
-                return Err(unsorted(top));
-            }
         }
         self.replay(top);
         Ok(())
@@ -176,7 +225,7 @@ impl RunMerger {
             }
             let cursor = &self.cursors[top];
             picks.push((cursor.arena, cursor.position));
-            self.advance_top()?;
+            self.advance_top(top)?;
         }
         Ok(Some(GroupedChunk { batch: self.gather(&picks)?, starts }))
     }
@@ -191,7 +240,8 @@ impl RunMerger {
     }
 }
 
-/// The key of the group being gathered: its prefix and its bytes.
+/// The key of the group being gathered: its prefix, and its bytes unless the prefix
+/// holds them.
 #[derive(Default)]
 struct PreviousKey {
     prefix: u128,
@@ -203,16 +253,25 @@ impl PreviousKey {
     fn set(&mut self, cursor: &Cursor) {
         self.prefix = cursor.prefixes.prefixes[cursor.position];
         self.exact_len = cursor.prefixes.exact_len;
-        self.bytes.clear();
-        self.bytes.extend_from_slice(cursor.keys.row(cursor.position).as_ref());
+        if self.exact_len.is_none() {
+            self.bytes.clear();
+            self.bytes.extend_from_slice(cursor.keys.row(cursor.position).as_ref());
+        }
     }
 
     fn differs(&self, cursor: &Cursor) -> bool {
         if cursor.prefixes.prefixes[cursor.position] != self.prefix {
             return true;
         }
-        let both_exact = self.exact_len.is_some() && self.exact_len == cursor.prefixes.exact_len;
-        !both_exact && cursor.keys.row(cursor.position).as_ref() != self.bytes.as_slice()
+        if self.exact_len.is_some() && self.exact_len == cursor.prefixes.exact_len {
+            return false;
+        }
+        let key = cursor.keys.row(cursor.position);
+        match self.exact_len {
+            // An exact key is its prefix's first bytes.
+            Some(len) => key.as_ref() != &self.prefix.to_be_bytes()[..len],
+            None => key.as_ref() != self.bytes.as_slice(),
+        }
     }
 }
 
@@ -223,6 +282,19 @@ fn next_non_empty(reader: &mut RunReader) -> Result<Option<RecordBatch>> {
         }
     }
     Ok(None)
+}
+
+/// How far ahead of a cursor its key prefixes are loaded: the cursors' reads interleave,
+/// too many streams for the CPU to foresee.
+const PREFETCH_ROWS: usize = 16;
+
+/// Fails unless `keys` (of run `run`) are in order.
+fn check_sorted(keys: &Rows, prefixes: &Prefixes, run: usize) -> Result<()> {
+    let exact = prefixes.exact_len.is_some();
+    let in_order = prefixes.prefixes.windows(2).enumerate().all(|(i, pair)| {
+        pair[0] < pair[1] || (pair[0] == pair[1] && (exact || keys.row(i) <= keys.row(i + 1)))
+    });
+    if in_order { Ok(()) } else { Err(unsorted(run)) }
 }
 
 fn unsorted(run: usize) -> Error {
@@ -315,13 +387,43 @@ mod tests {
     }
 
     #[test]
+    fn keys_equal_in_their_first_twelve_bytes_merge_by_their_whole_bytes() {
+        let long = |tail: &str| format!("the same twelve bytes, then {tail}");
+        let (a, b, c) = (long("a"), long("b"), long("c"));
+        let runs = vec![run(&[(&b, 1), (&c, 2)]), run(&[(&a, 3), (&b, 4)]), run(&[(&c, 5)])];
+        let chunks = merge_all(runs, 100);
+        let merged: Vec<(String, i64)> = chunks[0].0.clone();
+        let expected = [(&a, 3), (&b, 1), (&b, 4), (&c, 2), (&c, 5)].map(|(k, v)| (k.clone(), v));
+        assert_eq!(merged, expected);
+        assert_eq!(chunks[0].1, [0, 1, 3]);
+    }
+
+    /// A run read as two batches: `SORTED_READ_ROWS` rows in order, then `last`.
+    fn two_batch_run(last: &str) -> Run {
+        use crate::shuffle::{FlushBatches, SORTED_READ_ROWS, SortedRows};
+        let keys: Vec<String> = (0..SORTED_READ_ROWS).map(|i| format!("k{i:06}")).collect();
+        let mut rows: Vec<(&str, i64)> = keys.iter().map(|k| (k.as_str(), 0)).collect();
+        rows.push((last, 1));
+        let flush = Arc::new(FlushBatches::new(schema(), vec![run(&rows)]).unwrap());
+        Run::Sorted(Arc::new(SortedRows::new(flush, (0..rows.len() as u32).collect())))
+    }
+
+    #[test]
     fn single_run_is_sliced_and_unsorted_runs_are_rejected() {
+        use crate::shuffle::SORTED_READ_ROWS;
         let chunks = merge_all(vec![run(&[("x", 1), ("y", 2), ("y", 3)])], 100);
         assert_eq!(chunks.len(), 1);
         assert_eq!(chunks[0].1, vec![0, 1]);
         let enc = KeyEncoder::new(&schema(), &[0]).unwrap();
-        let mut m = RunMerger::new(schema(), enc, vec![Run::Memory(run(&[("b", 1), ("a", 2)]))], 10).unwrap();
+        let unsorted = RunMerger::new(schema(), enc, vec![Run::Memory(run(&[("b", 1), ("a", 2)]))], 10);
+        assert!(unsorted.err().unwrap().to_string().contains("not sorted"));
+        // Out of order across two batches of one run: found when the second is read.
+        let enc = KeyEncoder::new(&schema(), &[0]).unwrap();
+        let mut m = RunMerger::new(schema(), enc, vec![two_batch_run("a")], 100_000).unwrap();
         assert!(m.next_chunk().unwrap_err().to_string().contains("not sorted"));
+        let enc = KeyEncoder::new(&schema(), &[0]).unwrap();
+        let mut m = RunMerger::new(schema(), enc, vec![two_batch_run("z")], 100_000).unwrap();
+        assert_eq!(m.next_chunk().unwrap().unwrap().batch.num_rows(), SORTED_READ_ROWS + 1);
     }
 
     #[test]
