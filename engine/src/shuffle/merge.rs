@@ -290,10 +290,8 @@ const PREFETCH_ROWS: usize = 16;
 
 /// Fails unless `keys` (of run `run`) are in order.
 fn check_sorted(keys: &Rows, prefixes: &Prefixes, run: usize) -> Result<()> {
-    let exact = prefixes.exact_len.is_some();
-    let in_order = prefixes.prefixes.windows(2).enumerate().all(|(i, pair)| {
-        pair[0] < pair[1] || (pair[0] == pair[1] && (exact || keys.row(i) <= keys.row(i + 1)))
-    });
+    let n = prefixes.prefixes.len();
+    let in_order = (1..n).all(|i| prefixes.compare(keys, i - 1, prefixes, keys, i) != Ordering::Greater);
     if in_order { Ok(()) } else { Err(unsorted(run)) }
 }
 

@@ -193,16 +193,17 @@ mod tests {
     use crate::shuffle::gather::FlushBatches;
 
     /// One flush of 40 records of 100 bytes viewing a mapped file, with an owned row number
-    /// each, as one sorted run (`Run::Sorted`).
-    fn mapped_flush(file: &std::fs::File) -> Vec<Option<Run>> {
+    /// each, as one sorted run (`Run::Sorted`), and its schema.
+    fn mapped_flush(file: &std::fs::File) -> (SchemaRef, Vec<Option<Run>>) {
         let bytes = crate::storage::map_file(file).unwrap();
         let records = FixedSizeBinaryArray::new(100, Buffer::from(bytes), None);
         let numbers = UInt32Array::from_iter_values(0..40);
         let batch =
             RecordBatch::try_from_iter([("record", Arc::new(records) as _), ("n", Arc::new(numbers) as _)])
                 .unwrap();
-        let flush = Arc::new(FlushBatches::new(batch.schema(), vec![batch]).unwrap());
-        vec![Some(Run::Sorted(Arc::new(SortedRows::new(flush, (0..40).rev().collect()))))]
+        let schema = batch.schema();
+        let flush = Arc::new(FlushBatches::new(schema.clone(), vec![batch]).unwrap());
+        (schema, vec![Some(Run::Sorted(Arc::new(SortedRows::new(flush, (0..40).rev().collect()))))])
     }
 
     fn kept_in_memory(runs: &[Option<Run>]) -> bool {
@@ -214,11 +215,7 @@ mod tests {
         let mut file = tempfile::NamedTempFile::new().unwrap();
         let content: Vec<u8> = (0..4000u32).map(|i| (i * 7 % 251) as u8).collect();
         file.write_all(&content).unwrap();
-        let flush = mapped_flush(file.as_file());
-        let schema = match &flush[0] {
-            Some(Run::Sorted(rows)) => rows.gather(0..0).unwrap().schema(),
-            _ => unreachable!(),
-        };
+        let (schema, flush) = mapped_flush(file.as_file());
         let footprint = flush[0].as_ref().unwrap().footprint();
         // The numbers column (160 bytes, 64-byte aligned capacity) and the run's row numbers.
         assert_eq!(footprint.mapped, 4000);
@@ -230,7 +227,7 @@ mod tests {
         let store = RunStore::new(spill, budget);
         assert!(kept_in_memory(&store.accept(&schema, flush).unwrap()), "owned bytes fit, mapped ones too");
         assert_eq!(store.spilled_bytes(), 0);
-        let second = store.accept(&schema, mapped_flush(file.as_file())).unwrap();
+        let second = store.accept(&schema, mapped_flush(file.as_file()).1).unwrap();
         assert!(!kept_in_memory(&second), "8000 mapped bytes exceed the budget of 6000");
         assert!(store.spilled_bytes() > 0);
         let mut reader = second[0].clone().unwrap().open().unwrap();
@@ -242,6 +239,6 @@ mod tests {
 
         let spill = Arc::new(SpillDir::create(dir.path(), &JobId::generate()).unwrap());
         let store = RunStore::new(spill, RunBudget { owned: footprint.owned - 1, mapped: u64::MAX });
-        assert!(!kept_in_memory(&store.accept(&schema, mapped_flush(file.as_file())).unwrap()));
+        assert!(!kept_in_memory(&store.accept(&schema, mapped_flush(file.as_file()).1).unwrap()));
     }
 }
