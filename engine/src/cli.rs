@@ -8,12 +8,14 @@ use std::sync::Arc;
 use clap::{Args, CommandFactory, FromArgMatches, Parser};
 use tracing_subscriber::EnvFilter;
 
+use crate::cluster::rpc::DriverEndpoint;
 use crate::cluster::submit::{Submission, Submitted, submit};
 use crate::config::{RunConfig, parse_byte_size};
 use crate::driver::{JobReport, run_local};
 use crate::input::InputFormat;
 use crate::job::Job;
 use crate::progress::{Progress, ProgressMode, ProgressReporter, human_bytes};
+use crate::storage::StorageOptions;
 
 /// The flags every job binary shares.
 #[derive(Args, Clone, Debug)]
@@ -82,6 +84,16 @@ pub struct RunArgs {
     #[arg(long, requires = "driver")]
     pub detach: bool,
 
+    /// Cluster mode: certificates directory with ca.crt and client.USER.crt; the driver's
+    /// URL is then https://HOST:PORT.
+    #[arg(long, env = "GRISTMILL_CERTS_DIR", value_name = "DIR")]
+    pub certs_dir: Option<std::path::PathBuf>,
+
+    /// Cluster mode: the user whose client certificate to present [default: the only one in
+    /// the certificates directory, else $USER].
+    #[arg(long, env = "GRISTMILL_USER")]
+    pub user: Option<String>,
+
     /// How to show progress on stderr.
     #[arg(long, value_enum, default_value = "auto", env = "GRISTMILL_PROGRESS")]
     pub progress: ProgressMode,
@@ -89,19 +101,26 @@ pub struct RunArgs {
 
 impl RunArgs {
     /// How to submit to the cluster at `driver` with these flags.
-    pub fn submission(&self, driver: &str) -> Submission {
-        Submission {
-            driver: driver.to_owned(),
+    pub fn submission(&self, driver: &str) -> crate::Result<Submission> {
+        let tls = match &self.certs_dir {
+            Some(dir) => Some(crate::security::client_tls(
+                &crate::security::certs::CertsDir::new(dir),
+                self.user.as_deref(),
+            )?),
+            None => None,
+        };
+        Ok(Submission {
+            driver: DriverEndpoint::new(driver, tls)?,
             priority: self.priority,
             detach: self.detach,
-            storage_options: self.storage_options.clone(),
             show_progress: self.progress != ProgressMode::Off,
-        }
+        })
     }
 
     /// The run configuration these flags describe.
     pub fn to_config(&self) -> RunConfig {
         let mut config = RunConfig::new(self.inputs.clone(), self.output.clone())
+            .with_storage_options(StorageOptions::new(self.storage_options.iter().cloned()))
             .with_overwrite(self.overwrite)
             .with_format(self.format)
             .with_replace_invalid_utf8(self.replace_invalid_utf8);
@@ -135,8 +154,11 @@ struct Cli<J: Job> {
 /// The whole `main` of a job binary: `fn main() -> ExitCode { gristmill::main::<MyJob>() }`.
 pub fn main<J: Job>() -> ExitCode {
     init_cli();
-    if let Some(task_file) = task_role_arg() {
-        return crate::cluster::task::run::<J>(&task_file);
+    if let Some(source) = task_role_arg() {
+        return match crate::cluster::task::read_task(&source) {
+            Ok(task) => crate::cluster::task::run::<J>(&task),
+            Err(code) => code,
+        };
     }
     let matches = Cli::<J>::command()
         .name(J::NAME)
@@ -151,11 +173,12 @@ pub fn main<J: Job>() -> ExitCode {
     run_job(&cli.job, &cli.run)
 }
 
-/// `<job> __gristmill-task FILE`: the hidden role workers run tasks in.
-pub(crate) fn task_role_arg() -> Option<std::path::PathBuf> {
+/// `<job> __gristmill-task -`: the hidden role workers run tasks in; returns where the task
+/// spec comes from (`-`: stdin, the only source [`crate::cluster::task::read_task`] takes).
+pub(crate) fn task_role_arg() -> Option<std::ffi::OsString> {
     let mut args = std::env::args_os().skip(1);
     match (args.next(), args.next()) {
-        (Some(role), Some(file)) if role == crate::cluster::TASK_ROLE_ARG => Some(file.into()),
+        (Some(role), Some(source)) if role == crate::cluster::TASK_ROLE_ARG => Some(source),
         _ => None,
     }
 }
@@ -167,7 +190,6 @@ fn parse_key_value(text: &str) -> Result<(String, String), String> {
 
 /// Runs `job` with `args`, shows progress and a summary; the exit code follows the result.
 pub fn run_job<J: Job>(job: &J, args: &RunArgs) -> ExitCode {
-    crate::storage::set_storage_options(args.storage_options.clone());
     let result = match &args.driver {
         Some(driver) => match submit_to(job, args, driver) {
             Ok(Submitted::Detached { .. }) => return ExitCode::SUCCESS,
@@ -198,7 +220,7 @@ pub fn run_job<J: Job>(job: &J, args: &RunArgs) -> ExitCode {
 }
 
 fn submit_to<J: Job>(job: &J, args: &RunArgs, driver: &str) -> crate::Result<Submitted> {
-    submit(job, &args.to_config(), &args.submission(driver))
+    submit(job, &args.to_config(), &args.submission(driver)?)
 }
 
 fn summary(name: &str, report: &JobReport, output: &str) -> String {

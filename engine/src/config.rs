@@ -4,6 +4,7 @@
 use crate::error::{Error, Result};
 use crate::input::InputFormat;
 use crate::shuffle::RunBudget;
+use crate::storage::StorageOptions;
 
 /// The default split size: Hadoop's and Spark's 64 MiB...
 pub const DEFAULT_SPLIT_SIZE: u64 = 64 << 20;
@@ -40,6 +41,8 @@ pub struct RunConfig {
     pub memory_limit: u64,
     /// Where spill files go (a job directory is made inside and removed at the end).
     pub spill_dir: std::path::PathBuf,
+    /// Object-store settings for this job's inputs and output (its `--storage-option`s).
+    pub storage_options: StorageOptions,
 }
 
 impl RunConfig {
@@ -57,7 +60,14 @@ impl RunConfig {
             replace_invalid_utf8: false,
             memory_limit: default_memory_limit(),
             spill_dir: std::env::temp_dir(),
+            storage_options: StorageOptions::default(),
         }
+    }
+
+    /// Sets the object-store options the job's URLs are resolved with.
+    pub fn with_storage_options(mut self, options: StorageOptions) -> Self {
+        self.storage_options = options;
+        self
     }
 
     /// Sets the memory limit.

@@ -120,6 +120,10 @@ pub enum Error {
         cause: String,
     },
 
+    /// Certificates, keys or a listening address refused by the security settings.
+    #[error("{0}")]
+    Security(#[from] crate::security::SecurityError),
+
     /// Talking to a driver or worker failed (cluster mode).
     #[error("{what}: {cause}")]
     Rpc {
@@ -226,6 +230,7 @@ impl Error {
                 | Error::ColumnType { .. }
                 | Error::OutputExists { .. }
                 | Error::AccessDenied { .. }
+                | Error::Security(_)
         )
     }
 

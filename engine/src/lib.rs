@@ -60,6 +60,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod progress;
 pub mod scheduler;
+pub mod security;
 pub mod shuffle;
 pub mod storage;
 

@@ -5,7 +5,6 @@
 //! (`<output>/_rounds/<name>`, skipped by input listing like every `_` name), removed when
 //! the pipeline ends, whether it succeeds or fails.
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -15,6 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::cli::{RunArgs, init_cli, one_line};
+use crate::cluster::payload::TaskFile;
 use crate::cluster::submit::{Submission, Submitted, submit};
 use crate::config::RunConfig;
 use crate::driver::{JobReport, run_local};
@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::job::Job;
 use crate::output::OutputDir;
 use crate::progress::{Progress, ProgressReporter};
-use crate::storage::Location;
+use crate::storage::{Location, StorageOptions};
 
 /// The scratch directory's name under the final output.
 const SCRATCH: &str = "_rounds";
@@ -40,17 +40,18 @@ pub trait Pipeline: Args + Serialize + DeserializeOwned + Send + Sync + 'static 
     /// Cluster mode: runs a task of the pipeline's job named `job_name` in this process
     /// (workers run pipeline binaries in task role). List every job type of the pipeline
     /// with [`run_task_of`]:
-    /// `run_task_of::<RoundOne>(job_name, file).or_else(|| run_task_of::<RoundTwo>(job_name, file))`.
+    /// `run_task_of::<RoundOne>(job_name, task).or_else(|| run_task_of::<RoundTwo>(job_name, task))`.
     /// The default knows no job: the pipeline then runs in local mode only.
-    fn run_task(job_name: &str, task_file: &Path) -> Option<ExitCode> {
-        let _ = (job_name, task_file);
+    fn run_task(job_name: &str, task: &TaskFile) -> Option<ExitCode> {
+        let _ = (job_name, task);
         None
     }
 }
 
-/// Runs the task in `task_file` if `job_name` is `J`'s; for [`Pipeline::run_task`].
-pub fn run_task_of<J: Job>(job_name: &str, task_file: &Path) -> Option<ExitCode> {
-    (job_name == J::NAME).then(|| crate::cluster::task::run::<J>(task_file))
+/// Runs `task` (the spec the worker piped in) if `job_name` is `J`'s; for
+/// [`Pipeline::run_task`].
+pub fn run_task_of<J: Job>(job_name: &str, task: &TaskFile) -> Option<ExitCode> {
+    (job_name == J::NAME).then(|| crate::cluster::task::run::<J>(task))
 }
 
 /// Runs the rounds of a pipeline with the user's engine settings.
@@ -81,6 +82,12 @@ impl<'a> Rounds<'a> {
     /// The final output directory.
     pub fn output(&self) -> &str {
         &self.base.output
+    }
+
+    /// The object-store options every round's URLs are resolved with (`--storage-option`),
+    /// for a pipeline that reads storage itself between rounds.
+    pub fn storage_options(&self) -> &StorageOptions {
+        &self.base.storage_options
     }
 
     /// A scratch output directory for an intermediate round.
@@ -134,7 +141,7 @@ pub fn run_pipeline<P: Pipeline>(
         .enable_all()
         .build()
         .map_err(|e| Error::Internal(format!("cannot start a runtime: {e}")))?;
-    let output = Location::parse(&config.output)?;
+    let output = Location::parse_with(&config.output, &config.storage_options)?;
     runtime.block_on(OutputDir::new(output.clone()).prepare(config.overwrite))?;
     let mut rounds = Rounds::new(config.clone(), progress);
     if let Some(how) = cluster {
@@ -172,9 +179,13 @@ struct Cli<P: Pipeline> {
 /// The whole `main` of a pipeline binary: `fn main() -> ExitCode { gristmill::pipeline::main::<P>() }`.
 pub fn main<P: Pipeline>() -> ExitCode {
     init_cli();
-    if let Some(task_file) = crate::cli::task_role_arg() {
-        let name = crate::cluster::task::job_name(&task_file).unwrap_or_default();
-        return P::run_task(&name, &task_file).unwrap_or_else(|| {
+    if let Some(source) = crate::cli::task_role_arg() {
+        let task = match crate::cluster::task::read_task(&source) {
+            Ok(task) => task,
+            Err(code) => return code,
+        };
+        let name = task.job.job_name.clone();
+        return P::run_task(&name, &task).unwrap_or_else(|| {
             eprintln!("error: {} has no job named {name:?} (see Pipeline::run_task)", P::NAME);
             ExitCode::from(2)
         });
@@ -184,11 +195,12 @@ pub fn main<P: Pipeline>() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    crate::storage::set_storage_options(cli.run.storage_options.clone());
     let progress = Arc::new(Progress::default());
     let reporter = ProgressReporter::start(progress.clone(), cli.run.progress);
-    let cluster = cli.run.driver.as_deref().map(|driver| cli.run.submission(driver));
-    let result = run_pipeline(&cli.pipeline, &cli.run.to_config(), &progress, cluster);
+    let result = match cli.run.driver.as_deref().map(|driver| cli.run.submission(driver)).transpose() {
+        Ok(cluster) => run_pipeline(&cli.pipeline, &cli.run.to_config(), &progress, cluster),
+        Err(e) => Err(e),
+    };
     drop(reporter);
     match result {
         Ok(reports) => {

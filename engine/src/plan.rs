@@ -45,7 +45,7 @@ fn job_inputs<J: Job>(job: &J, config: &RunConfig) -> Result<Vec<JobInput>> {
 pub async fn plan_map_tasks<J: Job>(job: &J, config: &RunConfig) -> Result<Plan> {
     let mut resolved = Vec::new();
     for (index, input) in job_inputs(job, config)?.into_iter().enumerate() {
-        resolved.push((index, resolve_inputs(&input.paths).await?, input.spec));
+        resolved.push((index, resolve_inputs(&input.paths, &config.storage_options).await?, input.spec));
     }
     let files = resolved.iter().map(|(_, f, _)| f.len()).sum();
     let bytes: u64 = resolved.iter().flat_map(|(_, f, _)| f).map(|f| f.size).sum();

@@ -46,6 +46,7 @@ mod table;
 use std::sync::Arc;
 
 use arrow::datatypes::{Field, Schema, SchemaRef};
+use gristmill::cluster::payload::TaskFile;
 use gristmill::job::ParquetColumn;
 use gristmill::pipeline::{Pipeline, Rounds, run_task_of};
 use gristmill::prelude::*;
@@ -314,8 +315,8 @@ impl Pipeline for GroupBy {
         sums (--sum), means (--mean) and row count (--count) asked for, in that order, each named \
         after its input column; SQL null semantics. Part files are sorted by key.";
 
-    fn run_task(job_name: &str, task_file: &std::path::Path) -> Option<std::process::ExitCode> {
-        run_task_of::<GroupByPlan>(job_name, task_file)
+    fn run_task(job_name: &str, task: &TaskFile) -> Option<std::process::ExitCode> {
+        run_task_of::<GroupByPlan>(job_name, task)
     }
 
     fn run(&self, rounds: &mut Rounds<'_>) -> gristmill::Result<()> {
@@ -325,7 +326,9 @@ impl Pipeline for GroupBy {
         if inputs.is_empty() {
             return Err(gristmill::Error::Config("groupby needs --input (Parquet files)".into()));
         }
-        let (file, schema, _) = crate::join::first_parquet_schema("--input", &inputs).map_err(config)?;
+        let (file, schema, _) =
+            crate::join::first_parquet_schema("--input", &inputs, rounds.storage_options())
+                .map_err(config)?;
         let plan = self.plan(&file, &schema).map_err(config)?;
         let output = rounds.output().to_owned();
         rounds.run(&plan, inputs, &output)?;

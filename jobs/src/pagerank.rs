@@ -36,6 +36,7 @@ use arrow::array::{
 };
 use arrow::compute::{cast, take};
 use arrow::datatypes::{Field, Float64Type, Schema, SchemaRef, UInt8Type, UInt64Type};
+use gristmill::cluster::payload::TaskFile;
 use gristmill::partition::{HashPartitioner, Partitioner};
 use gristmill::pipeline::{Pipeline, Rounds, run_task_of};
 use gristmill::prelude::*;
@@ -63,8 +64,8 @@ impl Pipeline for PageRank {
         MapReduce round per iteration; dangling nodes' rank is spread uniformly. Output columns: \
         node (UInt64), rank (Float64), sorted by node within each part.";
 
-    fn run_task(job_name: &str, task_file: &std::path::Path) -> Option<std::process::ExitCode> {
-        run_task_of::<Adjacency>(job_name, task_file).or_else(|| run_task_of::<Iterate>(job_name, task_file))
+    fn run_task(job_name: &str, task: &TaskFile) -> Option<std::process::ExitCode> {
+        run_task_of::<Adjacency>(job_name, task).or_else(|| run_task_of::<Iterate>(job_name, task))
     }
 
     fn run(&self, rounds: &mut Rounds<'_>) -> gristmill::Result<()> {

@@ -6,7 +6,7 @@
 //! the engine's domain types live in `gristmill::rpc`.
 
 /// The protocol version every peer sends; the driver refuses others.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Largest gRPC message any peer sends or accepts (chunks are at most 1 MiB; task
 /// payloads carry a job's settings and splits).

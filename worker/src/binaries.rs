@@ -6,21 +6,21 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use gristmill::cluster::binary::BinaryStore;
-use gristmill::cluster::rpc::connect_driver;
+use gristmill::cluster::rpc::{DriverEndpoint, connect_driver};
 use gristmill_proto::v1::BinaryRef;
 use tokio::sync::Mutex;
 
 /// Cached job binaries.
 pub struct BinaryCache {
     store: BinaryStore,
-    driver: String,
+    driver: DriverEndpoint,
     /// One lock per digest, so concurrent tasks of one job fetch it once.
     fetching: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 impl BinaryCache {
     /// A cache in `store`, fetching from the driver at `driver`.
-    pub fn new(store: BinaryStore, driver: String) -> Self {
+    pub fn new(store: BinaryStore, driver: DriverEndpoint) -> Self {
         BinaryCache { store, driver, fetching: Mutex::new(HashMap::new()) }
     }
 

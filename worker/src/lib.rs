@@ -40,8 +40,11 @@ pub enum WorkerError {
 /// How a worker runs.
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
-    /// The driver's URL.
+    /// The driver's URL (`https://` with certificates).
     pub driver: String,
+    /// Certificates (mutual TLS for the session, binary fetches and the shuffle service) or
+    /// plaintext on loopback.
+    pub security: gristmill::security::ServerSecurity,
     /// Where the shuffle service listens.
     pub listen: String,
     /// The address reducers use to reach the shuffle service, if not the listening one.

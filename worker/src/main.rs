@@ -5,15 +5,29 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use gristmill::security::certs::CertsDir;
+use gristmill::security::{ListenerLimits, ServerSecurity};
 use gristmill_worker::WorkerConfig;
 
 /// Runs tasks of submitted job binaries for a Gristmill driver.
 #[derive(Parser, Debug)]
 #[command(name = "gristmill-worker", version, about)]
 struct Args {
-    /// The driver's URL, e.g. http://127.0.0.1:7077.
+    /// The driver's URL, e.g. https://driver:7077 (http://127.0.0.1:7077 without
+    /// certificates).
     #[arg(long, env = "GRISTMILL_DRIVER")]
     driver: String,
+    /// Certificates directory (ca.crt, node.crt, node.key): the session with the driver, binary
+    /// fetches and the shuffle service are mutual TLS. Without it, only loopback is served.
+    #[arg(long, env = "GRISTMILL_CERTS_DIR")]
+    certs_dir: Option<PathBuf>,
+    /// Serve the shuffle service in plaintext off loopback (anyone who reaches it can read
+    /// map output).
+    #[arg(long, env = "GRISTMILL_INSECURE")]
+    insecure: bool,
+    /// Open connections one peer address may hold on the shuffle service.
+    #[arg(long, default_value_t = 256)]
+    max_connections_per_peer: usize,
     /// Where the shuffle service listens (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: String,
@@ -47,8 +61,17 @@ fn main() -> ExitCode {
     let data_dir = args
         .data_dir
         .unwrap_or_else(|| std::env::temp_dir().join(format!("gristmill-worker-{}", std::process::id())));
+    let security = ServerSecurity {
+        certs_dir: args.certs_dir.map(CertsDir::new),
+        insecure: args.insecure,
+        limits: ListenerLimits {
+            connections_per_peer: args.max_connections_per_peer.max(1),
+            ..ListenerLimits::default()
+        },
+    };
     let config = WorkerConfig {
         driver: args.driver,
+        security,
         listen: args.listen,
         advertise: args.advertise,
         slots: slots.max(1),

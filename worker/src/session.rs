@@ -7,16 +7,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gristmill::cluster::binary::BinaryStore;
-use gristmill::cluster::rpc::connect_driver;
+use gristmill::cluster::rpc::{DriverEndpoint, connect_driver};
+use gristmill::security::{ClientTls, Protocol};
 use gristmill::cluster::shuffle_service::ShuffleService;
 use gristmill_proto::v1::shuffle_server::ShuffleServer;
 use gristmill_proto::v1::{
     DriverMessage, Heartbeat, Register, WorkerMessage, driver_message, worker_message,
 };
 use gristmill_proto::{MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
-use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
 
 use crate::binaries::BinaryCache;
 use crate::tasks::{Dirs, Tasks};
@@ -35,29 +35,41 @@ pub async fn serve(config: WorkerConfig) -> Result<(), WorkerError> {
     let setup = |what: String| move |e: std::io::Error| WorkerError::Setup { what, cause: e.to_string() };
     let mut dirs = Dirs {
         shuffle: config.data_dir.join("shuffle"),
+        secrets: gristmill::cluster::shuffle_service::JobSecrets::new(),
         tasks: config.data_dir.join("tasks"),
         // No host id: no worker's output is read host-locally here, nor this one's elsewhere.
         host_id: if config.host_local_shuffle { gristmill::cluster::host_id() } else { String::new() },
+        // Absolute: task processes run in their own directories.
+        certs_dir: config
+            .security
+            .certs_dir
+            .as_ref()
+            .map(|dir| std::fs::canonicalize(dir.path()).unwrap_or_else(|_| dir.path().to_owned())),
     };
-    for dir in [&dirs.shuffle, &dirs.tasks] {
-        std::fs::create_dir_all(dir).map_err(setup(format!("creating {}", dir.display())))?;
+    // Only this worker may read its data (job binaries, map output, task scratch space).
+    for dir in [&config.data_dir, &dirs.shuffle, &dirs.tasks] {
+        gristmill::security::certs::create_private_dir(dir)
+            .map_err(|e| WorkerError::Setup { what: format!("creating {}", dir.display()), cause: e.to_string() })?;
     }
     // Absolute: reducers in other workers' processes read map output from it.
     dirs.shuffle = std::fs::canonicalize(&dirs.shuffle)
         .map_err(setup(format!("resolving {}", dirs.shuffle.display())))?;
     let store = BinaryStore::open(config.data_dir.join("binaries"))
         .map_err(|e| WorkerError::Setup { what: "the binary cache".into(), cause: e.to_string() })?;
-    let listener =
-        TcpListener::bind(&config.listen).await.map_err(setup(format!("listening on {}", config.listen)))?;
-    let bound = listener.local_addr().map_err(setup("reading the bound address".into()))?;
+    let driver = driver_endpoint(&config)?;
+    let listener = config.security.bind(&config.listen, Protocol::Grpc).await.map_err(|e| WorkerError::Setup {
+        what: "starting the shuffle service".into(),
+        cause: e.to_string(),
+    })?;
+    let bound = listener.local_addr();
     let advertise = config.advertise.clone().unwrap_or_else(|| bound.to_string());
-    let shuffle = ShuffleServer::new(ShuffleService::new(dirs.shuffle.clone()))
+    let shuffle = ShuffleServer::new(ShuffleService::new(dirs.shuffle.clone(), dirs.secrets.clone()))
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let server = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(shuffle)
-            .serve_with_incoming(TcpListenerStream::new(listener)),
+            .serve_with_incoming(listener.into_incoming()),
     );
     tracing::info!(shuffle = %advertise, data_dir = %config.data_dir.display(), slots = config.slots, "worker started");
 
@@ -66,10 +78,10 @@ pub async fn serve(config: WorkerConfig) -> Result<(), WorkerError> {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
-    let binaries = Arc::new(BinaryCache::new(store, config.driver.clone()));
+    let binaries = Arc::new(BinaryCache::new(store, driver.clone()));
     let mut unreachable_since: Option<Instant> = None;
     let result = loop {
-        match session(&config, &advertise, &binaries, &dirs, stop.clone()).await {
+        match session(&config, &driver, &advertise, &binaries, &dirs, stop.clone()).await {
             Ok(SessionEnd::Shutdown) => break Ok(()),
             Ok(SessionEnd::Lost(why)) => {
                 tracing::warn!(%why, "session with the driver ended; attaching again");
@@ -95,12 +107,13 @@ pub async fn serve(config: WorkerConfig) -> Result<(), WorkerError> {
 /// One session: `Err` if it could not be established.
 async fn session(
     config: &WorkerConfig,
+    driver: &DriverEndpoint,
     advertise: &str,
     binaries: &Arc<BinaryCache>,
     dirs: &Dirs,
     stop: watch::Receiver<bool>,
 ) -> Result<SessionEnd, String> {
-    let mut client = connect_driver(&config.driver).await.map_err(|e| e.to_string())?;
+    let mut client = connect_driver(driver).await.map_err(|e| e.to_string())?;
     let (up, up_rx) = mpsc::channel::<WorkerMessage>(64);
     let register = Register {
         protocol_version: PROTOCOL_VERSION,
@@ -157,6 +170,16 @@ async fn session(
     };
     tasks.kill_all();
     Ok(end)
+}
+
+/// The driver, reached with the node certificate when the worker has certificates.
+fn driver_endpoint(config: &WorkerConfig) -> Result<DriverEndpoint, WorkerError> {
+    let setup = |e: gristmill::Error| WorkerError::Setup { what: "reaching the driver".into(), cause: e.to_string() };
+    let tls = match &config.security.certs_dir {
+        Some(dir) => Some(ClientTls::node(dir).map_err(|e| setup(e.into()))?),
+        None => None,
+    };
+    DriverEndpoint::new(&config.driver, tls).map_err(setup)
 }
 
 fn handle(tasks: &mut Tasks, message: DriverMessage) {

@@ -1,5 +1,10 @@
-//! Running attempts as child processes of job binaries (`<binary> __gristmill-task
-//! task.json`), one scratch directory each, and turning how they ended into reports.
+//! Running attempts as child processes of job binaries (`<binary> __gristmill-task -`),
+//! one scratch directory each, and turning how they ended into reports.
+//!
+//! A task gets its spec ([`TaskFile`]: the job's settings, storage options and secret) on
+//! its stdin, written into a pipe and closed, never in a file. The worker records the
+//! secret of every job it runs a task of in its [`JobSecrets`], against which its shuffle
+//! service serves the job's map output, and forgets it when the job's data is dropped.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -8,10 +13,15 @@ use std::sync::Arc;
 
 use gristmill::cluster::TASK_ROLE_ARG;
 use gristmill::cluster::payload::{JobPayload, MapOutputSource, MapSplit, TaskFile, TaskResult};
-use gristmill::cluster::shuffle_service::is_safe_id;
+use gristmill::cluster::rpc::CERTS_DIR_ENV;
+use gristmill::cluster::shuffle_service::{JobSecrets, is_safe_id};
+use gristmill::cluster::task::TASK_SPEC_FROM_STDIN;
+use gristmill::security::JobSecret;
+use gristmill::shuffle::{remove_job_shuffle_dirs, restrict_shuffle_root};
 use gristmill_proto::v1::{
     AttemptKey, FailureKind, MapDone, ReduceDone, RunTask, TaskFailed, TaskKind, TaskReport, task_report,
 };
+use tokio::process::{Child, ChildStdin};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::binaries::BinaryCache;
@@ -25,15 +35,23 @@ fn key_of(a: &AttemptKey) -> Key {
     (a.job_id.clone(), a.kind, a.index, a.attempt)
 }
 
-/// The worker's directories.
+/// The worker's directories, and the secrets guarding the jobs' directories in its shuffle
+/// directory.
 #[derive(Clone, Debug)]
 pub struct Dirs {
-    /// Map output served by the shuffle service (an absolute path).
+    /// Map output served by the shuffle service (an absolute path), a directory per job
+    /// named after its secret ([`gristmill::shuffle::job_shuffle_dir`]).
     pub shuffle: PathBuf,
+    /// The secrets of the jobs this worker runs tasks of; give the same registry to the
+    /// shuffle service ([`gristmill::cluster::shuffle_service::ShuffleService::new`]).
+    pub secrets: JobSecrets,
     /// Per-attempt scratch directories.
     pub tasks: PathBuf,
     /// This host's id ([`gristmill::cluster::host_id`]).
     pub host_id: String,
+    /// The certificates directory, given to task processes (`GRISTMILL_CERTS_DIR`) so
+    /// reducers fetch over mutual TLS with the node certificate.
+    pub certs_dir: Option<PathBuf>,
 }
 
 struct Running {
@@ -51,8 +69,12 @@ pub struct Tasks {
 }
 
 impl Tasks {
-    /// No attempts yet; finished attempts' reports go to `reports`.
+    /// No attempts yet; finished attempts' reports go to `reports`. The shuffle directory
+    /// is made unlistable by other users ([`restrict_shuffle_root`]).
     pub fn new(binaries: Arc<BinaryCache>, dirs: Dirs, reports: mpsc::UnboundedSender<TaskReport>) -> Self {
+        if let Err(e) = restrict_shuffle_root(&dirs.shuffle) {
+            tracing::warn!(dir = %dirs.shuffle.display(), error = %e, "cannot restrict the shuffle directory");
+        }
         Tasks { running: HashMap::new(), binaries, dirs, reports }
     }
 
@@ -61,13 +83,14 @@ impl Tasks {
         self.running.values().map(|r| r.attempt.clone()).collect()
     }
 
-    /// Starts an attempt.
+    /// Starts an attempt, recording its job's secret for the shuffle service.
     pub fn start(&mut self, run: RunTask) {
         let Some(attempt) = run.attempt.clone() else { return };
         if !is_safe_id(&attempt.job_id) {
             tracing::warn!(job = %attempt.job_id, "refusing a task with a malformed job id");
             return;
         }
+        self.dirs.secrets.insert(&attempt.job_id, &JobSecret::from_string(run.job_secret.clone()));
         let (kill_tx, kill_rx) = oneshot::channel();
         let key = key_of(&attempt);
         let running =
@@ -94,22 +117,26 @@ impl Tasks {
         }
     }
 
-    /// Kills a job's attempts and removes its map output and scratch space.
+    /// Forgets a job's secret (its map output is served no more), kills its attempts and
+    /// removes its map output and scratch space.
     pub fn drop_job(&mut self, job_id: &str) {
         if !is_safe_id(job_id) {
             return;
         }
+        self.dirs.secrets.remove(job_id);
         let doomed: Vec<AttemptKey> =
             self.running.values().filter(|r| r.job_id == job_id).map(|r| r.attempt.clone()).collect();
         for attempt in doomed {
             self.kill(&attempt);
         }
-        for dir in [self.dirs.shuffle.join(job_id), self.dirs.tasks.join(job_id)] {
-            if let Err(e) = std::fs::remove_dir_all(&dir)
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
-                tracing::warn!(dir = %dir.display(), error = %e, "could not remove a job's data");
-            }
+        if let Err(e) = remove_job_shuffle_dirs(&self.dirs.shuffle, job_id) {
+            tracing::warn!(job = %job_id, error = %e, "could not remove a job's map output");
+        }
+        let scratch = self.dirs.tasks.join(job_id);
+        if let Err(e) = std::fs::remove_dir_all(&scratch)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(dir = %scratch.display(), error = %e, "could not remove a job's data");
         }
     }
 
@@ -159,24 +186,15 @@ async fn launch(
     let binary = binaries.get(&run.binary_digest).await.map_err(plain)?;
     tokio::fs::create_dir_all(work_dir).await.map_err(|e| plain(format!("{}: {e}", work_dir.display())))?;
     let task_file = task_file(run, attempt, dirs, work_dir).map_err(plain)?;
-    let spec_path = work_dir.join("task.json");
-    let json = serde_json::to_vec(&task_file).map_err(|e| plain(e.to_string()))?;
-    tokio::fs::write(&spec_path, json).await.map_err(|e| plain(format!("{}: {e}", spec_path.display())))?;
+    let spec = task_file.to_json().map_err(plain)?;
     let stderr_path = work_dir.join("stderr.log");
-    let stderr =
-        std::fs::File::create(&stderr_path).map_err(|e| plain(format!("{}: {e}", stderr_path.display())))?;
-    let mut child = tokio::process::Command::new(&binary)
-        .arg(TASK_ROLE_ARG)
-        .arg(&spec_path)
-        .current_dir(work_dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| plain(format!("cannot start {}: {e}", binary.display())))?;
+    let mut child = spawn_task(&binary, dirs, work_dir, &stderr_path).map_err(plain)?;
+    let stdin = child.stdin.take();
     let status = tokio::select! {
-        status = child.wait() => status.map_err(|e| plain(e.to_string()))?,
+        status = async {
+            feed_spec(stdin, spec).await;
+            child.wait().await
+        } => status.map_err(|e| plain(e.to_string()))?,
         _ = kill => {
             let _ = child.kill().await;
             return Ok(None);
@@ -190,6 +208,34 @@ async fn launch(
         },
         _ => Err((format!("the task process {}", describe_exit(status)), tail)),
     }
+}
+
+/// Starts `<binary> __gristmill-task -` in `work_dir`, stdin a pipe, stderr to `stderr_path`.
+fn spawn_task(binary: &Path, dirs: &Dirs, work_dir: &Path, stderr_path: &Path) -> Result<Child, String> {
+    let stderr = std::fs::File::create(stderr_path).map_err(|e| format!("{}: {e}", stderr_path.display()))?;
+    tokio::process::Command::new(binary)
+        .arg(TASK_ROLE_ARG)
+        .arg(TASK_SPEC_FROM_STDIN)
+        .current_dir(work_dir)
+        .env_remove(CERTS_DIR_ENV)
+        .envs(dirs.certs_dir.iter().map(|dir| (CERTS_DIR_ENV, dir)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", binary.display()))
+}
+
+/// Writes the task spec into the task's stdin and closes it. A task that exits without
+/// reading it all is reported by its exit status, not here.
+async fn feed_spec(stdin: Option<ChildStdin>, spec: Vec<u8>) {
+    use tokio::io::AsyncWriteExt;
+    let Some(mut stdin) = stdin else { return };
+    if let Err(e) = stdin.write_all(&spec).await {
+        tracing::debug!(error = %e, "the task did not read its spec");
+    }
+    // Dropping `stdin` closes the pipe: the task reads to its end.
 }
 
 fn task_file(run: &RunTask, attempt: &AttemptKey, dirs: &Dirs, work_dir: &Path) -> Result<TaskFile, String> {
@@ -218,6 +264,7 @@ fn task_file(run: &RunTask, attempt: &AttemptKey, dirs: &Dirs, work_dir: &Path) 
         .collect();
     Ok(TaskFile {
         job_id: attempt.job_id.clone(),
+        job_secret: JobSecret::from_string(run.job_secret.clone()),
         is_map,
         index: attempt.index,
         attempt: attempt.attempt,

@@ -3,6 +3,7 @@
 //! ```text
 //! gristmill driver --listen 127.0.0.1:7077 --http 127.0.0.1:8080
 //! gristmill jobs | gristmill status JOB | gristmill cancel JOB
+//! gristmill cert create-ca --certs-dir certs     # then create-node, create-client, create-token
 //! ```
 
 use std::path::PathBuf;
@@ -10,8 +11,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use gristmill::cluster::rpc::{connect_driver, state_name};
-use gristmill::driver::cluster::{DriverConfig, serve};
+use gristmill::cluster::rpc::{DriverEndpoint, connect_driver, state_name};
+use gristmill::driver::cluster::{DEFAULT_MAX_WORKER_SLOTS, DriverConfig, serve};
+use gristmill::security::certs::{self, CertsDir};
+use gristmill::security::{ListenerLimits, ServerSecurity, client_tls, tokens};
 use gristmill::scheduler::SchedulerConfig;
 use gristmill_proto::v1::{JobRef, JobStatus, ListJobsRequest};
 
@@ -43,6 +46,78 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Creates the cluster's certificates and tokens.
+    #[command(subcommand)]
+    Cert(CertCommand),
+}
+
+#[derive(Subcommand)]
+enum CertCommand {
+    /// Creates the cluster CA: ca.crt and ca.key (keep ca.key off the nodes).
+    CreateCa(CertArgs),
+    /// Creates node.crt and node.key for the driver and workers, valid for the given host
+    /// names and IP addresses (every name they are reached at).
+    CreateNode {
+        /// Host names and IP addresses.
+        #[arg(required = true)]
+        hosts: Vec<String>,
+        #[command(flatten)]
+        args: CertArgs,
+    },
+    /// Creates client.USER.crt and client.USER.key: USER is the identity jobs run as.
+    CreateClient {
+        /// The user's name (`admin` may cancel anyone's job).
+        user: String,
+        #[command(flatten)]
+        args: CertArgs,
+    },
+    /// Creates a bearer token for USER for the status pages (printed once; stored hashed in
+    /// the certificates directory, where the driver reads it).
+    CreateToken {
+        /// The user's name.
+        user: String,
+        #[command(flatten)]
+        args: CertArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct CertArgs {
+    /// The certificates directory (created 0700).
+    #[arg(long, env = "GRISTMILL_CERTS_DIR")]
+    certs_dir: PathBuf,
+    /// Replace existing files.
+    #[arg(long)]
+    overwrite: bool,
+}
+
+/// How a server is secured.
+#[derive(clap::Args)]
+struct ServerSecurityArgs {
+    /// Certificates directory (ca.crt, node.crt, node.key): all gRPC is mutual TLS and the
+    /// status pages are HTTPS. Without it, only loopback addresses are served.
+    #[arg(long, env = "GRISTMILL_CERTS_DIR")]
+    certs_dir: Option<PathBuf>,
+    /// Serve plaintext off loopback without authentication (anyone who reaches the port can
+    /// run code on every worker).
+    #[arg(long, env = "GRISTMILL_INSECURE")]
+    insecure: bool,
+    /// Open connections one peer address may hold.
+    #[arg(long, default_value_t = 256)]
+    max_connections_per_peer: usize,
+}
+
+impl ServerSecurityArgs {
+    fn to_security(&self) -> ServerSecurity {
+        ServerSecurity {
+            certs_dir: self.certs_dir.clone().map(CertsDir::new),
+            insecure: self.insecure,
+            limits: ListenerLimits {
+                connections_per_peer: self.max_connections_per_peer.max(1),
+                ..ListenerLimits::default()
+            },
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -71,13 +146,35 @@ struct DriverArgs {
     /// Never launch backup attempts.
     #[arg(long)]
     no_speculation: bool,
+    /// Most task slots one worker may advertise.
+    #[arg(long, default_value_t = DEFAULT_MAX_WORKER_SLOTS)]
+    max_worker_slots: u32,
+    #[command(flatten)]
+    security: ServerSecurityArgs,
 }
 
 #[derive(clap::Args)]
 struct ClientArgs {
-    /// The driver's URL.
-    #[arg(long, env = "GRISTMILL_DRIVER", default_value = "http://127.0.0.1:7077")]
+    /// The driver's URL (https://HOST:PORT when secured).
+    #[arg(long, env = "GRISTMILL_DRIVER", default_value = "127.0.0.1:7077")]
     driver: String,
+    /// Certificates directory holding ca.crt and client.USER.crt.
+    #[arg(long, env = "GRISTMILL_CERTS_DIR")]
+    certs_dir: Option<PathBuf>,
+    /// The user whose client certificate to present [default: the only one in the
+    /// certificates directory, else $USER].
+    #[arg(long, env = "GRISTMILL_USER")]
+    user: Option<String>,
+}
+
+impl ClientArgs {
+    fn endpoint(&self) -> gristmill::Result<DriverEndpoint> {
+        let tls = match &self.certs_dir {
+            Some(dir) => Some(client_tls(&CertsDir::new(dir), self.user.as_deref())?),
+            None => None,
+        };
+        DriverEndpoint::new(&self.driver, tls)
+    }
 }
 
 fn main() -> ExitCode {
@@ -95,9 +192,10 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Driver(args) => run_driver(args).await,
-            Command::Jobs(client) => list(&client.driver).await,
-            Command::Status { job, client } => status(&client.driver, job).await,
-            Command::Cancel { job, client } => cancel(&client.driver, job).await,
+            Command::Jobs(client) => list(&client.endpoint()?).await,
+            Command::Status { job, client } => status(&client.endpoint()?, job).await,
+            Command::Cancel { job, client } => cancel(&client.endpoint()?, job).await,
+            Command::Cert(command) => cert(command),
         }
     });
     match result {
@@ -123,12 +221,16 @@ async fn run_driver(args: DriverArgs) -> gristmill::Result<ExitCode> {
             .unwrap_or_else(|| std::env::temp_dir().join(format!("gristmill-driver-{}", std::process::id()))),
         heartbeat_interval: Duration::from_millis(args.heartbeat_interval_ms.max(10)),
         scheduler,
+        security: args.security.to_security(),
+        max_worker_slots: args.max_worker_slots.max(1),
+        binaries: gristmill::driver::cluster::BinaryLimits::default(),
     };
+    let scheme = config.security.scheme();
     serve(config, |addrs| {
         // One line a script can wait for.
         match addrs.http {
             Some(http) => {
-                println!("gristmill driver listening on {} (status http://{http}/api/jobs)", addrs.grpc)
+                println!("gristmill driver listening on {} (status {scheme}://{http}/api/jobs)", addrs.grpc)
             }
             None => println!("gristmill driver listening on {}", addrs.grpc),
         }
@@ -137,7 +239,7 @@ async fn run_driver(args: DriverArgs) -> gristmill::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn list(driver: &str) -> gristmill::Result<ExitCode> {
+async fn list(driver: &DriverEndpoint) -> gristmill::Result<ExitCode> {
     let mut client = connect_driver(driver).await?;
     let jobs = client
         .list_jobs(ListJobsRequest {})
@@ -146,14 +248,15 @@ async fn list(driver: &str) -> gristmill::Result<ExitCode> {
         .into_inner()
         .jobs;
     println!(
-        "{:<28} {:<18} {:<10} {:>4} {:>11} {:>11} {:>9}",
-        "JOB", "NAME", "STATE", "PRIO", "MAPS", "REDUCES", "SECONDS"
+        "{:<28} {:<18} {:<12} {:<10} {:>4} {:>11} {:>11} {:>9}",
+        "JOB", "NAME", "OWNER", "STATE", "PRIO", "MAPS", "REDUCES", "SECONDS"
     );
     for job in jobs {
         println!(
-            "{:<28} {:<18} {:<10} {:>4} {:>11} {:>11} {:>9.1}",
+            "{:<28} {:<18} {:<12} {:<10} {:>4} {:>11} {:>11} {:>9.1}",
             job.job_id,
             job.name,
+            job.owner,
             state_name(job.state()),
             job.priority,
             format!("{}/{}", job.maps_done, job.maps_total),
@@ -164,7 +267,7 @@ async fn list(driver: &str) -> gristmill::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn status(driver: &str, job_id: String) -> gristmill::Result<ExitCode> {
+async fn status(driver: &DriverEndpoint, job_id: String) -> gristmill::Result<ExitCode> {
     let mut client = connect_driver(driver).await?;
     let what = format!("asking for job {job_id}");
     let job = client
@@ -176,7 +279,7 @@ async fn status(driver: &str, job_id: String) -> gristmill::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn cancel(driver: &str, job_id: String) -> gristmill::Result<ExitCode> {
+async fn cancel(driver: &DriverEndpoint, job_id: String) -> gristmill::Result<ExitCode> {
     let mut client = connect_driver(driver).await?;
     let what = format!("cancelling job {job_id}");
     let job = client
@@ -191,6 +294,7 @@ async fn cancel(driver: &str, job_id: String) -> gristmill::Result<ExitCode> {
 fn print_status(job: &JobStatus) {
     println!("job       {}", job.job_id);
     println!("name      {}", job.name);
+    println!("owner     {}", job.owner);
     println!("state     {}", state_name(job.state()));
     println!("priority  {}", job.priority);
     println!("maps      {}/{}", job.maps_done, job.maps_total);
@@ -208,4 +312,28 @@ fn print_status(job: &JobStatus) {
     for (name, value) in counters {
         println!("  {name:<24} {value}");
     }
+}
+
+fn cert(command: CertCommand) -> gristmill::Result<ExitCode> {
+    let fail = gristmill::Error::Security;
+    match command {
+        CertCommand::CreateCa(args) => {
+            certs::create_ca(&CertsDir::new(&args.certs_dir), args.overwrite).map_err(fail)?;
+            println!("created {}/ca.crt and ca.key", args.certs_dir.display());
+        }
+        CertCommand::CreateNode { hosts, args } => {
+            certs::create_node(&CertsDir::new(&args.certs_dir), &hosts, args.overwrite).map_err(fail)?;
+            println!("created {}/node.crt and node.key for {}", args.certs_dir.display(), hosts.join(", "));
+        }
+        CertCommand::CreateClient { user, args } => {
+            certs::create_client(&CertsDir::new(&args.certs_dir), &user, args.overwrite).map_err(fail)?;
+            println!("created {}/client.{user}.crt and client.{user}.key", args.certs_dir.display());
+        }
+        CertCommand::CreateToken { user, args } => {
+            let token = tokens::create_token(&CertsDir::new(&args.certs_dir), &user).map_err(fail)?;
+            eprintln!("a bearer token for {user} (shown once; only its hash is kept):");
+            println!("{token}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

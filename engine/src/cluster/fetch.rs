@@ -12,6 +12,7 @@ use std::io::Write as _;
 
 use super::payload::MapOutputSource;
 use crate::ids::JobId;
+use crate::security::JobSecret;
 use crate::storage::DirectFile;
 
 /// How long a fetch may wait for the next chunk before it gives up on the worker.
@@ -30,9 +31,20 @@ pub struct FetchError {
     pub message: String,
 }
 
-/// Fetches partition `partition` of `source` into `path`; returns its length in bytes.
+/// The node certificate this task presents to other workers' shuffle services (loaded once).
+fn node_tls() -> crate::Result<Option<crate::security::ClientTls>> {
+    static TLS: std::sync::OnceLock<std::result::Result<Option<crate::security::ClientTls>, String>> =
+        std::sync::OnceLock::new();
+    TLS.get_or_init(|| super::rpc::node_tls_from_env().map_err(|e| e.to_string()))
+        .clone()
+        .map_err(|cause| crate::Error::Rpc { what: "loading the node certificate".into(), cause })
+}
+
+/// Fetches partition `partition` of `source` into `path`, presenting the job's `secret`;
+/// returns its length in bytes.
 pub async fn fetch_partition(
     job: &JobId,
+    secret: &JobSecret,
     source: &MapOutputSource,
     partition: u32,
     path: &Path,
@@ -45,16 +57,18 @@ pub async fn fetch_partition(
             source.map_task, source.attempt, source.worker, source.address
         ),
     };
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", source.address))
-        .map_err(|e| fail(e.to_string()))?
-        .connect_timeout(CONNECT_TIMEOUT);
-    let channel = endpoint.connect().await.map_err(|e| fail(format!("cannot connect: {e}")))?;
+    let tls = node_tls().map_err(|e| fail(e.to_string()))?;
+    let url = super::rpc::url_with_scheme(&source.address, tls.is_some()).map_err(|e| fail(e.to_string()))?;
+    let channel = super::rpc::connect(&url, tls.as_ref(), CONNECT_TIMEOUT)
+        .await
+        .map_err(|e| fail(format!("cannot connect: {e}")))?;
     let mut client = ShuffleClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES);
     let request = FetchPartitionRequest {
         job_id: job.to_string(),
         map_task: source.map_task,
         attempt: source.attempt,
         partition,
+        job_secret: secret.expose().to_owned(),
     };
     let response = tokio::time::timeout(FETCH_IDLE_TIMEOUT, client.fetch_partition(request))
         .await

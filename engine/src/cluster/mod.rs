@@ -6,7 +6,8 @@
 //!   run by workers as child processes;
 //! * [`shuffle_service`] and [`fetch`]: map output served by workers, fetched by reducers;
 //! * [`submit`]: a job binary submitting itself to a driver (`--driver URL`);
-//! * [`binary`]: job binaries by content digest.
+//! * [`binary`]: job binaries by content digest;
+//! * [`private_dir`]: directories only their owner may use (binary stores, digest cache).
 //!
 //! The driver itself is in [`crate::driver::cluster`]; the worker daemon is the
 //! `gristmill-worker` crate.
@@ -14,6 +15,7 @@
 pub mod binary;
 pub mod fetch;
 pub mod payload;
+pub mod private_dir;
 pub mod rpc;
 pub mod shuffle_service;
 pub mod submit;

@@ -1,5 +1,8 @@
 //! What travels from a submitting job binary, through the driver and a worker, to the task
 //! processes of the same binary: JSON documents the engine writes and reads on both ends.
+//!
+//! The worker hands a task its [`TaskFile`] on the task's stdin, never in a file: it holds
+//! the job's storage options and secret.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -7,7 +10,9 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::input::SplitSpec;
+use crate::security::JobSecret;
 use crate::shuffle::RunBudget;
+use crate::storage::StorageOptions;
 
 /// The job's settings every task needs (`RunTask.job_payload`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -27,8 +32,9 @@ pub struct JobPayload {
     pub run_budget: RunBudget,
     /// The output directory.
     pub output: String,
-    /// Object-store options (`--storage-option`).
-    pub storage_options: Vec<(String, String)>,
+    /// Object-store options (`--storage-option`): the job's inputs and output are
+    /// resolved with them (`Debug` shows only their keys).
+    pub storage_options: StorageOptions,
     /// Split points of a sampled range partitioner (total order jobs), in Arrow's row format.
     pub range_split_points: Option<Vec<Vec<u8>>>,
 }
@@ -59,11 +65,17 @@ pub struct MapOutputSource {
     pub local_dir: Option<std::path::PathBuf>,
 }
 
-/// Everything a task process needs, written by the worker to `task.json`.
+/// Everything a task process needs, written by the worker to the task's stdin as JSON
+/// (`<job> __gristmill-task -`). It holds secrets (the job's secret, its storage options),
+/// so it is never written to disk; `Debug` redacts them.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TaskFile {
     /// The job's id.
     pub job_id: String,
+    /// The job's secret: reducers present it to shuffle services, and it names the job's
+    /// map output directory on a worker.
+    #[serde(with = "secret_text")]
+    pub job_secret: JobSecret,
     /// True for a map task.
     pub is_map: bool,
     /// Split index or partition.
@@ -76,12 +88,41 @@ pub struct TaskFile {
     pub split: Option<MapSplit>,
     /// Reduce tasks: every map output.
     pub map_outputs: Vec<MapOutputSource>,
-    /// Where map output goes (the worker's shuffle directory).
+    /// The worker's shuffle directory: map output goes to the job's directory in it
+    /// ([`crate::shuffle::job_shuffle_dir`]).
     pub shuffle_dir: PathBuf,
     /// The attempt's scratch directory (spills, fetched map output), removed afterwards.
     pub work_dir: PathBuf,
     /// Where the task writes its [`TaskResult`].
     pub result_file: PathBuf,
+}
+
+impl TaskFile {
+    /// Reads a task spec (the JSON the worker pipes to the task's stdin).
+    pub fn from_json(json: &[u8]) -> Result<TaskFile, String> {
+        serde_json::from_slice(json).map_err(|e| format!("the task spec does not parse: {e}"))
+    }
+
+    /// The task spec as JSON, for the task's stdin only.
+    pub fn to_json(&self) -> Result<Vec<u8>, String> {
+        serde_json::to_vec(self).map_err(|e| format!("cannot serialize the task spec: {e}"))
+    }
+}
+
+/// A [`JobSecret`] as a JSON string (it has no serde of its own, so it goes nowhere by
+/// accident).
+mod secret_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::security::JobSecret;
+
+    pub fn serialize<S: Serializer>(secret: &JobSecret, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(secret.expose())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<JobSecret, D::Error> {
+        String::deserialize(deserializer).map(JobSecret::from_string)
+    }
 }
 
 /// How a task process ended, written to the result file.

@@ -32,14 +32,12 @@ use crate::storage::Location;
 /// How to submit.
 #[derive(Clone, Debug)]
 pub struct Submission {
-    /// The driver's URL.
-    pub driver: String,
+    /// The driver, and how to authenticate to it.
+    pub driver: super::rpc::DriverEndpoint,
     /// Higher runs first.
     pub priority: i32,
     /// Return once the job is queued.
     pub detach: bool,
-    /// Object-store options, for the tasks and the commit.
-    pub storage_options: Vec<(String, String)>,
     /// Print progress lines on stderr.
     pub show_progress: bool,
 }
@@ -62,20 +60,20 @@ pub fn submit<J: Job>(job: &J, config: &RunConfig, how: &Submission) -> Result<S
     let started = Instant::now();
     let io = crate::driver::local::io_runtime()?;
     // Task processes run elsewhere, in other directories: paths go out absolute.
-    let output = OutputDir::new(Location::parse(&config.output)?);
+    let output = OutputDir::new(Location::parse_with(&config.output, &config.storage_options)?);
     let mut config = config.clone();
     config.output = output.location().display();
     let config = &config;
     io.block_on(output.prepare(config.overwrite))?;
     let plan = io.block_on(plan_map_tasks(job, config))?;
-    let payload = job_payload(job, config, &plan, io.handle(), how)?;
+    let payload = job_payload(job, config, &plan, io.handle())?;
     io.block_on(async {
         let mut client = connect_driver(&how.driver).await?;
         let digest = upload_self(&mut client).await?;
         let request = submit_request(job, config, &plan, payload, digest, how)?;
         let reply =
             client.submit_job(request).await.map_err(status_error("submitting the job"))?.into_inner();
-        eprintln!("submitted {} as {} to {}", J::NAME, reply.job_id, how.driver);
+        eprintln!("submitted {} as {} to {}", J::NAME, reply.job_id, how.driver.url);
         if !reply.status_url.is_empty() {
             eprintln!("status: {}", reply.status_url);
         }
@@ -93,7 +91,6 @@ fn job_payload<J: Job>(
     config: &RunConfig,
     plan: &Plan,
     io: &tokio::runtime::Handle,
-    how: &Submission,
 ) -> Result<JobPayload> {
     let num_partitions = job.reducers().unwrap_or(config.reducers).max(1);
     let range_split_points = if job.partitioner().is_none() && job.total_order() && !is_map_only(job) {
@@ -127,7 +124,7 @@ fn job_payload<J: Job>(
         map_buffer_bytes: config.map_buffer_bytes(),
         run_budget: RunBudget { owned: budget.owned / threads, mapped: budget.mapped / threads },
         output: config.output.clone(),
-        storage_options: how.storage_options.clone(),
+        storage_options: config.storage_options.clone(),
         range_split_points,
     })
 }
@@ -160,9 +157,11 @@ fn submit_request<J: Job>(
         map_tasks,
         reducers: if is_map_only(job) { 0 } else { payload.num_partitions as u32 },
         output: config.output.clone(),
-        storage_options: how.storage_options.iter().cloned().collect(),
+        // For the driver's commit (or abort) of the output, with the job's own options.
+        storage_options: config.storage_options.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
         input_files: plan.files as u64,
         input_bytes: plan.bytes,
+        overwrite: config.overwrite,
     })
 }
 
@@ -196,6 +195,7 @@ async fn upload_self(
         .map(|(i, data)| BinaryChunk {
             digest: if i == 0 { digest.clone() } else { String::new() },
             data: data.to_vec(),
+            total_bytes: if i == 0 { bytes.len() as u64 } else { 0 },
         })
         .collect();
     client

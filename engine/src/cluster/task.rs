@@ -1,13 +1,18 @@
-//! The task role of a job binary: `<job> __gristmill-task task.json` runs one attempt of
-//! one map or reduce task, as a child process of a worker (so a crash takes down only the
-//! attempt), and writes a [`TaskResult`] the worker reports to the driver.
+//! The task role of a job binary: `<job> __gristmill-task -` reads its [`TaskFile`] from
+//! stdin (the worker writes it into a pipe and closes it: the spec holds the job's secret
+//! and storage options, so it never touches a disk), runs one attempt of one map or reduce
+//! task as a child process of the worker (so a crash takes down only the attempt), and
+//! writes a [`TaskResult`] the worker reports to the driver.
 //!
-//! Map attempts write their output to the worker's shuffle directory
-//! ([`write_map_output`]); reduce attempts fetch their partition of every map output,
-//! merge, reduce and write an attempt-unique part file that the driver may commit. Map
-//! attempts of a map-only job write such a part file themselves.
+//! Map attempts write their output to the job's directory in the worker's shuffle
+//! directory ([`write_map_output`]); reduce attempts fetch their partition of every map
+//! output, presenting the job's secret, merge, reduce and write an attempt-unique part file
+//! that the driver may commit. Map attempts of a map-only job write such a part file
+//! themselves.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -26,24 +31,40 @@ use crate::output::{OutputDir, PartFile};
 use crate::partition::{HashPartitioner, Partitioner, RangePartitioner};
 use crate::plan::MapTask;
 use crate::progress::Progress;
+use crate::security::JobSecret;
 use crate::shuffle::{MapOutputFiles, Run, RunStore, SpillDir, write_map_output};
 use crate::storage::Location;
 
-/// Runs the attempt described by `task_file`; the exit code is 0 whenever a result was
-/// written (even a failure), so only a crash exits otherwise.
-pub fn run<J: Job>(task_file: &Path) -> ExitCode {
-    exit_when_orphaned();
-    let task: TaskFile = match std::fs::read(task_file)
-        .map_err(|e| e.to_string())
-        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-    {
-        Ok(task) => task,
-        Err(e) => {
-            eprintln!("error: cannot read the task file {}: {e}", task_file.display());
-            return ExitCode::from(2);
-        }
+/// The argument after [`TASK_ROLE_ARG`](super::TASK_ROLE_ARG) naming where the task spec
+/// comes from: stdin, the only source.
+pub const TASK_SPEC_FROM_STDIN: &str = "-";
+
+/// Reads the task spec of the task role (`<job> __gristmill-task -`) from stdin, once;
+/// on failure, says why on stderr and returns the exit code to end with.
+pub fn read_task(source: &OsStr) -> Result<TaskFile, ExitCode> {
+    let read = if source == TASK_SPEC_FROM_STDIN {
+        read_task_from(std::io::stdin().lock())
+    } else {
+        Err(format!("task specs come on stdin (`{TASK_SPEC_FROM_STDIN}`), not from {}", source.display()))
     };
-    let result = match run_attempt::<J>(&task) {
+    read.map_err(|e| {
+        eprintln!("error: cannot read the task spec: {e}");
+        ExitCode::from(2)
+    })
+}
+
+/// Reads a task spec from `input` to its end.
+fn read_task_from(mut input: impl Read) -> Result<TaskFile, String> {
+    let mut json = Vec::new();
+    input.read_to_end(&mut json).map_err(|e| format!("reading stdin: {e}"))?;
+    TaskFile::from_json(&json)
+}
+
+/// Runs the attempt `task` describes; the exit code is 0 whenever a result was written
+/// (even a failure), so only a crash exits otherwise.
+pub fn run<J: Job>(task: &TaskFile) -> ExitCode {
+    exit_when_orphaned();
+    let result = match run_attempt::<J>(task) {
         Ok(result) => result,
         Err(e) => TaskResult::Failed { retryable: e.is_retryable(), message: e.to_string() },
     };
@@ -80,13 +101,6 @@ fn exit_when_orphaned() {
     }
 }
 
-/// The name of the job a task file belongs to (pipeline binaries hold several jobs).
-pub fn job_name(task_file: &Path) -> Option<String> {
-    let bytes = std::fs::read(task_file).ok()?;
-    let task: TaskFile = serde_json::from_slice(&bytes).ok()?;
-    Some(task.job.job_name)
-}
-
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes)?;
@@ -96,7 +110,6 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 fn run_attempt<J: Job>(task: &TaskFile) -> Result<TaskResult> {
     let job: J = serde_json::from_value(task.job.job.clone())
         .map_err(|e| Error::InvalidJob(format!("the job's parameters do not parse: {e}")))?;
-    crate::storage::set_storage_options(task.job.storage_options.clone());
     let io = crate::driver::local::io_runtime()?;
     let job_id = JobId::from_string(task.job_id.clone());
     std::fs::create_dir_all(&task.work_dir)
@@ -139,16 +152,16 @@ fn run_map<J: Job>(job: &J, env: &TaskEnv<'_>, task: &TaskFile) -> Result<TaskRe
         Some(input) => input.spec.clone(),
         None => job.input(),
     };
-    let split = env.io.block_on(Split::from_spec(map_split.split, &spec))?;
+    let split = env.io.block_on(Split::from_spec(map_split.split, &spec, &task.job.storage_options))?;
     let map_task = MapTask { index: task.index as usize, input: map_split.input, split };
     if is_map_only(job) {
-        let output = OutputDir::new(Location::parse(&task.job.output)?);
+        let output = OutputDir::new(Location::parse_with(&task.job.output, &task.job.storage_options)?);
         let (part, counters) = run_map_only_task(job, env, &map_task, &output)?;
         return Ok(part_written(part, &counters));
     }
     let output = run_map_task(job, env, &map_task)?;
     let keyed = job.map_output();
-    let files = MapOutputFiles::new(&task.shuffle_dir, env.job_id, task.index, env.attempt);
+    let files = MapOutputFiles::new(&task.shuffle_dir, env.job_id, &task.job_secret, task.index, env.attempt);
     let index = write_map_output(&files, keyed.schema(), &keyed.key_indices()?, output.runs)?;
     let mut counters = output.counters;
     counters.add(SPILLED_BYTES, env.store.spilled_bytes());
@@ -173,7 +186,7 @@ fn run_reduce<J: Job>(job: &J, env: &TaskEnv<'_>, task: &TaskFile) -> Result<Tas
         .filter(|segment| segment.len > 0)
         .map(|PartitionBytes { path, offset, len, .. }| Run::Segment { path: Arc::new(path), offset, len })
         .collect();
-    let output = OutputDir::new(Location::parse(&task.job.output)?);
+    let output = OutputDir::new(Location::parse_with(&task.job.output, &task.job.storage_options)?);
     let (part, mut counters) = run_reduce_task(job, env, task.index as usize, runs, &output)?;
     counters.add(SHUFFLE_FETCHED_BYTES, fetched_bytes);
     counters.add(SHUFFLE_HOST_LOCAL_BYTES, local_bytes);
@@ -209,10 +222,10 @@ async fn fetch_all(
     let fetches = task.map_outputs.iter().map(|source| {
         let path = dir.join(format!("m{:06}-a{}.arrows", source.map_task, source.attempt));
         async move {
-            if let Some(segment) = host_local_segment(job, source, task.index) {
+            if let Some(segment) = host_local_segment(job, &task.job_secret, source, task.index) {
                 return Ok(segment);
             }
-            let len = fetch_partition(job, source, task.index, &path).await?;
+            let len = fetch_partition(job, &task.job_secret, source, task.index, &path).await?;
             Ok::<_, FetchError>(PartitionBytes { path, offset: 0, len, host_local: false })
         }
     });
@@ -222,14 +235,24 @@ async fn fetch_all(
 /// Partition `partition` of `source`'s map output, in place, when `source` is a worker on
 /// this host and its output is complete (its index is written last). Anything else is
 /// fetched: the worker may be gone, or its directory on another file system after all.
-fn host_local_segment(job: &JobId, source: &MapOutputSource, partition: u32) -> Option<PartitionBytes> {
+/// The output is looked for in the directory `secret` names: a task of another job, with
+/// another secret, finds nothing there.
+fn host_local_segment(
+    job: &JobId,
+    secret: &JobSecret,
+    source: &MapOutputSource,
+    partition: u32,
+) -> Option<PartitionBytes> {
     let dir = source.local_dir.as_ref()?;
-    let files = MapOutputFiles::new(dir, job, source.map_task, AttemptId(source.attempt));
-    let found = files.read_index().and_then(|index| {
-        let segment = index.partitions.get(partition as usize).copied();
-        segment
-            .ok_or_else(|| Error::Internal(format!("no partition {partition} in {}", files.index.display())))
-    });
+    let files = MapOutputFiles::new(dir, job, secret, source.map_task, AttemptId(source.attempt));
+    let found = match files.read_index() {
+        Ok(index) => {
+            index.partitions.get(partition as usize).copied().ok_or("it has no such partition".into())
+        }
+        // The cause alone: the path names the job's directory, which stays out of logs.
+        Err(Error::Shuffle { cause, .. }) => Err(cause),
+        Err(e) => Err(e.to_string()),
+    };
     match found {
         Ok(segment) => Some(PartitionBytes {
             path: files.data,
@@ -237,8 +260,13 @@ fn host_local_segment(job: &JobId, source: &MapOutputSource, partition: u32) -> 
             len: segment.len,
             host_local: true,
         }),
-        Err(e) => {
-            tracing::info!(error = %e, "reading map output on this host failed; fetching it instead");
+        Err(cause) => {
+            tracing::info!(
+                map_task = source.map_task,
+                attempt = source.attempt,
+                %cause,
+                "reading map output on this host failed; fetching it instead"
+            );
             None
         }
     }
@@ -246,4 +274,79 @@ fn host_local_segment(job: &JobId, source: &MapOutputSource, partition: u32) -> 
 
 fn to_map(counters: &Counters) -> BTreeMap<String, u64> {
     counters.iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shuffle::{MapOutputIndex, Segment};
+
+    fn source(local_dir: &Path) -> MapOutputSource {
+        MapOutputSource {
+            map_task: 2,
+            attempt: 0,
+            worker: "w-1".into(),
+            address: "127.0.0.1:9".into(),
+            local_dir: Some(local_dir.to_owned()),
+        }
+    }
+
+    #[test]
+    fn host_local_reads_find_only_their_own_job_s_output() {
+        let root = tempfile::tempdir().unwrap();
+        let job = JobId::from_string("job-a".into());
+        let (secret, other) = (JobSecret::generate(), JobSecret::generate());
+        let files = MapOutputFiles::new(root.path(), &job, &secret, 2, AttemptId(0));
+        std::fs::create_dir_all(files.data.parent().unwrap()).unwrap();
+        std::fs::write(&files.data, b"0123456789").unwrap();
+        let segments = vec![Segment::default(), Segment { offset: 4, len: 6, crc32: 0, rows: 1 }];
+        std::fs::write(&files.index, serde_json::to_vec(&MapOutputIndex { partitions: segments }).unwrap())
+            .unwrap();
+
+        let found =
+            host_local_segment(&job, &secret, &source(root.path()), 1).expect("found with the secret");
+        assert_eq!((found.path, found.offset, found.len, found.host_local), (files.data.clone(), 4, 6, true));
+        assert!(
+            host_local_segment(&job, &other, &source(root.path()), 1).is_none(),
+            "another secret finds nothing"
+        );
+        assert!(
+            host_local_segment(&job, &JobSecret::from_string(String::new()), &source(root.path()), 1)
+                .is_none()
+        );
+        assert!(host_local_segment(&job, &secret, &source(root.path()), 7).is_none(), "no such partition");
+    }
+
+    #[test]
+    fn task_specs_come_whole_from_stdin_and_never_from_a_file() {
+        let task = TaskFile {
+            job_id: "job-a".into(),
+            job_secret: JobSecret::from_string("the-secret".into()),
+            is_map: true,
+            index: 0,
+            attempt: 0,
+            job: serde_json::from_value(serde_json::json!({
+                "job_name": "wordcount", "job": {}, "num_partitions": 1, "replace_invalid_utf8": false,
+                "map_buffer_bytes": 1, "run_budget": {"owned": 1, "mapped": 1}, "output": "/o",
+                "storage_options": [["aws_secret_access_key", "key-secret"]], "range_split_points": null
+            }))
+            .unwrap(),
+            split: None,
+            map_outputs: Vec::new(),
+            shuffle_dir: "/s".into(),
+            work_dir: "/w".into(),
+            result_file: "/w/result.json".into(),
+        };
+        let read = read_task_from(&task.to_json().unwrap()[..]).unwrap();
+        assert_eq!(read.job_secret.expose(), "the-secret");
+        assert_eq!(read.job.job_name, "wordcount");
+        assert_eq!(
+            read.job.storage_options.iter().collect::<Vec<_>>(),
+            [("aws_secret_access_key", "key-secret")]
+        );
+        let shown = format!("{read:?}");
+        assert!(!shown.contains("the-secret") && !shown.contains("key-secret"), "{shown}");
+        assert!(read_task(OsStr::new("/w/task.json")).is_err(), "a path is refused");
+        assert!(read_task_from(&b"{"[..]).is_err());
+    }
 }

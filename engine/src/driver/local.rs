@@ -64,7 +64,7 @@ pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Re
         .map_err(|e| Error::Internal(format!("cannot start {} threads: {e}", config.threads)))?;
 
     progress.start_phase("plan", 0);
-    let output = OutputDir::new(Location::parse(&config.output)?);
+    let output = OutputDir::new(Location::parse_with(&config.output, &config.storage_options)?);
     io.block_on(output.prepare(config.overwrite))?;
     let plan = io.block_on(plan_map_tasks(job, config))?;
     info!(files = plan.files, bytes = plan.bytes, splits = plan.map_tasks.len(), "planned");

@@ -18,7 +18,7 @@ pub use self::text::TextSplit;
 
 use crate::error::Result;
 use crate::job::InputSpec;
-use crate::storage::InputFile;
+use crate::storage::{InputFile, StorageOptions};
 
 /// How input files are decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
@@ -174,9 +174,10 @@ impl Split {
         SplitSpec { url: file.display(), size: file.size, range }
     }
 
-    /// Rebuilds a split from its spec; Parquet footers are read again.
-    pub async fn from_spec(spec: SplitSpec, input: &InputSpec) -> Result<Split> {
-        let location = crate::storage::Location::parse(&spec.url)?;
+    /// Rebuilds a split from its spec, its file's store configured with the job's
+    /// `storage` options; Parquet footers are read again.
+    pub async fn from_spec(spec: SplitSpec, input: &InputSpec, storage: &StorageOptions) -> Result<Split> {
+        let location = crate::storage::Location::parse_with(&spec.url, storage)?;
         let file = Arc::new(InputFile { location, size: spec.size });
         Ok(match spec.range {
             SplitRange::Text { start, end } => Split::Text(TextSplit { file, start, end, shape: input.text }),

@@ -1,9 +1,12 @@
 //! The commit protocol of an output directory.
 
+use std::collections::HashSet;
+
 use futures::StreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
+use tracing::{debug, warn};
 
-use super::{Manifest, OutputFormat, PartFile, SUCCESS_FILE, is_part_name};
+use super::{Manifest, OutputFormat, PartFile, SUCCESS_FILE, is_part_name, is_part_of};
 use crate::error::{Error, Result};
 use crate::ids::{AttemptId, JobId, PartitionId};
 use crate::storage::Location;
@@ -14,8 +17,10 @@ use crate::storage::Location;
 ///    unless the user allows overwriting.
 /// 2. Reduce attempts write attempt-unique part files ([`OutputDir::part_location`]).
 /// 3. [`OutputDir::commit`] writes `_SUCCESS` listing exactly one file per partition, then
-///    deletes every other part file (losing attempts, an overwritten result, leftovers of
-///    crashed runs). Readers see the old manifest or the new one, never a half-written one.
+///    deletes this job's other part files (losing and killed attempts) and the files the
+///    overwritten `_SUCCESS` listed. Part files of other jobs are left alone: the directory
+///    may be shared, and only what this job wrote or replaced is its to delete. Readers see
+///    the old manifest or the new one, never a half-written one.
 /// 4. [`OutputDir::abort`] deletes what this job wrote; no `_SUCCESS` is written.
 #[derive(Clone, Debug)]
 pub struct OutputDir {
@@ -54,8 +59,10 @@ impl OutputDir {
         self.location.child(&super::part_name(partition, job, attempt, format))
     }
 
-    /// Commits `parts` (one per partition) with `manifest`, then removes stray part files.
+    /// Commits `parts` (one per partition) with `manifest`, then removes the part files of
+    /// `manifest.job_id` it does not list, and those the replaced `_SUCCESS` listed.
     pub async fn commit(&self, manifest: &Manifest, parts: &[PartFile]) -> Result<()> {
+        let replaced = self.committed_files().await?;
         let json = serde_json::to_vec_pretty(manifest).map_err(|e| Error::Internal(e.to_string()))?;
         let success = self.location.child(SUCCESS_FILE);
         success
@@ -63,14 +70,42 @@ impl OutputDir {
             .put(success.path(), PutPayload::from(json))
             .await
             .map_err(|source| Error::write(success.display(), Box::new(source)))?;
-        let keep: std::collections::HashSet<&str> = parts.iter().map(|p| p.name.as_str()).collect();
-        self.delete_parts(|name| !keep.contains(name)).await
+        let keep: HashSet<&str> = parts.iter().map(|p| p.name.as_str()).collect();
+        let job = manifest.job_id.as_str();
+        self.delete_parts(|name| {
+            if keep.contains(name) {
+                return false;
+            }
+            let doomed = is_part_of(name, job) || replaced.contains(name);
+            if !doomed {
+                debug!(file = name, "leaving a part file of another job in place");
+            }
+            doomed
+        })
+        .await
+    }
+
+    /// The names the current `_SUCCESS` lists; none without one, or with one this engine
+    /// did not write (another tool's empty marker, say).
+    async fn committed_files(&self) -> Result<HashSet<String>> {
+        let success = self.location.child(SUCCESS_FILE);
+        let bytes = match success.store().get(success.path()).await {
+            Ok(found) => found.bytes().await.map_err(|source| Error::read(success.display(), source))?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(HashSet::new()),
+            Err(source) => return Err(Error::read(success.display(), source)),
+        };
+        match serde_json::from_slice::<Manifest>(&bytes) {
+            Ok(old) => Ok(old.files.into_iter().map(|f| f.name).collect()),
+            Err(e) => {
+                warn!(path = %success.display(), error = %e, "the replaced _SUCCESS is not a manifest; only this job's files are removed");
+                Ok(HashSet::new())
+            }
+        }
     }
 
     /// Deletes the part files `job` wrote (after a failure); leaves everything else.
     pub async fn abort(&self, job: &JobId) -> Result<()> {
-        let marker = format!("-{job}-");
-        self.delete_parts(|name| name.contains(&marker)).await
+        self.delete_parts(|name| is_part_of(name, job.as_str())).await
     }
 
     async fn delete_parts(&self, doomed: impl Fn(&str) -> bool) -> Result<()> {
@@ -100,5 +135,102 @@ impl OutputDir {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::job::Counters;
+
+    const THIS: &str = "job-20260101T000000-0001";
+    const OTHER: &str = "job-20260101T000000-0002";
+
+    fn part(partition: u32, job: &str, attempt: u32) -> PartFile {
+        let job = JobId::from_string(job.to_owned());
+        let name = super::super::part_name(PartitionId(partition), &job, AttemptId(attempt), OutputFormat::Parquet);
+        PartFile { partition: PartitionId(partition), name, rows: 1, bytes: 1 }
+    }
+
+    fn touch(dir: &Path, name: &str) {
+        std::fs::write(dir.join(name), b"x").unwrap();
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        names
+    }
+
+    async fn commit(dir: &Path, job: &str, parts: &[PartFile]) {
+        let output = OutputDir::new(Location::parse(dir.to_str().unwrap()).unwrap());
+        let manifest = Manifest::new("test", job, parts, Counters::default());
+        output.commit(&manifest, parts).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn commit_removes_this_jobs_losing_attempts_and_keeps_other_jobs_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (winner, loser, stray) = (part(0, THIS, 1), part(0, THIS, 0), part(0, OTHER, 0));
+        let staging = crate::storage::staging_name(&part(1, THIS, 3).name);
+        for name in [&winner.name, &loser.name, &stray.name, &staging, &"notes.txt".to_owned()] {
+            touch(dir.path(), name);
+        }
+        commit(dir.path(), THIS, std::slice::from_ref(&winner)).await;
+        let mut expected = vec![SUCCESS_FILE.to_owned(), winner.name, stray.name, "notes.txt".to_owned()];
+        expected.sort();
+        assert_eq!(names(dir.path()), expected);
+    }
+
+    #[tokio::test]
+    async fn an_overwrite_removes_the_files_of_the_replaced_manifest_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = [part(0, OTHER, 0), part(1, OTHER, 0), part(2, OTHER, 0)];
+        for p in &old {
+            touch(dir.path(), &p.name);
+        }
+        commit(dir.path(), OTHER, &old).await;
+        let unlisted = part(0, "job-20260101T000000-0003", 0);
+        touch(dir.path(), &unlisted.name);
+        let new = [part(0, THIS, 0), part(1, THIS, 0)];
+        for p in &new {
+            touch(dir.path(), &p.name);
+        }
+
+        commit(dir.path(), THIS, &new).await;
+        let mut expected = vec![SUCCESS_FILE.to_owned(), new[0].name.clone(), new[1].name.clone(), unlisted.name];
+        expected.sort();
+        assert_eq!(names(dir.path()), expected, "the old manifest's files are gone, the unlisted stray stays");
+        let manifest: Manifest =
+            serde_json::from_slice(&std::fs::read(dir.path().join(SUCCESS_FILE)).unwrap()).unwrap();
+        assert_eq!(manifest.job_id, THIS);
+    }
+
+    #[tokio::test]
+    async fn a_foreign_success_marker_is_replaced_and_other_files_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        touch(dir.path(), SUCCESS_FILE);
+        let stray = part(0, OTHER, 0);
+        let mine = part(0, THIS, 0);
+        touch(dir.path(), &stray.name);
+        touch(dir.path(), &mine.name);
+        commit(dir.path(), THIS, std::slice::from_ref(&mine)).await;
+        let mut expected = vec![SUCCESS_FILE.to_owned(), mine.name, stray.name];
+        expected.sort();
+        assert_eq!(names(dir.path()), expected);
+    }
+
+    #[tokio::test]
+    async fn abort_removes_only_this_jobs_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mine, stray) = (part(0, THIS, 0), part(0, OTHER, 0));
+        touch(dir.path(), &mine.name);
+        touch(dir.path(), &stray.name);
+        let output = OutputDir::new(Location::parse(dir.path().to_str().unwrap()).unwrap());
+        output.abort(&JobId::from_string(THIS.to_owned())).await.unwrap();
+        assert_eq!(names(dir.path()), vec![stray.name]);
     }
 }

@@ -61,6 +61,50 @@ pub fn part_name(partition: PartitionId, job: &JobId, attempt: AttemptId, format
 /// names of local part files still being written ([`crate::storage::staging_name`]), so that
 /// those of crashed attempts are cleaned up too.
 fn is_part_name(name: &str) -> bool {
-    let name = name.strip_prefix('.').and_then(|n| n.strip_suffix(".inprogress")).unwrap_or(name);
+    let name = unstaged(name);
     name.starts_with("part-") && (name.ends_with(".parquet") || name.ends_with(".dat"))
+}
+
+/// True for the part names (committed or staging) [`part_name`] makes for `job`, of any
+/// partition, attempt and format: `part-PPPPP-<job>-a<attempt>.<ext>`.
+fn is_part_of(name: &str, job: &str) -> bool {
+    if !is_part_name(name) {
+        return false;
+    }
+    let Some(rest) = unstaged(name).strip_prefix("part-") else { return false };
+    let Some((partition, rest)) = rest.split_once('-') else { return false };
+    let Some(rest) = rest.strip_prefix(job).and_then(|r| r.strip_prefix("-a")) else { return false };
+    let Some((attempt, _extension)) = rest.split_once('.') else { return false };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    digits(partition) && digits(attempt)
+}
+
+/// The final name of a staging name (`.NAME.inprogress`); other names as they are.
+fn unstaged(name: &str) -> &str {
+    name.strip_prefix('.').and_then(|n| n.strip_suffix(".inprogress")).unwrap_or(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_names_are_recognised_as_their_own_jobs_only() {
+        let job = JobId::from_string("job-20260101T000000-00aa".into());
+        let name = part_name(PartitionId(7), &job, AttemptId(2), OutputFormat::Parquet);
+        assert_eq!(name, "part-00007-job-20260101T000000-00aa-a2.parquet");
+        assert!(is_part_of(&name, job.as_str()));
+        assert!(is_part_of(&crate::storage::staging_name(&name), job.as_str()), "staging names too");
+        assert!(is_part_of("part-123456-job-20260101T000000-00aa-a0.dat", job.as_str()));
+        for other in [
+            "part-00007-job-20260101T000000-00bb-a2.parquet",
+            "part-00007-job-20260101T000000-00aa-extra-a2.parquet",
+            "part-00007-job-20260101T000000-00a-a2.parquet",
+            "part-00007-job-20260101T000000-00aa-a2.csv",
+            "part-x-job-20260101T000000-00aa-a2.parquet",
+            "_SUCCESS",
+        ] {
+            assert!(!is_part_of(other, job.as_str()), "{other}");
+        }
+    }
 }

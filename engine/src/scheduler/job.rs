@@ -63,6 +63,7 @@ pub(super) struct Job {
     pub id: JobId,
     pub name: String,
     pub priority: i32,
+    pub owner: String,
     /// Submit order, for FIFO within a priority.
     pub seq: u64,
     pub submitted: Instant,
@@ -90,6 +91,7 @@ impl Job {
             id: spec.id,
             name: spec.name,
             priority: spec.priority,
+            owner: spec.owner,
             seq,
             submitted: now,
             finished: None,
@@ -254,6 +256,7 @@ impl Job {
             id: self.id.clone(),
             name: self.name.clone(),
             priority: self.priority,
+            owner: self.owner.clone(),
             state: self.state.clone(),
             phase,
             maps: counts(&self.maps),

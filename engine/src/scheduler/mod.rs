@@ -33,7 +33,7 @@
 //! let mut scheduler = Scheduler::new(SchedulerConfig::default());
 //! scheduler.add_worker(now, WorkerId("w1".into()), 2);
 //! let id = JobId::from_string("job-1".into());
-//! let spec = JobSpec { id, name: "wc".into(), priority: 0, map_tasks: vec!["a.txt".into()], reducers: 1 };
+//! let spec = JobSpec { id, name: "wc".into(), priority: 0, owner: "alice".into(), map_tasks: vec!["a.txt".into()], reducers: 1 };
 //! scheduler.submit(now, spec).unwrap();
 //! assert!(matches!(scheduler.take_actions()[..], [Action::Launch { .. }]));
 //! ```
@@ -148,6 +148,14 @@ impl Scheduler {
         }
         self.schedule(now);
         Ok(())
+    }
+
+    /// The worker running `attempt`, if it runs: reports about it are accepted from that
+    /// worker only.
+    pub fn attempt_worker(&self, attempt: &AttemptRef) -> Option<&WorkerId> {
+        let job = self.jobs.get(&attempt.job)?;
+        let task = job.tasks(attempt.task.kind).get(attempt.task.index as usize)?;
+        task.running.iter().find(|r| r.attempt == attempt.attempt).map(|r| &r.worker)
     }
 
     /// An attempt succeeded. The first success of a task wins (its other attempts are

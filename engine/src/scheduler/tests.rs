@@ -19,6 +19,7 @@ fn spec(name: &str, priority: i32, maps: usize, reducers: u32) -> JobSpec {
         id: jid(name),
         name: name.to_string(),
         priority,
+        owner: "alice".into(),
         map_tasks: (0..maps).map(|i| format!("{name}.txt:{i}00+100")).collect(),
         reducers,
     }

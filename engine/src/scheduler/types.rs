@@ -15,6 +15,8 @@ pub struct JobSpec {
     pub name: String,
     /// Higher runs first; equal priorities run in submit order.
     pub priority: i32,
+    /// Who submitted it (the user name of the client certificate).
+    pub owner: String,
     /// One human description per map task: its input split (e.g. `data/a.txt:0+67108864`).
     pub map_tasks: Vec<String>,
     /// Reduce partitions; 0 for a map-only job, whose map tasks write the part files.

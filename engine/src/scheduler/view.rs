@@ -40,6 +40,8 @@ pub struct JobView {
     pub name: String,
     /// Higher runs first.
     pub priority: i32,
+    /// Who submitted it.
+    pub owner: String,
     /// Queued, running, committing or ended (with the failure message).
     pub state: JobState,
     /// What it is doing now.

@@ -2,6 +2,11 @@
 //! one data file per map attempt holding each partition's rows as one sorted Arrow IPC
 //! stream, and an index of (offset, length, CRC-32, rows) per partition. The index is
 //! written last and renamed into place, so a complete index means a complete output.
+//!
+//! A job's map outputs live in a directory named after the job's id and its secret
+//! ([`job_shuffle_dir`]): only the job's own tasks, and the shuffle service checking the
+//! secret, can name it. The shuffle directory itself is traversable but not listable
+//! ([`restrict_shuffle_root`]), and job directories are private to the worker's user.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -11,10 +16,12 @@ use arrow::datatypes::SchemaRef;
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use super::{KeyEncoder, MERGE_CHUNK_ROWS, Run, RunMerger, compact_views};
 use crate::error::{Error, Result};
 use crate::ids::{AttemptId, JobId};
+use crate::security::JobSecret;
 use crate::storage::{DirectFile, DirectReader};
 
 /// Where one partition's rows are in a map output's data file.
@@ -54,9 +61,16 @@ pub struct MapOutputFiles {
 }
 
 impl MapOutputFiles {
-    /// The files of `attempt` of map task `map_task` of `job` under `shuffle_dir`.
-    pub fn new(shuffle_dir: &Path, job: &JobId, map_task: u32, attempt: AttemptId) -> Self {
-        let dir = job_shuffle_dir(shuffle_dir, job);
+    /// The files of `attempt` of map task `map_task` of `job` (whose secret is `secret`)
+    /// under `shuffle_dir`. With another secret, the files are in another directory.
+    pub fn new(
+        shuffle_dir: &Path,
+        job: &JobId,
+        secret: &JobSecret,
+        map_task: u32,
+        attempt: AttemptId,
+    ) -> Self {
+        let dir = job_shuffle_dir(shuffle_dir, job, secret);
         MapOutputFiles {
             data: dir.join(format!("m{map_task:06}-{attempt}.data")),
             index: dir.join(format!("m{map_task:06}-{attempt}.index")),
@@ -70,9 +84,66 @@ impl MapOutputFiles {
     }
 }
 
-/// A job's directory under a worker's shuffle directory (removed when the job ends).
-pub fn job_shuffle_dir(shuffle_dir: &Path, job: &JobId) -> PathBuf {
-    shuffle_dir.join(job.as_str())
+/// A job's directory under a worker's shuffle directory (removed when the job ends):
+/// `<job id>.<tag>`, the tag 16 hex digits of SHA-256 of the job's secret (domain
+/// separated), so a task of another job cannot compute it.
+pub fn job_shuffle_dir(shuffle_dir: &Path, job: &JobId, secret: &JobSecret) -> PathBuf {
+    shuffle_dir.join(format!("{job}.{}", dir_tag(secret)))
+}
+
+/// The tag of a job's shuffle directory name.
+fn dir_tag(secret: &JobSecret) -> String {
+    let digest =
+        Sha256::new().chain_update(b"gristmill-shuffle-dir").chain_update(secret.expose()).finalize();
+    digest[..DIR_TAG_HEX / 2].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Hex digits of the tag in a job's shuffle directory name.
+const DIR_TAG_HEX: usize = 16;
+
+/// True for `name` naming a shuffle directory of job `job` (whatever its secret).
+fn is_job_dir_name(name: &str, job: &str) -> bool {
+    name.strip_prefix(job).and_then(|rest| rest.strip_prefix('.')).is_some_and(|tag| {
+        tag.len() == DIR_TAG_HEX && tag.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+/// Removes every shuffle directory of job `job` under `shuffle_dir` (the worker lists its
+/// own directory: it may no longer know the job's secret); returns how many it removed.
+pub fn remove_job_shuffle_dirs(shuffle_dir: &Path, job: &str) -> std::io::Result<usize> {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(shuffle_dir)? {
+        let entry = entry?;
+        if entry.file_name().to_str().is_some_and(|name| is_job_dir_name(name, job)) {
+            std::fs::remove_dir_all(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Makes a worker's shuffle directory at most traversable by other users, never listable
+/// (`0711` from `0755`; a private `0700` stays so), so nobody discovers the job
+/// directories in it by listing.
+pub fn restrict_shuffle_root(shuffle_dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(shuffle_dir)?.permissions().mode();
+        std::fs::set_permissions(shuffle_dir, std::fs::Permissions::from_mode(mode & 0o7711))?;
+    }
+    #[cfg(not(unix))]
+    let _ = shuffle_dir;
+    Ok(())
+}
+
+/// Creates a job's shuffle directory (and any missing parent) private to this user (`0700`).
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }
 
 fn fail(path: &Path, cause: impl std::fmt::Display) -> Error {
@@ -108,7 +179,7 @@ pub fn write_map_output(
     runs: Vec<Vec<Run>>,
 ) -> Result<MapOutputIndex> {
     if let Some(dir) = files.data.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| fail(dir, e))?;
+        create_private_dir(dir).map_err(|e| fail(dir, e))?;
     }
     // Written directly (no page cache) under a staging name, synced, then renamed.
     let mut out = DirectFile::create(&files.data).map_err(|e| fail(&files.data, e))?;
@@ -247,4 +318,63 @@ fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
         }
     }
     Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(text: &str) -> JobSecret {
+        JobSecret::from_string(text.to_owned())
+    }
+
+    #[test]
+    fn job_directories_depend_on_the_secret() {
+        let root = Path::new("/shuffle");
+        let job = JobId::from_string("j-1".into());
+        let a = job_shuffle_dir(root, &job, &secret("one"));
+        assert_eq!(a, job_shuffle_dir(root, &job, &secret("one")));
+        assert_ne!(a, job_shuffle_dir(root, &job, &secret("two")));
+        let name = a.file_name().unwrap().to_str().unwrap();
+        assert!(name.starts_with("j-1.") && name.len() == "j-1.".len() + DIR_TAG_HEX, "{name}");
+        assert!(!name.contains("one"));
+        assert_eq!(MapOutputFiles::new(root, &job, &secret("one"), 3, AttemptId(1)).data.parent(), Some(&*a));
+    }
+
+    #[test]
+    fn a_job_s_directories_are_told_from_other_jobs() {
+        let tag = dir_tag(&secret("s"));
+        assert!(is_job_dir_name(&format!("j.{tag}"), "j"));
+        assert!(!is_job_dir_name(&format!("j.b.{tag}"), "j"), "job j.b is another job");
+        assert!(!is_job_dir_name(&format!("jj.{tag}"), "j"));
+        assert!(!is_job_dir_name("j", "j"));
+        assert!(!is_job_dir_name("j.0123456789ABCDEF", "j"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn directories_are_private_and_removed_by_job() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let chmod = |m| std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(m)).unwrap();
+        chmod(0o755);
+        restrict_shuffle_root(root.path()).unwrap();
+        assert_eq!(mode(root.path()), 0o711);
+        chmod(0o700);
+        restrict_shuffle_root(root.path()).unwrap();
+        assert_eq!(mode(root.path()), 0o700, "a private directory stays private");
+        chmod(0o777);
+        restrict_shuffle_root(root.path()).unwrap();
+        assert_eq!(mode(root.path()), 0o711);
+        let job = JobId::from_string("j".into());
+        let other = JobId::from_string("j.b".into());
+        let dir = job_shuffle_dir(root.path(), &job, &secret("s"));
+        create_private_dir(&dir).unwrap();
+        create_private_dir(&job_shuffle_dir(root.path(), &other, &secret("s"))).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(remove_job_shuffle_dirs(root.path(), "j").unwrap(), 1);
+        assert!(!dir.exists());
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 1, "job j.b's directory stays");
+    }
 }

@@ -15,7 +15,7 @@ mod spill;
 pub use gather::{FlushBatches, SortedRows};
 pub use map_file::{
     MapOutputFiles, MapOutputIndex, Segment, SegmentReader, job_shuffle_dir, open_segment,
-    read_segment_checked, write_map_output,
+    read_segment_checked, remove_job_shuffle_dirs, restrict_shuffle_root, write_map_output,
 };
 pub use map_side::{MapOutputBuilder, MapOutputSpec, MapSideStats};
 pub use merge::{GroupedChunk, RunMerger};

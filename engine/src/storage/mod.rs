@@ -6,6 +6,7 @@
 mod counting;
 mod direct_file;
 mod mapped;
+mod options;
 mod reader;
 mod stores;
 
@@ -26,8 +27,8 @@ pub use counting::{
 pub(crate) use counting::{count_local_read, read_local_range};
 pub use direct_file::{DirectFile, DirectReader, staging_name};
 pub use mapped::{Footprint, footprint, map_file};
+pub use options::StorageOptions;
 pub use reader::ObjectReader;
-pub use stores::set_storage_options;
 
 /// A place in an object store: the store, a path in it, and how to show it to a user.
 #[derive(Clone, Debug)]
@@ -39,8 +40,17 @@ pub struct Location {
 }
 
 impl Location {
-    /// Parses a URL (`file:///x`, `s3://bucket/x`, ...) or a plain local path.
+    /// Parses a URL (`file:///x`, `s3://bucket/x`, ...) or a plain local path, its store
+    /// configured by the environment alone. A job's locations use
+    /// [`parse_with`](Location::parse_with) and the job's options.
     pub fn parse(location: &str) -> Result<Location> {
+        Location::parse_with(location, &StorageOptions::default())
+    }
+
+    /// Parses a URL or a plain local path, its store configured by the environment and
+    /// `options` (the job's `--storage-option`s). Every place derived from it
+    /// ([`child`](Location::child), [`with_path`](Location::with_path)) shares the store.
+    pub fn parse_with(location: &str, options: &StorageOptions) -> Result<Location> {
         let invalid = |reason: String| Error::InvalidLocation { location: location.to_owned(), reason };
         if !location.contains("://") {
             let absolute = std::path::absolute(location).map_err(|e| invalid(e.to_string()))?;
@@ -48,7 +58,7 @@ impl Location {
             return Ok(Location { store: stores::local(), path, base: String::new() });
         }
         let url = Url::parse(location).map_err(|e| invalid(e.to_string()))?;
-        let store = stores::store_for(&url).map_err(invalid)?;
+        let store = stores::store_for(&url, options).map_err(invalid)?;
         let (_, path) = object_store::ObjectStoreScheme::parse(&url).map_err(|e| invalid(e.to_string()))?;
         let path = Path::parse(path).map_err(|e| invalid(e.to_string()))?;
         // The host only: a URL's user info may hold credentials, which never reach messages.
@@ -129,21 +139,22 @@ impl InputFile {
 ///
 /// Directories are listed recursively, skipping names that start with `_` or `.` (Hadoop's
 /// hidden files, such as `_SUCCESS`). A path that names nothing and a glob that matches
-/// nothing are errors; an empty directory is an empty input.
-pub async fn resolve_inputs(inputs: &[String]) -> Result<Vec<InputFile>> {
+/// nothing are errors; an empty directory is an empty input. URLs are resolved with the
+/// job's `options`.
+pub async fn resolve_inputs(inputs: &[String], options: &StorageOptions) -> Result<Vec<InputFile>> {
     let mut files = Vec::new();
     for input in inputs {
         let found = match split_glob(input) {
-            Some((root, pattern)) => resolve_glob(input, root, pattern).await?,
-            None => resolve_path(input).await?,
+            Some((root, pattern)) => resolve_glob(input, root, pattern, options).await?,
+            None => resolve_path(input, options).await?,
         };
         files.extend(found);
     }
     Ok(files)
 }
 
-async fn resolve_path(input: &str) -> Result<Vec<InputFile>> {
-    let location = Location::parse(input)?;
+async fn resolve_path(input: &str, options: &StorageOptions) -> Result<Vec<InputFile>> {
+    let location = Location::parse_with(input, options)?;
     match location.store.head(&location.path).await {
         Ok(meta) => return Ok(vec![InputFile { location, size: meta.size }]),
         Err(object_store::Error::NotFound { .. }) => {}
@@ -157,8 +168,13 @@ async fn resolve_path(input: &str) -> Result<Vec<InputFile>> {
     Ok(files)
 }
 
-async fn resolve_glob(input: &str, root: &str, pattern: &str) -> Result<Vec<InputFile>> {
-    let root_location = Location::parse(if root.is_empty() { "." } else { root })?;
+async fn resolve_glob(
+    input: &str,
+    root: &str,
+    pattern: &str,
+    options: &StorageOptions,
+) -> Result<Vec<InputFile>> {
+    let root_location = Location::parse_with(if root.is_empty() { "." } else { root }, options)?;
     let matcher = glob_matcher(input, pattern)?;
     let files: Vec<_> = list_visible(&root_location)
         .await?
@@ -240,5 +256,41 @@ mod tests {
         assert_eq!(f.display(), "/tmp/z");
         let err = Location::parse("nosuch://bucket/x").unwrap_err().to_string();
         assert!(err.contains("nosuch://bucket/x"), "{err}");
+    }
+
+    fn s3_options(key_id: &str) -> StorageOptions {
+        StorageOptions::new([
+            ("aws_region", "us-east-1"),
+            ("aws_access_key_id", key_id),
+            ("aws_secret_access_key", "secret-value-never-shown"),
+        ])
+    }
+
+    #[test]
+    fn stores_are_shared_per_bucket_and_options() {
+        let a = Location::parse_with("s3://bucket-a/x", &s3_options("one")).unwrap();
+        let same = Location::parse_with("s3://bucket-a/y/z", &s3_options("one")).unwrap();
+        let other_options = Location::parse_with("s3://bucket-a/x", &s3_options("two")).unwrap();
+        let other_bucket = Location::parse_with("s3://bucket-b/x", &s3_options("one")).unwrap();
+        assert!(Arc::ptr_eq(a.store(), same.store()), "same bucket and options: one store");
+        assert!(!Arc::ptr_eq(a.store(), other_options.store()), "other credentials: another store");
+        assert!(!Arc::ptr_eq(a.store(), other_bucket.store()));
+        assert!(Arc::ptr_eq(a.store(), a.child("part").store()));
+        assert_eq!(other_options.display(), "s3://bucket-a/x");
+    }
+
+    #[test]
+    fn one_memory_store_whatever_the_options() {
+        let a = Location::parse("memory:///a").unwrap();
+        let b = Location::parse_with("memory:///b", &s3_options("one")).unwrap();
+        assert!(Arc::ptr_eq(a.store(), b.store()));
+    }
+
+    #[test]
+    fn bad_options_are_named_by_key_never_by_value() {
+        let options = StorageOptions::new([("aws_no_such_setting", "secret-value-never-shown")]);
+        let err = Location::parse_with("s3://bucket/x", &options).unwrap_err().to_string();
+        assert!(err.contains("aws_no_such_setting"), "{err}");
+        assert!(!err.contains("secret-value-never-shown"), "{err}");
     }
 }

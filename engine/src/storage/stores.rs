@@ -1,9 +1,11 @@
 //! Object stores by URL: S3 (`s3://`, `s3a://`), GCS (`gs://`), Azure (`az://`,
 //! `abfss://`, ...), `memory://` and local files, configured from the standard environment
-//! variables (`AWS_*`, `GOOGLE_*`, `AZURE_*`) and `--storage-option key=value` flags.
+//! variables (`AWS_*`, `GOOGLE_*`, `AZURE_*`) and a job's [`StorageOptions`].
 //!
-//! Stores are built once per scheme and bucket and shared by every path in them (one HTTP
-//! connection pool per bucket; one `memory://` store per process, so tests can use it).
+//! Stores are built once per scheme, bucket and options and shared by every path in them
+//! (one HTTP connection pool per bucket and credentials; one `memory://` store per
+//! process, so tests can use it). The cache is keyed by a digest of the options, so no
+//! string built from it holds a credential.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Once, OnceLock};
@@ -17,25 +19,20 @@ use object_store::memory::InMemory;
 use object_store::{BackoffConfig, ObjectStore, ObjectStoreScheme, RetryConfig};
 use url::Url;
 
-use super::CountingStore;
+use super::{CountingStore, StorageOptions};
 
-/// `key=value` settings applied to every store built after [`set_storage_options`].
-static OPTIONS: OnceLock<Vec<(String, String)>> = OnceLock::new();
-static STORES: OnceLock<Mutex<HashMap<String, Arc<dyn ObjectStore>>>> = OnceLock::new();
-
-/// Sets the `--storage-option` pairs (once per process, before any store is built).
-/// Keys are object_store's config keys, e.g. `aws_endpoint`, `aws_region`,
-/// `aws_access_key_id`, `google_service_account`, `azure_storage_account_name`.
-pub fn set_storage_options(options: Vec<(String, String)>) {
-    let _ = OPTIONS.set(options);
+/// What a store is cached under: `scheme://bucket` and a digest of the options (never
+/// their text).
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct StoreKey {
+    base: String,
+    options: [u8; 32],
 }
 
-fn options() -> &'static [(String, String)] {
-    OPTIONS.get().map(Vec::as_slice).unwrap_or_default()
-}
+static STORES: OnceLock<Mutex<HashMap<StoreKey, Arc<dyn ObjectStore>>>> = OnceLock::new();
 
-/// (Client options such as `allow_http` and timeouts come from the environment and
-/// `--storage-option`, e.g. `AWS_ALLOW_HTTP=true`.)
+/// (Client options such as `allow_http` and timeouts come from the environment and the
+/// job's options, e.g. `AWS_ALLOW_HTTP=true`.)
 ///
 /// Transient errors (timeouts, 5xx, throttling) are retried with exponential backoff for
 /// at most this long; permanent ones (404, 403) fail at once.
@@ -51,21 +48,31 @@ fn retry() -> RetryConfig {
     }
 }
 
-/// The store serving `url` (shared per scheme and bucket).
-pub(super) fn store_for(url: &Url) -> Result<Arc<dyn ObjectStore>, String> {
+/// The store serving `url` with `options` (shared per scheme, bucket and options).
+/// Errors name the URL's scheme and an option's key at most, never a value.
+pub(super) fn store_for(url: &Url, options: &StorageOptions) -> Result<Arc<dyn ObjectStore>, String> {
     let (scheme, _) =
         ObjectStoreScheme::parse(url).map_err(|_| format!("unsupported URL scheme `{}`", url.scheme()))?;
-    let key = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default());
+    let key = StoreKey {
+        base: format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default()),
+        // Options configure remote stores only: one `memory://` store per process.
+        options: if scheme == ObjectStoreScheme::Memory { [0; 32] } else { options.digest() },
+    };
     let stores = STORES.get_or_init(Default::default);
     if let Some(store) = stores.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
         return Ok(store.clone());
     }
-    let store = build(scheme, url)?;
-    stores.lock().unwrap_or_else(|e| e.into_inner()).insert(key, store.clone());
-    Ok(store)
+    let store = build(scheme, url, options)?;
+    // Two threads may both build a store; the first one cached is the one everybody uses.
+    let mut stores = stores.lock().unwrap_or_else(|e| e.into_inner());
+    Ok(stores.entry(key).or_insert(store).clone())
 }
 
-fn build(scheme: ObjectStoreScheme, url: &Url) -> Result<Arc<dyn ObjectStore>, String> {
+fn build(
+    scheme: ObjectStoreScheme,
+    url: &Url,
+    options: &StorageOptions,
+) -> Result<Arc<dyn ObjectStore>, String> {
     static TLS: Once = Once::new();
     TLS.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -75,21 +82,21 @@ fn build(scheme: ObjectStoreScheme, url: &Url) -> Result<Arc<dyn ObjectStore>, S
         ObjectStoreScheme::Memory => Arc::new(InMemory::new()),
         ObjectStoreScheme::AmazonS3 => {
             let mut builder = AmazonS3Builder::from_env().with_url(url.as_str());
-            for (k, v) in options() {
+            for (k, v) in options.iter() {
                 builder = builder.with_config(k.parse().map_err(|_| unknown_option(k, "S3"))?, v);
             }
             Arc::new(builder.with_retry(retry()).build().map_err(|e| e.to_string())?)
         }
         ObjectStoreScheme::GoogleCloudStorage => {
             let mut builder = GoogleCloudStorageBuilder::from_env().with_url(url.as_str());
-            for (k, v) in options() {
+            for (k, v) in options.iter() {
                 builder = builder.with_config(k.parse().map_err(|_| unknown_option(k, "GCS"))?, v);
             }
             Arc::new(builder.with_retry(retry()).build().map_err(|e| e.to_string())?)
         }
         ObjectStoreScheme::MicrosoftAzure => {
             let mut builder = MicrosoftAzureBuilder::from_env().with_url(url.as_str());
-            for (k, v) in options() {
+            for (k, v) in options.iter() {
                 builder = builder.with_config(k.parse().map_err(|_| unknown_option(k, "Azure"))?, v);
             }
             Arc::new(builder.with_retry(retry()).build().map_err(|e| e.to_string())?)

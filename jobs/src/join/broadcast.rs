@@ -23,7 +23,7 @@ use arrow::compute::{cast, concat_batches, interleave, take};
 use arrow::datatypes::{DataType, Decimal128Type, Int64Type, UInt64Type};
 use gristmill::input::{InputFormat, ReadOptions, Split, SplitOptions, plan_splits};
 use gristmill::prelude::*;
-use gristmill::storage::resolve_inputs;
+use gristmill::storage::{StorageOptions, resolve_inputs};
 use hashbrown::hash_table::Entry;
 use hashbrown::{DefaultHashBuilder, HashTable};
 
@@ -57,7 +57,8 @@ impl BuildSide {
         let spec = side.input_spec();
         let options = SplitOptions { split_size: BUILD_SPLIT_BYTES, format: Some(InputFormat::Parquet) };
         let splits = io.block_on(async {
-            let files = resolve_inputs(&[paths.to_owned()]).await?;
+            // Configured by the environment, as the side's schema was (see `SideSchema::read`).
+            let files = resolve_inputs(&[paths.to_owned()], &StorageOptions::default()).await?;
             plan_splits(files, &spec, &options).await
         })?;
         let read = |split: &Split| -> gristmill::Result<Vec<RecordBatch>> {

@@ -1,11 +1,17 @@
 //! A real cluster on 127.0.0.1 for tests: a `gristmill driver` and workers as separate
 //! processes on free ports, killed when the fixture drops. Every wait is bounded.
+//!
+//! Clusters are secured as in production: the fixture creates a CA, a node certificate for
+//! 127.0.0.1 and a client certificate for the user `tester` with `gristmill cert`, and every
+//! process (driver, workers, job binaries, the CLI) runs with `--certs-dir`. Plaintext
+//! clusters (loopback only) are started with `ClusterSpec { secured: false, .. }`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::support::bin;
@@ -30,7 +36,14 @@ pub struct Cluster {
     pub http: String,
     env: Vec<(String, String)>,
     dir: tempfile::TempDir,
+    /// The certificates directory of a secured cluster.
+    pub certs: Option<PathBuf>,
+    log_level: &'static str,
+    log_to_files: bool,
 }
+
+/// The user whose client certificate the fixture's jobs and CLI calls present.
+pub const TEST_USER: &str = "tester";
 
 /// How to start a cluster.
 pub struct ClusterSpec {
@@ -42,6 +55,13 @@ pub struct ClusterSpec {
     pub driver_args: Vec<String>,
     /// Environment of every process (driver, workers, job binaries), e.g. AWS_* for S3.
     pub env: Vec<(String, String)>,
+    /// Mutual TLS with certificates (the default), or plaintext on loopback.
+    pub secured: bool,
+    /// `RUST_LOG` of the driver and workers.
+    pub log_level: &'static str,
+    /// Their stderr goes to `driver.log` and `worker-N.log` in [`Cluster::dir`] instead of
+    /// the test's stderr.
+    pub log_to_files: bool,
 }
 
 impl Default for ClusterSpec {
@@ -56,22 +76,54 @@ impl Default for ClusterSpec {
                 "3".into(),
             ],
             env: Vec::new(),
+            secured: true,
+            log_level: "warn",
+            log_to_files: false,
         }
     }
+}
+
+/// Runs `gristmill cert ARGS --certs-dir DIR`, which must succeed.
+pub fn gristmill_cert(dir: &Path, args: &[&str]) {
+    let out = Command::new(cluster_bin("gristmill"))
+        .arg("cert")
+        .args(args)
+        .arg("--certs-dir")
+        .arg(dir)
+        .env_remove("GRISTMILL_CERTS_DIR")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "gristmill cert {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A certificates directory with a CA, a node certificate for 127.0.0.1 and localhost, and
+/// a client certificate for [`TEST_USER`].
+pub fn create_certs(dir: &Path) {
+    gristmill_cert(dir, &["create-ca"]);
+    gristmill_cert(dir, &["create-node", "127.0.0.1", "localhost"]);
+    gristmill_cert(dir, &["create-client", TEST_USER]);
 }
 
 impl Cluster {
     /// Starts a driver and `spec.workers` workers and waits until all are attached.
     pub fn start(spec: ClusterSpec) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
+        let certs = spec.secured.then(|| dir.path().join("certs"));
+        let mut env = spec.env.clone();
+        if let Some(certs) = &certs {
+            create_certs(certs);
+            env.push(("GRISTMILL_CERTS_DIR".into(), certs.display().to_string()));
+            env.push(("GRISTMILL_USER".into(), TEST_USER.into()));
+        }
         let mut driver = Command::new(cluster_bin("gristmill"))
             .args(["driver", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path().join("driver"))
             .args(&spec.driver_args)
-            .envs(spec.env.iter().cloned())
-            .env("RUST_LOG", "warn")
+            .env_remove("GRISTMILL_CERTS_DIR")
+            .envs(env.iter().cloned())
+            .env("RUST_LOG", spec.log_level)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(log_sink(dir.path(), "driver.log", spec.log_to_files))
             .spawn()
             .expect("the driver starts");
         // "gristmill driver listening on 127.0.0.1:P (status http://127.0.0.1:Q/api/jobs)"
@@ -84,14 +136,18 @@ impl Cluster {
             .and_then(|r| r.split('/').next())
             .expect("an http address")
             .to_owned();
+        let scheme = if certs.is_some() { "https" } else { "http" };
         let mut cluster = Cluster {
             driver,
             workers: Vec::new(),
             addresses: Vec::new(),
-            url: format!("http://{grpc}"),
+            url: format!("{scheme}://{grpc}"),
             http,
-            env: spec.env,
+            env,
             dir,
+            certs,
+            log_level: spec.log_level,
+            log_to_files: spec.log_to_files,
         };
         for _ in 0..spec.workers {
             cluster.add_worker(spec.slots);
@@ -107,10 +163,11 @@ impl Cluster {
         let child = Command::new(cluster_bin("gristmill-worker"))
             .args(["--driver", &self.url, "--slots", &slots.to_string(), "--listen", &address, "--data-dir"])
             .arg(self.dir.path().join(format!("worker-{i}")))
+            .env_remove("GRISTMILL_CERTS_DIR")
             .envs(self.env.iter().cloned())
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", self.log_level)
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(log_sink(self.dir.path(), &format!("worker-{i}.log"), self.log_to_files))
             // Its own process group, so a test can freeze it with its tasks.
             .process_group(0)
             .spawn()
@@ -137,14 +194,39 @@ impl Cluster {
         workers.as_array().map_or(0, |w| w.iter().filter(|w| w["state"] == "alive").count())
     }
 
-    /// A status page's body.
+    /// A status page's body (over HTTPS with the test user's certificate when secured).
     pub fn get(&self, path: &str) -> String {
-        let Ok(mut stream) = TcpStream::connect(&self.http) else { return String::new() };
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        write!(stream, "GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", self.http).unwrap();
-        let mut response = String::new();
-        let _ = stream.read_to_string(&mut response);
+        let response = self.http_get(path, HttpAuth::Certificate);
         response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default()
+    }
+
+    /// The whole response (status line, headers, body) to `GET path`, authenticated as told.
+    pub fn http_get(&self, path: &str, auth: HttpAuth) -> String {
+        let Ok(tcp) = TcpStream::connect(&self.http) else { return String::new() };
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let header = match &auth {
+            HttpAuth::Token(token) => format!("Authorization: Bearer {token}\r\n"),
+            _ => String::new(),
+        };
+        let request = format!("GET {path} HTTP/1.0\r\nHost: {}\r\n{header}\r\n", self.http);
+        let mut response = Vec::new();
+        match &self.certs {
+            None => {
+                let mut tcp = tcp;
+                tcp.write_all(request.as_bytes()).unwrap();
+                let _ = tcp.read_to_end(&mut response);
+            }
+            Some(certs) => {
+                let config = https_config(certs, matches!(auth, HttpAuth::Certificate));
+                let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+                let connection = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+                let mut tls = rustls::StreamOwned::new(connection, tcp);
+                if tls.write_all(request.as_bytes()).is_ok() {
+                    let _ = tls.read_to_end(&mut response);
+                }
+            }
+        }
+        String::from_utf8_lossy(&response).into_owned()
     }
 
     /// Runs a job binary against this cluster.
@@ -174,6 +256,7 @@ impl Cluster {
         Command::new(bin(name))
             .args(args)
             .args(["--driver", &self.url])
+            .envs(self.env.iter().cloned())
             .env("GRISTMILL_PROGRESS", "plain")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -183,7 +266,17 @@ impl Cluster {
 
     /// Runs `gristmill` (jobs, status, cancel) against this cluster.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(cluster_bin("gristmill")).args(args).env("GRISTMILL_DRIVER", &self.url).output().unwrap()
+        Command::new(cluster_bin("gristmill"))
+            .args(args)
+            .envs(self.env.iter().cloned())
+            .env("GRISTMILL_DRIVER", &self.url)
+            .output()
+            .unwrap()
+    }
+
+    /// The fixture's temporary directory (certificates, driver and worker data dirs).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// Worker `i`'s process id.
@@ -235,6 +328,42 @@ impl Cluster {
             .map(|i| count_files(&self.dir.path().join(format!("worker-{i}")).join("shuffle")))
             .sum()
     }
+}
+
+/// Where a daemon's stderr goes: a file in `dir`, or the test's stderr.
+fn log_sink(dir: &Path, name: &str, to_file: bool) -> Stdio {
+    if to_file { std::fs::File::create(dir.join(name)).unwrap().into() } else { Stdio::inherit() }
+}
+
+/// How a status page request authenticates.
+pub enum HttpAuth {
+    /// The test user's client certificate.
+    Certificate,
+    /// No certificate, this bearer token.
+    Token(String),
+    /// Neither.
+    Nothing,
+}
+
+/// A TLS client trusting the cluster CA, presenting the test user's certificate if asked.
+fn https_config(certs: &Path, with_certificate: bool) -> rustls::ClientConfig {
+    let tls = gristmill::security::ClientTls::user(&gristmill::security::certs::CertsDir::new(certs), TEST_USER)
+        .unwrap();
+    let config = tls.rustls().unwrap();
+    if with_certificate {
+        return config;
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::fs::read(certs.join("ca.crt")).unwrap();
+    use rustls::pki_types::pem::PemObject;
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&ca) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth()
 }
 
 /// A free port on 127.0.0.1 (bound, then released for the worker to take).

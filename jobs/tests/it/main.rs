@@ -13,6 +13,7 @@ mod join;
 mod output;
 mod pagerank;
 mod s3;
+mod security;
 mod sort;
 mod support;
 mod terasort;

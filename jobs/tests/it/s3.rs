@@ -13,6 +13,7 @@ use gristmill::driver::run_local;
 use gristmill::output::OutputFormat;
 use gristmill::prelude::*;
 use gristmill::progress::Progress;
+use gristmill::storage::StorageOptions;
 use gristmill_jobs::sample::SplitMix64;
 use gristmill_jobs::wordcount::WordCount;
 
@@ -473,28 +474,34 @@ impl Reducer for LateFailure {
     }
 }
 
-/// The only test that runs a job in this process against S3: it sets the process's
-/// storage options (once per process) to a server of its own.
+/// Storage options reaching the S3 server at `endpoint` with test credentials.
+fn options_for(endpoint: &str) -> StorageOptions {
+    StorageOptions::new([
+        ("aws_endpoint", endpoint),
+        ("aws_allow_http", "true"),
+        ("aws_access_key_id", "testing"),
+        ("aws_secret_access_key", "testing-secret-value"),
+        ("aws_region", "us-east-1"),
+    ])
+}
+
+/// A job run in this process against a server of its own, through the job's storage
+/// options.
 #[test]
 fn a_failed_reducer_aborts_its_multipart_upload() {
     endpoint();
     let moto = Moto::start(&[]);
     boto_at(&moto.endpoint, "s3.create_bucket(Bucket='aborted')", &[]);
-    gristmill::storage::set_storage_options(vec![
-        ("aws_endpoint".into(), moto.endpoint.clone()),
-        ("aws_allow_http".into(), "true".into()),
-        ("aws_access_key_id".into(), "testing".into()),
-        ("aws_secret_access_key".into(), "testing-secret-value".into()),
-        ("aws_region".into(), "us-east-1".into()),
-    ]);
     let dir = tempfile::tempdir().unwrap();
     let text = dir.path().join("a.txt");
     std::fs::write(&text, "one line\n").unwrap();
     // 24 MiB: past object_store's 10 MiB buffer, so the part file is a multipart upload
     // with parts uploaded before the reducer fails.
     let job = FailsLate { bytes: 24 << 20 };
-    let config =
-        RunConfig::new(vec![s(&text).to_owned()], "s3://aborted/out").with_threads(1).with_reducers(1);
+    let config = RunConfig::new(vec![s(&text).to_owned()], "s3://aborted/out")
+        .with_threads(1)
+        .with_reducers(1)
+        .with_storage_options(options_for(&moto.endpoint));
     let err = run_local(&job, &config, &Arc::new(Progress::default())).unwrap_err().to_string();
     assert!(err.contains("failing on purpose"), "{err}");
 
@@ -506,6 +513,63 @@ fn a_failed_reducer_aborts_its_multipart_upload() {
         &[],
     );
     assert_eq!(left.lines().collect::<Vec<_>>(), ["[]", "[]"], "no upload and no object left: {left}");
+}
+
+/// Two jobs in one process, each with its own storage options, each reach their own
+/// server: options belong to a job, not to the process.
+#[test]
+fn jobs_in_one_process_use_their_own_storage_options() {
+    endpoint();
+    let servers = [Moto::start(&[]), Moto::start(&[])];
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("a.txt");
+    std::fs::write(&text, "alpha beta alpha\n").unwrap();
+    for (moto, prefix) in servers.iter().zip(["first", "second"]) {
+        boto_at(&moto.endpoint, "s3.create_bucket(Bucket='own')", &[]);
+        let config = RunConfig::new(vec![s(&text).to_owned()], format!("s3://own/{prefix}"))
+            .with_threads(1)
+            .with_reducers(1)
+            .with_storage_options(options_for(&moto.endpoint));
+        let report = run_local(&WordCount::default(), &config, &Arc::new(Progress::default())).unwrap();
+        assert_eq!(report.manifest.rows, 2, "{prefix}");
+    }
+    let listing = "print(' '.join(sorted(o['Key'] for o in s3.list_objects_v2(Bucket='own').get('Contents', []) \
+                   if o['Key'].endswith('_SUCCESS'))))";
+    let found: Vec<String> =
+        servers.iter().map(|m| boto_at(&m.endpoint, listing, &[]).trim().to_owned()).collect();
+    assert_eq!(found, ["first/_SUCCESS", "second/_SUCCESS"], "each job wrote to its own server only");
+}
+
+/// `--storage-option` flags for the test server, the only S3 settings a job gets in
+/// [`cluster_jobs_reach_s3_through_their_own_storage_options`].
+fn storage_option_flags() -> Vec<String> {
+    options_for(&endpoint()).iter().map(|(k, v)| format!("--storage-option={k}={v}")).collect()
+}
+
+/// A cluster whose processes have no S3 settings of their own: a job submitted with
+/// `--storage-option`s is planned, read, written and committed (by the driver) with them,
+/// and they show nowhere in its output.
+#[test]
+fn cluster_jobs_reach_s3_through_their_own_storage_options() {
+    use super::cluster_support::{Cluster, ClusterSpec};
+    let cluster = Cluster::start(ClusterSpec::default());
+    let dir = tempfile::tempdir().unwrap();
+    let b = create_bucket("options");
+    let input = dir.path().join("in");
+    write_text_files(&input, 2, 200);
+    upload_dir(&input, &b, "text");
+    let local = dir.path().join("local");
+    run_ok("wordcount", &["-i", s(&input), "-o", s(&local), "--reducers", "2"]);
+
+    let (text, out) = (format!("s3://{b}/text/"), format!("s3://{b}/counts"));
+    let flags = storage_option_flags();
+    let args: Vec<&str> =
+        flags.iter().map(String::as_str).chain(["-i", &text, "-o", &out, "--reducers", "2"]).collect();
+    let run = cluster.run("wordcount", &args);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "wordcount on the cluster: {stderr}");
+    assert!(!stderr.contains("testing-secret-value"), "secrets never reach output: {stderr}");
+    assert_eq!(read_s3_output(&b, "counts"), read_local_output(&local));
 }
 
 /// The test server's environment for every process of a cluster.

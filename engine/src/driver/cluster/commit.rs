@@ -1,14 +1,24 @@
 //! The driver as the single committer: once every partition has a winning attempt, it
 //! writes the `_SUCCESS` manifest listing exactly those part files (written last, so
-//! readers see all or nothing) and deletes every other part file in the directory
-//! (losing attempts, killed attempts, an overwritten result).
+//! readers see all or nothing), then deletes the job's other part files (losing and killed
+//! attempts) and those of the result it overwrote; other jobs' files stay.
+//!
+//! Before accepting a job it checks the output itself ([`check_output`]): a committed
+//! result is replaced only when the submission asks to overwrite it, whatever the
+//! submitting client checked on its side.
+//!
+//! It reaches the output with the job's own storage options (from its submission), never
+//! with another job's or a process-wide setting.
 
-use crate::error::Result;
+use gristmill_proto::v1::SubmitJobRequest;
+use tonic::Status;
+
+use crate::error::{Error, Result};
 use crate::ids::PartitionId;
 use crate::job::Counters;
 use crate::output::{Manifest, OutputDir, PartFile};
 use crate::scheduler::WinningPart;
-use crate::storage::Location;
+use crate::storage::{Location, StorageOptions};
 
 /// What the committer needs to know of a job.
 pub struct CommitSpec {
@@ -18,6 +28,8 @@ pub struct CommitSpec {
     pub job_id: String,
     /// The output directory.
     pub output: String,
+    /// The job's object-store options.
+    pub storage_options: StorageOptions,
     /// The winning attempt of each partition, with its part file's size.
     pub winners: Vec<(WinningPart, u64)>,
     /// The counters of the winning attempts.
@@ -26,7 +38,7 @@ pub struct CommitSpec {
 
 /// Writes `_SUCCESS` and removes stray part files; returns (rows, files).
 pub async fn commit(spec: CommitSpec) -> Result<(u64, u32)> {
-    let output = OutputDir::new(Location::parse(&spec.output)?);
+    let output = OutputDir::new(Location::parse_with(&spec.output, &spec.storage_options)?);
     let parts: Vec<PartFile> = spec
         .winners
         .iter()
@@ -40,4 +52,46 @@ pub async fn commit(spec: CommitSpec) -> Result<(u64, u32)> {
     let manifest = Manifest::new(&spec.name, &spec.job_id, &parts, spec.counters);
     output.commit(&manifest, &parts).await?;
     Ok((manifest.rows, parts.len() as u32))
+}
+
+/// The object-store options a job was submitted with.
+pub fn storage_options_of(request: &gristmill_proto::v1::SubmitJobRequest) -> StorageOptions {
+    StorageOptions::new(&request.storage_options)
+}
+
+/// Refuses a submission whose output already holds a committed result (`_SUCCESS`) unless
+/// it asks to overwrite it (`already_exists`, naming the directory); reaches the output with
+/// the job's own storage options.
+pub async fn check_output(request: &SubmitJobRequest) -> std::result::Result<(), Status> {
+    let location = Location::parse_with(&request.output, &storage_options_of(request))
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    OutputDir::new(location).prepare(request.overwrite).await.map_err(|e| match e {
+        Error::OutputExists { .. } => Status::already_exists(e.to_string()),
+        Error::AccessDenied { .. } => Status::permission_denied(e.to_string()),
+        e if !e.is_retryable() => Status::invalid_argument(e.to_string()),
+        e => Status::unavailable(e.to_string()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(output: &std::path::Path, overwrite: bool) -> SubmitJobRequest {
+        SubmitJobRequest { output: output.display().to_string(), overwrite, ..Default::default() }
+    }
+
+    #[tokio::test]
+    async fn a_committed_output_is_refused_unless_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        check_output(&request(&out, false)).await.expect("a missing output is fine");
+        std::fs::create_dir(&out).unwrap();
+        std::fs::write(out.join(crate::output::SUCCESS_FILE), b"{}").unwrap();
+
+        let refused = check_output(&request(&out, false)).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::AlreadyExists);
+        assert!(refused.message().contains(&out.display().to_string()), "{}", refused.message());
+        check_output(&request(&out, true)).await.expect("overwrite allows it");
+    }
 }

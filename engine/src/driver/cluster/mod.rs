@@ -4,6 +4,7 @@
 //!   status, cancel;
 //! * [`state`]: what the driver holds (the scheduler, worker links, jobs, binaries) and
 //!   how it carries out the scheduler's actions;
+//! * [`binaries`]: job binaries: bounded, streamed, verified uploads and a bounded store;
 //! * [`commit`]: the single committer of each job's output (`_SUCCESS` written last);
 //! * [`http`]: the JSON status pages (`/api/jobs`, `/api/jobs/{id}`, `/api/workers`).
 //!
@@ -11,10 +12,13 @@
 //! gristmill driver --listen 127.0.0.1:7077 --http 127.0.0.1:8080
 //! ```
 
+pub mod binaries;
 pub mod commit;
 pub mod http;
 pub mod service;
 pub mod state;
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,12 +27,12 @@ use std::time::Duration;
 
 use gristmill_proto::MAX_MESSAGE_BYTES;
 use gristmill_proto::v1::driver_server::DriverServer;
-use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::error::{Error, Result};
 use crate::scheduler::SchedulerConfig;
+use crate::security::{PeerInfo, Protocol, SecurityError, ServerSecurity};
 
+pub use binaries::{BinaryLimits, DEFAULT_MAX_BINARY_BYTES};
 pub use service::DriverService;
 pub use state::DriverState;
 
@@ -45,7 +49,19 @@ pub struct DriverConfig {
     pub heartbeat_interval: Duration,
     /// Retries, heartbeat timeout, speculation.
     pub scheduler: SchedulerConfig,
+    /// Certificates (mutual TLS) or plaintext on loopback, and connection bounds.
+    pub security: ServerSecurity,
+    /// Most task slots one worker may advertise.
+    pub max_worker_slots: u32,
+    /// Bounds on job binaries: size, number stored, uploads at once.
+    pub binaries: BinaryLimits,
 }
+
+/// The default of [`DriverConfig::max_worker_slots`].
+pub const DEFAULT_MAX_WORKER_SLOTS: u32 = 256;
+
+/// How long one gRPC request may take to be answered (streams' bodies excepted).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Addresses a started driver listens on.
 #[derive(Clone, Copy, Debug)]
@@ -58,25 +74,24 @@ pub struct DriverAddrs {
 
 /// Runs a driver until the process ends; `on_ready` gets the bound addresses.
 pub async fn serve(config: DriverConfig, on_ready: impl FnOnce(DriverAddrs)) -> Result<()> {
-    let bind = |what: &str, addr: &str, e: std::io::Error| Error::Rpc {
-        what: format!("listening for {what} on {addr}"),
-        cause: e.to_string(),
-    };
-    let grpc = TcpListener::bind(&config.listen).await.map_err(|e| bind("gRPC", &config.listen, e))?;
-    let grpc_addr = grpc.local_addr().map_err(|e| bind("gRPC", &config.listen, e))?;
+    let security = &config.security;
+    let bind_error = |e: SecurityError| Error::Rpc { what: "starting the driver".into(), cause: e.to_string() };
+    let grpc = security.bind(&config.listen, Protocol::Grpc).await.map_err(bind_error)?;
+    let grpc_addr = grpc.local_addr();
     let http = match &config.http {
-        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| bind("HTTP", addr, e))?),
+        Some(addr) => Some(security.bind(addr, Protocol::Http).await.map_err(bind_error)?),
         None => None,
     };
-    let http_addr = http.as_ref().and_then(|l| l.local_addr().ok());
-    let status_base = http_addr.map(|a| format!("http://{a}"));
+    let http_addr = http.as_ref().map(|l| l.local_addr());
+    let status_base = http_addr.map(|a| format!("{}://{a}", security.scheme()));
     let state = Arc::new(DriverState::new(&config, status_base)?);
     on_ready(DriverAddrs { grpc: grpc_addr, http: http_addr });
     tokio::spawn(state::tick_loop(state.clone()));
     if let Some(listener) = http {
-        let router = http::router(state.clone());
+        let router = http::router(state.clone(), security.certs_dir.clone());
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router).await {
+            let service = router.into_make_service_with_connect_info::<PeerInfo>();
+            if let Err(e) = axum::serve(listener, service).await {
                 tracing::error!(error = %e, "the HTTP status server stopped");
             }
         });
@@ -87,8 +102,9 @@ pub async fn serve(config: DriverConfig, on_ready: impl FnOnce(DriverAddrs)) -> 
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(5)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .timeout(REQUEST_TIMEOUT)
         .add_service(service)
-        .serve_with_incoming(TcpListenerStream::new(grpc))
+        .serve_with_incoming(grpc.into_incoming())
         .await
         .map_err(|e| Error::Rpc { what: format!("serving on {grpc_addr}"), cause: e.to_string() })
 }

@@ -8,22 +8,23 @@ use futures::Stream;
 use gristmill_proto::v1::driver_server::Driver;
 use gristmill_proto::v1::{
     AttemptKey, BinaryChunk, BinaryRef, DriverMessage, FailureKind, HasBinaryReply, JobRef, JobStatus,
-    ListJobsReply, ListJobsRequest, Registered, SubmitJobReply, SubmitJobRequest, TaskKind as WireTaskKind,
+    ListJobsReply, ListJobsRequest, Register, Registered, SubmitJobReply, SubmitJobRequest, TaskKind as WireTaskKind,
     TaskReport, WorkerMessage, driver_message, task_report, worker_message,
 };
-use gristmill_proto::{CHUNK_BYTES, PROTOCOL_VERSION};
+use gristmill_proto::PROTOCOL_VERSION;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::state::{DriverState, WorkerLink};
-use crate::cluster::binary::is_digest;
 use crate::cluster::rpc::is_final;
 use crate::ids::{AttemptId, JobId, TaskId, TaskKind, WorkerId};
 use crate::scheduler::{AttemptRef, FailureKind as Kind, TaskFailure, TaskOutcome};
+use crate::security::identity::ADMIN_USER;
+use crate::security::{Role, authorize};
 
-/// Largest job binary the driver accepts.
-const MAX_BINARY_BYTES: usize = 2 << 30;
+/// Commands queued for one worker before it counts as stuck (and is dropped).
+const DOWNLINK_CAPACITY: usize = 4096;
 
 /// The `Driver` service.
 #[derive(Clone)]
@@ -48,6 +49,7 @@ impl Driver for DriverService {
         &self,
         request: Request<Streaming<WorkerMessage>>,
     ) -> Result<Response<Self::AttachStream>, Status> {
+        authorize(&request, Role::Node, "attach as a worker")?;
         let mut inbound = request.into_inner();
         let first = inbound.message().await?.ok_or_else(|| Status::invalid_argument("an empty session"))?;
         let Some(worker_message::Body::Register(register)) = first.body else {
@@ -59,13 +61,14 @@ impl Driver for DriverService {
                 register.protocol_version
             )));
         }
+        validate_register(&register, self.state.max_worker_slots)?;
         let id = self.state.next_worker_id(&register.shuffle_address);
-        let (downlink, rx) = mpsc::unbounded_channel();
+        let (downlink, rx) = mpsc::channel(DOWNLINK_CAPACITY);
         let registered = Registered {
             worker_id: id.to_string(),
             heartbeat_interval_ms: self.state.heartbeat_interval.as_millis() as u32,
         };
-        let _ = downlink.send(Ok(DriverMessage { body: Some(driver_message::Body::Registered(registered)) }));
+        let _ = downlink.try_send(Ok(DriverMessage { body: Some(driver_message::Body::Registered(registered)) }));
         tracing::info!(worker = %id, slots = register.slots, pid = register.pid, "worker attached");
         let link = WorkerLink {
             downlink,
@@ -73,7 +76,7 @@ impl Driver for DriverService {
             shuffle_dir: register.shuffle_dir.clone(),
             host_id: register.host_id.clone(),
         };
-        self.state.attach(id.clone(), link, register.slots.max(1));
+        self.state.attach(id.clone(), link, register.slots);
         let state = self.state.clone();
         tokio::spawn(async move {
             let reason = loop {
@@ -85,10 +88,11 @@ impl Driver for DriverService {
             };
             state.detach(&id, &reason);
         });
-        Ok(Response::new(Box::pin(UnboundedReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     async fn has_binary(&self, request: Request<BinaryRef>) -> Result<Response<HasBinaryReply>, Status> {
+        authorize(&request, Role::Client, "upload job binaries")?;
         let digest = request.into_inner().digest;
         Ok(Response::new(HasBinaryReply { present: self.state.binaries.contains(&digest) }))
     }
@@ -97,28 +101,9 @@ impl Driver for DriverService {
         &self,
         request: Request<Streaming<BinaryChunk>>,
     ) -> Result<Response<BinaryRef>, Status> {
-        let mut chunks = request.into_inner();
-        let mut digest = String::new();
-        let mut bytes = Vec::new();
-        while let Some(chunk) = chunks.message().await? {
-            if digest.is_empty() {
-                digest = chunk.digest;
-            }
-            if bytes.len() + chunk.data.len() > MAX_BINARY_BYTES {
-                return Err(Status::resource_exhausted("the job binary is larger than 2 GiB"));
-            }
-            bytes.extend_from_slice(&chunk.data);
-        }
-        if !is_digest(&digest) {
-            return Err(Status::invalid_argument("the upload names no valid digest"));
-        }
-        let store = self.state.binaries.clone();
-        let stored = digest.clone();
-        tokio::task::spawn_blocking(move || store.put(&stored, &bytes))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        tracing::info!(%digest, "job binary stored");
+        authorize(&request, Role::Client, "upload job binaries")?;
+        let state = self.state.clone();
+        let digest = self.state.binaries.receive(request.into_inner(), move || state.binaries_in_use()).await?;
         Ok(Response::new(BinaryRef { digest }))
     }
 
@@ -128,24 +113,16 @@ impl Driver for DriverService {
         &self,
         request: Request<BinaryRef>,
     ) -> Result<Response<Self::FetchBinaryStream>, Status> {
-        let digest = request.into_inner().digest;
-        if !self.state.binaries.contains(&digest) {
-            return Err(Status::not_found(format!("no job binary {digest}")));
-        }
-        let bytes = tokio::fs::read(self.state.binaries.path(&digest))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?;
-        let chunks: Vec<Result<BinaryChunk, Status>> = bytes
-            .chunks(CHUNK_BYTES)
-            .map(|data| Ok(BinaryChunk { digest: digest.clone(), data: data.to_vec() }))
-            .collect();
-        Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
+        authorize(&request, Role::Node, "fetch job binaries")?;
+        let chunks = self.state.binaries.send(request.into_inner().digest).await?;
+        Ok(Response::new(Box::pin(chunks)))
     }
 
     async fn submit_job(
         &self,
         request: Request<SubmitJobRequest>,
     ) -> Result<Response<SubmitJobReply>, Status> {
+        let owner = authorize(&request, Role::Client, "submit jobs")?.user().to_owned();
         let request = request.into_inner();
         if request.protocol_version != PROTOCOL_VERSION {
             return Err(Status::failed_precondition(format!(
@@ -156,6 +133,7 @@ impl Driver for DriverService {
         if !self.state.binaries.contains(&request.binary_digest) {
             return Err(Status::failed_precondition("upload the job binary before submitting"));
         }
+        super::commit::check_output(&request).await?;
         let mut id = JobId::generate();
         for _ in 0..100 {
             if self.state.watch(&id).is_none() {
@@ -167,13 +145,14 @@ impl Driver for DriverService {
         let status_url =
             self.state.status_base.as_ref().map(|b| format!("{b}/api/jobs/{id}")).unwrap_or_default();
         tracing::info!(job = %id, name = %request.name, maps = request.map_tasks.len(), "job submitted");
-        self.state.submit(id.clone(), request).map_err(Status::invalid_argument)?;
+        self.state.submit(id.clone(), owner, request).map_err(Status::invalid_argument)?;
         Ok(Response::new(SubmitJobReply { job_id: id.to_string(), status_url }))
     }
 
     type WatchJobStream = BoxStream<JobStatus>;
 
     async fn watch_job(&self, request: Request<JobRef>) -> Result<Response<Self::WatchJobStream>, Status> {
+        authorize(&request, Role::Client, "follow jobs")?;
         let id = JobId::from_string(request.into_inner().job_id);
         let mut changes = self.state.watch(&id).ok_or_else(|| Status::not_found(format!("no job {id}")))?;
         let state = self.state.clone();
@@ -192,24 +171,66 @@ impl Driver for DriverService {
     }
 
     async fn get_job(&self, request: Request<JobRef>) -> Result<Response<JobStatus>, Status> {
+        authorize(&request, Role::Client, "see jobs")?;
         let id = JobId::from_string(request.into_inner().job_id);
         self.state.status(&id).map(Response::new).ok_or_else(|| Status::not_found(format!("no job {id}")))
     }
 
-    async fn list_jobs(&self, _: Request<ListJobsRequest>) -> Result<Response<ListJobsReply>, Status> {
+    async fn list_jobs(&self, request: Request<ListJobsRequest>) -> Result<Response<ListJobsReply>, Status> {
+        authorize(&request, Role::Client, "list jobs")?;
         Ok(Response::new(ListJobsReply { jobs: self.state.statuses() }))
     }
 
     async fn cancel_job(&self, request: Request<JobRef>) -> Result<Response<JobStatus>, Status> {
+        let identity = authorize(&request, Role::Client, "cancel jobs")?;
         let id = JobId::from_string(request.into_inner().job_id);
-        if self.state.status(&id).is_none() {
+        let Some(status) = self.state.status(&id) else {
             return Err(Status::not_found(format!("no job {id}")));
+        };
+        if !identity.may_cancel(&status.owner) {
+            return Err(Status::permission_denied(format!(
+                "{identity} may not cancel job {id} of user {}: only its owner or {ADMIN_USER} may",
+                status.owner
+            )));
         }
         self.state.update(|s, now| {
             s.cancel(now, &id);
         });
         self.state.status(&id).map(Response::new).ok_or_else(|| Status::not_found(format!("no job {id}")))
     }
+}
+
+/// Refuses a registration whose slots, shuffle address or directory are not plausible: a
+/// worker must not claim the whole cluster's work, nor point reducers elsewhere.
+fn validate_register(register: &Register, max_slots: u32) -> Result<(), Status> {
+    if register.slots == 0 || register.slots > max_slots {
+        return Err(Status::invalid_argument(format!(
+            "the worker advertises {} slots; the driver allows 1 to {max_slots} (--max-worker-slots)",
+            register.slots
+        )));
+    }
+    let address_ok = url::Url::parse(&format!("http://{}", register.shuffle_address)).is_ok_and(|u| {
+        u.host_str().is_some_and(|h| !h.is_empty())
+            && u.port().is_some_and(|p| p > 0)
+            && u.path() == "/"
+            && u.username().is_empty()
+            && u.query().is_none()
+    });
+    if !address_ok {
+        return Err(Status::invalid_argument(format!(
+            "the worker's shuffle address {:?} is not HOST:PORT",
+            register.shuffle_address
+        )));
+    }
+    let dir = std::path::Path::new(&register.shuffle_dir);
+    let dir_ok = register.shuffle_dir.is_empty()
+        || (dir.is_absolute()
+            && !dir.components().any(|c| matches!(c, std::path::Component::ParentDir))
+            && !register.shuffle_dir.contains('\0'));
+    if !dir_ok || register.host_id.len() > 512 {
+        return Err(Status::invalid_argument("the worker's shuffle directory must be an absolute path"));
+    }
+    Ok(())
 }
 
 fn on_worker_message(state: &Arc<DriverState>, worker: &WorkerId, message: WorkerMessage) {
@@ -229,6 +250,12 @@ fn on_worker_message(state: &Arc<DriverState>, worker: &WorkerId, message: Worke
 fn on_report(state: &Arc<DriverState>, worker: &WorkerId, report: TaskReport) {
     let (Some(key), Some(result)) = (report.attempt, report.result) else { return };
     let Some(attempt) = attempt_ref(&key) else { return };
+    let runs_it = state.read(|s| s.attempt_worker(&attempt) == Some(worker));
+    if !runs_it {
+        // A late report of a killed attempt, or a worker reporting what it never ran.
+        tracing::warn!(worker = %worker, job = %attempt.job, task = %attempt.task, attempt = %attempt.attempt, "ignored a report for an attempt this worker does not run");
+        return;
+    }
     let counters = report.counters.into_iter().collect();
     match result {
         task_report::Result::MapDone(_) => {
@@ -266,59 +293,4 @@ fn attempt_ref(key: &AttemptKey) -> Option<AttemptRef> {
         task: TaskId { kind, index: key.index },
         attempt: AttemptId(key.attempt),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use gristmill_proto::v1::{Register, WorkerMessage, worker_message};
-
-    use super::{PROTOCOL_VERSION, driver_message};
-    use crate::cluster::rpc::connect_driver;
-    use crate::driver::cluster::{DriverConfig, serve};
-    use crate::scheduler::SchedulerConfig;
-
-    async fn start_driver() -> String {
-        let dir = std::env::temp_dir().join(format!("gristmill-driver-test-{}", std::process::id()));
-        let config = DriverConfig {
-            listen: "127.0.0.1:0".into(),
-            http: None,
-            data_dir: dir,
-            heartbeat_interval: Duration::from_millis(100),
-            scheduler: SchedulerConfig::default(),
-        };
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(serve(config, move |addrs| {
-            let _ = tx.send(addrs.grpc);
-        }));
-        format!("http://{}", rx.await.expect("the driver starts"))
-    }
-
-    fn register(version: u32) -> WorkerMessage {
-        let register = Register {
-            protocol_version: version,
-            slots: 1,
-            shuffle_address: "127.0.0.1:1".into(),
-            ..Default::default()
-        };
-        WorkerMessage { body: Some(worker_message::Body::Register(register)) }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_worker_speaking_another_protocol_version_is_refused() {
-        let url = start_driver().await;
-        let mut client = connect_driver(&url).await.unwrap();
-        let refused = client.attach(futures::stream::iter(vec![register(PROTOCOL_VERSION + 1)])).await;
-        let Err(status) = refused else { panic!("another version is refused") };
-        assert_eq!(status.code(), tonic::Code::FailedPrecondition);
-        assert!(status.message().contains("protocol version"), "{}", status.message());
-
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        tx.send(register(PROTOCOL_VERSION)).await.unwrap();
-        let mut accepted =
-            client.attach(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
-        let first = accepted.message().await.unwrap().expect("a Registered message");
-        assert!(matches!(first.body, Some(driver_message::Body::Registered(_))));
-    }
 }

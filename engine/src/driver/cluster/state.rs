@@ -17,15 +17,16 @@ use tokio::sync::{mpsc, watch};
 use tonic::Status;
 
 use super::DriverConfig;
-use super::commit::{CommitSpec, commit};
-use crate::cluster::binary::BinaryStore;
+use super::commit::{CommitSpec, commit, storage_options_of};
+use super::binaries::DriverBinaries;
 use crate::error::Result;
 use crate::ids::{JobId, TaskKind, WorkerId};
 use crate::job::Counters;
 use crate::scheduler::{Action, AttemptRef, JobView, Scheduler, WorkerState};
+use crate::security::JobSecret;
 
 /// A message on a worker's session stream.
-pub type Downlink = mpsc::UnboundedSender<Result<DriverMessage, Status>>;
+pub type Downlink = mpsc::Sender<Result<DriverMessage, Status>>;
 
 /// How the driver reaches one attached worker.
 pub struct WorkerLink {
@@ -41,8 +42,12 @@ pub struct WorkerLink {
 
 /// What the driver keeps of a submitted job besides the scheduler's view.
 pub struct JobRecord {
-    /// The submission.
+    /// The submission (its storage options stay in memory only).
     pub request: SubmitJobRequest,
+    /// Who submitted it.
+    pub owner: String,
+    /// Given to the job's tasks only: workers serve its shuffle data against it.
+    pub secret: JobSecret,
     /// When it came.
     pub submitted: Instant,
     /// When it ended.
@@ -61,11 +66,13 @@ pub struct DriverState {
     workers: Mutex<HashMap<WorkerId, WorkerLink>>,
     jobs: Mutex<HashMap<JobId, JobRecord>>,
     /// Stored job binaries.
-    pub binaries: BinaryStore,
+    pub binaries: DriverBinaries,
     /// How often workers send heartbeats.
     pub heartbeat_interval: Duration,
-    /// `http://host:port` of the status pages.
+    /// `http(s)://host:port` of the status pages.
     pub status_base: Option<String>,
+    /// Most slots a worker may advertise.
+    pub max_worker_slots: u32,
     next_worker: AtomicU64,
 }
 
@@ -81,9 +88,10 @@ impl DriverState {
             scheduler: Mutex::new(Scheduler::new(config.scheduler.clone())),
             workers: Mutex::new(HashMap::new()),
             jobs: Mutex::new(HashMap::new()),
-            binaries: BinaryStore::open(config.data_dir.join("binaries"))?,
+            binaries: DriverBinaries::open(config.data_dir.join("binaries"), config.binaries)?,
             heartbeat_interval: config.heartbeat_interval,
             status_base,
+            max_worker_slots: config.max_worker_slots,
             next_worker: AtomicU64::new(1),
         })
     }
@@ -125,16 +133,24 @@ impl DriverState {
     }
 
     /// Records a job and hands it to the scheduler.
-    pub fn submit(self: &Arc<Self>, id: JobId, request: SubmitJobRequest) -> std::result::Result<(), String> {
+    pub fn submit(
+        self: &Arc<Self>,
+        id: JobId,
+        owner: String,
+        request: SubmitJobRequest,
+    ) -> std::result::Result<(), String> {
         let spec = crate::scheduler::JobSpec {
             id: id.clone(),
             name: request.name.clone(),
             priority: request.priority,
+            owner: owner.clone(),
             map_tasks: request.map_tasks.iter().map(|t| t.description.clone()).collect(),
             reducers: request.reducers,
         };
         let record = JobRecord {
             request,
+            owner,
+            secret: JobSecret::generate(),
             submitted: Instant::now(),
             ended: None,
             committed: None,
@@ -149,6 +165,11 @@ impl DriverState {
             return Err(e.to_string());
         }
         Ok(())
+    }
+
+    /// The digests of the binaries of jobs that have not ended (never evicted).
+    pub fn binaries_in_use(&self) -> std::collections::HashSet<String> {
+        lock(&self.jobs).values().filter(|r| r.ended.is_none()).map(|r| r.request.binary_digest.clone()).collect()
     }
 
     /// Notes a reduce attempt's part file size (the manifest lists it).
@@ -208,12 +229,12 @@ impl DriverState {
                     tracing::info!(job = %job, state = ?state, "job ended");
                     let output = lock(&self.jobs).get_mut(&job).map(|record| {
                         record.ended = Some(Instant::now());
-                        record.request.output.clone()
+                        (record.request.output.clone(), storage_options_of(&record.request))
                     });
-                    if let (Some(output), false) =
+                    if let (Some((output, options)), false) =
                         (output, matches!(state, crate::scheduler::JobState::Succeeded))
                     {
-                        tokio::spawn(remove_attempt_files(job, output));
+                        tokio::spawn(remove_attempt_files(job, output, options));
                     }
                 }
             }
@@ -227,7 +248,8 @@ impl DriverState {
     fn send(&self, worker: &WorkerId, body: driver_message::Body) -> bool {
         let workers = lock(&self.workers);
         match workers.get(worker) {
-            Some(link) => link.downlink.send(Ok(DriverMessage { body: Some(body) })).is_ok(),
+            // Full: the worker stopped reading its session; it is dropped as unreachable.
+            Some(link) => link.downlink.try_send(Ok(DriverMessage { body: Some(body) })).is_ok(),
             None => false,
         }
     }
@@ -266,6 +288,7 @@ impl DriverState {
             job_payload: request.job_payload.clone(),
             split_payload,
             map_outputs,
+            job_secret: record.secret.expose().to_owned(),
         })
     }
 
@@ -281,6 +304,7 @@ impl DriverState {
                 name: record.request.name.clone(),
                 job_id: job.to_string(),
                 output: record.request.output.clone(),
+                storage_options: storage_options_of(&record.request),
                 winners: winners
                     .into_iter()
                     .map(|w| {
@@ -327,8 +351,8 @@ impl DriverState {
 }
 
 /// Removes the part files a failed or cancelled job's attempts wrote.
-async fn remove_attempt_files(job: JobId, output: String) {
-    let removed = match crate::storage::Location::parse(&output) {
+async fn remove_attempt_files(job: JobId, output: String, options: crate::storage::StorageOptions) {
+    let removed = match crate::storage::Location::parse_with(&output, &options) {
         Ok(location) => crate::output::OutputDir::new(location).abort(&job).await,
         Err(e) => Err(e),
     };
@@ -397,5 +421,6 @@ fn status_of(view: &JobView, record: &JobRecord) -> JobStatus {
         elapsed_seconds: elapsed.as_secs_f64(),
         input_files: record.request.input_files,
         input_bytes: record.request.input_bytes,
+        owner: record.owner.clone(),
     }
 }

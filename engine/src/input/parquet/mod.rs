@@ -210,7 +210,9 @@ mod tests {
         let path = dir.path().join("t.parquet");
         write_file(&path);
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let files = runtime.block_on(crate::storage::resolve_inputs(&[path.display().to_string()])).unwrap();
+        let files = runtime
+            .block_on(crate::storage::resolve_inputs(&[path.display().to_string()], &Default::default()))
+            .unwrap();
         let splits = runtime.block_on(plan(&Arc::new(files[0].clone()), spec, 1 << 30));
         (dir, runtime, splits)
     }

@@ -1,0 +1,327 @@
+//! The driver's gRPC service in-process, secured with certificates made for the test:
+//! who may attach, submit, cancel and report, and the refusals of everyone else.
+
+use std::path::Path;
+use std::time::Duration;
+
+use gristmill_proto::PROTOCOL_VERSION;
+use gristmill_proto::v1::driver_client::DriverClient;
+use gristmill_proto::v1::{
+    AttemptKey, BinaryChunk, DriverMessage, JobRef, ListJobsRequest, MapDone, MapTaskSpec, Register,
+    SubmitJobRequest, TaskKind, TaskReport, WorkerMessage, driver_message, task_report, worker_message,
+};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+
+use crate::cluster::rpc::{DriverEndpoint, connect_driver};
+use crate::driver::cluster::{DEFAULT_MAX_WORKER_SLOTS, DriverConfig, serve};
+use crate::scheduler::SchedulerConfig;
+use crate::security::certs::{self, CertsDir, Validity};
+use crate::security::{ClientTls, ServerSecurity};
+
+struct TestDriver {
+    url: String,
+    certs: Option<CertsDir>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestDriver {
+    async fn start(secured: bool) -> TestDriver {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = secured.then(|| {
+            let certs = CertsDir::new(dir.path().join("certs"));
+            certs::create_ca(&certs, false).unwrap();
+            certs::create_node(&certs, &["127.0.0.1".into()], false).unwrap();
+            for user in ["alice", "bob", "admin"] {
+                certs::create_client(&certs, user, false).unwrap();
+            }
+            certs
+        });
+        let config = DriverConfig {
+            listen: "127.0.0.1:0".into(),
+            http: None,
+            data_dir: dir.path().join("driver"),
+            heartbeat_interval: Duration::from_millis(100),
+            scheduler: SchedulerConfig::default(),
+            security: ServerSecurity { certs_dir: certs.clone(), ..ServerSecurity::default() },
+            max_worker_slots: DEFAULT_MAX_WORKER_SLOTS,
+            binaries: crate::driver::cluster::BinaryLimits::default(),
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(serve(config, move |addrs| {
+            let _ = tx.send(addrs.grpc);
+        }));
+        let addr = rx.await.expect("the driver starts");
+        let scheme = if secured { "https" } else { "http" };
+        TestDriver { url: format!("{scheme}://{addr}"), certs, _dir: dir }
+    }
+
+    async fn client(&self, tls: Option<ClientTls>) -> crate::Result<DriverClient<Channel>> {
+        connect_driver(&DriverEndpoint::new(&self.url, tls)?).await
+    }
+
+    async fn user(&self, user: &str) -> DriverClient<Channel> {
+        self.client(Some(ClientTls::user(self.certs.as_ref().unwrap(), user).unwrap())).await.unwrap()
+    }
+
+    async fn node(&self) -> DriverClient<Channel> {
+        self.client(Some(ClientTls::node(self.certs.as_ref().unwrap()).unwrap())).await.unwrap()
+    }
+}
+
+fn register(version: u32, slots: u32) -> WorkerMessage {
+    let register =
+        Register { protocol_version: version, slots, shuffle_address: "127.0.0.1:1".into(), ..Default::default() };
+    WorkerMessage { body: Some(worker_message::Body::Register(register)) }
+}
+
+/// An attached worker: its upstream and the driver's messages.
+struct FakeWorker {
+    up: mpsc::Sender<WorkerMessage>,
+    down: tonic::Streaming<DriverMessage>,
+}
+
+impl FakeWorker {
+    async fn attach(client: &mut DriverClient<Channel>) -> FakeWorker {
+        let (up, rx) = mpsc::channel(16);
+        up.send(register(PROTOCOL_VERSION, 1)).await.unwrap();
+        let mut down = client.attach(ReceiverStream::new(rx)).await.unwrap().into_inner();
+        let first = down.message().await.unwrap().expect("a Registered message");
+        assert!(matches!(first.body, Some(driver_message::Body::Registered(_))));
+        FakeWorker { up, down }
+    }
+
+    /// The next task the driver launches here, within a bound.
+    async fn next_task(&mut self) -> Option<gristmill_proto::v1::RunTask> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while let Ok(Ok(Some(message))) = tokio::time::timeout_at(deadline, self.down.message()).await {
+            if let Some(driver_message::Body::Run(run)) = message.body {
+                return Some(run);
+            }
+        }
+        None
+    }
+
+    async fn report_map_done(&self, attempt: AttemptKey) {
+        let report = TaskReport {
+            attempt: Some(attempt),
+            result: Some(task_report::Result::MapDone(MapDone { output_bytes: 0 })),
+            counters: Default::default(),
+        };
+        self.up.send(WorkerMessage { body: Some(worker_message::Body::Report(report)) }).await.unwrap();
+    }
+}
+
+/// Uploads a small stand-in binary and submits a one-map job writing under `output`.
+async fn submit(client: &mut DriverClient<Channel>, output: &Path) -> String {
+    let bytes = b"#!/bin/sh\nexit 0\n".to_vec();
+    let digest: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    let chunk = BinaryChunk { digest: digest.clone(), total_bytes: bytes.len() as u64, data: bytes };
+    client.upload_binary(futures::stream::iter(vec![chunk])).await.unwrap();
+    let request = SubmitJobRequest {
+        protocol_version: PROTOCOL_VERSION,
+        name: "test".into(),
+        binary_digest: digest,
+        job_payload: b"{}".to_vec(),
+        map_tasks: vec![MapTaskSpec { description: "a.txt:0+1".into(), split_payload: b"{}".to_vec() }],
+        reducers: 1,
+        output: output.display().to_string(),
+        ..Default::default()
+    };
+    client.submit_job(request).await.unwrap().into_inner().job_id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_speaking_another_protocol_version_is_refused() {
+    let driver = TestDriver::start(false).await;
+    let mut client = driver.client(None).await.unwrap();
+    let refused = client.attach(futures::stream::iter(vec![register(PROTOCOL_VERSION + 1, 1)])).await;
+    let Err(status) = refused else { panic!("another version is refused") };
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+    assert!(status.message().contains("protocol version"), "{}", status.message());
+    FakeWorker::attach(&mut client).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_follow_certificates_and_owners_cancel_their_own_jobs() {
+    let driver = TestDriver::start(true).await;
+    let out = tempfile::tempdir().unwrap();
+
+    // A client certificate may not attach as a worker.
+    let mut alice = driver.user("alice").await;
+    let refused = alice.attach(futures::stream::iter(vec![register(PROTOCOL_VERSION, 1)])).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    assert!(refused.message().contains("user alice may not attach as a worker"), "{}", refused.message());
+
+    // A node certificate may not submit or list jobs.
+    let mut node = driver.node().await;
+    let refused = node.list_jobs(ListJobsRequest {}).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    assert!(refused.message().contains("needs a client certificate"), "{}", refused.message());
+
+    // A worker may not advertise more than the cap.
+    let refused = node.attach(futures::stream::iter(vec![register(PROTOCOL_VERSION, 100_000)])).await.unwrap_err();
+    assert!(refused.message().contains("--max-worker-slots"), "{}", refused.message());
+
+    // Jobs show their owner; only the owner or admin cancels.
+    let job = submit(&mut alice, &out.path().join("a")).await;
+    let listed = alice.list_jobs(ListJobsRequest {}).await.unwrap().into_inner().jobs;
+    assert_eq!(listed[0].owner, "alice");
+    let mut bob = driver.user("bob").await;
+    let refused = bob.cancel_job(JobRef { job_id: job.clone() }).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    assert!(refused.message().contains("only its owner or admin"), "{}", refused.message());
+    let status = alice.cancel_job(JobRef { job_id: job.clone() }).await.unwrap().into_inner();
+    assert_eq!(status.state(), gristmill_proto::v1::JobState::Cancelled);
+    let other = submit(&mut bob, &out.path().join("b")).await;
+    let mut admin = driver.user("admin").await;
+    let status = admin.cancel_job(JobRef { job_id: other }).await.unwrap().into_inner();
+    assert_eq!(status.state(), gristmill_proto::v1::JobState::Cancelled);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_report_counts_only_from_the_worker_that_runs_the_attempt() {
+    let driver = TestDriver::start(true).await;
+    let out = tempfile::tempdir().unwrap();
+    let mut node = driver.node().await;
+    let mut first = FakeWorker::attach(&mut node).await;
+    let mut second = FakeWorker::attach(&mut driver.node().await).await;
+    let mut alice = driver.user("alice").await;
+    let job = submit(&mut alice, &out.path().join("a")).await;
+
+    // The one map task goes to one of the two workers; the other forges its report.
+    let (runner, forger, run) = tokio::select! {
+        Some(run) = first.next_task() => (first, second, run),
+        Some(run) = second.next_task() => (second, first, run),
+    };
+    assert_eq!(run.job_secret.len(), 64, "tasks get their job's secret");
+    let attempt = run.attempt.clone().unwrap();
+    assert_eq!(attempt.kind, TaskKind::Map as i32);
+    forger.report_map_done(attempt.clone()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status = alice.get_job(JobRef { job_id: job.clone() }).await.unwrap().into_inner();
+    assert_eq!(status.maps_done, 0, "the forged report is ignored");
+
+    runner.report_map_done(attempt).await;
+    let mut done = 0;
+    for _ in 0..50 {
+        done = alice.get_job(JobRef { job_id: job.clone() }).await.unwrap().into_inner().maps_done;
+        if done == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(done, 1, "the runner's report counts");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_without_a_valid_certificate_of_the_cluster_ca_are_refused() {
+    let driver = TestDriver::start(true).await;
+    let certs = driver.certs.clone().unwrap();
+
+    // No certificate at all: a plain TLS client that trusts the CA.
+    let ca = std::fs::read_to_string(certs.ca_cert()).unwrap();
+    let tls = tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(ca));
+    crate::security::install_crypto_provider();
+    let channel = tonic::transport::Endpoint::from_shared(driver.url.clone()).unwrap().tls_config(tls).unwrap();
+    let result = match channel.connect().await {
+        Ok(channel) => DriverClient::new(channel).list_jobs(ListJobsRequest {}).await.map(|_| ()),
+        Err(e) => Err(tonic::Status::unavailable(e.to_string())),
+    };
+    assert!(result.is_err(), "a client without a certificate is refused");
+
+    // Plaintext to a secured driver.
+    let plain = DriverEndpoint { url: driver.url.replace("https://", "http://"), tls: None };
+    let refused = match connect_driver(&plain).await {
+        Ok(mut client) => client.list_jobs(ListJobsRequest {}).await.is_err(),
+        Err(_) => true,
+    };
+    assert!(refused, "plaintext is refused");
+
+    // A certificate of another CA.
+    let foreign = tempfile::tempdir().unwrap();
+    let foreign = CertsDir::new(foreign.path());
+    certs::create_ca(&foreign, false).unwrap();
+    certs::create_client(&foreign, "alice", false).unwrap();
+    let mixed = mixed_tls(&certs, &foreign, "alice");
+    assert_refused(&driver, mixed, "another CA").await;
+
+    // An expired certificate of the right CA.
+    let expired = Validity { from_days: -30, until_days: -1 };
+    certs::create_client_valid(&certs, "old", expired, false).unwrap();
+    assert_refused(&driver, ClientTls::user(&certs, "old").unwrap(), "expired").await;
+}
+
+/// Trusts `trusted`'s CA but presents `user`'s certificate of `presented`.
+fn mixed_tls(trusted: &CertsDir, presented: &CertsDir, user: &str) -> ClientTls {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let mixed = CertsDir::new(&dir);
+    std::fs::copy(trusted.ca_cert(), mixed.ca_cert()).unwrap();
+    std::fs::copy(presented.client_cert(user), mixed.client_cert(user)).unwrap();
+    std::fs::copy(presented.client_key(user), mixed.client_key(user)).unwrap();
+    ClientTls::user(&mixed, user).unwrap()
+}
+
+async fn assert_refused(driver: &TestDriver, tls: ClientTls, what: &str) {
+    let outcome = match driver.client(Some(tls)).await {
+        Ok(mut client) => client.list_jobs(ListJobsRequest {}).await.map(|_| ()).map_err(|s| s.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    assert!(outcome.is_err(), "a client with a certificate of {what} is refused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_driver_refuses_to_replace_a_committed_output_without_overwrite() {
+    let driver = TestDriver::start(false).await;
+    let mut client = driver.client(None).await.unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let committed = out.path().join("committed");
+    std::fs::create_dir(&committed).unwrap();
+    std::fs::write(committed.join(crate::output::SUCCESS_FILE), b"{}").unwrap();
+    let bytes = b"#!/bin/sh\nexit 0\n".to_vec();
+    let digest: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    let chunk = BinaryChunk { digest: digest.clone(), total_bytes: bytes.len() as u64, data: bytes };
+    client.upload_binary(futures::stream::iter(vec![chunk])).await.unwrap();
+    let request = |overwrite| SubmitJobRequest {
+        protocol_version: PROTOCOL_VERSION,
+        name: "test".into(),
+        binary_digest: digest.clone(),
+        map_tasks: vec![MapTaskSpec { description: "a.txt:0+1".into(), split_payload: b"{}".to_vec() }],
+        reducers: 1,
+        output: committed.display().to_string(),
+        overwrite,
+        ..Default::default()
+    };
+
+    // As a client that skipped its own check would send it.
+    let refused = client.submit_job(request(false)).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::AlreadyExists, "{refused:?}");
+    assert!(refused.message().contains(&committed.display().to_string()), "{}", refused.message());
+    assert!(client.list_jobs(ListJobsRequest {}).await.unwrap().into_inner().jobs.is_empty(), "no job was created");
+
+    let job = client.submit_job(request(true)).await.unwrap().into_inner().job_id;
+    assert!(!job.is_empty(), "with overwrite the job is accepted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_over_the_limit_is_refused_over_grpc_and_leaves_nothing() {
+    let driver = TestDriver::start(false).await;
+    let mut client = driver.client(None).await.unwrap();
+    let store = driver._dir.path().join("driver").join("binaries");
+    let digest = "ab".repeat(32);
+    let announced = BinaryChunk {
+        digest: digest.clone(),
+        data: vec![0; 16],
+        total_bytes: crate::driver::cluster::DEFAULT_MAX_BINARY_BYTES + 1,
+    };
+    let refused = client.upload_binary(futures::stream::iter(vec![announced])).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("limit of 1073741824 bytes"), "{}", refused.message());
+
+    let wrong = BinaryChunk { digest, data: b"not it".to_vec(), total_bytes: 6 };
+    let refused = client.upload_binary(futures::stream::iter(vec![wrong])).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert_eq!(std::fs::read_dir(&store).unwrap().count(), 0, "nothing is left in {}", store.display());
+}
