@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use gristmill::cluster::binary::BinaryStore;
 use gristmill::cluster::rpc::{DriverEndpoint, connect_driver};
-use gristmill::security::{ClientTls, Protocol};
 use gristmill::cluster::shuffle_service::ShuffleService;
+use gristmill::security::{ClientTls, Protocol};
 use gristmill_proto::v1::shuffle_server::ShuffleServer;
 use gristmill_proto::v1::{
     DriverMessage, Heartbeat, Register, WorkerMessage, driver_message, worker_message,
@@ -48,8 +48,10 @@ pub async fn serve(config: WorkerConfig) -> Result<(), WorkerError> {
     };
     // Only this worker may read its data (job binaries, map output, task scratch space).
     for dir in [&config.data_dir, &dirs.shuffle, &dirs.tasks] {
-        gristmill::security::certs::create_private_dir(dir)
-            .map_err(|e| WorkerError::Setup { what: format!("creating {}", dir.display()), cause: e.to_string() })?;
+        gristmill::security::certs::create_private_dir(dir).map_err(|e| WorkerError::Setup {
+            what: format!("creating {}", dir.display()),
+            cause: e.to_string(),
+        })?;
     }
     // Absolute: reducers in other workers' processes read map output from it.
     dirs.shuffle = std::fs::canonicalize(&dirs.shuffle)
@@ -57,9 +59,8 @@ pub async fn serve(config: WorkerConfig) -> Result<(), WorkerError> {
     let store = BinaryStore::open(config.data_dir.join("binaries"))
         .map_err(|e| WorkerError::Setup { what: "the binary cache".into(), cause: e.to_string() })?;
     let driver = driver_endpoint(&config)?;
-    let listener = config.security.bind(&config.listen, Protocol::Grpc).await.map_err(|e| WorkerError::Setup {
-        what: "starting the shuffle service".into(),
-        cause: e.to_string(),
+    let listener = config.security.bind(&config.listen, Protocol::Grpc).await.map_err(|e| {
+        WorkerError::Setup { what: "starting the shuffle service".into(), cause: e.to_string() }
     })?;
     let bound = listener.local_addr();
     let advertise = config.advertise.clone().unwrap_or_else(|| bound.to_string());
@@ -174,7 +175,8 @@ async fn session(
 
 /// The driver, reached with the node certificate when the worker has certificates.
 fn driver_endpoint(config: &WorkerConfig) -> Result<DriverEndpoint, WorkerError> {
-    let setup = |e: gristmill::Error| WorkerError::Setup { what: "reaching the driver".into(), cause: e.to_string() };
+    let setup =
+        |e: gristmill::Error| WorkerError::Setup { what: "reaching the driver".into(), cause: e.to_string() };
     let tls = match &config.security.certs_dir {
         Some(dir) => Some(ClientTls::node(dir).map_err(|e| setup(e.into()))?),
         None => None,

@@ -13,9 +13,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use gristmill::cluster::rpc::{DriverEndpoint, connect_driver, state_name};
 use gristmill::driver::cluster::{DEFAULT_MAX_WORKER_SLOTS, DriverConfig, serve};
+use gristmill::scheduler::SchedulerConfig;
 use gristmill::security::certs::{self, CertsDir};
 use gristmill::security::{ListenerLimits, ServerSecurity, client_tls, tokens};
-use gristmill::scheduler::SchedulerConfig;
 use gristmill_proto::v1::{JobRef, JobStatus, ListJobsRequest};
 
 /// Gristmill cluster commands.
@@ -51,6 +51,8 @@ enum Command {
     Cert(CertCommand),
 }
 
+// Named as CockroachDB's `cert create-*` commands, which users already know.
+#[allow(clippy::enum_variant_names)]
 #[derive(Subcommand)]
 enum CertCommand {
     /// Creates the cluster CA: ca.crt and ca.key (keep ca.key off the nodes).

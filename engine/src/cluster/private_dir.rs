@@ -16,7 +16,8 @@ use crate::error::{Error, Result};
 /// Creates `dir` (and missing parents) with mode 0700, or makes an existing one 0700;
 /// refuses a directory another user owns. Returns `dir`.
 pub fn create_private_dir(dir: &Path) -> Result<PathBuf> {
-    let fail = |e: std::io::Error| Error::Config(format!("cannot create the directory {}: {e}", dir.display()));
+    let fail =
+        |e: std::io::Error| Error::Config(format!("cannot create the directory {}: {e}", dir.display()));
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(fail)?;
     }

@@ -35,13 +35,14 @@ impl DriverEndpoint {
 pub fn url_with_scheme(address: &str, secured: bool) -> Result<String> {
     let scheme = if secured { "https" } else { "http" };
     let Some((given, _)) = address.split_once("://") else { return Ok(format!("{scheme}://{address}")) };
-    let mismatch = |why: &str| Err(Error::Rpc { what: format!("connecting to {address}"), cause: why.to_owned() });
+    let mismatch =
+        |why: &str| Err(Error::Rpc { what: format!("connecting to {address}"), cause: why.to_owned() });
     match (given, secured) {
         ("https", true) | ("http", false) => Ok(address.to_owned()),
         ("http", true) => mismatch("with --certs-dir the URL is https://HOST:PORT"),
-        ("https", false) => {
-            mismatch("a secured driver needs --certs-dir DIR (or GRISTMILL_CERTS_DIR) with ca.crt and a certificate")
-        }
+        ("https", false) => mismatch(
+            "a secured driver needs --certs-dir DIR (or GRISTMILL_CERTS_DIR) with ca.crt and a certificate",
+        ),
         _ => mismatch("the URL must start with https:// or http://"),
     }
 }
@@ -63,9 +64,8 @@ pub async fn connect(url: &str, tls: Option<&ClientTls>, connect_timeout: Durati
 
 /// A client of the driver.
 pub async fn connect_driver(driver: &DriverEndpoint) -> Result<DriverClient<Channel>> {
-    let channel = connect(&driver.url, driver.tls.as_ref(), Duration::from_secs(5))
-        .await
-        .map_err(|e| match e {
+    let channel =
+        connect(&driver.url, driver.tls.as_ref(), Duration::from_secs(5)).await.map_err(|e| match e {
             Error::Rpc { cause, .. } => Error::Rpc {
                 what: format!("connecting to the driver at {}", driver.url),
                 cause: format!("{cause} (is the driver running?)"),

@@ -150,7 +150,8 @@ mod tests {
 
     fn part(partition: u32, job: &str, attempt: u32) -> PartFile {
         let job = JobId::from_string(job.to_owned());
-        let name = super::super::part_name(PartitionId(partition), &job, AttemptId(attempt), OutputFormat::Parquet);
+        let name =
+            super::super::part_name(PartitionId(partition), &job, AttemptId(attempt), OutputFormat::Parquet);
         PartFile { partition: PartitionId(partition), name, rows: 1, bytes: 1 }
     }
 
@@ -201,9 +202,14 @@ mod tests {
         }
 
         commit(dir.path(), THIS, &new).await;
-        let mut expected = vec![SUCCESS_FILE.to_owned(), new[0].name.clone(), new[1].name.clone(), unlisted.name];
+        let mut expected =
+            vec![SUCCESS_FILE.to_owned(), new[0].name.clone(), new[1].name.clone(), unlisted.name];
         expected.sort();
-        assert_eq!(names(dir.path()), expected, "the old manifest's files are gone, the unlisted stray stays");
+        assert_eq!(
+            names(dir.path()),
+            expected,
+            "the old manifest's files are gone, the unlisted stray stays"
+        );
         let manifest: Manifest =
             serde_json::from_slice(&std::fs::read(dir.path().join(SUCCESS_FILE)).unwrap()).unwrap();
         assert_eq!(manifest.job_id, THIS);

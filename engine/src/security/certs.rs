@@ -122,7 +122,8 @@ pub fn create_ca(dir: &CertsDir, overwrite: bool) -> SecurityResult<()> {
     let mut params = CertificateParams::default();
     params.distinguished_name = name("Gristmill CA");
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages =
+        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     Validity::days(CA_DAYS).apply(&mut params);
     let cert = params.self_signed(&key).map_err(cert_error("signing the CA certificate"))?;
     write_file(&dir.ca_key(), key.serialize_pem().as_bytes(), true)?;
@@ -137,7 +138,15 @@ pub fn create_node(dir: &CertsDir, hosts: &[String], overwrite: bool) -> Securit
             cause: "name at least one host or IP address the driver and workers are reached at".into(),
         });
     }
-    let (cert, key) = sign(dir, NODE_NAME, hosts, &[ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth], Validity::days(CERT_DAYS), overwrite, (dir.node_cert(), dir.node_key()))?;
+    let (cert, key) = sign(
+        dir,
+        NODE_NAME,
+        hosts,
+        &[ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth],
+        Validity::days(CERT_DAYS),
+        overwrite,
+        (dir.node_cert(), dir.node_key()),
+    )?;
     write_file(&dir.node_key(), key.as_bytes(), true)?;
     write_file(&dir.node_cert(), cert.as_bytes(), false)
 }
@@ -148,10 +157,16 @@ pub fn create_client(dir: &CertsDir, user: &str, overwrite: bool) -> SecurityRes
 }
 
 /// [`create_client`] with a chosen validity (tests make expired certificates with it).
-pub fn create_client_valid(dir: &CertsDir, user: &str, validity: Validity, overwrite: bool) -> SecurityResult<()> {
+pub fn create_client_valid(
+    dir: &CertsDir,
+    user: &str,
+    validity: Validity,
+    overwrite: bool,
+) -> SecurityResult<()> {
     check_user_name(user)?;
     let files = (dir.client_cert(user), dir.client_key(user));
-    let (cert, key) = sign(dir, user, &[], &[ExtendedKeyUsagePurpose::ClientAuth], validity, overwrite, files)?;
+    let (cert, key) =
+        sign(dir, user, &[], &[ExtendedKeyUsagePurpose::ClientAuth], validity, overwrite, files)?;
     write_file(&dir.client_key(user), key.as_bytes(), true)?;
     write_file(&dir.client_cert(user), cert.as_bytes(), false)
 }
@@ -185,7 +200,8 @@ fn sign(
     prepare(dir, &[files.0, files.1], overwrite)?;
     let ca_key_pem = read_file(&dir.ca_key())?;
     let ca_cert_pem = read_file(&dir.ca_cert())?;
-    let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(cert_error(format!("reading {}", dir.ca_key().display())))?;
+    let ca_key =
+        KeyPair::from_pem(&ca_key_pem).map_err(cert_error(format!("reading {}", dir.ca_key().display())))?;
     let issuer = Issuer::from_ca_cert_pem(&ca_cert_pem, ca_key)
         .map_err(cert_error(format!("reading {}", dir.ca_cert().display())))?;
     let mut params = CertificateParams::new(hosts.to_vec()).map_err(cert_error("naming the hosts"))?;
@@ -195,7 +211,9 @@ fn sign(
     params.use_authority_key_identifier_extension = true;
     validity.apply(&mut params);
     let key = KeyPair::generate().map_err(cert_error("generating a key"))?;
-    let cert = params.signed_by(&key, &issuer).map_err(cert_error(format!("signing {common_name}'s certificate")))?;
+    let cert = params
+        .signed_by(&key, &issuer)
+        .map_err(cert_error(format!("signing {common_name}'s certificate")))?;
     Ok((cert.pem(), key.serialize_pem()))
 }
 
@@ -225,7 +243,8 @@ fn prepare(dir: &CertsDir, files: &[PathBuf], overwrite: bool) -> SecurityResult
 
 /// Creates a directory only its owner may read (0700), with its parents.
 pub fn create_private_dir(dir: &Path) -> SecurityResult<()> {
-    let fail = |e: std::io::Error| SecurityError::File { path: dir.display().to_string(), cause: e.to_string() };
+    let fail =
+        |e: std::io::Error| SecurityError::File { path: dir.display().to_string(), cause: e.to_string() };
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
@@ -234,12 +253,14 @@ pub fn create_private_dir(dir: &Path) -> SecurityResult<()> {
 }
 
 pub(super) fn read_file(path: &Path) -> SecurityResult<String> {
-    std::fs::read_to_string(path).map_err(|e| SecurityError::File { path: path.display().to_string(), cause: e.to_string() })
+    std::fs::read_to_string(path)
+        .map_err(|e| SecurityError::File { path: path.display().to_string(), cause: e.to_string() })
 }
 
 /// Writes `bytes` to `path` (replacing it), mode 0600 if `private` else 0644.
 pub(super) fn write_file(path: &Path, bytes: &[u8], private: bool) -> SecurityResult<()> {
-    let fail = |e: std::io::Error| SecurityError::File { path: path.display().to_string(), cause: e.to_string() };
+    let fail =
+        |e: std::io::Error| SecurityError::File { path: path.display().to_string(), cause: e.to_string() };
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -274,14 +295,26 @@ mod tests {
         create_ca(&dir, false).unwrap();
         create_node(&dir, &["localhost".into(), "127.0.0.1".into()], false).unwrap();
         create_client(&dir, "alice", false).unwrap();
-        for file in [dir.ca_cert(), dir.ca_key(), dir.node_cert(), dir.node_key(), dir.client_cert("alice"), dir.client_key("alice")] {
+        for file in [
+            dir.ca_cert(),
+            dir.ca_key(),
+            dir.node_cert(),
+            dir.node_key(),
+            dir.client_cert("alice"),
+            dir.client_key("alice"),
+        ] {
             assert!(file.is_file(), "{}", file.display());
         }
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             for key in [dir.ca_key(), dir.node_key(), dir.client_key("alice")] {
-                assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600, "{}", key.display());
+                assert_eq!(
+                    std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+                    0o600,
+                    "{}",
+                    key.display()
+                );
             }
             assert_eq!(std::fs::metadata(dir.path()).unwrap().permissions().mode() & 0o777, 0o700);
         }

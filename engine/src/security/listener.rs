@@ -115,7 +115,8 @@ async fn accept_loop(
         tokio::spawn(async move {
             let stream = match acceptor {
                 None => PeerStream::plain(tcp, addr, guard),
-                Some(acceptor) => match handshake(acceptor, tcp, addr, guard, limits.handshake_timeout).await {
+                Some(acceptor) => match handshake(acceptor, tcp, addr, guard, limits.handshake_timeout).await
+                {
                     Some(stream) => stream,
                     None => return,
                 },
@@ -201,7 +202,11 @@ pub struct PeerStream {
 
 impl PeerStream {
     fn plain(tcp: TcpStream, addr: SocketAddr, guard: PeerGuard) -> Self {
-        PeerStream { io: Io::Plain(tcp), info: PeerInfo { addr, identity: Some(Identity::Anonymous) }, _guard: guard }
+        PeerStream {
+            io: Io::Plain(tcp),
+            info: PeerInfo { addr, identity: Some(Identity::Anonymous) },
+            _guard: guard,
+        }
     }
 
     /// Who is on the other end.
@@ -211,7 +216,11 @@ impl PeerStream {
 }
 
 impl AsyncRead for PeerStream {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         match &mut self.io {
             Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),

@@ -48,7 +48,10 @@ impl ServerSecurity {
                 Protocol::Http => ServerTls::load(dir, ClientAuth::Optional, b"http/1.1")?,
             }),
         };
-        let fail = |e: std::io::Error| SecurityError::File { path: format!("listening on {addr}"), cause: e.to_string() };
+        let fail = |e: std::io::Error| SecurityError::File {
+            path: format!("listening on {addr}"),
+            cause: e.to_string(),
+        };
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(fail)?;
         SecureListener::new(listener, tls, self.limits).map_err(fail)
     }

@@ -89,7 +89,12 @@ impl ClientTls {
         Self::load(dir, &cert, &dir.client_key(user), user)
     }
 
-    fn load(dir: &CertsDir, cert: &std::path::Path, key: &std::path::Path, name: &str) -> SecurityResult<ClientTls> {
+    fn load(
+        dir: &CertsDir,
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        name: &str,
+    ) -> SecurityResult<ClientTls> {
         Ok(ClientTls {
             ca_pem: read_file(&dir.ca_cert())?,
             cert_pem: read_file(cert)?,
@@ -112,7 +117,8 @@ impl ClientTls {
         for cert in pem_certs(&self.ca_pem, "the CA certificate")? {
             roots.add(cert).map_err(tls_error("adding the CA certificate"))?;
         }
-        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).map_err(tls_error("reading the key"))?;
+        let key =
+            PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).map_err(tls_error("reading the key"))?;
         ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(tls_error("choosing TLS versions"))?

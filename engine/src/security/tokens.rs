@@ -18,7 +18,8 @@ pub fn create_token(dir: &CertsDir, user: &str) -> SecurityResult<String> {
     create_private_dir(dir.path())?;
     let token = format!("{PREFIX}{}", random_hex(32));
     let path = dir.tokens();
-    let fail = |e: std::io::Error| SecurityError::File { path: path.display().to_string(), cause: e.to_string() };
+    let fail =
+        |e: std::io::Error| SecurityError::File { path: path.display().to_string(), cause: e.to_string() };
     let mut options = std::fs::OpenOptions::new();
     options.append(true).create(true);
     #[cfg(unix)]

@@ -130,12 +130,8 @@ impl Cluster {
         let mut line = String::new();
         BufReader::new(driver.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let grpc = line.split_whitespace().nth(4).expect("the driver prints its address").to_owned();
-        let http = line
-            .split("http://")
-            .nth(1)
-            .and_then(|r| r.split('/').next())
-            .expect("an http address")
-            .to_owned();
+        let http =
+            line.split("://").nth(1).and_then(|r| r.split('/').next()).expect("an http address").to_owned();
         let scheme = if certs.is_some() { "https" } else { "http" };
         let mut cluster = Cluster {
             driver,
@@ -347,8 +343,9 @@ pub enum HttpAuth {
 
 /// A TLS client trusting the cluster CA, presenting the test user's certificate if asked.
 fn https_config(certs: &Path, with_certificate: bool) -> rustls::ClientConfig {
-    let tls = gristmill::security::ClientTls::user(&gristmill::security::certs::CertsDir::new(certs), TEST_USER)
-        .unwrap();
+    let tls =
+        gristmill::security::ClientTls::user(&gristmill::security::certs::CertsDir::new(certs), TEST_USER)
+            .unwrap();
     let config = tls.rustls().unwrap();
     if with_certificate {
         return config;

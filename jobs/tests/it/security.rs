@@ -33,7 +33,10 @@ fn plaintext_is_refused_off_loopback_and_insecure_warns() {
     let (ok, stderr) = gristmill(&["driver", "--listen", "0.0.0.0:0", "--data-dir", s(&data)], &[]);
     assert!(!ok, "the driver must refuse plaintext on 0.0.0.0");
     let line = error_line(&stderr);
-    assert!(line.contains("refusing to serve plaintext on 0.0.0.0:0") && line.contains("--certs-dir"), "{stderr}");
+    assert!(
+        line.contains("refusing to serve plaintext on 0.0.0.0:0") && line.contains("--certs-dir"),
+        "{stderr}"
+    );
 
     let worker = Command::new(cluster_bin("gristmill-worker"))
         .args(["--driver", "http://127.0.0.1:9", "--listen", "0.0.0.0:0", "--data-dir", s(&data)])
@@ -117,12 +120,15 @@ fn clients_without_a_valid_certificate_are_refused_with_one_line() {
     let expired = gristmill::security::certs::Validity { from_days: -30, until_days: -1 };
     let dir = gristmill::security::certs::CertsDir::new(&certs);
     gristmill::security::certs::create_client_valid(&dir, "expired", expired, false).unwrap();
-    let (ok, stderr) = gristmill(&["jobs", "--driver", url, "--certs-dir", s(&certs), "--user", "expired"], &[]);
+    let (ok, stderr) =
+        gristmill(&["jobs", "--driver", url, "--certs-dir", s(&certs), "--user", "expired"], &[]);
     assert!(!ok, "an expired certificate is refused: {stderr}");
 
     // A node certificate may not act as a client.
     let node_as_client = tempfile::tempdir().unwrap();
-    for (from, to) in [("ca.crt", "ca.crt"), ("node.crt", "client.node2.crt"), ("node.key", "client.node2.key")] {
+    for (from, to) in
+        [("ca.crt", "ca.crt"), ("node.crt", "client.node2.crt"), ("node.key", "client.node2.key")]
+    {
         std::fs::copy(certs.join(from), node_as_client.path().join(to)).unwrap();
     }
     let (ok, stderr) = gristmill(&["jobs", "--driver", url, "--certs-dir", s(node_as_client.path())], &[]);
@@ -130,7 +136,8 @@ fn clients_without_a_valid_certificate_are_refused_with_one_line() {
     assert!(error_line(&stderr).contains("needs a client certificate"), "{stderr}");
 
     // The right certificate works.
-    let (ok, stderr) = gristmill(&["jobs", "--driver", url, "--certs-dir", s(&certs), "--user", TEST_USER], &[]);
+    let (ok, stderr) =
+        gristmill(&["jobs", "--driver", url, "--certs-dir", s(&certs), "--user", TEST_USER], &[]);
     assert!(ok, "{stderr}");
 }
 
@@ -139,7 +146,9 @@ fn a_worker_presenting_a_client_certificate_cannot_attach() {
     let cluster = Cluster::start(ClusterSpec { workers: 0, ..ClusterSpec::default() });
     let certs = cluster.certs.clone().unwrap();
     let fake = tempfile::tempdir().unwrap();
-    for (from, to) in [("ca.crt", "ca.crt"), ("client.tester.crt", "node.crt"), ("client.tester.key", "node.key")] {
+    for (from, to) in
+        [("ca.crt", "ca.crt"), ("client.tester.crt", "node.crt"), ("client.tester.key", "node.key")]
+    {
         std::fs::copy(certs.join(from), fake.path().join(to)).unwrap();
     }
     let out = Command::new(cluster_bin("gristmill-worker"))
@@ -163,13 +172,17 @@ fn users_cancel_only_their_own_jobs() {
     let dir = tempfile::tempdir().unwrap();
     let text = dir.path().join("text");
     write_text_files(&text, 2, 200);
-    let out = cluster.run("wordcount", &["--input", s(&text), "--output", s(&dir.path().join("out")), "--detach"]);
+    let out =
+        cluster.run("wordcount", &["--input", s(&text), "--output", s(&dir.path().join("out")), "--detach"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let job = String::from_utf8(out.stdout).unwrap().trim().to_owned();
 
     let listed = cluster.cli(&["jobs"]);
     assert!(String::from_utf8_lossy(&listed.stdout).contains(TEST_USER), "jobs show their owner");
-    let (ok, stderr) = gristmill(&["cancel", &job, "--driver", &cluster.url, "--certs-dir", s(&certs), "--user", "mallory"], &[]);
+    let (ok, stderr) = gristmill(
+        &["cancel", &job, "--driver", &cluster.url, "--certs-dir", s(&certs), "--user", "mallory"],
+        &[],
+    );
     assert!(!ok);
     let line = error_line(&stderr);
     assert!(line.contains("user mallory may not cancel job") && line.contains(TEST_USER), "{stderr}");
@@ -197,14 +210,29 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
 #[test]
 fn storage_secrets_never_reach_disk_logs_or_pages() {
     let canary = format!("canary{}", gristmill::security::secret::random_hex(12));
-    let spec = ClusterSpec { log_level: "debug,h2=info,hyper=info,tonic=info,rustls=info", log_to_files: true, ..ClusterSpec::default() };
+    let spec = ClusterSpec {
+        log_level: "debug,h2=info,hyper=info,tonic=info,rustls=info",
+        log_to_files: true,
+        ..ClusterSpec::default()
+    };
     let cluster = Cluster::start(spec);
     let dir = tempfile::tempdir().unwrap();
     let text = dir.path().join("text");
     write_text_files(&text, 3, 3000);
     let output = dir.path().join("out");
     let option = format!("aws_secret_access_key={canary}");
-    let args = ["--input", s(&text), "--output", s(&output), "--reducers", "3", "--split-size", "20000", "--storage-option", &option];
+    let args = [
+        "--input",
+        s(&text),
+        "--output",
+        s(&output),
+        "--reducers",
+        "3",
+        "--split-size",
+        "20000",
+        "--storage-option",
+        &option,
+    ];
     let mut job = cluster.spawn("wordcount", &args);
     // During the job: the driver's and workers' directories (binaries, shuffle, task
     // scratch space) and their logs.

@@ -85,7 +85,11 @@ impl DriverBinaries {
     /// the first chunk's `total_bytes`, or as the bytes come), and when its content has
     /// another digest; a refused upload leaves no file. Once stored, binaries beyond the
     /// cap are evicted, except those `in_use` names (asked for after the store).
-    pub async fn receive<S>(&self, chunks: S, in_use: impl FnOnce() -> HashSet<String>) -> Result<String, Status>
+    pub async fn receive<S>(
+        &self,
+        chunks: S,
+        in_use: impl FnOnce() -> HashSet<String>,
+    ) -> Result<String, Status>
     where
         S: Stream<Item = Result<BinaryChunk, Status>> + Unpin,
     {
@@ -121,7 +125,8 @@ impl DriverBinaries {
         S: Stream<Item = Result<BinaryChunk, Status>> + Unpin,
     {
         let limit = self.limits.max_binary_bytes;
-        let first = next_chunk(&mut chunks).await?.ok_or_else(|| Status::invalid_argument("an empty upload"))?;
+        let first =
+            next_chunk(&mut chunks).await?.ok_or_else(|| Status::invalid_argument("an empty upload"))?;
         if first.total_bytes > limit {
             return Err(binary_status(BinaryError::TooLarge { limit }));
         }
@@ -166,7 +171,9 @@ impl DriverBinaries {
         let total = file.metadata().await.map(|m| m.len()).unwrap_or(0);
         let state = (file, digest, Some(total));
         Ok(futures::stream::try_unfold(state, |(mut file, digest, total)| async move {
-            let data = read_chunk(&mut file).await.map_err(|e| Status::internal(format!("reading {digest}: {e}")))?;
+            let data = read_chunk(&mut file)
+                .await
+                .map_err(|e| Status::internal(format!("reading {digest}: {e}")))?;
             if data.is_empty() {
                 return Ok(None);
             }
@@ -251,7 +258,10 @@ mod tests {
         names
     }
 
-    async fn receive(binaries: &DriverBinaries, chunks: Vec<Result<BinaryChunk, Status>>) -> Result<String, Status> {
+    async fn receive(
+        binaries: &DriverBinaries,
+        chunks: Vec<Result<BinaryChunk, Status>>,
+    ) -> Result<String, Status> {
         binaries.receive(futures::stream::iter(chunks), HashSet::new).await
     }
 
@@ -264,7 +274,8 @@ mod tests {
         assert_eq!(stored, digest);
         assert_eq!(files(&binaries), vec![digest.clone()]);
 
-        let sent: Vec<BinaryChunk> = binaries.send(digest.clone()).await.unwrap().map(|c| c.unwrap()).collect().await;
+        let sent: Vec<BinaryChunk> =
+            binaries.send(digest.clone()).await.unwrap().map(|c| c.unwrap()).collect().await;
         assert_eq!(sent.iter().map(|c| c.data.len()).collect::<Vec<_>>(), vec![CHUNK_BYTES, CHUNK_BYTES, 10]);
         assert_eq!(sent[0].total_bytes, bytes.len() as u64);
         assert_eq!(sent.concat_data(), bytes);
@@ -303,7 +314,8 @@ mod tests {
     async fn a_wrong_digest_or_a_short_upload_is_refused_and_leaves_nothing() {
         let (_dir, binaries) = binaries(BinaryLimits::default());
         let bytes = vec![5u8; 3000];
-        let wrong = receive(&binaries, upload(&bytes_digest(b"other"), &bytes, 1000, 3000)).await.unwrap_err();
+        let wrong =
+            receive(&binaries, upload(&bytes_digest(b"other"), &bytes, 1000, 3000)).await.unwrap_err();
         assert_eq!(wrong.code(), tonic::Code::InvalidArgument);
         assert!(wrong.message().contains("digest"), "{}", wrong.message());
 
@@ -324,7 +336,8 @@ mod tests {
         let digest = bytes_digest(&bytes);
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         tx.send(upload(&digest, &bytes, 100, 100).remove(0)).unwrap();
-        let stalled = binaries.receive(tokio_stream::wrappers::UnboundedReceiverStream::new(rx), HashSet::new);
+        let stalled =
+            binaries.receive(tokio_stream::wrappers::UnboundedReceiverStream::new(rx), HashSet::new);
         tokio::pin!(stalled);
         assert!(futures::poll!(stalled.as_mut()).is_pending(), "the first upload holds the only slot");
 
@@ -332,7 +345,11 @@ mod tests {
         assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
         drop(tx);
         assert_eq!(stalled.await.unwrap(), digest);
-        assert_eq!(receive(&binaries, upload(&digest, &bytes, 100, 100)).await.unwrap(), digest, "the slot is free again");
+        assert_eq!(
+            receive(&binaries, upload(&digest, &bytes, 100, 100)).await.unwrap(),
+            digest,
+            "the slot is free again"
+        );
     }
 
     #[tokio::test]
@@ -345,7 +362,10 @@ mod tests {
         }
         // The oldest is in use by a running job: the younger one goes instead.
         let in_use: HashSet<String> = [digests[0].clone()].into();
-        binaries.receive(futures::stream::iter(upload(&digests[2], &[2; 10], 10, 10)), || in_use).await.unwrap();
+        binaries
+            .receive(futures::stream::iter(upload(&digests[2], &[2; 10], 10, 10)), || in_use)
+            .await
+            .unwrap();
         let mut expected = vec![digests[0].clone(), digests[2].clone()];
         expected.sort();
         assert_eq!(files(&binaries), expected);

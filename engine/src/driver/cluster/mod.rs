@@ -75,7 +75,8 @@ pub struct DriverAddrs {
 /// Runs a driver until the process ends; `on_ready` gets the bound addresses.
 pub async fn serve(config: DriverConfig, on_ready: impl FnOnce(DriverAddrs)) -> Result<()> {
     let security = &config.security;
-    let bind_error = |e: SecurityError| Error::Rpc { what: "starting the driver".into(), cause: e.to_string() };
+    let bind_error =
+        |e: SecurityError| Error::Rpc { what: "starting the driver".into(), cause: e.to_string() };
     let grpc = security.bind(&config.listen, Protocol::Grpc).await.map_err(bind_error)?;
     let grpc_addr = grpc.local_addr();
     let http = match &config.http {

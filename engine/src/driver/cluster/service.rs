@@ -5,13 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
+use gristmill_proto::PROTOCOL_VERSION;
 use gristmill_proto::v1::driver_server::Driver;
 use gristmill_proto::v1::{
     AttemptKey, BinaryChunk, BinaryRef, DriverMessage, FailureKind, HasBinaryReply, JobRef, JobStatus,
-    ListJobsReply, ListJobsRequest, Register, Registered, SubmitJobReply, SubmitJobRequest, TaskKind as WireTaskKind,
-    TaskReport, WorkerMessage, driver_message, task_report, worker_message,
+    ListJobsReply, ListJobsRequest, Register, Registered, SubmitJobReply, SubmitJobRequest,
+    TaskKind as WireTaskKind, TaskReport, WorkerMessage, driver_message, task_report, worker_message,
 };
-use gristmill_proto::PROTOCOL_VERSION;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -68,7 +68,8 @@ impl Driver for DriverService {
             worker_id: id.to_string(),
             heartbeat_interval_ms: self.state.heartbeat_interval.as_millis() as u32,
         };
-        let _ = downlink.try_send(Ok(DriverMessage { body: Some(driver_message::Body::Registered(registered)) }));
+        let _ =
+            downlink.try_send(Ok(DriverMessage { body: Some(driver_message::Body::Registered(registered)) }));
         tracing::info!(worker = %id, slots = register.slots, pid = register.pid, "worker attached");
         let link = WorkerLink {
             downlink,
@@ -103,7 +104,8 @@ impl Driver for DriverService {
     ) -> Result<Response<BinaryRef>, Status> {
         authorize(&request, Role::Client, "upload job binaries")?;
         let state = self.state.clone();
-        let digest = self.state.binaries.receive(request.into_inner(), move || state.binaries_in_use()).await?;
+        let digest =
+            self.state.binaries.receive(request.into_inner(), move || state.binaries_in_use()).await?;
         Ok(Response::new(BinaryRef { digest }))
     }
 

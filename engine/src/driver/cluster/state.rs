@@ -17,8 +17,8 @@ use tokio::sync::{mpsc, watch};
 use tonic::Status;
 
 use super::DriverConfig;
-use super::commit::{CommitSpec, commit, storage_options_of};
 use super::binaries::DriverBinaries;
+use super::commit::{CommitSpec, commit, storage_options_of};
 use crate::error::Result;
 use crate::ids::{JobId, TaskKind, WorkerId};
 use crate::job::Counters;
@@ -169,7 +169,11 @@ impl DriverState {
 
     /// The digests of the binaries of jobs that have not ended (never evicted).
     pub fn binaries_in_use(&self) -> std::collections::HashSet<String> {
-        lock(&self.jobs).values().filter(|r| r.ended.is_none()).map(|r| r.request.binary_digest.clone()).collect()
+        lock(&self.jobs)
+            .values()
+            .filter(|r| r.ended.is_none())
+            .map(|r| r.request.binary_digest.clone())
+            .collect()
     }
 
     /// Notes a reduce attempt's part file size (the manifest lists it).

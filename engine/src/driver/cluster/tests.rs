@@ -72,8 +72,12 @@ impl TestDriver {
 }
 
 fn register(version: u32, slots: u32) -> WorkerMessage {
-    let register =
-        Register { protocol_version: version, slots, shuffle_address: "127.0.0.1:1".into(), ..Default::default() };
+    let register = Register {
+        protocol_version: version,
+        slots,
+        shuffle_address: "127.0.0.1:1".into(),
+        ..Default::default()
+    };
     WorkerMessage { body: Some(worker_message::Body::Register(register)) }
 }
 
@@ -162,7 +166,8 @@ async fn roles_follow_certificates_and_owners_cancel_their_own_jobs() {
     assert!(refused.message().contains("needs a client certificate"), "{}", refused.message());
 
     // A worker may not advertise more than the cap.
-    let refused = node.attach(futures::stream::iter(vec![register(PROTOCOL_VERSION, 100_000)])).await.unwrap_err();
+    let refused =
+        node.attach(futures::stream::iter(vec![register(PROTOCOL_VERSION, 100_000)])).await.unwrap_err();
     assert!(refused.message().contains("--max-worker-slots"), "{}", refused.message());
 
     // Jobs show their owner; only the owner or admin cancels.
@@ -223,9 +228,11 @@ async fn peers_without_a_valid_certificate_of_the_cluster_ca_are_refused() {
 
     // No certificate at all: a plain TLS client that trusts the CA.
     let ca = std::fs::read_to_string(certs.ca_cert()).unwrap();
-    let tls = tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(ca));
+    let tls =
+        tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(ca));
     crate::security::install_crypto_provider();
-    let channel = tonic::transport::Endpoint::from_shared(driver.url.clone()).unwrap().tls_config(tls).unwrap();
+    let channel =
+        tonic::transport::Endpoint::from_shared(driver.url.clone()).unwrap().tls_config(tls).unwrap();
     let result = match channel.connect().await {
         Ok(channel) => DriverClient::new(channel).list_jobs(ListJobsRequest {}).await.map(|_| ()),
         Err(e) => Err(tonic::Status::unavailable(e.to_string())),
@@ -299,7 +306,10 @@ async fn the_driver_refuses_to_replace_a_committed_output_without_overwrite() {
     let refused = client.submit_job(request(false)).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::AlreadyExists, "{refused:?}");
     assert!(refused.message().contains(&committed.display().to_string()), "{}", refused.message());
-    assert!(client.list_jobs(ListJobsRequest {}).await.unwrap().into_inner().jobs.is_empty(), "no job was created");
+    assert!(
+        client.list_jobs(ListJobsRequest {}).await.unwrap().into_inner().jobs.is_empty(),
+        "no job was created"
+    );
 
     let job = client.submit_job(request(true)).await.unwrap().into_inner().job_id;
     assert!(!job.is_empty(), "with overwrite the job is accepted");
