@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use gristmill::cluster::rpc::{DriverEndpoint, connect_driver, state_name};
-use gristmill::driver::cluster::{DEFAULT_MAX_WORKER_SLOTS, DriverConfig, serve};
+use gristmill::config::parse_byte_size;
+use gristmill::driver::cluster::{BinaryLimits, DEFAULT_MAX_WORKER_SLOTS, DriverConfig, serve};
 use gristmill::scheduler::SchedulerConfig;
 use gristmill::security::certs::{self, CertsDir};
 use gristmill::security::{ListenerLimits, ServerSecurity, client_tls, tokens};
@@ -151,6 +152,12 @@ struct DriverArgs {
     /// Most task slots one worker may advertise.
     #[arg(long, default_value_t = DEFAULT_MAX_WORKER_SLOTS)]
     max_worker_slots: u32,
+    /// Largest job binary accepted for upload, e.g. 512MiB.
+    #[arg(long, value_parser = parse_byte_size, default_value = "1GiB")]
+    max_binary_bytes: u64,
+    /// Job binaries kept; past it the least recently used one no running job needs is removed.
+    #[arg(long, default_value_t = 64)]
+    max_stored_binaries: usize,
     #[command(flatten)]
     security: ServerSecurityArgs,
 }
@@ -225,7 +232,11 @@ async fn run_driver(args: DriverArgs) -> gristmill::Result<ExitCode> {
         scheduler,
         security: args.security.to_security(),
         max_worker_slots: args.max_worker_slots.max(1),
-        binaries: gristmill::driver::cluster::BinaryLimits::default(),
+        binaries: BinaryLimits {
+            max_binary_bytes: args.max_binary_bytes,
+            max_stored_binaries: args.max_stored_binaries.max(1),
+            ..BinaryLimits::default()
+        },
     };
     let scheme = config.security.scheme();
     serve(config, |addrs| {

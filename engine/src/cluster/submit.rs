@@ -186,23 +186,48 @@ async fn upload_self(
     if present {
         return Ok(digest);
     }
-    let bytes = tokio::fs::read(&exe)
-        .await
-        .map_err(|e| Error::Rpc { what: format!("reading {}", exe.display()), cause: e.to_string() })?;
-    let chunks: Vec<BinaryChunk> = bytes
-        .chunks(CHUNK_BYTES)
-        .enumerate()
-        .map(|(i, data)| BinaryChunk {
-            digest: if i == 0 { digest.clone() } else { String::new() },
-            data: data.to_vec(),
-            total_bytes: if i == 0 { bytes.len() as u64 } else { 0 },
-        })
-        .collect();
+    let reading =
+        |e: std::io::Error| Error::Rpc { what: format!("reading {}", exe.display()), cause: e.to_string() };
+    let file = tokio::fs::File::open(&exe).await.map_err(reading)?;
+    let total_bytes = file.metadata().await.map_err(reading)?.len();
     client
-        .upload_binary(futures::stream::iter(chunks))
+        .upload_binary(file_chunks(file, digest.clone(), total_bytes))
         .await
         .map_err(status_error("uploading the job binary"))?;
     Ok(digest)
+}
+
+/// The upload's chunks, read from `file` as they are sent (never the whole binary in memory).
+/// A read error ends the stream early; the driver then refuses the short upload.
+fn file_chunks(
+    file: tokio::fs::File,
+    digest: String,
+    total_bytes: u64,
+) -> impl futures::Stream<Item = BinaryChunk> {
+    use tokio::io::AsyncReadExt;
+    futures::stream::unfold((file, Some(digest)), move |(mut file, first)| async move {
+        let mut data = vec![0u8; CHUNK_BYTES];
+        let mut filled = 0;
+        while filled < data.len() {
+            match file.read(&mut data[filled..]).await {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading this executable for upload failed");
+                    return None;
+                }
+            }
+        }
+        if filled == 0 && first.is_none() {
+            return None;
+        }
+        data.truncate(filled);
+        let chunk = match first {
+            Some(digest) => BinaryChunk { digest, data, total_bytes },
+            None => BinaryChunk { data, ..Default::default() },
+        };
+        Some((chunk, (file, None)))
+    })
 }
 
 /// Follows the job until it ends, printing progress lines at most once a second.

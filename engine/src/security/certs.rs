@@ -241,15 +241,12 @@ fn prepare(dir: &CertsDir, files: &[PathBuf], overwrite: bool) -> SecurityResult
     }
 }
 
-/// Creates a directory only its owner may read (0700), with its parents.
+/// Creates a directory only its owner may read (0700), with its parents; an existing one is
+/// made 0700, one of another user refused ([`crate::cluster::private_dir`]).
 pub fn create_private_dir(dir: &Path) -> SecurityResult<()> {
-    let fail =
-        |e: std::io::Error| SecurityError::File { path: dir.display().to_string(), cause: e.to_string() };
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir).map_err(fail)
+    crate::cluster::private_dir::create_private_dir(dir)
+        .map(|_| ())
+        .map_err(|e| SecurityError::File { path: dir.display().to_string(), cause: e.to_string() })
 }
 
 pub(super) fn read_file(path: &Path) -> SecurityResult<String> {

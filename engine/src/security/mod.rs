@@ -83,7 +83,6 @@ pub fn check_listen_address(addr: &str, secured: bool, insecure: bool) -> Securi
             "--insecure: serving plaintext without authentication; anyone who reaches this port can \
              run code on every worker"
         );
-        eprintln!("warning: --insecure: serving plaintext on {addr} without authentication");
     }
     if secured || insecure || is_loopback(addr) {
         return Ok(());

@@ -51,6 +51,7 @@ fn plaintext_is_refused_off_loopback_and_insecure_warns() {
     let mut driver = Command::new(cluster_bin("gristmill"))
         .args(["driver", "--listen", "127.0.0.1:0", "--insecure", "--data-dir", s(&data)])
         .env_remove("GRISTMILL_CERTS_DIR")
+        .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
