@@ -48,11 +48,13 @@ class Cluster:
     `workdir/certs` (`gristmill cert ...`), and starts the driver and workers with
     `--certs-dir`; `url` and `http` are then https. Job binaries must be given
     `client_args` (empty for a plaintext cluster). The driver's and workers' stderr
-    (RUST_LOG=warn) is kept in `workdir/driver.log` and `workdir/wN.log`."""
+    (RUST_LOG=warn) is kept in `workdir/driver.log` and `workdir/wN.log`. `worker_args`:
+    extra `gristmill-worker` flags (e.g. `--no-host-local-shuffle`)."""
 
-    def __init__(self, bin_dir, workdir, workers: int = 2, slots: int = 1, secured: bool = False):
+    def __init__(self, bin_dir, workdir, workers: int = 2, slots: int = 1, secured: bool = False,
+                 worker_args=()):
         env = {**os.environ, "RUST_LOG": "warn"}
-        workdir = str(workdir)
+        workdir = os.path.abspath(workdir)  # workers run their tasks in another directory
         os.makedirs(workdir, exist_ok=True)
         self.workers = []
         self.secured = secured
@@ -95,7 +97,7 @@ class Cluster:
             with open(self.logs[-1], "w") as log:
                 self.workers.append(subprocess.Popen(
                     [f"{bin_dir}/gristmill-worker", "--driver", self.url, "--slots", str(slots),
-                     "--data-dir", f"{workdir}/w{i}", "--listen", self.addresses[i]] + security,
+                     "--data-dir", f"{workdir}/w{i}", "--listen", self.addresses[i]] + security + list(worker_args),
                     stderr=log, env=env))
         error = None
         for _ in range(600):

@@ -336,3 +336,92 @@ fn report_of(attempt: &AttemptKey, result: TaskResult, stderr_tail: String) -> T
         counters: counters.into_iter().collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use gristmill::cluster::binary::BinaryStore;
+    use gristmill::cluster::rpc::DriverEndpoint;
+    use gristmill::ids::{AttemptId, JobId};
+    use gristmill::shuffle::MapOutputFiles;
+
+    use super::*;
+
+    fn dirs(root: &Path) -> Dirs {
+        let dirs = Dirs {
+            shuffle: root.join("shuffle"),
+            secrets: JobSecrets::new(),
+            tasks: root.join("tasks"),
+            host_id: String::new(),
+            certs_dir: None,
+        };
+        std::fs::create_dir_all(&dirs.shuffle).unwrap();
+        std::fs::create_dir_all(&dirs.tasks).unwrap();
+        dirs
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_spec_goes_through_stdin_and_never_into_a_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let (dirs, work_dir) = (dirs(root.path()), root.path().join("work"));
+        std::fs::create_dir_all(&work_dir).unwrap();
+        // A stand-in job binary: records its arguments and what came on its stdin.
+        let binary = root.path().join("job");
+        let script = format!(
+            "#!/bin/sh\necho \"$@\" > {0}/args\ncat > {0}/stdin\n",
+            root.path().join("seen").display()
+        );
+        std::fs::create_dir(root.path().join("seen")).unwrap();
+        std::fs::write(&binary, script).unwrap();
+        std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+        // (Retried while another test thread's fork still holds the script open for writing.)
+        let mut tries = 0;
+        let mut child = loop {
+            match spawn_task(&binary, &dirs, &work_dir, &work_dir.join("stderr.log")) {
+                Err(e) if e.contains("busy") && tries < 100 => tries += 1,
+                started => break started.unwrap(),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        };
+        let spec = br#"{"job_secret":"not-in-any-file"}"#.to_vec();
+        feed_spec(child.stdin.take(), spec.clone()).await;
+        assert!(child.wait().await.unwrap().success());
+
+        let seen = root.path().join("seen");
+        assert_eq!(std::fs::read_to_string(seen.join("args")).unwrap().trim(), "__gristmill-task -");
+        assert_eq!(std::fs::read(seen.join("stdin")).unwrap(), spec, "the whole spec, then end of input");
+        let files: Vec<_> = std::fs::read_dir(&work_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(files, ["stderr.log"], "nothing but the task's stderr in its directory");
+    }
+
+    #[tokio::test]
+    async fn a_job_s_secret_is_recorded_with_its_tasks_and_forgotten_with_its_data() {
+        let root = tempfile::tempdir().unwrap();
+        let dirs = dirs(root.path());
+        let store = BinaryStore::open(root.path().join("binaries")).unwrap();
+        let binaries =
+            Arc::new(BinaryCache::new(store, DriverEndpoint::new("http://127.0.0.1:9", None).unwrap()));
+        let (reports, _reports) = mpsc::unbounded_channel();
+        let mut tasks = Tasks::new(binaries, dirs.clone(), reports);
+        let secret = JobSecret::generate();
+        let attempt = AttemptKey { job_id: "job-a".into(), kind: TaskKind::Map as i32, index: 0, attempt: 0 };
+        tasks.start(RunTask {
+            attempt: Some(attempt),
+            job_secret: secret.expose().to_owned(),
+            ..Default::default()
+        });
+        assert!(dirs.secrets.verify("job-a", secret.expose()).is_ok(), "recorded as the task starts");
+        assert!(dirs.secrets.verify("job-a", "another secret").is_err());
+
+        let files =
+            MapOutputFiles::new(&dirs.shuffle, &JobId::from_string("job-a".into()), &secret, 0, AttemptId(0));
+        std::fs::create_dir_all(files.data.parent().unwrap()).unwrap();
+        std::fs::write(&files.data, b"map output").unwrap();
+        tasks.drop_job("job-a");
+        assert!(!dirs.secrets.contains("job-a"), "forgotten when the job's data is dropped");
+        assert!(!files.data.exists());
+        assert_eq!(std::fs::read_dir(&dirs.shuffle).unwrap().count(), 0);
+    }
+}

@@ -2,8 +2,8 @@
 //!
 //! * [`payload`]: what a submitted job and each task carry to task processes (JSON the
 //!   job binary reads; opaque to the driver and the worker);
-//! * [`task`]: the hidden task role of every job binary (`<job> __gristmill-task FILE`),
-//!   run by workers as child processes;
+//! * [`task`]: the hidden task role of every job binary (`<job> __gristmill-task -`, its
+//!   spec on stdin), run by workers as child processes;
 //! * [`shuffle_service`] and [`fetch`]: map output served by workers, fetched by reducers;
 //! * [`submit`]: a job binary submitting itself to a driver (`--driver URL`);
 //! * [`binary`]: job binaries by content digest;

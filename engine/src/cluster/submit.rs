@@ -63,6 +63,9 @@ pub fn submit<J: Job>(job: &J, config: &RunConfig, how: &Submission) -> Result<S
     let output = OutputDir::new(Location::parse_with(&config.output, &config.storage_options)?);
     let mut config = config.clone();
     config.output = output.location().display();
+    // The job acts with its submitter's object-store settings, wherever it runs: the driver
+    // commits with these alone, never with its own environment.
+    config.storage_options = config.storage_options.over_environment();
     let config = &config;
     io.block_on(output.prepare(config.overwrite))?;
     let plan = io.block_on(plan_map_tasks(job, config))?;

@@ -51,6 +51,20 @@ impl Location {
     /// `options` (the job's `--storage-option`s). Every place derived from it
     /// ([`child`](Location::child), [`with_path`](Location::with_path)) shares the store.
     pub fn parse_with(location: &str, options: &StorageOptions) -> Result<Location> {
+        Location::parse_in(location, options, stores::Environment::Read)
+    }
+
+    /// Parses a URL or a plain local path, its store configured by `options` alone, not by
+    /// this process's environment: how the driver reaches a job's output.
+    pub fn parse_with_options_only(location: &str, options: &StorageOptions) -> Result<Location> {
+        Location::parse_in(location, options, stores::Environment::Ignore)
+    }
+
+    fn parse_in(
+        location: &str,
+        options: &StorageOptions,
+        environment: stores::Environment,
+    ) -> Result<Location> {
         let invalid = |reason: String| Error::InvalidLocation { location: location.to_owned(), reason };
         if !location.contains("://") {
             let absolute = std::path::absolute(location).map_err(|e| invalid(e.to_string()))?;
@@ -58,7 +72,7 @@ impl Location {
             return Ok(Location { store: stores::local(), path, base: String::new() });
         }
         let url = Url::parse(location).map_err(|e| invalid(e.to_string()))?;
-        let store = stores::store_for(&url, options).map_err(invalid)?;
+        let store = stores::store_for(&url, options, environment).map_err(invalid)?;
         let (_, path) = object_store::ObjectStoreScheme::parse(&url).map_err(|e| invalid(e.to_string()))?;
         let path = Path::parse(path).map_err(|e| invalid(e.to_string()))?;
         // The host only: a URL's user info may hold credentials, which never reach messages.

@@ -56,6 +56,14 @@ impl StorageOptions {
         self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
+    /// These options over the object-store variables of this process's environment
+    /// (`AWS_*`, `GOOGLE_*`, `AZURE_*`; an option given here wins): what a submitter hands
+    /// its job, since the driver acts with the job's options alone.
+    pub fn over_environment(&self) -> StorageOptions {
+        let environment = super::stores::environment_options();
+        StorageOptions::new(environment.into_iter().chain(self.pairs.iter().cloned()))
+    }
+
     /// A SHA-256 digest of the options, identifying them in the store cache without
     /// holding their text.
     pub(crate) fn digest(&self) -> [u8; 32] {

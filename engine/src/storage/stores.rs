@@ -27,6 +27,17 @@ use super::{CountingStore, StorageOptions};
 struct StoreKey {
     base: String,
     options: [u8; 32],
+    environment: Environment,
+}
+
+/// Whether a store reads the process's `AWS_*`, `GOOGLE_*`, `AZURE_*` variables under the
+/// job's options. The driver ignores its own: it commits each job with that job's options.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Environment {
+    /// The environment, then the options on top (job binaries and their tasks).
+    Read,
+    /// The options alone (the driver, acting for a job).
+    Ignore,
 }
 
 static STORES: OnceLock<Mutex<HashMap<StoreKey, Arc<dyn ObjectStore>>>> = OnceLock::new();
@@ -50,19 +61,24 @@ fn retry() -> RetryConfig {
 
 /// The store serving `url` with `options` (shared per scheme, bucket and options).
 /// Errors name the URL's scheme and an option's key at most, never a value.
-pub(super) fn store_for(url: &Url, options: &StorageOptions) -> Result<Arc<dyn ObjectStore>, String> {
+pub(super) fn store_for(
+    url: &Url,
+    options: &StorageOptions,
+    environment: Environment,
+) -> Result<Arc<dyn ObjectStore>, String> {
     let (scheme, _) =
         ObjectStoreScheme::parse(url).map_err(|_| format!("unsupported URL scheme `{}`", url.scheme()))?;
     let key = StoreKey {
         base: format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default()),
         // Options configure remote stores only: one `memory://` store per process.
         options: if scheme == ObjectStoreScheme::Memory { [0; 32] } else { options.digest() },
+        environment,
     };
     let stores = STORES.get_or_init(Default::default);
     if let Some(store) = stores.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
         return Ok(store.clone());
     }
-    let store = build(scheme, url, options)?;
+    let store = build(scheme, url, options, environment)?;
     // Two threads may both build a store; the first one cached is the one everybody uses.
     let mut stores = stores.lock().unwrap_or_else(|e| e.into_inner());
     Ok(stores.entry(key).or_insert(store).clone())
@@ -72,6 +88,7 @@ fn build(
     scheme: ObjectStoreScheme,
     url: &Url,
     options: &StorageOptions,
+    environment: Environment,
 ) -> Result<Arc<dyn ObjectStore>, String> {
     static TLS: Once = Once::new();
     TLS.call_once(|| {
@@ -81,21 +98,36 @@ fn build(
         ObjectStoreScheme::Local => return Ok(local()),
         ObjectStoreScheme::Memory => Arc::new(InMemory::new()),
         ObjectStoreScheme::AmazonS3 => {
-            let mut builder = AmazonS3Builder::from_env().with_url(url.as_str());
+            let builder = if environment == Environment::Read {
+                AmazonS3Builder::from_env()
+            } else {
+                AmazonS3Builder::new()
+            };
+            let mut builder = builder.with_url(url.as_str());
             for (k, v) in options.iter() {
                 builder = builder.with_config(k.parse().map_err(|_| unknown_option(k, "S3"))?, v);
             }
             Arc::new(builder.with_retry(retry()).build().map_err(|e| e.to_string())?)
         }
         ObjectStoreScheme::GoogleCloudStorage => {
-            let mut builder = GoogleCloudStorageBuilder::from_env().with_url(url.as_str());
+            let builder = if environment == Environment::Read {
+                GoogleCloudStorageBuilder::from_env()
+            } else {
+                GoogleCloudStorageBuilder::new()
+            };
+            let mut builder = builder.with_url(url.as_str());
             for (k, v) in options.iter() {
                 builder = builder.with_config(k.parse().map_err(|_| unknown_option(k, "GCS"))?, v);
             }
             Arc::new(builder.with_retry(retry()).build().map_err(|e| e.to_string())?)
         }
         ObjectStoreScheme::MicrosoftAzure => {
-            let mut builder = MicrosoftAzureBuilder::from_env().with_url(url.as_str());
+            let builder = if environment == Environment::Read {
+                MicrosoftAzureBuilder::from_env()
+            } else {
+                MicrosoftAzureBuilder::new()
+            };
+            let mut builder = builder.with_url(url.as_str());
             for (k, v) in options.iter() {
                 builder = builder.with_config(k.parse().map_err(|_| unknown_option(k, "Azure"))?, v);
             }
@@ -110,6 +142,25 @@ fn build(
 pub(super) fn local() -> Arc<dyn ObjectStore> {
     static LOCAL: OnceLock<Arc<dyn ObjectStore>> = OnceLock::new();
     LOCAL.get_or_init(|| Arc::new(CountingStore::new(Arc::new(LocalFileSystem::new()), true))).clone()
+}
+
+/// The object-store variables of this process's environment (`AWS_*`, `GOOGLE_*`,
+/// `AZURE_*` that name a store setting), as options: a submitter hands them to its job, so
+/// the driver and the workers act with the submitter's settings, not their own.
+pub(super) fn environment_options() -> Vec<(String, String)> {
+    use object_store::aws::AmazonS3ConfigKey;
+    use object_store::azure::AzureConfigKey;
+    use object_store::gcp::GoogleConfigKey;
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter_map(|(name, value)| {
+            let key = name.to_ascii_lowercase();
+            let known = (name.starts_with("AWS_") && key.parse::<AmazonS3ConfigKey>().is_ok())
+                || (name.starts_with("GOOGLE_") && key.parse::<GoogleConfigKey>().is_ok())
+                || (name.starts_with("AZURE_") && key.parse::<AzureConfigKey>().is_ok());
+            known.then_some((key, value))
+        })
+        .collect()
 }
 
 fn unknown_option(key: &str, store: &str) -> String {

@@ -38,7 +38,7 @@ pub struct CommitSpec {
 
 /// Writes `_SUCCESS` and removes stray part files; returns (rows, files).
 pub async fn commit(spec: CommitSpec) -> Result<(u64, u32)> {
-    let output = OutputDir::new(Location::parse_with(&spec.output, &spec.storage_options)?);
+    let output = OutputDir::new(Location::parse_with_options_only(&spec.output, &spec.storage_options)?);
     let parts: Vec<PartFile> = spec
         .winners
         .iter()
@@ -63,7 +63,7 @@ pub fn storage_options_of(request: &gristmill_proto::v1::SubmitJobRequest) -> St
 /// it asks to overwrite it (`already_exists`, naming the directory); reaches the output with
 /// the job's own storage options.
 pub async fn check_output(request: &SubmitJobRequest) -> std::result::Result<(), Status> {
-    let location = Location::parse_with(&request.output, &storage_options_of(request))
+    let location = Location::parse_with_options_only(&request.output, &storage_options_of(request))
         .map_err(|e| Status::invalid_argument(e.to_string()))?;
     OutputDir::new(location).prepare(request.overwrite).await.map_err(|e| match e {
         Error::OutputExists { .. } => Status::already_exists(e.to_string()),

@@ -356,7 +356,7 @@ impl DriverState {
 
 /// Removes the part files a failed or cancelled job's attempts wrote.
 async fn remove_attempt_files(job: JobId, output: String, options: crate::storage::StorageOptions) {
-    let removed = match crate::storage::Location::parse_with(&output, &options) {
+    let removed = match crate::storage::Location::parse_with_options_only(&output, &options) {
         Ok(location) => crate::output::OutputDir::new(location).abort(&job).await,
         Err(e) => Err(e),
     };
