@@ -31,8 +31,11 @@ enum SessionEnd {
 }
 
 /// Serves the shuffle service and keeps a session with the driver until shutdown.
-pub async fn serve(config: WorkerConfig) -> Result<(), WorkerError> {
+pub async fn serve(mut config: WorkerConfig) -> Result<(), WorkerError> {
     let setup = |what: String| move |e: std::io::Error| WorkerError::Setup { what, cause: e.to_string() };
+    // Absolute: task processes run in their own directories, and exec cached binaries by path.
+    config.data_dir = std::path::absolute(&config.data_dir)
+        .map_err(setup(format!("resolving {}", config.data_dir.display())))?;
     let mut dirs = Dirs {
         shuffle: config.data_dir.join("shuffle"),
         secrets: gristmill::cluster::shuffle_service::JobSecrets::new(),

@@ -158,7 +158,10 @@ impl Cluster {
         let address = free_address();
         let child = Command::new(cluster_bin("gristmill-worker"))
             .args(["--driver", &self.url, "--slots", &slots.to_string(), "--listen", &address, "--data-dir"])
-            .arg(self.dir.path().join(format!("worker-{i}")))
+            // Relative, as an operator may give it: the worker resolves it before tasks run in
+            // their own directories.
+            .arg(format!("worker-{i}"))
+            .current_dir(self.dir.path())
             .env_remove("GRISTMILL_CERTS_DIR")
             .envs(self.env.iter().cloned())
             .env("RUST_LOG", self.log_level)
