@@ -5,7 +5,8 @@
 //!
 //! Before accepting a job it checks the output itself ([`check_output`]): a committed
 //! result is replaced only when the submission asks to overwrite it, whatever the
-//! submitting client checked on its side.
+//! submitting client checked on its side; and one job at a time writes an output (the
+//! driver compares their [`output_key`]s).
 //!
 //! It reaches the output with the job's own storage options (from its submission), never
 //! with another job's or a process-wide setting.
@@ -73,6 +74,15 @@ pub async fn check_output(request: &SubmitJobRequest) -> std::result::Result<(),
     })
 }
 
+/// The submission's output as the driver compares outputs: one spelling per directory (an
+/// absolute path or a URL without user info, no trailing slash), so that no two jobs that
+/// have not ended write the same output however each submission wrote it.
+pub fn output_key(request: &SubmitJobRequest) -> std::result::Result<String, Status> {
+    Location::parse_with_options_only(&request.output, &storage_options_of(request))
+        .map(|location| location.display())
+        .map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +103,17 @@ mod tests {
         assert_eq!(refused.code(), tonic::Code::AlreadyExists);
         assert!(refused.message().contains(&out.display().to_string()), "{}", refused.message());
         check_output(&request(&out, true)).await.expect("overwrite allows it");
+    }
+
+    #[test]
+    fn output_keys_spell_a_directory_one_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let key = |output: String| output_key(&SubmitJobRequest { output, ..Default::default() }).unwrap();
+        let plain = key(out.display().to_string());
+        assert_eq!(plain, out.display().to_string());
+        assert_eq!(key(format!("{}/", out.display())), plain, "a trailing slash");
+        assert_eq!(key(format!("file://{}/", out.display())), plain, "a file URL");
+        assert_ne!(key(dir.path().join("other").display().to_string()), plain);
     }
 }

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::state::{DriverState, WorkerLink};
+use super::state::{DriverState, Submission, WorkerLink};
 use crate::cluster::rpc::is_final;
 use crate::ids::{AttemptId, JobId, TaskId, TaskKind, WorkerId};
 use crate::scheduler::{AttemptRef, FailureKind as Kind, TaskFailure, TaskOutcome};
@@ -136,6 +136,7 @@ impl Driver for DriverService {
             return Err(Status::failed_precondition("upload the job binary before submitting"));
         }
         super::commit::check_output(&request).await?;
+        let output_key = super::commit::output_key(&request)?;
         let mut id = JobId::generate();
         for _ in 0..100 {
             if self.state.watch(&id).is_none() {
@@ -146,8 +147,9 @@ impl Driver for DriverService {
         }
         let status_url =
             self.state.status_base.as_ref().map(|b| format!("{b}/api/jobs/{id}")).unwrap_or_default();
-        tracing::info!(job = %id, name = %request.name, maps = request.map_tasks.len(), "job submitted");
-        self.state.submit(id.clone(), owner, request).map_err(Status::invalid_argument)?;
+        let (name, maps) = (request.name.clone(), request.map_tasks.len());
+        self.state.submit(Submission { id: id.clone(), owner, request, output_key })?;
+        tracing::info!(job = %id, name = %name, maps, "job submitted");
         Ok(Response::new(SubmitJobReply { job_id: id.to_string(), status_url }))
     }
 

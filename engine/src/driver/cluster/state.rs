@@ -44,6 +44,9 @@ pub struct WorkerLink {
 pub struct JobRecord {
     /// The submission (its storage options stay in memory only).
     pub request: SubmitJobRequest,
+    /// Its output as [`output_key`](super::commit::output_key) spells it: no two jobs that
+    /// have not ended share one.
+    pub output_key: String,
     /// Who submitted it.
     pub owner: String,
     /// Given to the job's tasks only: workers serve its shuffle data against it.
@@ -58,6 +61,46 @@ pub struct JobRecord {
     pub part_bytes: HashMap<(u32, u32), u64>,
     /// Bumped on every change, for watchers.
     pub changes: watch::Sender<u64>,
+}
+
+/// Why the driver refused a submission.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitRefused {
+    /// A job that has not ended writes the same output: the user waits or cancels it.
+    #[error(
+        "output {output} is being written by job {job}, which is still queued, running or committing; \
+         wait for it to end or cancel it"
+    )]
+    OutputInUse {
+        /// The output, as its key spells it.
+        output: String,
+        /// The job writing it.
+        job: JobId,
+    },
+    /// The scheduler refused the job as submitted.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<SubmitRefused> for Status {
+    fn from(refused: SubmitRefused) -> Status {
+        match refused {
+            SubmitRefused::OutputInUse { .. } => Status::failed_precondition(refused.to_string()),
+            SubmitRefused::Invalid(message) => Status::invalid_argument(message),
+        }
+    }
+}
+
+/// A submission the driver is to record.
+pub struct Submission {
+    /// The new job's id.
+    pub id: JobId,
+    /// Who submitted it.
+    pub owner: String,
+    /// What was submitted.
+    pub request: SubmitJobRequest,
+    /// Its output's [`output_key`](super::commit::output_key).
+    pub output_key: String,
 }
 
 /// The driver's state.
@@ -132,13 +175,11 @@ impl DriverState {
         self.update(|s, now| s.worker_lost(now, id, reason));
     }
 
-    /// Records a job and hands it to the scheduler.
-    pub fn submit(
-        self: &Arc<Self>,
-        id: JobId,
-        owner: String,
-        request: SubmitJobRequest,
-    ) -> std::result::Result<(), String> {
+    /// Records a job and hands it to the scheduler; refuses it when a job that has not ended
+    /// writes the same output (checked and recorded under one lock, so of two concurrent
+    /// submissions to one output only one is accepted).
+    pub fn submit(self: &Arc<Self>, submission: Submission) -> std::result::Result<(), SubmitRefused> {
+        let Submission { id, owner, request, output_key } = submission;
         let spec = crate::scheduler::JobSpec {
             id: id.clone(),
             name: request.name.clone(),
@@ -149,6 +190,7 @@ impl DriverState {
         };
         let record = JobRecord {
             request,
+            output_key,
             owner,
             secret: JobSecret::generate(),
             submitted: Instant::now(),
@@ -157,13 +199,24 @@ impl DriverState {
             part_bytes: HashMap::new(),
             changes: watch::channel(0).0,
         };
-        lock(&self.jobs).insert(id.clone(), record);
+        self.record_sole_writer(id.clone(), record)?;
         let mut refused = None;
         self.update(|s, now| refused = s.submit(now, spec).err());
         if let Some(e) = refused {
             lock(&self.jobs).remove(&id);
-            return Err(e.to_string());
+            return Err(SubmitRefused::Invalid(e.to_string()));
         }
+        Ok(())
+    }
+
+    /// Records `record` unless a job that has not ended writes its output.
+    fn record_sole_writer(&self, id: JobId, record: JobRecord) -> std::result::Result<(), SubmitRefused> {
+        let mut jobs = lock(&self.jobs);
+        let writer = jobs.iter().find(|(_, r)| r.ended.is_none() && r.output_key == record.output_key);
+        if let Some((job, _)) = writer {
+            return Err(SubmitRefused::OutputInUse { output: record.output_key, job: job.clone() });
+        }
+        jobs.insert(id, record);
         Ok(())
     }
 

@@ -120,6 +120,11 @@ impl FakeWorker {
 
 /// Uploads a small stand-in binary and submits a one-map job writing under `output`.
 async fn submit(client: &mut DriverClient<Channel>, output: &Path) -> String {
+    try_submit(client, &output.display().to_string()).await.unwrap()
+}
+
+/// [`submit`] to `output` as written, the driver's refusal returned.
+async fn try_submit(client: &mut DriverClient<Channel>, output: &str) -> Result<String, tonic::Status> {
     let bytes = b"#!/bin/sh\nexit 0\n".to_vec();
     let digest: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
     let chunk = BinaryChunk { digest: digest.clone(), total_bytes: bytes.len() as u64, data: bytes };
@@ -131,10 +136,10 @@ async fn submit(client: &mut DriverClient<Channel>, output: &Path) -> String {
         job_payload: b"{}".to_vec(),
         map_tasks: vec![MapTaskSpec { description: "a.txt:0+1".into(), split_payload: b"{}".to_vec() }],
         reducers: 1,
-        output: output.display().to_string(),
+        output: output.to_owned(),
         ..Default::default()
     };
-    client.submit_job(request).await.unwrap().into_inner().job_id
+    Ok(client.submit_job(request).await?.into_inner().job_id)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -334,4 +339,50 @@ async fn an_upload_over_the_limit_is_refused_over_grpc_and_leaves_nothing() {
     let refused = client.upload_binary(futures::stream::iter(vec![wrong])).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
     assert_eq!(std::fs::read_dir(&store).unwrap().count(), 0, "nothing is left in {}", store.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_job_at_a_time_writes_an_output() {
+    let driver = TestDriver::start(true).await;
+    let out = tempfile::tempdir().unwrap();
+    let (a, b) = (out.path().join("a"), out.path().join("b"));
+    let mut alice = driver.user("alice").await;
+    let mut bob = driver.user("bob").await;
+    // No worker is attached: the job stays queued.
+    let first = submit(&mut alice, &a).await;
+
+    // However the output is spelled, and whoever submits.
+    for (client, output) in [(&mut alice, a.display().to_string()), (&mut bob, format!("{}/", a.display()))] {
+        let refused = try_submit(client, &output).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused:?}");
+        assert!(refused.message().contains(&format!("job {first},")), "{}", refused.message());
+        assert!(!refused.message().contains('\n'), "one line: {}", refused.message());
+    }
+    let jobs = alice.list_jobs(ListJobsRequest {}).await.unwrap().into_inner().jobs;
+    assert_eq!(jobs.len(), 1, "no job was created");
+
+    let other = submit(&mut bob, &b).await;
+    assert_ne!(other, first, "another output is accepted meanwhile");
+
+    alice.cancel_job(JobRef { job_id: first.clone() }).await.unwrap();
+    let again =
+        try_submit(&mut alice, &format!("{}/", a.display())).await.expect("accepted once the first ended");
+    let refused = try_submit(&mut bob, &a.display().to_string()).await.unwrap_err();
+    assert!(refused.message().contains(&again), "the new job writes it now: {}", refused.message());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_concurrent_submissions_to_one_output_one_is_accepted() {
+    let driver = TestDriver::start(false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out").display().to_string();
+    let mut client = driver.client(None).await.unwrap();
+    try_submit(&mut client, &format!("{out}-warm-up")).await.unwrap();
+    let submissions = (0..8).map(|_| {
+        let (mut client, out) = (client.clone(), out.clone());
+        tokio::spawn(async move { try_submit(&mut client, &out).await })
+    });
+    let results = futures::future::join_all(submissions).await;
+    let accepted = results.into_iter().filter(|r| r.as_ref().unwrap().is_ok()).count();
+    assert_eq!(accepted, 1);
 }
