@@ -32,9 +32,7 @@ use crate::partition::{HashPartitioner, Partitioner, RangePartitioner};
 use crate::plan::MapTask;
 use crate::progress::Progress;
 use crate::security::JobSecret;
-use crate::shuffle::{
-    MapOutputFiles, Run, RunStore, Segment, SpillDir, read_segment_checked, write_map_output,
-};
+use crate::shuffle::{MapOutputFiles, Run, RunStore, SpillDir, write_map_output};
 use crate::storage::Location;
 
 /// The argument after [`TASK_ROLE_ARG`](super::TASK_ROLE_ARG) naming where the task spec
@@ -224,9 +222,7 @@ async fn fetch_all(
     let fetches = task.map_outputs.iter().map(|source| {
         let path = dir.join(format!("m{:06}-a{}.arrows", source.map_task, source.attempt));
         async move {
-            if let Some(segment) =
-                host_local_segment_off_thread(job, &task.job_secret, source, task.index).await
-            {
+            if let Some(segment) = host_local_segment(job, &task.job_secret, source, task.index) {
                 return Ok(segment);
             }
             let len = fetch_partition(job, &task.job_secret, source, task.index, &path).await?;
@@ -236,26 +232,9 @@ async fn fetch_all(
     futures::stream::iter(fetches).buffered(4).collect::<Vec<_>>().await.into_iter().collect()
 }
 
-/// [`host_local_segment`] on a blocking thread: checking a segment reads it through, which
-/// must not hold up the fetches running beside it.
-async fn host_local_segment_off_thread(
-    job: &JobId,
-    secret: &JobSecret,
-    source: &MapOutputSource,
-    partition: u32,
-) -> Option<PartitionBytes> {
-    let (job, secret, source) = (job.clone(), secret.clone(), source.clone());
-    tokio::task::spawn_blocking(move || host_local_segment(&job, &secret, &source, partition))
-        .await
-        .ok()
-        .flatten()
-}
-
 /// Partition `partition` of `source`'s map output, in place, when `source` is a worker on
-/// this host, its output is complete (its index is written last) and the partition's bytes
-/// have the length and CRC-32 the index records, as a fetched partition must. Anything else
-/// is fetched: the worker may be gone, its directory on another file system after all, or
-/// its output corrupt (then the fetch fails too, and the driver re-runs the map).
+/// this host and its output is complete (its index is written last). Anything else is
+/// fetched: the worker may be gone, or its directory on another file system after all.
 /// The output is looked for in the directory `secret` names: a task of another job, with
 /// another secret, finds nothing there.
 fn host_local_segment(
@@ -268,11 +247,7 @@ fn host_local_segment(
     let files = MapOutputFiles::new(dir, job, secret, source.map_task, AttemptId(source.attempt));
     let found = match files.read_index() {
         Ok(index) => {
-            let segment = index.partitions.get(partition as usize).copied();
-            segment.ok_or_else(|| "it has no such partition".to_owned()).and_then(|segment| {
-                check_segment(&files.data, &segment)?;
-                Ok(segment)
-            })
+            index.partitions.get(partition as usize).copied().ok_or("it has no such partition".into())
         }
         // The cause alone: the path names the job's directory, which stays out of logs.
         Err(Error::Shuffle { cause, .. }) => Err(cause),
@@ -297,22 +272,6 @@ fn host_local_segment(
     }
 }
 
-/// Bytes read at a time when checking a host-local segment.
-const CHECK_CHUNK_BYTES: usize = 1 << 20;
-
-/// Reads `segment` of `data` through, checking its length and CRC-32 against the index's;
-/// on failure, the cause alone (the path names the job's directory, which stays out of logs).
-fn check_segment(data: &Path, segment: &Segment) -> std::result::Result<(), String> {
-    if segment.len == 0 {
-        return Ok(());
-    }
-    match read_segment_checked(data, segment, CHECK_CHUNK_BYTES, |_, _| true) {
-        Ok(()) => Ok(()),
-        Err(Error::Shuffle { cause, .. }) => Err(cause),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
 fn to_map(counters: &Counters) -> BTreeMap<String, u64> {
     counters.iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
@@ -320,7 +279,7 @@ fn to_map(counters: &Counters) -> BTreeMap<String, u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shuffle::MapOutputIndex;
+    use crate::shuffle::{MapOutputIndex, Segment};
 
     fn source(local_dir: &Path) -> MapOutputSource {
         MapOutputSource {
@@ -332,25 +291,17 @@ mod tests {
         }
     }
 
-    /// Writes map output 2 (attempt 0) of `job` under `root`: `data`, with an index whose
-    /// partition 1 is `data[4..]` and records that range's CRC-32.
-    fn write_map_output_files(root: &Path, job: &JobId, secret: &JobSecret, data: &[u8]) -> MapOutputFiles {
-        let files = MapOutputFiles::new(root, job, secret, 2, AttemptId(0));
-        std::fs::create_dir_all(files.data.parent().unwrap()).unwrap();
-        std::fs::write(&files.data, data).unwrap();
-        let len = data.len() as u64 - 4;
-        let segment = Segment { offset: 4, len, crc32: crc32fast::hash(&data[4..]), rows: 1 };
-        let index = MapOutputIndex { partitions: vec![Segment::default(), segment] };
-        std::fs::write(&files.index, serde_json::to_vec(&index).unwrap()).unwrap();
-        files
-    }
-
     #[test]
     fn host_local_reads_find_only_their_own_job_s_output() {
         let root = tempfile::tempdir().unwrap();
         let job = JobId::from_string("job-a".into());
         let (secret, other) = (JobSecret::generate(), JobSecret::generate());
-        let files = write_map_output_files(root.path(), &job, &secret, b"0123456789");
+        let files = MapOutputFiles::new(root.path(), &job, &secret, 2, AttemptId(0));
+        std::fs::create_dir_all(files.data.parent().unwrap()).unwrap();
+        std::fs::write(&files.data, b"0123456789").unwrap();
+        let segments = vec![Segment::default(), Segment { offset: 4, len: 6, crc32: 0, rows: 1 }];
+        std::fs::write(&files.index, serde_json::to_vec(&MapOutputIndex { partitions: segments }).unwrap())
+            .unwrap();
 
         let found =
             host_local_segment(&job, &secret, &source(root.path()), 1).expect("found with the secret");
@@ -364,33 +315,6 @@ mod tests {
                 .is_none()
         );
         assert!(host_local_segment(&job, &secret, &source(root.path()), 7).is_none(), "no such partition");
-    }
-
-    #[test]
-    fn host_local_reads_refuse_a_segment_whose_crc_differs() {
-        let root = tempfile::tempdir().unwrap();
-        let job = JobId::from_string("job-a".into());
-        let secret = JobSecret::generate();
-        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
-        let files = write_map_output_files(root.path(), &job, &secret, &data);
-        let found =
-            host_local_segment(&job, &secret, &source(root.path()), 1).expect("intact: read in place");
-        assert_eq!((found.offset, found.len, found.host_local), (4, data.len() as u64 - 4, true));
-        assert!(host_local_segment(&job, &secret, &source(root.path()), 0).is_some(), "an empty partition");
-
-        // One byte flipped on disk, past the first chunk: the index's CRC-32 no longer holds.
-        let mut corrupt = data.clone();
-        corrupt[2_500_000] ^= 0x01;
-        std::fs::write(&files.data, &corrupt).unwrap();
-        assert!(
-            host_local_segment(&job, &secret, &source(root.path()), 1).is_none(),
-            "corrupt: fetched instead"
-        );
-        // Cut short: the length no longer holds.
-        std::fs::write(&files.data, &data[..data.len() - 1]).unwrap();
-        assert!(host_local_segment(&job, &secret, &source(root.path()), 1).is_none(), "truncated");
-        std::fs::write(&files.data, &data).unwrap();
-        assert!(host_local_segment(&job, &secret, &source(root.path()), 1).is_some(), "intact again");
     }
 
     #[test]
