@@ -22,7 +22,8 @@ use crate::storage::StorageOptions;
 #[command(next_help_heading = "Engine options")]
 pub struct RunArgs {
     /// Input file, directory, glob or URL (repeatable). Directories are read recursively,
-    /// skipping names that start with `_` or `.`.
+    /// skipping names that start with `_` or `.`; a committed output (with a `_SUCCESS`
+    /// manifest) gives exactly the part files its manifest lists.
     #[arg(long = "input", short = 'i', value_name = "PATH|GLOB|URL")]
     pub inputs: Vec<String>,
 
@@ -47,6 +48,11 @@ pub struct RunArgs {
     /// Replace an output directory that already holds a committed result.
     #[arg(long)]
     pub overwrite: bool,
+
+    /// Read input directories holding part files but no `_SUCCESS` (outputs of jobs that
+    /// did not commit), which are refused otherwise.
+    #[arg(long)]
+    pub allow_uncommitted: bool,
 
     /// Input format [default: parquet for `.parquet` names, text otherwise].
     #[arg(long, value_enum)]
@@ -122,6 +128,7 @@ impl RunArgs {
         let mut config = RunConfig::new(self.inputs.clone(), self.output.clone())
             .with_storage_options(StorageOptions::new(self.storage_options.iter().cloned()))
             .with_overwrite(self.overwrite)
+            .with_allow_uncommitted(self.allow_uncommitted)
             .with_format(self.format)
             .with_replace_invalid_utf8(self.replace_invalid_utf8);
         if let Some(threads) = self.threads {

@@ -43,6 +43,9 @@ pub struct RunConfig {
     pub spill_dir: std::path::PathBuf,
     /// Object-store settings for this job's inputs and output (its `--storage-option`s).
     pub storage_options: StorageOptions,
+    /// Read input directories holding part files but no `_SUCCESS` (outputs that did not
+    /// commit) instead of refusing them.
+    pub allow_uncommitted: bool,
 }
 
 impl RunConfig {
@@ -61,6 +64,7 @@ impl RunConfig {
             memory_limit: default_memory_limit(),
             spill_dir: std::env::temp_dir(),
             storage_options: StorageOptions::default(),
+            allow_uncommitted: false,
         }
     }
 
@@ -123,6 +127,12 @@ impl RunConfig {
     /// Forces an input format.
     pub fn with_format(mut self, format: Option<InputFormat>) -> Self {
         self.format = format;
+        self
+    }
+
+    /// Reads input directories that hold part files but no `_SUCCESS` instead of refusing them.
+    pub fn with_allow_uncommitted(mut self, allow: bool) -> Self {
+        self.allow_uncommitted = allow;
         self
     }
 

@@ -49,6 +49,13 @@ pub enum Error {
         /// Absolute byte offset of the first bad byte in the file.
         offset: u64,
     },
+    /// An input directory holds part files (or part files still being written) but no
+    /// `_SUCCESS`: the output of a job that did not commit.
+    #[error("{path} is not a committed output (no _SUCCESS); pass --allow-uncommitted to read it anyway")]
+    UncommittedInput {
+        /// The directory.
+        path: String,
+    },
     /// A Parquet file that cannot be decoded.
     #[error("{path}: corrupt Parquet file{location}: {source}")]
     CorruptParquet {
@@ -224,6 +231,7 @@ impl Error {
                 | Error::InvalidLocation { .. }
                 | Error::InputNotFound { .. }
                 | Error::GlobMatchedNothing { .. }
+                | Error::UncommittedInput { .. }
                 | Error::CorruptParquet { .. }
                 | Error::BadRecordFile { .. }
                 | Error::MissingColumn { .. }

@@ -90,6 +90,12 @@ impl<'a> Rounds<'a> {
         &self.base.storage_options
     }
 
+    /// True when the user allows reading outputs that did not commit (`--allow-uncommitted`),
+    /// for a pipeline that lists its inputs itself between rounds.
+    pub fn allow_uncommitted(&self) -> bool {
+        self.base.allow_uncommitted
+    }
+
     /// A scratch output directory for an intermediate round.
     pub fn scratch(&self, name: &str) -> String {
         format!("{}/{SCRATCH}/{name}", self.base.output.trim_end_matches('/'))

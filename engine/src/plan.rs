@@ -4,7 +4,7 @@ use crate::config::RunConfig;
 use crate::error::{Error, Result};
 use crate::input::{Split, SplitOptions, plan_splits};
 use crate::job::{InputSpec, Job, JobInput};
-use crate::storage::resolve_inputs;
+use crate::storage::resolve_inputs_with;
 
 /// The work of one map task.
 #[derive(Clone, Debug)]
@@ -45,7 +45,9 @@ fn job_inputs<J: Job>(job: &J, config: &RunConfig) -> Result<Vec<JobInput>> {
 pub async fn plan_map_tasks<J: Job>(job: &J, config: &RunConfig) -> Result<Plan> {
     let mut resolved = Vec::new();
     for (index, input) in job_inputs(job, config)?.into_iter().enumerate() {
-        resolved.push((index, resolve_inputs(&input.paths, &config.storage_options).await?, input.spec));
+        let files =
+            resolve_inputs_with(&input.paths, &config.storage_options, config.allow_uncommitted).await?;
+        resolved.push((index, files, input.spec));
     }
     let files = resolved.iter().map(|(_, f, _)| f.len()).sum();
     let bytes: u64 = resolved.iter().flat_map(|(_, f, _)| f).map(|f| f.size).sum();

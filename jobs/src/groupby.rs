@@ -326,8 +326,9 @@ impl Pipeline for GroupBy {
         if inputs.is_empty() {
             return Err(gristmill::Error::Config("groupby needs --input (Parquet files)".into()));
         }
+        let storage = rounds.storage_options();
         let (file, schema, _) =
-            crate::join::first_parquet_schema("--input", &inputs, rounds.storage_options())
+            crate::join::first_parquet_schema("--input", &inputs, storage, rounds.allow_uncommitted())
                 .map_err(config)?;
         let plan = self.plan(&file, &schema).map_err(config)?;
         let output = rounds.output().to_owned();

@@ -50,7 +50,7 @@ use gristmill::config::parse_byte_size;
 use gristmill::job::ParquetColumn;
 use gristmill::partition::{HashPartitioner, Partitioner};
 use gristmill::prelude::*;
-use gristmill::storage::{ObjectReader, StorageOptions, resolve_inputs};
+use gristmill::storage::{ObjectReader, StorageOptions, resolve_inputs_with};
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use serde::{Deserialize, Serialize};
 
@@ -197,9 +197,10 @@ impl SideSchema {
     /// Reads the schema of the first file of `paths` and finds the key column.
     fn read(side: &'static str, paths: &str, key: &str) -> JobResult<Self> {
         // A job's own flags name its sides: their stores are configured by the environment
-        // (the engine's `--storage-option`s do not reach job code).
+        // (the engine's `--storage-option`s and `--allow-uncommitted` do not reach job code).
+        let flag = format!("--{side}");
         let (file, schema, bytes) =
-            first_parquet_schema(&format!("--{side}"), &[paths.to_owned()], &StorageOptions::default())?;
+            first_parquet_schema(&flag, &[paths.to_owned()], &StorageOptions::default(), false)?;
         Ok(SideSchema { bytes, ..Self::from_schema(side, file, &schema, key)? })
     }
 
@@ -271,15 +272,17 @@ fn key_type(found: &DataType) -> Option<DataType> {
 
 /// Lists `paths` and reads the Arrow schema of the first file's Parquet footer; returns that
 /// file, the schema and the bytes of all the files. `flag` names the option the paths came
-/// from, for messages (also used by [`crate::groupby`]); URLs are resolved with `storage`.
+/// from, for messages (also used by [`crate::groupby`]); URLs are resolved with `storage`,
+/// and outputs that did not commit are read only if `allow_uncommitted`.
 pub(crate) fn first_parquet_schema(
     flag: &str,
     paths: &[String],
     storage: &StorageOptions,
+    allow_uncommitted: bool,
 ) -> JobResult<(String, SchemaRef, u64)> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
-        let files = resolve_inputs(paths, storage).await?;
+        let files = resolve_inputs_with(paths, storage, allow_uncommitted).await?;
         let bytes = files.iter().map(|f| f.size).sum();
         let Some(file) = files.into_iter().next() else {
             return Err(format!("{flag} {} holds no files to read a schema from", paths.join(" ")).into());

@@ -79,6 +79,18 @@ fn is_part_of(name: &str, job: &str) -> bool {
     digits(partition) && digits(attempt)
 }
 
+/// True for the part names (committed or staging) [`part_name`] makes for any job:
+/// `part-PPPPP-job-<id>-a<attempt>.<ext>`. Other tools' names (`part-0.parquet`) are not:
+/// this is how input listing tells a job's output that did not commit from user data.
+pub(crate) fn is_engine_part_name(name: &str) -> bool {
+    let job = unstaged(name)
+        .strip_prefix("part-")
+        .and_then(|rest| rest.split_once('-'))
+        .and_then(|(_, rest)| rest.rsplit_once("-a"))
+        .map(|(job, _)| job);
+    job.is_some_and(|job| job.starts_with("job-") && is_part_of(name, job))
+}
+
 /// The final name of a staging name (`.NAME.inprogress`); other names as they are.
 fn unstaged(name: &str) -> &str {
     name.strip_prefix('.').and_then(|n| n.strip_suffix(".inprogress")).unwrap_or(name)
@@ -105,6 +117,19 @@ mod tests {
             "_SUCCESS",
         ] {
             assert!(!is_part_of(other, job.as_str()), "{other}");
+        }
+    }
+
+    #[test]
+    fn engine_part_names_are_told_from_other_tools_names() {
+        let job = JobId::from_string("job-20260101T000000-00aa".into());
+        let name = part_name(PartitionId(3), &job, AttemptId(1), OutputFormat::Records);
+        assert!(is_engine_part_name(&name));
+        assert!(is_engine_part_name(&crate::storage::staging_name(&name)));
+        for other in
+            ["part-0.parquet", "part-00000-5f2c-c000.snappy.parquet", "part-r-00000", "part-00000-job-a1.csv"]
+        {
+            assert!(!is_engine_part_name(other), "{other}");
         }
     }
 }

@@ -5,6 +5,7 @@
 
 mod counting;
 mod direct_file;
+mod listing;
 mod mapped;
 mod options;
 mod reader;
@@ -149,25 +150,43 @@ impl InputFile {
     }
 }
 
+/// Resolves inputs (files, directories, globs, URLs) to the files they name, in order,
+/// refusing outputs that never committed: `resolve_inputs_with(inputs, options, false)`.
+pub async fn resolve_inputs(inputs: &[String], options: &StorageOptions) -> Result<Vec<InputFile>> {
+    resolve_inputs_with(inputs, options, false).await
+}
+
 /// Resolves inputs (files, directories, globs, URLs) to the files they name, in order.
 ///
 /// Directories are listed recursively, skipping names that start with `_` or `.` (Hadoop's
-/// hidden files, such as `_SUCCESS`). A path that names nothing and a glob that matches
-/// nothing are errors; an empty directory is an empty input. URLs are resolved with the
-/// job's `options`.
-pub async fn resolve_inputs(inputs: &[String], options: &StorageOptions) -> Result<Vec<InputFile>> {
+/// hidden files, such as `_SUCCESS`). A directory whose `_SUCCESS` is a Gristmill manifest
+/// (a committed output) gives exactly the files the manifest lists; other files in or below
+/// it are skipped. A directory with part files (or part files still being written) but no
+/// `_SUCCESS` is refused with [`Error::UncommittedInput`] unless `allow_uncommitted`; a
+/// `_SUCCESS` of another tool (not a manifest) changes nothing. A path that names nothing
+/// and a glob that matches nothing are errors; an empty directory is an empty input. URLs
+/// are resolved with the job's `options`.
+pub async fn resolve_inputs_with(
+    inputs: &[String],
+    options: &StorageOptions,
+    allow_uncommitted: bool,
+) -> Result<Vec<InputFile>> {
     let mut files = Vec::new();
     for input in inputs {
         let found = match split_glob(input) {
-            Some((root, pattern)) => resolve_glob(input, root, pattern, options).await?,
-            None => resolve_path(input, options).await?,
+            Some((root, pattern)) => resolve_glob(input, root, pattern, options, allow_uncommitted).await?,
+            None => resolve_path(input, options, allow_uncommitted).await?,
         };
         files.extend(found);
     }
     Ok(files)
 }
 
-async fn resolve_path(input: &str, options: &StorageOptions) -> Result<Vec<InputFile>> {
+async fn resolve_path(
+    input: &str,
+    options: &StorageOptions,
+    allow_uncommitted: bool,
+) -> Result<Vec<InputFile>> {
     let location = Location::parse_with(input, options)?;
     match location.store.head(&location.path).await {
         Ok(meta) => return Ok(vec![InputFile { location, size: meta.size }]),
@@ -175,7 +194,7 @@ async fn resolve_path(input: &str, options: &StorageOptions) -> Result<Vec<Input
         Err(source) => return Err(Error::read(location.display(), source)),
     }
     let local_dir = location.is_local() && std::path::Path::new(&location.display()).is_dir();
-    let files = list_visible(&location).await?;
+    let files = listing::list_inputs(&location, |_| true, allow_uncommitted).await?;
     if files.is_empty() && !local_dir {
         return Err(Error::InputNotFound { path: input.to_owned() });
     }
@@ -187,43 +206,17 @@ async fn resolve_glob(
     root: &str,
     pattern: &str,
     options: &StorageOptions,
+    allow_uncommitted: bool,
 ) -> Result<Vec<InputFile>> {
     let root_location = Location::parse_with(if root.is_empty() { "." } else { root }, options)?;
     let matcher = glob_matcher(input, pattern)?;
-    let files: Vec<_> = list_visible(&root_location)
-        .await?
-        .into_iter()
-        .filter(|f| {
-            let relative = relative_to(&root_location.path, &f.location.path);
-            matcher.is_match(relative)
-        })
-        .collect();
+    let files =
+        listing::list_inputs(&root_location, |relative| matcher.is_match(relative), allow_uncommitted)
+            .await?;
     if files.is_empty() {
         return Err(Error::GlobMatchedNothing { pattern: input.to_owned() });
     }
     Ok(files)
-}
-
-async fn list_visible(root: &Location) -> Result<Vec<InputFile>> {
-    let objects = match root.list().await {
-        Err(Error::Read { source: object_store::Error::NotFound { .. }, .. }) => Vec::new(),
-        other => other?,
-    };
-    Ok(objects
-        .into_iter()
-        .filter(|meta| !is_hidden(relative_to(&root.path, &meta.location)))
-        .map(|meta| InputFile { location: root.with_path(meta.location), size: meta.size })
-        .collect())
-}
-
-fn relative_to<'a>(root: &Path, path: &'a Path) -> &'a str {
-    let path = path.as_ref();
-    let root = root.as_ref();
-    path.strip_prefix(root).map(|r| r.trim_start_matches('/')).unwrap_or(path)
-}
-
-fn is_hidden(relative: &str) -> bool {
-    relative.split('/').any(|part| part.starts_with('_') || part.starts_with('.'))
 }
 
 /// Splits `a/b/*.txt` into the directory to list (`a/b`) and the pattern below it (`*.txt`).
@@ -243,6 +236,7 @@ fn glob_matcher(input: &str, pattern: &str) -> Result<GlobMatcher> {
 
 #[cfg(test)]
 mod tests {
+    use super::listing::is_hidden;
     use super::*;
 
     #[test]

@@ -121,3 +121,68 @@ fn a_panic_in_user_code_fails_the_job_naming_the_split_and_leaves_no_output() {
     let leftovers: Vec<_> = std::fs::read_dir(&out).map(|d| d.collect()).unwrap_or_default();
     assert!(leftovers.is_empty(), "no part files left behind: {leftovers:?}");
 }
+
+/// Copies `from`'s first listed part file with rows into `to` as `name`.
+fn copy_first_part(from: &std::path::Path, to: &std::path::Path, name: &str) {
+    let manifest = read_committed(from).manifest;
+    let first = &manifest.files.iter().find(|f| f.rows > 0).expect("a part with rows").name;
+    std::fs::create_dir_all(to).unwrap();
+    std::fs::copy(from.join(first), to.join(name)).unwrap();
+}
+
+#[test]
+fn reading_a_committed_output_reads_exactly_the_files_its_manifest_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), "a b a\nc d\n").unwrap();
+    let counted = dir.path().join("counted");
+    run_ok("wordcount", &["-i", s(&dir.path().join("a.txt")), "-o", s(&counted), "--reducers", "2"]);
+    let words = read_word_counts(&counted).into_keys().collect::<Vec<_>>();
+    // A stray part file another job left in the committed output: never read.
+    copy_first_part(&counted, &counted, "part-00000-job-20260101T000000-0bad-a0.parquet");
+
+    let recounted = dir.path().join("recounted");
+    run_ok("wordcount", &["-i", s(&counted), "--column", "word", "-o", s(&recounted)]);
+    let counts = read_word_counts(&recounted);
+    assert_eq!(counts.keys().cloned().collect::<Vec<_>>(), words);
+    assert!(counts.values().all(|&n| n == 1), "each committed row read once: {counts:?}");
+}
+
+#[test]
+fn an_output_without_success_is_refused_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), "a b\n").unwrap();
+    let counted = dir.path().join("counted");
+    run_ok("wordcount", &["-i", s(&dir.path().join("a.txt")), "-o", s(&counted), "--reducers", "1"]);
+    let partial = dir.path().join("partial");
+    copy_first_part(&counted, &partial, "part-00000-job-20260101T000000-0bad-a0.parquet");
+
+    let out = dir.path().join("out");
+    let args = ["-i", s(&partial), "--column", "word", "-o", s(&out)];
+    let err = run_err("wordcount", &args);
+    assert_eq!(
+        err.trim(),
+        format!(
+            "error: {} is not a committed output (no _SUCCESS); pass --allow-uncommitted to read it anyway",
+            s(&partial)
+        )
+    );
+    assert!(!out.join("_SUCCESS").exists());
+    run_ok("wordcount", &[&args[..], &["--allow-uncommitted"]].concat());
+    assert_eq!(read_word_counts(&out).into_iter().collect::<Vec<_>>(), [("a".into(), 1), ("b".into(), 1)]);
+}
+
+#[test]
+fn a_foreign_success_marker_reads_every_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), "a b\n").unwrap();
+    let counted = dir.path().join("counted");
+    run_ok("wordcount", &["-i", s(&dir.path().join("a.txt")), "-o", s(&counted), "--reducers", "1"]);
+    let spark = dir.path().join("spark");
+    copy_first_part(&counted, &spark, "part-00000-5f2c-c000.snappy.parquet");
+    copy_first_part(&counted, &spark, "part-00001-5f2c-c000.snappy.parquet");
+    std::fs::write(spark.join("_SUCCESS"), "").unwrap();
+
+    let out = dir.path().join("out");
+    run_ok("wordcount", &["-i", s(&spark), "--column", "word", "-o", s(&out)]);
+    assert_eq!(read_word_counts(&out).into_iter().collect::<Vec<_>>(), [("a".into(), 2), ("b".into(), 2)]);
+}
