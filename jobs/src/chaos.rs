@@ -57,6 +57,10 @@ pub struct Chaos {
     /// Run map-only: each map task writes its (word, count) rows to its own part file.
     #[arg(long)]
     pub map_only: bool,
+    /// Sleeping reducers sleep after reading their whole partition, just before their part
+    /// file is closed, not before they start: they outlive the job they belong to.
+    #[arg(long)]
+    pub sleep_late: bool,
 }
 
 /// What happens to one task.
@@ -121,6 +125,28 @@ impl Chaos {
     }
 }
 
+/// A reducer that sleeps once it has reduced its whole partition (`--sleep-late`).
+struct SleepsAtEnd {
+    inner: Box<dyn Reducer>,
+    sleep: Duration,
+}
+
+impl Reducer for SleepsAtEnd {
+    fn reduce(&mut self, group: &KeyGroup<'_>, out: &mut Emitter) -> JobResult<()> {
+        self.inner.reduce(group, out)
+    }
+
+    fn reduce_groups(&mut self, groups: &Groups<'_>, out: &mut Emitter) -> JobResult<()> {
+        self.inner.reduce_groups(groups, out)
+    }
+
+    fn finish(&mut self, out: &mut Emitter) -> JobResult<()> {
+        self.inner.finish(out)?;
+        std::thread::sleep(self.sleep);
+        Ok(())
+    }
+}
+
 /// SplitMix64 of `x`, as a number in [0, 1).
 fn unit(x: u64) -> f64 {
     let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -158,6 +184,10 @@ impl Job for Chaos {
     }
 
     fn reducer(&self, info: &TaskInfo) -> JobResult<Box<dyn Reducer>> {
+        if self.sleep_late && self.fate(info) == Fate::Sleep {
+            let inner = WordCountRecords {}.reducer(info)?;
+            return Ok(Box::new(SleepsAtEnd { inner, sleep: Duration::from_millis(self.sleep_ms) }));
+        }
         self.meet_fate(info)?;
         WordCountRecords {}.reducer(info)
     }

@@ -154,12 +154,13 @@ async fn session(
                 Ok(None) => break SessionEnd::Lost("the driver closed the session".into()),
                 Err(status) => break SessionEnd::Lost(status.message().to_owned()),
             },
-            Some(report) = reports.recv() => {
-                if let Some(attempt) = &report.attempt {
+            Some(finished) = reports.recv() => {
+                if let Some(attempt) = &finished.report.attempt {
                     tasks.finished(attempt);
                 }
-                let message = WorkerMessage { body: Some(worker_message::Body::Report(report)) };
+                let message = WorkerMessage { body: Some(worker_message::Body::Report(finished.report.clone())) };
                 if up.send(message).await.is_err() {
+                    finished.undelivered().await;
                     break SessionEnd::Lost("the session's upstream closed".into());
                 }
             }
@@ -173,6 +174,11 @@ async fn session(
         }
     };
     tasks.kill_all();
+    // Reports that did not go out: their staged parts cannot be committed by anyone.
+    reports.close();
+    while let Some(finished) = reports.recv().await {
+        finished.undelivered().await;
+    }
     Ok(end)
 }
 

@@ -16,8 +16,10 @@ use gristmill::cluster::payload::{JobPayload, MapOutputSource, MapSplit, TaskFil
 use gristmill::cluster::rpc::CERTS_DIR_ENV;
 use gristmill::cluster::shuffle_service::{JobSecrets, is_safe_id};
 use gristmill::cluster::task::TASK_SPEC_FROM_STDIN;
+use gristmill::output::{STAGED_NOTES_ENV, Staged, StagedNote, read_staged_notes};
 use gristmill::security::JobSecret;
 use gristmill::shuffle::{remove_job_shuffle_dirs, restrict_shuffle_root};
+use gristmill::storage::{Location, StorageOptions};
 use gristmill_proto::v1::{
     AttemptKey, FailureKind, MapDone, ReduceDone, RunTask, TaskFailed, TaskKind, TaskReport, task_report,
 };
@@ -25,6 +27,9 @@ use tokio::process::{Child, ChildStdin};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::binaries::BinaryCache;
+
+/// The file in an attempt's work directory where its task process notes staged parts.
+const STAGED_NOTES_FILE: &str = "staged-parts.jsonl";
 
 /// Bytes of a task's stderr kept for a failure report.
 const STDERR_TAIL_BYTES: u64 = 4096;
@@ -54,6 +59,38 @@ pub struct Dirs {
     pub certs_dir: Option<PathBuf>,
 }
 
+/// A finished attempt's report, with the part file it staged, if any: the part is
+/// discarded when the report never reaches a driver (the session ended first), so an
+/// attempt the driver never heard of leaves no staging file or open upload behind.
+pub struct Finished {
+    /// What goes to the driver.
+    pub report: TaskReport,
+    staged: Option<StagedOutput>,
+}
+
+/// Where a finished attempt's part file is staged.
+struct StagedOutput {
+    output: String,
+    options: StorageOptions,
+    name: String,
+    staged: Staged,
+}
+
+impl Finished {
+    /// The report could not be delivered: discards the staged part. Best effort, logged.
+    pub async fn undelivered(self) {
+        let Some(StagedOutput { output, options, name, staged }) = self.staged else { return };
+        let discarded = match Location::parse_with(&output, &options) {
+            Ok(dir) => gristmill::output::discard(&dir.child(&name), &staged).await,
+            Err(e) => Err(e),
+        };
+        match discarded {
+            Ok(()) => tracing::info!(part = %name, "discarded a staged part nobody will commit"),
+            Err(e) => tracing::warn!(part = %name, error = %e, "could not discard a staged part"),
+        }
+    }
+}
+
 struct Running {
     job_id: String,
     attempt: AttemptKey,
@@ -65,13 +102,13 @@ pub struct Tasks {
     running: HashMap<Key, Running>,
     binaries: Arc<BinaryCache>,
     dirs: Dirs,
-    reports: mpsc::UnboundedSender<TaskReport>,
+    reports: mpsc::UnboundedSender<Finished>,
 }
 
 impl Tasks {
     /// No attempts yet; finished attempts' reports go to `reports`. The shuffle directory
     /// is made unlistable by other users ([`restrict_shuffle_root`]).
-    pub fn new(binaries: Arc<BinaryCache>, dirs: Dirs, reports: mpsc::UnboundedSender<TaskReport>) -> Self {
+    pub fn new(binaries: Arc<BinaryCache>, dirs: Dirs, reports: mpsc::UnboundedSender<Finished>) -> Self {
         if let Err(e) = restrict_shuffle_root(&dirs.shuffle) {
             tracing::warn!(dir = %dirs.shuffle.display(), error = %e, "cannot restrict the shuffle directory");
         }
@@ -98,9 +135,11 @@ impl Tasks {
         self.running.insert(key, running);
         let (binaries, dirs, reports) = (self.binaries.clone(), self.dirs.clone(), self.reports.clone());
         tokio::spawn(async move {
-            let report = run_attempt(run, &binaries, &dirs, kill_rx).await;
-            if let Some(report) = report {
-                let _ = reports.send(report);
+            let finished = run_attempt(run, &binaries, &dirs, kill_rx).await;
+            if let Some(finished) = finished
+                && let Err(closed) = reports.send(finished)
+            {
+                closed.0.undelivered().await;
             }
         });
     }
@@ -155,21 +194,62 @@ async fn run_attempt(
     binaries: &BinaryCache,
     dirs: &Dirs,
     kill: oneshot::Receiver<()>,
-) -> Option<TaskReport> {
+) -> Option<Finished> {
     let attempt = run.attempt.clone()?;
     let kind = if attempt.kind == TaskKind::Map as i32 { "m" } else { "r" };
     let work_dir =
         dirs.tasks.join(&attempt.job_id).join(format!("{kind}{:06}-a{}", attempt.index, attempt.attempt));
     let outcome = launch(&run, &attempt, binaries, dirs, &work_dir, kill).await;
-    let report = match outcome {
-        Ok(Some((result, tail))) => Some(report_of(&attempt, result, tail)),
+    let finished = match outcome {
+        Ok(Some((result, tail))) => {
+            let staged = staged_output(&run, &result);
+            Some(Finished { report: report_of(&attempt, result, tail), staged })
+        }
         Ok(None) => None,
         Err((message, stderr_tail)) => {
-            Some(report_of(&attempt, TaskResult::Failed { retryable: true, message }, stderr_tail))
+            let report = report_of(&attempt, TaskResult::Failed { retryable: true, message }, stderr_tail);
+            Some(Finished { report, staged: None })
         }
     };
+    let reported = finished.as_ref().and_then(|f| f.staged.as_ref()).map(|s| s.name.as_str());
+    discard_unreported(&run, &work_dir, reported).await;
     let _ = tokio::fs::remove_dir_all(&work_dir).await;
-    report
+    finished
+}
+
+/// Discards the part files the attempt noted as staged but did not report (it was killed,
+/// crashed, or failed after staging): nobody else knows of them.
+async fn discard_unreported(run: &RunTask, work_dir: &Path, reported: Option<&str>) {
+    let notes = read_staged_notes(&work_dir.join(STAGED_NOTES_FILE));
+    let orphans: Vec<StagedNote> = notes.into_iter().filter(|n| Some(n.name.as_str()) != reported).collect();
+    let Some(job) = orphans.first().and_then(|_| serde_json::from_slice::<JobPayload>(&run.job_payload).ok())
+    else {
+        return;
+    };
+    for StagedNote { name, staged } in orphans {
+        let finished = Finished {
+            report: TaskReport::default(),
+            staged: Some(StagedOutput {
+                output: job.output.clone(),
+                options: job.storage_options.clone(),
+                name,
+                staged,
+            }),
+        };
+        finished.undelivered().await;
+    }
+}
+
+/// The part file `result` says the attempt staged, and where.
+fn staged_output(run: &RunTask, result: &TaskResult) -> Option<StagedOutput> {
+    let TaskResult::PartWritten { part_file, staged, .. } = result else { return None };
+    let job: JobPayload = serde_json::from_slice(&run.job_payload).ok()?;
+    Some(StagedOutput {
+        output: job.output,
+        options: job.storage_options,
+        name: part_file.clone(),
+        staged: staged.clone(),
+    })
 }
 
 type Failure = (String, String);
@@ -219,6 +299,7 @@ fn spawn_task(binary: &Path, dirs: &Dirs, work_dir: &Path, stderr_path: &Path) -
         .current_dir(work_dir)
         .env_remove(CERTS_DIR_ENV)
         .envs(dirs.certs_dir.iter().map(|dir| (CERTS_DIR_ENV, dir)))
+        .env(STAGED_NOTES_ENV, work_dir.join(STAGED_NOTES_FILE))
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(stderr)
@@ -311,8 +392,13 @@ fn report_of(attempt: &AttemptKey, result: TaskResult, stderr_tail: String) -> T
         TaskResult::MapDone { output_bytes, counters } => {
             (task_report::Result::MapDone(MapDone { output_bytes }), counters)
         }
-        TaskResult::PartWritten { part_file, rows, bytes, counters } => {
-            (task_report::Result::ReduceDone(ReduceDone { part_file, rows, bytes }), counters)
+        TaskResult::PartWritten { part_file, rows, bytes, staged, counters } => {
+            let (upload_id, upload_parts) = match staged {
+                Staged::LocalFile => (String::new(), Vec::new()),
+                Staged::Upload { id, parts } => (id, parts),
+            };
+            let done = ReduceDone { part_file, rows, bytes, upload_id, upload_parts };
+            (task_report::Result::ReduceDone(done), counters)
         }
         TaskResult::Failed { retryable, message } => {
             let kind = if retryable { FailureKind::Retryable } else { FailureKind::Fatal };

@@ -143,6 +143,8 @@ pub enum TaskResult {
         rows: u64,
         /// Its bytes.
         bytes: u64,
+        /// Where it is staged for the commit.
+        staged: crate::output::Staged,
         /// Counters.
         counters: BTreeMap<String, u64>,
     },

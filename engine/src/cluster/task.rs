@@ -198,6 +198,7 @@ fn part_written(part: PartFile, counters: &Counters) -> TaskResult {
         part_file: part.name,
         rows: part.rows,
         bytes: part.bytes,
+        staged: part.staged,
         counters: to_map(counters),
     }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStoreExt, PutPayload};
 use tracing::{debug, warn};
 
@@ -11,12 +11,16 @@ use crate::error::{Error, Result};
 use crate::ids::{AttemptId, JobId, PartitionId};
 use crate::storage::Location;
 
+/// Part files published at once (renames, or upload completions on an object store).
+const PUBLISHING: usize = 16;
+
 /// A job's output directory and its commit protocol.
 ///
 /// 1. [`OutputDir::prepare`] refuses a directory that already holds a committed result
 ///    unless the user allows overwriting.
-/// 2. Reduce attempts write attempt-unique part files ([`OutputDir::part_location`]).
-/// 3. [`OutputDir::commit`] writes `_SUCCESS` listing exactly one file per partition, then
+/// 2. Reduce attempts stage attempt-unique part files ([`OutputDir::part_location`]).
+/// 3. [`OutputDir::commit`] publishes one staged file per partition, writes `_SUCCESS`
+///    listing exactly those, then
 ///    deletes this job's other part files (losing and killed attempts) and the files the
 ///    overwritten `_SUCCESS` listed. Part files of other jobs are left alone: the directory
 ///    may be shared, and only what this job wrote or replaced is its to delete. Readers see
@@ -59,10 +63,23 @@ impl OutputDir {
         self.location.child(&super::part_name(partition, job, attempt, format))
     }
 
-    /// Commits `parts` (one per partition) with `manifest`, then removes the part files of
-    /// `manifest.job_id` it does not list, and those the replaced `_SUCCESS` listed.
+    /// Commits `parts` (one per partition) with `manifest`: publishes each staged part,
+    /// writes `_SUCCESS`, then removes the part files of `manifest.job_id` it does not list
+    /// (staging files of attempts that died included), and those the replaced `_SUCCESS`
+    /// listed. Staged uploads of other attempts are the caller's to [`discard`](super::discard):
+    /// an open upload has no name to list.
     pub async fn commit(&self, manifest: &Manifest, parts: &[PartFile]) -> Result<()> {
         let replaced = self.committed_files().await?;
+        // Owned futures: a stream of borrowing closures would not be `Send` for every
+        // lifetime, which spawning the commit needs.
+        let publishing: Vec<_> = parts
+            .iter()
+            .map(|part| {
+                let (target, staged) = (self.location.child(&part.name), part.staged.clone());
+                async move { super::publish(&target, &staged).await }
+            })
+            .collect();
+        futures::stream::iter(publishing).buffer_unordered(PUBLISHING).try_collect::<()>().await?;
         let json = serde_json::to_vec_pretty(manifest).map_err(|e| Error::Internal(e.to_string()))?;
         let success = self.location.child(SUCCESS_FILE);
         success
@@ -70,19 +87,25 @@ impl OutputDir {
             .put(success.path(), PutPayload::from(json))
             .await
             .map_err(|source| Error::write(success.display(), Box::new(source)))?;
+        // Committed: what follows is cleaning up, and its failure must not undo the commit.
         let keep: HashSet<&str> = parts.iter().map(|p| p.name.as_str()).collect();
         let job = manifest.job_id.as_str();
-        self.delete_parts(|name| {
-            if keep.contains(name) {
-                return false;
-            }
-            let doomed = is_part_of(name, job) || replaced.contains(name);
-            if !doomed {
-                debug!(file = name, "leaving a part file of another job in place");
-            }
-            doomed
-        })
-        .await
+        let cleaned = self
+            .delete_parts(|name| {
+                if keep.contains(name) {
+                    return false;
+                }
+                let doomed = is_part_of(name, job) || replaced.contains(name);
+                if !doomed {
+                    debug!(file = name, "leaving a part file of another job in place");
+                }
+                doomed
+            })
+            .await;
+        if let Err(e) = cleaned {
+            warn!(output = %self.location.display(), error = %e, "committed, but stray part files remain");
+        }
+        Ok(())
     }
 
     /// The names the current `_SUCCESS` lists; none without one, or with one this engine
@@ -152,7 +175,13 @@ mod tests {
         let job = JobId::from_string(job.to_owned());
         let name =
             super::super::part_name(PartitionId(partition), &job, AttemptId(attempt), OutputFormat::Parquet);
-        PartFile { partition: PartitionId(partition), name, rows: 1, bytes: 1 }
+        PartFile {
+            partition: PartitionId(partition),
+            name,
+            rows: 1,
+            bytes: 1,
+            staged: super::super::Staged::LocalFile,
+        }
     }
 
     fn touch(dir: &Path, name: &str) {
@@ -184,6 +213,36 @@ mod tests {
         let mut expected = vec![SUCCESS_FILE.to_owned(), winner.name, stray.name, "notes.txt".to_owned()];
         expected.sort();
         assert_eq!(names(dir.path()), expected);
+    }
+
+    #[tokio::test]
+    async fn commit_publishes_staged_winners_and_deletes_staged_losers() {
+        let dir = tempfile::tempdir().unwrap();
+        let (winners, loser) = ([part(0, THIS, 2), part(1, THIS, 0)], part(0, THIS, 1));
+        for p in winners.iter().chain([&loser]) {
+            touch(dir.path(), &crate::storage::staging_name(&p.name));
+        }
+        assert!(
+            OutputDir::new(Location::parse(dir.path().to_str().unwrap()).unwrap())
+                .prepare(false)
+                .await
+                .is_ok()
+        );
+        commit(dir.path(), THIS, &winners).await;
+        let mut expected = vec![SUCCESS_FILE.to_owned(), winners[0].name.clone(), winners[1].name.clone()];
+        expected.sort();
+        assert_eq!(names(dir.path()), expected, "winners renamed, the loser's staging file gone");
+    }
+
+    #[tokio::test]
+    async fn a_commit_whose_winner_is_missing_fails_before_success() {
+        let dir = tempfile::tempdir().unwrap();
+        let output = OutputDir::new(Location::parse(dir.path().to_str().unwrap()).unwrap());
+        let lost = part(0, THIS, 0);
+        let manifest = Manifest::new("test", THIS, std::slice::from_ref(&lost), Counters::default());
+        let err = output.commit(&manifest, std::slice::from_ref(&lost)).await.unwrap_err();
+        assert!(err.to_string().contains(&lost.name), "{err}");
+        assert!(names(dir.path()).is_empty(), "no _SUCCESS without its files");
     }
 
     #[tokio::test]

@@ -1,17 +1,20 @@
 //! Output: part files and the commit protocol.
 //!
-//! Each reduce attempt writes its own object, named `part-PPPPP-<job id>-a<attempt>.parquet`
-//! (sorted names give partition order; attempt-unique names mean attempts never clash, so
-//! no rename is ever needed). The committer accepts one attempt per partition, then writes
-//! the `_SUCCESS` manifest last: output without `_SUCCESS` is never complete.
+//! Each reduce attempt stages its own part file, named `part-PPPPP-<job id>-a<attempt>.parquet`
+//! (sorted names give partition order; attempt-unique names mean attempts never clash),
+//! invisible until committed ([`staged`]). The committer accepts one attempt per partition,
+//! publishes those, discards the rest, then writes the `_SUCCESS` manifest last: output
+//! without `_SUCCESS` is never complete.
 
 mod commit;
 mod dictionary;
 mod manifest;
+pub mod staged;
 mod writer;
 
 pub use commit::OutputDir;
 pub use manifest::{MANIFEST_FORMAT, Manifest, ManifestFile};
+pub use staged::{STAGED_NOTES_ENV, Staged, StagedNote, StagedUpload, discard, publish, read_staged_notes};
 pub use writer::PartWriter;
 
 use crate::ids::{AttemptId, JobId, PartitionId};
@@ -30,6 +33,8 @@ pub struct PartFile {
     pub rows: u64,
     /// Bytes written.
     pub bytes: u64,
+    /// Where it waits for the commit.
+    pub staged: Staged,
 }
 
 /// How part files are written.
@@ -55,6 +60,14 @@ impl OutputFormat {
 /// The name of the part file of `partition` written by `attempt` of `job`.
 pub fn part_name(partition: PartitionId, job: &JobId, attempt: AttemptId, format: OutputFormat) -> String {
     format!("part-{partition}-{job}-{attempt}.{}", format.extension())
+}
+
+/// True when `name` is the part file `attempt` of `job` writes for `partition`, in either
+/// format: how the driver checks what a worker reports.
+pub fn is_part_name_of(name: &str, partition: PartitionId, job: &JobId, attempt: AttemptId) -> bool {
+    [OutputFormat::Parquet, OutputFormat::Records]
+        .iter()
+        .any(|f| part_name(partition, job, attempt, *f) == name)
 }
 
 /// True for names [`part_name`] makes (of any job, in any format), and for the staging

@@ -1,23 +1,22 @@
-//! [`PartWriter`]: writes one reduce attempt's part file, as Parquet or as raw records:
-//! through `object_store` (a streaming multipart upload) on object stores, and as a
-//! [`DirectFile`] (large direct writes, no page cache) on the local file system.
+//! [`PartWriter`]: writes one attempt's part file, as Parquet or as raw records, staged
+//! (see [`super::staged`]): an open multipart upload on object stores, a hidden local file
+//! written directly (large direct writes, no page cache, see [`DirectFile`]) on the local
+//! file system. Nothing appears under the part's name until the committer publishes it.
 //!
 //! A writer dropped before [`PartWriter::close`] (its task failed or panicked) aborts its
-//! upload, so no multipart upload is left behind on the store, holding storage.
+//! upload or deletes its file.
 
-use std::io::Write as _;
+use std::io::Write;
 
 use arrow::array::{Array, AsArray, BinaryArray, FixedSizeBinaryArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, SchemaRef};
-use object_store::ObjectStoreExt;
-use object_store::buffered::BufWriter;
-use parquet::arrow::{ArrowWriter, AsyncArrowWriter};
+use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
-use tokio::io::AsyncWriteExt;
 use tokio::runtime::Handle;
 
 use super::dictionary::choose_dictionaries;
+use super::staged::{Staged, StagedUpload};
 use super::{OutputFormat, PartFile};
 use crate::error::{Error, Result};
 use crate::ids::PartitionId;
@@ -26,11 +25,36 @@ use crate::storage::{DirectFile, Location};
 /// Rows per Parquet row group: bounds what a writer buffers.
 const ROW_GROUP_ROWS: usize = 128 * 1024;
 
-/// Where a part file's bytes go: an object store upload, or a local file written directly
-/// (see [`DirectFile`]).
+/// Where a part file's bytes go.
 enum Target {
-    Store(Box<BufWriter>),
+    Upload(Box<StagedUpload>),
     Local(Box<DirectFile>),
+}
+
+impl Target {
+    /// Writes the rest; returns the bytes written and how the committer publishes them.
+    fn finish(self) -> std::io::Result<(u64, Staged)> {
+        match self {
+            Target::Upload(upload) => upload.finish(),
+            Target::Local(file) => Ok((file.finish_staged()?, Staged::LocalFile)),
+        }
+    }
+}
+
+impl Write for Target {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Target::Upload(upload) => upload.write(bytes),
+            Target::Local(file) => file.write(bytes),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Target::Upload(upload) => upload.flush(),
+            Target::Local(file) => file.flush(),
+        }
+    }
 }
 
 enum Sink {
@@ -39,8 +63,7 @@ enum Sink {
         target: Target,
         schema: SchemaRef,
     },
-    Parquet(Box<AsyncArrowWriter<BufWriter>>),
-    LocalParquet(Box<ArrowWriter<DirectFile>>),
+    Parquet(Box<ArrowWriter<Target>>),
     Records {
         target: Target,
         buffer: Vec<u8>,
@@ -48,11 +71,10 @@ enum Sink {
 }
 
 /// Writes one part file. Called from CPU threads: encoding runs on the caller, uploads on
-/// the runtime behind `io`.
+/// the runtime behind the `io` handle it was created with.
 pub struct PartWriter {
-    /// `None` once closed.
+    /// `None` once closed; dropping it aborts the upload or deletes the staging file.
     sink: Option<Sink>,
-    io: Handle,
     location: Location,
     partition: PartitionId,
     rows: u64,
@@ -67,14 +89,18 @@ impl PartWriter {
         partition: PartitionId,
         format: OutputFormat,
     ) -> Result<Self> {
-        let target = match location.local_file() {
-            Some(path) => Target::Local(Box::new(
-                DirectFile::create(&path).map_err(|e| Error::write(location.display(), Box::new(e)))?,
-            )),
+        let fail = |e: std::io::Error| Error::write(location.display(), Box::new(e));
+        let (target, staged) = match location.local_file() {
+            Some(path) => {
+                (Target::Local(Box::new(DirectFile::create(&path).map_err(fail)?)), Staged::LocalFile)
+            }
             None => {
-                Target::Store(Box::new(BufWriter::new(location.store().clone(), location.path().clone())))
+                let upload = StagedUpload::create(io, &location).map_err(fail)?;
+                let staged = Staged::Upload { id: upload.id().clone(), parts: Vec::new() };
+                (Target::Upload(Box::new(upload)), staged)
             }
         };
+        super::staged::note_staged(location.path().filename().unwrap_or_default(), staged);
         let sink = match format {
             OutputFormat::Parquet => Sink::ParquetPending { target, schema },
             OutputFormat::Records => {
@@ -82,7 +108,7 @@ impl PartWriter {
                 Sink::Records { target, buffer: Vec::new() }
             }
         };
-        Ok(PartWriter { sink: Some(sink), io: io.clone(), location, partition, rows: 0 })
+        Ok(PartWriter { sink: Some(sink), location, partition, rows: 0 })
     }
 
     /// Appends a batch.
@@ -96,10 +122,7 @@ impl PartWriter {
         }
         let fail = |e: Box<dyn std::error::Error + Send + Sync>| Error::write(path.clone(), e);
         match &mut self.sink {
-            Some(Sink::Parquet(writer)) => {
-                self.io.block_on(writer.write(batch)).map_err(|e| fail(Box::new(e)))
-            }
-            Some(Sink::LocalParquet(writer)) => writer.write(batch).map_err(|e| fail(Box::new(e))),
+            Some(Sink::Parquet(writer)) => writer.write(batch).map_err(|e| fail(Box::new(e))),
             Some(Sink::Records { target, buffer }) => {
                 let records = match as_one_fixed_size_column(batch) {
                     Some(values) => values,
@@ -109,11 +132,7 @@ impl PartWriter {
                         buffer
                     }
                 };
-                match target {
-                    Target::Store(upload) => self.io.block_on(upload.write_all(records)),
-                    Target::Local(file) => file.write_all(records),
-                }
-                .map_err(|e| fail(Box::new(e)))
+                target.write_all(records).map_err(|e| fail(Box::new(e)))
             }
             Some(Sink::ParquetPending { .. }) | None => {
                 Err(Error::Internal(format!("{path}: write after close")))
@@ -121,12 +140,11 @@ impl PartWriter {
         }
     }
 
-    /// Finishes the file (footer, last upload part) and reports what was written.
+    /// Finishes the file (footer, last upload part) and reports what was written and
+    /// where it is staged.
     pub fn close(mut self) -> Result<PartFile> {
-        // Taken first: a failed close is not aborted again on drop (object_store aborts an
-        // upload whose completion fails, and a shut-down writer cannot be aborted).
         let sink = self.sink.take().ok_or_else(|| Error::Internal("part writer closed twice".into()))?;
-        let (io, location, partition, rows) = (&self.io, &self.location, self.partition, self.rows);
+        let location = &self.location;
         let fail = |e: Box<dyn std::error::Error + Send + Sync>| Error::write(location.display(), e);
         let sink = match sink {
             // No rows: a file with the schema and no row groups.
@@ -135,65 +153,17 @@ impl PartWriter {
             }
             sink => sink,
         };
-        let local = match sink {
+        let target = match sink {
             Sink::ParquetPending { .. } => {
                 return Err(Error::Internal("a Parquet part file never started".into()));
             }
-            Sink::Parquet(writer) => {
-                io.block_on(writer.close()).map_err(|e| fail(Box::new(e)))?;
-                None
-            }
-            // Writes the footer and hands the file back.
-            Sink::LocalParquet(writer) => Some(writer.into_inner().map_err(|e| fail(Box::new(e)))?),
-            Sink::Records { target: Target::Store(mut upload), .. } => {
-                io.block_on(upload.shutdown()).map_err(|e| fail(Box::new(e)))?;
-                None
-            }
-            Sink::Records { target: Target::Local(file), .. } => Some(*file),
+            // Writes the footer and hands the target back.
+            Sink::Parquet(writer) => writer.into_inner().map_err(|e| fail(Box::new(e)))?,
+            Sink::Records { target, .. } => target,
         };
+        let (bytes, staged) = target.finish().map_err(|e| fail(Box::new(e)))?;
         let name = location.path().filename().unwrap_or_default().to_owned();
-        let bytes = match local {
-            Some(file) => file.finish().map_err(|e| fail(Box::new(e)))?,
-            None => io
-                .block_on(location.store().head(location.path()))
-                .map(|m| m.size)
-                .map_err(|e| fail(Box::new(e)))?,
-        };
-        Ok(PartFile { partition, name, rows, bytes })
-    }
-}
-
-impl Drop for PartWriter {
-    /// Aborts the upload of a part file that was never closed: a multipart upload in
-    /// progress is cancelled and its parts deleted. Best effort: a failure is logged.
-    fn drop(&mut self) {
-        let Some(sink) = self.sink.take() else { return };
-        // A local file deletes its unfinished staging file when dropped.
-        let mut upload = match sink {
-            Sink::ParquetPending { target: Target::Store(upload), .. }
-            | Sink::Records { target: Target::Store(upload), .. } => *upload,
-            Sink::Parquet(writer) => writer.into_inner(),
-            Sink::ParquetPending { target: Target::Local(_), .. }
-            | Sink::Records { target: Target::Local(_), .. }
-            | Sink::LocalParquet(_) => return,
-        };
-        let path = self.location.display();
-        let abort = async move {
-            if let Err(e) = upload.abort().await {
-                tracing::warn!(%path, error = %e, "could not abort the upload of a failed part file");
-            }
-        };
-        if Handle::try_current().is_ok() {
-            // On a runtime thread (never in the engine's own use): cannot block here.
-            self.io.spawn(abort);
-        } else {
-            // `BufWriter::abort` panics on a writer already shut down; never unwind out of
-            // a drop.
-            let aborted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.io.block_on(abort)));
-            if aborted.is_err() {
-                tracing::warn!(path = %self.location.display(), "aborting the upload of a failed part file panicked");
-            }
-        }
+        Ok(PartFile { partition: self.partition, name, rows: self.rows, bytes, staged })
     }
 }
 
@@ -205,15 +175,9 @@ fn start_parquet(target: Target, schema: SchemaRef, first: Option<&RecordBatch>,
     if let Some(batch) = first {
         props = choose_dictionaries(props, batch, ROW_GROUP_ROWS);
     }
-    let fail = |e| Error::write(path.to_owned(), Box::new(e));
-    Ok(match target {
-        Target::Store(upload) => Sink::Parquet(Box::new(
-            AsyncArrowWriter::try_new(*upload, schema, Some(props.build())).map_err(fail)?,
-        )),
-        Target::Local(file) => Sink::LocalParquet(Box::new(
-            ArrowWriter::try_new(*file, schema, Some(props.build())).map_err(fail)?,
-        )),
-    })
+    let writer = ArrowWriter::try_new(target, schema, Some(props.build()))
+        .map_err(|e| Error::write(path.to_owned(), Box::new(e)))?;
+    Ok(Sink::Parquet(Box::new(writer)))
 }
 
 /// Raw records are the bytes of each row's columns back to back: every column must be

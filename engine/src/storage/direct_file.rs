@@ -103,6 +103,8 @@ pub struct DirectFile {
     writer: Option<JoinHandle<io::Result<File>>>,
     /// Bytes written by the caller.
     len: u64,
+    /// Finished as a staging file: not deleted when dropped.
+    keep_staging: bool,
 }
 
 impl DirectFile {
@@ -131,6 +133,7 @@ impl DirectFile {
             pool: BlockPool { returned: recycled, allocated: 1, limit: QUEUED + 1, len: BLOCK },
             writer: Some(writer),
             len: 0,
+            keep_staging: false,
         })
     }
 
@@ -146,6 +149,20 @@ impl DirectFile {
 
     /// Writes what is buffered, sets the file's exact length and gives it its name.
     pub fn finish(mut self) -> io::Result<u64> {
+        let len = self.complete()?;
+        std::fs::rename(&self.staging, &self.path)?;
+        Ok(len)
+    }
+
+    /// Writes what is buffered and sets the file's exact length, leaving it under its
+    /// staging name for a committer to rename (see [`crate::output::publish`]).
+    pub fn finish_staged(mut self) -> io::Result<u64> {
+        let len = self.complete()?;
+        self.keep_staging = true;
+        Ok(len)
+    }
+
+    fn complete(&mut self) -> io::Result<u64> {
         self.block.pad();
         let last = std::mem::replace(&mut self.block, Block { memory: Vec::new(), start: 0, filled: 0 });
         self.send(last)?;
@@ -156,8 +173,6 @@ impl DirectFile {
         // Cheap after direct writes (the data is on the device): makes the length durable
         // before the name appears.
         file.sync_data()?;
-        drop(file);
-        std::fs::rename(&self.staging, &self.path)?;
         Ok(self.len)
     }
 
@@ -218,6 +233,9 @@ impl Drop for DirectFile {
     fn drop(&mut self) {
         self.to_writer = None;
         let _ = self.join_writer();
+        if self.keep_staging {
+            return;
+        }
         if let Err(e) = std::fs::remove_file(&self.staging)
             && e.kind() != io::ErrorKind::NotFound
         {

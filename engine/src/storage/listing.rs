@@ -189,7 +189,13 @@ mod tests {
     fn commit(dir: &FsPath, names: &[String]) {
         let parts: Vec<PartFile> = (0..)
             .zip(names)
-            .map(|(i, name)| PartFile { partition: PartitionId(i), name: name.clone(), rows: 1, bytes: 1 })
+            .map(|(i, name)| PartFile {
+                partition: PartitionId(i),
+                name: name.clone(),
+                rows: 1,
+                bytes: 1,
+                staged: crate::output::Staged::LocalFile,
+            })
             .collect();
         let manifest = Manifest::new("test", THIS, &parts, Counters::default());
         std::fs::write(dir.join(SUCCESS_FILE), serde_json::to_vec(&manifest).unwrap()).unwrap();

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use futures::TryStreamExt;
 use globset::{GlobBuilder, GlobMatcher};
+use object_store::multipart::MultipartStore;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use url::Url;
@@ -32,12 +33,20 @@ pub use options::StorageOptions;
 pub use reader::ObjectReader;
 
 /// A place in an object store: the store, a path in it, and how to show it to a user.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Location {
     store: Arc<dyn ObjectStore>,
+    /// The store's multipart uploads; `None` on the local file system.
+    multipart: Option<Arc<dyn MultipartStore>>,
     path: Path,
     /// `scheme://authority` for URLs, empty for local paths.
     base: String,
+}
+
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Location").field("store", &self.store).field("location", &self.display()).finish()
+    }
 }
 
 impl Location {
@@ -70,10 +79,11 @@ impl Location {
         if !location.contains("://") {
             let absolute = std::path::absolute(location).map_err(|e| invalid(e.to_string()))?;
             let path = Path::from_absolute_path(&absolute).map_err(|e| invalid(e.to_string()))?;
-            return Ok(Location { store: stores::local(), path, base: String::new() });
+            return Ok(Location { store: stores::local(), multipart: None, path, base: String::new() });
         }
         let url = Url::parse(location).map_err(|e| invalid(e.to_string()))?;
-        let store = stores::store_for(&url, options, environment).map_err(invalid)?;
+        let stores::Store { objects: store, multipart } =
+            stores::store_for(&url, options, environment).map_err(invalid)?;
         let (_, path) = object_store::ObjectStoreScheme::parse(&url).map_err(|e| invalid(e.to_string()))?;
         let path = Path::parse(path).map_err(|e| invalid(e.to_string()))?;
         // The host only: a URL's user info may hold credentials, which never reach messages.
@@ -81,12 +91,17 @@ impl Location {
             "file" => String::new(),
             scheme => format!("{scheme}://{}", url.host_str().unwrap_or_default()),
         };
-        Ok(Location { store, path, base })
+        Ok(Location { store, multipart, path, base })
     }
 
     /// The object store.
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
+    }
+
+    /// The store's multipart uploads (an object store's), or `None` (the local file system).
+    pub fn multipart(&self) -> Option<&Arc<dyn MultipartStore>> {
+        self.multipart.as_ref()
     }
 
     /// The path within the store.
@@ -96,7 +111,12 @@ impl Location {
 
     /// The same store at another path.
     pub fn with_path(&self, path: Path) -> Location {
-        Location { store: self.store.clone(), path, base: self.base.clone() }
+        Location {
+            store: self.store.clone(),
+            multipart: self.multipart.clone(),
+            path,
+            base: self.base.clone(),
+        }
     }
 
     /// A child of this location (`self/name`).

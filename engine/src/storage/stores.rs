@@ -16,6 +16,7 @@ use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
+use object_store::multipart::MultipartStore;
 use object_store::{BackoffConfig, ObjectStore, ObjectStoreScheme, RetryConfig};
 use url::Url;
 
@@ -40,7 +41,15 @@ pub enum Environment {
     Ignore,
 }
 
-static STORES: OnceLock<Mutex<HashMap<StoreKey, Arc<dyn ObjectStore>>>> = OnceLock::new();
+/// A store, and its multipart-upload face where it has one (every object store; not the
+/// local file system): staged part files are uploads the committer completes.
+#[derive(Clone)]
+pub(super) struct Store {
+    pub objects: Arc<dyn ObjectStore>,
+    pub multipart: Option<Arc<dyn MultipartStore>>,
+}
+
+static STORES: OnceLock<Mutex<HashMap<StoreKey, Store>>> = OnceLock::new();
 
 /// (Client options such as `allow_http` and timeouts come from the environment and the
 /// job's options, e.g. `AWS_ALLOW_HTTP=true`.)
@@ -65,7 +74,7 @@ pub(super) fn store_for(
     url: &Url,
     options: &StorageOptions,
     environment: Environment,
-) -> Result<Arc<dyn ObjectStore>, String> {
+) -> Result<Store, String> {
     let (scheme, _) =
         ObjectStoreScheme::parse(url).map_err(|_| format!("unsupported URL scheme `{}`", url.scheme()))?;
     let key = StoreKey {
@@ -89,14 +98,14 @@ fn build(
     url: &Url,
     options: &StorageOptions,
     environment: Environment,
-) -> Result<Arc<dyn ObjectStore>, String> {
+) -> Result<Store, String> {
     static TLS: Once = Once::new();
     TLS.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
-    let store: Arc<dyn ObjectStore> = match scheme {
-        ObjectStoreScheme::Local => return Ok(local()),
-        ObjectStoreScheme::Memory => Arc::new(InMemory::new()),
+    let store = match scheme {
+        ObjectStoreScheme::Local => return Ok(Store { objects: local(), multipart: None }),
+        ObjectStoreScheme::Memory => with_multipart(InMemory::new()),
         ObjectStoreScheme::AmazonS3 => {
             let builder = if environment == Environment::Read {
                 AmazonS3Builder::from_env()
@@ -107,7 +116,7 @@ fn build(
             for (k, v) in options.iter() {
                 builder = builder.with_config(k.parse().map_err(|_| unknown_option(k, "S3"))?, v);
             }
-            Arc::new(builder.with_retry(retry()).build().map_err(|e| e.to_string())?)
+            with_multipart(builder.with_retry(retry()).build().map_err(|e| e.to_string())?)
         }
         ObjectStoreScheme::GoogleCloudStorage => {
             let builder = if environment == Environment::Read {
@@ -119,7 +128,7 @@ fn build(
             for (k, v) in options.iter() {
                 builder = builder.with_config(k.parse().map_err(|_| unknown_option(k, "GCS"))?, v);
             }
-            Arc::new(builder.with_retry(retry()).build().map_err(|e| e.to_string())?)
+            with_multipart(builder.with_retry(retry()).build().map_err(|e| e.to_string())?)
         }
         ObjectStoreScheme::MicrosoftAzure => {
             let builder = if environment == Environment::Read {
@@ -131,11 +140,17 @@ fn build(
             for (k, v) in options.iter() {
                 builder = builder.with_config(k.parse().map_err(|_| unknown_option(k, "Azure"))?, v);
             }
-            Arc::new(builder.with_retry(retry()).build().map_err(|e| e.to_string())?)
+            with_multipart(builder.with_retry(retry()).build().map_err(|e| e.to_string())?)
         }
         _ => return Err(format!("unsupported URL scheme `{}`", url.scheme())),
     };
-    Ok(Arc::new(CountingStore::new(store, false)))
+    Ok(Store { objects: Arc::new(CountingStore::new(store.objects, false)), multipart: store.multipart })
+}
+
+/// `store` through both faces (the object face is wrapped for counting by the caller).
+fn with_multipart<S: ObjectStore + MultipartStore>(store: S) -> Store {
+    let store = Arc::new(store);
+    Store { objects: store.clone(), multipart: Some(store) }
 }
 
 /// The local file system (one per process), its requests counted.

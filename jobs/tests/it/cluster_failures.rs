@@ -117,6 +117,51 @@ fn a_frozen_worker_is_declared_lost_and_its_work_redone_exactly_once() {
     assert!(status.contains("\"kind\":\"succeeded\""), "{status}");
 }
 
+/// Hidden staging files (`.part-....inprogress`) in `dir`.
+fn staging_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries.filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().starts_with('.'))).count()
+    })
+}
+
+/// True when every child process of `pid` has exited (reaped or not).
+fn children_exited(pid: u32) -> bool {
+    let ps =
+        std::process::Command::new("ps").args(["-o", "stat=", "--ppid", &pid.to_string()]).output().unwrap();
+    String::from_utf8_lossy(&ps.stdout).lines().all(|state| state.trim_start().starts_with('Z'))
+}
+
+#[test]
+fn reducers_of_a_frozen_worker_daemon_that_finish_after_the_commit_leave_nothing_behind() {
+    let mut cluster = Cluster::start(ClusterSpec::default());
+    let dir = tempfile::tempdir().unwrap();
+    let (text, expected) = input_and_expected(dir.path());
+    let out = dir.path().join("out");
+    // First reduce attempts read their partition, then take 12 s to close their part file;
+    // backups (after 3 s) and retries do not sleep.
+    let faults = ["--chaos-stage", "reduce", "--sleep", "1", "--sleep-ms", "12000", "--sleep-late"];
+    let job = cluster.spawn("chaos", &chaos_args(&text, &out, &faults));
+    wait_until("the reduce phase", Duration::from_secs(60), || {
+        cluster.get("/api/jobs").contains("\"phase\":\"reduce\"")
+    });
+    wait_until("a reduce attempt on worker 0", Duration::from_secs(60), || cluster.running_on(0) > 0);
+    // The daemon stops; its task processes run on and close their part files after the
+    // job committed, then wait for the frozen daemon.
+    cluster.signal_worker(0, "STOP", false);
+    wait_ok(job);
+    let daemon = cluster.worker_pid(0);
+    wait_until("the frozen worker's attempts to end", Duration::from_secs(30), || children_exited(daemon));
+    assert_eq!(staging_files(&out), 0, "a late attempt's part stays hidden and is discarded");
+    assert_same_parts(&expected, &out);
+    // Released, the daemon reports the late attempts (or cannot): nothing may appear.
+    cluster.signal_worker(0, "CONT", false);
+    wait_until("the released worker to attach again", Duration::from_secs(30), || {
+        cluster.alive_workers() == 2
+    });
+    assert_eq!(staging_files(&out), 0);
+    assert_same_parts(&expected, &out);
+}
+
 #[test]
 fn a_hanging_task_gets_a_backup_attempt_and_output_is_committed_once() {
     let cluster = Cluster::start(ClusterSpec::default());

@@ -627,3 +627,38 @@ fn s3_jobs_in_cluster_mode_equal_local_runs() {
         (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
     });
 }
+
+/// Open multipart uploads in `bucket`.
+fn open_uploads(bucket: &str) -> usize {
+    let out = boto("print(len(s3.list_multipart_uploads(Bucket=sys.argv[1]).get('Uploads', [])))", &[bucket]);
+    out.trim().parse().unwrap()
+}
+
+/// On S3 a reducer's part file is an upload the driver completes at the commit: losing
+/// attempts that finish after it (their backups won) are aborted, never visible, and no
+/// upload is left open.
+#[test]
+fn late_attempts_on_s3_leave_no_object_and_no_open_upload() {
+    use super::cluster_support::{Cluster, ClusterSpec, wait_until};
+    let cluster = Cluster::start(ClusterSpec { env: s3_env(), ..ClusterSpec::default() });
+    let dir = tempfile::tempdir().unwrap();
+    let b = create_bucket("late");
+    let input = dir.path().join("in");
+    write_text_files(&input, 3, 200);
+    upload_dir(&input, &b, "text");
+    let local = dir.path().join("local");
+    let common = ["--reducers", "3", "--split-size", "5000"];
+    run_ok("chaos", &[&common[..], &["-i", s(&input), "-o", s(&local)]].concat());
+    // First reduce attempts read their partition, then take 10 s to close their part file:
+    // backups (after 3 s) win, and the first attempts finish after the commit.
+    let late = ["--chaos-stage", "reduce", "--sleep", "1", "--sleep-ms", "10000", "--sleep-late"];
+    let (text, out) = (format!("s3://{b}/text/"), format!("s3://{b}/out"));
+    let run = cluster.run("chaos", &[&common[..], &late[..], &["-i", &text, "-o", &out]].concat());
+    assert!(run.status.success(), "chaos on the cluster: {}", String::from_utf8_lossy(&run.stderr));
+    let jobs: serde_json::Value = serde_json::from_str(&cluster.get("/api/jobs")).unwrap();
+    assert!(jobs[0]["backups_launched"].as_u64().unwrap() >= 1, "backups won: {jobs}");
+    wait_until("the late attempts' uploads aborted", std::time::Duration::from_secs(40), || {
+        open_uploads(&b) == 0
+    });
+    assert_eq!(read_s3_output(&b, "out"), read_local_output(&local));
+}

@@ -1,7 +1,9 @@
 //! The driver as the single committer: once every partition has a winning attempt, it
-//! writes the `_SUCCESS` manifest listing exactly those part files (written last, so
-//! readers see all or nothing), then deletes the job's other part files (losing and killed
-//! attempts) and those of the result it overwrote; other jobs' files stay.
+//! publishes those attempts' staged part files (renames locally, completes the multipart
+//! uploads on object stores), writes the `_SUCCESS` manifest listing exactly them (written
+//! last, so readers see all or nothing), then discards every other staged part (losing,
+//! backup and killed attempts) and deletes those of the result it overwrote; other jobs'
+//! files stay.
 //!
 //! Before accepting a job it checks the output itself ([`check_output`]): a committed
 //! result is replaced only when the submission asks to overwrite it, whatever the
@@ -14,11 +16,10 @@
 use gristmill_proto::v1::SubmitJobRequest;
 use tonic::Status;
 
+use super::staging::{StagedPart, discard_all};
 use crate::error::{Error, Result};
-use crate::ids::PartitionId;
 use crate::job::Counters;
 use crate::output::{Manifest, OutputDir, PartFile};
-use crate::scheduler::WinningPart;
 use crate::storage::{Location, StorageOptions};
 
 /// What the committer needs to know of a job.
@@ -31,28 +32,37 @@ pub struct CommitSpec {
     pub output: String,
     /// The job's object-store options.
     pub storage_options: StorageOptions,
-    /// The winning attempt of each partition, with its part file's size.
-    pub winners: Vec<(WinningPart, u64)>,
+    /// The winning attempt of each partition's part file, in partition order; an error if
+    /// a winner's staged part is unknown.
+    pub winners: std::result::Result<Vec<PartFile>, String>,
+    /// Every other staged part of the job, to discard.
+    pub losers: Vec<StagedPart>,
     /// The counters of the winning attempts.
     pub counters: Counters,
 }
 
-/// Writes `_SUCCESS` and removes stray part files; returns (rows, files).
+/// Publishes the winners, writes `_SUCCESS`, discards the losers and removes stray part
+/// files; returns (rows, files). On failure, every staged part is discarded (the job fails).
 pub async fn commit(spec: CommitSpec) -> Result<(u64, u32)> {
-    let output = OutputDir::new(Location::parse_with_options_only(&spec.output, &spec.storage_options)?);
-    let parts: Vec<PartFile> = spec
-        .winners
-        .iter()
-        .map(|(w, bytes)| PartFile {
-            partition: PartitionId(w.partition),
-            name: w.part_file.clone(),
-            rows: w.rows,
-            bytes: *bytes,
-        })
-        .collect();
-    let manifest = Manifest::new(&spec.name, &spec.job_id, &parts, spec.counters);
-    output.commit(&manifest, &parts).await?;
-    Ok((manifest.rows, parts.len() as u32))
+    let CommitSpec { name, job_id, output, storage_options, winners, mut losers, counters } = spec;
+    let committed = async {
+        let dir = OutputDir::new(Location::parse_with_options_only(&output, &storage_options)?);
+        let parts = winners.clone().map_err(Error::Internal)?;
+        let manifest = Manifest::new(&name, &job_id, &parts, counters);
+        dir.commit(&manifest, &parts).await?;
+        Ok((manifest.rows, parts.len() as u32))
+    }
+    .await;
+    if committed.is_err() {
+        losers.extend(winners.unwrap_or_default().into_iter().map(|p| StagedPart {
+            partition: p.partition.0,
+            name: p.name,
+            bytes: p.bytes,
+            staged: p.staged,
+        }));
+    }
+    discard_all(&output, &storage_options, losers).await;
+    committed
 }
 
 /// The object-store options a job was submitted with.

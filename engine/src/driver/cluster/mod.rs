@@ -16,6 +16,7 @@ pub mod binaries;
 pub mod commit;
 pub mod http;
 pub mod service;
+pub mod staging;
 pub mod state;
 #[cfg(test)]
 mod tests;

@@ -9,16 +9,18 @@ use gristmill_proto::PROTOCOL_VERSION;
 use gristmill_proto::v1::driver_server::Driver;
 use gristmill_proto::v1::{
     AttemptKey, BinaryChunk, BinaryRef, DriverMessage, FailureKind, HasBinaryReply, JobRef, JobStatus,
-    ListJobsReply, ListJobsRequest, Register, Registered, SubmitJobReply, SubmitJobRequest,
+    ListJobsReply, ListJobsRequest, ReduceDone, Register, Registered, SubmitJobReply, SubmitJobRequest,
     TaskKind as WireTaskKind, TaskReport, WorkerMessage, driver_message, task_report, worker_message,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::staging::StagedPart;
 use super::state::{DriverState, Submission, WorkerLink};
 use crate::cluster::rpc::is_final;
-use crate::ids::{AttemptId, JobId, TaskId, TaskKind, WorkerId};
+use crate::ids::{AttemptId, JobId, PartitionId, TaskId, TaskKind, WorkerId};
+use crate::output::{Staged, is_part_name_of};
 use crate::scheduler::{AttemptRef, FailureKind as Kind, TaskFailure, TaskOutcome};
 use crate::security::identity::ADMIN_USER;
 use crate::security::{Role, authorize};
@@ -255,6 +257,16 @@ fn on_report(state: &Arc<DriverState>, worker: &WorkerId, report: TaskReport) {
     let (Some(key), Some(result)) = (report.attempt, report.result) else { return };
     let Some(attempt) = attempt_ref(&key) else { return };
     let runs_it = state.read(|s| s.attempt_worker(&attempt) == Some(worker));
+    if let task_report::Result::ReduceDone(done) = &result {
+        // Its staged part is kept for the commit, or discarded if it cannot win any more.
+        match staged_part(&attempt, done) {
+            Some(part) => state.stage_part(&attempt.job, attempt.attempt.0, part, runs_it),
+            None => {
+                tracing::warn!(worker = %worker, job = %attempt.job, part = %done.part_file, "ignored a report of a part file that is not the attempt's own");
+                return;
+            }
+        }
+    }
     if !runs_it {
         // A late report of a killed attempt, or a worker reporting what it never ran.
         tracing::warn!(worker = %worker, job = %attempt.job, task = %attempt.task, attempt = %attempt.attempt, "ignored a report for an attempt this worker does not run");
@@ -266,7 +278,6 @@ fn on_report(state: &Arc<DriverState>, worker: &WorkerId, report: TaskReport) {
             state.update(|s, now| s.task_succeeded(now, &attempt, TaskOutcome::MapDone, counters));
         }
         task_report::Result::ReduceDone(done) => {
-            state.note_part_bytes(&attempt.job, key.index, key.attempt, done.bytes);
             let outcome = TaskOutcome::PartWritten { part_file: done.part_file, rows: done.rows };
             state.update(|s, now| s.task_succeeded(now, &attempt, outcome, counters));
         }
@@ -284,6 +295,20 @@ fn on_report(state: &Arc<DriverState>, worker: &WorkerId, report: TaskReport) {
             state.update(|s, now| s.task_failed(now, &attempt, failure));
         }
     }
+}
+
+/// The staged part a finished attempt reports, if its name is the one this attempt writes
+/// (a worker cannot make the driver publish or discard another attempt's file).
+fn staged_part(attempt: &AttemptRef, done: &ReduceDone) -> Option<StagedPart> {
+    let partition = PartitionId(attempt.task.index);
+    if !is_part_name_of(&done.part_file, partition, &attempt.job, attempt.attempt) {
+        return None;
+    }
+    let staged = match done.upload_id.as_str() {
+        "" => Staged::LocalFile,
+        id => Staged::Upload { id: id.to_owned(), parts: done.upload_parts.clone() },
+    };
+    Some(StagedPart { partition: partition.0, name: done.part_file.clone(), bytes: done.bytes, staged })
 }
 
 fn attempt_ref(key: &AttemptKey) -> Option<AttemptRef> {

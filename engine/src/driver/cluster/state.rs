@@ -19,6 +19,7 @@ use tonic::Status;
 use super::DriverConfig;
 use super::binaries::DriverBinaries;
 use super::commit::{CommitSpec, commit, storage_options_of};
+use super::staging::{StagedPart, StagedParts, discard_all};
 use crate::error::Result;
 use crate::ids::{JobId, TaskKind, WorkerId};
 use crate::job::Counters;
@@ -57,8 +58,8 @@ pub struct JobRecord {
     pub ended: Option<Instant>,
     /// Rows and files committed.
     pub committed: Option<(u64, u32)>,
-    /// Part file sizes reported by reduce attempts: (partition, attempt) -> bytes.
-    pub part_bytes: HashMap<(u32, u32), u64>,
+    /// The part files its attempts staged.
+    pub staged: StagedParts,
     /// Bumped on every change, for watchers.
     pub changes: watch::Sender<u64>,
 }
@@ -196,7 +197,7 @@ impl DriverState {
             submitted: Instant::now(),
             ended: None,
             committed: None,
-            part_bytes: HashMap::new(),
+            staged: StagedParts::default(),
             changes: watch::channel(0).0,
         };
         self.record_sole_writer(id.clone(), record)?;
@@ -229,10 +230,19 @@ impl DriverState {
             .collect()
     }
 
-    /// Notes a reduce attempt's part file size (the manifest lists it).
-    pub fn note_part_bytes(&self, job: &JobId, partition: u32, attempt: u32, bytes: u64) {
-        if let Some(record) = lock(&self.jobs).get_mut(job) {
-            record.part_bytes.insert((partition, attempt), bytes);
+    /// Keeps the part file an attempt staged for the job's commit; discards it at once
+    /// when it can no longer be committed (the job is committing or ended, or `wanted` is
+    /// false: the attempt is not running any more).
+    pub fn stage_part(&self, job: &JobId, attempt: u32, part: StagedPart, wanted: bool) {
+        let mut jobs = lock(&self.jobs);
+        let Some(record) = jobs.get_mut(job) else {
+            return tracing::warn!(job = %job, part = %part.name, "a staged part of an unknown job is left alone");
+        };
+        let refused = if wanted { record.staged.offer(attempt, part) } else { Some(part) };
+        if let Some(part) = refused {
+            tracing::info!(job = %job, part = %part.name, "discarding a part staged too late to commit");
+            let (output, options) = (record.request.output.clone(), storage_options_of(&record.request));
+            tokio::spawn(async move { discard_all(&output, &options, vec![part]).await });
         }
     }
 
@@ -286,12 +296,16 @@ impl DriverState {
                     tracing::info!(job = %job, state = ?state, "job ended");
                     let output = lock(&self.jobs).get_mut(&job).map(|record| {
                         record.ended = Some(Instant::now());
-                        (record.request.output.clone(), storage_options_of(&record.request))
+                        let staged = record.staged.close();
+                        (record.request.output.clone(), storage_options_of(&record.request), staged)
                     });
-                    if let (Some((output, options)), false) =
+                    if let (Some((output, options, staged)), false) =
                         (output, matches!(state, crate::scheduler::JobState::Succeeded))
                     {
-                        tokio::spawn(remove_attempt_files(job, output, options));
+                        tokio::spawn(async move {
+                            discard_all(&output, &options, staged).await;
+                            remove_attempt_files(job, output, options).await;
+                        });
                     }
                 }
             }
@@ -350,25 +364,19 @@ impl DriverState {
     }
 
     fn start_commit(self: &Arc<Self>, job: JobId, winners: Vec<crate::scheduler::WinningPart>) {
+        let counters =
+            self.read(|s| s.job(Instant::now(), &job)).map(|v| counters_of(&v.counters)).unwrap_or_default();
         let spec = {
-            let jobs = lock(&self.jobs);
-            let Some(record) = jobs.get(&job) else { return };
-            let counters = self
-                .read(|s| s.job(Instant::now(), &job))
-                .map(|v| counters_of(&v.counters))
-                .unwrap_or_default();
+            let mut jobs = lock(&self.jobs);
+            let Some(record) = jobs.get_mut(&job) else { return };
+            let (winners, losers) = record.staged.close_for_commit(&winners);
             CommitSpec {
                 name: record.request.name.clone(),
                 job_id: job.to_string(),
                 output: record.request.output.clone(),
                 storage_options: storage_options_of(&record.request),
-                winners: winners
-                    .into_iter()
-                    .map(|w| {
-                        let bytes = record.part_bytes.get(&(w.partition, w.attempt.0)).copied().unwrap_or(0);
-                        (w, bytes)
-                    })
-                    .collect(),
+                winners,
+                losers,
                 counters,
             }
         };
