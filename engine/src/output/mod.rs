@@ -8,11 +8,13 @@
 
 mod commit;
 mod dictionary;
+mod lock;
 mod manifest;
 pub mod staged;
 mod writer;
 
 pub use commit::OutputDir;
+pub use lock::{LOCK_FILE, Lock, LockHolder};
 pub use manifest::{MANIFEST_FORMAT, Manifest, ManifestFile};
 pub use staged::{STAGED_NOTES_ENV, Staged, StagedNote, StagedUpload, discard, publish, read_staged_notes};
 pub use writer::PartWriter;

@@ -18,8 +18,9 @@ use tonic::Status;
 
 use super::staging::{StagedPart, discard_all};
 use crate::error::{Error, Result};
+use crate::ids::JobId;
 use crate::job::Counters;
-use crate::output::{Manifest, OutputDir, PartFile};
+use crate::output::{LOCK_FILE, Lock, LockHolder, Manifest, OutputDir, PartFile};
 use crate::storage::{Location, StorageOptions};
 
 /// What the committer needs to know of a job.
@@ -82,6 +83,53 @@ pub async fn check_output(request: &SubmitJobRequest) -> std::result::Result<(),
         e if !e.is_retryable() => Status::invalid_argument(e.to_string()),
         e => Status::unavailable(e.to_string()),
     })
+}
+
+/// Takes the output's lock for `job` ([`OutputDir::lock`]): refused (`failed_precondition`,
+/// naming the holder) while another job, of this driver or another, writes it.
+/// A lock held by a job for which `ended` is true (one of this driver's, whose release is
+/// still under way or failed) is taken over.
+pub async fn lock_output(
+    request: &SubmitJobRequest,
+    job: &JobId,
+    owner: &str,
+    ended: impl Fn(&str) -> bool,
+) -> std::result::Result<(), Status> {
+    let location = Location::parse_with_options_only(&request.output, &storage_options_of(request))
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    let dir = OutputDir::new(location);
+    let holder = LockHolder::new(job.as_str(), owner);
+    match dir.lock(&holder).await {
+        Ok(Lock::Acquired) => Ok(()),
+        Ok(Lock::HeldBy(Some(gone))) if ended(&gone.job_id) => dir
+            .take_lock(&holder)
+            .await
+            .map_err(|e| Status::unavailable(format!("cannot lock the output: {e}"))),
+        Ok(Lock::HeldBy(holder)) => {
+            let by = holder.map_or_else(
+                || "another job".to_owned(),
+                |h| format!("job {} of {} (driver {})", h.job_id, h.owner, h.driver),
+            );
+            Err(Status::failed_precondition(format!(
+                "output {} is being written by {by}; wait for it to end, or, if its driver is gone, \
+                 delete {}/{LOCK_FILE}",
+                dir.location().display(),
+                dir.location().display()
+            )))
+        }
+        Err(e) => Err(Status::unavailable(format!("cannot lock the output: {e}"))),
+    }
+}
+
+/// Releases the output's lock `job` holds. Best effort: a failure is logged.
+pub async fn unlock_output(output: &str, options: &StorageOptions, job: &JobId) {
+    let unlocked = match Location::parse_with_options_only(output, options) {
+        Ok(location) => OutputDir::new(location).unlock(job.as_str()).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = unlocked {
+        tracing::warn!(job = %job, error = %e, "could not release the output's lock");
+    }
 }
 
 /// The submission's output as the driver compares outputs: one spelling per directory (an

@@ -17,7 +17,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::staging::StagedPart;
-use super::state::{DriverState, Submission, WorkerLink};
+use super::state::{DriverState, Submission, SubmitRefused, WorkerLink};
 use crate::cluster::rpc::is_final;
 use crate::ids::{AttemptId, JobId, PartitionId, TaskId, TaskKind, WorkerId};
 use crate::output::{Staged, is_part_name_of};
@@ -150,7 +150,18 @@ impl Driver for DriverService {
         let status_url =
             self.state.status_base.as_ref().map(|b| format!("{b}/api/jobs/{id}")).unwrap_or_default();
         let (name, maps) = (request.name.clone(), request.map_tasks.len());
-        self.state.submit(Submission { id: id.clone(), owner, request, output_key })?;
+        // This driver's own writer is named first; the lock object then guards the output
+        // against every other driver (and against a concurrent submission here).
+        if let Some(writer) = self.state.writer_of(&output_key) {
+            return Err(SubmitRefused::OutputInUse { output: output_key, job: writer }.into());
+        }
+        let ended = |job: &str| self.state.has_ended(&JobId::from_string(job.to_owned()));
+        super::commit::lock_output(&request, &id, &owner, ended).await?;
+        let (output, options) = (request.output.clone(), super::commit::storage_options_of(&request));
+        if let Err(refused) = self.state.submit(Submission { id: id.clone(), owner, request, output_key }) {
+            super::commit::unlock_output(&output, &options, &id).await;
+            return Err(refused.into());
+        }
         tracing::info!(job = %id, name = %name, maps, "job submitted");
         Ok(Response::new(SubmitJobReply { job_id: id.to_string(), status_url }))
     }

@@ -18,7 +18,7 @@ use tonic::Status;
 
 use super::DriverConfig;
 use super::binaries::DriverBinaries;
-use super::commit::{CommitSpec, commit, storage_options_of};
+use super::commit::{CommitSpec, commit, storage_options_of, unlock_output};
 use super::staging::{StagedPart, StagedParts, discard_all};
 use crate::error::Result;
 use crate::ids::{JobId, TaskKind, WorkerId};
@@ -210,6 +210,19 @@ impl DriverState {
         Ok(())
     }
 
+    /// The job that has not ended and writes the output `output_key`, if any.
+    pub fn writer_of(&self, output_key: &str) -> Option<JobId> {
+        lock(&self.jobs)
+            .iter()
+            .find(|(_, r)| r.ended.is_none() && r.output_key == output_key)
+            .map(|(id, _)| id.clone())
+    }
+
+    /// True for a job this driver ran and that has ended.
+    pub fn has_ended(&self, job: &JobId) -> bool {
+        lock(&self.jobs).get(job).is_some_and(|r| r.ended.is_some())
+    }
+
     /// Records `record` unless a job that has not ended writes its output.
     fn record_sole_writer(&self, id: JobId, record: JobRecord) -> std::result::Result<(), SubmitRefused> {
         let mut jobs = lock(&self.jobs);
@@ -299,12 +312,14 @@ impl DriverState {
                         let staged = record.staged.close();
                         (record.request.output.clone(), storage_options_of(&record.request), staged)
                     });
+                    // A committed job cleaned up and unlocked before it ended.
                     if let (Some((output, options, staged)), false) =
                         (output, matches!(state, crate::scheduler::JobState::Succeeded))
                     {
                         tokio::spawn(async move {
                             discard_all(&output, &options, staged).await;
-                            remove_attempt_files(job, output, options).await;
+                            remove_attempt_files(job.clone(), output.clone(), options.clone()).await;
+                            unlock_output(&output, &options, &job).await;
                         });
                     }
                 }
@@ -381,10 +396,15 @@ impl DriverState {
             }
         };
         let state = self.clone();
+        let (output, options) = (spec.output.clone(), spec.storage_options.clone());
         tokio::spawn(async move {
             let result = commit(spec).await;
             if let (Ok(done), Some(record)) = (&result, lock(&state.jobs).get_mut(&job)) {
                 record.committed = Some(*done);
+            }
+            if result.is_ok() {
+                // Before the job counts as ended: its output then holds just what it committed.
+                unlock_output(&output, &options, &job).await;
             }
             let result = result.map(|_| ()).map_err(|e| format!("commit failed: {e}"));
             state.update(|s, now| s.commit_finished(now, &job, result));

@@ -386,3 +386,38 @@ async fn of_concurrent_submissions_to_one_output_one_is_accepted() {
     let accepted = results.into_iter().filter(|r| r.as_ref().unwrap().is_ok()).count();
     assert_eq!(accepted, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_drivers_never_write_one_output_at_once() {
+    let (first, second) = (TestDriver::start(false).await, TestDriver::start(false).await);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out").display().to_string();
+    let mut a = first.client(None).await.unwrap();
+    let mut b = second.client(None).await.unwrap();
+    let job = try_submit(&mut a, &out).await.unwrap();
+    let lock = std::fs::read_to_string(dir.path().join("out").join(crate::output::LOCK_FILE)).unwrap();
+    assert!(lock.contains(&job), "the lock names its job: {lock}");
+
+    let refused = try_submit(&mut b, &out).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused:?}");
+    assert!(refused.message().contains(&format!("job {job} ")), "{}", refused.message());
+
+    a.cancel_job(JobRef { job_id: job }).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let accepted = loop {
+        match try_submit(&mut b, &out).await {
+            Ok(job) => break job,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("the lock was never released: {e:?}"),
+        }
+    };
+    let refused = try_submit(&mut a, &out).await.unwrap_err();
+    assert!(
+        refused.message().contains(&accepted),
+        "the other driver's job holds it now: {}",
+        refused.message()
+    );
+}
