@@ -18,16 +18,19 @@ const WORKER_0: usize = 2;
 const WORKER_1: usize = 3;
 const DRIVER: usize = crate::cluster_support::DRIVER_HOST;
 
-/// Three hosts and a secured cluster across them. The hosts share this machine's file
+/// Three hosts and a secured cluster across them, with `driver_args` instead of the
+/// fixture's (when given). The hosts share this machine's file
 /// system, so workers are told to fetch all map output over the network.
-fn cluster(driver_args: &[&str]) -> (Arc<Hosts>, Cluster) {
-    let hosts = Arc::new(Hosts::new(3));
+fn cluster(hosts: Hosts, driver_args: &[&str]) -> (Arc<Hosts>, Cluster) {
+    let hosts = Arc::new(hosts);
     let mut spec = ClusterSpec {
         env: vec![("GRISTMILL_NO_HOST_LOCAL_SHUFFLE".into(), "true".into())],
         network: Some(hosts.clone()),
         ..ClusterSpec::default()
     };
-    spec.driver_args.extend(driver_args.iter().map(|a| a.to_string()));
+    if !driver_args.is_empty() {
+        spec.driver_args = driver_args.iter().map(|a| a.to_string()).collect();
+    }
     (hosts, Cluster::start(spec))
 }
 
@@ -99,7 +102,7 @@ fn the_harness_connects_hosts_and_cuts_them_apart() {
 #[test]
 fn a_fault_free_run_across_three_hosts_equals_local_mode() {
     let started = Instant::now();
-    let (_hosts, cluster) = cluster(&[]);
+    let (_hosts, cluster) = cluster(Hosts::new(3), &[]);
     let dir = tempfile::tempdir().unwrap();
     let text = input(dir.path());
     let out = dir.path().join("out");
@@ -118,8 +121,9 @@ fn a_fault_free_run_across_three_hosts_equals_local_mode() {
 fn a_job_completes_with_200_ms_delay_and_2_percent_loss_on_every_link() {
     let started = Instant::now();
     // One-way 200 ms and lost packets stretch heartbeats: lost workers are not the fault here.
-    let (hosts, cluster) = cluster(&["--heartbeat-timeout", "15", "--speculation-after", "20"]);
+    let hosts = Hosts::new(3);
     hosts.degrade(200, 2.0);
+    let (_hosts, cluster) = cluster(hosts, &["--heartbeat-timeout", "15", "--speculation-after", "20"]);
     let dir = tempfile::tempdir().unwrap();
     let text = input(dir.path());
     let out = dir.path().join("out");
@@ -131,7 +135,7 @@ fn a_job_completes_with_200_ms_delay_and_2_percent_loss_on_every_link() {
 #[test]
 fn a_worker_cut_off_from_the_driver_for_15_s_during_the_map_phase_does_not_change_the_output() {
     let started = Instant::now();
-    let (hosts, cluster) = cluster(&[]);
+    let (hosts, cluster) = cluster(Hosts::new(3), &[]);
     let dir = tempfile::tempdir().unwrap();
     let text = input(dir.path());
     let out = dir.path().join("out");
@@ -141,6 +145,8 @@ fn a_worker_cut_off_from_the_driver_for_15_s_during_the_map_phase_does_not_chang
     std::thread::sleep(Duration::from_secs(15));
     hosts.heal(DRIVER, WORKER_0);
     wait_ok(job);
+    // Declared lost while cut off (3 s without heartbeats), it attaches again.
+    wait_until("worker 0 attaches again", Duration::from_secs(30), || cluster.alive_workers() == 2);
     assert_identical(&expected("chaos", &text, dir.path()), &out);
     eprintln!("driver-worker partition: {:?}", started.elapsed());
 }
@@ -148,7 +154,7 @@ fn a_worker_cut_off_from_the_driver_for_15_s_during_the_map_phase_does_not_chang
 #[test]
 fn workers_cut_off_from_each_other_during_the_shuffle_do_not_change_the_output() {
     let started = Instant::now();
-    let (hosts, cluster) = cluster(&[]);
+    let (hosts, cluster) = cluster(Hosts::new(3), &[]);
     let dir = tempfile::tempdir().unwrap();
     let text = input(dir.path());
     let out = dir.path().join("out");
@@ -168,7 +174,7 @@ fn workers_cut_off_from_each_other_during_the_shuffle_do_not_change_the_output()
 #[test]
 fn a_second_job_writing_a_running_job_s_output_is_refused_naming_it() {
     let started = Instant::now();
-    let (_hosts, cluster) = cluster(&[]);
+    let (_hosts, cluster) = cluster(Hosts::new(3), &[]);
     let dir = tempfile::tempdir().unwrap();
     let text = input(dir.path());
     let out = dir.path().join("out");
