@@ -12,7 +12,8 @@
 //! [`Hosts::partition`] cuts two hosts off from each other only, by pinning each one's
 //! neighbour entry for the other to an unused MAC address, so their frames go nowhere and
 //! nothing answers, as on a real partition (no packet filter needed: iproute2 alone);
-//! [`Hosts::degrade`] adds `tc netem` delay and loss to every host's link.
+//! [`Hosts::lose`] drops a share of every host's packets (a `tc` BPF filter), and
+//! [`Hosts::delay`] delays them (`tc netem`, where the kernel has it).
 //!
 //! The hosts share this machine's file system and host id, so cluster processes in them
 //! must fetch shuffle data over the network (`GRISTMILL_NO_HOST_LOCAL_SHUFFLE`).
@@ -144,9 +145,20 @@ impl Hosts {
         ip(&["-n", &self.switch(), "link", "set", &format!("vh{h}"), "down"]);
     }
 
-    /// Undoes [`Hosts::isolate`].
+    /// Undoes [`Hosts::isolate`]; returns once the port carries traffic again (the kernel
+    /// raises carrier asynchronously, within about a second).
     pub fn reconnect(&self, h: usize) {
-        ip(&["-n", &self.switch(), "link", "set", &format!("vh{h}"), "up"]);
+        let port = format!("vh{h}");
+        ip(&["-n", &self.switch(), "link", "set", &port, "up"]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            let out = Command::new("ip").args(["-n", &self.switch(), "-o", "link", "show", &port]).output();
+            if out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("state UP")) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("port {port} of host {h} is not up 10 s after reconnecting it");
     }
 
     /// Cuts hosts `a` and `b` off from each other (each keeps every other peer): each one's
@@ -179,21 +191,41 @@ impl Hosts {
         }
     }
 
-    /// Adds `netem` delay and loss to every host's outgoing link (so each one-way path
-    /// between two hosts gets them once). Fails clearly where the kernel lacks netem.
-    pub fn degrade(&self, delay_ms: u32, loss_percent: f64) {
+    /// Adds `netem` delay to every host's outgoing link (so each one-way path between two
+    /// hosts gets it once). Fails clearly where the kernel lacks netem.
+    pub fn delay(&self, delay_ms: u32) {
         for h in 1..=self.n {
-            let (delay, loss) = (format!("{delay_ms}ms"), format!("{loss_percent}%"));
-            let args =
-                ["-n", &self.namespace(h), "qdisc", "add", "dev", "eth0", "root", "netem", "delay", &delay];
-            let out =
-                Command::new("tc").args(args).args(["loss", &loss]).output().expect("tc runs (iproute2)");
+            let (ns, delay) = (self.namespace(h), format!("{delay_ms}ms"));
+            let out = Command::new("tc")
+                .args(["-n", &ns, "qdisc", "add", "dev", "eth0", "root", "netem", "delay", &delay])
+                .output()
+                .expect("tc runs (iproute2)");
             assert!(
                 out.status.success(),
                 "tc netem failed: {}\nthis test needs the kernel's netem qdisc (CONFIG_NET_SCH_NETEM, module \
                  sch_netem)",
                 String::from_utf8_lossy(&out.stderr).trim()
             );
+        }
+    }
+
+    /// Drops `percent` of every host's outgoing packets at random, without netem (which not
+    /// every kernel has): a classic BPF filter draws a random number per packet, and the
+    /// packets it picks are redirected to a device that is down, which drops them.
+    pub fn lose(&self, percent: f64) {
+        let threshold = ((percent / 100.0) * 4_294_967_296.0).min(u32::MAX as f64) as u32;
+        // A = random; if A >= threshold return 0 (no match: sent), else return -1 (match).
+        let bytecode = format!("4,32 0 0 4294963256,53 1 0 {threshold},6 0 0 4294967295,6 0 0 0");
+        for h in 1..=self.n {
+            let ns = self.namespace(h);
+            ip(&["-n", &ns, "link", "add", "sink0", "type", "veth", "peer", "name", "sink1"]);
+            tc(&["-n", &ns, "qdisc", "add", "dev", "eth0", "clsact"]);
+            let mirred = ["action", "mirred", "egress", "redirect", "dev", "sink0"];
+            tc(&[
+                &["-n", &ns, "filter", "add", "dev", "eth0", "egress", "bpf", "bytecode", &bytecode][..],
+                &mirred,
+            ]
+            .concat());
         }
     }
 }
@@ -235,6 +267,12 @@ fn remove_leftovers() {
 fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("ip runs (iproute2)");
     assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+}
+
+/// Runs `tc ARGS`, which must succeed.
+fn tc(args: &[&str]) {
+    let out = Command::new("tc").args(args).output().expect("tc runs (iproute2)");
+    assert!(out.status.success(), "tc {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
 }
 
 /// Fails, saying what is missing, unless this process is root and `ip` runs.
