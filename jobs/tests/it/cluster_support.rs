@@ -273,7 +273,12 @@ impl Cluster {
 
     /// Starts a job binary in the background against this cluster.
     pub fn spawn(&self, name: &str, args: &[&str]) -> Child {
-        self.command(DRIVER_HOST, &bin(name))
+        self.spawn_on(DRIVER_HOST, name, args)
+    }
+
+    /// Starts a job binary in the background on host `h` of the network (a client's host).
+    pub fn spawn_on(&self, h: usize, name: &str, args: &[&str]) -> Child {
+        self.command(h, &bin(name))
             .args(args)
             .args(["--driver", &self.url])
             .envs(self.env.iter().cloned())
