@@ -92,7 +92,7 @@ fn every_example_job_in_cluster_mode_equals_local_mode() {
 }
 
 /// A counter's value in a job's summary (0 when it is not there).
-fn counter(summary: &str, name: &str) -> u64 {
+pub fn counter(summary: &str, name: &str) -> u64 {
     summary
         .lines()
         .find_map(|line| {

@@ -5,6 +5,10 @@
 //! 127.0.0.1 and a client certificate for the user `tester` with `gristmill cert`, and every
 //! process (driver, workers, job binaries, the CLI) runs with `--certs-dir`. Plaintext
 //! clusters (loopback only) are started with `ClusterSpec { secured: false, .. }`.
+//!
+//! With `ClusterSpec { network: Some(hosts), .. }` every process runs on a host of its own
+//! instead ([`Hosts`], network namespaces): the driver and job binaries on host 1, worker
+//! `i` on host `2 + i`, each on its host's address.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -14,6 +18,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::netns::Hosts;
 use super::support::bin;
 
 /// `gristmill` and `gristmill-worker`, built next to the job binaries (`scripts/test` runs
@@ -40,7 +45,11 @@ pub struct Cluster {
     pub certs: Option<PathBuf>,
     log_level: &'static str,
     log_to_files: bool,
+    network: Option<Arc<Hosts>>,
 }
+
+/// The host of the driver and job binaries in a cluster on [`Hosts`].
+pub const DRIVER_HOST: usize = 1;
 
 /// The user whose client certificate the fixture's jobs and CLI calls present.
 pub const TEST_USER: &str = "tester";
@@ -62,6 +71,8 @@ pub struct ClusterSpec {
     /// Their stderr goes to `driver.log` and `worker-N.log` in [`Cluster::dir`] instead of
     /// the test's stderr.
     pub log_to_files: bool,
+    /// Run each process on a host of its own (see the module docs), not all on loopback.
+    pub network: Option<Arc<Hosts>>,
 }
 
 impl Default for ClusterSpec {
@@ -79,6 +90,7 @@ impl Default for ClusterSpec {
             secured: true,
             log_level: "warn",
             log_to_files: false,
+            network: None,
         }
     }
 }
@@ -96,11 +108,15 @@ pub fn gristmill_cert(dir: &Path, args: &[&str]) {
     assert!(out.status.success(), "gristmill cert {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// A certificates directory with a CA, a node certificate for 127.0.0.1 and localhost, and
-/// a client certificate for [`TEST_USER`].
-pub fn create_certs(dir: &Path) {
+/// A certificates directory with a CA, a node certificate for 127.0.0.1, localhost and
+/// `hosts`, and a client certificate for [`TEST_USER`].
+pub fn create_certs(dir: &Path, hosts: &[String]) {
     gristmill_cert(dir, &["create-ca"]);
-    gristmill_cert(dir, &["create-node", "127.0.0.1", "localhost"]);
+    let names = [
+        &["create-node", "127.0.0.1", "localhost"][..],
+        &hosts.iter().map(String::as_str).collect::<Vec<_>>(),
+    ];
+    gristmill_cert(dir, &names.concat());
     gristmill_cert(dir, &["create-client", TEST_USER]);
 }
 
@@ -111,12 +127,13 @@ impl Cluster {
         let certs = spec.secured.then(|| dir.path().join("certs"));
         let mut env = spec.env.clone();
         if let Some(certs) = &certs {
-            create_certs(certs);
+            create_certs(certs, &spec.network.as_ref().map(|h| h.ips()).unwrap_or_default());
             env.push(("GRISTMILL_CERTS_DIR".into(), certs.display().to_string()));
             env.push(("GRISTMILL_USER".into(), TEST_USER.into()));
         }
-        let mut driver = Command::new(cluster_bin("gristmill"))
-            .args(["driver", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--data-dir"])
+        let ip = spec.network.as_ref().map_or("127.0.0.1".into(), |h| h.ip(DRIVER_HOST));
+        let mut driver = command(&spec.network, DRIVER_HOST, &cluster_bin("gristmill"))
+            .args(["driver", "--listen", &format!("{ip}:0"), "--http", &format!("{ip}:0"), "--data-dir"])
             .arg(dir.path().join("driver"))
             .args(&spec.driver_args)
             .env_remove("GRISTMILL_CERTS_DIR")
@@ -126,7 +143,7 @@ impl Cluster {
             .stderr(log_sink(dir.path(), "driver.log", spec.log_to_files))
             .spawn()
             .expect("the driver starts");
-        // "gristmill driver listening on 127.0.0.1:P (status http://127.0.0.1:Q/api/jobs)"
+        // "gristmill driver listening on IP:P (status http://127.0.0.1:Q/api/jobs)"
         let mut line = String::new();
         BufReader::new(driver.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let grpc = line.split_whitespace().nth(4).expect("the driver prints its address").to_owned();
@@ -144,6 +161,7 @@ impl Cluster {
             certs,
             log_level: spec.log_level,
             log_to_files: spec.log_to_files,
+            network: spec.network,
         };
         for _ in 0..spec.workers {
             cluster.add_worker(spec.slots);
@@ -155,8 +173,10 @@ impl Cluster {
     /// Starts one more worker.
     pub fn add_worker(&mut self, slots: u32) {
         let i = self.workers.len();
-        let address = free_address();
-        let child = Command::new(cluster_bin("gristmill-worker"))
+        // A fresh host has every port free.
+        let address = self.network.as_ref().map_or_else(free_address, |h| format!("{}:7100", h.ip(2 + i)));
+        let child = self
+            .command(2 + i, &cluster_bin("gristmill-worker"))
             .args(["--driver", &self.url, "--slots", &slots.to_string(), "--listen", &address, "--data-dir"])
             // Relative, as an operator may give it: the worker resolves it before tasks run in
             // their own directories.
@@ -201,7 +221,7 @@ impl Cluster {
 
     /// The whole response (status line, headers, body) to `GET path`, authenticated as told.
     pub fn http_get(&self, path: &str, auth: HttpAuth) -> String {
-        let Ok(tcp) = TcpStream::connect(&self.http) else { return String::new() };
+        let Ok(tcp) = self.connect(&self.http) else { return String::new() };
         tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let header = match &auth {
             HttpAuth::Token(token) => format!("Authorization: Bearer {token}\r\n"),
@@ -217,7 +237,8 @@ impl Cluster {
             }
             Some(certs) => {
                 let config = https_config(certs, matches!(auth, HttpAuth::Certificate));
-                let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+                let host = self.http.rsplit_once(':').unwrap().0.to_owned();
+                let name = rustls::pki_types::ServerName::try_from(host).unwrap();
                 let connection = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
                 let mut tls = rustls::StreamOwned::new(connection, tcp);
                 if tls.write_all(request.as_bytes()).is_ok() {
@@ -230,7 +251,7 @@ impl Cluster {
 
     /// Runs a job binary against this cluster.
     pub fn run(&self, name: &str, args: &[&str]) -> Output {
-        Command::new(bin(name))
+        self.command(DRIVER_HOST, &bin(name))
             .args(args)
             .args(["--driver", &self.url])
             .envs(self.env.iter().cloned())
@@ -252,7 +273,12 @@ impl Cluster {
 
     /// Starts a job binary in the background against this cluster.
     pub fn spawn(&self, name: &str, args: &[&str]) -> Child {
-        Command::new(bin(name))
+        self.spawn_on(DRIVER_HOST, name, args)
+    }
+
+    /// Starts a job binary in the background on host `h` of the network (a client's host).
+    pub fn spawn_on(&self, h: usize, name: &str, args: &[&str]) -> Child {
+        self.command(h, &bin(name))
             .args(args)
             .args(["--driver", &self.url])
             .envs(self.env.iter().cloned())
@@ -265,12 +291,24 @@ impl Cluster {
 
     /// Runs `gristmill` (jobs, status, cancel) against this cluster.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(cluster_bin("gristmill"))
+        self.command(DRIVER_HOST, &cluster_bin("gristmill"))
             .args(args)
             .envs(self.env.iter().cloned())
             .env("GRISTMILL_DRIVER", &self.url)
             .output()
             .unwrap()
+    }
+
+    /// A command running `program` on host `h` of the network, or here without one.
+    fn command(&self, h: usize, program: &Path) -> Command {
+        command(&self.network, h, program)
+    }
+
+    /// A connection to `addr` from the driver's host.
+    fn connect(&self, addr: &str) -> std::io::Result<TcpStream> {
+        let Some(hosts) = &self.network else { return TcpStream::connect(addr) };
+        let addr = addr.parse().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        hosts.connect(DRIVER_HOST, addr, Duration::from_secs(5))
     }
 
     /// The fixture's temporary directory (certificates, driver and worker data dirs).
@@ -327,6 +365,11 @@ impl Cluster {
             .map(|i| count_files(&self.dir.path().join(format!("worker-{i}")).join("shuffle")))
             .sum()
     }
+}
+
+/// A command running `program` on host `h` of `network`, or here without one.
+fn command(network: &Option<Arc<Hosts>>, h: usize, program: &Path) -> Command {
+    network.as_ref().map_or_else(|| Command::new(program), |hosts| hosts.command(h, program))
 }
 
 /// Where a daemon's stderr goes: a file in `dir`, or the test's stderr.

@@ -10,6 +10,7 @@ mod grep;
 mod groupby;
 mod inverted_index;
 mod join;
+mod netns;
 mod output;
 mod pagerank;
 mod s3;
