@@ -165,7 +165,9 @@ async fn run_attempt(
         Ok(Some((result, tail))) => Some(report_of(&attempt, result, tail)),
         Ok(None) => None,
         Err((message, stderr_tail)) => {
-            Some(report_of(&attempt, TaskResult::Failed { retryable: true, message }, stderr_tail))
+            // The worker's own failure to run the task (binary, spawn, crash): no typed kind.
+            let failed = TaskResult::Failed { retryable: true, kind: None, message };
+            Some(report_of(&attempt, failed, stderr_tail))
         }
     };
     let _ = tokio::fs::remove_dir_all(&work_dir).await;
@@ -314,9 +316,11 @@ fn report_of(attempt: &AttemptKey, result: TaskResult, stderr_tail: String) -> T
         TaskResult::PartWritten { part_file, rows, bytes, counters } => {
             (task_report::Result::ReduceDone(ReduceDone { part_file, rows, bytes }), counters)
         }
-        TaskResult::Failed { retryable, message } => {
+        TaskResult::Failed { retryable, kind: error_kind, message } => {
             let kind = if retryable { FailureKind::Retryable } else { FailureKind::Fatal };
-            let failed = TaskFailed { kind: kind as i32, message, stderr_tail, ..Default::default() };
+            let error_kind = error_kind.map(|k| k.as_str().to_owned()).unwrap_or_default();
+            let failed =
+                TaskFailed { kind: kind as i32, message, stderr_tail, error_kind, ..Default::default() };
             (task_report::Result::Failed(failed), Default::default())
         }
         TaskResult::FetchFailed { map_task, worker, message } => {
@@ -326,6 +330,7 @@ fn report_of(attempt: &AttemptKey, result: TaskResult, stderr_tail: String) -> T
                 stderr_tail,
                 fetch_map_task: map_task,
                 fetch_worker: worker,
+                error_kind: String::new(),
             };
             (task_report::Result::Failed(failed), Default::default())
         }

@@ -31,6 +31,22 @@ pub struct FetchError {
     pub message: String,
 }
 
+/// Why a fetch failed: the map output could not be had, or this reducer could not keep it.
+#[derive(Debug)]
+pub enum FetchFailure {
+    /// The map output could not be fetched: the driver re-runs the map task.
+    Remote(FetchError),
+    /// Writing the fetched bytes to this reducer's own disk failed (e.g. it is full): the
+    /// reducer's own failure, which must not blame the map or its worker.
+    Local(crate::Error),
+}
+
+impl From<FetchError> for FetchFailure {
+    fn from(e: FetchError) -> Self {
+        FetchFailure::Remote(e)
+    }
+}
+
 /// The node certificate this task presents to other workers' shuffle services (loaded once).
 fn node_tls() -> crate::Result<Option<crate::security::ClientTls>> {
     static TLS: std::sync::OnceLock<std::result::Result<Option<crate::security::ClientTls>, String>> =
@@ -48,7 +64,9 @@ pub async fn fetch_partition(
     source: &MapOutputSource,
     partition: u32,
     path: &Path,
-) -> Result<u64, FetchError> {
+) -> Result<u64, FetchFailure> {
+    let local =
+        |e: std::io::Error| FetchFailure::Local(crate::Error::local_disk(path.display().to_string(), e));
     let fail = |message: String| FetchError {
         map_task: source.map_task,
         worker: source.worker.clone(),
@@ -78,7 +96,7 @@ pub async fn fetch_partition(
     // Written directly, bypassing the page cache (the merge reads it once, directly too).
     // Its writes copy into a buffer and hand full 8 MiB blocks to a thread, so they block
     // this task only while the disk is two blocks behind.
-    let mut file = DirectFile::create(path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    let mut file = DirectFile::create(path).map_err(local)?;
     let mut crc = crc32fast::Hasher::new();
     let mut written = 0u64;
     loop {
@@ -89,19 +107,21 @@ pub async fn fetch_partition(
             .ok_or_else(|| fail(format!("the stream ended early after {written} bytes")))?;
         let chunk_crc = crc32fast::hash(&chunk.data);
         if chunk_crc != chunk.crc32 {
-            return Err(fail(format!("a chunk at byte {written} has a bad CRC-32")));
+            return Err(fail(format!("a chunk at byte {written} has a bad CRC-32")).into());
         }
         // The stream's CRC from the chunk's, without a second pass over the bytes.
         crc.combine(&crc32fast::Hasher::new_with_initial_len(chunk_crc, chunk.data.len() as u64));
         written += chunk.data.len() as u64;
-        file.write_all(&chunk.data).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+        file.write_all(&chunk.data).map_err(local)?;
         if chunk.last {
             if chunk.total_bytes != written || chunk.total_crc32 != crc.finalize() {
-                return Err(fail("the partition's length or CRC-32 differs from the map output's".into()));
+                return Err(
+                    fail("the partition's length or CRC-32 differs from the map output's".into()).into()
+                );
             }
             break;
         }
     }
-    file.finish().map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    file.finish().map_err(local)?;
     Ok(written)
 }

@@ -9,7 +9,7 @@ use gristmill_proto::PROTOCOL_VERSION;
 use gristmill_proto::v1::driver_server::Driver;
 use gristmill_proto::v1::{
     AttemptKey, BinaryChunk, BinaryRef, DriverMessage, FailureKind, HasBinaryReply, JobRef, JobStatus,
-    ListJobsReply, ListJobsRequest, Register, Registered, SubmitJobReply, SubmitJobRequest,
+    ListJobsReply, ListJobsRequest, Register, Registered, SubmitJobReply, SubmitJobRequest, TaskFailed,
     TaskKind as WireTaskKind, TaskReport, WorkerMessage, driver_message, task_report, worker_message,
 };
 use tokio::sync::mpsc;
@@ -18,6 +18,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::state::{DriverState, Submission, WorkerLink};
 use crate::cluster::rpc::is_final;
+use crate::error::ErrorKind;
 use crate::ids::{AttemptId, JobId, TaskId, TaskKind, WorkerId};
 use crate::scheduler::{AttemptRef, FailureKind as Kind, TaskFailure, TaskOutcome};
 use crate::security::identity::ADMIN_USER;
@@ -271,18 +272,27 @@ fn on_report(state: &Arc<DriverState>, worker: &WorkerId, report: TaskReport) {
             state.update(|s, now| s.task_succeeded(now, &attempt, outcome, counters));
         }
         task_report::Result::Failed(failed) => {
-            let kind = match failed.kind() {
-                FailureKind::Fatal => Kind::Fatal,
-                FailureKind::FetchFailed => Kind::FetchFailed {
-                    map_task: failed.fetch_map_task,
-                    worker: WorkerId(failed.fetch_worker.clone()),
-                },
-                FailureKind::Retryable | FailureKind::Unspecified => Kind::Retryable,
-            };
-            tracing::warn!(worker = %worker, task = %attempt.task, attempt = %attempt.attempt, cause = %failed.message, "attempt failed");
-            let failure = TaskFailure { kind, message: failed.message, stderr_tail: failed.stderr_tail };
+            let error = ErrorKind::from_name(&failed.error_kind);
+            let kind = failure_kind(&failed, error);
+            tracing::warn!(worker = %worker, task = %attempt.task, attempt = %attempt.attempt, error_kind = %failed.error_kind, cause = %failed.message, "attempt failed");
+            let failure =
+                TaskFailure { kind, error, message: failed.message, stderr_tail: failed.stderr_tail };
             state.update(|s, now| s.task_failed(now, &attempt, failure));
         }
+    }
+}
+
+/// How the scheduler reacts to a failure: a fetch failure re-runs the map; otherwise the
+/// error's typed kind decides, and a report without one (an older worker) its coarse class.
+fn failure_kind(failed: &TaskFailed, error: Option<ErrorKind>) -> Kind {
+    match (failed.kind(), error) {
+        (FailureKind::FetchFailed, _) => Kind::FetchFailed {
+            map_task: failed.fetch_map_task,
+            worker: WorkerId(failed.fetch_worker.clone()),
+        },
+        (_, Some(error)) if error.is_retryable() => Kind::Retryable,
+        (_, Some(_)) | (FailureKind::Fatal, None) => Kind::Fatal,
+        (FailureKind::Retryable | FailureKind::Unspecified, None) => Kind::Retryable,
     }
 }
 
