@@ -125,3 +125,64 @@ pub async fn fetch_partition(
     file.finish().map_err(local)?;
     Ok(written)
 }
+
+#[cfg(test)]
+mod tests {
+    use gristmill_proto::v1::shuffle_server::ShuffleServer;
+
+    use super::*;
+    use crate::cluster::shuffle_service::{JobSecrets, ShuffleService};
+    use crate::ids::AttemptId;
+    use crate::security::{ListenerLimits, SecureListener};
+    use crate::shuffle::{MapOutputFiles, MapOutputIndex, Segment};
+
+    /// Serves map task 0 (attempt 1) of `job`, one partition holding `bytes`, over plaintext.
+    async fn serve(root: &Path, job: &JobId, secret: &JobSecret, bytes: &[u8]) -> String {
+        let files = MapOutputFiles::new(root, job, secret, 0, AttemptId(1));
+        std::fs::create_dir_all(files.data.parent().unwrap()).unwrap();
+        std::fs::write(&files.data, bytes).unwrap();
+        let segment = Segment { offset: 0, len: bytes.len() as u64, crc32: crc32fast::hash(bytes), rows: 1 };
+        std::fs::write(
+            &files.index,
+            serde_json::to_vec(&MapOutputIndex { partitions: vec![segment] }).unwrap(),
+        )
+        .unwrap();
+        let secrets = JobSecrets::new();
+        secrets.insert(&job.to_string(), secret);
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = SecureListener::new(tcp, None, ListenerLimits::default()).unwrap();
+        let address = listener.local_addr().to_string();
+        let service = ShuffleServer::new(ShuffleService::new(root.to_owned(), secrets));
+        let server = tonic::transport::Server::builder().add_service(service);
+        tokio::spawn(server.serve_with_incoming(listener.into_incoming()));
+        address
+    }
+
+    #[tokio::test]
+    async fn a_reducer_that_cannot_keep_what_it_fetched_fails_itself_not_the_map() {
+        let root = tempfile::tempdir().unwrap();
+        let (job, secret) = (JobId::from_string("job-a".into()), JobSecret::generate());
+        let bytes = b"one partition of map output".repeat(100);
+        let address = serve(&root.path().join("shuffle"), &job, &secret, &bytes).await;
+        let source =
+            MapOutputSource { map_task: 0, attempt: 1, worker: "w-1".into(), address, local_dir: None };
+
+        let fetched = root.path().join("fetched.arrows");
+        let len = fetch_partition(&job, &secret, &source, 0, &fetched).await.expect("fetched");
+        assert_eq!((len, std::fs::read(&fetched).unwrap()), (bytes.len() as u64, bytes));
+
+        // The fetch directory is a file: the reducer's own disk is at fault, not the map's worker.
+        std::fs::write(root.path().join("not-a-dir"), b"").unwrap();
+        let unwritable = root.path().join("not-a-dir").join("fetched.arrows");
+        match fetch_partition(&job, &secret, &source, 0, &unwritable).await {
+            Err(FetchFailure::Local(e)) => assert!(e.to_string().contains("not-a-dir"), "{e}"),
+            other => panic!("a local write failure blames the map: {other:?}"),
+        }
+
+        let gone = MapOutputSource { address: "127.0.0.1:1".into(), ..source };
+        match fetch_partition(&job, &secret, &gone, 0, &fetched).await {
+            Err(FetchFailure::Remote(FetchError { map_task: 0, worker, .. })) => assert_eq!(worker, "w-1"),
+            other => panic!("an unreachable worker is a fetch failure: {other:?}"),
+        }
+    }
+}

@@ -308,3 +308,30 @@ fn attempt_ref(key: &AttemptKey) -> Option<AttemptRef> {
         attempt: AttemptId(key.attempt),
     })
 }
+
+#[cfg(test)]
+mod failure_kind_tests {
+    use super::*;
+
+    fn failed(kind: FailureKind, error_kind: &str) -> TaskFailed {
+        TaskFailed { kind: kind as i32, error_kind: error_kind.into(), ..Default::default() }
+    }
+
+    #[test]
+    fn the_typed_kind_decides_and_older_reports_fall_back_to_their_class() {
+        let judge = |f: TaskFailed| failure_kind(&f, ErrorKind::from_name(&f.error_kind));
+        assert_eq!(judge(failed(FailureKind::Fatal, "corrupt_input")), Kind::Fatal);
+        // A kind the driver knows to be fatal wins over a worker that said retryable.
+        assert_eq!(judge(failed(FailureKind::Retryable, "missing_column")), Kind::Fatal);
+        assert_eq!(judge(failed(FailureKind::Retryable, "disk_full")), Kind::Retryable);
+        assert_eq!(judge(failed(FailureKind::Retryable, "panic")), Kind::Retryable);
+        assert_eq!(judge(failed(FailureKind::Fatal, "")), Kind::Fatal);
+        assert_eq!(judge(failed(FailureKind::Unspecified, "a-newer-kind")), Kind::Retryable);
+        let fetch = TaskFailed {
+            fetch_map_task: 3,
+            fetch_worker: "w2".into(),
+            ..failed(FailureKind::FetchFailed, "")
+        };
+        assert_eq!(judge(fetch), Kind::FetchFailed { map_task: 3, worker: WorkerId("w2".into()) });
+    }
+}
