@@ -1,5 +1,6 @@
 //! Errors keep their kind through tasks, on a real cluster: bad input fails the job after
-//! one attempt naming the file, and `--task-timeout` kills attempts that hang.
+//! one attempt naming the file, the same panic twice fails it, and `--task-timeout` kills
+//! attempts that hang.
 
 use std::time::{Duration, Instant};
 
@@ -38,6 +39,28 @@ fn bad_utf8_fails_the_cluster_job_after_one_attempt_naming_the_file() {
         "{job}"
     );
     assert!(!out.join("_SUCCESS").exists());
+}
+
+#[test]
+fn the_same_panic_twice_fails_the_cluster_job_before_its_attempts_are_used_up() {
+    let cluster = Cluster::start(ClusterSpec::default());
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("text");
+    write_text_files(&text, 1, 200);
+    let out = dir.path().join("out");
+    let args = ["--input", s(&text), "--output", s(&out), "--chaos-stage", "map", "--panic", "1", "--always"];
+    let failed = cluster.run("chaos", &args);
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success(), "{stderr}");
+    for needle in ["panicked twice with the same message", "map task 0 panics on purpose", "split"] {
+        assert!(stderr.contains(needle), "the error says {needle:?}: {stderr}");
+    }
+    let job = only_job(&cluster);
+    assert_eq!(
+        (job["attempts_launched"].as_u64(), job["failed_attempts"].as_u64()),
+        (Some(2), Some(2)),
+        "{job}"
+    );
 }
 
 #[test]
