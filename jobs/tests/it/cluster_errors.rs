@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use super::cluster_support::{Cluster, ClusterSpec, wait_until};
-use super::support::{s, write_text_files};
+use super::support::{s, write_parquet_strings, write_text_files};
 
 /// The one job the driver knows, from its status page.
 fn only_job(cluster: &Cluster) -> serde_json::Value {
@@ -39,6 +39,33 @@ fn bad_utf8_fails_the_cluster_job_after_one_attempt_naming_the_file() {
         "{job}"
     );
     assert!(!out.join("_SUCCESS").exists());
+}
+
+#[test]
+fn a_corrupt_parquet_row_group_fails_the_cluster_job_after_one_attempt_naming_the_file() {
+    let cluster = Cluster::start(ClusterSpec::default());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("corrupt.parquet");
+    let lines: Vec<String> = (0..2000).map(|i| format!("line {i} of the corpus")).collect();
+    write_parquet_strings(&path, "text", &lines.iter().map(String::as_str).collect::<Vec<_>>(), 2000);
+    // Garbage over the first page: the footer still plans, the task cannot decode the data.
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[4..68].fill(0xff);
+    std::fs::write(&path, &bytes).unwrap();
+    let out = dir.path().join("out");
+
+    let failed = cluster.run("wordcount", &["-i", s(&path), "-o", s(&out)]);
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success(), "{stderr}");
+    for needle in [s(&path), "corrupt Parquet file", "fatal error (corrupt_input)", "map task 0"] {
+        assert!(stderr.contains(needle), "the error names {needle:?}: {stderr}");
+    }
+    let job = only_job(&cluster);
+    assert_eq!(
+        (job["attempts_launched"].as_u64(), job["failed_attempts"].as_u64()),
+        (Some(1), Some(1)),
+        "{job}"
+    );
 }
 
 #[test]
