@@ -7,7 +7,7 @@
 mod kind;
 
 pub use kind::ErrorKind;
-pub(crate) use kind::PANICKED;
+pub(crate) use kind::{PANICKED, is_disk_full};
 
 use crate::ids::TaskId;
 

@@ -158,7 +158,7 @@ impl Error {
 pub(crate) const PANICKED: &str = "panicked:";
 
 /// True when `error` says the disk (or the user's quota on it) is full.
-fn is_disk_full(error: &std::io::Error) -> bool {
+pub(crate) fn is_disk_full(error: &std::io::Error) -> bool {
     error.kind() == std::io::ErrorKind::StorageFull || error.kind() == std::io::ErrorKind::QuotaExceeded
 }
 
