@@ -4,6 +4,11 @@
 //! split. `Display` is one line that already includes the cause, because that line is what
 //! the CLI prints on failure.
 
+mod kind;
+
+pub use kind::ErrorKind;
+pub(crate) use kind::{PANICKED, is_disk_full};
+
 use crate::ids::TaskId;
 
 /// What user code (mappers, reducers, job constructors) returns on failure.
@@ -171,6 +176,16 @@ pub enum Error {
         cause: String,
     },
 
+    /// A local disk (spill, scratch or fetch directory) is full: this attempt's own
+    /// failure, never its inputs' or their workers'.
+    #[error("{path}: the local disk is full: {cause}")]
+    DiskFull {
+        /// The file or directory written.
+        path: String,
+        /// The cause.
+        cause: String,
+    },
+
     // ---- the output is in a state we must not touch ----
     /// The output already holds a committed result.
     #[error("output {path} already holds a committed result (_SUCCESS); pass --overwrite to replace it")]
@@ -195,6 +210,8 @@ pub enum Error {
         task: TaskId,
         /// What it was processing (file and byte range, row groups, or partition).
         split: String,
+        /// The cause's kind (the cause itself is flattened to a line).
+        kind: ErrorKind,
         /// The cause, one line.
         cause: String,
     },
@@ -222,24 +239,10 @@ pub enum Error {
 
 impl Error {
     /// False for failures another attempt would meet again (a bad job or bad input);
-    /// true for I/O, lost processes and user code that may be flaky.
+    /// true for I/O, lost processes and user code that may be flaky. See
+    /// [`ErrorKind::is_retryable`].
     pub fn is_retryable(&self) -> bool {
-        !matches!(
-            self,
-            Error::InvalidJob(_)
-                | Error::Config(_)
-                | Error::InvalidLocation { .. }
-                | Error::InputNotFound { .. }
-                | Error::GlobMatchedNothing { .. }
-                | Error::UncommittedInput { .. }
-                | Error::CorruptParquet { .. }
-                | Error::BadRecordFile { .. }
-                | Error::MissingColumn { .. }
-                | Error::ColumnType { .. }
-                | Error::OutputExists { .. }
-                | Error::AccessDenied { .. }
-                | Error::Security(_)
-        )
+        self.kind().is_retryable()
     }
 
     /// A failed read of `path`: [`Error::AccessDenied`] when the store refused the

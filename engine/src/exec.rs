@@ -94,11 +94,16 @@ pub struct MapTaskOutput {
 /// Runs user code, turning an error or a panic into a task failure naming `info`.
 fn guarded<T>(info: &TaskInfo, body: impl FnOnce() -> Result<T>) -> Result<T> {
     let result = catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|panic| {
-        Err(Error::UserCode { stage: "panicked:", message: panic_message(panic.as_ref()) })
+        Err(Error::UserCode { stage: crate::error::PANICKED, message: panic_message(panic.as_ref()) })
     });
     result.map_err(|cause| match cause {
         already @ Error::Task { .. } => already,
-        cause => Error::Task { task: info.task, split: info.split.clone(), cause: cause.to_string() },
+        cause => Error::Task {
+            task: info.task,
+            split: info.split.clone(),
+            kind: cause.kind(),
+            cause: cause.to_string(),
+        },
     })
 }
 

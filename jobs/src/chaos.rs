@@ -1,7 +1,8 @@
 //! `chaos`: word count whose tasks misbehave on purpose, for failure tests (like the crash
 //! app of the MIT 6.824 MapReduce lab). Each task draws a number from a hash of the seed,
 //! its kind and its index; that number picks one fate: crash (exit abruptly, no result),
-//! fail (return an error), hang, sleep, or run normally. By default only first attempts
+//! fail (return an error), hang, sleep, panic (with the same message on every attempt), or
+//! run normally. By default only first attempts
 //! misbehave, so retries succeed and the output equals a fault-free word count.
 
 use std::time::Duration;
@@ -48,6 +49,9 @@ pub struct Chaos {
     /// Probability a task sleeps `--sleep-ms` first.
     #[arg(long, default_value_t = 0.0)]
     pub sleep: f64,
+    /// Probability a task panics (with the same message on every attempt).
+    #[arg(long, default_value_t = 0.0)]
+    pub panic: f64,
     /// How long sleeping tasks sleep.
     #[arg(long, default_value_t = 1000)]
     pub sleep_ms: u64,
@@ -70,6 +74,7 @@ enum Fate {
     Fail,
     Hang,
     Sleep,
+    Panic,
     Normal,
 }
 
@@ -92,6 +97,7 @@ impl Chaos {
             (self.fail, Fate::Fail),
             (self.hang, Fate::Hang),
             (self.sleep, Fate::Sleep),
+            (self.panic, Fate::Panic),
         ] {
             edge += p;
             if draw < edge {
@@ -120,6 +126,8 @@ impl Chaos {
                 std::thread::sleep(Duration::from_millis(self.sleep_ms));
                 Ok(())
             }
+            // No attempt number: a deterministic bug panics the same way every time.
+            Fate::Panic => panic!("chaos: {} panics on purpose", info.task),
             Fate::Normal => Ok(()),
         }
     }
@@ -162,10 +170,12 @@ impl Job for Chaos {
         "Counts words while tasks crash, fail, hang or sleep on purpose (failure tests).";
 
     fn validate(&self) -> JobResult<()> {
-        let total = self.crash + self.fail + self.hang + self.sleep;
-        let probabilities = [self.crash, self.fail, self.hang, self.sleep];
+        let probabilities = [self.crash, self.fail, self.hang, self.sleep, self.panic];
+        let total: f64 = probabilities.iter().sum();
         if probabilities.iter().any(|p| !(0.0..=1.0).contains(p)) || total > 1.0 {
-            return Err("--crash, --fail, --hang and --sleep are probabilities summing to at most 1".into());
+            return Err(
+                "--crash, --fail, --hang, --sleep and --panic are probabilities summing to at most 1".into(),
+            );
         }
         Ok(())
     }

@@ -16,6 +16,7 @@ use gristmill::cluster::payload::{JobPayload, MapOutputSource, MapSplit, TaskFil
 use gristmill::cluster::rpc::CERTS_DIR_ENV;
 use gristmill::cluster::shuffle_service::{JobSecrets, is_safe_id};
 use gristmill::cluster::task::TASK_SPEC_FROM_STDIN;
+use gristmill::error::ErrorKind;
 use gristmill::output::{STAGED_NOTES_ENV, Staged, StagedNote, read_staged_notes};
 use gristmill::security::JobSecret;
 use gristmill::shuffle::{remove_job_shuffle_dirs, restrict_shuffle_root};
@@ -207,8 +208,9 @@ async fn run_attempt(
         }
         Ok(None) => None,
         Err((message, stderr_tail)) => {
-            let report = report_of(&attempt, TaskResult::Failed { retryable: true, message }, stderr_tail);
-            Some(Finished { report, staged: None })
+            // The worker's own failure to run the task (binary, spawn): no typed kind.
+            let failed = TaskResult::Failed { retryable: true, kind: None, message };
+            Some(Finished { report: report_of(&attempt, failed, stderr_tail), staged: None })
         }
     };
     let reported = finished.as_ref().and_then(|f| f.staged.as_ref()).map(|s| s.name.as_str());
@@ -286,7 +288,11 @@ async fn launch(
             Ok(result) => Ok(Some((result, tail))),
             Err(e) => Err((format!("the task's result does not parse: {e}"), tail)),
         },
-        _ => Err((format!("the task process {}", describe_exit(status)), tail)),
+        _ => {
+            let message = format!("the task process {}", describe_exit(status));
+            let crashed = TaskResult::Failed { retryable: true, kind: Some(ErrorKind::Crashed), message };
+            Ok(Some((crashed, tail)))
+        }
     }
 }
 
@@ -400,9 +406,11 @@ fn report_of(attempt: &AttemptKey, result: TaskResult, stderr_tail: String) -> T
             let done = ReduceDone { part_file, rows, bytes, upload_id, upload_parts };
             (task_report::Result::ReduceDone(done), counters)
         }
-        TaskResult::Failed { retryable, message } => {
+        TaskResult::Failed { retryable, kind: error_kind, message } => {
             let kind = if retryable { FailureKind::Retryable } else { FailureKind::Fatal };
-            let failed = TaskFailed { kind: kind as i32, message, stderr_tail, ..Default::default() };
+            let error_kind = error_kind.map(|k| k.as_str().to_owned()).unwrap_or_default();
+            let failed =
+                TaskFailed { kind: kind as i32, message, stderr_tail, error_kind, ..Default::default() };
             (task_report::Result::Failed(failed), Default::default())
         }
         TaskResult::FetchFailed { map_task, worker, message } => {
@@ -412,6 +420,7 @@ fn report_of(attempt: &AttemptKey, result: TaskResult, stderr_tail: String) -> T
                 stderr_tail,
                 fetch_map_task: map_task,
                 fetch_worker: worker,
+                error_kind: String::new(),
             };
             (task_report::Result::Failed(failed), Default::default())
         }
@@ -480,6 +489,27 @@ mod tests {
         assert_eq!(std::fs::read(seen.join("stdin")).unwrap(), spec, "the whole spec, then end of input");
         let files: Vec<_> = std::fs::read_dir(&work_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(files, ["stderr.log"], "nothing but the task's stderr in its directory");
+    }
+
+    #[test]
+    fn a_failure_report_carries_the_error_s_kind() {
+        let attempt = AttemptKey { job_id: "job-a".into(), kind: TaskKind::Map as i32, index: 0, attempt: 0 };
+        let corrupt = TaskResult::Failed {
+            retryable: false,
+            kind: Some(ErrorKind::CorruptInput),
+            message: "a.parquet".into(),
+        };
+        let Some(task_report::Result::Failed(failed)) = report_of(&attempt, corrupt, "tail".into()).result
+        else {
+            panic!("not a failure")
+        };
+        assert_eq!((failed.kind(), failed.error_kind.as_str()), (FailureKind::Fatal, "corrupt_input"));
+        assert_eq!((failed.message.as_str(), failed.stderr_tail.as_str()), ("a.parquet", "tail"));
+        let old = TaskResult::Failed { retryable: true, kind: None, message: "m".into() };
+        let Some(task_report::Result::Failed(failed)) = report_of(&attempt, old, String::new()).result else {
+            panic!("not a failure")
+        };
+        assert_eq!((failed.kind(), failed.error_kind.as_str()), (FailureKind::Retryable, ""));
     }
 
     #[tokio::test]

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use gristmill::cluster::rpc::{DriverEndpoint, connect_driver, state_name};
-use gristmill::config::parse_byte_size;
+use gristmill::config::{parse_byte_size, parse_duration};
 use gristmill::driver::cluster::{BinaryLimits, DEFAULT_MAX_WORKER_SLOTS, DriverConfig, serve};
 use gristmill::scheduler::SchedulerConfig;
 use gristmill::security::certs::{self, CertsDir};
@@ -149,6 +149,10 @@ struct DriverArgs {
     /// Never launch backup attempts.
     #[arg(long)]
     no_speculation: bool,
+    /// Kill a task attempt that runs longer than this (e.g. 30s, 5m) and count it as a
+    /// failed attempt [default: no limit].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    task_timeout: Option<Duration>,
     /// Most task slots one worker may advertise.
     #[arg(long, default_value_t = DEFAULT_MAX_WORKER_SLOTS)]
     max_worker_slots: u32,
@@ -221,7 +225,8 @@ async fn run_driver(args: DriverArgs) -> gristmill::Result<ExitCode> {
         .with_max_attempts(args.max_attempts.max(1))
         .with_heartbeat_timeout(Duration::from_secs_f64(args.heartbeat_timeout.max(0.1)))
         .with_speculation(!args.no_speculation)
-        .with_speculation_min_runtime(Duration::from_secs_f64(args.speculation_after.max(0.0)));
+        .with_speculation_min_runtime(Duration::from_secs_f64(args.speculation_after.max(0.0)))
+        .with_task_timeout(args.task_timeout);
     let config = DriverConfig {
         listen: args.listen,
         http: args.http,

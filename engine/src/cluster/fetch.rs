@@ -31,6 +31,22 @@ pub struct FetchError {
     pub message: String,
 }
 
+/// Why a fetch failed: the map output could not be had, or this reducer could not keep it.
+#[derive(Debug)]
+pub enum FetchFailure {
+    /// The map output could not be fetched: the driver re-runs the map task.
+    Remote(FetchError),
+    /// Writing the fetched bytes to this reducer's own disk failed (e.g. it is full): the
+    /// reducer's own failure, which must not blame the map or its worker.
+    Local(crate::Error),
+}
+
+impl From<FetchError> for FetchFailure {
+    fn from(e: FetchError) -> Self {
+        FetchFailure::Remote(e)
+    }
+}
+
 /// The node certificate this task presents to other workers' shuffle services (loaded once).
 fn node_tls() -> crate::Result<Option<crate::security::ClientTls>> {
     static TLS: std::sync::OnceLock<std::result::Result<Option<crate::security::ClientTls>, String>> =
@@ -48,7 +64,9 @@ pub async fn fetch_partition(
     source: &MapOutputSource,
     partition: u32,
     path: &Path,
-) -> Result<u64, FetchError> {
+) -> Result<u64, FetchFailure> {
+    let local =
+        |e: std::io::Error| FetchFailure::Local(crate::Error::local_disk(path.display().to_string(), e));
     let fail = |message: String| FetchError {
         map_task: source.map_task,
         worker: source.worker.clone(),
@@ -78,7 +96,7 @@ pub async fn fetch_partition(
     // Written directly, bypassing the page cache (the merge reads it once, directly too).
     // Its writes copy into a buffer and hand full 8 MiB blocks to a thread, so they block
     // this task only while the disk is two blocks behind.
-    let mut file = DirectFile::create(path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    let mut file = DirectFile::create(path).map_err(local)?;
     let mut crc = crc32fast::Hasher::new();
     let mut written = 0u64;
     loop {
@@ -89,19 +107,82 @@ pub async fn fetch_partition(
             .ok_or_else(|| fail(format!("the stream ended early after {written} bytes")))?;
         let chunk_crc = crc32fast::hash(&chunk.data);
         if chunk_crc != chunk.crc32 {
-            return Err(fail(format!("a chunk at byte {written} has a bad CRC-32")));
+            return Err(fail(format!("a chunk at byte {written} has a bad CRC-32")).into());
         }
         // The stream's CRC from the chunk's, without a second pass over the bytes.
         crc.combine(&crc32fast::Hasher::new_with_initial_len(chunk_crc, chunk.data.len() as u64));
         written += chunk.data.len() as u64;
-        file.write_all(&chunk.data).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+        file.write_all(&chunk.data).map_err(local)?;
         if chunk.last {
             if chunk.total_bytes != written || chunk.total_crc32 != crc.finalize() {
-                return Err(fail("the partition's length or CRC-32 differs from the map output's".into()));
+                return Err(
+                    fail("the partition's length or CRC-32 differs from the map output's".into()).into()
+                );
             }
             break;
         }
     }
-    file.finish().map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    file.finish().map_err(local)?;
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use gristmill_proto::v1::shuffle_server::ShuffleServer;
+
+    use super::*;
+    use crate::cluster::shuffle_service::{JobSecrets, ShuffleService};
+    use crate::ids::AttemptId;
+    use crate::security::{ListenerLimits, SecureListener};
+    use crate::shuffle::{MapOutputFiles, MapOutputIndex, Segment};
+
+    /// Serves map task 0 (attempt 1) of `job`, one partition holding `bytes`, over plaintext.
+    async fn serve(root: &Path, job: &JobId, secret: &JobSecret, bytes: &[u8]) -> String {
+        let files = MapOutputFiles::new(root, job, secret, 0, AttemptId(1));
+        std::fs::create_dir_all(files.data.parent().unwrap()).unwrap();
+        std::fs::write(&files.data, bytes).unwrap();
+        let segment = Segment { offset: 0, len: bytes.len() as u64, crc32: crc32fast::hash(bytes), rows: 1 };
+        std::fs::write(
+            &files.index,
+            serde_json::to_vec(&MapOutputIndex { partitions: vec![segment] }).unwrap(),
+        )
+        .unwrap();
+        let secrets = JobSecrets::new();
+        secrets.insert(&job.to_string(), secret);
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = SecureListener::new(tcp, None, ListenerLimits::default()).unwrap();
+        let address = listener.local_addr().to_string();
+        let service = ShuffleServer::new(ShuffleService::new(root.to_owned(), secrets));
+        let server = tonic::transport::Server::builder().add_service(service);
+        tokio::spawn(server.serve_with_incoming(listener.into_incoming()));
+        address
+    }
+
+    #[tokio::test]
+    async fn a_reducer_that_cannot_keep_what_it_fetched_fails_itself_not_the_map() {
+        let root = tempfile::tempdir().unwrap();
+        let (job, secret) = (JobId::from_string("job-a".into()), JobSecret::generate());
+        let bytes = b"one partition of map output".repeat(100);
+        let address = serve(&root.path().join("shuffle"), &job, &secret, &bytes).await;
+        let source =
+            MapOutputSource { map_task: 0, attempt: 1, worker: "w-1".into(), address, local_dir: None };
+
+        let fetched = root.path().join("fetched.arrows");
+        let len = fetch_partition(&job, &secret, &source, 0, &fetched).await.expect("fetched");
+        assert_eq!((len, std::fs::read(&fetched).unwrap()), (bytes.len() as u64, bytes));
+
+        // The fetch directory is a file: the reducer's own disk is at fault, not the map's worker.
+        std::fs::write(root.path().join("not-a-dir"), b"").unwrap();
+        let unwritable = root.path().join("not-a-dir").join("fetched.arrows");
+        match fetch_partition(&job, &secret, &source, 0, &unwritable).await {
+            Err(FetchFailure::Local(e)) => assert!(e.to_string().contains("not-a-dir"), "{e}"),
+            other => panic!("a local write failure blames the map: {other:?}"),
+        }
+
+        let gone = MapOutputSource { address: "127.0.0.1:1".into(), ..source };
+        match fetch_partition(&job, &secret, &gone, 0, &fetched).await {
+            Err(FetchFailure::Remote(FetchError { map_task: 0, worker, .. })) => assert_eq!(worker, "w-1"),
+            other => panic!("an unreachable worker is a fetch failure: {other:?}"),
+        }
+    }
 }

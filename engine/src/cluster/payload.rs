@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::ErrorKind;
 use crate::input::SplitSpec;
 use crate::security::JobSecret;
 use crate::shuffle::RunBudget;
@@ -152,6 +153,9 @@ pub enum TaskResult {
     Failed {
         /// False when another attempt would fail the same way.
         retryable: bool,
+        /// The error's kind (absent from task binaries built before it existed).
+        #[serde(default)]
+        kind: Option<ErrorKind>,
         /// The cause.
         message: String,
     },
@@ -164,4 +168,29 @@ pub enum TaskResult {
         /// The cause.
         message: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_s_kind_survives_the_result_file_and_old_results_still_parse() {
+        let failed = TaskResult::Failed {
+            retryable: false,
+            kind: Some(ErrorKind::CorruptInput),
+            message: "map task 3 failed on data/a.parquet (row groups 0-1): corrupt".into(),
+        };
+        let json = serde_json::to_vec(&failed).unwrap();
+        match serde_json::from_slice::<TaskResult>(&json).unwrap() {
+            TaskResult::Failed { retryable, kind, message } => {
+                assert!(!retryable);
+                assert_eq!(kind, Some(ErrorKind::CorruptInput));
+                assert!(message.contains("data/a.parquet"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let old: TaskResult = serde_json::from_str(r#"{"Failed":{"retryable":true,"message":"m"}}"#).unwrap();
+        assert!(matches!(old, TaskResult::Failed { retryable: true, kind: None, .. }), "{old:?}");
+    }
 }

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use super::fetch::{FetchError, fetch_partition};
+use super::fetch::{FetchError, FetchFailure, fetch_partition};
 use super::payload::{JobPayload, MapOutputSource, TaskFile, TaskResult};
 use crate::error::{Error, Result};
 use crate::exec::{
@@ -66,7 +66,9 @@ pub fn run<J: Job>(task: &TaskFile) -> ExitCode {
     exit_when_orphaned();
     let result = match run_attempt::<J>(task) {
         Ok(result) => result,
-        Err(e) => TaskResult::Failed { retryable: e.is_retryable(), message: e.to_string() },
+        Err(e) => {
+            TaskResult::Failed { retryable: e.is_retryable(), kind: Some(e.kind()), message: e.to_string() }
+        }
     };
     if let TaskResult::Failed { message, .. } | TaskResult::FetchFailed { message, .. } = &result {
         eprintln!("error: {message}");
@@ -113,7 +115,7 @@ fn run_attempt<J: Job>(task: &TaskFile) -> Result<TaskResult> {
     let io = crate::driver::local::io_runtime()?;
     let job_id = JobId::from_string(task.job_id.clone());
     std::fs::create_dir_all(&task.work_dir)
-        .map_err(|e| Error::Spill { path: task.work_dir.display().to_string(), cause: e.to_string() })?;
+        .map_err(|e| Error::local_disk(task.work_dir.display().to_string(), e))?;
     let spill = Arc::new(SpillDir::create(&task.work_dir, &job_id)?);
     let store = Arc::new(RunStore::new(spill, task.job.run_budget));
     let progress = Progress::default();
@@ -170,14 +172,14 @@ fn run_map<J: Job>(job: &J, env: &TaskEnv<'_>, task: &TaskFile) -> Result<TaskRe
 
 fn run_reduce<J: Job>(job: &J, env: &TaskEnv<'_>, task: &TaskFile) -> Result<TaskResult> {
     let fetch_dir = task.work_dir.join("fetched");
-    std::fs::create_dir_all(&fetch_dir)
-        .map_err(|e| Error::Spill { path: fetch_dir.display().to_string(), cause: e.to_string() })?;
+    std::fs::create_dir_all(&fetch_dir).map_err(|e| Error::local_disk(fetch_dir.display().to_string(), e))?;
     let fetched = env.io.block_on(fetch_all(env.job_id, task, &fetch_dir));
     let segments = match fetched {
         Ok(segments) => segments,
-        Err(FetchError { map_task, worker, message }) => {
+        Err(FetchFailure::Remote(FetchError { map_task, worker, message })) => {
             return Ok(TaskResult::FetchFailed { map_task, worker, message });
         }
+        Err(FetchFailure::Local(e)) => return Err(e),
     };
     let local_bytes: u64 = segments.iter().filter(|s| s.host_local).map(|s| s.len).sum();
     let fetched_bytes: u64 = segments.iter().filter(|s| !s.host_local).map(|s| s.len).sum();
@@ -218,7 +220,7 @@ async fn fetch_all(
     job: &JobId,
     task: &TaskFile,
     dir: &Path,
-) -> std::result::Result<Vec<PartitionBytes>, FetchError> {
+) -> std::result::Result<Vec<PartitionBytes>, FetchFailure> {
     use futures::StreamExt;
     let fetches = task.map_outputs.iter().map(|source| {
         let path = dir.join(format!("m{:06}-a{}.arrows", source.map_task, source.attempt));
@@ -227,7 +229,7 @@ async fn fetch_all(
                 return Ok(segment);
             }
             let len = fetch_partition(job, &task.job_secret, source, task.index, &path).await?;
-            Ok::<_, FetchError>(PartitionBytes { path, offset: 0, len, host_local: false })
+            Ok::<_, FetchFailure>(PartitionBytes { path, offset: 0, len, host_local: false })
         }
     });
     futures::stream::iter(fetches).buffered(4).collect::<Vec<_>>().await.into_iter().collect()

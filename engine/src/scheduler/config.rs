@@ -20,6 +20,18 @@ pub struct SchedulerConfig {
     pub speculation_factor: f64,
     /// Ended jobs kept for the status pages; older ones are forgotten first.
     pub retained_jobs: usize,
+    /// An attempt running longer is killed and counted as a failed attempt; `None`: no
+    /// limit.
+    pub task_timeout: Option<Duration>,
+    /// A worker on which attempts of this many distinct jobs failed within
+    /// [`exclusion_window`](Self::exclusion_window) gets no new tasks for
+    /// [`exclusion_cooldown`](Self::exclusion_cooldown); 0 never excludes. At most half the
+    /// live workers (rounded down) are excluded at once.
+    pub exclude_after_jobs: usize,
+    /// How far back failures count toward excluding a worker.
+    pub exclusion_window: Duration,
+    /// How long an excluded worker gets no new tasks.
+    pub exclusion_cooldown: Duration,
 }
 
 impl Default for SchedulerConfig {
@@ -31,6 +43,10 @@ impl Default for SchedulerConfig {
             speculation_min_runtime: Duration::from_secs(5),
             speculation_factor: 2.0,
             retained_jobs: 1000,
+            task_timeout: None,
+            exclude_after_jobs: 2,
+            exclusion_window: Duration::from_secs(300),
+            exclusion_cooldown: Duration::from_secs(60),
         }
     }
 }
@@ -69,6 +85,26 @@ impl SchedulerConfig {
     /// Sets [`retained_jobs`](Self::retained_jobs).
     pub fn with_retained_jobs(mut self, retained_jobs: usize) -> Self {
         self.retained_jobs = retained_jobs;
+        self
+    }
+
+    /// Sets [`task_timeout`](Self::task_timeout).
+    pub fn with_task_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.task_timeout = timeout;
+        self
+    }
+
+    /// Sets [`exclude_after_jobs`](Self::exclude_after_jobs) (0 turns exclusion off).
+    pub fn with_exclude_after_jobs(mut self, jobs: usize) -> Self {
+        self.exclude_after_jobs = jobs;
+        self
+    }
+
+    /// Sets [`exclusion_window`](Self::exclusion_window) and
+    /// [`exclusion_cooldown`](Self::exclusion_cooldown).
+    pub fn with_exclusion(mut self, window: Duration, cooldown: Duration) -> Self {
+        self.exclusion_window = window;
+        self.exclusion_cooldown = cooldown;
         self
     }
 

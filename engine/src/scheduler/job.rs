@@ -7,8 +7,9 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use super::types::{AttemptRef, Counters, JobSpec, JobState, MapOutputRef, WinningPart};
+use super::types::{AttemptRef, Counters, JobSpec, JobState, MapOutputRef, TaskFailure, WinningPart};
 use super::view::{JobView, Phase, TaskCounts};
+use crate::error::ErrorKind;
 use crate::ids::{AttemptId, JobId, TaskId, TaskKind, WorkerId};
 
 /// An attempt that was launched and has not reported yet.
@@ -43,11 +44,35 @@ pub(super) struct Task {
     pub counters: Counters,
     /// The worker the last counted failure happened on (avoided when possible).
     pub avoid: Option<WorkerId>,
+    /// The message of the last panic: the same panic twice fails the job.
+    pub last_panic: Option<String>,
 }
 
 impl Task {
     pub fn is_pending(&self) -> bool {
         self.output.is_none() && self.running.is_empty()
+    }
+
+    /// Counts a failed attempt on `worker`; returns why the job fails, if it must: the task
+    /// used up its attempts, or panicked with the same message as before.
+    pub fn count_failure(
+        &mut self,
+        worker: &WorkerId,
+        failure: &TaskFailure,
+        max_attempts: u32,
+        what: &str,
+        cause: &str,
+    ) -> Option<String> {
+        self.failures += 1;
+        self.avoid = Some(worker.clone());
+        if failure.error == Some(ErrorKind::Panic) {
+            let again = self.last_panic.replace(failure.message.clone());
+            if again.as_deref() == Some(failure.message.as_str()) {
+                return Some(format!("{what} panicked twice with the same message; last {cause}"));
+            }
+        }
+        (self.failures >= max_attempts)
+            .then(|| format!("{what} failed {} times; last {cause}", self.failures))
     }
 
     /// Removes a running attempt, returning it.

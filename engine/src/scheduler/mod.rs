@@ -16,8 +16,12 @@
 //!   priority), a job's map tasks first, its reduce tasks once every map task has a live
 //!   output; workers take turns (round-robin).
 //! * A failed attempt is retried (on another worker when possible) up to
-//!   [`SchedulerConfig::max_attempts`]; a fatal failure fails the job at once. Lost workers
-//!   and fetch failures do not count toward that limit; they re-run the map outputs lost.
+//!   [`SchedulerConfig::max_attempts`]; a fatal failure (bad input, a bad job) fails the job
+//!   at once, and so does a panic with the same message twice. Lost workers and fetch
+//!   failures do not count toward that limit; they re-run the map outputs lost.
+//! * A worker on which attempts of several jobs failed gets no new tasks for a while (at
+//!   most half the workers at once); attempts past [`SchedulerConfig::task_timeout`] are
+//!   killed and count as failed.
 //! * A lone attempt running much longer than its siblings gets one backup; the first
 //!   attempt to succeed wins and the others are killed.
 //! * When every partition has a winner the job is committed exactly once. A map-only job
@@ -40,6 +44,7 @@
 
 mod assign;
 mod config;
+mod health;
 mod job;
 mod types;
 mod view;
@@ -177,8 +182,8 @@ impl Scheduler {
                 let kind = attempt.task.kind;
                 let map_only = if job.is_map_only() { " of a map-only job" } else { "" };
                 let message = format!("reported {outcome:?} for a {kind:?} task{map_only}");
-                let failure =
-                    TaskFailure { kind: FailureKind::Retryable, message, stderr_tail: String::new() };
+                let kind = FailureKind::Retryable;
+                let failure = TaskFailure { kind, error: None, message, stderr_tail: String::new() };
                 return self.task_failed(now, attempt, failure);
             }
         };
@@ -224,8 +229,12 @@ impl Scheduler {
             }
             _ => None,
         };
+        let mut counted = false;
         let verdict = match (&failure.kind, fetch) {
-            (FailureKind::Fatal, _) => Some(format!("{what} failed with a fatal error; {cause}")),
+            (FailureKind::Fatal, _) => {
+                let kind = failure.error.map(|k| format!(" ({k})")).unwrap_or_default();
+                Some(format!("{what} failed with a fatal error{kind}; {cause}"))
+            }
             (_, Some((map_task, holder))) => {
                 job.fetch_failures += 1;
                 let held_there = |m: &&mut job::Task| m.output.as_ref().is_some_and(|o| o.worker == holder);
@@ -241,13 +250,14 @@ impl Scheduler {
                 })
             }
             (_, None) => {
-                task.failures += 1;
-                task.avoid = Some(run.worker.clone());
-                (task.failures >= max_attempts)
-                    .then(|| format!("{what} failed {} times; last {cause}", task.failures))
+                counted = true;
+                task.count_failure(&run.worker, &failure, max_attempts, &what, &cause)
             }
         };
         job.failed_attempts += 1;
+        if counted {
+            self.note_worker_failure(now, &run.worker, &attempt.job);
+        }
         if let Some(mut message) = verdict {
             if !failure.stderr_tail.trim().is_empty() {
                 message = format!("{message}\n--- stderr (tail) ---\n{}", failure.stderr_tail.trim_end());
@@ -282,8 +292,9 @@ impl Scheduler {
         self.schedule(now);
     }
 
-    /// Periodic work: declares workers without a recent heartbeat lost, fills free slots,
-    /// then launches backup attempts for stragglers.
+    /// Periodic work: declares workers without a recent heartbeat lost, readmits excluded
+    /// workers whose cooldown passed, kills attempts past the task timeout, fills free
+    /// slots, then launches backup attempts for stragglers.
     pub fn tick(&mut self, now: Instant) {
         let timeout = self.config.heartbeat_timeout;
         let silent: Vec<(WorkerId, f64)> = self
@@ -298,6 +309,8 @@ impl Scheduler {
         for (worker, silence) in silent {
             self.lose_worker(&worker, &format!("no heartbeat for {silence:.1}s"));
         }
+        self.readmit_workers(now);
+        self.time_out_attempts(now);
         self.schedule(now);
         if self.config.speculation {
             self.speculate(now);
@@ -332,6 +345,7 @@ impl Scheduler {
                 state: w.state.clone(),
                 secs_since_heartbeat: now.saturating_duration_since(w.last_heartbeat).as_secs_f64(),
                 tasks_completed: w.completed,
+                excluded_secs_left: w.excluded_until.map(|u| u.saturating_duration_since(now).as_secs_f64()),
             })
             .collect()
     }

@@ -4,7 +4,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::error::ErrorKind;
 use crate::ids::{AttemptId, TaskId};
+
+mod health;
 
 fn w(name: &str) -> WorkerId {
     WorkerId(name.to_string())
@@ -35,7 +38,7 @@ fn patient() -> SchedulerConfig {
 }
 
 fn fail(kind: FailureKind, message: &str) -> TaskFailure {
-    TaskFailure { kind, message: message.to_string(), stderr_tail: String::new() }
+    TaskFailure { kind, error: None, message: message.to_string(), stderr_tail: String::new() }
 }
 
 /// A scheduler, a fake clock and short-hands for reports.
@@ -236,6 +239,7 @@ fn max_attempts_fail_the_job_with_full_context_and_others_go_on() {
     assert_eq!(launches, vec![(w("w1"), at("j", TaskId::map(0), 1))]);
     let last = TaskFailure {
         kind: FailureKind::Retryable,
+        error: Some(ErrorKind::UserCode),
         message: "user code: bad number".into(),
         stderr_tail: "thread panicked at x.rs:3\n".into(),
     };

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::error::ErrorKind;
 use crate::ids::{AttemptId, JobId, TaskId, WorkerId};
 
 /// A job as submitted to the cluster: its tasks are known up front.
@@ -56,6 +57,8 @@ pub enum FailureKind {
 pub struct TaskFailure {
     /// How to react.
     pub kind: FailureKind,
+    /// The typed kind of the task's error, when the task reported one.
+    pub error: Option<ErrorKind>,
     /// The cause, one line.
     pub message: String,
     /// The last lines of the task process's stderr (may be empty).

@@ -79,4 +79,7 @@ pub struct WorkerView {
     pub secs_since_heartbeat: f64,
     /// Attempts that succeeded there and were accepted since it registered.
     pub tasks_completed: u64,
+    /// While it is excluded from new tasks (attempts of several jobs failed there): the
+    /// seconds left.
+    pub excluded_secs_left: Option<f64>,
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::types::AttemptRef;
-use crate::ids::WorkerId;
+use crate::ids::{JobId, WorkerId};
 
 /// Whether a worker may receive tasks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -30,11 +30,23 @@ pub(super) struct Worker {
     /// Attempts launched here and not yet finished, in launch order.
     pub running: Vec<AttemptRef>,
     pub completed: u64,
+    /// Counted failures here, oldest first: when and of which job (for exclusion).
+    pub failures: Vec<(Instant, JobId)>,
+    /// Excluded from new tasks until then (ended by `tick`).
+    pub excluded_until: Option<Instant>,
 }
 
 impl Worker {
     pub fn new(now: Instant, slots: u32) -> Self {
-        Worker { slots, state: WorkerState::Alive, last_heartbeat: now, running: Vec::new(), completed: 0 }
+        Worker {
+            slots,
+            state: WorkerState::Alive,
+            last_heartbeat: now,
+            running: Vec::new(),
+            completed: 0,
+            failures: Vec::new(),
+            excluded_until: None,
+        }
     }
 
     pub fn is_alive(&self) -> bool {
@@ -42,7 +54,11 @@ impl Worker {
     }
 
     pub fn free_slots(&self) -> u32 {
-        if self.is_alive() { self.slots.saturating_sub(self.running.len() as u32) } else { 0 }
+        if self.is_alive() && self.excluded_until.is_none() {
+            self.slots.saturating_sub(self.running.len() as u32)
+        } else {
+            0
+        }
     }
 
     pub fn forget(&mut self, attempt: &AttemptRef) {

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{KeyEncoder, MERGE_CHUNK_ROWS, Run, RunMerger, compact_views};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, is_disk_full};
 use crate::ids::{AttemptId, JobId};
 use crate::security::JobSecret;
 use crate::storage::{DirectFile, DirectReader};
@@ -150,6 +150,23 @@ fn fail(path: &Path, cause: impl std::fmt::Display) -> Error {
     Error::Shuffle { what: path.display().to_string(), cause: cause.to_string() }
 }
 
+/// A failed write of map output; a full disk is told apart (the attempt's own failure).
+fn write_failed(path: &Path, error: std::io::Error) -> Error {
+    if is_disk_full(&error) {
+        Error::local_disk(path.display().to_string(), error)
+    } else {
+        fail(path, error)
+    }
+}
+
+/// Names `path` in a failure of writing a partition, keeping a full disk's kind.
+fn partition_failed(path: &Path, error: Error) -> Error {
+    match error {
+        Error::DiskFull { cause, .. } => Error::DiskFull { path: path.display().to_string(), cause },
+        error => fail(path, error),
+    }
+}
+
 /// Counts and checksums what passes through to the data file.
 struct Checksummed<W: Write> {
     inner: W,
@@ -179,26 +196,26 @@ pub fn write_map_output(
     runs: Vec<Vec<Run>>,
 ) -> Result<MapOutputIndex> {
     if let Some(dir) = files.data.parent() {
-        create_private_dir(dir).map_err(|e| fail(dir, e))?;
+        create_private_dir(dir).map_err(|e| write_failed(dir, e))?;
     }
     // Written directly (no page cache) under a staging name, synced, then renamed.
-    let mut out = DirectFile::create(&files.data).map_err(|e| fail(&files.data, e))?;
+    let mut out = DirectFile::create(&files.data).map_err(|e| write_failed(&files.data, e))?;
     let mut index = MapOutputIndex::default();
     let mut offset = 0u64;
     let mut compression = None;
     for partition_runs in runs {
         let mut sink = Checksummed { inner: &mut out, bytes: 0, crc: crc32fast::Hasher::new() };
         let rows = write_partition(&mut sink, schema, key_columns, partition_runs, &mut compression)
-            .map_err(|e| fail(&files.data, e))?;
+            .map_err(|e| partition_failed(&files.data, e))?;
         let (len, crc32) = (sink.bytes, sink.crc.finalize());
         index.partitions.push(Segment { offset, len, crc32, rows });
         offset += len;
     }
-    out.finish().map_err(|e| fail(&files.data, e))?;
+    out.finish().map_err(|e| write_failed(&files.data, e))?;
     let tmp_index = files.index.with_extension("index.tmp");
     let json = serde_json::to_vec(&index).map_err(|e| fail(&tmp_index, e))?;
-    std::fs::write(&tmp_index, json).map_err(|e| fail(&tmp_index, e))?;
-    std::fs::rename(&tmp_index, &files.index).map_err(|e| fail(&files.index, e))?;
+    std::fs::write(&tmp_index, json).map_err(|e| write_failed(&tmp_index, e))?;
+    std::fs::rename(&tmp_index, &files.index).map_err(|e| write_failed(&files.index, e))?;
     Ok(index)
 }
 
@@ -225,7 +242,12 @@ fn write_partition(
         Some(options) => options.clone(),
         None => compression.insert(super::ipc_write_options_for(&first)?).clone(),
     };
-    let ipc = |e: arrow::error::ArrowError| Error::Internal(format!("writing map output: {e}"));
+    let ipc = |e: arrow::error::ArrowError| match e {
+        arrow::error::ArrowError::IoError(_, io) if is_disk_full(&io) => {
+            Error::DiskFull { path: String::new(), cause: io.to_string() }
+        }
+        e => Error::Internal(format!("writing map output: {e}")),
+    };
     let mut writer = StreamWriter::try_new_with_options(sink, schema, options).map_err(ipc)?;
     let mut rows = 0u64;
     let mut next = Some(first);
@@ -326,6 +348,19 @@ mod tests {
 
     fn secret(text: &str) -> JobSecret {
         JobSecret::from_string(text.to_owned())
+    }
+
+    #[test]
+    fn a_full_disk_under_map_output_keeps_its_kind_and_names_the_file() {
+        use crate::error::ErrorKind;
+        let data = Path::new("/shuffle/j/m3.data");
+        let full = write_failed(data, std::io::Error::from_raw_os_error(28));
+        assert_eq!(full.kind(), ErrorKind::DiskFull);
+        let inner = Error::DiskFull { path: String::new(), cause: "No space left on device".into() };
+        let named = partition_failed(data, inner);
+        assert!(matches!(&named, Error::DiskFull { path, .. } if path == "/shuffle/j/m3.data"), "{named:?}");
+        let other = write_failed(data, std::io::Error::from(std::io::ErrorKind::PermissionDenied));
+        assert!(matches!(other, Error::Shuffle { .. }), "{other:?}");
     }
 
     #[test]

@@ -67,8 +67,13 @@ impl SpillDir {
     pub fn write(self: &Arc<Self>, schema: &SchemaRef, runs: &[Option<Run>]) -> Result<SpillFile> {
         let n = self.next_file.fetch_add(1, Relaxed);
         let path = self.path.join(format!("run-{n:06}.arrow"));
-        let fail = |cause: String| Error::Spill { path: path.display().to_string(), cause };
-        let file = File::create(&path).map_err(|e| fail(e.to_string()))?;
+        // A full disk is told apart: it is this task's own failure (see `Error::DiskFull`).
+        let io_fail = |e: std::io::Error| Error::local_disk(path.display().to_string(), e);
+        let fail = |e: arrow::error::ArrowError| match e {
+            arrow::error::ArrowError::IoError(_, e) => io_fail(e),
+            e => Error::Spill { path: path.display().to_string(), cause: e.to_string() },
+        };
+        let file = File::create(&path).map_err(io_fail)?;
         let sink = BufWriter::with_capacity(1 << 20, file);
         let options = match runs.iter().flatten().next() {
             Some(run) => match run.clone().open()?.next_batch()? {
@@ -77,8 +82,7 @@ impl SpillDir {
             },
             None => super::ipc_write_options()?,
         };
-        let mut writer =
-            FileWriter::try_new_with_options(sink, schema, options).map_err(|e| fail(e.to_string()))?;
+        let mut writer = FileWriter::try_new_with_options(sink, schema, options).map_err(fail)?;
         let mut partitions = Vec::with_capacity(runs.len());
         let mut memory_bytes = Vec::with_capacity(runs.len());
         let mut batches = 0;
@@ -93,15 +97,15 @@ impl SpillDir {
                 for offset in (0..run_batch.num_rows()).step_by(SPILL_BATCH_ROWS) {
                     let len = SPILL_BATCH_ROWS.min(run_batch.num_rows() - offset);
                     let batch = compact_views(&run_batch.slice(offset, len))?;
-                    writer.write(&batch).map_err(|e| fail(e.to_string()))?;
+                    writer.write(&batch).map_err(fail)?;
                     batches += 1;
                 }
             }
             partitions.push(start..batches);
         }
-        writer.finish().map_err(|e| fail(e.to_string()))?;
-        let inner = writer.into_inner().map_err(|e| fail(e.to_string()))?;
-        let file = inner.into_inner().map_err(|e| fail(e.error().to_string()))?;
+        writer.finish().map_err(fail)?;
+        let inner = writer.into_inner().map_err(fail)?;
+        let file = inner.into_inner().map_err(|e| io_fail(e.into_error()))?;
         file.sync_data().ok();
         let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         self.spilled_bytes.fetch_add(bytes, Relaxed);

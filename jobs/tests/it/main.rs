@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod cluster;
+mod cluster_errors;
 mod cluster_failures;
 mod cluster_support;
 mod grep;

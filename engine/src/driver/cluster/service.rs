@@ -10,7 +10,8 @@ use gristmill_proto::v1::driver_server::Driver;
 use gristmill_proto::v1::{
     AttemptKey, BinaryChunk, BinaryRef, DriverMessage, FailureKind, HasBinaryReply, JobRef, JobStatus,
     ListJobsReply, ListJobsRequest, ReduceDone, Register, Registered, SubmitJobReply, SubmitJobRequest,
-    TaskKind as WireTaskKind, TaskReport, WorkerMessage, driver_message, task_report, worker_message,
+    TaskFailed, TaskKind as WireTaskKind, TaskReport, WorkerMessage, driver_message, task_report,
+    worker_message,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -19,6 +20,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::staging::StagedPart;
 use super::state::{DriverState, Submission, SubmitRefused, WorkerLink};
 use crate::cluster::rpc::is_final;
+use crate::error::ErrorKind;
 use crate::ids::{AttemptId, JobId, PartitionId, TaskId, TaskKind, WorkerId};
 use crate::output::{Staged, is_part_name_of};
 use crate::scheduler::{AttemptRef, FailureKind as Kind, TaskFailure, TaskOutcome};
@@ -293,16 +295,11 @@ fn on_report(state: &Arc<DriverState>, worker: &WorkerId, report: TaskReport) {
             state.update(|s, now| s.task_succeeded(now, &attempt, outcome, counters));
         }
         task_report::Result::Failed(failed) => {
-            let kind = match failed.kind() {
-                FailureKind::Fatal => Kind::Fatal,
-                FailureKind::FetchFailed => Kind::FetchFailed {
-                    map_task: failed.fetch_map_task,
-                    worker: WorkerId(failed.fetch_worker.clone()),
-                },
-                FailureKind::Retryable | FailureKind::Unspecified => Kind::Retryable,
-            };
-            tracing::warn!(worker = %worker, task = %attempt.task, attempt = %attempt.attempt, cause = %failed.message, "attempt failed");
-            let failure = TaskFailure { kind, message: failed.message, stderr_tail: failed.stderr_tail };
+            let error = ErrorKind::from_name(&failed.error_kind);
+            let kind = failure_kind(&failed, error);
+            tracing::warn!(worker = %worker, task = %attempt.task, attempt = %attempt.attempt, error_kind = %failed.error_kind, cause = %failed.message, "attempt failed");
+            let failure =
+                TaskFailure { kind, error, message: failed.message, stderr_tail: failed.stderr_tail };
             state.update(|s, now| s.task_failed(now, &attempt, failure));
         }
     }
@@ -322,6 +319,20 @@ fn staged_part(attempt: &AttemptRef, done: &ReduceDone) -> Option<StagedPart> {
     Some(StagedPart { partition: partition.0, name: done.part_file.clone(), bytes: done.bytes, staged })
 }
 
+/// How the scheduler reacts to a failure: a fetch failure re-runs the map; otherwise the
+/// error's typed kind decides, and a report without one (an older worker) its coarse class.
+fn failure_kind(failed: &TaskFailed, error: Option<ErrorKind>) -> Kind {
+    match (failed.kind(), error) {
+        (FailureKind::FetchFailed, _) => Kind::FetchFailed {
+            map_task: failed.fetch_map_task,
+            worker: WorkerId(failed.fetch_worker.clone()),
+        },
+        (_, Some(error)) if error.is_retryable() => Kind::Retryable,
+        (_, Some(_)) | (FailureKind::Fatal, None) => Kind::Fatal,
+        (FailureKind::Retryable | FailureKind::Unspecified, None) => Kind::Retryable,
+    }
+}
+
 fn attempt_ref(key: &AttemptKey) -> Option<AttemptRef> {
     let kind = match WireTaskKind::try_from(key.kind).ok()? {
         WireTaskKind::Map => TaskKind::Map,
@@ -333,4 +344,31 @@ fn attempt_ref(key: &AttemptKey) -> Option<AttemptRef> {
         task: TaskId { kind, index: key.index },
         attempt: AttemptId(key.attempt),
     })
+}
+
+#[cfg(test)]
+mod failure_kind_tests {
+    use super::*;
+
+    fn failed(kind: FailureKind, error_kind: &str) -> TaskFailed {
+        TaskFailed { kind: kind as i32, error_kind: error_kind.into(), ..Default::default() }
+    }
+
+    #[test]
+    fn the_typed_kind_decides_and_older_reports_fall_back_to_their_class() {
+        let judge = |f: TaskFailed| failure_kind(&f, ErrorKind::from_name(&f.error_kind));
+        assert_eq!(judge(failed(FailureKind::Fatal, "corrupt_input")), Kind::Fatal);
+        // A kind the driver knows to be fatal wins over a worker that said retryable.
+        assert_eq!(judge(failed(FailureKind::Retryable, "missing_column")), Kind::Fatal);
+        assert_eq!(judge(failed(FailureKind::Retryable, "disk_full")), Kind::Retryable);
+        assert_eq!(judge(failed(FailureKind::Retryable, "panic")), Kind::Retryable);
+        assert_eq!(judge(failed(FailureKind::Fatal, "")), Kind::Fatal);
+        assert_eq!(judge(failed(FailureKind::Unspecified, "a-newer-kind")), Kind::Retryable);
+        let fetch = TaskFailed {
+            fetch_map_task: 3,
+            fetch_worker: "w2".into(),
+            ..failed(FailureKind::FetchFailed, "")
+        };
+        assert_eq!(judge(fetch), Kind::FetchFailed { map_task: 3, worker: WorkerId("w2".into()) });
+    }
 }
