@@ -8,6 +8,14 @@ use super::cluster_support::{Cluster, ClusterSpec, wait_until};
 use super::support::{s, write_parquet_strings, write_text_files};
 
 /// The one job the driver knows, from its status page.
+/// A cluster without backup attempts: attempt counts are what these tests check, and on a
+/// loaded machine a slow first attempt would get a backup.
+fn cluster_without_backups() -> Cluster {
+    let mut spec = ClusterSpec::default();
+    spec.driver_args.push("--no-speculation".into());
+    Cluster::start(spec)
+}
+
 fn only_job(cluster: &Cluster) -> serde_json::Value {
     let jobs: serde_json::Value = serde_json::from_str(&cluster.get("/api/jobs")).unwrap();
     assert_eq!(jobs.as_array().map(Vec::len), Some(1), "{jobs}");
@@ -16,7 +24,7 @@ fn only_job(cluster: &Cluster) -> serde_json::Value {
 
 #[test]
 fn bad_utf8_fails_the_cluster_job_after_one_attempt_naming_the_file() {
-    let cluster = Cluster::start(ClusterSpec::default());
+    let cluster = cluster_without_backups();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("latin1.txt");
     let mut data = b"good line\n".repeat(100);
@@ -43,7 +51,7 @@ fn bad_utf8_fails_the_cluster_job_after_one_attempt_naming_the_file() {
 
 #[test]
 fn a_corrupt_parquet_row_group_fails_the_cluster_job_after_one_attempt_naming_the_file() {
-    let cluster = Cluster::start(ClusterSpec::default());
+    let cluster = cluster_without_backups();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("corrupt.parquet");
     let lines: Vec<String> = (0..2000).map(|i| format!("line {i} of the corpus")).collect();
@@ -70,7 +78,7 @@ fn a_corrupt_parquet_row_group_fails_the_cluster_job_after_one_attempt_naming_th
 
 #[test]
 fn the_same_panic_twice_fails_the_cluster_job_before_its_attempts_are_used_up() {
-    let cluster = Cluster::start(ClusterSpec::default());
+    let cluster = cluster_without_backups();
     let dir = tempfile::tempdir().unwrap();
     let text = dir.path().join("text");
     write_text_files(&text, 1, 200);
