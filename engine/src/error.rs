@@ -132,6 +132,15 @@ pub enum Error {
         cause: String,
     },
 
+    /// Map output read in place does not match the checksum its map wrote.
+    #[error("map output {path} is corrupt: {cause}")]
+    CorruptMapOutput {
+        /// The map output file.
+        path: String,
+        /// What did not match.
+        cause: String,
+    },
+
     /// Certificates, keys or a listening address refused by the security settings.
     #[error("{0}")]
     Security(#[from] crate::security::SecurityError),

@@ -184,12 +184,20 @@ fn run_reduce<J: Job>(job: &J, env: &TaskEnv<'_>, task: &TaskFile) -> Result<Tas
     let local_bytes: u64 = segments.iter().filter(|s| s.host_local).map(|s| s.len).sum();
     let fetched_bytes: u64 = segments.iter().filter(|s| !s.host_local).map(|s| s.len).sum();
     let runs = segments
-        .into_iter()
+        .iter()
         .filter(|segment| segment.len > 0)
-        .map(|PartitionBytes { path, offset, len, .. }| Run::Segment { path: Arc::new(path), offset, len })
+        .map(|s| Run::Segment {
+            path: Arc::new(s.path.clone()),
+            offset: s.offset,
+            len: s.len,
+            crc32: s.crc32,
+        })
         .collect();
     let output = OutputDir::new(Location::parse_with(&task.job.output, &task.job.storage_options)?);
-    let (part, mut counters) = run_reduce_task(job, env, task.index as usize, runs, &output)?;
+    let (part, mut counters) = match run_reduce_task(job, env, task.index as usize, runs, &output) {
+        Ok(done) => done,
+        Err(e) => return corrupt_map_output(&e, &segments, task).ok_or(e),
+    };
     counters.add(SHUFFLE_FETCHED_BYTES, fetched_bytes);
     counters.add(SHUFFLE_HOST_LOCAL_BYTES, local_bytes);
     Ok(part_written(part, &counters))
@@ -212,6 +220,25 @@ struct PartitionBytes {
     len: u64,
     /// Read in place from a worker on this host, not fetched.
     host_local: bool,
+    /// The checksum to verify while reading: map output read in place only (fetched copies
+    /// are verified on arrival).
+    crc32: Option<u32>,
+}
+
+/// A reduce that failed on map output read in place that did not match its checksum is a
+/// fetch failure of that map: its output is recomputed, as a corrupt fetched copy's is.
+fn corrupt_map_output(error: &Error, segments: &[PartitionBytes], task: &TaskFile) -> Option<TaskResult> {
+    if error.kind() != crate::error::ErrorKind::CorruptMapOutput {
+        return None;
+    }
+    let text = error.to_string();
+    let (_, source) = segments
+        .iter()
+        .zip(&task.map_outputs)
+        .find(|(segment, _)| segment.host_local && text.contains(&segment.path.display().to_string()))?;
+    // Not the path: it names the job's shuffle directory, which stays out of logs.
+    let message = format!("map task {}'s output read in place failed its CRC-32 check", source.map_task);
+    Some(TaskResult::FetchFailed { map_task: source.map_task, worker: source.worker.clone(), message })
 }
 
 /// Finds this reducer's partition of every map output: in place, for map output of a worker
@@ -229,7 +256,7 @@ async fn fetch_all(
                 return Ok(segment);
             }
             let len = fetch_partition(job, &task.job_secret, source, task.index, &path).await?;
-            Ok::<_, FetchFailure>(PartitionBytes { path, offset: 0, len, host_local: false })
+            Ok::<_, FetchFailure>(PartitionBytes { path, offset: 0, len, host_local: false, crc32: None })
         }
     });
     futures::stream::iter(fetches).buffered(4).collect::<Vec<_>>().await.into_iter().collect()
@@ -262,6 +289,7 @@ fn host_local_segment(
             offset: segment.offset,
             len: segment.len,
             host_local: true,
+            crc32: Some(segment.crc32),
         }),
         Err(cause) => {
             tracing::info!(

@@ -24,6 +24,9 @@ pub enum ErrorKind {
     InvalidJob,
     /// The local disk (spill, scratch or fetch directory) is full.
     DiskFull,
+    /// Map output read in place on this host does not match its checksum: the map is
+    /// re-run, as for a failed fetch.
+    CorruptMapOutput,
     /// Reading, writing, spilling or talking to a peer failed; may be transient.
     Io,
     /// User code returned an error.
@@ -42,7 +45,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, for parsing and tests.
-    pub const ALL: [ErrorKind; 14] = [
+    pub const ALL: [ErrorKind; 15] = [
         ErrorKind::NotFound,
         ErrorKind::CorruptInput,
         ErrorKind::InvalidUtf8,
@@ -50,6 +53,7 @@ impl ErrorKind {
         ErrorKind::AccessDenied,
         ErrorKind::InvalidJob,
         ErrorKind::DiskFull,
+        ErrorKind::CorruptMapOutput,
         ErrorKind::Io,
         ErrorKind::UserCode,
         ErrorKind::Panic,
@@ -72,6 +76,7 @@ impl ErrorKind {
             | ErrorKind::InvalidJob
             | ErrorKind::JobFailed => false,
             ErrorKind::DiskFull
+            | ErrorKind::CorruptMapOutput
             | ErrorKind::Io
             | ErrorKind::UserCode
             | ErrorKind::Panic
@@ -91,6 +96,7 @@ impl ErrorKind {
             ErrorKind::AccessDenied => "access_denied",
             ErrorKind::InvalidJob => "invalid_job",
             ErrorKind::DiskFull => "disk_full",
+            ErrorKind::CorruptMapOutput => "corrupt_map_output",
             ErrorKind::Io => "io",
             ErrorKind::UserCode => "user_code",
             ErrorKind::Panic => "panic",
@@ -130,6 +136,7 @@ impl Error {
             | Error::Config(_)
             | Error::Security(_) => ErrorKind::InvalidJob,
             Error::DiskFull { .. } => ErrorKind::DiskFull,
+            Error::CorruptMapOutput { .. } => ErrorKind::CorruptMapOutput,
             Error::Read { .. }
             | Error::Write { .. }
             | Error::Spill { .. }

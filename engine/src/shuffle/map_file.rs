@@ -10,6 +10,8 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -276,22 +278,89 @@ impl PartitionSource {
 }
 
 /// Opens the IPC stream at `offset..offset + len` of `path` for reading, batch by batch.
-pub fn open_segment(path: &Path, offset: u64, len: u64) -> Result<SegmentReader> {
+/// With `crc32` (map output read in place), the bytes are checked against it as they are
+/// read, in the one pass the merge makes; fetched copies were checked on arrival.
+pub fn open_segment(path: &Path, offset: u64, len: u64, crc32: Option<u32>) -> Result<SegmentReader> {
     let reader = DirectReader::open(path, offset..offset + len).map_err(|e| fail(path, e))?;
-    let stream = StreamReader::try_new(reader, None).map_err(|e| fail(path, e))?;
-    Ok(SegmentReader { stream, path: path.to_owned() })
+    let mismatch = Arc::new(AtomicBool::new(false));
+    let verified = Verified {
+        inner: reader,
+        crc: crc32fast::Hasher::new(),
+        left: len,
+        expected: crc32,
+        mismatch: mismatch.clone(),
+    };
+    let segment = crc32.map(|crc32| Segment { offset, len, crc32, rows: 0 });
+    let mut reader = SegmentReader { stream: None, path: path.to_owned(), segment, mismatch };
+    match StreamReader::try_new(verified, None) {
+        Ok(stream) => reader.stream = Some(stream),
+        Err(e) => return Err(reader.failed(e)),
+    }
+    Ok(reader)
 }
 
 /// Reads one partition's stream from a map output (or a fetched copy).
 pub struct SegmentReader {
-    stream: StreamReader<DirectReader>,
+    /// `None` only while opening.
+    stream: Option<StreamReader<Verified>>,
     path: PathBuf,
+    /// The segment, when its checksum is known (read in place).
+    segment: Option<Segment>,
+    mismatch: Arc<AtomicBool>,
 }
 
 impl SegmentReader {
     /// The next batch, or `None` at the end of the stream.
     pub fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
-        self.stream.next().transpose().map_err(|e| fail(&self.path, e))
+        let Some(stream) = &mut self.stream else { return Ok(None) };
+        match stream.next().transpose() {
+            Ok(batch) => Ok(batch),
+            Err(e) => Err(self.failed(e)),
+        }
+    }
+
+    /// A failed read: [`Error::CorruptMapOutput`] when the bytes do not match their
+    /// checksum, found at the end of the stream, or (when the decoder choked on bad bytes
+    /// first) by checking the whole segment now.
+    fn failed(&self, cause: impl std::fmt::Display) -> Error {
+        let corrupt = self.mismatch.load(Ordering::Relaxed)
+            || self
+                .segment
+                .as_ref()
+                .is_some_and(|s| read_segment_checked(&self.path, s, 1 << 20, |_, _| true).is_err());
+        if corrupt {
+            return Error::CorruptMapOutput {
+                path: self.path.display().to_string(),
+                cause: "CRC-32 mismatch".into(),
+            };
+        }
+        fail(&self.path, cause)
+    }
+}
+
+/// A segment's bytes, CRC-32 checked once the last one is read when a checksum is known.
+pub struct Verified {
+    inner: DirectReader,
+    crc: crc32fast::Hasher,
+    left: u64,
+    expected: Option<u32>,
+    mismatch: Arc<AtomicBool>,
+}
+
+impl Read for Verified {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let Some(expected) = self.expected else { return Ok(n) };
+        self.crc.update(&buf[..n]);
+        self.left = self.left.saturating_sub(n as u64);
+        if self.left == 0 && std::mem::take(&mut self.crc).finalize() != expected {
+            self.mismatch.store(true, Ordering::Relaxed);
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "CRC-32 mismatch"));
+        }
+        if self.left == 0 {
+            self.expected = None;
+        }
+        Ok(n)
     }
 }
 
@@ -361,6 +430,52 @@ mod tests {
         assert!(matches!(&named, Error::DiskFull { path, .. } if path == "/shuffle/j/m3.data"), "{named:?}");
         let other = write_failed(data, std::io::Error::from(std::io::ErrorKind::PermissionDenied));
         assert!(matches!(other, Error::Shuffle { .. }), "{other:?}");
+    }
+
+    /// Map output of one partition holding `rows` strings; its files and index.
+    fn one_partition(dir: &Path, rows: usize) -> (MapOutputFiles, Segment) {
+        use arrow::array::StringArray;
+        use arrow::datatypes::{DataType, Field, Schema};
+        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Utf8, false)]));
+        let keys: Vec<String> = (0..rows).map(|i| format!("key-{i:06}")).collect();
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(keys))]).unwrap();
+        let job = JobId::from_string("job-20260101T000000-0001".into());
+        let files = MapOutputFiles::new(dir, &job, &secret("s"), 0, AttemptId(0));
+        let index = write_map_output(&files, &schema, &[0], vec![vec![Run::Memory(batch)]]).unwrap();
+        (files, index.partitions[0])
+    }
+
+    fn read_all(files: &MapOutputFiles, segment: &Segment, crc32: Option<u32>) -> Result<usize> {
+        let mut reader = open_segment(&files.data, segment.offset, segment.len, crc32)?;
+        let mut rows = 0;
+        while let Some(batch) = reader.next_batch()? {
+            rows += batch.num_rows();
+        }
+        Ok(rows)
+    }
+
+    #[test]
+    fn map_output_read_in_place_is_checked_against_its_crc() {
+        let dir = tempfile::tempdir().unwrap();
+        let (files, segment) = one_partition(dir.path(), 20_000);
+        assert_eq!(read_all(&files, &segment, Some(segment.crc32)).unwrap(), 20_000);
+
+        // One flipped bit in the middle of the data.
+        let mut bytes = std::fs::read(&files.data).unwrap();
+        let middle = (segment.offset + segment.len / 2) as usize;
+        bytes[middle] ^= 0x10;
+        std::fs::write(&files.data, &bytes).unwrap();
+        let err = read_all(&files, &segment, Some(segment.crc32)).unwrap_err();
+        assert_eq!(err.kind(), crate::error::ErrorKind::CorruptMapOutput, "{err}");
+        assert!(err.to_string().contains("CRC-32"), "{err}");
+
+        // Bytes the IPC decoder trips on before the end: the segment is checked then.
+        bytes[segment.offset as usize..segment.offset as usize + 16].fill(0xff);
+        std::fs::write(&files.data, &bytes).unwrap();
+        let err = read_all(&files, &segment, Some(segment.crc32)).unwrap_err();
+        assert_eq!(err.kind(), crate::error::ErrorKind::CorruptMapOutput, "{err}");
+        let unchecked = read_all(&files, &segment, None).unwrap_err();
+        assert_eq!(unchecked.kind(), crate::error::ErrorKind::Io, "without a checksum: {unchecked}");
     }
 
     #[test]

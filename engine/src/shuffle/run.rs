@@ -33,6 +33,9 @@ pub enum Run {
         offset: u64,
         /// Its length.
         len: u64,
+        /// Its CRC-32, checked while it is read: map output read in place (a fetched copy
+        /// was checked on arrival).
+        crc32: Option<u32>,
     },
 }
 
@@ -65,8 +68,8 @@ impl Run {
             Run::Memory(batch) => RunReader::Memory(Some(batch)),
             Run::Sorted(run) => RunReader::Sorted { run, next: 0 },
             Run::Spilled { file, partition } => RunReader::Spilled(Box::new(file.open(partition)?)),
-            Run::Segment { path, offset, len } => {
-                RunReader::Segment(Box::new(super::map_file::open_segment(&path, offset, len)?))
+            Run::Segment { path, offset, len, crc32 } => {
+                RunReader::Segment(Box::new(super::map_file::open_segment(&path, offset, len, crc32)?))
             }
         })
     }
