@@ -14,8 +14,8 @@ use crate::cluster_support::{Cluster, ClusterSpec, wait_until};
 use crate::support::{read_committed, run_ok, s, write_text_files};
 
 /// The hosts of worker 0 and worker 1 (the driver is on host 1).
-const WORKER_0: usize = 2;
-const WORKER_1: usize = 3;
+pub const WORKER_0: usize = 2;
+pub const WORKER_1: usize = 3;
 const DRIVER: usize = crate::cluster_support::DRIVER_HOST;
 /// A client's host, where there is one (host 4).
 const CLIENT: usize = 4;
@@ -23,7 +23,7 @@ const CLIENT: usize = 4;
 /// Three hosts and a secured cluster across them, with `driver_args` instead of the
 /// fixture's (when given). The hosts share this machine's file
 /// system, so workers are told to fetch all map output over the network.
-fn cluster(hosts: Hosts, driver_args: &[&str]) -> (Arc<Hosts>, Cluster) {
+pub fn cluster(hosts: Hosts, driver_args: &[&str]) -> (Arc<Hosts>, Cluster) {
     let hosts = Arc::new(hosts);
     let mut spec = ClusterSpec {
         env: vec![("GRISTMILL_NO_HOST_LOCAL_SHUFFLE".into(), "true".into())],
@@ -37,7 +37,7 @@ fn cluster(hosts: Hosts, driver_args: &[&str]) -> (Arc<Hosts>, Cluster) {
 }
 
 /// Text in 12 splits.
-fn input(dir: &Path) -> PathBuf {
+pub fn input(dir: &Path) -> PathBuf {
     let text = dir.join("text");
     write_text_files(&text, 3, 2000);
     text
@@ -45,13 +45,13 @@ fn input(dir: &Path) -> PathBuf {
 
 /// `job`'s flags: 3 reducers, 12 splits, `extra` (e.g. chaos faults, which change timing,
 /// never output).
-fn job_args<'a>(text: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+pub fn job_args<'a>(text: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
     [&["--input", s(text), "--output", s(out), "--reducers", "3", "--split-size", "30000"][..], extra]
         .concat()
 }
 
 /// A fault-free local run of `job` over `text`.
-fn expected(job: &str, text: &Path, dir: &Path) -> PathBuf {
+pub fn expected(job: &str, text: &Path, dir: &Path) -> PathBuf {
     let out = dir.join(format!("expected-{job}"));
     run_ok(job, &job_args(text, &out, &[]));
     out
@@ -59,7 +59,7 @@ fn expected(job: &str, text: &Path, dir: &Path) -> PathBuf {
 
 /// Asserts `actual` holds exactly its manifest's files plus `_SUCCESS`, and the same part
 /// files as `expected`, partition by partition, byte for byte (their names hold job ids).
-fn assert_identical(expected: &Path, actual: &Path) {
+pub fn assert_identical(expected: &Path, actual: &Path) {
     let (want, got) = (read_committed(expected), read_committed(actual));
     assert_eq!(want.parts.len(), got.parts.len(), "part files");
     assert!(!got.parts.is_empty());

@@ -20,6 +20,7 @@
 //! Needs root and iproute2; without them [`Hosts::new`] fails, saying so (never skips).
 
 mod cases;
+mod chaos;
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
