@@ -15,6 +15,7 @@
 pub mod binaries;
 pub mod commit;
 pub mod http;
+pub mod journal;
 pub mod service;
 pub mod staging;
 pub mod state;
