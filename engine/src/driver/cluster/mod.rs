@@ -16,6 +16,9 @@ pub mod binaries;
 pub mod commit;
 pub mod http;
 pub mod journal;
+pub mod recovery;
+#[cfg(test)]
+mod recovery_tests;
 pub mod service;
 pub mod staging;
 pub mod state;
@@ -35,6 +38,7 @@ use crate::scheduler::SchedulerConfig;
 use crate::security::{PeerInfo, Protocol, SecurityError, ServerSecurity};
 
 pub use binaries::{BinaryLimits, DEFAULT_MAX_BINARY_BYTES};
+pub use recovery::HistoryLimits;
 pub use service::DriverService;
 pub use state::DriverState;
 
@@ -45,7 +49,8 @@ pub struct DriverConfig {
     pub listen: String,
     /// Where the JSON status pages are served, if anywhere.
     pub http: Option<String>,
-    /// Where job binaries are stored.
+    /// Where job binaries and the journal (see [`journal`]) are stored: a driver restarted
+    /// on the same directory resumes the jobs that had not ended.
     pub data_dir: PathBuf,
     /// How often workers send heartbeats.
     pub heartbeat_interval: Duration,
@@ -57,6 +62,8 @@ pub struct DriverConfig {
     pub max_worker_slots: u32,
     /// Bounds on job binaries: size, number stored, uploads at once.
     pub binaries: BinaryLimits,
+    /// How many ended jobs, and how old, stay in memory for the status pages.
+    pub history: HistoryLimits,
 }
 
 /// The default of [`DriverConfig::max_worker_slots`].

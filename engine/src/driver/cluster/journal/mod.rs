@@ -120,6 +120,9 @@ pub struct EndedJob {
     pub rows: u64,
     /// Part files committed.
     pub files: u32,
+    /// The counters of the winning attempts.
+    #[serde(default)]
+    pub counters: std::collections::BTreeMap<String, u64>,
     /// When it ended (ms since the Unix epoch).
     pub ended_at_ms: u64,
 }

@@ -25,6 +25,7 @@ fn ended(id: &str) -> Record {
         message: "map task 1 failed".into(),
         rows: 0,
         files: 0,
+        counters: Default::default(),
         ended_at_ms: 7,
     })
 }
