@@ -54,7 +54,10 @@ fn maps_done(cluster: &Cluster) -> u64 {
 /// The attempt number in a part file's name (`part-P-JOB-aATTEMPT.EXT`).
 fn attempt_of(name: &str) -> u64 {
     let stem = name.rsplit_once('.').map_or(name, |(stem, _)| stem);
-    stem.rsplit('-').next().and_then(|a| a.trim_start_matches('a').parse().ok()).unwrap_or_else(|| panic!("no attempt in {name}"))
+    stem.rsplit('-')
+        .next()
+        .and_then(|a| a.trim_start_matches('a').parse().ok())
+        .unwrap_or_else(|| panic!("no attempt in {name}"))
 }
 
 /// `gristmill jobs`' line of `job`.

@@ -89,7 +89,7 @@ pub fn to_hex(bytes: &[u8]) -> String {
 
 /// The bytes of [`to_hex`]'s output; `None` if it is not hex.
 pub fn from_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
