@@ -96,6 +96,7 @@ pub async fn serve(config: DriverConfig, on_ready: impl FnOnce(DriverAddrs)) -> 
     let status_base = http_addr.map(|a| format!("{}://{a}", security.scheme()));
     let state = Arc::new(DriverState::new(&config, status_base)?);
     on_ready(DriverAddrs { grpc: grpc_addr, http: http_addr });
+    tokio::spawn(state::relock_resumed(state.clone()));
     tokio::spawn(state::tick_loop(state.clone()));
     if let Some(listener) = http {
         let router = http::router(state.clone(), security.certs_dir.clone());

@@ -109,3 +109,29 @@ async fn ended_jobs_beyond_the_history_limit_are_forgotten_but_stay_journaled() 
     let roomy = DriverState::new(&config(dir.path()), None).unwrap();
     assert!(ids.iter().all(|id| roomy.status(id).is_some()), "the journal kept them all");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resumed_jobs_lock_their_outputs_again_or_are_cancelled_when_another_job_holds_them() {
+    use crate::output::{LOCK_FILE, LockHolder, OutputDir};
+    use crate::storage::Location;
+    let dir = tempfile::tempdir().unwrap();
+    let digest = bytes_digest(b"bin");
+    let (free, taken) = (dir.path().join("free"), dir.path().join("taken"));
+    let (free_job, taken_job) = {
+        let first = Arc::new(DriverState::new(&config(dir.path()), None).unwrap());
+        first.binaries.store().put(&digest, b"bin").unwrap();
+        (submit(&first, "job-free", &free, &digest), submit(&first, "job-taken", &taken, &digest))
+    };
+    // While the driver was away, another driver's job took the second output.
+    let other = OutputDir::new(Location::parse(taken.to_str().unwrap()).unwrap());
+    other.lock(&LockHolder::new("job-of-another-driver", "bob")).await.unwrap();
+    let second = Arc::new(DriverState::new(&config(dir.path()), None).unwrap());
+    super::state::relock_resumed(second.clone()).await;
+    assert_eq!(state_of(&second, &free_job), JobState::Queued);
+    let lock = std::fs::read_to_string(free.join(LOCK_FILE)).expect("the free output is locked again");
+    assert!(lock.contains("job-free"), "{lock}");
+    assert_eq!(state_of(&second, &taken_job), JobState::Cancelled);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let lock = std::fs::read_to_string(taken.join(LOCK_FILE)).unwrap();
+    assert!(lock.contains("job-of-another-driver"), "the other job's lock stays: {lock}");
+}

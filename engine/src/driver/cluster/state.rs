@@ -598,6 +598,26 @@ fn job_spec(id: &JobId, owner: &str, request: &SubmitJobRequest) -> crate::sched
     }
 }
 
+/// Locks the outputs of the jobs that have not ended (at start: the resumed ones) again: the
+/// lock may name the former driver process, or be gone if it crashed while releasing it. A
+/// job whose output another job locked meanwhile is cancelled (its lock stays).
+pub async fn relock_resumed(state: Arc<DriverState>) {
+    let unfinished: Vec<(JobId, String, SubmitJobRequest)> = lock(&state.jobs)
+        .iter()
+        .filter(|(_, r)| r.ended.is_none())
+        .map(|(id, r)| (id.clone(), r.owner.clone(), r.request.clone()))
+        .collect();
+    for (id, owner, request) in unfinished {
+        let own = id.to_string();
+        if let Err(e) = super::commit::lock_output(&request, &id, &owner, |holder| holder == own).await {
+            tracing::error!(job = %id, error = %e.message(), "cannot lock the resumed job's output again: cancelling the job");
+            state.update(|s, now| {
+                s.cancel(now, &id);
+            });
+        }
+    }
+}
+
 /// Removes the part files a failed or cancelled job's attempts wrote.
 async fn remove_attempt_files(job: JobId, output: String, options: crate::storage::StorageOptions) {
     let removed = match crate::storage::Location::parse_with_options_only(&output, &options) {
