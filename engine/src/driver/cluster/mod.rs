@@ -94,7 +94,7 @@ pub async fn serve(config: DriverConfig, on_ready: impl FnOnce(DriverAddrs)) -> 
     };
     let http_addr = http.as_ref().map(|l| l.local_addr());
     let status_base = http_addr.map(|a| format!("{}://{a}", security.scheme()));
-    let state = Arc::new(DriverState::new(&config, status_base)?);
+    let state = Arc::new(DriverState::open(&config, status_base).await?);
     on_ready(DriverAddrs { grpc: grpc_addr, http: http_addr });
     tokio::spawn(state::relock_resumed(state.clone()));
     tokio::spawn(state::tick_loop(state.clone()));

@@ -14,7 +14,9 @@ use gristmill_proto::v1::{JobState, JobStatus, SubmitJobRequest};
 
 use super::journal::{EndState, EndedJob, Journal, JournalError, Record, SubmittedJob, now_ms};
 use crate::ids::JobId;
+use crate::output::{Manifest, SUCCESS_FILE};
 use crate::scheduler::{JobView, Phase, TaskCounts};
+use crate::storage::Location;
 
 /// Attempt numbers each driver epoch may use per task before reaching the next epoch's.
 pub const ATTEMPTS_PER_EPOCH: u32 = 1000;
@@ -100,6 +102,50 @@ pub fn recover(
     ended.sort_by_key(|e| e.ended_at_ms);
     trim_history(&mut ended, limits, now_ms());
     Ok(Recovered { epoch: epoch + 1, unfinished, ended })
+}
+
+/// Settles commits that finished before the crash: an unfinished job whose output's
+/// `_SUCCESS` names it had committed (the driver died before journaling its end). It ends
+/// as succeeded instead of running again: a rerun that failed would delete the files that
+/// manifest lists, leaving half a result.
+pub async fn settle_commits(journal: &Journal, recovered: &mut Recovered) {
+    let mut unfinished = Vec::new();
+    for job in std::mem::take(&mut recovered.unfinished) {
+        let Some(manifest) = committed_manifest(&job).await else {
+            unfinished.push(job);
+            continue;
+        };
+        tracing::info!(job = %job.job.id, "the job had committed before the driver stopped: it ends as succeeded");
+        let end = EndedJob {
+            id: job.job.id.clone(),
+            state: EndState::Succeeded,
+            message: String::new(),
+            rows: manifest.rows,
+            files: manifest.files.len() as u32,
+            counters: BTreeMap::new(),
+            ended_at_ms: now_ms(),
+        };
+        if let Err(e) = journal.append(&Record::JobEnded(end.clone())) {
+            tracing::error!(job = %job.job.id, error = %e, "cannot journal the job's end");
+        }
+        let options = super::commit::storage_options_of(&job.request);
+        super::commit::unlock_output(&job.request.output, &options, &JobId::from_string(end.id.clone()))
+            .await;
+        let status = ended_status(&job.job, &job.request, &end);
+        recovered.ended.push(Ended { status, ended_at_ms: end.ended_at_ms });
+    }
+    recovered.unfinished = unfinished;
+}
+
+/// The manifest in the job's output, if it names the job.
+async fn committed_manifest(job: &Unfinished) -> Option<Manifest> {
+    use object_store::ObjectStoreExt;
+    let options = super::commit::storage_options_of(&job.request);
+    let location = Location::parse_with_options_only(&job.request.output, &options).ok()?;
+    let success = location.child(SUCCESS_FILE);
+    let bytes = success.store().get(success.path()).await.ok()?.bytes().await.ok()?;
+    let manifest: Manifest = serde_json::from_slice(&bytes).ok()?;
+    (manifest.job_id == job.job.id).then_some(manifest)
 }
 
 /// Drops the oldest ended jobs beyond `limits` (`ended` oldest first).

@@ -135,3 +135,29 @@ async fn resumed_jobs_lock_their_outputs_again_or_are_cancelled_when_another_job
     let lock = std::fs::read_to_string(taken.join(LOCK_FILE)).unwrap();
     assert!(lock.contains("job-of-another-driver"), "the other job's lock stays: {lock}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_commit_finished_before_the_crash_ends_as_succeeded_not_run_again() {
+    use crate::output::{Manifest, SUCCESS_FILE};
+    let dir = tempfile::tempdir().unwrap();
+    let digest = bytes_digest(b"bin");
+    let (done, older) = (dir.path().join("done"), dir.path().join("older"));
+    let (done_job, older_job) = {
+        let first = Arc::new(DriverState::new(&config(dir.path()), None).unwrap());
+        first.binaries.store().put(&digest, b"bin").unwrap();
+        (submit(&first, "job-done", &done, &digest), submit(&first, "job-older", &older, &digest))
+    };
+    // The first driver died after writing job-done's _SUCCESS, before journaling its end;
+    // job-older's output holds an earlier job's result.
+    for (out, job) in [(&done, "job-done"), (&older, "job-before")] {
+        std::fs::create_dir_all(out).unwrap();
+        let manifest = Manifest::new("wordcount", job, &[], Default::default());
+        std::fs::write(out.join(SUCCESS_FILE), serde_json::to_vec(&manifest).unwrap()).unwrap();
+    }
+    let second = DriverState::open(&config(dir.path()), None).await.unwrap();
+    assert_eq!(state_of(&second, &done_job), JobState::Succeeded);
+    assert_eq!(state_of(&second, &older_job), JobState::Queued, "runs again");
+    drop(second);
+    let third = DriverState::new(&config(dir.path()), None).unwrap();
+    assert_eq!(state_of(&third, &done_job), JobState::Succeeded, "journaled as ended");
+}

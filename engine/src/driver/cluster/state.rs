@@ -142,9 +142,25 @@ impl DriverState {
     /// A driver without workers, carrying on the jobs its journal in `data_dir` holds: a new
     /// epoch, unfinished jobs queued again from scratch, ended ones kept as history.
     pub fn new(config: &DriverConfig, status_base: Option<String>) -> Result<Self> {
+        let (journal, recovered) = replay(config)?;
+        Self::carry_on(config, status_base, journal, recovered)
+    }
+
+    /// [`new`](Self::new), first ending as succeeded the jobs whose commit had finished
+    /// before the last driver stopped (see [`settle_commits`](super::recovery::settle_commits)).
+    pub async fn open(config: &DriverConfig, status_base: Option<String>) -> Result<Self> {
+        let (journal, mut recovered) = replay(config)?;
+        super::recovery::settle_commits(&journal, &mut recovered).await;
+        Self::carry_on(config, status_base, journal, recovered)
+    }
+
+    fn carry_on(
+        config: &DriverConfig,
+        status_base: Option<String>,
+        journal: Journal,
+        recovered: Recovered,
+    ) -> Result<Self> {
         let journal_error = |e: super::journal::JournalError| crate::error::Error::Config(e.to_string());
-        let (journal, records) = Journal::open(&config.data_dir).map_err(journal_error)?;
-        let recovered = recover(&journal, records, config.history).map_err(journal_error)?;
         journal.append(&Record::Epoch { n: recovered.epoch }).map_err(journal_error)?;
         let first_attempt = attempt_base(recovered.epoch);
         let state = DriverState {
@@ -584,6 +600,14 @@ impl JobRecord {
             changes: watch::channel(0).0,
         }
     }
+}
+
+/// Opens the journal in the data dir and reads it.
+fn replay(config: &DriverConfig) -> Result<(Journal, Recovered)> {
+    let journal_error = |e: super::journal::JournalError| crate::error::Error::Config(e.to_string());
+    let (journal, records) = Journal::open(&config.data_dir).map_err(journal_error)?;
+    let recovered = recover(&journal, records, config.history).map_err(journal_error)?;
+    Ok((journal, recovered))
 }
 
 /// What the scheduler needs of a submission.
