@@ -90,6 +90,11 @@ pub struct RunArgs {
     #[arg(long, requires = "driver")]
     pub detach: bool,
 
+    /// Cluster mode: how many seconds the driver may be unreachable while the job is
+    /// followed (a restarted driver resumes it) before giving up.
+    #[arg(long, env = "GRISTMILL_DRIVER_TIMEOUT", value_name = "SECS", default_value_t = 300)]
+    pub driver_timeout: u64,
+
     /// Cluster mode: certificates directory with ca.crt and client.USER.crt; the driver's
     /// URL is then https://HOST:PORT.
     #[arg(long, env = "GRISTMILL_CERTS_DIR", value_name = "DIR")]
@@ -120,6 +125,7 @@ impl RunArgs {
             priority: self.priority,
             detach: self.detach,
             show_progress: self.progress != ProgressMode::Off,
+            driver_timeout: std::time::Duration::from_secs(self.driver_timeout),
         })
     }
 

@@ -42,8 +42,10 @@ struct Args {
     /// [default: a fresh directory under the system temp dir].
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Give up after this many seconds without reaching the driver.
-    #[arg(long, default_value_t = 30)]
+    /// Give up after this many seconds without reaching the driver. Meanwhile the worker
+    /// keeps its map output and attaches again as soon as the driver (perhaps restarted on
+    /// its journal) is back.
+    #[arg(long, env = "GRISTMILL_DRIVER_TIMEOUT", default_value_t = 600)]
     driver_timeout: u64,
     /// Fetch all map output through the shuffle service, also from workers on this host
     /// (whose output reducers otherwise read straight from their shuffle directories).

@@ -13,7 +13,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use gristmill::cluster::rpc::{DriverEndpoint, connect_driver, state_name};
 use gristmill::config::{parse_byte_size, parse_duration};
-use gristmill::driver::cluster::{BinaryLimits, DEFAULT_MAX_WORKER_SLOTS, DriverConfig, serve};
+use gristmill::driver::cluster::{
+    BinaryLimits, DEFAULT_MAX_WORKER_SLOTS, DriverConfig, HistoryLimits, serve,
+};
 use gristmill::scheduler::SchedulerConfig;
 use gristmill::security::certs::{self, CertsDir};
 use gristmill::security::{ListenerLimits, ServerSecurity, client_tls, tokens};
@@ -131,7 +133,9 @@ struct DriverArgs {
     /// Where the JSON status pages are served (e.g. 127.0.0.1:8080).
     #[arg(long)]
     http: Option<String>,
-    /// Where job binaries are stored [default: a directory under the system temp dir].
+    /// Where job binaries and the driver's journal are stored; a driver restarted on the
+    /// same directory resumes its unfinished jobs [default: a fresh directory under the
+    /// system temp dir, so nothing is resumed].
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Attempts per task before the job fails.
@@ -242,6 +246,7 @@ async fn run_driver(args: DriverArgs) -> gristmill::Result<ExitCode> {
             max_stored_binaries: args.max_stored_binaries.max(1),
             ..BinaryLimits::default()
         },
+        history: HistoryLimits::default(),
     };
     let scheme = config.security.scheme();
     serve(config, |addrs| {

@@ -14,6 +14,7 @@
 
 pub mod binary;
 pub mod fetch;
+pub mod follow;
 pub mod payload;
 pub mod private_dir;
 pub mod rpc;

@@ -5,16 +5,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gristmill_proto::v1::{
-    BinaryChunk, BinaryRef, JobRef, JobState, JobStatus, MapTaskSpec, SubmitJobRequest,
-};
+use gristmill_proto::v1::{BinaryChunk, BinaryRef, JobState, JobStatus, MapTaskSpec, SubmitJobRequest};
 use gristmill_proto::{CHUNK_BYTES, PROTOCOL_VERSION};
 use object_store::ObjectStoreExt;
 use tonic::transport::Channel;
 
 use super::binary::cached_file_digest;
+use super::follow::Follow;
 use super::payload::{JobPayload, MapSplit};
-use super::rpc::{connect_driver, is_final, state_name, status_error};
+use super::rpc::{connect_driver, status_error};
 use crate::config::RunConfig;
 use crate::driver::JobReport;
 use crate::error::{Error, Result};
@@ -40,7 +39,12 @@ pub struct Submission {
     pub detach: bool,
     /// Print progress lines on stderr.
     pub show_progress: bool,
+    /// How long the driver may be unreachable while following the job (it may restart).
+    pub driver_timeout: Duration,
 }
+
+/// The default of [`Submission::driver_timeout`].
+pub const DEFAULT_DRIVER_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// What a submission ended with.
 pub enum Submitted {
@@ -84,7 +88,13 @@ pub fn submit<J: Job>(job: &J, config: &RunConfig, how: &Submission) -> Result<S
             println!("{}", reply.job_id);
             return Ok(Submitted::Detached { job_id: reply.job_id });
         }
-        let status = follow(&mut client, &reply.job_id, how.show_progress).await?;
+        let follow = Follow {
+            driver: &how.driver,
+            job_id: &reply.job_id,
+            show_progress: how.show_progress,
+            driver_timeout: how.driver_timeout,
+        };
+        let status = super::follow::follow(&mut client, &follow).await?;
         finish(&output, &plan, status, started).await.map(Submitted::Finished)
     })
 }
@@ -231,42 +241,6 @@ fn file_chunks(
         };
         Some((chunk, (file, None)))
     })
-}
-
-/// Follows the job until it ends, printing progress lines at most once a second.
-async fn follow(
-    client: &mut gristmill_proto::v1::driver_client::DriverClient<Channel>,
-    job_id: &str,
-    show_progress: bool,
-) -> Result<JobStatus> {
-    let what = format!("following job {job_id}");
-    let mut stream = client
-        .watch_job(JobRef { job_id: job_id.to_owned() })
-        .await
-        .map_err(status_error(what.clone()))?
-        .into_inner();
-    let mut last_line = (String::new(), Instant::now() - Duration::from_secs(10));
-    while let Some(status) = stream.message().await.map_err(status_error(what.clone()))? {
-        let state = status.state();
-        if show_progress {
-            let line = format!(
-                "{job_id} {}: map {}/{}, reduce {}/{}",
-                state_name(state),
-                status.maps_done,
-                status.maps_total,
-                status.reduces_done,
-                status.reduces_total
-            );
-            if line != last_line.0 && (last_line.1.elapsed() >= Duration::from_secs(1) || is_final(state)) {
-                eprintln!("{line}");
-                last_line = (line, Instant::now());
-            }
-        }
-        if is_final(state) {
-            return Ok(status);
-        }
-    }
-    Err(Error::Rpc { what, cause: "the driver closed the stream before the job ended".into() })
 }
 
 /// Turns the final status into a report, reading the committed manifest.

@@ -32,6 +32,10 @@ pub struct SchedulerConfig {
     pub exclusion_window: Duration,
     /// How long an excluded worker gets no new tasks.
     pub exclusion_cooldown: Duration,
+    /// The number of every task's first attempt. A restarted driver starts above every
+    /// attempt of its earlier runs, so attempt numbers (and the part file names made from
+    /// them) never repeat across restarts.
+    pub first_attempt: u32,
 }
 
 impl Default for SchedulerConfig {
@@ -47,6 +51,7 @@ impl Default for SchedulerConfig {
             exclude_after_jobs: 2,
             exclusion_window: Duration::from_secs(300),
             exclusion_cooldown: Duration::from_secs(60),
+            first_attempt: 0,
         }
     }
 }
@@ -105,6 +110,12 @@ impl SchedulerConfig {
     pub fn with_exclusion(mut self, window: Duration, cooldown: Duration) -> Self {
         self.exclusion_window = window;
         self.exclusion_cooldown = cooldown;
+        self
+    }
+
+    /// Sets [`first_attempt`](Self::first_attempt).
+    pub fn with_first_attempt(mut self, first_attempt: u32) -> Self {
+        self.first_attempt = first_attempt;
         self
     }
 

@@ -109,10 +109,11 @@ pub(super) struct Job {
 }
 
 impl Job {
-    pub fn new(spec: JobSpec, seq: u64, now: Instant) -> Self {
+    pub fn new(spec: JobSpec, seq: u64, now: Instant, first_attempt: u32) -> Self {
+        let task = Task { next_attempt: first_attempt, ..Task::default() };
         Job {
-            maps: vec![Task::default(); spec.map_tasks.len()],
-            reduces: vec![Task::default(); spec.reducers as usize],
+            maps: vec![task.clone(); spec.map_tasks.len()],
+            reduces: vec![task; spec.reducers as usize],
             id: spec.id,
             name: spec.name,
             priority: spec.priority,

@@ -146,7 +146,7 @@ impl Scheduler {
         let seq = self.next_seq;
         self.next_seq += 1;
         let id = spec.id.clone();
-        self.jobs.insert(id.clone(), Job::new(spec, seq, now));
+        self.jobs.insert(id.clone(), Job::new(spec, seq, now, self.config.first_attempt));
         // A map-only job without input has nothing to run, only an empty output to commit.
         if let Some(job) = self.jobs.get_mut(&id).filter(|j| j.parts_written()) {
             start_commit(job, &mut self.workers, &mut self.actions);
@@ -315,6 +315,22 @@ impl Scheduler {
         if self.config.speculation {
             self.speculate(now);
         }
+    }
+
+    /// True if the scheduler knows the job (it has not been forgotten).
+    pub fn has_job(&self, job: &JobId) -> bool {
+        self.jobs.contains_key(job)
+    }
+
+    /// Forgets an ended job (the driver keeps its history elsewhere); false if it is
+    /// unknown or has not ended.
+    pub fn forget(&mut self, job: &JobId) -> bool {
+        if !self.jobs.get(job).is_some_and(|j| j.state.is_terminal()) {
+            return false;
+        }
+        self.jobs.remove(job);
+        self.ended.retain(|id| id != job);
+        true
     }
 
     /// Drains the queued actions, oldest first.

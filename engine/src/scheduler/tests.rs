@@ -558,3 +558,29 @@ fn straggler_threshold_is_bounded_below_and_safe_for_odd_factors() {
     let huge = base.with_speculation_factor(f64::INFINITY);
     assert_eq!(huge.straggler_threshold(Some(Duration::from_secs(4))), Duration::MAX);
 }
+
+#[test]
+fn attempts_start_at_the_configured_first_attempt() {
+    let config = SchedulerConfig::default().with_first_attempt(2000);
+    let mut sim = Sim::new(config, &[("w1", 1)]);
+    sim.submit(0.0, spec("j", 0, 1, 1));
+    let (launches, _) = sim.launches();
+    assert_eq!(launches, vec![(w("w1"), at("j", TaskId::map(0), 2000))]);
+    // An attempt below the base (of an earlier driver) is unknown: its report is ignored.
+    sim.map_done(1.0, &at("j", TaskId::map(0), 0));
+    assert!(sim.s.take_actions().is_empty());
+    assert_eq!(sim.view("j").maps.done, 0);
+}
+
+#[test]
+fn ended_jobs_can_be_forgotten_and_running_ones_cannot() {
+    let mut sim = Sim::new(SchedulerConfig::default(), &[("w1", 1)]);
+    sim.submit(0.0, spec("a", 0, 1, 1));
+    sim.submit(0.0, spec("b", 0, 1, 1));
+    assert!(!sim.s.forget(&jid("a")), "a running job stays");
+    sim.s.cancel(sim.at(1.0), &jid("a"));
+    assert!(sim.s.forget(&jid("a")));
+    assert!(!sim.s.has_job(&jid("a")));
+    let ids: Vec<_> = sim.s.jobs(sim.at(2.0)).into_iter().map(|v| v.id).collect();
+    assert_eq!(ids, [jid("b")]);
+}

@@ -31,7 +31,9 @@ pub fn cluster_bin(name: &str) -> PathBuf {
 
 /// A driver and its workers.
 pub struct Cluster {
-    driver: Child,
+    driver: Option<Child>,
+    driver_args: Vec<String>,
+    driver_ip: String,
     workers: Vec<Option<Child>>,
     /// Each worker's shuffle address (part of its worker id).
     addresses: Vec<String>,
@@ -132,30 +134,14 @@ impl Cluster {
             env.push(("GRISTMILL_USER".into(), TEST_USER.into()));
         }
         let ip = spec.network.as_ref().map_or("127.0.0.1".into(), |h| h.ip(DRIVER_HOST));
-        let mut driver = command(&spec.network, DRIVER_HOST, &cluster_bin("gristmill"))
-            .args(["driver", "--listen", &format!("{ip}:0"), "--http", &format!("{ip}:0"), "--data-dir"])
-            .arg(dir.path().join("driver"))
-            .args(&spec.driver_args)
-            .env_remove("GRISTMILL_CERTS_DIR")
-            .envs(env.iter().cloned())
-            .env("RUST_LOG", spec.log_level)
-            .stdout(Stdio::piped())
-            .stderr(log_sink(dir.path(), "driver.log", spec.log_to_files))
-            .spawn()
-            .expect("the driver starts");
-        // "gristmill driver listening on IP:P (status http://127.0.0.1:Q/api/jobs)"
-        let mut line = String::new();
-        BufReader::new(driver.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let grpc = line.split_whitespace().nth(4).expect("the driver prints its address").to_owned();
-        let http =
-            line.split("://").nth(1).and_then(|r| r.split('/').next()).expect("an http address").to_owned();
-        let scheme = if certs.is_some() { "https" } else { "http" };
         let mut cluster = Cluster {
-            driver,
+            driver: None,
+            driver_args: spec.driver_args,
+            driver_ip: ip.clone(),
             workers: Vec::new(),
             addresses: Vec::new(),
-            url: format!("{scheme}://{grpc}"),
-            http,
+            url: String::new(),
+            http: String::new(),
             env,
             dir,
             certs,
@@ -163,11 +149,56 @@ impl Cluster {
             log_to_files: spec.log_to_files,
             network: spec.network,
         };
+        cluster.launch_driver(&format!("{ip}:0"), &format!("{ip}:0"));
         for _ in 0..spec.workers {
             cluster.add_worker(spec.slots);
         }
         cluster.wait_for_workers(spec.workers);
         cluster
+    }
+
+    /// Starts the driver on `listen` and `http` (with the data dir in [`Cluster::dir`]) and
+    /// waits for its address line.
+    fn launch_driver(&mut self, listen: &str, http: &str) {
+        let mut driver = self
+            .command(DRIVER_HOST, &cluster_bin("gristmill"))
+            .args(["driver", "--listen", listen, "--http", http, "--data-dir"])
+            .arg(self.dir.path().join("driver"))
+            .args(&self.driver_args)
+            .env_remove("GRISTMILL_CERTS_DIR")
+            .envs(self.env.iter().cloned())
+            .env("RUST_LOG", self.log_level)
+            .stdout(Stdio::piped())
+            .stderr(log_sink(self.dir.path(), "driver.log", self.log_to_files))
+            .spawn()
+            .expect("the driver starts");
+        // "gristmill driver listening on IP:P (status http://127.0.0.1:Q/api/jobs)"
+        let mut line = String::new();
+        BufReader::new(driver.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let grpc = line.split_whitespace().nth(4).expect("the driver prints its address").to_owned();
+        self.http =
+            line.split("://").nth(1).and_then(|r| r.split('/').next()).expect("an http address").to_owned();
+        let scheme = if self.certs.is_some() { "https" } else { "http" };
+        self.url = format!("{scheme}://{grpc}");
+        self.driver = Some(driver);
+    }
+
+    /// SIGKILLs the driver (a crash: nothing is flushed or cleaned up).
+    pub fn kill_driver(&mut self) {
+        let mut driver = self.driver.take().expect("the driver runs");
+        driver.kill().unwrap();
+        driver.wait().unwrap();
+    }
+
+    /// Starts the driver again on its data dir and its former ports (workers and followers
+    /// reconnect to the same URL).
+    pub fn restart_driver(&mut self) {
+        assert!(self.driver.is_none(), "kill the driver first");
+        let port = |addr: &str| addr.rsplit(':').next().unwrap().to_owned();
+        let grpc_port = port(&self.url);
+        let http_port = port(&self.http);
+        let ip = self.driver_ip.clone();
+        self.launch_driver(&format!("{ip}:{grpc_port}"), &format!("{ip}:{http_port}"));
     }
 
     /// Starts one more worker.
@@ -374,7 +405,9 @@ fn command(network: &Option<Arc<Hosts>>, h: usize, program: &Path) -> Command {
 
 /// Where a daemon's stderr goes: a file in `dir`, or the test's stderr.
 fn log_sink(dir: &Path, name: &str, to_file: bool) -> Stdio {
-    if to_file { std::fs::File::create(dir.join(name)).unwrap().into() } else { Stdio::inherit() }
+    // Appended: a restarted driver logs after its former self.
+    let file = || std::fs::OpenOptions::new().create(true).append(true).open(dir.join(name)).unwrap();
+    if to_file { file().into() } else { Stdio::inherit() }
 }
 
 /// How a status page request authenticates.
@@ -427,8 +460,10 @@ impl Drop for Cluster {
             let _ = worker.kill();
             let _ = worker.wait();
         }
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        if let Some(driver) = &mut self.driver {
+            let _ = driver.kill();
+            let _ = driver.wait();
+        }
     }
 }
 

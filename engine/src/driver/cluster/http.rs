@@ -69,12 +69,17 @@ async fn index() -> &'static str {
     "Gristmill driver. JSON status: /api/jobs, /api/jobs/{id}, /api/workers\n"
 }
 
+/// This run's jobs in submit order, then those that ended in earlier runs, newest first.
 async fn jobs(State(state): State<Arc<DriverState>>) -> impl IntoResponse {
-    Json(state.read(|s| s.jobs(std::time::Instant::now())))
+    let mut jobs = state.read(|s| s.jobs(std::time::Instant::now()));
+    jobs.extend(state.history_views());
+    Json(jobs)
 }
 
 async fn job(State(state): State<Arc<DriverState>>, Path(id): Path<String>) -> axum::response::Response {
-    match state.read(|s| s.job(std::time::Instant::now(), &JobId::from_string(id.clone()))) {
+    let job_id = JobId::from_string(id.clone());
+    let live = state.read(|s| s.job(std::time::Instant::now(), &job_id));
+    match live.or_else(|| state.history_views().into_iter().find(|v| v.id == job_id)) {
         Some(view) => Json(view).into_response(),
         None => (StatusCode::NOT_FOUND, format!("no job {id}\n")).into_response(),
     }

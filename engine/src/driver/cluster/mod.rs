@@ -15,6 +15,10 @@
 pub mod binaries;
 pub mod commit;
 pub mod http;
+pub mod journal;
+pub mod recovery;
+#[cfg(test)]
+mod recovery_tests;
 pub mod service;
 pub mod staging;
 pub mod state;
@@ -34,6 +38,7 @@ use crate::scheduler::SchedulerConfig;
 use crate::security::{PeerInfo, Protocol, SecurityError, ServerSecurity};
 
 pub use binaries::{BinaryLimits, DEFAULT_MAX_BINARY_BYTES};
+pub use recovery::HistoryLimits;
 pub use service::DriverService;
 pub use state::DriverState;
 
@@ -44,7 +49,8 @@ pub struct DriverConfig {
     pub listen: String,
     /// Where the JSON status pages are served, if anywhere.
     pub http: Option<String>,
-    /// Where job binaries are stored.
+    /// Where job binaries and the journal (see [`journal`]) are stored: a driver restarted
+    /// on the same directory resumes the jobs that had not ended.
     pub data_dir: PathBuf,
     /// How often workers send heartbeats.
     pub heartbeat_interval: Duration,
@@ -56,6 +62,8 @@ pub struct DriverConfig {
     pub max_worker_slots: u32,
     /// Bounds on job binaries: size, number stored, uploads at once.
     pub binaries: BinaryLimits,
+    /// How many ended jobs, and how old, stay in memory for the status pages.
+    pub history: HistoryLimits,
 }
 
 /// The default of [`DriverConfig::max_worker_slots`].
@@ -86,8 +94,9 @@ pub async fn serve(config: DriverConfig, on_ready: impl FnOnce(DriverAddrs)) -> 
     };
     let http_addr = http.as_ref().map(|l| l.local_addr());
     let status_base = http_addr.map(|a| format!("{}://{a}", security.scheme()));
-    let state = Arc::new(DriverState::new(&config, status_base)?);
+    let state = Arc::new(DriverState::open(&config, status_base).await?);
     on_ready(DriverAddrs { grpc: grpc_addr, http: http_addr });
+    tokio::spawn(state::relock_resumed(state.clone()));
     tokio::spawn(state::tick_loop(state.clone()));
     if let Some(listener) = http {
         let router = http::router(state.clone(), security.certs_dir.clone());

@@ -269,7 +269,12 @@ fn on_worker_message(state: &Arc<DriverState>, worker: &WorkerId, message: Worke
 fn on_report(state: &Arc<DriverState>, worker: &WorkerId, report: TaskReport) {
     let (Some(key), Some(result)) = (report.attempt, report.result) else { return };
     let Some(attempt) = attempt_ref(&key) else { return };
-    let runs_it = state.read(|s| s.attempt_worker(&attempt) == Some(worker));
+    // Fenced: an attempt an earlier driver launched (its job runs again from scratch).
+    let fenced = attempt.attempt.0 < state.attempt_base();
+    if fenced {
+        tracing::warn!(worker = %worker, job = %attempt.job, task = %attempt.task, attempt = %attempt.attempt, "refused a report of an attempt of an earlier driver epoch");
+    }
+    let runs_it = !fenced && state.read(|s| s.attempt_worker(&attempt) == Some(worker));
     if let task_report::Result::ReduceDone(done) = &result {
         // Its staged part is kept for the commit, or discarded if it cannot win any more.
         match staged_part(&attempt, done) {

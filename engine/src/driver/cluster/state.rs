@@ -4,7 +4,7 @@
 //! carry them out (send commands to workers, start commits, wake job watchers). Sends never
 //! block: each worker link is an unbounded channel drained by its gRPC stream.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -19,6 +19,8 @@ use tonic::Status;
 use super::DriverConfig;
 use super::binaries::DriverBinaries;
 use super::commit::{CommitSpec, commit, storage_options_of, unlock_output};
+use super::journal::{Journal, Record};
+use super::recovery::{Ended, HistoryLimits, Recovered, attempt_base, beyond_limits, end_record, recover};
 use super::staging::{StagedPart, StagedParts, discard_all};
 use crate::error::Result;
 use crate::ids::{JobId, TaskKind, WorkerId};
@@ -81,6 +83,9 @@ pub enum SubmitRefused {
     /// The scheduler refused the job as submitted.
     #[error("{0}")]
     Invalid(String),
+    /// The job could not be journaled: a restarted driver would lose it.
+    #[error("cannot journal the job: {0}")]
+    Journal(String),
 }
 
 impl From<SubmitRefused> for Status {
@@ -88,6 +93,7 @@ impl From<SubmitRefused> for Status {
         match refused {
             SubmitRefused::OutputInUse { .. } => Status::failed_precondition(refused.to_string()),
             SubmitRefused::Invalid(message) => Status::invalid_argument(message),
+            SubmitRefused::Journal(_) => Status::unavailable(refused.to_string()),
         }
     }
 }
@@ -118,6 +124,13 @@ pub struct DriverState {
     /// Most slots a worker may advertise.
     pub max_worker_slots: u32,
     next_worker: AtomicU64,
+    /// Submitted jobs and their ends, for a restarted driver.
+    journal: Journal,
+    /// This driver's run: one more than the last run's (see [`recovery`](super::recovery)).
+    epoch: u64,
+    /// Ended jobs replayed from the journal, oldest first.
+    history: Mutex<VecDeque<Ended>>,
+    history_limits: HistoryLimits,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -126,10 +139,32 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl DriverState {
-    /// A driver with no workers and no jobs.
+    /// A driver without workers, carrying on the jobs its journal in `data_dir` holds: a new
+    /// epoch, unfinished jobs queued again from scratch, ended ones kept as history.
     pub fn new(config: &DriverConfig, status_base: Option<String>) -> Result<Self> {
-        Ok(DriverState {
-            scheduler: Mutex::new(Scheduler::new(config.scheduler.clone())),
+        let (journal, recovered) = replay(config)?;
+        Self::carry_on(config, status_base, journal, recovered)
+    }
+
+    /// [`new`](Self::new), first ending as succeeded the jobs whose commit had finished
+    /// before the last driver stopped (see [`settle_commits`](super::recovery::settle_commits)).
+    pub async fn open(config: &DriverConfig, status_base: Option<String>) -> Result<Self> {
+        let (journal, mut recovered) = replay(config)?;
+        super::recovery::settle_commits(&journal, &mut recovered).await;
+        Self::carry_on(config, status_base, journal, recovered)
+    }
+
+    fn carry_on(
+        config: &DriverConfig,
+        status_base: Option<String>,
+        journal: Journal,
+        recovered: Recovered,
+    ) -> Result<Self> {
+        let journal_error = |e: super::journal::JournalError| crate::error::Error::Config(e.to_string());
+        journal.append(&Record::Epoch { n: recovered.epoch }).map_err(journal_error)?;
+        let first_attempt = attempt_base(recovered.epoch);
+        let state = DriverState {
+            scheduler: Mutex::new(Scheduler::new(config.scheduler.clone().with_first_attempt(first_attempt))),
             workers: Mutex::new(HashMap::new()),
             jobs: Mutex::new(HashMap::new()),
             binaries: DriverBinaries::open(config.data_dir.join("binaries"), config.binaries)?,
@@ -137,7 +172,98 @@ impl DriverState {
             status_base,
             max_worker_slots: config.max_worker_slots,
             next_worker: AtomicU64::new(1),
-        })
+            journal,
+            epoch: recovered.epoch,
+            history: Mutex::new(VecDeque::new()),
+            history_limits: config.history,
+        };
+        state.resume(recovered);
+        Ok(state)
+    }
+
+    /// Ends a journaled job that cannot run again (kept as failed history).
+    fn end_unresumable(&self, job: super::recovery::Unfinished, why: &str) {
+        tracing::error!(job = %job.job.id, why, "cannot resume the job");
+        let end = super::journal::EndedJob {
+            id: job.job.id.clone(),
+            state: super::journal::EndState::Failed,
+            message: format!("the driver restarted and could not resume the job: {why}"),
+            rows: 0,
+            files: 0,
+            counters: BTreeMap::new(),
+            ended_at_ms: super::journal::now_ms(),
+        };
+        let status = super::recovery::ended_status(&job.job, &job.request, &end);
+        self.journal_end(&status);
+        lock(&self.history).push_back(Ended { status, ended_at_ms: end.ended_at_ms });
+    }
+
+    /// Forgets ended jobs beyond the history limits (count and age), this run's and earlier
+    /// runs'; they stay in the journal. Also drops records of jobs the scheduler forgot.
+    pub fn trim_ended(&self) {
+        let now = Instant::now();
+        let now_ms = super::journal::now_ms();
+        let mut ages: Vec<(String, Duration)> = lock(&self.jobs)
+            .iter()
+            .filter_map(|(id, r)| r.ended.map(|at| (id.to_string(), now.saturating_duration_since(at))))
+            .collect();
+        let history = lock(&self.history);
+        ages.extend(
+            history.iter().map(|e| {
+                (e.status.job_id.clone(), Duration::from_millis(now_ms.saturating_sub(e.ended_at_ms)))
+            }),
+        );
+        drop(history);
+        let doomed = beyond_limits(&ages, self.history_limits);
+        lock(&self.history).retain(|e| !doomed.contains(&e.status.job_id));
+        let mut scheduler = lock(&self.scheduler);
+        lock(&self.jobs).retain(|id, r| {
+            let forget = r.ended.is_some() && (doomed.contains(id.as_str()) || !scheduler.has_job(id));
+            if forget {
+                scheduler.forget(id);
+            }
+            !forget
+        });
+    }
+
+    /// This driver's epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The first attempt number of this epoch: reports of lower ones come from attempts an
+    /// earlier driver launched, and are refused.
+    pub fn attempt_base(&self) -> u32 {
+        attempt_base(self.epoch)
+    }
+
+    /// Queues the unfinished jobs again and keeps the ended ones as history. Their actions
+    /// (none before workers attach) are carried out on the next event.
+    fn resume(&self, recovered: Recovered) {
+        let Recovered { epoch, unfinished, ended } = recovered;
+        tracing::info!(epoch, resumed = unfinished.len(), ended = ended.len(), "replayed the driver journal");
+        lock(&self.history).extend(ended);
+        for job in unfinished {
+            let id = JobId::from_string(job.job.id.clone());
+            if !self.binaries.store().contains(&job.request.binary_digest) {
+                self.end_unresumable(
+                    job,
+                    "its job binary is no longer stored on the driver; submit it again",
+                );
+                continue;
+            }
+            let ago = Duration::from_millis(super::journal::now_ms().saturating_sub(job.job.submitted_at_ms));
+            let output_key =
+                super::commit::output_key(&job.request).unwrap_or_else(|_| job.request.output.clone());
+            let spec = job_spec(&id, &job.job.owner, &job.request);
+            let mut record = JobRecord::new(job.request, output_key, job.job.owner);
+            record.submitted = Instant::now().checked_sub(ago).unwrap_or_else(Instant::now);
+            tracing::info!(job = %id, name = %spec.name, maps = spec.map_tasks.len(), "resuming a job from the journal: its tasks run again");
+            lock(&self.jobs).insert(id.clone(), record);
+            if let Err(e) = lock(&self.scheduler).submit(Instant::now(), spec) {
+                tracing::error!(job = %id, error = %e, "cannot resume the job");
+            }
+        }
     }
 
     /// Feeds the scheduler one event and carries out what follows.
@@ -181,30 +307,26 @@ impl DriverState {
     /// submissions to one output only one is accepted).
     pub fn submit(self: &Arc<Self>, submission: Submission) -> std::result::Result<(), SubmitRefused> {
         let Submission { id, owner, request, output_key } = submission;
-        let spec = crate::scheduler::JobSpec {
-            id: id.clone(),
-            name: request.name.clone(),
-            priority: request.priority,
-            owner: owner.clone(),
-            map_tasks: request.map_tasks.iter().map(|t| t.description.clone()).collect(),
-            reducers: request.reducers,
-        };
-        let record = JobRecord {
-            request,
-            output_key,
-            owner,
-            secret: JobSecret::generate(),
-            submitted: Instant::now(),
-            ended: None,
-            committed: None,
-            staged: StagedParts::default(),
-            changes: watch::channel(0).0,
-        };
+        let spec = job_spec(&id, &owner, &request);
+        let journaled = self.journal.submitted(&id, &owner, &request);
+        let record = JobRecord::new(request, output_key, owner);
         self.record_sole_writer(id.clone(), record)?;
+        // Journaled before it is accepted: a job the submitter heard of survives a crash.
+        if let Err(e) = journaled.and_then(|record| self.journal.append(&record)) {
+            lock(&self.jobs).remove(&id);
+            return Err(SubmitRefused::Journal(e.to_string()));
+        }
         let mut refused = None;
         self.update(|s, now| refused = s.submit(now, spec).err());
         if let Some(e) = refused {
             lock(&self.jobs).remove(&id);
+            let status = JobStatus {
+                job_id: id.to_string(),
+                state: JobState::Failed as i32,
+                error: e.to_string(),
+                ..JobStatus::default()
+            };
+            self.journal_end(&status);
             return Err(SubmitRefused::Invalid(e.to_string()));
         }
         Ok(())
@@ -218,9 +340,29 @@ impl DriverState {
             .map(|(id, _)| id.clone())
     }
 
-    /// True for a job this driver ran and that has ended.
+    /// True for a job this driver (or an earlier run on its journal) ran and that has ended.
     pub fn has_ended(&self, job: &JobId) -> bool {
-        lock(&self.jobs).get(job).is_some_and(|r| r.ended.is_some())
+        lock(&self.jobs).get(job).is_some_and(|r| r.ended.is_some()) || self.ended_status(job).is_some()
+    }
+
+    /// The final status of a job ended in an earlier run, if it is still in the history.
+    fn ended_status(&self, job: &JobId) -> Option<JobStatus> {
+        lock(&self.history).iter().find(|e| e.status.job_id == job.as_str()).map(|e| e.status.clone())
+    }
+
+    /// Status-page views of the ended jobs of earlier runs this run does not know, newest first.
+    pub fn history_views(&self) -> Vec<JobView> {
+        let now_ms = super::journal::now_ms();
+        let known = |e: &&Ended| self.read(|s| s.has_job(&JobId::from_string(e.status.job_id.clone())));
+        let history = lock(&self.history);
+        history.iter().rev().filter(|e| !known(e)).map(|e| super::recovery::ended_view(e, now_ms)).collect()
+    }
+
+    /// Journals a job's end (logged if that fails: the job would run again after a restart).
+    fn journal_end(&self, status: &JobStatus) {
+        if let Err(e) = self.journal.append(&Record::JobEnded(end_record(status))) {
+            tracing::error!(job = %status.job_id, error = %e, "cannot journal the job's end: a restarted driver would run it again");
+        }
     }
 
     /// Records `record` unless a job that has not ended writes its output.
@@ -259,27 +401,32 @@ impl DriverState {
         }
     }
 
-    /// Subscribes to a job's changes.
+    /// Subscribes to a job's changes (a job of the history never changes).
     pub fn watch(&self, job: &JobId) -> Option<watch::Receiver<u64>> {
-        lock(&self.jobs).get(job).map(|r| r.changes.subscribe())
+        let live = lock(&self.jobs).get(job).map(|r| r.changes.subscribe());
+        live.or_else(|| self.ended_status(job).map(|_| watch::channel(0).1))
     }
 
     /// A job's status for clients.
     pub fn status(&self, job: &JobId) -> Option<JobStatus> {
-        let view = self.read(|s| s.job(Instant::now(), job))?;
-        let jobs = lock(&self.jobs);
-        let record = jobs.get(job)?;
-        Some(status_of(&view, record))
+        let live = self.read(|s| s.job(Instant::now(), job)).and_then(|view| {
+            let jobs = lock(&self.jobs);
+            jobs.get(job).map(|record| status_of(&view, record))
+        });
+        live.or_else(|| self.ended_status(job))
     }
 
-    /// Every job's status, newest first.
+    /// Every job's status, newest first (this run's, then the history's).
     pub fn statuses(&self) -> Vec<JobStatus> {
         let views = self.read(|s| s.jobs(Instant::now()));
         let jobs = lock(&self.jobs);
         let mut out: Vec<(Instant, JobStatus)> =
             views.iter().filter_map(|v| jobs.get(&v.id).map(|r| (r.submitted, status_of(v, r)))).collect();
         out.sort_by_key(|entry| std::cmp::Reverse(entry.0));
-        out.into_iter().map(|(_, s)| s).collect()
+        let history = lock(&self.history);
+        let earlier =
+            history.iter().rev().filter(|e| !jobs.contains_key(&JobId::from_string(e.status.job_id.clone())));
+        out.into_iter().map(|(_, s)| s).chain(earlier.map(|e| e.status.clone())).collect()
     }
 
     /// Carries out the scheduler's actions.
@@ -307,6 +454,9 @@ impl DriverState {
                 Action::Commit { job, winners } => self.start_commit(job, winners),
                 Action::JobEnded { job, state } => {
                     tracing::info!(job = %job, state = ?state, "job ended");
+                    if let Some(status) = self.status(&job) {
+                        self.journal_end(&status);
+                    }
                     let output = lock(&self.jobs).get_mut(&job).map(|record| {
                         record.ended = Some(Instant::now());
                         let staged = record.staged.close();
@@ -435,6 +585,63 @@ impl DriverState {
     }
 }
 
+impl JobRecord {
+    /// A job just accepted (or resumed), with a fresh secret.
+    fn new(request: SubmitJobRequest, output_key: String, owner: String) -> Self {
+        JobRecord {
+            request,
+            output_key,
+            owner,
+            secret: JobSecret::generate(),
+            submitted: Instant::now(),
+            ended: None,
+            committed: None,
+            staged: StagedParts::default(),
+            changes: watch::channel(0).0,
+        }
+    }
+}
+
+/// Opens the journal in the data dir and reads it.
+fn replay(config: &DriverConfig) -> Result<(Journal, Recovered)> {
+    let journal_error = |e: super::journal::JournalError| crate::error::Error::Config(e.to_string());
+    let (journal, records) = Journal::open(&config.data_dir).map_err(journal_error)?;
+    let recovered = recover(&journal, records, config.history).map_err(journal_error)?;
+    Ok((journal, recovered))
+}
+
+/// What the scheduler needs of a submission.
+fn job_spec(id: &JobId, owner: &str, request: &SubmitJobRequest) -> crate::scheduler::JobSpec {
+    crate::scheduler::JobSpec {
+        id: id.clone(),
+        name: request.name.clone(),
+        priority: request.priority,
+        owner: owner.to_owned(),
+        map_tasks: request.map_tasks.iter().map(|t| t.description.clone()).collect(),
+        reducers: request.reducers,
+    }
+}
+
+/// Locks the outputs of the jobs that have not ended (at start: the resumed ones) again: the
+/// lock may name the former driver process, or be gone if it crashed while releasing it. A
+/// job whose output another job locked meanwhile is cancelled (its lock stays).
+pub async fn relock_resumed(state: Arc<DriverState>) {
+    let unfinished: Vec<(JobId, String, SubmitJobRequest)> = lock(&state.jobs)
+        .iter()
+        .filter(|(_, r)| r.ended.is_none())
+        .map(|(id, r)| (id.clone(), r.owner.clone(), r.request.clone()))
+        .collect();
+    for (id, owner, request) in unfinished {
+        let own = id.to_string();
+        if let Err(e) = super::commit::lock_output(&request, &id, &owner, |holder| holder == own).await {
+            tracing::error!(job = %id, error = %e.message(), "cannot lock the resumed job's output again: cancelling the job");
+            state.update(|s, now| {
+                s.cancel(now, &id);
+            });
+        }
+    }
+}
+
 /// Removes the part files a failed or cancelled job's attempts wrote.
 async fn remove_attempt_files(job: JobId, output: String, options: crate::storage::StorageOptions) {
     let removed = match crate::storage::Location::parse_with_options_only(&output, &options) {
@@ -453,6 +660,7 @@ pub async fn tick_loop(state: Arc<DriverState>) {
         interval.tick().await;
         state.update(|s, now| s.tick(now));
         state.close_lost_links();
+        state.trim_ended();
     }
 }
 

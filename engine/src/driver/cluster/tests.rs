@@ -48,6 +48,7 @@ impl TestDriver {
             security: ServerSecurity { certs_dir: certs.clone(), ..ServerSecurity::default() },
             max_worker_slots: DEFAULT_MAX_WORKER_SLOTS,
             binaries: crate::driver::cluster::BinaryLimits::default(),
+            history: crate::driver::cluster::HistoryLimits::default(),
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
         tokio::spawn(serve(config, move |addrs| {

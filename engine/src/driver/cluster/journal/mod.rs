@@ -1,0 +1,238 @@
+//! The driver's journal: an append-only log in `<data-dir>/journal` of what a restarted
+//! driver needs to carry on: submitted jobs (their requests sealed, see [`seal`]), ended
+//! jobs, and epochs (one per start).
+//!
+//! Each record is `length (u32 LE) | CRC-32 of the body (u32 LE) | JSON body`, appended and
+//! flushed to disk (`sync_data`) before the change it records is acted on. A crash can leave
+//! a torn last record: replay reads up to the first short or bad record, truncates the file
+//! there and warns. The log is never compacted yet; every job stays in it.
+
+mod seal;
+#[cfg(test)]
+mod tests;
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use gristmill_proto::v1::SubmitJobRequest;
+use prost::Message;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::JobId;
+pub use seal::SealingKey;
+
+/// The journal's file name in the data directory.
+pub const JOURNAL_FILE: &str = "journal";
+/// The sealing key's file name in the data directory.
+pub const KEY_FILE: &str = "journal.key";
+/// Larger lengths are garbage (a torn or overwritten header), not records.
+const MAX_RECORD_BYTES: usize = 1 << 30;
+const HEADER_BYTES: usize = 8;
+
+/// Why the journal cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// Reading, writing or syncing the log failed.
+    #[error("driver journal {path}: {source}")]
+    Io {
+        /// The journal file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The sealing key is missing, malformed or does not open a record.
+    #[error("driver journal key {path}: {cause}")]
+    Key {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong.
+        cause: String,
+    },
+    /// A record could not be encoded or decoded.
+    #[error("driver journal record of job {job}: {cause}")]
+    Record {
+        /// The job it is about.
+        job: String,
+        /// What is wrong.
+        cause: String,
+    },
+}
+
+/// One journal record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Record {
+    /// A driver started with this epoch (one more than the last).
+    Epoch {
+        /// The epoch.
+        n: u64,
+    },
+    /// A job was accepted.
+    JobSubmitted(SubmittedJob),
+    /// A job ended.
+    JobEnded(EndedJob),
+}
+
+/// An accepted job; its request is sealed (storage options and job settings may hold
+/// credentials), the rest is in the clear for people reading the log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SubmittedJob {
+    /// The job's id.
+    pub id: String,
+    /// Who submitted it.
+    pub owner: String,
+    /// Its name.
+    pub name: String,
+    /// Its output.
+    pub output: String,
+    /// When it was accepted (ms since the Unix epoch).
+    pub submitted_at_ms: u64,
+    /// The protobuf `SubmitJobRequest`, sealed with the journal key, hex.
+    pub sealed_request: String,
+}
+
+/// How a job ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndState {
+    /// Committed.
+    Succeeded,
+    /// Failed (see the message).
+    Failed,
+    /// Cancelled by a user.
+    Cancelled,
+}
+
+/// A job's end.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EndedJob {
+    /// The job's id.
+    pub id: String,
+    /// How it ended.
+    pub state: EndState,
+    /// Why it failed; empty otherwise.
+    pub message: String,
+    /// Rows committed.
+    pub rows: u64,
+    /// Part files committed.
+    pub files: u32,
+    /// The counters of the winning attempts.
+    #[serde(default)]
+    pub counters: std::collections::BTreeMap<String, u64>,
+    /// When it ended (ms since the Unix epoch).
+    pub ended_at_ms: u64,
+}
+
+/// The open journal.
+pub struct Journal {
+    path: PathBuf,
+    file: Mutex<File>,
+    key: SealingKey,
+}
+
+impl Journal {
+    /// Opens (or creates) the journal in `data_dir` and replays it: the records up to the
+    /// first torn or bad one, which is cut off with a warning.
+    pub fn open(data_dir: &Path) -> Result<(Journal, Vec<Record>), JournalError> {
+        let path = data_dir.join(JOURNAL_FILE);
+        let io = |source| JournalError::Io { path: path.clone(), source };
+        std::fs::create_dir_all(data_dir).map_err(io)?;
+        let key = SealingKey::open_or_create(&data_dir.join(KEY_FILE))?;
+        let mut file = OpenOptions::new().read(true).append(true).create(true).open(&path).map_err(io)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(io)?;
+        let (records, valid) = parse(&bytes);
+        if valid < bytes.len() {
+            tracing::warn!(journal = %path.display(), kept = valid, dropped = bytes.len() - valid, "the journal ends in a torn or bad record (a crash while appending): cut off");
+            file.set_len(valid as u64).and_then(|()| file.sync_all()).map_err(io)?;
+        }
+        Ok((Journal { path, file: Mutex::new(file), key }, records))
+    }
+
+    /// Appends `record` and flushes it to disk.
+    pub fn append(&self, record: &Record) -> Result<(), JournalError> {
+        let body = serde_json::to_vec(record)
+            .map_err(|e| JournalError::Record { job: record.job().to_owned(), cause: e.to_string() })?;
+        let mut frame = Vec::with_capacity(HEADER_BYTES + body.len());
+        frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        frame.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        frame.extend_from_slice(&body);
+        // A poisoned lock: the file itself is fine, an append is whole or torn either way.
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let io = |source| JournalError::Io { path: self.path.clone(), source };
+        file.write_all(&frame).map_err(io)?;
+        file.sync_data().map_err(io)
+    }
+
+    /// The record of an accepted job, its request sealed.
+    pub fn submitted(
+        &self,
+        id: &JobId,
+        owner: &str,
+        request: &SubmitJobRequest,
+    ) -> Result<Record, JournalError> {
+        let sealed = self.key.seal(id.as_str(), &request.encode_to_vec())?;
+        Ok(Record::JobSubmitted(SubmittedJob {
+            id: id.to_string(),
+            owner: owner.to_owned(),
+            name: request.name.clone(),
+            output: request.output.clone(),
+            submitted_at_ms: now_ms(),
+            sealed_request: seal::to_hex(&sealed),
+        }))
+    }
+
+    /// The request of a journaled job.
+    pub fn request(&self, job: &SubmittedJob) -> Result<SubmitJobRequest, JournalError> {
+        let bad = |cause: String| JournalError::Record { job: job.id.clone(), cause };
+        let sealed =
+            seal::from_hex(&job.sealed_request).ok_or_else(|| bad("the sealed request is not hex".into()))?;
+        let plain = self.key.open(&job.id, &sealed)?;
+        SubmitJobRequest::decode(plain.as_slice()).map_err(|e| bad(e.to_string()))
+    }
+}
+
+impl Record {
+    fn job(&self) -> &str {
+        match self {
+            Record::Epoch { .. } => "-",
+            Record::JobSubmitted(job) => &job.id,
+            Record::JobEnded(job) => &job.id,
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
+}
+
+/// The records of `bytes` up to the first torn or bad one, and the bytes they span.
+fn parse(bytes: &[u8]) -> (Vec<Record>, usize) {
+    let mut records = Vec::new();
+    let mut at = 0;
+    while let Some((record, next)) = parse_one(bytes, at) {
+        records.push(record);
+        at = next;
+    }
+    (records, at)
+}
+
+fn parse_one(bytes: &[u8], at: usize) -> Option<(Record, usize)> {
+    let header = bytes.get(at..at + HEADER_BYTES)?;
+    let len = u32::from_le_bytes(header[..4].try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(header[4..].try_into().ok()?);
+    if len > MAX_RECORD_BYTES {
+        return None;
+    }
+    let body = bytes.get(at + HEADER_BYTES..at + HEADER_BYTES + len)?;
+    if crc32fast::hash(body) != crc {
+        return None;
+    }
+    let record = serde_json::from_slice(body).ok()?;
+    Some((record, at + HEADER_BYTES + len))
+}

@@ -1,0 +1,115 @@
+use std::collections::HashMap;
+use std::io::Write;
+
+use gristmill_proto::v1::SubmitJobRequest;
+
+use super::*;
+
+const SECRET: &str = "AKIA-very-secret-key-7f3a";
+
+fn request() -> SubmitJobRequest {
+    SubmitJobRequest {
+        name: "wordcount".into(),
+        output: "s3://bucket/out".into(),
+        storage_options: HashMap::from([("aws_secret_access_key".to_owned(), SECRET.to_owned())]),
+        job_payload: format!(r#"{{"storage_options":{{"aws_secret_access_key":"{SECRET}"}}}}"#).into_bytes(),
+        reducers: 3,
+        ..Default::default()
+    }
+}
+
+fn ended(id: &str) -> Record {
+    Record::JobEnded(EndedJob {
+        id: id.into(),
+        state: EndState::Failed,
+        message: "map task 1 failed".into(),
+        rows: 0,
+        files: 0,
+        counters: Default::default(),
+        ended_at_ms: 7,
+    })
+}
+
+fn journal_bytes(dir: &Path) -> Vec<u8> {
+    std::fs::read(dir.join(JOURNAL_FILE)).unwrap()
+}
+
+/// Writes three records, returns them.
+fn three_records(dir: &Path) -> Vec<Record> {
+    let (journal, replayed) = Journal::open(dir).unwrap();
+    assert!(replayed.is_empty());
+    let id = JobId::from_string("job-1".into());
+    let records =
+        vec![Record::Epoch { n: 1 }, journal.submitted(&id, "alice", &request()).unwrap(), ended("job-1")];
+    for record in &records {
+        journal.append(record).unwrap();
+    }
+    records
+}
+
+#[test]
+fn records_round_trip_and_requests_unseal() {
+    let dir = tempfile::tempdir().unwrap();
+    let written = three_records(dir.path());
+    let (journal, replayed) = Journal::open(dir.path()).unwrap();
+    assert_eq!(replayed, written);
+    let Record::JobSubmitted(job) = &replayed[1] else { panic!("{replayed:?}") };
+    assert_eq!(journal.request(job).unwrap(), request());
+}
+
+#[test]
+fn a_torn_tail_is_cut_off_and_appends_follow_the_good_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let written = three_records(dir.path());
+    let good = journal_bytes(dir.path()).len();
+    let mut file = OpenOptions::new().append(true).open(dir.path().join(JOURNAL_FILE)).unwrap();
+    file.write_all(&[200, 0, 0, 0, 1, 2]).unwrap(); // a header torn mid-write
+    drop(file);
+    let (journal, replayed) = Journal::open(dir.path()).unwrap();
+    assert_eq!(replayed, written);
+    assert_eq!(journal_bytes(dir.path()).len(), good, "the torn tail is truncated");
+    journal.append(&Record::Epoch { n: 2 }).unwrap();
+    let (_, replayed) = Journal::open(dir.path()).unwrap();
+    assert_eq!(replayed.len(), 4);
+    assert_eq!(replayed[3], Record::Epoch { n: 2 });
+}
+
+#[test]
+fn a_bad_checksum_ends_the_log_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let written = three_records(dir.path());
+    let mut bytes = journal_bytes(dir.path());
+    let last = bytes.len() - 3;
+    bytes[last] ^= 0x55; // a flipped byte in the last record's body
+    std::fs::write(dir.path().join(JOURNAL_FILE), &bytes).unwrap();
+    let (_, replayed) = Journal::open(dir.path()).unwrap();
+    assert_eq!(replayed, written[..2]);
+}
+
+#[test]
+fn a_short_body_ends_the_log_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let written = three_records(dir.path());
+    let bytes = journal_bytes(dir.path());
+    std::fs::write(dir.path().join(JOURNAL_FILE), &bytes[..bytes.len() - 1]).unwrap();
+    let (_, replayed) = Journal::open(dir.path()).unwrap();
+    assert_eq!(replayed, written[..2]);
+}
+
+#[test]
+fn secrets_are_not_in_the_file_and_need_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    three_records(dir.path());
+    let bytes = journal_bytes(dir.path());
+    let found = bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes());
+    assert!(!found, "the storage options' secret is in the journal in plaintext");
+    let key = dir.path().join(KEY_FILE);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    // Another key (a journal copied without its own) does not open the request.
+    std::fs::remove_file(&key).unwrap();
+    let (journal, replayed) = Journal::open(dir.path()).unwrap();
+    let Record::JobSubmitted(job) = &replayed[1] else { panic!("{replayed:?}") };
+    let refused = journal.request(job).unwrap_err();
+    assert!(matches!(refused, JournalError::Key { .. }), "{refused}");
+}

@@ -1,0 +1,163 @@
+//! A driver restarted on its data directory: new epoch, resumed and historic jobs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gristmill_proto::v1::{JobState, MapTaskSpec, SubmitJobRequest};
+
+use super::state::{DriverState, Submission};
+use super::{DEFAULT_MAX_WORKER_SLOTS, DriverConfig, HistoryLimits};
+use crate::cluster::binary::bytes_digest;
+use crate::ids::JobId;
+use crate::scheduler::SchedulerConfig;
+use crate::security::ServerSecurity;
+
+fn config(dir: &std::path::Path) -> DriverConfig {
+    DriverConfig {
+        listen: "127.0.0.1:0".into(),
+        http: None,
+        data_dir: dir.join("driver"),
+        heartbeat_interval: Duration::from_millis(100),
+        scheduler: SchedulerConfig::default(),
+        security: ServerSecurity::default(),
+        max_worker_slots: DEFAULT_MAX_WORKER_SLOTS,
+        binaries: super::BinaryLimits::default(),
+        history: HistoryLimits::default(),
+    }
+}
+
+fn submit(state: &Arc<DriverState>, id: &str, output: &std::path::Path, digest: &str) -> JobId {
+    let id = JobId::from_string(id.into());
+    let request = SubmitJobRequest {
+        name: "wordcount".into(),
+        binary_digest: digest.into(),
+        output: output.display().to_string(),
+        map_tasks: vec![MapTaskSpec { description: "a.txt:0+10".into(), split_payload: vec![1] }],
+        reducers: 2,
+        ..Default::default()
+    };
+    let output_key = output.display().to_string();
+    state.submit(Submission { id: id.clone(), owner: "alice".into(), request, output_key }).unwrap();
+    id
+}
+
+fn state_of(state: &DriverState, id: &JobId) -> JobState {
+    state.status(id).expect("the job is known").state()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_driver_resumes_unfinished_jobs_and_remembers_ended_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let digest = bytes_digest(b"a job binary");
+    let (ended, running, orphan) = {
+        let first = Arc::new(DriverState::new(&config(dir.path()), None).unwrap());
+        assert_eq!((first.epoch(), first.attempt_base()), (1, 0));
+        first.binaries.store().put(&digest, b"a job binary").unwrap();
+        let ended = submit(&first, "job-ended", &dir.path().join("out1"), &digest);
+        first.update(|s, now| {
+            s.cancel(now, &ended);
+        });
+        let running = submit(&first, "job-running", &dir.path().join("out2"), &digest);
+        let orphan = submit(&first, "job-orphan", &dir.path().join("out3"), &bytes_digest(b"gone"));
+        (ended, running, orphan)
+    };
+    let second = Arc::new(DriverState::new(&config(dir.path()), None).unwrap());
+    assert_eq!((second.epoch(), second.attempt_base()), (2, super::recovery::ATTEMPTS_PER_EPOCH));
+    assert_eq!(state_of(&second, &ended), JobState::Cancelled);
+    assert!(second.has_ended(&ended));
+    assert_eq!(state_of(&second, &running), JobState::Queued, "resumed from scratch");
+    assert!(second.binaries_in_use().contains(&digest), "its binary is never evicted");
+    let orphan_status = second.status(&orphan).unwrap();
+    assert_eq!(orphan_status.state(), JobState::Failed);
+    assert!(orphan_status.error.contains("binary"), "{}", orphan_status.error);
+    let listed: Vec<String> = second.statuses().into_iter().map(|s| s.job_id).collect();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    // The resumed job ends in this run; a third start knows it ended.
+    second.update(|s, now| {
+        s.cancel(now, &running);
+    });
+    drop(second);
+    let third = DriverState::new(&config(dir.path()), None).unwrap();
+    assert_eq!(third.epoch(), 3);
+    assert_eq!(state_of(&third, &running), JobState::Cancelled);
+    assert_eq!(state_of(&third, &orphan), JobState::Failed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ended_jobs_beyond_the_history_limit_are_forgotten_but_stay_journaled() {
+    let dir = tempfile::tempdir().unwrap();
+    let digest = bytes_digest(b"bin");
+    let limited = |dir: &std::path::Path| DriverConfig {
+        history: HistoryLimits { max_jobs: 1, max_age: Duration::from_secs(3600) },
+        ..config(dir)
+    };
+    let state = Arc::new(DriverState::new(&limited(dir.path()), None).unwrap());
+    let ids: Vec<JobId> = (0..3)
+        .map(|i| {
+            let id = submit(&state, &format!("job-{i}"), &dir.path().join(format!("out{i}")), &digest);
+            state.update(|s, now| {
+                s.cancel(now, &id);
+            });
+            std::thread::sleep(Duration::from_millis(5));
+            id
+        })
+        .collect();
+    state.trim_ended();
+    assert!(state.status(&ids[0]).is_none() && state.status(&ids[1]).is_none());
+    assert_eq!(state_of(&state, &ids[2]), JobState::Cancelled);
+    drop(state);
+    let roomy = DriverState::new(&config(dir.path()), None).unwrap();
+    assert!(ids.iter().all(|id| roomy.status(id).is_some()), "the journal kept them all");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resumed_jobs_lock_their_outputs_again_or_are_cancelled_when_another_job_holds_them() {
+    use crate::output::{LOCK_FILE, LockHolder, OutputDir};
+    use crate::storage::Location;
+    let dir = tempfile::tempdir().unwrap();
+    let digest = bytes_digest(b"bin");
+    let (free, taken) = (dir.path().join("free"), dir.path().join("taken"));
+    let (free_job, taken_job) = {
+        let first = Arc::new(DriverState::new(&config(dir.path()), None).unwrap());
+        first.binaries.store().put(&digest, b"bin").unwrap();
+        (submit(&first, "job-free", &free, &digest), submit(&first, "job-taken", &taken, &digest))
+    };
+    // While the driver was away, another driver's job took the second output.
+    let other = OutputDir::new(Location::parse(taken.to_str().unwrap()).unwrap());
+    other.lock(&LockHolder::new("job-of-another-driver", "bob")).await.unwrap();
+    let second = Arc::new(DriverState::new(&config(dir.path()), None).unwrap());
+    super::state::relock_resumed(second.clone()).await;
+    assert_eq!(state_of(&second, &free_job), JobState::Queued);
+    let lock = std::fs::read_to_string(free.join(LOCK_FILE)).expect("the free output is locked again");
+    assert!(lock.contains("job-free"), "{lock}");
+    assert_eq!(state_of(&second, &taken_job), JobState::Cancelled);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let lock = std::fs::read_to_string(taken.join(LOCK_FILE)).unwrap();
+    assert!(lock.contains("job-of-another-driver"), "the other job's lock stays: {lock}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_commit_finished_before_the_crash_ends_as_succeeded_not_run_again() {
+    use crate::output::{Manifest, SUCCESS_FILE};
+    let dir = tempfile::tempdir().unwrap();
+    let digest = bytes_digest(b"bin");
+    let (done, older) = (dir.path().join("done"), dir.path().join("older"));
+    let (done_job, older_job) = {
+        let first = Arc::new(DriverState::new(&config(dir.path()), None).unwrap());
+        first.binaries.store().put(&digest, b"bin").unwrap();
+        (submit(&first, "job-done", &done, &digest), submit(&first, "job-older", &older, &digest))
+    };
+    // The first driver died after writing job-done's _SUCCESS, before journaling its end;
+    // job-older's output holds an earlier job's result.
+    for (out, job) in [(&done, "job-done"), (&older, "job-before")] {
+        std::fs::create_dir_all(out).unwrap();
+        let manifest = Manifest::new("wordcount", job, &[], Default::default());
+        std::fs::write(out.join(SUCCESS_FILE), serde_json::to_vec(&manifest).unwrap()).unwrap();
+    }
+    let second = DriverState::open(&config(dir.path()), None).await.unwrap();
+    assert_eq!(state_of(&second, &done_job), JobState::Succeeded);
+    assert_eq!(state_of(&second, &older_job), JobState::Queued, "runs again");
+    drop(second);
+    let third = DriverState::new(&config(dir.path()), None).unwrap();
+    assert_eq!(state_of(&third, &done_job), JobState::Succeeded, "journaled as ended");
+}

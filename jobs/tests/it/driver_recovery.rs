@@ -1,0 +1,134 @@
+//! Driver recovery (#20): a driver SIGKILLed mid-job and restarted on its data dir resumes
+//! the job from its journal; the following submitter reconnects and exits with the job's
+//! result, the output is the fault-free one, and jobs that ended before the crash are
+//! still listed.
+
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use super::cluster_support::{Cluster, ClusterSpec, wait_until};
+use super::support::{read_committed, run_ok, s, write_text_files};
+
+/// Text in 12 splits, and a fault-free local word count of it with 3 reducers.
+fn input_and_expected(dir: &Path) -> (PathBuf, PathBuf) {
+    let text = dir.join("text");
+    write_text_files(&text, 3, 2000);
+    let expected = dir.join("expected");
+    run_ok(
+        "wordcount-records",
+        &["--input", s(&text), "--output", s(&expected), "--reducers", "3", "--split-size", "30000"],
+    );
+    (text, expected)
+}
+
+/// The job id a job binary printed ("submitted NAME as ID to URL").
+fn submitted_id(stderr: &str) -> String {
+    let line = stderr.lines().find(|l| l.starts_with("submitted ")).expect("a submitted line");
+    line.split_whitespace().nth(3).expect("a job id").to_owned()
+}
+
+/// Waits (bounded) for a background job binary; returns (success, stderr).
+fn wait_child(mut child: Child, limit: Duration) -> (bool, String) {
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("the job binary did not exit within {limit:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Map tasks done of the running job, as the driver's status page shows them.
+fn maps_done(cluster: &Cluster) -> u64 {
+    let jobs: serde_json::Value = serde_json::from_str(&cluster.get("/api/jobs")).unwrap_or_default();
+    let running =
+        jobs.as_array().and_then(|all| all.iter().find(|j| j["state"]["kind"] == "running").cloned());
+    running.map_or(0, |j| j["maps"]["done"].as_u64().unwrap_or(0))
+}
+
+/// The attempt number in a part file's name (`part-P-JOB-aATTEMPT.EXT`).
+fn attempt_of(name: &str) -> u64 {
+    let stem = name.rsplit_once('.').map_or(name, |(stem, _)| stem);
+    stem.rsplit('-')
+        .next()
+        .and_then(|a| a.trim_start_matches('a').parse().ok())
+        .unwrap_or_else(|| panic!("no attempt in {name}"))
+}
+
+/// `gristmill jobs`' line of `job`.
+fn listed(cluster: &Cluster, job: &str) -> String {
+    let out = cluster.cli(&["jobs"]);
+    assert!(out.status.success(), "gristmill jobs: {}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    stdout
+        .lines()
+        .find(|l| l.starts_with(job))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("{job} not listed: {stdout}"))
+}
+
+#[test]
+fn a_driver_killed_mid_map_resumes_the_job_after_a_restart() {
+    let mut cluster = Cluster::start(ClusterSpec::default());
+    let dir = tempfile::tempdir().unwrap();
+    let (text, expected) = input_and_expected(dir.path());
+    let args = |out: &Path| {
+        let base = ["--input", s(&text), "--output", s(out), "--reducers", "3", "--split-size", "30000"];
+        base.iter().map(|a| a.to_string()).collect::<Vec<_>>()
+    };
+    // A job that ends before the crash.
+    let early_out = dir.path().join("early");
+    let early =
+        cluster.run("wordcount-records", &args(&early_out).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(early.status.success(), "{}", String::from_utf8_lossy(&early.stderr));
+    let early_id = submitted_id(&String::from_utf8_lossy(&early.stderr));
+
+    let out = dir.path().join("out");
+    let mut chaos = args(&out);
+    chaos
+        .extend(["--chaos-stage", "map", "--sleep", "1", "--sleep-ms", "1500", "--always"].map(String::from));
+    let job = cluster.spawn("chaos", &chaos.iter().map(String::as_str).collect::<Vec<_>>());
+    wait_until("a map attempt running", Duration::from_secs(60), || {
+        cluster.running_on(0) + cluster.running_on(1) > 0
+    });
+    // Some maps done, others running: all of them run again in this slice.
+    wait_until("some maps done", Duration::from_secs(60), || maps_done(&cluster) >= 4);
+    let maps_done_before = maps_done(&cluster);
+    cluster.kill_driver();
+    let restarted = Instant::now();
+    cluster.restart_driver();
+    wait_until("the workers to attach again", Duration::from_secs(60), || cluster.alive_workers() == 2);
+    wait_until("a task of the resumed job", Duration::from_secs(60), || {
+        cluster.running_on(0) + cluster.running_on(1) > 0
+    });
+    let first_task = restarted.elapsed();
+
+    let (ok, stderr) = wait_child(job, Duration::from_secs(180));
+    assert!(ok, "the following submitter failed: {stderr}");
+    let id = submitted_id(&stderr);
+    let a = read_committed(&expected);
+    let b = read_committed(&out);
+    assert_eq!(a.parts.len(), b.parts.len());
+    for ((_, x), (name, y)) in a.parts.iter().zip(&b.parts) {
+        assert_eq!(x, y, "rows of {name}");
+    }
+    assert!(listed(&cluster, &id).contains("succeeded"), "{}", listed(&cluster, &id));
+    assert!(
+        listed(&cluster, &early_id).contains("succeeded"),
+        "the job ended before the crash is remembered"
+    );
+    // Attempts of the driver's second epoch are numbered from 1000 (no name of an earlier
+    // attempt is reused).
+    let attempts: Vec<u64> = b.parts.iter().map(|(name, _)| attempt_of(name)).collect();
+    assert!(attempts.iter().all(|a| *a >= 1000), "{attempts:?}");
+    let view: serde_json::Value = serde_json::from_str(&cluster.get(&format!("/api/jobs/{id}"))).unwrap();
+    eprintln!(
+        "driver recovery: first task of the resumed job {first_task:?} after the restart; {maps_done_before} maps were done before the crash; attempts launched after it: {} (maps {}, reduces {})",
+        view["attempts_launched"], view["maps"]["total"], view["reduces"]["total"]
+    );
+}
