@@ -179,7 +179,10 @@ impl Driver for DriverService {
         tokio::spawn(async move {
             while let Some(status) = state.status(&id) {
                 let done = is_final(status.state());
-                if tx.send(Ok(status)).await.is_err() || done {
+                // The end of a failed job is told once its output is cleaned up, so the
+                // submitter exits to an output without its files or lock.
+                let settling = done && state.is_cleaning(&id);
+                if !settling && (tx.send(Ok(status)).await.is_err() || done) {
                     break;
                 }
                 // Changes wake the watcher; the timeout refreshes the elapsed time.

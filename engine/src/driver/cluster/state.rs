@@ -62,6 +62,9 @@ pub struct JobRecord {
     pub committed: Option<(u64, u32)>,
     /// The part files its attempts staged.
     pub staged: StagedParts,
+    /// A failed or cancelled job whose staged parts, part files and output lock are still
+    /// being removed: followers hear of its end once they are gone.
+    pub cleaning: bool,
     /// Bumped on every change, for watchers.
     pub changes: watch::Sender<u64>,
 }
@@ -365,6 +368,19 @@ impl DriverState {
         }
     }
 
+    /// True while an ended job's output is being cleaned up.
+    pub fn is_cleaning(&self, job: &JobId) -> bool {
+        lock(&self.jobs).get(job).is_some_and(|r| r.cleaning)
+    }
+
+    /// An ended job's cleanup is over: its followers may hear of its end.
+    fn cleaned(&self, job: &JobId) {
+        if let Some(record) = lock(&self.jobs).get_mut(job) {
+            record.cleaning = false;
+            record.changes.send_modify(|n| *n += 1);
+        }
+    }
+
     /// Records `record` unless a job that has not ended writes its output.
     fn record_sole_writer(&self, id: JobId, record: JobRecord) -> std::result::Result<(), SubmitRefused> {
         let mut jobs = lock(&self.jobs);
@@ -457,19 +473,21 @@ impl DriverState {
                     if let Some(status) = self.status(&job) {
                         self.journal_end(&status);
                     }
+                    let succeeded = matches!(state, crate::scheduler::JobState::Succeeded);
                     let output = lock(&self.jobs).get_mut(&job).map(|record| {
                         record.ended = Some(Instant::now());
+                        record.cleaning = !succeeded;
                         let staged = record.staged.close();
                         (record.request.output.clone(), storage_options_of(&record.request), staged)
                     });
                     // A committed job cleaned up and unlocked before it ended.
-                    if let (Some((output, options, staged)), false) =
-                        (output, matches!(state, crate::scheduler::JobState::Succeeded))
-                    {
+                    if let (Some((output, options, staged)), false) = (output, succeeded) {
+                        let driver = self.clone();
                         tokio::spawn(async move {
                             discard_all(&output, &options, staged).await;
                             remove_attempt_files(job.clone(), output.clone(), options.clone()).await;
                             unlock_output(&output, &options, &job).await;
+                            driver.cleaned(&job);
                         });
                     }
                 }
@@ -597,6 +615,7 @@ impl JobRecord {
             ended: None,
             committed: None,
             staged: StagedParts::default(),
+            cleaning: false,
             changes: watch::channel(0).0,
         }
     }
