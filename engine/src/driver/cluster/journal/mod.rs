@@ -1,5 +1,5 @@
 //! The driver's journal: an append-only log in `<data-dir>/journal` of what a restarted
-//! driver needs to carry on: submitted jobs (their requests sealed, see [`seal`]), ended
+//! driver needs to carry on: submitted jobs (their requests sealed: see the `seal` module), ended
 //! jobs, and epochs (one per start).
 //!
 //! Each record is `length (u32 LE) | CRC-32 of the body (u32 LE) | JSON body`, appended and
