@@ -81,6 +81,36 @@ fn a_worker_killed_during_the_reduce_phase_does_not_fail_the_job() {
 }
 
 #[test]
+fn a_worker_restarted_on_its_data_dir_during_the_reduce_phase_does_not_change_the_output() {
+    // Reducers fetch everything, so the map output the killed worker held must be redone:
+    // the restarted worker is a new member whose former output the driver never uses.
+    let env = vec![("GRISTMILL_NO_HOST_LOCAL_SHUFFLE".to_owned(), "true".to_owned())];
+    let mut cluster = Cluster::start(ClusterSpec { env, ..ClusterSpec::default() });
+    let dir = tempfile::tempdir().unwrap();
+    let (text, expected) = input_and_expected(dir.path());
+    let out = dir.path().join("out");
+    let faults = ["--chaos-stage", "reduce", "--sleep", "1", "--sleep-ms", "1500", "--always"];
+    let job = cluster.spawn("chaos", &chaos_args(&text, &out, &faults));
+    wait_until("the reduce phase", Duration::from_secs(60), || {
+        cluster.get("/api/jobs").contains("\"phase\":\"reduce\"")
+    });
+    wait_until("a reduce attempt on worker 0", Duration::from_secs(60), || cluster.running_on(0) > 0);
+    cluster.signal_worker(0, "KILL", false);
+    cluster.restart_worker(0, 2);
+    wait_ok(job);
+    assert_same_parts(&expected, &out);
+    wait_until("the restarted worker attached", Duration::from_secs(30), || cluster.alive_workers() == 2);
+    // It works on its old data dir: the next job runs on both workers.
+    let next = dir.path().join("next");
+    cluster.run_ok("chaos", &chaos_args(&text, &next, &[]));
+    assert_same_parts(&expected, &next);
+    let workers: serde_json::Value = serde_json::from_str(&cluster.get("/api/workers")).unwrap();
+    let working = |w: &&serde_json::Value| w["state"] == "alive" && w["tasks_completed"].as_u64() > Some(0);
+    let busy = workers.as_array().unwrap().iter().filter(working).count();
+    assert_eq!(busy, 2, "the restarted worker took tasks too: {workers}");
+}
+
+#[test]
 fn a_worker_killed_during_a_map_only_job_does_not_fail_it_and_its_part_files_stand() {
     let mut cluster = Cluster::start(ClusterSpec::default());
     let dir = tempfile::tempdir().unwrap();

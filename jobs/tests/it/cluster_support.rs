@@ -206,9 +206,21 @@ impl Cluster {
         let i = self.workers.len();
         // A fresh host has every port free.
         let address = self.network.as_ref().map_or_else(free_address, |h| format!("{}:7100", h.ip(2 + i)));
-        let child = self
-            .command(2 + i, &cluster_bin("gristmill-worker"))
-            .args(["--driver", &self.url, "--slots", &slots.to_string(), "--listen", &address, "--data-dir"])
+        let child = self.spawn_worker(i, slots, &address);
+        self.workers.push(Some(child));
+        self.addresses.push(address);
+    }
+
+    /// Starts worker `i` again, on its data dir and address, after it was killed.
+    pub fn restart_worker(&mut self, i: usize, slots: u32) {
+        assert!(self.workers[i].is_none(), "kill worker {i} first");
+        let address = self.addresses[i].clone();
+        self.workers[i] = Some(self.spawn_worker(i, slots, &address));
+    }
+
+    fn spawn_worker(&self, i: usize, slots: u32, address: &str) -> Child {
+        self.command(2 + i, &cluster_bin("gristmill-worker"))
+            .args(["--driver", &self.url, "--slots", &slots.to_string(), "--listen", address, "--data-dir"])
             // Relative, as an operator may give it: the worker resolves it before tasks run in
             // their own directories.
             .arg(format!("worker-{i}"))
@@ -221,9 +233,7 @@ impl Cluster {
             // Its own process group, so a test can freeze it with its tasks.
             .process_group(0)
             .spawn()
-            .expect("a worker starts");
-        self.workers.push(Some(child));
-        self.addresses.push(address);
+            .expect("a worker starts")
     }
 
     /// Waits until `n` workers are alive.
