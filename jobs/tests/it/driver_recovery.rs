@@ -132,3 +132,57 @@ fn a_driver_killed_mid_map_resumes_the_job_after_a_restart() {
         view["attempts_launched"], view["maps"]["total"], view["reduces"]["total"]
     );
 }
+
+#[test]
+fn a_driver_killed_mid_reduce_resumes_the_job_and_no_reducer_of_the_old_epoch_leaves_a_file() {
+    let mut cluster = Cluster::start(ClusterSpec::default());
+    let dir = tempfile::tempdir().unwrap();
+    let (text, expected) = input_and_expected(dir.path());
+    let out = dir.path().join("out");
+    // Reducers of the first epoch read their partition, then take 4 s to close their part
+    // file: the driver dies meanwhile, their workers' sessions break and kill them, and
+    // what they staged must not outlive them (the new epoch's attempts do not sleep).
+    let args = [
+        "--input",
+        s(&text),
+        "--output",
+        s(&out),
+        "--reducers",
+        "3",
+        "--split-size",
+        "30000",
+        "--chaos-stage",
+        "reduce",
+        "--sleep",
+        "1",
+        "--sleep-ms",
+        "4000",
+        "--sleep-late",
+    ];
+    let job = cluster.spawn("chaos", &args);
+    wait_until("the reduce phase", Duration::from_secs(60), || {
+        cluster.get("/api/jobs").contains("\"phase\":\"reduce\"")
+    });
+    wait_until("a reduce attempt running", Duration::from_secs(60), || {
+        cluster.running_on(0) + cluster.running_on(1) > 0
+    });
+    cluster.kill_driver();
+    cluster.restart_driver();
+    let (ok, stderr) = wait_child(job, Duration::from_secs(180));
+    assert!(ok, "the following submitter failed: {stderr}");
+    let hidden = || {
+        std::fs::read_dir(&out)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+            .count()
+    };
+    wait_until("the old epoch's staged parts discarded", Duration::from_secs(30), || hidden() == 0);
+    let (a, b) = (read_committed(&expected), read_committed(&out));
+    assert_eq!(a.parts.len(), b.parts.len());
+    for ((_, x), (name, y)) in a.parts.iter().zip(&b.parts) {
+        assert_eq!(x, y, "rows of {name}");
+    }
+    let attempts: Vec<u64> = b.parts.iter().map(|(name, _)| attempt_of(name)).collect();
+    assert!(attempts.iter().all(|a| *a >= 1000), "the new epoch's attempts committed: {attempts:?}");
+}
