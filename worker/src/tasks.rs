@@ -80,7 +80,16 @@ struct StagedOutput {
 impl Finished {
     /// The report could not be delivered: discards the staged part. Best effort, logged.
     pub async fn undelivered(self) {
-        let Some(StagedOutput { output, options, name, staged }) = self.staged else { return };
+        if let Some(staged) = self.staged {
+            staged.discard().await;
+        }
+    }
+}
+
+impl StagedOutput {
+    /// Deletes the staging file or aborts the upload. Best effort, logged.
+    async fn discard(self) {
+        let StagedOutput { output, options, name, staged } = self;
         let discarded = match Location::parse_with(&output, &options) {
             Ok(dir) => gristmill::output::discard(&dir.child(&name), &staged).await,
             Err(e) => Err(e),
@@ -229,16 +238,8 @@ async fn discard_unreported(run: &RunTask, work_dir: &Path, reported: Option<&st
         return;
     };
     for StagedNote { name, staged } in orphans {
-        let finished = Finished {
-            report: TaskReport::default(),
-            staged: Some(StagedOutput {
-                output: job.output.clone(),
-                options: job.storage_options.clone(),
-                name,
-                staged,
-            }),
-        };
-        finished.undelivered().await;
+        let (output, options) = (job.output.clone(), job.storage_options.clone());
+        StagedOutput { output, options, name, staged }.discard().await;
     }
 }
 

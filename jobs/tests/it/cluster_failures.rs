@@ -9,7 +9,7 @@ use super::cluster_support::{Cluster, ClusterSpec, wait_until};
 use super::support::{read_committed, run_ok, s, write_text_files};
 
 /// Text in 12 splits, and a fault-free local word count of it with 3 reducers.
-fn input_and_expected(dir: &Path) -> (PathBuf, PathBuf) {
+pub fn input_and_expected(dir: &Path) -> (PathBuf, PathBuf) {
     let text = dir.join("text");
     write_text_files(&text, 3, 2000);
     let expected = dir.join("expected");

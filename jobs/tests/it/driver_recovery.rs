@@ -3,24 +3,13 @@
 //! result, the output is the fault-free one, and jobs that ended before the crash are
 //! still listed.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
+use super::cluster_failures::input_and_expected;
 use super::cluster_support::{Cluster, ClusterSpec, wait_until};
-use super::support::{read_committed, run_ok, s, write_text_files};
-
-/// Text in 12 splits, and a fault-free local word count of it with 3 reducers.
-fn input_and_expected(dir: &Path) -> (PathBuf, PathBuf) {
-    let text = dir.join("text");
-    write_text_files(&text, 3, 2000);
-    let expected = dir.join("expected");
-    run_ok(
-        "wordcount-records",
-        &["--input", s(&text), "--output", s(&expected), "--reducers", "3", "--split-size", "30000"],
-    );
-    (text, expected)
-}
+use super::support::{read_committed, s};
 
 /// The job id a job binary printed ("submitted NAME as ID to URL").
 fn submitted_id(stderr: &str) -> String {
