@@ -12,7 +12,7 @@ use gristmill::cluster::shuffle_service::ShuffleService;
 use gristmill::security::{ClientTls, Protocol};
 use gristmill_proto::v1::shuffle_server::ShuffleServer;
 use gristmill_proto::v1::{
-    DriverMessage, Heartbeat, Register, WorkerMessage, driver_message, worker_message,
+    DriverMessage, Heartbeat, HeldMapOutput, Register, WorkerMessage, driver_message, worker_message,
 };
 use gristmill_proto::{MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
 use tokio::sync::{mpsc, watch};
@@ -127,6 +127,7 @@ async fn session(
         pid: std::process::id(),
         shuffle_dir: dirs.shuffle.display().to_string(),
         host_id: dirs.host_id.clone(),
+        held_map_outputs: held_map_outputs(dirs),
     };
     up.send(WorkerMessage { body: Some(worker_message::Body::Register(register)) })
         .await
@@ -180,6 +181,18 @@ async fn session(
         finished.undelivered().await;
     }
     Ok(end)
+}
+
+/// The complete map outputs of the jobs whose secret this worker still knows (so it can
+/// serve them): a restarted driver adopts them instead of running their maps again.
+fn held_map_outputs(dirs: &Dirs) -> Vec<HeldMapOutput> {
+    let held = gristmill::shuffle::held_map_outputs(&dirs.shuffle, |job| dirs.secrets.contains(job));
+    if !held.is_empty() {
+        tracing::info!(outputs = held.len(), "reporting the map outputs this worker holds");
+    }
+    held.into_iter()
+        .map(|h| HeldMapOutput { job_id: h.job_id, map_task: h.map_task, attempt: h.attempt })
+        .collect()
 }
 
 /// The driver, reached with the node certificate when the worker has certificates.

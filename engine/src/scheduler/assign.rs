@@ -23,7 +23,7 @@ impl Scheduler {
             return;
         }
         for id in self.active_jobs_in_order() {
-            let Some(job) = self.jobs.get(&id) else { continue };
+            let Some(job) = self.jobs.get(&id).filter(|j| !j.is_held(now)) else { continue };
             let kind_tasks = job.pending().into_iter().filter_map(|task| {
                 let avoid = job.tasks(task.kind).get(task.index as usize)?.avoid.clone();
                 Some((task, avoid))
@@ -43,7 +43,7 @@ impl Scheduler {
             if self.workers.free_slots() == 0 {
                 return;
             }
-            let Some(job) = self.jobs.get(&id) else { continue };
+            let Some(job) = self.jobs.get(&id).filter(|j| !j.is_held(now)) else { continue };
             let Some(kind) = job.current_kind() else { continue };
             if !job.pending().is_empty() {
                 continue;

@@ -106,6 +106,8 @@ pub(super) struct Job {
     pub backups_launched: u64,
     pub map_durations: Vec<Duration>,
     pub reduce_durations: Vec<Duration>,
+    /// A resumed job launches nothing before this (see [`super::Scheduler::hold`]).
+    pub held_until: Option<Instant>,
 }
 
 impl Job {
@@ -130,12 +132,18 @@ impl Job {
             backups_launched: 0,
             map_durations: Vec::new(),
             reduce_durations: Vec::new(),
+            held_until: None,
         }
     }
 
     /// Queued or running: takes launches and reports.
     pub fn is_active(&self) -> bool {
         matches!(self.state, JobState::Queued | JobState::Running)
+    }
+
+    /// Held at `now`: launches nothing yet.
+    pub fn is_held(&self, now: Instant) -> bool {
+        self.held_until.is_some_and(|until| now < until)
     }
 
     pub fn tasks(&self, kind: TaskKind) -> &[Task] {

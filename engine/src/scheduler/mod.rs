@@ -42,6 +42,7 @@
 //! assert!(matches!(scheduler.take_actions()[..], [Action::Launch { .. }]));
 //! ```
 
+mod adopt;
 mod assign;
 mod config;
 mod health;

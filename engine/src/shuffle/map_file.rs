@@ -104,7 +104,7 @@ fn dir_tag(secret: &JobSecret) -> String {
 const DIR_TAG_HEX: usize = 16;
 
 /// True for `name` naming a shuffle directory of job `job` (whatever its secret).
-fn is_job_dir_name(name: &str, job: &str) -> bool {
+pub(super) fn is_job_dir_name(name: &str, job: &str) -> bool {
     name.strip_prefix(job).and_then(|rest| rest.strip_prefix('.')).is_some_and(|tag| {
         tag.len() == DIR_TAG_HEX && tag.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })

@@ -5,6 +5,7 @@
 //! key, so multi-column keys of any type sort with one comparison.
 
 mod gather;
+mod held;
 mod map_file;
 mod map_side;
 mod merge;
@@ -13,6 +14,7 @@ mod run;
 mod spill;
 
 pub use gather::{FlushBatches, SortedRows};
+pub use held::{HeldOutput, held_map_outputs};
 pub use map_file::{
     MapOutputFiles, MapOutputIndex, Segment, SegmentReader, job_shuffle_dir, open_segment,
     read_segment_checked, remove_job_shuffle_dirs, restrict_shuffle_root, write_map_output,

@@ -1,21 +1,23 @@
 //! Replaying the journal when a driver starts: the new epoch, the jobs to resume and the
 //! history of ended jobs.
 //!
-//! Unfinished jobs are resumed from scratch under their own ids (their maps run again: map
-//! outputs that workers still hold are not reused yet), with a fresh job secret. Attempts of
-//! epoch `E` are numbered from `(E - 1) * ATTEMPTS_PER_EPOCH`, so part files of the new run
-//! never take the name of one an attempt of an earlier run (perhaps still alive) stages, and
-//! reports of earlier attempts are refused ([`attempt_base`]).
+//! Unfinished jobs are resumed under their own ids and secrets. Their reduces run again;
+//! their maps run again unless a worker that re-attaches still holds the output the journal
+//! names (the driver adopts it, see [`DriverState::adopt_held`](super::state::DriverState)).
+//! Attempts of epoch `E` are numbered from `(E - 1) * ATTEMPTS_PER_EPOCH`, so part files of
+//! the new run never take the name of one an attempt of an earlier run (perhaps still alive)
+//! stages, and reports of earlier attempts are refused ([`attempt_base`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use gristmill_proto::v1::{JobState, JobStatus, SubmitJobRequest};
 
-use super::journal::{EndState, EndedJob, Journal, JournalError, Record, SubmittedJob, now_ms};
+use super::journal::{EndState, EndedJob, Journal, JournalError, MapDone, Record, SubmittedJob, now_ms};
 use crate::ids::JobId;
 use crate::output::{Manifest, SUCCESS_FILE};
 use crate::scheduler::{JobView, Phase, TaskCounts};
+use crate::security::JobSecret;
 use crate::storage::Location;
 
 /// Attempt numbers each driver epoch may use per task before reaching the next epoch's.
@@ -48,6 +50,10 @@ pub struct Unfinished {
     pub job: SubmittedJob,
     /// Its request, unsealed.
     pub request: SubmitJobRequest,
+    /// Its secret, unsealed (`None` from an older driver's record: a fresh one is made).
+    pub secret: Option<JobSecret>,
+    /// The accepted output of each map task that had one, by task.
+    pub maps: HashMap<u32, MapDone>,
 }
 
 /// An ended job, as status pages show it.
@@ -79,10 +85,14 @@ pub fn recover(
     let mut epoch = 0;
     let mut submitted: Vec<SubmittedJob> = Vec::new();
     let mut ends: HashMap<String, EndedJob> = HashMap::new();
+    let mut maps: HashMap<String, HashMap<u32, MapDone>> = HashMap::new();
     for record in records {
         match record {
             Record::Epoch { n } => epoch = epoch.max(n),
             Record::JobSubmitted(job) => submitted.push(job),
+            Record::MapDone(done) => {
+                drop(maps.entry(done.job.clone()).or_default().insert(done.map_task, done))
+            }
             Record::JobEnded(end) => drop(ends.insert(end.id.clone(), end)),
         }
     }
@@ -90,7 +100,12 @@ pub fn recover(
     let mut ended = Vec::new();
     for job in submitted {
         match ends.remove(&job.id) {
-            None => unfinished.push(Unfinished { request: journal.request(&job)?, job }),
+            None => unfinished.push(Unfinished {
+                request: journal.request(&job)?,
+                secret: journal.secret(&job)?,
+                maps: maps.remove(&job.id).unwrap_or_default(),
+                job,
+            }),
             Some(end) => {
                 // History only: a request that does not unseal leaves its counts at zero.
                 let request = journal.request(&job).unwrap_or_default();

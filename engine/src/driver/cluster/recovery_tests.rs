@@ -161,3 +161,88 @@ async fn a_job_whose_commit_finished_before_the_crash_ends_as_succeeded_not_run_
     let third = DriverState::new(&config(dir.path()), None).unwrap();
     assert_eq!(state_of(&third, &done_job), JobState::Succeeded, "journaled as ended");
 }
+
+/// Attaches a worker at `address` holding `held`; returns its id and session stream.
+fn attach(
+    state: &Arc<DriverState>,
+    id: &str,
+    address: &str,
+    held: &[gristmill_proto::v1::HeldMapOutput],
+) -> (
+    crate::ids::WorkerId,
+    tokio::sync::mpsc::Receiver<Result<gristmill_proto::v1::DriverMessage, tonic::Status>>,
+) {
+    let (downlink, rx) = tokio::sync::mpsc::channel(64);
+    let link = super::state::WorkerLink {
+        downlink,
+        shuffle_address: address.into(),
+        shuffle_dir: String::new(),
+        host_id: String::new(),
+    };
+    let worker = crate::ids::WorkerId(id.into());
+    state.attach(worker.clone(), link, 4);
+    state.adopt_held(&worker, address, held);
+    (worker, rx)
+}
+
+/// The (map task, attempt, secret) of every `Run` queued on a session stream.
+fn runs(
+    rx: &mut tokio::sync::mpsc::Receiver<Result<gristmill_proto::v1::DriverMessage, tonic::Status>>,
+) -> Vec<(u32, u32, String)> {
+    use gristmill_proto::v1::driver_message::Body;
+    let mut out = Vec::new();
+    while let Ok(Ok(message)) = rx.try_recv() {
+        if let Some(Body::Run(run)) = message.body {
+            let key = run.attempt.unwrap();
+            out.push((key.index, key.attempt, run.job_secret));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_job_adopts_the_map_outputs_a_returning_worker_holds_and_keeps_its_secret() {
+    use gristmill_proto::v1::HeldMapOutput;
+    let dir = tempfile::tempdir().unwrap();
+    let digest = bytes_digest(b"bin");
+    let id = JobId::from_string("job-maps".into());
+    let request = SubmitJobRequest {
+        name: "wordcount".into(),
+        binary_digest: digest.clone(),
+        output: dir.path().join("out").display().to_string(),
+        map_tasks: (0..3)
+            .map(|i| MapTaskSpec { description: format!("a.txt:{i}"), split_payload: vec![1] })
+            .collect(),
+        reducers: 2,
+        ..Default::default()
+    };
+    let secret = {
+        let first = Arc::new(DriverState::new(&config(dir.path()), None).unwrap());
+        first.binaries.store().put(&digest, b"bin").unwrap();
+        let output_key = request.output.clone();
+        first.submit(Submission { id: id.clone(), owner: "alice".into(), request, output_key }).unwrap();
+        let (worker, mut rx) = attach(&first, "w1", "127.0.0.1:7001", &[]);
+        let launched = runs(&mut rx);
+        assert_eq!(launched.len(), 3, "{launched:?}");
+        // Maps 0 and 1 succeed on the worker (journaled); map 2 is still running at the crash.
+        let counters = std::collections::HashMap::from([("map_input_records".to_owned(), 5)]);
+        first.journal_map_done(&id, 0, 0, &worker, &counters);
+        first.journal_map_done(&id, 1, 0, &worker, &counters);
+        launched[0].2.clone()
+    };
+    let second = Arc::new(DriverState::new(&config(dir.path()), None).unwrap());
+    // A stranger at another address launches nothing of the held job.
+    let (_, mut other) = attach(&second, "w9", "127.0.0.1:7009", &[]);
+    assert!(runs(&mut other).is_empty(), "the resumed job waits for the worker holding its maps");
+    let held = |map_task, attempt| HeldMapOutput { job_id: id.to_string(), map_task, attempt };
+    // The worker is back holding both outputs, plus one of an attempt the journal never accepted.
+    let (_, mut back) = attach(&second, "w2", "127.0.0.1:7001", &[held(0, 0), held(1, 0), held(2, 0)]);
+    let status = second.status(&id).unwrap();
+    assert_eq!(status.maps_done, 2, "maps 0 and 1 adopted, map 2 not: {status:?}");
+    assert_eq!(status.counters.get("map_input_records"), Some(&10), "the adopted maps' counters count");
+    let relaunched: Vec<(u32, u32, String)> = runs(&mut other).into_iter().chain(runs(&mut back)).collect();
+    assert_eq!(relaunched.len(), 1, "only map 2 runs again: {relaunched:?}");
+    let (task, attempt, resumed_secret) = &relaunched[0];
+    assert_eq!((*task, *attempt), (2, second.attempt_base()));
+    assert_eq!(resumed_secret, &secret, "the resumed job keeps its secret: the held outputs stay readable");
+}

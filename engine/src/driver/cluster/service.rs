@@ -82,6 +82,7 @@ impl Driver for DriverService {
             host_id: register.host_id.clone(),
         };
         self.state.attach(id.clone(), link, register.slots);
+        self.state.adopt_held(&id, &register.shuffle_address, &register.held_map_outputs);
         let state = self.state.clone();
         tokio::spawn(async move {
             let reason = loop {
@@ -292,6 +293,10 @@ fn on_report(state: &Arc<DriverState>, worker: &WorkerId, report: TaskReport) {
         // A late report of a killed attempt, or a worker reporting what it never ran.
         tracing::warn!(worker = %worker, job = %attempt.job, task = %attempt.task, attempt = %attempt.attempt, "ignored a report for an attempt this worker does not run");
         return;
+    }
+    if let task_report::Result::MapDone(_) = &result {
+        // Journaled before it is acted on: a restarted driver adopts it from the worker.
+        state.journal_map_done(&attempt.job, attempt.task.index, attempt.attempt.0, worker, &report.counters);
     }
     let counters = report.counters.into_iter().collect();
     match result {

@@ -4,7 +4,7 @@
 //! carry them out (send commands to workers, start commits, wake job watchers). Sends never
 //! block: each worker link is an unbounded channel drained by its gRPC stream.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ use tonic::Status;
 use super::DriverConfig;
 use super::binaries::DriverBinaries;
 use super::commit::{CommitSpec, commit, storage_options_of, unlock_output};
-use super::journal::{Journal, Record};
+use super::journal::{Journal, MapDone, Record};
 use super::recovery::{Ended, HistoryLimits, Recovered, attempt_base, beyond_limits, end_record, recover};
 use super::staging::{StagedPart, StagedParts, discard_all};
 use crate::error::Result;
@@ -27,6 +27,8 @@ use crate::ids::{JobId, TaskKind, WorkerId};
 use crate::job::Counters;
 use crate::scheduler::{Action, AttemptRef, JobView, Scheduler, WorkerState};
 use crate::security::JobSecret;
+
+mod resume;
 
 /// A message on a worker's session stream.
 pub type Downlink = mpsc::Sender<Result<DriverMessage, Status>>;
@@ -67,6 +69,12 @@ pub struct JobRecord {
     pub cleaning: bool,
     /// Bumped on every change, for watchers.
     pub changes: watch::Sender<u64>,
+    /// A resumed job: the map outputs an earlier driver accepted, by task (adopted from
+    /// the workers that still hold them).
+    pub recovered_maps: HashMap<u32, MapDone>,
+    /// A resumed job: the shuffle addresses of workers holding its map outputs that have
+    /// not re-attached yet (it is held until none is left, or the grace period ends).
+    pub awaiting: HashSet<String>,
 }
 
 /// Why the driver refused a submission.
@@ -240,35 +248,6 @@ impl DriverState {
         attempt_base(self.epoch)
     }
 
-    /// Queues the unfinished jobs again and keeps the ended ones as history. Their actions
-    /// (none before workers attach) are carried out on the next event.
-    fn resume(&self, recovered: Recovered) {
-        let Recovered { epoch, unfinished, ended } = recovered;
-        tracing::info!(epoch, resumed = unfinished.len(), ended = ended.len(), "replayed the driver journal");
-        lock(&self.history).extend(ended);
-        for job in unfinished {
-            let id = JobId::from_string(job.job.id.clone());
-            if !self.binaries.store().contains(&job.request.binary_digest) {
-                self.end_unresumable(
-                    job,
-                    "its job binary is no longer stored on the driver; submit it again",
-                );
-                continue;
-            }
-            let ago = Duration::from_millis(super::journal::now_ms().saturating_sub(job.job.submitted_at_ms));
-            let output_key =
-                super::commit::output_key(&job.request).unwrap_or_else(|_| job.request.output.clone());
-            let spec = job_spec(&id, &job.job.owner, &job.request);
-            let mut record = JobRecord::new(job.request, output_key, job.job.owner);
-            record.submitted = Instant::now().checked_sub(ago).unwrap_or_else(Instant::now);
-            tracing::info!(job = %id, name = %spec.name, maps = spec.map_tasks.len(), "resuming a job from the journal: its tasks run again");
-            lock(&self.jobs).insert(id.clone(), record);
-            if let Err(e) = lock(&self.scheduler).submit(Instant::now(), spec) {
-                tracing::error!(job = %id, error = %e, "cannot resume the job");
-            }
-        }
-    }
-
     /// Feeds the scheduler one event and carries out what follows.
     pub fn update(self: &Arc<Self>, event: impl FnOnce(&mut Scheduler, Instant)) {
         let actions = {
@@ -311,8 +290,9 @@ impl DriverState {
     pub fn submit(self: &Arc<Self>, submission: Submission) -> std::result::Result<(), SubmitRefused> {
         let Submission { id, owner, request, output_key } = submission;
         let spec = job_spec(&id, &owner, &request);
-        let journaled = self.journal.submitted(&id, &owner, &request);
-        let record = JobRecord::new(request, output_key, owner);
+        let secret = JobSecret::generate();
+        let journaled = self.journal.submitted(&id, &owner, &request, &secret);
+        let record = JobRecord::new(request, output_key, owner, secret);
         self.record_sole_writer(id.clone(), record)?;
         // Journaled before it is accepted: a job the submitter heard of survives a crash.
         if let Err(e) = journaled.and_then(|record| self.journal.append(&record)) {
@@ -604,19 +584,21 @@ impl DriverState {
 }
 
 impl JobRecord {
-    /// A job just accepted (or resumed), with a fresh secret.
-    fn new(request: SubmitJobRequest, output_key: String, owner: String) -> Self {
+    /// A job just accepted (or resumed) with its secret.
+    fn new(request: SubmitJobRequest, output_key: String, owner: String, secret: JobSecret) -> Self {
         JobRecord {
             request,
             output_key,
             owner,
-            secret: JobSecret::generate(),
+            secret,
             submitted: Instant::now(),
             ended: None,
             committed: None,
             staged: StagedParts::default(),
             cleaning: false,
             changes: watch::channel(0).0,
+            recovered_maps: HashMap::new(),
+            awaiting: HashSet::new(),
         }
     }
 }

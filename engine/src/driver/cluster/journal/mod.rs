@@ -1,6 +1,7 @@
 //! The driver's journal: an append-only log in `<data-dir>/journal` of what a restarted
-//! driver needs to carry on: submitted jobs (their requests sealed: see the `seal` module), ended
-//! jobs, and epochs (one per start).
+//! driver needs to carry on: submitted jobs (their requests and secrets sealed: see the
+//! `seal` module), completed map outputs (which worker holds them), ended jobs, and epochs
+//! (one per start).
 //!
 //! Each record is `length (u32 LE) | CRC-32 of the body (u32 LE) | JSON body`, appended and
 //! flushed to disk (`sync_data`) before the change it records is acted on. A crash can leave
@@ -22,6 +23,7 @@ use prost::Message;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::JobId;
+use crate::security::JobSecret;
 pub use seal::SealingKey;
 
 /// The journal's file name in the data directory.
@@ -73,6 +75,8 @@ pub enum Record {
     },
     /// A job was accepted.
     JobSubmitted(SubmittedJob),
+    /// A map task's output was accepted (the latest record of a task stands).
+    MapDone(MapDone),
     /// A job ended.
     JobEnded(EndedJob),
 }
@@ -93,6 +97,26 @@ pub struct SubmittedJob {
     pub submitted_at_ms: u64,
     /// The protobuf `SubmitJobRequest`, sealed with the journal key, hex.
     pub sealed_request: String,
+    /// The job's secret, sealed, hex: a resumed job keeps it, so the map outputs workers
+    /// hold under it stay readable. Empty in records of older drivers.
+    #[serde(default)]
+    pub sealed_secret: String,
+}
+
+/// A map task's accepted output.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MapDone {
+    /// The job's id.
+    pub job: String,
+    /// The map task.
+    pub map_task: u32,
+    /// The attempt whose output won.
+    pub attempt: u32,
+    /// The shuffle address of the worker holding it.
+    pub worker: String,
+    /// The attempt's counters (the job's totals need them when the output is adopted).
+    #[serde(default)]
+    pub counters: std::collections::BTreeMap<String, u64>,
 }
 
 /// How a job ended.
@@ -174,8 +198,10 @@ impl Journal {
         id: &JobId,
         owner: &str,
         request: &SubmitJobRequest,
+        secret: &JobSecret,
     ) -> Result<Record, JournalError> {
         let sealed = self.key.seal(id.as_str(), &request.encode_to_vec())?;
+        let sealed_secret = self.key.seal(&secret_context(id.as_str()), secret.expose().as_bytes())?;
         Ok(Record::JobSubmitted(SubmittedJob {
             id: id.to_string(),
             owner: owner.to_owned(),
@@ -183,7 +209,20 @@ impl Journal {
             output: request.output.clone(),
             submitted_at_ms: now_ms(),
             sealed_request: seal::to_hex(&sealed),
+            sealed_secret: seal::to_hex(&sealed_secret),
         }))
+    }
+
+    /// The secret of a journaled job; `None` in a record of an older driver.
+    pub fn secret(&self, job: &SubmittedJob) -> Result<Option<JobSecret>, JournalError> {
+        if job.sealed_secret.is_empty() {
+            return Ok(None);
+        }
+        let bad = |cause: &str| JournalError::Record { job: job.id.clone(), cause: cause.into() };
+        let sealed = seal::from_hex(&job.sealed_secret).ok_or_else(|| bad("the sealed secret is not hex"))?;
+        let plain = self.key.open(&secret_context(&job.id), &sealed)?;
+        let text = String::from_utf8(plain).map_err(|_| bad("the secret is not UTF-8"))?;
+        Ok(Some(JobSecret::from_string(text)))
     }
 
     /// The request of a journaled job.
@@ -201,9 +240,15 @@ impl Record {
         match self {
             Record::Epoch { .. } => "-",
             Record::JobSubmitted(job) => &job.id,
+            Record::MapDone(done) => &done.job,
             Record::JobEnded(job) => &job.id,
         }
     }
+}
+
+/// What a job's secret is sealed to: a sealed request cannot pass for a secret.
+fn secret_context(job: &str) -> String {
+    format!("{job}/secret")
 }
 
 /// Milliseconds since the Unix epoch.

@@ -57,9 +57,10 @@ impl SealingKey {
         let (nonce, body) = sealed.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| self.error("a bad nonce"))?;
         let mut body = body.to_vec();
-        let plain = self.key.open_in_place(nonce, Aad::from(context), &mut body).map_err(|_| {
-            self.error(&format!("the sealed request of {context} does not open with this key"))
-        })?;
+        let plain = self
+            .key
+            .open_in_place(nonce, Aad::from(context), &mut body)
+            .map_err(|_| self.error(&format!("the sealed data of {context} does not open with this key")))?;
         Ok(plain.to_vec())
     }
 

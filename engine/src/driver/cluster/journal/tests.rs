@@ -6,6 +6,11 @@ use gristmill_proto::v1::SubmitJobRequest;
 use super::*;
 
 const SECRET: &str = "AKIA-very-secret-key-7f3a";
+const JOB_SECRET: &str = "job-secret-0f9e8d7c6b5a";
+
+fn job_secret() -> JobSecret {
+    JobSecret::from_string(JOB_SECRET.into())
+}
 
 fn request() -> SubmitJobRequest {
     SubmitJobRequest {
@@ -34,13 +39,23 @@ fn journal_bytes(dir: &Path) -> Vec<u8> {
     std::fs::read(dir.join(JOURNAL_FILE)).unwrap()
 }
 
+fn map_done(task: u32) -> Record {
+    Record::MapDone(MapDone {
+        job: "job-1".into(),
+        map_task: task,
+        attempt: 4,
+        worker: "127.0.0.1:7001".into(),
+        counters: [("map_input_records".to_owned(), 12)].into(),
+    })
+}
+
 /// Writes three records, returns them.
 fn three_records(dir: &Path) -> Vec<Record> {
     let (journal, replayed) = Journal::open(dir).unwrap();
     assert!(replayed.is_empty());
     let id = JobId::from_string("job-1".into());
-    let records =
-        vec![Record::Epoch { n: 1 }, journal.submitted(&id, "alice", &request()).unwrap(), ended("job-1")];
+    let submitted = journal.submitted(&id, "alice", &request(), &job_secret()).unwrap();
+    let records = vec![Record::Epoch { n: 1 }, submitted, ended("job-1")];
     for record in &records {
         journal.append(record).unwrap();
     }
@@ -55,6 +70,26 @@ fn records_round_trip_and_requests_unseal() {
     assert_eq!(replayed, written);
     let Record::JobSubmitted(job) = &replayed[1] else { panic!("{replayed:?}") };
     assert_eq!(journal.request(job).unwrap(), request());
+    assert_eq!(journal.secret(job).unwrap().unwrap().expose(), JOB_SECRET);
+    journal.append(&map_done(3)).unwrap();
+    let (_, replayed) = Journal::open(dir.path()).unwrap();
+    assert_eq!(replayed.last(), Some(&map_done(3)));
+}
+
+#[test]
+fn a_record_of_an_older_driver_has_no_secret_and_a_swapped_seal_does_not_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _) = Journal::open(dir.path()).unwrap();
+    let id = JobId::from_string("job-1".into());
+    let Record::JobSubmitted(mut job) = journal.submitted(&id, "alice", &request(), &job_secret()).unwrap()
+    else {
+        panic!("not a submission")
+    };
+    let older = SubmittedJob { sealed_secret: String::new(), ..job.clone() };
+    assert!(journal.secret(&older).unwrap().is_none());
+    // The sealed request in the secret's place: sealed to another context, refused.
+    job.sealed_secret = job.sealed_request.clone();
+    assert!(matches!(journal.secret(&job), Err(JournalError::Key { .. })));
 }
 
 #[test]
@@ -103,6 +138,8 @@ fn secrets_are_not_in_the_file_and_need_the_key() {
     let bytes = journal_bytes(dir.path());
     let found = bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes());
     assert!(!found, "the storage options' secret is in the journal in plaintext");
+    let found = bytes.windows(JOB_SECRET.len()).any(|w| w == JOB_SECRET.as_bytes());
+    assert!(!found, "the job's secret is in the journal in plaintext");
     let key = dir.path().join(KEY_FILE);
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);

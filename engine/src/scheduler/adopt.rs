@@ -1,0 +1,64 @@
+//! Carrying on a job an earlier driver ran: the resumed job is held while the workers that
+//! hold its map outputs re-attach, and the outputs they still hold are adopted as if their
+//! map tasks had just succeeded, so those maps do not run again.
+
+use std::time::Instant;
+
+use super::Scheduler;
+use super::job::Output;
+use super::types::{AttemptRef, Counters};
+use crate::ids::{AttemptId, JobId, TaskId, WorkerId};
+
+impl Scheduler {
+    /// Launches nothing of `job` before `until` (or its [`release`](Self::release)).
+    pub fn hold(&mut self, job: &JobId, until: Instant) {
+        if let Some(job) = self.jobs.get_mut(job) {
+            job.held_until = Some(until);
+        }
+    }
+
+    /// Ends the hold of `job`: its tasks may launch now.
+    pub fn release(&mut self, now: Instant, job: &JobId) {
+        if let Some(job) = self.jobs.get_mut(job) {
+            job.held_until = None;
+        }
+        self.schedule(now);
+    }
+
+    /// Takes the output `attempt` of map task `map_task` that `worker` holds as the task's
+    /// output, with the attempt's `counters`; attempts of the task still running lose. False
+    /// (nothing changes) unless the job is active and needs map outputs, the task has none,
+    /// and the worker is alive.
+    pub fn adopt_map_output(
+        &mut self,
+        now: Instant,
+        job_id: &JobId,
+        map_task: u32,
+        attempt: AttemptId,
+        worker: &WorkerId,
+        counters: Counters,
+    ) -> bool {
+        if !self.workers.is_alive(worker) {
+            return false;
+        }
+        let Some(job) = self.jobs.get_mut(job_id) else { return false };
+        if !job.is_active() || job.is_map_only() || job.parts_written() {
+            return false;
+        }
+        let Some(task) = job.maps.get_mut(map_task as usize).filter(|t| t.output.is_none()) else {
+            return false;
+        };
+        for loser in task.running.drain(..) {
+            let task = TaskId::map(map_task as usize);
+            let loser_ref = AttemptRef { job: job_id.clone(), task, attempt: loser.attempt };
+            self.workers.forget(&loser.worker, &loser_ref);
+            self.actions.push(super::Action::Kill { worker: loser.worker, attempt: loser_ref });
+        }
+        task.output = Some(Output { attempt, worker: worker.clone(), part: None });
+        task.counters = counters;
+        job.workers_used.insert(worker.clone());
+        tracing::info!(job = %job_id, map_task, attempt = %attempt, worker = %worker, "adopted a map output a worker held");
+        self.schedule(now);
+        true
+    }
+}
