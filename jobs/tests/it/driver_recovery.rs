@@ -49,6 +49,21 @@ fn attempt_of(name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no attempt in {name}"))
 }
 
+/// A cluster whose driver logs the map outputs it adopts to `driver.log`.
+fn logged_cluster() -> Cluster {
+    Cluster::start(ClusterSpec {
+        log_level: "warn,gristmill::scheduler::adopt=info",
+        log_to_files: true,
+        ..ClusterSpec::default()
+    })
+}
+
+/// Map outputs the restarted driver adopted from the workers holding them.
+fn adopted_maps(cluster: &Cluster) -> usize {
+    let log = std::fs::read_to_string(cluster.dir().join("driver.log")).unwrap_or_default();
+    log.lines().filter(|l| l.contains("adopted a map output")).count()
+}
+
 /// `gristmill jobs`' line of `job`.
 fn listed(cluster: &Cluster, job: &str) -> String {
     let out = cluster.cli(&["jobs"]);
@@ -63,7 +78,7 @@ fn listed(cluster: &Cluster, job: &str) -> String {
 
 #[test]
 fn a_driver_killed_mid_map_resumes_the_job_after_a_restart() {
-    let mut cluster = Cluster::start(ClusterSpec::default());
+    let mut cluster = logged_cluster();
     let dir = tempfile::tempdir().unwrap();
     let (text, expected) = input_and_expected(dir.path());
     let args = |out: &Path| {
@@ -85,7 +100,7 @@ fn a_driver_killed_mid_map_resumes_the_job_after_a_restart() {
     wait_until("a map attempt running", Duration::from_secs(60), || {
         cluster.running_on(0) + cluster.running_on(1) > 0
     });
-    // Some maps done, others running: all of them run again in this slice.
+    // Some maps done (their outputs are adopted after the restart), others running.
     wait_until("some maps done", Duration::from_secs(60), || maps_done(&cluster) >= 4);
     let maps_done_before = maps_done(&cluster);
     cluster.kill_driver();
@@ -116,15 +131,20 @@ fn a_driver_killed_mid_map_resumes_the_job_after_a_restart() {
     let attempts: Vec<u64> = b.parts.iter().map(|(name, _)| attempt_of(name)).collect();
     assert!(attempts.iter().all(|a| *a >= 1000), "{attempts:?}");
     let view: serde_json::Value = serde_json::from_str(&cluster.get(&format!("/api/jobs/{id}"))).unwrap();
+    let adopted = adopted_maps(&cluster);
+    assert!(
+        adopted as u64 >= maps_done_before,
+        "every map done before the crash is adopted, not run again: {adopted} < {maps_done_before}"
+    );
     eprintln!(
-        "driver recovery: first task of the resumed job {first_task:?} after the restart; {maps_done_before} maps were done before the crash; attempts launched after it: {} (maps {}, reduces {})",
+        "driver recovery: first task of the resumed job {first_task:?} after the restart; {maps_done_before} maps were done before the crash, {adopted} adopted; attempts launched after it: {} (maps {}, reduces {})",
         view["attempts_launched"], view["maps"]["total"], view["reduces"]["total"]
     );
 }
 
 #[test]
 fn a_driver_killed_mid_reduce_resumes_the_job_and_no_reducer_of_the_old_epoch_leaves_a_file() {
-    let mut cluster = Cluster::start(ClusterSpec::default());
+    let mut cluster = logged_cluster();
     let dir = tempfile::tempdir().unwrap();
     let (text, expected) = input_and_expected(dir.path());
     let out = dir.path().join("out");
@@ -174,4 +194,13 @@ fn a_driver_killed_mid_reduce_resumes_the_job_and_no_reducer_of_the_old_epoch_le
     }
     let attempts: Vec<u64> = b.parts.iter().map(|(name, _)| attempt_of(name)).collect();
     assert!(attempts.iter().all(|a| *a >= 1000), "the new epoch's attempts committed: {attempts:?}");
+    // Both workers survived the driver: every map output is adopted, no map runs again.
+    let id = submitted_id(&stderr);
+    let view: serde_json::Value = serde_json::from_str(&cluster.get(&format!("/api/jobs/{id}"))).unwrap();
+    let maps = view["maps"]["total"].as_u64().unwrap();
+    assert_eq!(adopted_maps(&cluster) as u64, maps, "maps run again after the restart");
+    eprintln!(
+        "driver recovery (reduce phase): {maps} of {maps} map outputs adopted; attempts launched after the restart: {}",
+        view["attempts_launched"]
+    );
 }
