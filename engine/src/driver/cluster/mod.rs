@@ -20,6 +20,7 @@ pub mod recovery;
 #[cfg(test)]
 mod recovery_tests;
 pub mod service;
+pub mod settle;
 pub mod staging;
 pub mod state;
 #[cfg(test)]

@@ -13,12 +13,13 @@ use std::time::Duration;
 
 use gristmill_proto::v1::{JobState, JobStatus, SubmitJobRequest};
 
-use super::journal::{EndState, EndedJob, Journal, JournalError, MapDone, Record, SubmittedJob, now_ms};
+use super::journal::{
+    CommitBegun, EndState, EndedJob, Journal, JournalError, JournaledPart, MapDone, Record, SubmittedJob,
+    now_ms,
+};
 use crate::ids::JobId;
-use crate::output::{Manifest, SUCCESS_FILE};
 use crate::scheduler::{JobView, Phase, TaskCounts};
 use crate::security::JobSecret;
-use crate::storage::Location;
 
 /// Attempt numbers each driver epoch may use per task before reaching the next epoch's.
 pub const ATTEMPTS_PER_EPOCH: u32 = 1000;
@@ -54,6 +55,10 @@ pub struct Unfinished {
     pub secret: Option<JobSecret>,
     /// The accepted output of each map task that had one, by task.
     pub maps: HashMap<u32, MapDone>,
+    /// The part files its attempts staged.
+    pub staged: Vec<JournaledPart>,
+    /// Its commit, if it had begun.
+    pub commit: Option<CommitBegun>,
 }
 
 /// An ended job, as status pages show it.
@@ -86,6 +91,8 @@ pub fn recover(
     let mut submitted: Vec<SubmittedJob> = Vec::new();
     let mut ends: HashMap<String, EndedJob> = HashMap::new();
     let mut maps: HashMap<String, HashMap<u32, MapDone>> = HashMap::new();
+    let mut staged: HashMap<String, Vec<JournaledPart>> = HashMap::new();
+    let mut commits: HashMap<String, CommitBegun> = HashMap::new();
     for record in records {
         match record {
             Record::Epoch { n } => epoch = epoch.max(n),
@@ -93,6 +100,8 @@ pub fn recover(
             Record::MapDone(done) => {
                 drop(maps.entry(done.job.clone()).or_default().insert(done.map_task, done))
             }
+            Record::PartStaged(part) => staged.entry(part.job).or_default().push(part.part),
+            Record::CommitBegun(commit) => drop(commits.insert(commit.job.clone(), commit)),
             Record::JobEnded(end) => drop(ends.insert(end.id.clone(), end)),
         }
     }
@@ -104,6 +113,8 @@ pub fn recover(
                 request: journal.request(&job)?,
                 secret: journal.secret(&job)?,
                 maps: maps.remove(&job.id).unwrap_or_default(),
+                staged: staged.remove(&job.id).unwrap_or_default(),
+                commit: commits.remove(&job.id),
                 job,
             }),
             Some(end) => {
@@ -117,50 +128,6 @@ pub fn recover(
     ended.sort_by_key(|e| e.ended_at_ms);
     trim_history(&mut ended, limits, now_ms());
     Ok(Recovered { epoch: epoch + 1, unfinished, ended })
-}
-
-/// Settles commits that finished before the crash: an unfinished job whose output's
-/// `_SUCCESS` names it had committed (the driver died before journaling its end). It ends
-/// as succeeded instead of running again: a rerun that failed would delete the files that
-/// manifest lists, leaving half a result.
-pub async fn settle_commits(journal: &Journal, recovered: &mut Recovered) {
-    let mut unfinished = Vec::new();
-    for job in std::mem::take(&mut recovered.unfinished) {
-        let Some(manifest) = committed_manifest(&job).await else {
-            unfinished.push(job);
-            continue;
-        };
-        tracing::info!(job = %job.job.id, "the job had committed before the driver stopped: it ends as succeeded");
-        let end = EndedJob {
-            id: job.job.id.clone(),
-            state: EndState::Succeeded,
-            message: String::new(),
-            rows: manifest.rows,
-            files: manifest.files.len() as u32,
-            counters: BTreeMap::new(),
-            ended_at_ms: now_ms(),
-        };
-        if let Err(e) = journal.append(&Record::JobEnded(end.clone())) {
-            tracing::error!(job = %job.job.id, error = %e, "cannot journal the job's end");
-        }
-        let options = super::commit::storage_options_of(&job.request);
-        super::commit::unlock_output(&job.request.output, &options, &JobId::from_string(end.id.clone()))
-            .await;
-        let status = ended_status(&job.job, &job.request, &end);
-        recovered.ended.push(Ended { status, ended_at_ms: end.ended_at_ms });
-    }
-    recovered.unfinished = unfinished;
-}
-
-/// The manifest in the job's output, if it names the job.
-async fn committed_manifest(job: &Unfinished) -> Option<Manifest> {
-    use object_store::ObjectStoreExt;
-    let options = super::commit::storage_options_of(&job.request);
-    let location = Location::parse_with_options_only(&job.request.output, &options).ok()?;
-    let success = location.child(SUCCESS_FILE);
-    let bytes = success.store().get(success.path()).await.ok()?.bytes().await.ok()?;
-    let manifest: Manifest = serde_json::from_slice(&bytes).ok()?;
-    (manifest.job_id == job.job.id).then_some(manifest)
 }
 
 /// Drops the oldest ended jobs beyond `limits` (`ended` oldest first).

@@ -246,3 +246,114 @@ async fn a_resumed_job_adopts_the_map_outputs_a_returning_worker_holds_and_keeps
     assert_eq!((*task, *attempt), (2, second.attempt_base()));
     assert_eq!(resumed_secret, &secret, "the resumed job keeps its secret: the held outputs stay readable");
 }
+
+/// Journals, as a dead driver would have, a staged part of each of `attempts` of each
+/// partition of `job` (hidden local files in `out`), and returns them.
+fn stage_locally(
+    dir: &std::path::Path,
+    out: &std::path::Path,
+    job: &JobId,
+    attempts: &[u32],
+) -> Vec<super::journal::JournaledPart> {
+    use super::journal::{Journal, JournaledPart, PartStaged, Record};
+    use crate::ids::{AttemptId, PartitionId};
+    use crate::output::{OutputFormat, Staged, part_name};
+    std::fs::create_dir_all(out).unwrap();
+    let (journal, _) = Journal::open(&dir.join("driver")).unwrap();
+    let mut parts = Vec::new();
+    for partition in 0..2 {
+        for &attempt in attempts {
+            let name = part_name(PartitionId(partition), job, AttemptId(attempt), OutputFormat::Parquet);
+            std::fs::write(out.join(crate::storage::staging_name(&name)), format!("rows of {name}")).unwrap();
+            let part = JournaledPart { partition, name, rows: 3, bytes: 20, staged: Staged::LocalFile };
+            journal
+                .append(&Record::PartStaged(PartStaged { job: job.to_string(), part: part.clone() }))
+                .unwrap();
+            parts.push(part);
+        }
+    }
+    parts
+}
+
+fn names_in(out: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(out)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_the_last_driver_began_is_finished_and_other_staged_parts_are_discarded() {
+    use super::journal::{CommitBegun, Journal, Record};
+    use crate::output::{LOCK_FILE, Manifest, SUCCESS_FILE};
+    let dir = tempfile::tempdir().unwrap();
+    let digest = bytes_digest(b"bin");
+    let out = dir.path().join("out");
+    let job = {
+        let first = Arc::new(DriverState::new(&config(dir.path()), None).unwrap());
+        first.binaries.store().put(&digest, b"bin").unwrap();
+        submit(&first, "job-commit", &out, &digest)
+    };
+    // Attempts 0 and 1 of both partitions staged; the commit of attempts 1 began, and the
+    // driver died after publishing partition 0's winner only.
+    let parts = stage_locally(dir.path(), &out, &job, &[0, 1]);
+    let (winners, losers): (Vec<_>, Vec<_>) = parts.into_iter().partition(|p| p.name.contains("-a1."));
+    {
+        let (journal, _) = Journal::open(&dir.path().join("driver")).unwrap();
+        let begun = CommitBegun {
+            job: job.to_string(),
+            winners: winners.clone(),
+            losers: losers[..1].to_vec(),
+            counters: [("reduce_output_records".to_owned(), 6)].into(),
+        };
+        journal.append(&Record::CommitBegun(begun)).unwrap();
+    }
+    std::fs::rename(out.join(crate::storage::staging_name(&winners[0].name)), out.join(&winners[0].name))
+        .unwrap();
+
+    let second = DriverState::open(&config(dir.path()), None).await.unwrap();
+    assert_eq!(state_of(&second, &job), JobState::Succeeded, "the commit was finished, not run again");
+    let mut expected: Vec<String> = winners.iter().map(|p| p.name.clone()).collect();
+    expected.push(SUCCESS_FILE.to_owned());
+    expected.sort();
+    assert_eq!(names_in(&out), expected, "the winners and _SUCCESS, no staged part, no lock ({LOCK_FILE})");
+    let manifest: Manifest = serde_json::from_slice(&std::fs::read(out.join(SUCCESS_FILE)).unwrap()).unwrap();
+    assert_eq!(manifest.job_id, job.as_str());
+    assert_eq!((manifest.rows, manifest.files.len()), (6, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_begun_commit_that_cannot_finish_is_rolled_back_and_the_job_runs_again() {
+    use super::journal::{CommitBegun, Journal, Record};
+    let dir = tempfile::tempdir().unwrap();
+    let digest = bytes_digest(b"bin");
+    let out = dir.path().join("out");
+    let job = {
+        let first = Arc::new(DriverState::new(&config(dir.path()), None).unwrap());
+        first.binaries.store().put(&digest, b"bin").unwrap();
+        submit(&first, "job-rollback", &out, &digest)
+    };
+    let winners = stage_locally(dir.path(), &out, &job, &[0]);
+    {
+        let (journal, _) = Journal::open(&dir.path().join("driver")).unwrap();
+        let begun = CommitBegun {
+            job: job.to_string(),
+            winners: winners.clone(),
+            losers: vec![],
+            counters: Default::default(),
+        };
+        journal.append(&Record::CommitBegun(begun)).unwrap();
+    }
+    // Partition 0 was published; partition 1's staged file is lost (its disk was wiped):
+    // the commit cannot finish.
+    std::fs::rename(out.join(crate::storage::staging_name(&winners[0].name)), out.join(&winners[0].name))
+        .unwrap();
+    std::fs::remove_file(out.join(crate::storage::staging_name(&winners[1].name))).unwrap();
+
+    let second = DriverState::open(&config(dir.path()), None).await.unwrap();
+    assert_eq!(state_of(&second, &job), JobState::Queued, "rolled back: the job runs again");
+    assert!(names_in(&out).is_empty(), "nothing of the half commit is left: {:?}", names_in(&out));
+}

@@ -19,12 +19,14 @@ use tonic::Status;
 use super::DriverConfig;
 use super::binaries::DriverBinaries;
 use super::commit::{CommitSpec, commit, storage_options_of, unlock_output};
-use super::journal::{Journal, MapDone, Record};
+use super::journal::{CommitBegun, Journal, JournaledPart, MapDone, PartStaged, Record};
 use super::recovery::{Ended, HistoryLimits, Recovered, attempt_base, beyond_limits, end_record, recover};
+use super::settle::journaled;
 use super::staging::{StagedPart, StagedParts, discard_all};
 use crate::error::Result;
 use crate::ids::{JobId, TaskKind, WorkerId};
 use crate::job::Counters;
+use crate::output::PartFile;
 use crate::scheduler::{Action, AttemptRef, JobView, Scheduler, WorkerState};
 use crate::security::JobSecret;
 
@@ -158,10 +160,10 @@ impl DriverState {
     }
 
     /// [`new`](Self::new), first ending as succeeded the jobs whose commit had finished
-    /// before the last driver stopped (see [`settle_commits`](super::recovery::settle_commits)).
+    /// before the last driver stopped (see [`settle_commits`](super::settle::settle_commits)).
     pub async fn open(config: &DriverConfig, status_base: Option<String>) -> Result<Self> {
         let (journal, mut recovered) = replay(config)?;
-        super::recovery::settle_commits(&journal, &mut recovered).await;
+        super::settle::settle_commits(&journal, &mut recovered).await;
         Self::carry_on(config, status_base, journal, recovered)
     }
 
@@ -385,6 +387,11 @@ impl DriverState {
     /// when it can no longer be committed (the job is committing or ended, or `wanted` is
     /// false: the attempt is not running any more).
     pub fn stage_part(&self, job: &JobId, attempt: u32, part: StagedPart, wanted: bool) {
+        // Journaled first: a restarted driver discards it if no commit of this run lists it.
+        let record = Record::PartStaged(PartStaged { job: job.to_string(), part: journaled(&part, 0) });
+        if let Err(e) = self.journal.append(&record) {
+            tracing::warn!(job = %job, part = %part.name, error = %e, "cannot journal a staged part");
+        }
         let mut jobs = lock(&self.jobs);
         let Some(record) = jobs.get_mut(job) else {
             return tracing::warn!(job = %job, part = %part.name, "a staged part of an unknown job is left alone");
@@ -533,6 +540,9 @@ impl DriverState {
             let mut jobs = lock(&self.jobs);
             let Some(record) = jobs.get_mut(&job) else { return };
             let (winners, losers) = record.staged.close_for_commit(&winners);
+            if let Ok(parts) = &winners {
+                self.journal_commit(&job, parts, &losers, &counters);
+            }
             CommitSpec {
                 name: record.request.name.clone(),
                 job_id: job.to_string(),
@@ -557,6 +567,29 @@ impl DriverState {
             let result = result.map(|_| ()).map_err(|e| format!("commit failed: {e}"));
             state.update(|s, now| s.commit_finished(now, &job, result));
         });
+    }
+
+    /// Journals the start of a commit: a restarted driver finishes it.
+    fn journal_commit(&self, job: &JobId, winners: &[PartFile], losers: &[StagedPart], counters: &Counters) {
+        let winners = winners
+            .iter()
+            .map(|p| JournaledPart {
+                partition: p.partition.0,
+                name: p.name.clone(),
+                rows: p.rows,
+                bytes: p.bytes,
+                staged: p.staged.clone(),
+            })
+            .collect();
+        let begun = CommitBegun {
+            job: job.to_string(),
+            winners,
+            losers: losers.iter().map(|p| journaled(p, 0)).collect(),
+            counters: counters.iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+        };
+        if let Err(e) = self.journal.append(&Record::CommitBegun(begun)) {
+            tracing::error!(job = %job, error = %e, "cannot journal the commit's start: a restarted driver would run the job again");
+        }
     }
 
     fn notify_all(&self) {

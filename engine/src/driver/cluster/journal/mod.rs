@@ -23,6 +23,7 @@ use prost::Message;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::JobId;
+use crate::output::Staged;
 use crate::security::JobSecret;
 pub use seal::SealingKey;
 
@@ -77,6 +78,11 @@ pub enum Record {
     JobSubmitted(SubmittedJob),
     /// A map task's output was accepted (the latest record of a task stands).
     MapDone(MapDone),
+    /// An attempt staged a part file: a restarted driver discards it unless a commit
+    /// lists it (its attempt is fenced off and can never win).
+    PartStaged(PartStaged),
+    /// A job's commit began: a restarted driver finishes it (or, failing that, rolls it back).
+    CommitBegun(CommitBegun),
     /// A job ended.
     JobEnded(EndedJob),
 }
@@ -116,6 +122,44 @@ pub struct MapDone {
     pub worker: String,
     /// The attempt's counters (the job's totals need them when the output is adopted).
     #[serde(default)]
+    pub counters: std::collections::BTreeMap<String, u64>,
+}
+
+/// A staged part file of one attempt, as the commit needs it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JournaledPart {
+    /// The partition.
+    pub partition: u32,
+    /// Its name in the output directory.
+    pub name: String,
+    /// Rows (winners only; 0 otherwise).
+    #[serde(default)]
+    pub rows: u64,
+    /// Its size.
+    pub bytes: u64,
+    /// How it waits for the commit (an upload's id and part ids are not secrets).
+    pub staged: Staged,
+}
+
+/// A part file an attempt staged.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PartStaged {
+    /// The job's id.
+    pub job: String,
+    /// The part.
+    pub part: JournaledPart,
+}
+
+/// The start of a job's commit: what it publishes and what it discards.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CommitBegun {
+    /// The job's id.
+    pub job: String,
+    /// The winning parts, in partition order.
+    pub winners: Vec<JournaledPart>,
+    /// Every other staged part.
+    pub losers: Vec<JournaledPart>,
+    /// The counters of the winning attempts (for the manifest).
     pub counters: std::collections::BTreeMap<String, u64>,
 }
 
@@ -241,6 +285,8 @@ impl Record {
             Record::Epoch { .. } => "-",
             Record::JobSubmitted(job) => &job.id,
             Record::MapDone(done) => &done.job,
+            Record::PartStaged(staged) => &staged.job,
+            Record::CommitBegun(commit) => &commit.job,
             Record::JobEnded(job) => &job.id,
         }
     }
