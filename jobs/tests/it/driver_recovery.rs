@@ -204,3 +204,45 @@ fn a_driver_killed_mid_reduce_resumes_the_job_and_no_reducer_of_the_old_epoch_le
         view["attempts_launched"]
     );
 }
+
+/// Part files visible (published) in `out`.
+fn visible_parts(out: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(out) else { return Vec::new() };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("part-"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_driver_killed_mid_commit_finishes_the_commit_after_a_restart() {
+    // The driver publishes the winners one at a time, 2 s apart: it dies with one published.
+    let pause = (gristmill::driver::cluster::commit::COMMIT_PAUSE_ENV.to_owned(), "2000".to_owned());
+    let mut cluster = Cluster::start(ClusterSpec { env: vec![pause], ..ClusterSpec::default() });
+    let dir = tempfile::tempdir().unwrap();
+    let (text, expected) = input_and_expected(dir.path());
+    let out = dir.path().join("out");
+    let args = ["--input", s(&text), "--output", s(&out), "--reducers", "3", "--split-size", "30000"];
+    let job = cluster.spawn("wordcount-records", &args);
+    wait_until("a winner published mid-commit", Duration::from_secs(120), || !visible_parts(&out).is_empty());
+    cluster.kill_driver();
+    let half = visible_parts(&out);
+    assert!(!out.join("_SUCCESS").exists() && half.len() < 3, "killed mid-commit: {half:?}");
+    cluster.restart_driver();
+    let (ok, stderr) = wait_child(job, Duration::from_secs(180));
+    assert!(ok, "the following submitter failed: {stderr}");
+    let (a, b) = (read_committed(&expected), read_committed(&out));
+    assert_eq!(a.parts.len(), b.parts.len());
+    for ((_, x), (name, y)) in a.parts.iter().zip(&b.parts) {
+        assert_eq!(x, y, "rows of {name}");
+    }
+    // Finished, not run again: the winners are the first epoch's attempts, the published
+    // ones among them.
+    let attempts: Vec<u64> = b.parts.iter().map(|(name, _)| attempt_of(name)).collect();
+    assert!(attempts.iter().all(|a| *a < 1000), "the begun commit was finished: {attempts:?}");
+    let committed: Vec<&String> = b.parts.iter().map(|(name, _)| name).collect();
+    assert!(half.iter().all(|h| committed.contains(&h)), "{half:?} not in {committed:?}");
+}

@@ -50,6 +50,7 @@ pub async fn commit(spec: CommitSpec) -> Result<(u64, u32)> {
         let dir = OutputDir::new(Location::parse_with_options_only(&output, &storage_options)?);
         let parts = winners.clone().map_err(Error::Internal)?;
         let manifest = Manifest::new(&name, &job_id, &parts, counters);
+        paced_publish(&dir, &parts).await?;
         dir.commit(&manifest, &parts).await?;
         Ok((manifest.rows, parts.len() as u32))
     }
@@ -64,6 +65,25 @@ pub async fn commit(spec: CommitSpec) -> Result<(u64, u32)> {
     }
     discard_all(&output, &storage_options, losers).await;
     committed
+}
+
+/// Fault injection for chaos tests: with this set (milliseconds), the driver publishes the
+/// winners one at a time, pausing before each and before `_SUCCESS`, so a test can kill it,
+/// or stop the object store, in the middle of a commit. Unset in production.
+pub const COMMIT_PAUSE_ENV: &str = "GRISTMILL_CHAOS_COMMIT_PAUSE_MS";
+
+/// Publishes the winners slowly when [`COMMIT_PAUSE_ENV`] asks for it (the commit then
+/// publishes them again, which is idempotent).
+async fn paced_publish(dir: &OutputDir, parts: &[PartFile]) -> Result<()> {
+    let pause = std::env::var(COMMIT_PAUSE_ENV).ok().and_then(|ms| ms.parse().ok());
+    let Some(pause) = pause.map(std::time::Duration::from_millis) else { return Ok(()) };
+    for part in parts {
+        tokio::time::sleep(pause).await;
+        crate::output::publish(&dir.location().child(&part.name), &part.staged).await?;
+        tracing::warn!(part = %part.name, "chaos: published a winner mid-commit");
+    }
+    tokio::time::sleep(pause).await;
+    Ok(())
 }
 
 /// The object-store options a job was submitted with.
