@@ -15,6 +15,7 @@ mod join;
 mod netns;
 mod output;
 mod pagerank;
+mod proxy;
 mod s3;
 mod security;
 mod sort;

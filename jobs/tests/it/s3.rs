@@ -662,3 +662,41 @@ fn late_attempts_on_s3_leave_no_object_and_no_open_upload() {
     });
     assert_eq!(read_s3_output(&b, "out"), read_local_output(&local));
 }
+
+/// The S3 server unreachable in the middle of a commit (one winner published), then back:
+/// the driver retries the commit, which completes; the output equals the local run with
+/// exactly the manifest's objects, and no upload is left open.
+#[test]
+fn an_s3_store_unreachable_mid_commit_is_retried_and_the_commit_completes() {
+    use super::cluster_support::{Cluster, ClusterSpec, wait_until};
+    let target: std::net::SocketAddr = endpoint().trim_start_matches("http://").parse().unwrap();
+    let proxy = super::proxy::Proxy::start(target);
+    let mut env: Vec<(String, String)> =
+        s3_env().into_iter().filter(|(k, _)| k != "AWS_ENDPOINT_URL").collect();
+    env.push(("AWS_ENDPOINT_URL".into(), proxy.endpoint()));
+    // The driver publishes one winner every 1.5 s: the store goes away between two.
+    env.push((gristmill::driver::cluster::commit::COMMIT_PAUSE_ENV.into(), "1500".into()));
+    let cluster = Cluster::start(ClusterSpec { env, ..ClusterSpec::default() });
+    let dir = tempfile::tempdir().unwrap();
+    let b = create_bucket("outage");
+    let input = dir.path().join("in");
+    write_text_files(&input, 3, 200);
+    let local = dir.path().join("local");
+    let common = ["--reducers", "3", "--split-size", "5000"];
+    run_ok("wordcount", &[&common[..], &["-i", s(&input), "-o", s(&local)]].concat());
+    let out = format!("s3://{b}/out");
+    let job = cluster.spawn("wordcount", &[&common[..], &["-i", s(&input), "-o", &out]].concat());
+    let listed = |what: &str| {
+        let script = "print('\\n'.join(o['Key'] for o in s3.list_objects_v2(Bucket=sys.argv[1], Prefix='out/').get('Contents', [])))";
+        boto(script, &[&b]).lines().filter(|k| k.contains(what)).count()
+    };
+    wait_until("a winner published mid-commit", std::time::Duration::from_secs(120), || listed("/part-") > 0);
+    proxy.cut();
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    assert_eq!(listed("_SUCCESS"), 0, "the commit cannot finish while the store is away");
+    proxy.restore();
+    let run = job.wait_with_output().unwrap();
+    assert!(run.status.success(), "the job survives the outage: {}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(read_s3_output(&b, "out"), read_local_output(&local));
+    wait_until("no open upload", std::time::Duration::from_secs(30), || open_uploads(&b) == 0);
+}

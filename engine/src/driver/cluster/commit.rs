@@ -13,6 +13,8 @@
 //! It reaches the output with the job's own storage options (from its submission), never
 //! with another job's or a process-wide setting.
 
+use std::time::{Duration, Instant};
+
 use gristmill_proto::v1::SubmitJobRequest;
 use tonic::Status;
 
@@ -50,8 +52,7 @@ pub async fn commit(spec: CommitSpec) -> Result<(u64, u32)> {
         let dir = OutputDir::new(Location::parse_with_options_only(&output, &storage_options)?);
         let parts = winners.clone().map_err(Error::Internal)?;
         let manifest = Manifest::new(&name, &job_id, &parts, counters);
-        paced_publish(&dir, &parts).await?;
-        dir.commit(&manifest, &parts).await?;
+        commit_with_retries(&dir, &manifest, &parts).await?;
         Ok((manifest.rows, parts.len() as u32))
     }
     .await;
@@ -67,6 +68,37 @@ pub async fn commit(spec: CommitSpec) -> Result<(u64, u32)> {
     committed
 }
 
+/// How long the committer retries a commit an object store failed transiently (it was
+/// unreachable or overloaded): publishing and `_SUCCESS` are idempotent, so a retry
+/// finishes what the last try began instead of failing a job whose work is all done.
+const COMMIT_RETRY_FOR: Duration = Duration::from_secs(120);
+/// The longest pause between two tries.
+const COMMIT_RETRY_MAX_PAUSE: Duration = Duration::from_secs(8);
+
+/// Publishes the winners and writes `_SUCCESS`; on an object store, retries transient
+/// failures for up to [`COMMIT_RETRY_FOR`] (a local file system's failures are not
+/// transient: a missing staging file stays missing).
+async fn commit_with_retries(dir: &OutputDir, manifest: &Manifest, parts: &[PartFile]) -> Result<()> {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(250);
+    let on_object_store = !dir.location().is_local();
+    loop {
+        let tried = async {
+            paced_publish(dir, parts).await?;
+            dir.commit(manifest, parts).await
+        }
+        .await;
+        match tried {
+            Err(e) if on_object_store && e.is_retryable() && started.elapsed() + pause < COMMIT_RETRY_FOR => {
+                tracing::warn!(job = %manifest.job_id, error = %e, retry_in = ?pause, "the commit failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(COMMIT_RETRY_MAX_PAUSE);
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Fault injection for chaos tests: with this set (milliseconds), the driver publishes the
 /// winners one at a time, pausing before each and before `_SUCCESS`, so a test can kill it,
 /// or stop the object store, in the middle of a commit. Unset in production.
@@ -76,7 +108,7 @@ pub const COMMIT_PAUSE_ENV: &str = "GRISTMILL_CHAOS_COMMIT_PAUSE_MS";
 /// publishes them again, which is idempotent).
 async fn paced_publish(dir: &OutputDir, parts: &[PartFile]) -> Result<()> {
     let pause = std::env::var(COMMIT_PAUSE_ENV).ok().and_then(|ms| ms.parse().ok());
-    let Some(pause) = pause.map(std::time::Duration::from_millis) else { return Ok(()) };
+    let Some(pause) = pause.map(Duration::from_millis) else { return Ok(()) };
     for part in parts {
         tokio::time::sleep(pause).await;
         crate::output::publish(&dir.location().child(&part.name), &part.staged).await?;
