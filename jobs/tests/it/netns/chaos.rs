@@ -1,7 +1,8 @@
 //! Seeded chaos rounds across hosts (#20): each round runs the `chaos` job (whose tasks
 //! crash and fail on their own, seeded) while one fault drawn from the seed hits the
 //! cluster: a worker frozen with its tasks, a worker cut off from every host, the workers cut
-//! off from each other, or a task process killed. Every round's output must equal a
+//! off from each other, a task process killed, the driver killed and restarted on its data
+//! dir, or a worker killed with its tasks and restarted on its data dir. Every round's output must equal a
 //! fault-free local run byte for byte and hold exactly its manifest's files.
 //!
 //! `GRISTMILL_CHAOS_ROUNDS` (default 3, as CI runs it) and `GRISTMILL_CHAOS_SEED` (default
@@ -27,15 +28,21 @@ enum Fault {
     SplitWorkers,
     /// One running task process of worker `i` killed (SIGKILL).
     KillTask(usize),
+    /// The driver killed (SIGKILL), restarted on its data dir after a while.
+    KillDriver,
+    /// Worker `i` killed with its tasks (SIGKILL), restarted on its data dir after a while.
+    KillWorker(usize),
 }
 
 impl Fault {
     fn draw(rng: &mut SplitMix64) -> Fault {
         let worker = rng.below(2) as usize;
-        match rng.below(4) {
+        match rng.below(6) {
             0 => Fault::Freeze(worker),
             1 => Fault::Isolate(worker),
             2 => Fault::SplitWorkers,
+            3 => Fault::KillDriver,
+            4 => Fault::KillWorker(worker),
             _ => Fault::KillTask(worker),
         }
     }
@@ -58,6 +65,16 @@ impl Fault {
                 hosts.partition(WORKER_0, WORKER_1);
                 std::thread::sleep(hold);
                 hosts.heal(WORKER_0, WORKER_1);
+            }
+            Fault::KillDriver => {
+                cluster.kill_driver();
+                std::thread::sleep(hold.min(Duration::from_secs(3)));
+                cluster.restart_driver();
+            }
+            Fault::KillWorker(i) => {
+                cluster.signal_worker(i, "KILL", true);
+                std::thread::sleep(hold.min(Duration::from_secs(3)));
+                cluster.restart_worker(i, 2);
             }
             Fault::KillTask(i) => {
                 let tasks = children(cluster.worker_pid(i));
