@@ -12,7 +12,7 @@ use crate::cluster::rpc::DriverEndpoint;
 use crate::cluster::submit::{Submission, Submitted, submit};
 use crate::config::{RunConfig, parse_byte_size};
 use crate::driver::{JobReport, run_local};
-use crate::input::InputFormat;
+use crate::input::{CsvOptions, InputFormat};
 use crate::job::Job;
 use crate::progress::{Progress, ProgressMode, ProgressReporter, human_bytes};
 use crate::storage::StorageOptions;
@@ -54,9 +54,24 @@ pub struct RunArgs {
     #[arg(long)]
     pub allow_uncommitted: bool,
 
-    /// Input format [default: parquet for `.parquet` names, text otherwise].
+    /// Input format [default: parquet for `.parquet` names, csv for `.csv` and `.tsv`, json
+    /// (JSON lines) for `.json`, `.jsonl` and `.ndjson`, text otherwise].
     #[arg(long, value_enum)]
     pub format: Option<InputFormat>,
+
+    /// CSV input: whether the first line of each file names the columns.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub csv_header: bool,
+
+    /// CSV input: the field delimiter, one ASCII character (`tab` or `\t` for a tab)
+    /// [default: tab for `.tsv` files, comma otherwise].
+    #[arg(long, value_name = "CHAR", value_parser = parse_delimiter)]
+    pub csv_delimiter: Option<u8>,
+
+    /// CSV input: quoted fields may hold line breaks; reads each file as one split.
+    /// Without it, a split boundary inside a quoted multi-line field fails the job.
+    #[arg(long)]
+    pub csv_multiline: bool,
 
     /// Memory for map-side buffers and in-memory shuffle runs, e.g. 512MiB or 4GiB; past
     /// it, sorted runs spill to disk [default: 40% of the machine's memory].
@@ -136,6 +151,11 @@ impl RunArgs {
             .with_overwrite(self.overwrite)
             .with_allow_uncommitted(self.allow_uncommitted)
             .with_format(self.format)
+            .with_csv(CsvOptions {
+                header: self.csv_header,
+                delimiter: self.csv_delimiter,
+                multiline: self.csv_multiline,
+            })
             .with_replace_invalid_utf8(self.replace_invalid_utf8);
         if let Some(threads) = self.threads {
             config = config.with_threads(threads).with_reducers(threads);
@@ -193,6 +213,16 @@ pub(crate) fn task_role_arg() -> Option<std::ffi::OsString> {
     match (args.next(), args.next()) {
         (Some(role), Some(source)) if role == crate::cluster::TASK_ROLE_ARG => Some(source),
         _ => None,
+    }
+}
+
+fn parse_delimiter(text: &str) -> Result<u8, String> {
+    match text {
+        "tab" | "\\t" | "\t" => Ok(b'\t'),
+        _ => match text.as_bytes() {
+            [byte] if byte.is_ascii() && !matches!(byte, b'"' | b'\n' | b'\r') => Ok(*byte),
+            _ => Err("expected one ASCII character other than a quote or a line break, or `tab`".to_owned()),
+        },
     }
 }
 

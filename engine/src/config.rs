@@ -2,7 +2,7 @@
 //! binary edge, in [`crate::cli`]).
 
 use crate::error::{Error, Result};
-use crate::input::InputFormat;
+use crate::input::{CsvOptions, InputFormat};
 use crate::shuffle::RunBudget;
 use crate::storage::StorageOptions;
 
@@ -37,6 +37,8 @@ pub struct RunConfig {
     pub format: Option<InputFormat>,
     /// Replace invalid UTF-8 in text input instead of failing.
     pub replace_invalid_utf8: bool,
+    /// How CSV input is read.
+    pub csv: CsvOptions,
     /// Memory for map-side buffers and in-memory runs; past it, runs spill to disk.
     pub memory_limit: u64,
     /// Where spill files go (a job directory is made inside and removed at the end).
@@ -61,6 +63,7 @@ impl RunConfig {
             overwrite: false,
             format: None,
             replace_invalid_utf8: false,
+            csv: CsvOptions::default(),
             memory_limit: default_memory_limit(),
             spill_dir: std::env::temp_dir(),
             storage_options: StorageOptions::default(),
@@ -127,6 +130,12 @@ impl RunConfig {
     /// Forces an input format.
     pub fn with_format(mut self, format: Option<InputFormat>) -> Self {
         self.format = format;
+        self
+    }
+
+    /// Sets how CSV input is read.
+    pub fn with_csv(mut self, csv: CsvOptions) -> Self {
+        self.csv = csv;
         self
     }
 

@@ -80,6 +80,17 @@ pub enum Error {
         /// What is wrong.
         cause: String,
     },
+    /// A CSV or JSON lines row that cannot be decoded: wrong column count, a value that
+    /// does not parse as its column's type, a JSON syntax error.
+    #[error("{path}: malformed row at {location}: {reason}")]
+    MalformedRow {
+        /// The file.
+        path: String,
+        /// Where: `line 12 (byte offset 3456)`, or the byte offset alone.
+        location: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A Parquet file lacks a column the job reads.
     #[error("{path}: no column `{column}` (the file has: {available})")]
     MissingColumn {

@@ -51,7 +51,11 @@ pub async fn plan_map_tasks<J: Job>(job: &J, config: &RunConfig) -> Result<Plan>
     }
     let files = resolved.iter().map(|(_, f, _)| f.len()).sum();
     let bytes: u64 = resolved.iter().flat_map(|(_, f, _)| f).map(|f| f.size).sum();
-    let options = SplitOptions { split_size: config.effective_split_size(bytes), format: config.format };
+    let options = SplitOptions {
+        split_size: config.effective_split_size(bytes),
+        format: config.format,
+        csv: config.csv,
+    };
     let mut map_tasks = Vec::new();
     for (input, files, spec) in resolved {
         let spec: InputSpec = spec;

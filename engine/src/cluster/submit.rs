@@ -154,7 +154,7 @@ fn submit_request<J: Job>(
         .map_tasks
         .iter()
         .map(|task| {
-            let split = MapSplit { input: task.input, split: task.split.to_spec() };
+            let split = MapSplit { input: task.input, split: task.split.to_spec()? };
             Ok(MapTaskSpec {
                 description: task.split.describe(),
                 split_payload: serde_json::to_vec(&split).map_err(|e| Error::Internal(e.to_string()))?,

@@ -3,15 +3,20 @@
 //! A [`Split`] is the unit of work of one map task: a byte range of a text file (a line
 //! belongs to the split where it starts) or a run of row groups of a Parquet file.
 
+mod csv;
+mod json;
 mod parquet;
 mod records;
 mod text;
+mod text_rows;
 
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use tokio::runtime::Handle;
 
+pub use self::csv::{CsvFormat, CsvOptions, CsvSplit};
+pub use self::json::{JsonFormat, JsonSplit};
 pub use self::parquet::ParquetSplit;
 pub use self::records::{RecordColumns, RecordFormat, RecordSplit};
 pub use self::text::TextSplit;
@@ -27,6 +32,10 @@ pub enum InputFormat {
     Text,
     /// Apache Parquet.
     Parquet,
+    /// CSV (or TSV) with a header line by default: see the `--csv-*` flags.
+    Csv,
+    /// JSON lines: one JSON object per line.
+    Json,
 }
 
 impl InputFormat {
@@ -35,6 +44,8 @@ impl InputFormat {
         forced.unwrap_or_else(|| {
             if file.location.path().as_ref().ends_with(".parquet") {
                 InputFormat::Parquet
+            } else if let Some(format) = text_rows::detect(file.location.path().as_ref()) {
+                format
             } else {
                 InputFormat::Text
             }
@@ -49,6 +60,8 @@ pub struct SplitOptions {
     pub split_size: u64,
     /// Decode every file with this format instead of detecting it.
     pub format: Option<InputFormat>,
+    /// How CSV files are read.
+    pub csv: CsvOptions,
 }
 
 /// How splits are read.
@@ -67,6 +80,10 @@ pub enum Split {
     Parquet(ParquetSplit),
     /// Whole fixed-size records of a binary file.
     Records(RecordSplit),
+    /// A byte range of a CSV file.
+    Csv(CsvSplit),
+    /// A byte range of a JSON lines file.
+    Json(JsonSplit),
 }
 
 impl Split {
@@ -76,6 +93,8 @@ impl Split {
             Split::Text(s) => &s.file,
             Split::Parquet(s) => &s.file,
             Split::Records(s) => &s.file,
+            Split::Csv(s) => &s.file,
+            Split::Json(s) => &s.file,
         }
     }
 
@@ -85,6 +104,8 @@ impl Split {
             Split::Text(s) => s.end - s.start,
             Split::Records(s) => s.end - s.start,
             Split::Parquet(s) => s.compressed_bytes,
+            Split::Csv(s) => s.end - s.start,
+            Split::Json(s) => s.end - s.start,
         }
     }
 
@@ -94,6 +115,8 @@ impl Split {
             Split::Text(s) => format!("{} [bytes {}..{}]", s.file.display(), s.start, s.end),
             Split::Parquet(s) => format!("{} [{}]", s.file.display(), s.describe_row_groups()),
             Split::Records(s) => format!("{} [bytes {}..{}]", s.file.display(), s.start, s.end),
+            Split::Csv(s) => format!("{} [bytes {}..{}]", s.file.display(), s.start, s.end),
+            Split::Json(s) => format!("{} [bytes {}..{}]", s.file.display(), s.start, s.end),
         }
     }
 
@@ -109,6 +132,8 @@ impl Split {
             Split::Text(s) => s.read(io, options, sink),
             Split::Parquet(s) => s.read(io, sink),
             Split::Records(s) => s.read(io, sink),
+            Split::Csv(s) => s.read(io, sink),
+            Split::Json(s) => s.read(io, sink),
         }
     }
 }
@@ -153,11 +178,33 @@ pub enum SplitRange {
         /// Their compressed size.
         compressed_bytes: u64,
     },
+    /// CSV records starting in `start..end`.
+    Csv {
+        /// First byte.
+        start: u64,
+        /// One past the last byte.
+        end: u64,
+        /// The field delimiter.
+        delimiter: u8,
+        /// Whether each file starts with a header line.
+        header: bool,
+        /// The inferred schema, as an Arrow IPC stream without batches.
+        schema: Vec<u8>,
+    },
+    /// JSON lines starting in `start..end`.
+    Json {
+        /// First byte.
+        start: u64,
+        /// One past the last byte.
+        end: u64,
+        /// The inferred schema, as an Arrow IPC stream without batches.
+        schema: Vec<u8>,
+    },
 }
 
 impl Split {
     /// The split as a task process gets it.
-    pub fn to_spec(&self) -> SplitSpec {
+    pub fn to_spec(&self) -> Result<SplitSpec> {
         let file = self.file();
         let range = match self {
             Split::Text(s) => SplitRange::Text { start: s.start, end: s.end },
@@ -170,8 +217,20 @@ impl Split {
             Split::Parquet(s) => {
                 SplitRange::Parquet { row_groups: s.row_groups.clone(), compressed_bytes: s.compressed_bytes }
             }
+            Split::Csv(s) => SplitRange::Csv {
+                start: s.start,
+                end: s.end,
+                delimiter: s.format.delimiter,
+                header: s.format.header,
+                schema: text_rows::schema_to_bytes(&s.format.schema)?,
+            },
+            Split::Json(s) => SplitRange::Json {
+                start: s.start,
+                end: s.end,
+                schema: text_rows::schema_to_bytes(&s.format.schema)?,
+            },
         };
-        SplitSpec { url: file.display(), size: file.size, range }
+        Ok(SplitSpec { url: file.display(), size: file.size, range })
     }
 
     /// Rebuilds a split from its spec, its file's store configured with the job's
@@ -189,6 +248,15 @@ impl Split {
             SplitRange::Parquet { row_groups, compressed_bytes } => {
                 Split::Parquet(parquet::reopen(&file, input, row_groups, compressed_bytes).await?)
             }
+            SplitRange::Csv { start, end, delimiter, header, schema } => {
+                let schema = text_rows::schema_from_bytes(&schema)?;
+                let format = Arc::new(CsvFormat::new(&file, delimiter, header, schema, input)?);
+                Split::Csv(CsvSplit { file, start, end, format })
+            }
+            SplitRange::Json { start, end, schema } => {
+                let format = Arc::new(JsonFormat::new(&file, text_rows::schema_from_bytes(&schema)?, input)?);
+                Split::Json(JsonSplit { file, start, end, format })
+            }
         })
     }
 }
@@ -201,6 +269,7 @@ pub async fn plan_splits(
     options: &SplitOptions,
 ) -> Result<Vec<Split>> {
     let mut splits = Vec::new();
+    let mut inferred = text_rows::Inferred::default();
     for file in files {
         let file = Arc::new(file);
         match InputFormat::detect(&file, options.format) {
@@ -214,6 +283,15 @@ pub async fn plan_splits(
             InputFormat::Parquet => {
                 let planned = parquet::plan(&file, spec, options.split_size).await?;
                 splits.extend(planned.into_iter().map(Split::Parquet));
+            }
+            InputFormat::Csv => {
+                let format = inferred.csv(&file, &options.csv, spec).await?;
+                let planned = csv::plan(&file, &format, options.split_size, options.csv.multiline);
+                splits.extend(planned.into_iter().map(Split::Csv));
+            }
+            InputFormat::Json => {
+                let format = inferred.json(&file, spec).await?;
+                splits.extend(json::plan(&file, &format, options.split_size).into_iter().map(Split::Json));
             }
         }
     }

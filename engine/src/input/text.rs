@@ -99,6 +99,35 @@ impl TextSplit {
     }
 }
 
+impl TextSplit {
+    /// Hands the split's lines to `sink` in chunks of whole lines (terminators kept), each
+    /// with the file offset of its first byte, until `sink` returns `false`. For readers
+    /// of line-oriented formats (CSV, JSON lines) that decode the bytes themselves.
+    pub(super) fn read_chunks(
+        &self,
+        io: &Handle,
+        sink: &mut dyn FnMut(&[u8], u64) -> Result<bool>,
+    ) -> Result<()> {
+        let mut source = match self.file.location.local_file() {
+            Some(path) => Chunks::Local(LocalChunks::open(self, path)?),
+            None => Chunks::Store(Fetcher::new(self, io.clone())),
+        };
+        let mut scan = LineScanner::new(self.start, self.end);
+        while let Some(range) = source.append_next(scan.buffer())? {
+            let eof = range.end >= self.file.size;
+            let (bytes, offset) = scan.scan_chunk(eof);
+            if !bytes.is_empty() && !sink(bytes, offset)? {
+                break;
+            }
+            if scan.done || eof {
+                break;
+            }
+            source.want_more();
+        }
+        Ok(())
+    }
+}
+
 /// The ranges a split reads, in order: chunks up to the split's end, then ever longer
 /// steps past it until the scanner has finished its last line.
 struct RangePlan {

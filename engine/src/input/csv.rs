@@ -1,0 +1,249 @@
+//! CSV input, decoded by arrow-csv: byte-range splits cut at line boundaries like text (a
+//! record belongs to the split where it starts), the schema inferred from a sample of the
+//! first file, the job's columns projected by name.
+//!
+//! A quoted field may hold line breaks. Inside a split that is fine; but a split cannot
+//! tell whether its first line starts inside such a field. So a split whose last record
+//! runs on past the end of its last line fails, naming the place, and `--csv-multiline`
+//! reads each file as one split instead. Quotes are `"`, doubled inside a quoted field.
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::error::ArrowError;
+use arrow_csv::reader::{Decoder, Format, ReaderBuilder};
+use tokio::runtime::Handle;
+
+use super::text::TextSplit;
+use super::text_rows::{self, BATCH_ROWS, Columns};
+use crate::error::{Error, Result};
+use crate::job::{InputSpec, TextShape};
+use crate::storage::InputFile;
+
+/// How CSV files are read (the `--csv-*` flags).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CsvOptions {
+    /// The first line of each file names the columns.
+    pub header: bool,
+    /// The field delimiter; `None`: tab for `.tsv` files, else comma.
+    pub delimiter: Option<u8>,
+    /// Quoted fields may span lines: read each file as one split.
+    pub multiline: bool,
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        CsvOptions { header: true, delimiter: None, multiline: false }
+    }
+}
+
+impl CsvOptions {
+    /// The delimiter of `file`.
+    fn delimiter_of(&self, file: &InputFile) -> u8 {
+        let tsv = file.location.path().as_ref().to_ascii_lowercase().ends_with(".tsv");
+        self.delimiter.unwrap_or(if tsv { b'\t' } else { b',' })
+    }
+}
+
+/// How a CSV file is decoded: its dialect, the schema inferred from the first file of the
+/// input with this dialect, and the job's columns in it.
+#[derive(Debug)]
+pub struct CsvFormat {
+    /// The field delimiter.
+    pub delimiter: u8,
+    /// Whether each file starts with a header line.
+    pub header: bool,
+    /// The inferred schema (every column).
+    pub schema: SchemaRef,
+    columns: Columns,
+}
+
+/// Bytes `start..end` of a CSV file: the records that start in that range.
+#[derive(Clone, Debug)]
+pub struct CsvSplit {
+    /// The file.
+    pub file: Arc<InputFile>,
+    /// First byte of the range.
+    pub start: u64,
+    /// One past the last byte of the range.
+    pub end: u64,
+    /// The dialect, schema and columns.
+    pub format: Arc<CsvFormat>,
+}
+
+impl CsvFormat {
+    /// The format for `schema` with `spec`'s columns resolved against it.
+    pub(super) fn new(
+        file: &InputFile,
+        delimiter: u8,
+        header: bool,
+        schema: SchemaRef,
+        spec: &InputSpec,
+    ) -> Result<Self> {
+        let columns = Columns::resolve(file, &schema, spec.parquet_columns.as_deref())?;
+        Ok(CsvFormat { delimiter, header, schema, columns })
+    }
+
+    /// Infers the format of `file` (and of the input's other files with its delimiter).
+    pub(super) async fn infer(file: &InputFile, options: &CsvOptions, spec: &InputSpec) -> Result<Self> {
+        let delimiter = options.delimiter_of(file);
+        let (sample, whole) = text_rows::sample(file).await?;
+        let sample = if whole { &sample[..] } else { &sample[..last_record_end(&sample)] };
+        let format = Format::default().with_header(options.header).with_delimiter(delimiter);
+        let schema = text_rows::infer_leniently(sample, |max| {
+            format.infer_schema(std::io::Cursor::new(sample), max).map(|(schema, _)| schema)
+        });
+        Self::new(file, delimiter, options.header, Arc::new(schema), spec)
+    }
+
+    /// Whether this format reads `file` (same delimiter).
+    pub(super) fn reads(&self, file: &InputFile, options: &CsvOptions) -> bool {
+        options.delimiter_of(file) == self.delimiter
+    }
+
+    fn decoder(&self, skip_header: bool, batch_rows: usize) -> Decoder {
+        ReaderBuilder::new(self.columns.decode_schema())
+            .with_delimiter(self.delimiter)
+            .with_header(skip_header)
+            .with_header_validation(skip_header)
+            .with_projection(self.columns.roots.clone())
+            .with_batch_size(batch_rows)
+            .build_decoder()
+    }
+}
+
+/// Cuts `file` into splits of `split_size` bytes, or one split with `multiline`.
+pub(super) fn plan(
+    file: &Arc<InputFile>,
+    format: &Arc<CsvFormat>,
+    split_size: u64,
+    multiline: bool,
+) -> Vec<CsvSplit> {
+    let size = if multiline { file.size.max(1) } else { split_size };
+    super::text::plan(file, size, TextShape::Chunks)
+        .map(|s| CsvSplit { file: s.file, start: s.start, end: s.end, format: format.clone() })
+        .collect()
+}
+
+impl CsvSplit {
+    /// Decodes the split's records, handing batches of the job's columns to `sink`.
+    pub fn read(
+        &self,
+        io: &Handle,
+        sink: &mut dyn FnMut(arrow::array::RecordBatch) -> Result<bool>,
+    ) -> Result<()> {
+        let lines =
+            TextSplit { file: self.file.clone(), start: self.start, end: self.end, shape: TextShape::Chunks };
+        let mut decoder = self.format.decoder(self.start == 0 && self.format.header, BATCH_ROWS);
+        // The start of a record that continues past the bytes decoded so far.
+        let (mut carry, mut carry_offset) = (Vec::new(), 0u64);
+        let mut stopped = false;
+        lines.read_chunks(io, &mut |bytes, offset| {
+            let (run, at) = if carry.is_empty() {
+                (bytes, offset)
+            } else {
+                carry.extend_from_slice(bytes);
+                (&carry[..], carry_offset)
+            };
+            let end = last_record_end(run);
+            let more = self.decode(&mut decoder, io, &run[..end], at, false, sink)?;
+            let rest = run[end..].to_vec();
+            (carry, carry_offset) = (rest, at + end as u64);
+            stopped = !more;
+            Ok(more)
+        })?;
+        if stopped || carry.is_empty() {
+            return Ok(());
+        }
+        if carry_offset + (carry.len() as u64) < self.file.size {
+            let reason = format!(
+                "a quoted field runs on past the end of the split at byte {}: a split boundary inside a \
+                 quoted multi-line field is not supported; pass --csv-multiline to read each file whole",
+                self.end
+            );
+            return Err(text_rows::malformed(&self.file, io, carry_offset, &reason));
+        }
+        if last_record_end(&[&carry[..], b"\n"].concat()) == 0 {
+            let reason = "a quoted field is not closed before the end of the file";
+            return Err(text_rows::malformed(&self.file, io, carry_offset, reason));
+        }
+        // The file's last record, without a line break.
+        self.decode(&mut decoder, io, &carry, carry_offset, true, sink).map(drop)
+    }
+
+    /// Decodes `bytes`, whole records from `offset` of the file, the last one at the end
+    /// of the file when `eof`. Returns `false` when `sink` wants no more.
+    fn decode(
+        &self,
+        decoder: &mut Decoder,
+        io: &Handle,
+        bytes: &[u8],
+        offset: u64,
+        eof: bool,
+        sink: &mut dyn FnMut(arrow::array::RecordBatch) -> Result<bool>,
+    ) -> Result<bool> {
+        let mut pos = 0;
+        while pos < bytes.len() {
+            let step = decode_step(decoder, &bytes[pos..], eof);
+            let (used, batch) = step.map_err(|e| self.locate(io, bytes, offset, &e))?;
+            if used == 0 && batch.is_none() {
+                return Err(Error::Internal(format!("the CSV decoder stalled in {}", self.file.display())));
+            }
+            pos += used;
+            if let Some(batch) = batch
+                && !sink(self.format.columns.conform(batch)?)?
+            {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The error for `bytes` (whole records from `offset`), which failed to decode with
+    /// `error`: decodes them again one record at a time to find the bad one.
+    fn locate(&self, io: &Handle, bytes: &[u8], offset: u64, error: &ArrowError) -> Error {
+        let mut decoder = self.format.decoder(offset == 0 && self.format.header, 1);
+        let mut pos = 0;
+        while pos < bytes.len() {
+            // The decoder leaves a record's line break (or the `\n` of `\r\n`) to the next one.
+            pos += bytes[pos..].iter().take_while(|&&b| b == b'\n' || b == b'\r').count();
+            match decode_step(&mut decoder, &bytes[pos..], true) {
+                Ok((0, _)) => break,
+                Ok((used, _)) => pos += used,
+                Err(e) => {
+                    return text_rows::malformed(&self.file, io, offset + pos as u64, &text_rows::reason(&e));
+                }
+            }
+        }
+        text_rows::malformed(&self.file, io, offset, &text_rows::reason(error))
+    }
+}
+
+/// One decoder call and the batch it completed: the bytes used and the batch.
+fn decode_step(
+    decoder: &mut Decoder,
+    bytes: &[u8],
+    eof: bool,
+) -> std::result::Result<(usize, Option<arrow::array::RecordBatch>), ArrowError> {
+    let used = decoder.decode(bytes)?;
+    if eof && used == bytes.len() {
+        // An empty read ends the last record, which may lack a line break.
+        decoder.decode(&[])?;
+    }
+    Ok((used, decoder.flush()?))
+}
+
+/// Where the last whole record of `bytes` (which start at a record's start) ends: after
+/// the last line break outside quotes; 0 when there is none.
+fn last_record_end(bytes: &[u8]) -> usize {
+    let mut quoted = false;
+    let mut end = 0;
+    for at in memchr::memchr2_iter(b'"', b'\n', bytes) {
+        if bytes[at] == b'"' {
+            quoted = !quoted;
+        } else if !quoted {
+            end = at + 1;
+        }
+    }
+    end
+}

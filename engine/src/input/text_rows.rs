@@ -1,0 +1,336 @@
+//! What CSV and JSON lines input share: detection by name, a bounded sample of the first
+//! file for schema inference, the job's columns resolved against the inferred schema, the
+//! schema as it travels to task processes, and where a malformed row is.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::compute::{can_cast_types, cast};
+use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
+use arrow::error::ArrowError;
+use bytes::Bytes;
+use object_store::ObjectStoreExt;
+use tokio::runtime::Handle;
+
+use super::InputFormat;
+use super::csv::{CsvFormat, CsvOptions};
+use super::json::JsonFormat;
+use crate::error::{Error, Result};
+use crate::job::{InputSpec, ParquetColumn};
+use crate::storage::InputFile;
+
+/// Rows per decoded batch.
+pub(super) const BATCH_ROWS: usize = 16 * 1024;
+/// Bytes of the first file read to infer a schema.
+const SAMPLE_BYTES: u64 = 1 << 20;
+/// Bytes before a malformed row read to count its line; past it only the offset is given.
+const LINE_COUNT_LIMIT: u64 = 256 << 20;
+
+/// CSV or JSON lines by the file's extension (`.csv`, `.tsv`, `.json`, `.jsonl`, `.ndjson`).
+pub(super) fn detect(path: &str) -> Option<InputFormat> {
+    let path = path.to_ascii_lowercase();
+    if [".csv", ".tsv"].iter().any(|ext| path.ends_with(ext)) {
+        Some(InputFormat::Csv)
+    } else if [".json", ".jsonl", ".ndjson"].iter().any(|ext| path.ends_with(ext)) {
+        Some(InputFormat::Json)
+    } else {
+        None
+    }
+}
+
+/// The CSV and JSON formats inferred while planning: from the first file of each kind
+/// (and, for CSV, of each delimiter); later files are read with the same schema.
+#[derive(Default)]
+pub(super) struct Inferred {
+    csv: Vec<Arc<CsvFormat>>,
+    json: Option<Arc<JsonFormat>>,
+}
+
+impl Inferred {
+    /// The CSV format for `file`, inferred from it if it is the first of its dialect.
+    pub(super) async fn csv(
+        &mut self,
+        file: &InputFile,
+        options: &CsvOptions,
+        spec: &InputSpec,
+    ) -> Result<Arc<CsvFormat>> {
+        if let Some(format) = self.csv.iter().find(|f| f.reads(file, options)) {
+            return Ok(format.clone());
+        }
+        let format = Arc::new(CsvFormat::infer(file, options, spec).await?);
+        self.csv.push(format.clone());
+        Ok(format)
+    }
+
+    /// The JSON format, inferred from `file` if it is the first JSON file.
+    pub(super) async fn json(&mut self, file: &InputFile, spec: &InputSpec) -> Result<Arc<JsonFormat>> {
+        if let Some(format) = &self.json {
+            return Ok(format.clone());
+        }
+        let format = Arc::new(JsonFormat::infer(file, spec).await?);
+        self.json = Some(format.clone());
+        Ok(format)
+    }
+}
+
+/// The first bytes of `file`, for schema inference, and whether they are the whole file.
+pub(super) async fn sample(file: &InputFile) -> Result<(Bytes, bool)> {
+    let len = file.size.min(SAMPLE_BYTES);
+    if len == 0 {
+        return Ok((Bytes::new(), true));
+    }
+    let bytes = file
+        .location
+        .store()
+        .get_range(file.location.path(), 0..len)
+        .await
+        .map_err(|e| Error::read(file.display(), e))?;
+    Ok((bytes, len == file.size))
+}
+
+/// Infers a schema with `infer(max_records)`. When the sample holds a malformed record,
+/// infers from the records before it: reading then reports that record with its line.
+pub(super) fn infer_leniently(
+    sample: &[u8],
+    infer: impl Fn(Option<usize>) -> std::result::Result<Schema, ArrowError>,
+) -> Schema {
+    if let Ok(schema) = infer(None) {
+        return schema;
+    }
+    // Inference reads records in order, so it fails for every count past the bad record.
+    let (mut good, mut bad) = (0, memchr::memchr_iter(b'\n', sample).count() + 1);
+    while bad - good > 1 {
+        let mid = good + (bad - good) / 2;
+        if infer(Some(mid)).is_ok() {
+            good = mid;
+        } else {
+            bad = mid;
+        }
+    }
+    infer(Some(good)).unwrap_or_else(|_| Schema::empty())
+}
+
+/// The job's columns resolved against a file's inferred schema: how to decode them, and how
+/// decoded batches become the declared columns (in declared order, declared types).
+#[derive(Debug)]
+pub(super) struct Columns {
+    /// The inferred fields, each column read typed as it is decoded.
+    pub(super) fields: Vec<FieldRef>,
+    /// Indices of the columns to decode, ascending, each once.
+    pub(super) roots: Vec<usize>,
+    /// For each declared column: its position among the decoded ones, and a type to cast to.
+    columns: Vec<(usize, Option<DataType>)>,
+    /// The schema of the batches handed to mappers.
+    output: SchemaRef,
+}
+
+impl Columns {
+    /// Resolves `wanted` (every column when `None`) against `schema`, inferred from `file`.
+    pub(super) fn resolve(
+        file: &InputFile,
+        schema: &Schema,
+        wanted: Option<&[ParquetColumn]>,
+    ) -> Result<Self> {
+        let mut fields: Vec<FieldRef> = schema.fields().iter().cloned().collect();
+        let Some(wanted) = wanted else {
+            let roots: Vec<usize> = (0..fields.len()).collect();
+            let columns = roots.iter().map(|&i| (i, None)).collect();
+            return Ok(Columns { fields, roots, columns, output: Arc::new(schema.clone()) });
+        };
+        let mut indices = Vec::with_capacity(wanted.len());
+        let mut decided = vec![false; fields.len()];
+        for column in wanted {
+            let index = schema.index_of(&column.name).map_err(|_| Error::MissingColumn {
+                path: file.display(),
+                column: column.name.clone(),
+                available: schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", "),
+            })?;
+            let found = schema.field(index).data_type();
+            // A column read twice is decoded once, as its first declaration says.
+            if !decided[index] {
+                let ty = column.data_type.as_ref().map_or_else(|| found.clone(), |t| decode_type(found, t));
+                fields[index] = Arc::new(Field::new(column.name.clone(), ty, true));
+                decided[index] = true;
+            }
+            let decoded = fields[index].data_type();
+            let cast_to = match &column.data_type {
+                Some(declared) if declared != decoded => {
+                    if !can_cast_types(decoded, declared) {
+                        return Err(Error::ColumnType {
+                            path: file.display(),
+                            column: column.name.clone(),
+                            found: found.to_string(),
+                            expected: declared.to_string(),
+                        });
+                    }
+                    Some(declared.clone())
+                }
+                _ => None,
+            };
+            indices.push((index, cast_to));
+        }
+        let mut roots: Vec<usize> = indices.iter().map(|(i, _)| *i).collect();
+        roots.sort_unstable();
+        roots.dedup();
+        let output = indices
+            .iter()
+            .zip(wanted)
+            .map(|((index, cast_to), column)| {
+                let ty = cast_to.clone().unwrap_or_else(|| fields[*index].data_type().clone());
+                Field::new(column.name.clone(), ty, true)
+            })
+            .collect::<Vec<_>>();
+        let columns = indices
+            .into_iter()
+            .map(|(index, cast_to)| (roots.binary_search(&index).unwrap_or(0), cast_to))
+            .collect();
+        Ok(Columns { fields, roots, columns, output: Arc::new(Schema::new(output)) })
+    }
+
+    /// The schema of the decoded columns alone (the roots, in order).
+    pub(super) fn projected_schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(self.roots.iter().map(|&i| self.fields[i].clone()).collect::<Vec<_>>()))
+    }
+
+    /// The whole schema, the read columns typed as they are decoded.
+    pub(super) fn decode_schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(self.fields.clone()))
+    }
+
+    /// Turns a batch of the decoded columns (the roots, in order) into the declared ones.
+    pub(super) fn conform(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        let mut columns = Vec::with_capacity(self.columns.len());
+        for (position, cast_to) in &self.columns {
+            let column = batch.column(*position);
+            columns.push(match cast_to {
+                Some(ty) => cast(column, ty).map_err(Error::arrow("converting a column"))?,
+                None => column.clone(),
+            });
+        }
+        RecordBatch::try_new(self.output.clone(), columns).map_err(Error::arrow("projecting columns"))
+    }
+}
+
+/// The type to decode a column declared as `declared` in: the declared type where both
+/// decoders parse it from text, `Utf8` for other string types, else the inferred type
+/// (then cast).
+fn decode_type(found: &DataType, declared: &DataType) -> DataType {
+    use DataType::*;
+    match declared {
+        Utf8 | Utf8View | Boolean | Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | UInt64
+        | Float32 | Float64 => declared.clone(),
+        LargeUtf8 => Utf8,
+        Dictionary(_, value) if matches!(**value, Utf8 | LargeUtf8 | Utf8View) => Utf8,
+        _ => found.clone(),
+    }
+}
+
+/// `schema` as bytes (an Arrow IPC stream without batches), to travel in a split's spec.
+pub(super) fn schema_to_bytes(schema: &Schema) -> Result<Vec<u8>> {
+    let mut writer = arrow_ipc::writer::StreamWriter::try_new(Vec::new(), schema)
+        .map_err(Error::arrow("serializing a schema"))?;
+    writer.finish().map_err(Error::arrow("serializing a schema"))?;
+    writer.into_inner().map_err(Error::arrow("serializing a schema"))
+}
+
+/// The schema [`schema_to_bytes`] wrote.
+pub(super) fn schema_from_bytes(bytes: &[u8]) -> Result<SchemaRef> {
+    let reader = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
+        .map_err(|e| Error::Config(format!("invalid schema in a split spec: {e}")))?;
+    Ok(reader.schema())
+}
+
+/// The error for a malformed row that starts at `offset` of `file`: with its line number
+/// when the bytes before it are few enough to count (this is the failure path only).
+pub(super) fn malformed(file: &InputFile, io: &Handle, offset: u64, reason: &str) -> Error {
+    let location = match count_lines(file, io, offset) {
+        Some(line) => format!("line {line} (byte offset {offset})"),
+        None => format!("byte offset {offset}"),
+    };
+    Error::MalformedRow { path: file.display(), location, reason: reason.to_owned() }
+}
+
+/// The 1-based line `offset` of `file` is on, if it is within [`LINE_COUNT_LIMIT`].
+fn count_lines(file: &InputFile, io: &Handle, offset: u64) -> Option<u64> {
+    if offset > LINE_COUNT_LIMIT {
+        return None;
+    }
+    let (store, path) = (file.location.store(), file.location.path());
+    let mut newlines = 0;
+    let mut at = 0;
+    while at < offset {
+        let end = (at + (8 << 20)).min(offset);
+        let bytes = io.block_on(store.get_range(path, at..end)).ok()?;
+        newlines += memchr::memchr_iter(b'\n', &bytes).count() as u64;
+        at = end;
+    }
+    Some(newlines + 1)
+}
+
+/// A decoder's complaint without its prefix (`Csv error: `) and its own line numbers,
+/// which count from wherever the decoder started, not from the file's start.
+pub(super) fn reason(error: &ArrowError) -> String {
+    let text = match error {
+        ArrowError::CsvError(m) | ArrowError::JsonError(m) | ArrowError::ParseError(m) => m.clone(),
+        other => other.to_string(),
+    };
+    let mut text = strip_line_numbers(&text);
+    if text.len() > 400 {
+        let cut = (0..=400).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}
+
+/// Removes ` at line N` and ` for line N` (arrow-csv's relative line numbers).
+fn strip_line_numbers(text: &str) -> String {
+    let mut out = text.to_owned();
+    for marker in [" at line ", " for line "] {
+        while let Some(at) = out.find(marker) {
+            let digits = out[at + marker.len()..].bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 {
+                break;
+            }
+            out.replace_range(at..at + marker.len() + digits, "");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extensions_name_formats() {
+        assert_eq!(detect("/d/a.csv"), Some(InputFormat::Csv));
+        assert_eq!(detect("/d/a.TSV"), Some(InputFormat::Csv));
+        for name in ["a.json", "a.jsonl", "a.ndjson"] {
+            assert_eq!(detect(name), Some(InputFormat::Json));
+        }
+        assert_eq!(detect("a.txt"), None);
+        assert_eq!(detect("a.csv.gz"), None, "compressed text is not ours");
+    }
+
+    #[test]
+    fn decoder_line_numbers_are_removed() {
+        let error = ArrowError::ParseError(
+            "Error while parsing value 'x' as type 'Int64' for column 1 at line 7. Row data: '[a,x]'".into(),
+        );
+        assert_eq!(
+            reason(&error),
+            "Error while parsing value 'x' as type 'Int64' for column 1. Row data: '[a,x]'"
+        );
+        let error = ArrowError::CsvError("incorrect number of fields for line 3, expected 2 got 1".into());
+        assert_eq!(reason(&error), "incorrect number of fields, expected 2 got 1");
+    }
+
+    #[test]
+    fn schemas_survive_the_trip_to_a_task() {
+        let schema =
+            Schema::new(vec![Field::new("a", DataType::Int64, true), Field::new("b", DataType::Utf8, true)]);
+        let back = schema_from_bytes(&schema_to_bytes(&schema).unwrap()).unwrap();
+        assert_eq!(back.as_ref(), &schema);
+    }
+}
