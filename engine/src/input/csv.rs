@@ -247,3 +247,131 @@ fn last_record_end(bytes: &[u8]) -> usize {
     }
     end
 }
+
+#[cfg(test)]
+mod tests {
+    use arrow::datatypes::DataType;
+
+    use super::super::InputFormat;
+    use super::super::text_rows::test_support::{Files, options};
+    use super::*;
+
+    /// Quoting, embedded delimiters and quotes, Unicode, empty fields, `\r\n`, no final newline.
+    const DATA: &str = "k,v,s\n\
+        a,1,plain\n\
+        b,2,\"with, comma\"\n\
+        \"c\",3,\"say \"\"hi\"\"\"\r\n\
+        é,,ünïcödé ✓\n\
+        ,5,\n\
+        a,6,last";
+
+    const ROWS: [&str; 6] =
+        ["a|1|plain", "b|2|with, comma", "c|3|say \"hi\"", "é|∅|ünïcödé ✓", "∅|5|∅", "a|6|last"];
+
+    #[test]
+    fn every_split_size_reads_every_record_once() {
+        let files = Files::new(&[("t.csv", DATA.as_bytes())]);
+        for split_size in 1..=DATA.len() as u64 + 1 {
+            let (names, rows) = files.read(&InputSpec::text_lines(), &options(split_size)).unwrap();
+            assert_eq!(names, ["k", "v", "s"]);
+            assert_eq!(rows, ROWS, "split size {split_size}");
+        }
+    }
+
+    #[test]
+    fn types_are_inferred_and_columns_projected_by_name() {
+        let files = Files::new(&[("t.csv", DATA.as_bytes())]);
+        let splits = files.plan(&InputSpec::text_lines(), &options(1 << 20)).unwrap();
+        let super::super::Split::Csv(split) = &splits[0] else { panic!("not a CSV split") };
+        let types: Vec<_> = split.format.schema.fields().iter().map(|f| f.data_type().clone()).collect();
+        assert_eq!(types, [DataType::Utf8, DataType::Int64, DataType::Utf8]);
+        // Declared order; a number read as a string; a string column as a view.
+        let spec =
+            InputSpec::text_lines().with_parquet_columns([("s", DataType::Utf8View), ("v", DataType::Utf8)]);
+        let (names, rows) = files.read(&spec, &options(7)).unwrap();
+        assert_eq!(names, ["s", "v"]);
+        assert_eq!(rows[..3], ["plain|1", "with, comma|2", "say \"hi\"|3"]);
+        let missing = InputSpec::text_lines().with_parquet_columns([("nope", DataType::Utf8)]);
+        let error = files.read(&missing, &options(7)).unwrap_err();
+        assert!(
+            error.to_string().contains("no column `nope`") && error.to_string().contains("t.csv"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn headerless_files_and_delimiters() {
+        let files = Files::new(&[("t.tsv", b"a\t1\nb,c\t2\n"), ("u.txt", b"x;1\n")]);
+        let mut options = options(3);
+        options.csv.header = false;
+        let (names, rows) = files.read(&InputSpec::text_lines(), &options).unwrap();
+        assert_eq!(names, ["column_1", "column_2"]);
+        assert_eq!(rows, ["a|1", "b,c|2", "x;1"], "tab for .tsv; u.txt is text");
+        // Forced CSV with another delimiter.
+        let files = Files::new(&[("u.txt", b"x;1\ny;2\n")]);
+        options.csv.delimiter = Some(b';');
+        options.format = Some(InputFormat::Csv);
+        assert_eq!(files.read(&InputSpec::text_lines(), &options).unwrap().1, ["x|1", "y|2"]);
+    }
+
+    #[test]
+    fn malformed_rows_name_the_file_the_line_and_the_reason() {
+        let files = Files::new(&[("bad.csv", b"k,v\na,1\nb,2\nc\nd,4\n")]);
+        for split_size in [1, 5, 100] {
+            let error = files.read(&InputSpec::text_lines(), &options(split_size)).unwrap_err();
+            let message = error.to_string();
+            assert_eq!(error.kind(), crate::error::ErrorKind::CorruptInput);
+            assert!(message.contains("bad.csv") && message.contains("line 4 (byte offset 12)"), "{message}");
+            assert!(message.contains("incorrect number of fields, expected 2 got 1"), "{message}");
+        }
+        // A value that does not parse as the column's type.
+        let files = Files::new(&[("t.csv", b"k,v\na,1\nb,x\n")]);
+        let spec = InputSpec::text_lines().with_parquet_columns([("v", DataType::Int64)]);
+        let message = files.read(&spec, &options(4)).unwrap_err().to_string();
+        assert!(
+            message.contains("line 3 (byte offset 8)") && message.contains("'x' as type 'Int64'"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_second_file_with_another_header_is_refused() {
+        let files = Files::new(&[("a.csv", b"k,v\na,1\n"), ("b.csv", b"v,k\n2,b\n")]);
+        let message = files.read(&InputSpec::text_lines(), &options(100)).unwrap_err().to_string();
+        assert!(
+            message.contains("b.csv: malformed row at line 1") && message.contains("header"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn multi_line_fields_need_one_split_per_file() {
+        let data = b"k,s\na,\"two\nlines\"\nb,\"x\"\n";
+        let files = Files::new(&[("m.csv", data)]);
+        let mut options = options(6);
+        let message = files.read(&InputSpec::text_lines(), &options).unwrap_err().to_string();
+        assert!(
+            message.contains("m.csv: malformed row at line 2") && message.contains("--csv-multiline"),
+            "{message}"
+        );
+        options.csv.multiline = true;
+        assert_eq!(files.plan(&InputSpec::text_lines(), &options).unwrap().len(), 1);
+        let (_, rows) = files.read(&InputSpec::text_lines(), &options).unwrap();
+        assert_eq!(rows, ["a|two\nlines", "b|x"]);
+        // Within one split a multi-line field is read without the flag.
+        options.csv.multiline = false;
+        options.split_size = 100;
+        assert_eq!(files.read(&InputSpec::text_lines(), &options).unwrap().1, rows);
+        let files = Files::new(&[("open.csv", b"k,s\na,\"never closed\n")]);
+        let message = files.read(&InputSpec::text_lines(), &options).unwrap_err().to_string();
+        assert!(message.contains("line 2") && message.contains("not closed"), "{message}");
+    }
+
+    #[test]
+    fn record_ends_skip_quoted_line_breaks() {
+        assert_eq!(last_record_end(b"a,b\nc,d"), 4);
+        assert_eq!(last_record_end(b"a,\"b\nc\"\nd"), 8);
+        assert_eq!(last_record_end(b"a,\"b\nc"), 0);
+        assert_eq!(last_record_end(b"\"\"\"\"\n"), 5);
+    }
+}

@@ -20,7 +20,7 @@ use crate::storage::InputFile;
 /// file, and the job's columns in it.
 #[derive(Debug)]
 pub struct JsonFormat {
-    /// The inferred schema (every field of the sampled objects).
+    /// The inferred schema: every field of the sampled objects, in name order.
     pub schema: SchemaRef,
     columns: Columns,
 }
@@ -138,4 +138,62 @@ fn decode_step(
         return Err(ArrowError::JsonError("the JSON value is not complete at the end of its line".into()));
     }
     Ok((used, decoder.flush()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::datatypes::DataType;
+
+    use super::super::text_rows::test_support::{Files, options};
+    use super::*;
+
+    /// Missing and null fields, escapes, Unicode, `\r\n`, a blank line, no final newline.
+    const DATA: &str = "{\"k\": \"a\", \"v\": 1, \"s\": \"plain\"}\n\
+        {\"k\": \"b\", \"s\": \"with \\\"quotes\\\", commas\\nand a newline\"}\r\n\
+        \n\
+        {\"v\": 3, \"k\": \"é\", \"s\": null}\n\
+        {\"k\": \"ünï ✓\", \"v\": -4, \"s\": \"\"}";
+
+    /// Columns in name order, as arrow-json infers them.
+    const ROWS: [&str; 4] = ["a|plain|1", "b|with \"quotes\", commas\nand a newline|∅", "é|∅|3", "ünï ✓||-4"];
+
+    #[test]
+    fn every_split_size_reads_every_line_once() {
+        let files = Files::new(&[("t.jsonl", DATA.as_bytes())]);
+        for split_size in 1..=DATA.len() as u64 + 1 {
+            let (names, rows) = files.read(&InputSpec::text_lines(), &options(split_size)).unwrap();
+            assert_eq!(names, ["k", "s", "v"]);
+            assert_eq!(rows, ROWS, "split size {split_size}");
+        }
+    }
+
+    #[test]
+    fn columns_are_projected_by_name() {
+        let files = Files::new(&[("t.json", DATA.as_bytes())]);
+        let spec =
+            InputSpec::text_lines().with_parquet_columns([("v", DataType::Utf8), ("k", DataType::Utf8View)]);
+        let (names, rows) = files.read(&spec, &options(9)).unwrap();
+        assert_eq!(names, ["v", "k"]);
+        assert_eq!(rows, ["1|a", "∅|b", "3|é", "-4|ünï ✓"], "numbers read as strings");
+    }
+
+    #[test]
+    fn syntax_and_type_errors_name_the_file_and_the_line() {
+        let data =
+            b"{\"k\": \"a\", \"v\": 1}\n{\"k\": \"b\", \"v\": 2}\n{\"k\": \"c\", \"v\": }\n{\"k\": \"d\"}\n";
+        let files = Files::new(&[("bad.ndjson", data)]);
+        for split_size in [1, 10, 1000] {
+            let error = files.read(&InputSpec::text_lines(), &options(split_size)).unwrap_err();
+            assert_eq!(error.kind(), crate::error::ErrorKind::CorruptInput);
+            let message = error.to_string();
+            assert!(message.contains("bad.ndjson: malformed row at line 3 (byte offset 38)"), "{message}");
+        }
+        let files = Files::new(&[("open.json", b"{\"k\": \"a\"}\n{\"k\": \"b\"\n{\"k\": \"c\"}\n")]);
+        let message = files.read(&InputSpec::text_lines(), &options(1000)).unwrap_err().to_string();
+        assert!(message.contains("line 2"), "{message}");
+        let files = Files::new(&[("t.json", b"{\"v\": 1}\n{\"v\": \"x\"}\n")]);
+        let spec = InputSpec::text_lines().with_parquet_columns([("v", DataType::Int64)]);
+        let message = files.read(&spec, &options(1000)).unwrap_err().to_string();
+        assert!(message.contains("line 2 (byte offset 9)"), "{message}");
+    }
 }

@@ -334,3 +334,71 @@ mod tests {
         assert_eq!(back.as_ref(), &schema);
     }
 }
+
+/// Helpers for the CSV and JSON lines tests: files in a directory, planned and read whole.
+#[cfg(test)]
+pub(super) mod test_support {
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+
+    use super::super::{Split, SplitOptions, plan_splits};
+    use super::*;
+
+    /// A directory of input files and a runtime to plan and read them with.
+    pub(in crate::input) struct Files {
+        pub(in crate::input) dir: tempfile::TempDir,
+        pub(in crate::input) runtime: tokio::runtime::Runtime,
+    }
+
+    impl Files {
+        pub(in crate::input) fn new(files: &[(&str, &[u8])]) -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            for (name, bytes) in files {
+                std::fs::write(dir.path().join(name), bytes).unwrap();
+            }
+            Files { dir, runtime: tokio::runtime::Runtime::new().unwrap() }
+        }
+
+        /// Plans every file (in name order) with `options`.
+        pub(in crate::input) fn plan(&self, spec: &InputSpec, options: &SplitOptions) -> Result<Vec<Split>> {
+            let input = vec![self.dir.path().display().to_string()];
+            self.runtime.block_on(async {
+                let files = crate::storage::resolve_inputs(&input, &Default::default()).await?;
+                plan_splits(files, spec, options).await
+            })
+        }
+
+        /// Plans and reads every split: the column names and the rows, each as `a|b|c`
+        /// (a null as `∅`).
+        pub(in crate::input) fn read(
+            &self,
+            spec: &InputSpec,
+            options: &SplitOptions,
+        ) -> Result<(Vec<String>, Vec<String>)> {
+            let (mut names, mut rows) = (Vec::new(), Vec::new());
+            for split in self.plan(spec, options)? {
+                split.read(self.runtime.handle(), Default::default(), &mut |batch| {
+                    if names.is_empty() {
+                        names = batch.schema().fields().iter().map(|f| f.name().clone()).collect();
+                    }
+                    rows.extend(format_rows(&batch));
+                    Ok(true)
+                })?;
+            }
+            Ok((names, rows))
+        }
+    }
+
+    /// The options: `split_size`, the format by extension, default CSV options.
+    pub(in crate::input) fn options(split_size: u64) -> SplitOptions {
+        SplitOptions { split_size, format: None, csv: Default::default() }
+    }
+
+    fn format_rows(batch: &RecordBatch) -> Vec<String> {
+        let options = FormatOptions::default().with_null("∅");
+        let formatters: Vec<_> =
+            batch.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap()).collect();
+        (0..batch.num_rows())
+            .map(|row| formatters.iter().map(|f| f.value(row).to_string()).collect::<Vec<_>>().join("|"))
+            .collect()
+    }
+}
