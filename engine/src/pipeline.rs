@@ -96,6 +96,13 @@ impl<'a> Rounds<'a> {
         self.base.allow_uncommitted
     }
 
+    /// The input format the user forced (`--format`), if any, and the CSV options, for a
+    /// pipeline that reads its input's schema itself
+    /// ([`crate::input::inferred_schema`]).
+    pub fn input_format(&self) -> (Option<crate::input::InputFormat>, crate::input::CsvOptions) {
+        (self.base.format, self.base.csv)
+    }
+
     /// A scratch output directory for an intermediate round.
     pub fn scratch(&self, name: &str) -> String {
         format!("{}/{SCRATCH}/{name}", self.base.output.trim_end_matches('/'))

@@ -22,7 +22,7 @@
 //!
 //! **Types are read from the input.** The map output's schema depends on the columns'
 //! types, so `groupby` is a one-round [`Pipeline`]: before the round it reads the Parquet
-//! footer of the first input file, checks the named columns exist and have supported types
+//! footer of the first input file (or infers the schema of CSV and JSON lines input), checks the named columns exist and have supported types
 //! (errors name the column, its type and the file), and runs a [`GroupByPlan`] (the job,
 //! with the types resolved and serialized into every task). Every input file must then
 //! have the first file's types (the engine names a file that does not); string keys of
@@ -50,6 +50,7 @@ use gristmill::cluster::payload::TaskFile;
 use gristmill::job::ParquetColumn;
 use gristmill::pipeline::{Pipeline, Rounds, run_task_of};
 use gristmill::prelude::*;
+use gristmill::storage::resolve_inputs_with;
 use serde::{Deserialize, Serialize};
 
 pub use cli::AggregateFlags;
@@ -324,17 +325,32 @@ impl Pipeline for GroupBy {
         self.check().map_err(config)?;
         let inputs = rounds.inputs().to_vec();
         if inputs.is_empty() {
-            return Err(gristmill::Error::Config("groupby needs --input (Parquet files)".into()));
+            return Err(gristmill::Error::Config(
+                "groupby needs --input (Parquet, CSV or JSON lines files)".into(),
+            ));
         }
-        let storage = rounds.storage_options();
-        let (file, schema, _) =
-            crate::join::first_parquet_schema("--input", &inputs, storage, rounds.allow_uncommitted())
-                .map_err(config)?;
+        let (file, schema) = first_input_schema(rounds, &inputs).map_err(config)?;
         let plan = self.plan(&file, &schema).map_err(config)?;
         let output = rounds.output().to_owned();
         rounds.run(&plan, inputs, &output)?;
         Ok(())
     }
+}
+
+/// The first input file and its schema: the schema CSV or JSON lines input is inferred to
+/// have, else the Parquet footer's.
+fn first_input_schema(rounds: &Rounds<'_>, inputs: &[String]) -> JobResult<(String, SchemaRef)> {
+    let (storage, allow_uncommitted) = (rounds.storage_options(), rounds.allow_uncommitted());
+    let (format, csv) = rounds.input_format();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let files = runtime.block_on(resolve_inputs_with(inputs, storage, allow_uncommitted))?;
+    if let Some(file) = files.first()
+        && let Some(schema) = runtime.block_on(gristmill::input::inferred_schema(file, format, &csv))?
+    {
+        return Ok((file.display(), schema));
+    }
+    let (file, schema, _) = crate::join::first_parquet_schema("--input", inputs, storage, allow_uncommitted)?;
+    Ok((file, schema))
 }
 
 /// The group-by job with its columns' types resolved (see the module docs): what every

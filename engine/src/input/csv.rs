@@ -210,12 +210,24 @@ impl CsvSplit {
             match decode_step(&mut decoder, &bytes[pos..], true) {
                 Ok((0, _)) => break,
                 Ok((used, _)) => pos += used,
-                Err(e) => {
-                    return text_rows::malformed(&self.file, io, offset + pos as u64, &text_rows::reason(&e));
-                }
+                Err(e) => return text_rows::malformed(&self.file, io, offset + pos as u64, &self.hint(&e)),
             }
         }
-        text_rows::malformed(&self.file, io, offset, &text_rows::reason(error))
+        text_rows::malformed(&self.file, io, offset, &self.hint(error))
+    }
+
+    /// The reason for `error`; a split after a file's first may have started inside a
+    /// quoted multi-line field, which looks like a malformed row: say so.
+    fn hint(&self, error: &ArrowError) -> String {
+        let reason = text_rows::reason(error);
+        if self.start == 0 {
+            return reason;
+        }
+        format!(
+            "{reason} (if a quoted field with line breaks spans the split boundary at byte {}, pass \
+             --csv-multiline)",
+            self.start
+        )
     }
 }
 

@@ -20,6 +20,7 @@ pub use self::json::{JsonFormat, JsonSplit};
 pub use self::parquet::ParquetSplit;
 pub use self::records::{RecordColumns, RecordFormat, RecordSplit};
 pub use self::text::TextSplit;
+pub use self::text_rows::inferred_schema;
 
 use crate::error::Result;
 use crate::job::InputSpec;

@@ -73,6 +73,21 @@ impl Inferred {
     }
 }
 
+/// The schema CSV or JSON lines `file` would be read with, inferred as planning infers it
+/// (for jobs that resolve their columns' types before they run); `None` for other formats.
+pub async fn inferred_schema(
+    file: &InputFile,
+    format: Option<InputFormat>,
+    csv: &CsvOptions,
+) -> Result<Option<SchemaRef>> {
+    let spec = InputSpec::text_lines();
+    Ok(match InputFormat::detect(file, format) {
+        InputFormat::Csv => Some(CsvFormat::infer(file, csv, &spec).await?.schema),
+        InputFormat::Json => Some(JsonFormat::infer(file, &spec).await?.schema),
+        _ => None,
+    })
+}
+
 /// The first bytes of `file`, for schema inference, and whether they are the whole file.
 pub(super) async fn sample(file: &InputFile) -> Result<(Bytes, bool)> {
     let len = file.size.min(SAMPLE_BYTES);

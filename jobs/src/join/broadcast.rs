@@ -55,7 +55,11 @@ impl BuildSide {
     pub fn load(side: &SideSchema, paths: &str) -> JobResult<Self> {
         let io = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
         let spec = side.input_spec();
-        let options = SplitOptions { split_size: BUILD_SPLIT_BYTES, format: Some(InputFormat::Parquet) };
+        let options = SplitOptions {
+            split_size: BUILD_SPLIT_BYTES,
+            format: Some(InputFormat::Parquet),
+            csv: Default::default(),
+        };
         let splits = io.block_on(async {
             // Configured by the environment, as the side's schema was (see `SideSchema::read`).
             let files = resolve_inputs(&[paths.to_owned()], &StorageOptions::default()).await?;
