@@ -22,7 +22,7 @@ const MAX_DISTINCT_WORDS: usize = 1 << 20;
 /// Counts words in text, or in a Utf8 column of Parquet input.
 #[derive(clap::Args, Clone, Debug, Default, Serialize, Deserialize)]
 pub struct WordCount {
-    /// For Parquet input: the Utf8 column holding the text.
+    /// For Parquet, CSV or JSON lines input: the column holding the text.
     #[arg(long, default_value = "text")]
     pub column: String,
 }
