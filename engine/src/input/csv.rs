@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 use arrow_csv::reader::{Decoder, Format, ReaderBuilder};
@@ -93,7 +94,7 @@ impl CsvFormat {
         let schema = text_rows::infer_leniently(sample, |max| {
             format.infer_schema(std::io::Cursor::new(sample), max).map(|(schema, _)| schema)
         });
-        Self::new(file, delimiter, options.header, Arc::new(schema), spec)
+        Self::new(file, delimiter, options.header, Arc::new(text_rows::nulls_as_strings(schema)), spec)
     }
 
     /// Whether this format reads `file` (same delimiter).
@@ -127,93 +128,25 @@ pub(super) fn plan(
 
 impl CsvSplit {
     /// Decodes the split's records, handing batches of the job's columns to `sink`.
-    pub fn read(
-        &self,
-        io: &Handle,
-        sink: &mut dyn FnMut(arrow::array::RecordBatch) -> Result<bool>,
-    ) -> Result<()> {
+    pub fn read(&self, io: &Handle, sink: &mut dyn FnMut(RecordBatch) -> Result<bool>) -> Result<()> {
         let lines =
             TextSplit { file: self.file.clone(), start: self.start, end: self.end, shape: TextShape::Chunks };
-        let mut decoder = self.format.decoder(self.start == 0 && self.format.header, BATCH_ROWS);
-        // The start of a record that continues past the bytes decoded so far.
-        let (mut carry, mut carry_offset) = (Vec::new(), 0u64);
+        let header = self.start == 0 && self.format.header;
+        let mut reader = SplitReader {
+            split: self,
+            io,
+            decoder: self.format.decoder(header, BATCH_ROWS),
+            header,
+            carry: Vec::new(),
+            carry_offset: 0,
+        };
         let mut stopped = false;
         lines.read_chunks(io, &mut |bytes, offset| {
-            let (run, at) = if carry.is_empty() {
-                (bytes, offset)
-            } else {
-                carry.extend_from_slice(bytes);
-                (&carry[..], carry_offset)
-            };
-            let end = last_record_end(run);
-            let more = self.decode(&mut decoder, io, &run[..end], at, false, sink)?;
-            let rest = run[end..].to_vec();
-            (carry, carry_offset) = (rest, at + end as u64);
-            stopped = !more;
-            Ok(more)
+            let (bytes, offset) = text_rows::skip_bom(bytes, offset);
+            stopped = !reader.push(bytes, offset, sink)?;
+            Ok(!stopped)
         })?;
-        if stopped || carry.is_empty() {
-            return Ok(());
-        }
-        if carry_offset + (carry.len() as u64) < self.file.size {
-            let reason = format!(
-                "a quoted field runs on past the end of the split at byte {}: a split boundary inside a \
-                 quoted multi-line field is not supported; pass --csv-multiline to read each file whole",
-                self.end
-            );
-            return Err(text_rows::malformed(&self.file, io, carry_offset, &reason));
-        }
-        if last_record_end(&[&carry[..], b"\n"].concat()) == 0 {
-            let reason = "a quoted field is not closed before the end of the file";
-            return Err(text_rows::malformed(&self.file, io, carry_offset, reason));
-        }
-        // The file's last record, without a line break.
-        self.decode(&mut decoder, io, &carry, carry_offset, true, sink).map(drop)
-    }
-
-    /// Decodes `bytes`, whole records from `offset` of the file, the last one at the end
-    /// of the file when `eof`. Returns `false` when `sink` wants no more.
-    fn decode(
-        &self,
-        decoder: &mut Decoder,
-        io: &Handle,
-        bytes: &[u8],
-        offset: u64,
-        eof: bool,
-        sink: &mut dyn FnMut(arrow::array::RecordBatch) -> Result<bool>,
-    ) -> Result<bool> {
-        let mut pos = 0;
-        while pos < bytes.len() {
-            let step = decode_step(decoder, &bytes[pos..], eof);
-            let (used, batch) = step.map_err(|e| self.locate(io, bytes, offset, &e))?;
-            if used == 0 && batch.is_none() {
-                return Err(Error::Internal(format!("the CSV decoder stalled in {}", self.file.display())));
-            }
-            pos += used;
-            if let Some(batch) = batch
-                && !sink(self.format.columns.conform(batch)?)?
-            {
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    }
-
-    /// The error for `bytes` (whole records from `offset`), which failed to decode with
-    /// `error`: decodes them again one record at a time to find the bad one.
-    fn locate(&self, io: &Handle, bytes: &[u8], offset: u64, error: &ArrowError) -> Error {
-        let mut decoder = self.format.decoder(offset == 0 && self.format.header, 1);
-        let mut pos = 0;
-        while pos < bytes.len() {
-            // The decoder leaves a record's line break (or the `\n` of `\r\n`) to the next one.
-            pos += bytes[pos..].iter().take_while(|&&b| b == b'\n' || b == b'\r').count();
-            match decode_step(&mut decoder, &bytes[pos..], true) {
-                Ok((0, _)) => break,
-                Ok((used, _)) => pos += used,
-                Err(e) => return text_rows::malformed(&self.file, io, offset + pos as u64, &self.hint(&e)),
-            }
-        }
-        text_rows::malformed(&self.file, io, offset, &self.hint(error))
+        if stopped { Ok(()) } else { reader.finish(sink) }
     }
 
     /// The reason for `error`; a split after a file's first may have started inside a
@@ -231,12 +164,124 @@ impl CsvSplit {
     }
 }
 
+/// The state of one split's read: the decoder, and the start of a record that continues
+/// past the bytes decoded so far.
+struct SplitReader<'a> {
+    split: &'a CsvSplit,
+    io: &'a Handle,
+    decoder: Decoder,
+    /// The next record is the file's header line.
+    header: bool,
+    carry: Vec<u8>,
+    carry_offset: u64,
+}
+
+impl SplitReader<'_> {
+    /// Decodes the whole records of `bytes` (whole lines from `offset`), keeping a record
+    /// that goes on for the next. Returns `false` when `sink` wants no more.
+    fn push(
+        &mut self,
+        bytes: &[u8],
+        offset: u64,
+        sink: &mut dyn FnMut(RecordBatch) -> Result<bool>,
+    ) -> Result<bool> {
+        let mut carry = std::mem::take(&mut self.carry);
+        let (run, at) = if carry.is_empty() {
+            (bytes, offset)
+        } else {
+            carry.extend_from_slice(bytes);
+            (&carry[..], self.carry_offset)
+        };
+        let end = last_record_end(run);
+        let more = self.decode(&run[..end], at, false, sink)?;
+        self.carry = run[end..].to_vec();
+        self.carry_offset = at + end as u64;
+        Ok(more)
+    }
+
+    /// Decodes what is left after the split's last line: the file's last record, without
+    /// a line break. A quoted field still open fails.
+    fn finish(mut self, sink: &mut dyn FnMut(RecordBatch) -> Result<bool>) -> Result<()> {
+        let (split, offset) = (self.split, self.carry_offset);
+        if self.carry.is_empty() {
+            return Ok(());
+        }
+        if offset + (self.carry.len() as u64) < split.file.size {
+            let reason = format!(
+                "a quoted field runs on past the end of the split at byte {}: a split boundary inside a \
+                 quoted multi-line field is not supported; pass --csv-multiline to read each file whole",
+                split.end
+            );
+            return Err(text_rows::malformed(&split.file, self.io, offset, &reason));
+        }
+        if last_record_end(&[&self.carry[..], b"\n"].concat()) == 0 {
+            let reason = "a quoted field is not closed before the end of the file";
+            return Err(text_rows::malformed(&split.file, self.io, offset, reason));
+        }
+        let carry = std::mem::take(&mut self.carry);
+        self.decode(&carry, offset, true, sink).map(drop)
+    }
+
+    /// Decodes `bytes`, whole records from `offset` of the file, the last one at the end
+    /// of the file when `eof`. Returns `false` when `sink` wants no more.
+    fn decode(
+        &mut self,
+        bytes: &[u8],
+        offset: u64,
+        eof: bool,
+        sink: &mut dyn FnMut(RecordBatch) -> Result<bool>,
+    ) -> Result<bool> {
+        let header = self.header;
+        // The header line is the first record of the first bytes decoded.
+        self.header &= bytes.is_empty();
+        let mut pos = 0;
+        while pos < bytes.len() {
+            let step = decode_step(&mut self.decoder, &bytes[pos..], eof);
+            let (used, batch) = step.map_err(|e| self.locate(bytes, offset, header, &e))?;
+            if used == 0 && batch.is_none() {
+                return Err(Error::Internal(format!(
+                    "the CSV decoder stalled in {}",
+                    self.split.file.display()
+                )));
+            }
+            pos += used;
+            if let Some(batch) = batch
+                && !sink(self.split.format.columns.conform(batch)?)?
+            {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The error for `bytes` (whole records from `offset`, the header line first if
+    /// `header`), which failed to decode with `error`: decodes them again one record at a
+    /// time to find the bad one.
+    fn locate(&self, bytes: &[u8], offset: u64, header: bool, error: &ArrowError) -> Error {
+        let split = self.split;
+        let mut decoder = split.format.decoder(header, 1);
+        let mut pos = 0;
+        while pos < bytes.len() {
+            // The decoder leaves a record's line break (or the `\n` of `\r\n`) to the next one.
+            pos += bytes[pos..].iter().take_while(|&&b| b == b'\n' || b == b'\r').count();
+            match decode_step(&mut decoder, &bytes[pos..], true) {
+                Ok((0, _)) => break,
+                Ok((used, _)) => pos += used,
+                Err(e) => {
+                    return text_rows::malformed(&split.file, self.io, offset + pos as u64, &split.hint(&e));
+                }
+            }
+        }
+        text_rows::malformed(&split.file, self.io, offset, &split.hint(error))
+    }
+}
+
 /// One decoder call and the batch it completed: the bytes used and the batch.
 fn decode_step(
     decoder: &mut Decoder,
     bytes: &[u8],
     eof: bool,
-) -> std::result::Result<(usize, Option<arrow::array::RecordBatch>), ArrowError> {
+) -> std::result::Result<(usize, Option<RecordBatch>), ArrowError> {
     let used = decoder.decode(bytes)?;
     if eof && used == bytes.len() {
         // An empty read ends the last record, which may lack a line break.
@@ -377,6 +422,17 @@ mod tests {
         let files = Files::new(&[("open.csv", b"k,s\na,\"never closed\n")]);
         let message = files.read(&InputSpec::text_lines(), &options).unwrap_err().to_string();
         assert!(message.contains("line 2") && message.contains("not closed"), "{message}");
+    }
+
+    #[test]
+    fn byte_order_marks_columns_empty_in_the_sample_and_empty_files() {
+        let files =
+            Files::new(&[("a.csv", b""), ("b.csv", b"\xEF\xBB\xBFk,e\nx,\n"), ("c.csv", b"k,e\ny,later\n")]);
+        for split_size in [1, 4, 100] {
+            let (names, rows) = files.read(&InputSpec::text_lines(), &options(split_size)).unwrap();
+            assert_eq!(names, ["k", "e"], "the schema comes from the first non-empty file, without its BOM");
+            assert_eq!(rows, ["x|∅", "y|later"], "a column empty in the sample is read as strings");
+        }
     }
 
     #[test]

@@ -53,7 +53,7 @@ impl JsonFormat {
         let schema = text_rows::infer_leniently(sample, |max| {
             infer_json_schema(std::io::Cursor::new(sample), max).map(|(schema, _)| schema)
         });
-        Self::new(file, Arc::new(schema), spec)
+        Self::new(file, Arc::new(text_rows::nulls_as_strings(schema)), spec)
     }
 
     fn decoder(&self, batch_rows: usize) -> Result<Decoder> {
@@ -79,7 +79,10 @@ impl JsonSplit {
         let lines =
             TextSplit { file: self.file.clone(), start: self.start, end: self.end, shape: TextShape::Chunks };
         let mut decoder = self.format.decoder(BATCH_ROWS)?;
-        lines.read_chunks(io, &mut |bytes, offset| self.decode(&mut decoder, io, bytes, offset, sink))
+        lines.read_chunks(io, &mut |bytes, offset| {
+            let (bytes, offset) = text_rows::skip_bom(bytes, offset);
+            self.decode(&mut decoder, io, bytes, offset, sink)
+        })
     }
 
     /// Decodes `bytes`, whole lines from `offset` of the file. Returns `false` when `sink`
@@ -175,6 +178,15 @@ mod tests {
         let (names, rows) = files.read(&spec, &options(9)).unwrap();
         assert_eq!(names, ["v", "k"]);
         assert_eq!(rows, ["1|a", "∅|b", "3|é", "-4|ünï ✓"], "numbers read as strings");
+    }
+
+    #[test]
+    fn byte_order_marks_and_fields_null_in_the_sample() {
+        let first = b"\xEF\xBB\xBF{\"k\": \"a\", \"n\": null}\n";
+        let files = Files::new(&[("a.json", first), ("b.json", b"{\"k\": \"b\", \"n\": \"x\"}\n")]);
+        let (names, rows) = files.read(&InputSpec::text_lines(), &options(2)).unwrap();
+        assert_eq!(names, ["k", "n"]);
+        assert_eq!(rows, ["a|∅", "b|x"]);
     }
 
     #[test]

@@ -58,7 +58,10 @@ impl Inferred {
             return Ok(format.clone());
         }
         let format = Arc::new(CsvFormat::infer(file, options, spec).await?);
-        self.csv.push(format.clone());
+        // An empty file has no splits and says nothing of the others' schema.
+        if file.size > 0 {
+            self.csv.push(format.clone());
+        }
         Ok(format)
     }
 
@@ -68,7 +71,9 @@ impl Inferred {
             return Ok(format.clone());
         }
         let format = Arc::new(JsonFormat::infer(file, spec).await?);
-        self.json = Some(format.clone());
+        if file.size > 0 {
+            self.json = Some(format.clone());
+        }
         Ok(format)
     }
 }
@@ -100,7 +105,34 @@ pub(super) async fn sample(file: &InputFile) -> Result<(Bytes, bool)> {
         .get_range(file.location.path(), 0..len)
         .await
         .map_err(|e| Error::read(file.display(), e))?;
-    Ok((bytes, len == file.size))
+    let (bytes, whole) = (bytes.slice(skip_bom(&bytes, 0).1 as usize..), len == file.size);
+    Ok((bytes, whole))
+}
+
+/// The UTF-8 byte order mark some tools write at the start of a file.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// `bytes` from `offset` of a file, without the byte order mark if they start the file
+/// with one, and the offset of what is left.
+pub(super) fn skip_bom(bytes: &[u8], offset: u64) -> (&[u8], u64) {
+    match bytes.strip_prefix(BOM) {
+        Some(rest) if offset == 0 => (rest, BOM.len() as u64),
+        _ => (bytes, offset),
+    }
+}
+
+/// `schema` with columns of type `Null` (empty in the whole sample) read as strings, as
+/// DuckDB does: a `Null` column would drop the values that come later.
+pub(super) fn nulls_as_strings(schema: Schema) -> Schema {
+    let fields: Vec<FieldRef> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Null => Arc::new(f.as_ref().clone().with_data_type(DataType::Utf8).with_nullable(true)),
+            _ => f.clone(),
+        })
+        .collect();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
 }
 
 /// Infers a schema with `infer(max_records)`. When the sample holds a malformed record,
@@ -233,7 +265,9 @@ fn decode_type(found: &DataType, declared: &DataType) -> DataType {
     use DataType::*;
     match declared {
         Utf8 | Utf8View | Boolean | Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | UInt64
-        | Float32 | Float64 => declared.clone(),
+        | Float32 | Float64 | Decimal32(..) | Decimal64(..) | Decimal128(..) | Decimal256(..) => {
+            declared.clone()
+        }
         LargeUtf8 => Utf8,
         Dictionary(_, value) if matches!(**value, Utf8 | LargeUtf8 | Utf8View) => Utf8,
         _ => found.clone(),
