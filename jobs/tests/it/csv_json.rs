@@ -200,3 +200,24 @@ fn malformed_csv_and_json_lines_fail_naming_the_file_and_the_line() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+#[test]
+fn csv_and_json_lines_in_cluster_mode_equal_local_mode() {
+    let cluster = crate::cluster_support::Cluster::start(crate::cluster_support::ClusterSpec::default());
+    let dir = tempfile::tempdir().unwrap();
+    write_and_oracle(dir.path(), false);
+    for format in ["csv", "json"] {
+        let input = dir.path().join(format);
+        let (local, remote) =
+            (dir.path().join(format!("{format}-local")), dir.path().join(format!("{format}-cluster")));
+        let flags = ["--by", "k", "--sum", "v", "--mean", "x", "--count"];
+        run_ok("groupby", &[&engine(&input, &local)[..], &flags].concat());
+        cluster.run_ok("groupby", &[&engine(&input, &remote)[..], &flags].concat());
+        let (local, remote) = (read_committed(&local), read_committed(&remote));
+        assert!(local.rows().count() == 9, "{format}: every group");
+        let rows = |parts: &[(String, Vec<Vec<ParquetField>>)]| {
+            parts.iter().map(|p| p.1.clone()).collect::<Vec<_>>()
+        };
+        assert_eq!(rows(&local.parts), rows(&remote.parts), "{format}: the same part files in both modes");
+    }
+}
