@@ -59,7 +59,8 @@ pub struct RunArgs {
     #[arg(long, value_enum)]
     pub format: Option<InputFormat>,
 
-    /// CSV input: whether the first line of each file names the columns.
+    /// CSV input: whether the first line of each file names the columns (else they are
+    /// named column_1, column_2, ...).
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     pub csv_header: bool,
 

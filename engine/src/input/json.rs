@@ -122,7 +122,11 @@ impl JsonSplit {
                 Err(e) => return e,
             };
             if let Some(e) = failed {
-                return text_rows::malformed(&self.file, io, offset + start as u64, &text_rows::reason(&e));
+                let mut reason = text_rows::reason(&e);
+                if line.trim_ascii_start().starts_with(b"[") {
+                    reason.push_str(" (JSON lines input holds one object per line, not an array)");
+                }
+                return text_rows::malformed(&self.file, io, offset + start as u64, &reason);
             }
             start += line.len();
         }
@@ -203,6 +207,9 @@ mod tests {
         let files = Files::new(&[("open.json", b"{\"k\": \"a\"}\n{\"k\": \"b\"\n{\"k\": \"c\"}\n")]);
         let message = files.read(&InputSpec::text_lines(), &options(1000)).unwrap_err().to_string();
         assert!(message.contains("line 2"), "{message}");
+        let files = Files::new(&[("array.json", b"[{\"k\": \"a\"},\n{\"k\": \"b\"}]\n")]);
+        let message = files.read(&InputSpec::text_lines(), &options(1000)).unwrap_err().to_string();
+        assert!(message.contains("line 1") && message.contains("not an array"), "{message}");
         let files = Files::new(&[("t.json", b"{\"v\": 1}\n{\"v\": \"x\"}\n")]);
         let spec = InputSpec::text_lines().with_parquet_columns([("v", DataType::Int64)]);
         let message = files.read(&spec, &options(1000)).unwrap_err().to_string();

@@ -1,7 +1,8 @@
 //! Inputs: planning splits and reading them as record batches.
 //!
 //! A [`Split`] is the unit of work of one map task: a byte range of a text file (a line
-//! belongs to the split where it starts) or a run of row groups of a Parquet file.
+//! belongs to the split where it starts; CSV and JSON lines likewise) or a run of row
+//! groups of a Parquet file.
 
 mod csv;
 mod json;
@@ -40,7 +41,8 @@ pub enum InputFormat {
 }
 
 impl InputFormat {
-    /// The format of `file`: `forced` if given, else Parquet for a `.parquet` name, else text.
+    /// The format of `file`: `forced` if given, else by its name's extension (`.parquet`;
+    /// `.csv`, `.tsv`; `.json`, `.jsonl`, `.ndjson`), else text.
     pub fn detect(file: &InputFile, forced: Option<InputFormat>) -> InputFormat {
         forced.unwrap_or_else(|| {
             if file.location.path().as_ref().ends_with(".parquet") {
@@ -263,7 +265,8 @@ impl Split {
 }
 
 /// Plans the splits of `files`: byte ranges of text, groups of Parquet row groups.
-/// Reads every Parquet footer once and checks it has the columns `spec` asks for.
+/// Reads every Parquet footer once and checks it has the columns `spec` asks for; infers
+/// the schema of CSV and JSON lines input from its first file and checks it likewise.
 pub async fn plan_splits(
     files: Vec<InputFile>,
     spec: &InputSpec,
