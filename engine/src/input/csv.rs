@@ -392,6 +392,17 @@ mod tests {
     }
 
     #[test]
+    fn a_value_past_the_sample_that_does_not_parse_as_the_inferred_type_fails() {
+        let mut data = String::from("k,v\n");
+        data.push_str(&"a,123456789012\n".repeat(80_000));
+        data.push_str("b,x\n");
+        let files = Files::new(&[("big.csv", data.as_bytes())]);
+        let message = files.read(&InputSpec::text_lines(), &options(1 << 20)).unwrap_err().to_string();
+        assert!(message.contains("big.csv: malformed row at line 80002"), "{message}");
+        assert!(message.contains("'x' as type 'Int64'"), "{message}");
+    }
+
+    #[test]
     fn a_second_file_with_another_header_is_refused() {
         let files = Files::new(&[("a.csv", b"k,v\na,1\n"), ("b.csv", b"v,k\n2,b\n")]);
         let message = files.read(&InputSpec::text_lines(), &options(100)).unwrap_err().to_string();

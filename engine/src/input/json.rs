@@ -185,6 +185,15 @@ mod tests {
     }
 
     #[test]
+    fn a_value_past_the_sample_that_does_not_parse_as_the_inferred_type_fails() {
+        let mut data = "{\"v\": 12345}\n".repeat(90_000);
+        data.push_str("{\"v\": \"x\"}\n");
+        let files = Files::new(&[("big.jsonl", data.as_bytes())]);
+        let message = files.read(&InputSpec::text_lines(), &options(1 << 20)).unwrap_err().to_string();
+        assert!(message.contains("big.jsonl: malformed row at line 90001"), "{message}");
+    }
+
+    #[test]
     fn byte_order_marks_and_fields_null_in_the_sample() {
         let first = b"\xEF\xBB\xBF{\"k\": \"a\", \"n\": null}\n";
         let files = Files::new(&[("a.json", first), ("b.json", b"{\"k\": \"b\", \"n\": \"x\"}\n")]);
