@@ -11,7 +11,7 @@ use tokio::runtime::Handle;
 
 use crate::error::{Error, Result};
 use crate::ids::{AttemptId, JobId, PartitionId, TaskId};
-use crate::input::ReadOptions;
+use crate::input::{ReadOptions, Split};
 use crate::job::{BatchSink, Counters, Emitter, Groups, Job, ReduceInput, Reducer, TaskInfo};
 use crate::output::{OutputDir, PartFile, PartWriter};
 use crate::partition::{Partitioner, RangePartitioner};
@@ -25,6 +25,10 @@ use crate::shuffle::{
 pub const MAP_INPUT_RECORDS: &str = "map_input_records";
 /// Engine counter: input bytes of the splits read.
 pub const MAP_INPUT_BYTES: &str = "map_input_bytes";
+/// Engine counter: Parquet row groups a filter's statistics excluded (never read).
+pub const INPUT_ROW_GROUPS_SKIPPED: &str = "input_row_groups_skipped";
+/// Engine counter: compressed bytes of those row groups.
+pub const INPUT_BYTES_SKIPPED: &str = "input_bytes_skipped";
 /// Engine counter: rows mappers emitted.
 pub const MAP_OUTPUT_RECORDS: &str = "map_output_records";
 /// Engine counter: rows into combiners.
@@ -167,8 +171,7 @@ pub fn run_map_task<J: Job>(job: &J, env: &TaskEnv<'_>, task: &MapTask) -> Resul
 
         let mut counters = out.take_counters();
         let (runs, stats) = builder.finish();
-        counters.add(MAP_INPUT_RECORDS, rows_in);
-        counters.add(MAP_INPUT_BYTES, split.bytes());
+        count_input(&mut counters, split, rows_in);
         counters.add(MAP_OUTPUT_RECORDS, rows_out);
         if has_combiner {
             counters.add(COMBINE_INPUT_RECORDS, stats.combine_input_rows);
@@ -308,8 +311,7 @@ pub fn run_map_only_task<J: Job>(
         mapper.finish(&mut part.out).map_err(user("mapper failed:"))?;
         env.progress.add_input(split.bytes(), 0);
         let (part, mut counters) = part.close()?;
-        counters.add(MAP_INPUT_RECORDS, rows_in);
-        counters.add(MAP_INPUT_BYTES, split.bytes());
+        count_input(&mut counters, split, rows_in);
         counters.add(MAP_OUTPUT_RECORDS, part.rows);
         Ok((part, counters))
     })
@@ -412,4 +414,15 @@ fn sample_task<J: Job>(job: &J, env: &TaskEnv<'_>, task: &MapTask) -> Result<Vec
         mapper.finish(&mut out).map_err(user("mapper failed:"))?;
         Ok(out.take_batches())
     })
+}
+
+/// Counts what a map task read: rows, bytes, and what a filter let it skip.
+fn count_input(counters: &mut Counters, split: &Split, rows: u64) {
+    counters.add(MAP_INPUT_RECORDS, rows);
+    counters.add(MAP_INPUT_BYTES, split.bytes());
+    let (groups, bytes) = split.skipped();
+    if groups > 0 {
+        counters.add(INPUT_ROW_GROUPS_SKIPPED, groups);
+        counters.add(INPUT_BYTES_SKIPPED, bytes);
+    }
 }

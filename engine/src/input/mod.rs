@@ -4,6 +4,8 @@
 //! belongs to the split where it starts) or a run of row groups of a Parquet file.
 
 mod parquet;
+mod predicate;
+mod predicate_parse;
 mod records;
 mod text;
 
@@ -13,6 +15,7 @@ use arrow::array::RecordBatch;
 use tokio::runtime::Handle;
 
 pub use self::parquet::ParquetSplit;
+pub use self::predicate::{CmpOp, Predicate, PredicateError};
 pub use self::records::{RecordColumns, RecordFormat, RecordSplit};
 pub use self::text::TextSplit;
 
@@ -85,6 +88,14 @@ impl Split {
             Split::Text(s) => s.end - s.start,
             Split::Records(s) => s.end - s.start,
             Split::Parquet(s) => s.compressed_bytes,
+        }
+    }
+
+    /// Row groups and compressed bytes a filter's statistics check skipped (Parquet).
+    pub fn skipped(&self) -> (u64, u64) {
+        match self {
+            Split::Parquet(s) => s.skipped(),
+            Split::Text(_) | Split::Records(_) => (0, 0),
         }
     }
 
