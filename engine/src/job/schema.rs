@@ -100,12 +100,21 @@ pub struct InputSpec {
     pub text: TextShape,
     /// Only rows passing this reach the mapper (Parquet input; see [`InputSpec::with_filter`]).
     pub filter: Option<Arc<crate::input::Predicate>>,
+    /// False when the filter only prunes row groups and the mapper filters rows itself
+    /// ([`InputSpec::with_pruning`]).
+    pub filter_rows: bool,
 }
 
 impl InputSpec {
     /// Lines of text (and every column of Parquet input).
     pub fn text_lines() -> Self {
-        InputSpec { parquet_columns: None, records: None, text: TextShape::Lines, filter: None }
+        InputSpec {
+            parquet_columns: None,
+            records: None,
+            text: TextShape::Lines,
+            filter: None,
+            filter_rows: false,
+        }
     }
 
     /// Only the rows of Parquet input that pass `filter` reach the mapper: row groups whose
@@ -114,6 +123,16 @@ impl InputSpec {
     /// passing rows. Its columns need not be among those the job reads.
     pub fn with_filter(mut self, filter: crate::input::Predicate) -> Self {
         self.filter = Some(Arc::new(filter));
+        self.filter_rows = true;
+        self
+    }
+
+    /// Like [`InputSpec::with_filter`], but only row groups are skipped: the rows of those
+    /// read reach the mapper unfiltered. For a mapper that tests the filter itself while it
+    /// aggregates, faster than a second pass deciding row by row.
+    pub fn with_pruning(mut self, filter: crate::input::Predicate) -> Self {
+        self.filter = Some(Arc::new(filter));
+        self.filter_rows = false;
         self
     }
 

@@ -36,7 +36,7 @@ pub struct ParquetSplit {
     pub compressed_bytes: u64,
     /// What to read, resolved against this file's schema.
     projection: Arc<Projection>,
-    /// The job's filter, if any.
+    /// The job's filter, if it filters rows (not only row groups).
     filter: Option<Arc<crate::input::Predicate>>,
     /// The row groups left to read once the filter's statistics check is done.
     pruned: pruning::Pruned,
@@ -121,7 +121,7 @@ fn split(
         row_groups,
         compressed_bytes,
         projection: projection.clone(),
-        filter: spec.filter.clone(),
+        filter: spec.filter.clone().filter(|_| spec.filter_rows),
         pruned,
     }
 }
