@@ -72,8 +72,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub replace_invalid_utf8: bool,
 
-    /// Codec of Parquet part files: snappy, zstd[:LEVEL], gzip[:LEVEL], lz4 (LZ4_RAW) or none
-    /// [default: the job's, zstd unless it says otherwise].
+    /// Codec of Parquet part files: snappy, zstd or zstd:LEVEL, gzip or gzip:LEVEL,
+    /// lz4 (LZ4_RAW) or none [default: the job's, zstd unless it says otherwise].
     #[arg(long, value_name = "CODEC")]
     pub compression: Option<Codec>,
 

@@ -152,10 +152,11 @@ import sys, json, duckdb, pyarrow.parquet as pq
 files = sys.argv[1:]
 for path in files:
     meta = pq.ParquetFile(path).metadata
-    chunks = [meta.row_group(g).column(c) for g in range(meta.num_row_groups) for c in range(meta.num_columns)]
+    groups = [meta.row_group(g) for g in range(meta.num_row_groups)]
+    chunks = [group.column(c) for group in groups for c in range(meta.num_columns)]
     print(json.dumps({
         "codecs": sorted({c.compression for c in chunks}),
-        "row_groups": [meta.row_group(g).num_rows for g in range(meta.num_row_groups)],
+        "row_groups": [group.num_rows for group in groups],
         "statistics": all(c.is_stats_set and c.statistics.has_min_max for c in chunks),
         "column_index": all(c.has_column_index for c in chunks),
         "offset_index": all(c.has_offset_index for c in chunks),
@@ -177,9 +178,12 @@ fn write_words(path: &Path, words: usize) -> BTreeMap<String, u64> {
     oracle_wordcount(&[text])
 }
 
-/// Checks a committed word count written with `codec` (the manifest's name for it; pyarrow's
-/// and the parquet crate's) and `row_group` rows per row group against `expected`.
-fn check_written(out: &Path, codec: (&str, &str, &str), row_group: u64, expected: &BTreeMap<String, u64>) {
+/// A codec as the manifest, pyarrow and the parquet crate name it.
+type CodecNames = (&'static str, &'static str, &'static str);
+
+/// Checks a committed word count written with `codec` and `row_group` rows per row group
+/// against `expected`.
+fn check_written(out: &Path, codec: CodecNames, row_group: u64, expected: &BTreeMap<String, u64>) {
     let (manifest_codec, pyarrow_codec, parquet_codec) = codec;
     let committed = read_committed(out);
     let mut paths = Vec::new();
@@ -214,7 +218,7 @@ fn every_compression_and_row_group_size_reads_back_in_pyarrow_and_duckdb() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("words.txt");
     let expected = write_words(&input, 6000);
-    let cases: [(Option<&str>, (&str, &str, &str)); 8] = [
+    let cases: [(Option<&str>, CodecNames); 8] = [
         (None, ("zstd", "ZSTD", "ZSTD")),
         (Some("snappy"), ("snappy", "SNAPPY", "SNAPPY")),
         (Some("zstd"), ("zstd", "ZSTD", "ZSTD")),
