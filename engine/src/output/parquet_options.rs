@@ -6,6 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use parquet::basic::{Compression, GzipLevel, ZstdLevel};
+use parquet::errors::ParquetError;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -21,7 +22,8 @@ pub const DEFAULT_ROW_GROUP_ROWS: usize = 128 * 1024;
 pub enum Codec {
     /// Snappy.
     Snappy,
-    /// Zstandard at a level (1-22), or the library's default level (the default codec).
+    /// Zstandard at a level (up to 22; negative levels trade ratio for speed), or the
+    /// library's default level (the default codec).
     Zstd(Option<i32>),
     /// Gzip at a level (0-9), or the library's default level.
     Gzip(Option<u32>),
@@ -40,16 +42,18 @@ impl Default for Codec {
 impl Codec {
     /// The parquet crate's setting; an error names a level out of range.
     pub fn to_parquet(self) -> Result<Compression> {
-        let bad_level =
-            |e: parquet::errors::ParquetError| Error::Config(format!("--compression {self}: {e}"));
+        self.compression().map_err(|e| Error::Config(format!("codec {self}: {e}")))
+    }
+
+    fn compression(self) -> std::result::Result<Compression, ParquetError> {
         Ok(match self {
             Codec::Snappy => Compression::SNAPPY,
-            Codec::Zstd(level) => Compression::ZSTD(
-                level.map(ZstdLevel::try_new).transpose().map_err(bad_level)?.unwrap_or_default(),
-            ),
-            Codec::Gzip(level) => Compression::GZIP(
-                level.map(GzipLevel::try_new).transpose().map_err(bad_level)?.unwrap_or_default(),
-            ),
+            Codec::Zstd(level) => {
+                Compression::ZSTD(level.map(ZstdLevel::try_new).transpose()?.unwrap_or_default())
+            }
+            Codec::Gzip(level) => {
+                Compression::GZIP(level.map(GzipLevel::try_new).transpose()?.unwrap_or_default())
+            }
             Codec::Lz4 => Compression::LZ4_RAW,
             Codec::None => Compression::UNCOMPRESSED,
         })
@@ -95,7 +99,7 @@ impl FromStr for Codec {
             }
         };
         // Refuse a level out of range here, at the flag, rather than in a task.
-        codec.to_parquet().map_err(|e| e.to_string())?;
+        codec.compression().map_err(|e| format!("`{text}`: {e}"))?;
         Ok(codec)
     }
 }
