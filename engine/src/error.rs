@@ -72,6 +72,18 @@ pub enum Error {
         #[source]
         source: parquet::errors::ParquetError,
     },
+    /// A Parquet file that uses a feature this build cannot decode (a codec compiled out,
+    /// LZO, encryption): the file may be fine, but retrying will not help.
+    #[error("{path}: unsupported Parquet feature{location}: {source}")]
+    UnsupportedParquet {
+        /// The file.
+        path: String,
+        /// Where in the file, e.g. " (row groups 0-3)"; empty for the footer.
+        location: String,
+        /// The decoder's complaint, naming the feature.
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
     /// A file of fixed-size records that is not one.
     #[error("{path}: {cause}")]
     BadRecordFile {

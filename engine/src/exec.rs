@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::ids::{AttemptId, JobId, PartitionId, TaskId};
 use crate::input::{ReadOptions, Split};
 use crate::job::{BatchSink, Counters, Emitter, Groups, Job, ReduceInput, Reducer, TaskInfo};
-use crate::output::{OutputDir, PartFile, PartWriter};
+use crate::output::{OutputDir, ParquetOutput, PartFile, PartWriter};
 use crate::partition::{Partitioner, RangePartitioner};
 use crate::plan::MapTask;
 use crate::progress::Progress;
@@ -72,6 +72,8 @@ pub struct TaskEnv<'a> {
     pub partitioner: Arc<dyn Partitioner>,
     /// Where progress is counted.
     pub progress: &'a Progress,
+    /// How Parquet part files are written: the job's defaults with the flags applied.
+    pub parquet: ParquetOutput,
 }
 
 impl TaskEnv<'_> {
@@ -333,7 +335,8 @@ impl PartOutput {
     ) -> Result<Self> {
         let format = job.output_format();
         let location = output.part_location(env.job_id, partition, attempt, format);
-        let writer = PartWriter::create(env.io, location, job.output_schema(), partition, format)?;
+        let writer =
+            PartWriter::create(env.io, location, job.output_schema(), partition, format, env.parquet)?;
         // The emitter writes through the sink as soon as user code has emitted
         // REDUCE_EMIT_BYTES, even within one call (a join's frequent key).
         let writer = Arc::new(Mutex::new(writer));

@@ -16,6 +16,8 @@ pub enum ErrorKind {
     CorruptInput,
     /// Text input with bytes that are not UTF-8.
     InvalidUtf8,
+    /// An input file uses a feature this build cannot decode (e.g. a Parquet codec).
+    Unsupported,
     /// A column the job reads is missing, or has another type.
     MissingColumn,
     /// The store refused the credentials or the permission.
@@ -45,10 +47,11 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, for parsing and tests.
-    pub const ALL: [ErrorKind; 15] = [
+    pub const ALL: [ErrorKind; 16] = [
         ErrorKind::NotFound,
         ErrorKind::CorruptInput,
         ErrorKind::InvalidUtf8,
+        ErrorKind::Unsupported,
         ErrorKind::MissingColumn,
         ErrorKind::AccessDenied,
         ErrorKind::InvalidJob,
@@ -71,6 +74,7 @@ impl ErrorKind {
             ErrorKind::NotFound
             | ErrorKind::CorruptInput
             | ErrorKind::InvalidUtf8
+            | ErrorKind::Unsupported
             | ErrorKind::MissingColumn
             | ErrorKind::AccessDenied
             | ErrorKind::InvalidJob
@@ -92,6 +96,7 @@ impl ErrorKind {
             ErrorKind::NotFound => "not_found",
             ErrorKind::CorruptInput => "corrupt_input",
             ErrorKind::InvalidUtf8 => "invalid_utf8",
+            ErrorKind::Unsupported => "unsupported",
             ErrorKind::MissingColumn => "missing_column",
             ErrorKind::AccessDenied => "access_denied",
             ErrorKind::InvalidJob => "invalid_job",
@@ -127,6 +132,7 @@ impl Error {
             Error::InputNotFound { .. } | Error::GlobMatchedNothing { .. } => ErrorKind::NotFound,
             Error::CorruptParquet { .. } | Error::BadRecordFile { .. } => ErrorKind::CorruptInput,
             Error::InvalidUtf8 { .. } => ErrorKind::InvalidUtf8,
+            Error::UnsupportedParquet { .. } => ErrorKind::Unsupported,
             Error::MissingColumn { .. } | Error::ColumnType { .. } => ErrorKind::MissingColumn,
             Error::AccessDenied { .. } => ErrorKind::AccessDenied,
             Error::InvalidLocation { .. }
@@ -190,7 +196,16 @@ mod tests {
         use ErrorKind::*;
         assert_eq!(
             fatal,
-            [NotFound, CorruptInput, InvalidUtf8, MissingColumn, AccessDenied, InvalidJob, JobFailed]
+            [
+                NotFound,
+                CorruptInput,
+                InvalidUtf8,
+                Unsupported,
+                MissingColumn,
+                AccessDenied,
+                InvalidJob,
+                JobFailed
+            ]
         );
     }
 

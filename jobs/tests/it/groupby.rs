@@ -341,6 +341,19 @@ fn groupby_where_skips_row_groups_and_counts_only_matching_rows() {
     assert!(skipped >= 14, "row groups of id4 > 5 are not read: {skipped} of {groups} skipped");
     assert!(counters.get("input_bytes_skipped") > 0);
 
-    let bad = run_err("groupby", &["--input", s(&input), "--output", s(&dir.path().join("x")), "--by", "id3", "--count", "--where", "nope < 3"]);
+    let bad = run_err(
+        "groupby",
+        &[
+            "--input",
+            s(&input),
+            "--output",
+            s(&dir.path().join("x")),
+            "--by",
+            "id3",
+            "--count",
+            "--where",
+            "nope < 3",
+        ],
+    );
     assert!(bad.contains("--where") && bad.contains("nope"), "{bad}");
 }

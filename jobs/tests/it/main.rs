@@ -15,6 +15,7 @@ mod join;
 mod netns;
 mod output;
 mod pagerank;
+mod parquet_codecs;
 mod proxy;
 mod s3;
 mod security;

@@ -43,15 +43,29 @@ pub struct ParquetSplit {
 }
 
 /// A failed Parquet read: the store's error when fetching bytes failed (network, access,
-/// a missing object), else a corrupt file.
+/// a missing object), a feature this build cannot decode, else a corrupt file.
 fn parquet_error(path: String, location: String, source: ParquetError) -> Error {
     match source {
         ParquetError::External(cause) => match cause.downcast::<object_store::Error>() {
             Ok(store) => Error::read(path, *store),
             Err(cause) => Error::CorruptParquet { path, location, source: ParquetError::External(cause) },
         },
+        source if is_unsupported(&source) => Error::UnsupportedParquet { path, location, source },
         source => Error::CorruptParquet { path, location, source },
     }
+}
+
+/// What the decoder says of a feature it knows but cannot decode: a codec compiled out
+/// (a `General` error), or one not implemented (`NYI`, e.g. LZO). The Arrow reader may
+/// pass either on as text only, hence the message test.
+const UNSUPPORTED_MESSAGES: [&str; 3] = ["Disabled feature at compile time", "NYI: ", "not supported yet"];
+
+fn is_unsupported(error: &ParquetError) -> bool {
+    if matches!(error, ParquetError::NYI(_)) {
+        return true;
+    }
+    let message = error.to_string();
+    UNSUPPORTED_MESSAGES.iter().any(|m| message.contains(m))
 }
 
 /// Reads the footer of `file` and cuts it into splits of about `split_size` compressed bytes.
@@ -97,7 +111,7 @@ pub(super) async fn reopen(
     let mut reader = object_reader(file);
     let metadata = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
         .await
-        .map_err(|source| Error::CorruptParquet { path: file.display(), location: String::new(), source })?;
+        .map_err(|source| parquet_error(file.display(), String::new(), source))?;
     let groups = metadata.metadata().num_row_groups();
     if let Some(bad) = row_groups.iter().find(|&&g| g >= groups) {
         return Err(Error::Config(format!("{} has {groups} row groups, not {}", file.display(), bad + 1)));
@@ -275,6 +289,26 @@ mod tests {
         let values = dictionary.values().as_string::<i32>();
         let decoded: Vec<_> = dictionary.keys().values().iter().map(|&k| values.value(k as usize)).collect();
         assert_eq!(decoded, flags);
+    }
+
+    #[test]
+    fn a_feature_the_build_cannot_decode_is_unsupported_not_corrupt_and_not_retried() {
+        let location = " (row groups 2-5)".to_owned();
+        let causes = [
+            ParquetError::General("Disabled feature at compile time: zstd".into()),
+            ParquetError::NYI("The codec type LZO is not supported yet".into()),
+            ParquetError::ArrowError("Parquet error: NYI: The codec type LZO is not supported yet".into()),
+        ];
+        for cause in causes {
+            let error = parquet_error("data/z.parquet".into(), location.clone(), cause);
+            assert_eq!(error.kind(), crate::error::ErrorKind::Unsupported, "{error}");
+            assert!(!error.is_retryable());
+            let message = error.to_string();
+            assert!(message.starts_with("data/z.parquet: unsupported Parquet feature (row groups 2-5): "));
+            assert!(!message.contains("corrupt"), "{message}");
+        }
+        let corrupt = parquet_error("z.parquet".into(), location, ParquetError::EOF("short".into()));
+        assert_eq!(corrupt.kind(), crate::error::ErrorKind::CorruptInput);
     }
 
     #[test]
