@@ -23,7 +23,7 @@ use crate::shuffle::{
 
 /// Engine counter: input rows mappers received.
 pub const MAP_INPUT_RECORDS: &str = "map_input_records";
-/// Engine counter: input bytes of the splits read.
+/// Engine counter: input bytes of the splits read (of compressed text: decompressed bytes).
 pub const MAP_INPUT_BYTES: &str = "map_input_bytes";
 /// Engine counter: rows mappers emitted.
 pub const MAP_OUTPUT_RECORDS: &str = "map_output_records";
@@ -150,7 +150,7 @@ pub fn run_map_task<J: Job>(job: &J, env: &TaskEnv<'_>, task: &MapTask) -> Resul
         let mut mapper = job.mapper(&info).map_err(user("mapper failed:"))?;
         let mut out = Emitter::new(schema);
         let (mut rows_in, mut rows_out) = (0u64, 0u64);
-        split.read(env.io, env.read, &mut |batch| {
+        let bytes_in = split.read(env.io, env.read, &mut |batch| {
             rows_in += batch.num_rows() as u64;
             env.progress.add_input(0, batch.num_rows() as u64);
             mapper.map(&batch, &mut out).map_err(user("mapper failed:"))?;
@@ -168,7 +168,7 @@ pub fn run_map_task<J: Job>(job: &J, env: &TaskEnv<'_>, task: &MapTask) -> Resul
         let mut counters = out.take_counters();
         let (runs, stats) = builder.finish();
         counters.add(MAP_INPUT_RECORDS, rows_in);
-        counters.add(MAP_INPUT_BYTES, split.bytes());
+        counters.add(MAP_INPUT_BYTES, bytes_in);
         counters.add(MAP_OUTPUT_RECORDS, rows_out);
         if has_combiner {
             counters.add(COMBINE_INPUT_RECORDS, stats.combine_input_rows);
@@ -299,7 +299,7 @@ pub fn run_map_only_task<J: Job>(
         let mut mapper = job.mapper(&info).map_err(user("mapper failed:"))?;
         let mut part = PartOutput::create(job, env, PartitionId(task.index as u32), info.attempt, output)?;
         let mut rows_in = 0u64;
-        split.read(env.io, env.read, &mut |batch| {
+        let bytes_in = split.read(env.io, env.read, &mut |batch| {
             rows_in += batch.num_rows() as u64;
             env.progress.add_input(0, batch.num_rows() as u64);
             mapper.map(&batch, &mut part.out).map_err(user("mapper failed:"))?;
@@ -309,7 +309,7 @@ pub fn run_map_only_task<J: Job>(
         env.progress.add_input(split.bytes(), 0);
         let (part, mut counters) = part.close()?;
         counters.add(MAP_INPUT_RECORDS, rows_in);
-        counters.add(MAP_INPUT_BYTES, split.bytes());
+        counters.add(MAP_INPUT_BYTES, bytes_in);
         counters.add(MAP_OUTPUT_RECORDS, part.rows);
         Ok((part, counters))
     })
