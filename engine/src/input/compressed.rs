@@ -213,3 +213,6 @@ fn decode_error(file: &InputFile, codec: Codec, offset: u64, e: &std::io::Error)
     let problem = if e.kind() == std::io::ErrorKind::UnexpectedEof { "truncated" } else { "corrupt" };
     Error::CorruptCompressed { path: file.display(), problem, codec: codec.name(), offset, cause: e.to_string() }
 }
+
+#[cfg(test)]
+mod tests;
