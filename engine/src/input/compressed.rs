@@ -211,7 +211,13 @@ impl<R: BufRead> Read for Decoder<R> {
 /// A decoder that runs out of input mid-stream reports `UnexpectedEof`: the file is cut short.
 fn decode_error(file: &InputFile, codec: Codec, offset: u64, e: &std::io::Error) -> Error {
     let problem = if e.kind() == std::io::ErrorKind::UnexpectedEof { "truncated" } else { "corrupt" };
-    Error::CorruptCompressed { path: file.display(), problem, codec: codec.name(), offset, cause: e.to_string() }
+    Error::CorruptCompressed {
+        path: file.display(),
+        problem,
+        codec: codec.name(),
+        offset,
+        cause: e.to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -103,7 +103,8 @@ impl TextSplit {
             }
             TextShape::Chunks => {
                 let (bytes, offset) = scan.scan_chunk(eof);
-                (!bytes.is_empty()).then(|| chunk_batch(&self.file, bytes, offset, options.replace_invalid_utf8))
+                (!bytes.is_empty())
+                    .then(|| chunk_batch(&self.file, bytes, offset, options.replace_invalid_utf8))
             }
         };
         match batch {

@@ -45,7 +45,8 @@ fn compress(codec: Codec, data: &[u8]) -> Vec<u8> {
 fn sample(lines: usize) -> (Vec<u8>, Vec<String>) {
     let (mut data, mut expected) = (Vec::new(), Vec::new());
     for i in 0..lines {
-        let line: String = (0..(i * 7919) % 301).map(|j| (b'a' + ((i * 31 + j) % 26) as u8) as char).collect();
+        let line: String =
+            (0..(i * 7919) % 301).map(|j| (b'a' + ((i * 31 + j) % 26) as u8) as char).collect();
         data.extend_from_slice(line.as_bytes());
         data.extend_from_slice(if i % 5 == 0 { b"\r\n" } else { b"\n" });
         expected.push(line);
