@@ -171,7 +171,7 @@ impl Codec {
                     .map_err(|e| Error::Internal(format!("cannot start a zstd decoder: {e}")))?,
             ),
             Codec::Bzip2 => Decoder::Bzip2(bzip2::bufread::MultiBzDecoder::new(input)),
-            Codec::Xz => Decoder::Xz(lzma_rust2::XzReader::new(input, true)),
+            Codec::Xz => Decoder::Xz(Box::new(lzma_rust2::XzReader::new(input, true))),
         })
     }
 }
@@ -181,7 +181,7 @@ enum Decoder<R: BufRead> {
     Gzip(flate2::bufread::MultiGzDecoder<R>),
     Zstd(zstd::stream::read::Decoder<'static, R>),
     Bzip2(bzip2::bufread::MultiBzDecoder<R>),
-    Xz(lzma_rust2::XzReader<R>),
+    Xz(Box<lzma_rust2::XzReader<R>>),
 }
 
 impl<R: BufRead> Decoder<R> {
