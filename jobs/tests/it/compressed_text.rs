@@ -12,7 +12,7 @@ use crate::support::*;
 const TOOLS: [(&str, &str); 4] = [("gzip", "gz"), ("zstd", "zst"), ("bzip2", "bz2"), ("xz", "xz")];
 
 /// `data` compressed by `tool` (`gzip -c` and the like). Fails, never skips, without it.
-fn compress(tool: &str, data: &[u8]) -> Vec<u8> {
+pub fn compress(tool: &str, data: &[u8]) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     let plain = dir.path().join("plain");
     std::fs::write(&plain, data).unwrap();
