@@ -83,7 +83,7 @@ impl Split {
         }
     }
 
-    /// The split's size in bytes (compressed size for Parquet).
+    /// The split's size in bytes (compressed size for Parquet and compressed text).
     pub fn bytes(&self) -> u64 {
         match self {
             Split::Text(s) => s.end - s.start,
