@@ -61,6 +61,20 @@ pub enum Error {
         /// The directory.
         path: String,
     },
+    /// A compressed text file that cannot be decompressed: cut short, or corrupt.
+    #[error("{problem} {codec} stream in {path} at compressed byte {offset}: {cause}")]
+    CorruptCompressed {
+        /// The file.
+        path: String,
+        /// `truncated` or `corrupt`.
+        problem: &'static str,
+        /// The codec: `gzip`, `zstd`, `bzip2`, `xz`.
+        codec: &'static str,
+        /// Compressed bytes the decoder had taken when it failed.
+        offset: u64,
+        /// The decoder's complaint.
+        cause: String,
+    },
     /// A Parquet file that cannot be decoded.
     #[error("{path}: corrupt Parquet file{location}: {source}")]
     CorruptParquet {

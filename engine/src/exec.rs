@@ -23,7 +23,7 @@ use crate::shuffle::{
 
 /// Engine counter: input rows mappers received.
 pub const MAP_INPUT_RECORDS: &str = "map_input_records";
-/// Engine counter: input bytes of the splits read.
+/// Engine counter: input bytes of the splits read (of compressed text: decompressed bytes).
 pub const MAP_INPUT_BYTES: &str = "map_input_bytes";
 /// Engine counter: Parquet row groups a filter's statistics excluded (never read).
 pub const INPUT_ROW_GROUPS_SKIPPED: &str = "input_row_groups_skipped";
@@ -156,7 +156,7 @@ pub fn run_map_task<J: Job>(job: &J, env: &TaskEnv<'_>, task: &MapTask) -> Resul
         let mut mapper = job.mapper(&info).map_err(user("mapper failed:"))?;
         let mut out = Emitter::new(schema);
         let (mut rows_in, mut rows_out) = (0u64, 0u64);
-        split.read(env.io, env.read, &mut |batch| {
+        let bytes_in = split.read(env.io, env.read, &mut |batch| {
             rows_in += batch.num_rows() as u64;
             env.progress.add_input(0, batch.num_rows() as u64);
             mapper.map(&batch, &mut out).map_err(user("mapper failed:"))?;
@@ -173,7 +173,7 @@ pub fn run_map_task<J: Job>(job: &J, env: &TaskEnv<'_>, task: &MapTask) -> Resul
 
         let mut counters = out.take_counters();
         let (runs, stats) = builder.finish();
-        count_input(&mut counters, split, rows_in);
+        count_input(&mut counters, split, rows_in, bytes_in);
         counters.add(MAP_OUTPUT_RECORDS, rows_out);
         if has_combiner {
             counters.add(COMBINE_INPUT_RECORDS, stats.combine_input_rows);
@@ -304,7 +304,7 @@ pub fn run_map_only_task<J: Job>(
         let mut mapper = job.mapper(&info).map_err(user("mapper failed:"))?;
         let mut part = PartOutput::create(job, env, PartitionId(task.index as u32), info.attempt, output)?;
         let mut rows_in = 0u64;
-        split.read(env.io, env.read, &mut |batch| {
+        let bytes_in = split.read(env.io, env.read, &mut |batch| {
             rows_in += batch.num_rows() as u64;
             env.progress.add_input(0, batch.num_rows() as u64);
             mapper.map(&batch, &mut part.out).map_err(user("mapper failed:"))?;
@@ -313,7 +313,7 @@ pub fn run_map_only_task<J: Job>(
         mapper.finish(&mut part.out).map_err(user("mapper failed:"))?;
         env.progress.add_input(split.bytes(), 0);
         let (part, mut counters) = part.close()?;
-        count_input(&mut counters, split, rows_in);
+        count_input(&mut counters, split, rows_in, bytes_in);
         counters.add(MAP_OUTPUT_RECORDS, part.rows);
         Ok((part, counters))
     })
@@ -420,9 +420,9 @@ fn sample_task<J: Job>(job: &J, env: &TaskEnv<'_>, task: &MapTask) -> Result<Vec
 }
 
 /// Counts what a map task read: rows, bytes, and what a filter let it skip.
-fn count_input(counters: &mut Counters, split: &Split, rows: u64) {
+fn count_input(counters: &mut Counters, split: &Split, rows: u64, bytes: u64) {
     counters.add(MAP_INPUT_RECORDS, rows);
-    counters.add(MAP_INPUT_BYTES, split.bytes());
+    counters.add(MAP_INPUT_BYTES, bytes);
     let (groups, bytes) = split.skipped();
     if groups > 0 {
         counters.add(INPUT_ROW_GROUPS_SKIPPED, groups);

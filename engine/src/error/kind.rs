@@ -12,7 +12,7 @@ use super::Error;
 pub enum ErrorKind {
     /// An input path, URL or glob names nothing.
     NotFound,
-    /// An input file that cannot be decoded (Parquet, fixed-size records).
+    /// An input file that cannot be decoded (Parquet, fixed-size records, compressed text).
     CorruptInput,
     /// Text input with bytes that are not UTF-8.
     InvalidUtf8,
@@ -130,7 +130,9 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::InputNotFound { .. } | Error::GlobMatchedNothing { .. } => ErrorKind::NotFound,
-            Error::CorruptParquet { .. } | Error::BadRecordFile { .. } => ErrorKind::CorruptInput,
+            Error::CorruptParquet { .. } | Error::BadRecordFile { .. } | Error::CorruptCompressed { .. } => {
+                ErrorKind::CorruptInput
+            }
             Error::InvalidUtf8 { .. } => ErrorKind::InvalidUtf8,
             Error::UnsupportedParquet { .. } => ErrorKind::Unsupported,
             Error::MissingColumn { .. } | Error::ColumnType { .. } => ErrorKind::MissingColumn,

@@ -7,6 +7,7 @@ mod cluster;
 mod cluster_errors;
 mod cluster_failures;
 mod cluster_support;
+mod compressed_text;
 mod driver_recovery;
 mod grep;
 mod groupby;
