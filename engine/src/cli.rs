@@ -14,6 +14,7 @@ use crate::config::{RunConfig, parse_byte_size};
 use crate::driver::{JobReport, run_local};
 use crate::input::{CsvOptions, InputFormat};
 use crate::job::Job;
+use crate::output::Codec;
 use crate::progress::{Progress, ProgressMode, ProgressReporter, human_bytes};
 use crate::storage::StorageOptions;
 
@@ -87,6 +88,16 @@ pub struct RunArgs {
     #[arg(long)]
     pub replace_invalid_utf8: bool,
 
+    /// Codec of Parquet part files: snappy, zstd or zstd:LEVEL, gzip or gzip:LEVEL,
+    /// lz4 (LZ4_RAW) or none [default: the job's, zstd unless it says otherwise].
+    #[arg(long, value_name = "CODEC")]
+    pub compression: Option<Codec>,
+
+    /// Rows per row group of Parquet part files [default: the job's, 131072 unless it says
+    /// otherwise].
+    #[arg(long, value_name = "ROWS")]
+    pub row_group_size: Option<usize>,
+
     /// Object-store setting `key=value` (repeatable), e.g. `aws_endpoint=http://127.0.0.1:9000`
     /// or `aws_region=eu-west-1`; the standard AWS_*, GOOGLE_* and AZURE_* environment
     /// variables are read too. Values never appear in logs or errors.
@@ -157,7 +168,9 @@ impl RunArgs {
                 delimiter: self.csv_delimiter,
                 multiline: self.csv_multiline,
             })
-            .with_replace_invalid_utf8(self.replace_invalid_utf8);
+            .with_replace_invalid_utf8(self.replace_invalid_utf8)
+            .with_compression(self.compression)
+            .with_row_group_size(self.row_group_size);
         if let Some(threads) = self.threads {
             config = config.with_threads(threads).with_reducers(threads);
         }

@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::input::{CsvOptions, InputFormat};
+use crate::output::{Codec, ParquetOutput};
 use crate::shuffle::RunBudget;
 use crate::storage::StorageOptions;
 
@@ -48,6 +49,10 @@ pub struct RunConfig {
     /// Read input directories holding part files but no `_SUCCESS` (outputs that did not
     /// commit) instead of refusing them.
     pub allow_uncommitted: bool,
+    /// The codec of Parquet part files, overriding the job's (`--compression`).
+    pub compression: Option<Codec>,
+    /// Rows per row group of Parquet part files, overriding the job's (`--row-group-size`).
+    pub row_group_size: Option<usize>,
 }
 
 impl RunConfig {
@@ -68,7 +73,33 @@ impl RunConfig {
             spill_dir: std::env::temp_dir(),
             storage_options: StorageOptions::default(),
             allow_uncommitted: false,
+            compression: None,
+            row_group_size: None,
         }
+    }
+
+    /// Sets the codec of Parquet part files (`None`: the job's).
+    pub fn with_compression(mut self, codec: Option<Codec>) -> Self {
+        self.compression = codec;
+        self
+    }
+
+    /// Sets the rows per row group of Parquet part files (`None`: the job's).
+    pub fn with_row_group_size(mut self, rows: Option<usize>) -> Self {
+        self.row_group_size = rows;
+        self
+    }
+
+    /// How Parquet part files are written: the job's `defaults` with these overrides.
+    pub fn parquet_output(&self, defaults: ParquetOutput) -> ParquetOutput {
+        let mut out = defaults;
+        if let Some(codec) = self.compression {
+            out = out.with_compression(codec);
+        }
+        if let Some(rows) = self.row_group_size {
+            out = out.with_row_group_rows(rows);
+        }
+        out
     }
 
     /// Sets the object-store options the job's URLs are resolved with.
@@ -162,6 +193,9 @@ impl RunConfig {
         if self.split_size == Some(0) {
             return Err(Error::Config("--split-size must be at least 1 byte".into()));
         }
+        if self.row_group_size == Some(0) {
+            return Err(Error::Config("--row-group-size must be at least 1 row".into()));
+        }
         Ok(())
     }
 
@@ -242,6 +276,17 @@ mod tests {
         assert_eq!(parse_byte_size("1.5k"), Ok(1536));
         assert!(parse_byte_size("12 parsecs").is_err());
         assert!(parse_byte_size("MiB").is_err());
+    }
+
+    #[test]
+    fn parquet_flags_override_the_job_s_defaults() {
+        let job = ParquetOutput::default().with_compression(Codec::Snappy).with_row_group_rows(10);
+        let config = RunConfig::new(vec![], "o");
+        assert_eq!(config.parquet_output(job), job, "no flags: the job's choice");
+        let config = config.with_compression(Some(Codec::Gzip(Some(9)))).with_row_group_size(Some(500));
+        let out = config.parquet_output(job);
+        assert_eq!((out.compression, out.row_group_rows), (Codec::Gzip(Some(9)), 500));
+        assert!(config.with_row_group_size(Some(0)).validate().is_err());
     }
 
     #[test]

@@ -61,6 +61,20 @@ pub enum Error {
         /// The directory.
         path: String,
     },
+    /// A compressed text file that cannot be decompressed: cut short, or corrupt.
+    #[error("{problem} {codec} stream in {path} at compressed byte {offset}: {cause}")]
+    CorruptCompressed {
+        /// The file.
+        path: String,
+        /// `truncated` or `corrupt`.
+        problem: &'static str,
+        /// The codec: `gzip`, `zstd`, `bzip2`, `xz`.
+        codec: &'static str,
+        /// Compressed bytes the decoder had taken when it failed.
+        offset: u64,
+        /// The decoder's complaint.
+        cause: String,
+    },
     /// A Parquet file that cannot be decoded.
     #[error("{path}: corrupt Parquet file{location}: {source}")]
     CorruptParquet {
@@ -69,6 +83,18 @@ pub enum Error {
         /// Where in the file, e.g. " (row groups 0-3)"; empty for the footer.
         location: String,
         /// The decoder's complaint.
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    /// A Parquet file that uses a feature this build cannot decode (a codec compiled out,
+    /// LZO, encryption): the file may be fine, but retrying will not help.
+    #[error("{path}: unsupported Parquet feature{location}: {source}")]
+    UnsupportedParquet {
+        /// The file.
+        path: String,
+        /// Where in the file, e.g. " (row groups 0-3)"; empty for the footer.
+        location: String,
+        /// The decoder's complaint, naming the feature.
         #[source]
         source: parquet::errors::ParquetError,
     },

@@ -11,9 +11,9 @@ use tokio::runtime::Handle;
 
 use crate::error::{Error, Result};
 use crate::ids::{AttemptId, JobId, PartitionId, TaskId};
-use crate::input::ReadOptions;
+use crate::input::{ReadOptions, Split};
 use crate::job::{BatchSink, Counters, Emitter, Groups, Job, ReduceInput, Reducer, TaskInfo};
-use crate::output::{OutputDir, PartFile, PartWriter};
+use crate::output::{OutputDir, ParquetOutput, PartFile, PartWriter};
 use crate::partition::{Partitioner, RangePartitioner};
 use crate::plan::MapTask;
 use crate::progress::Progress;
@@ -23,8 +23,12 @@ use crate::shuffle::{
 
 /// Engine counter: input rows mappers received.
 pub const MAP_INPUT_RECORDS: &str = "map_input_records";
-/// Engine counter: input bytes of the splits read.
+/// Engine counter: input bytes of the splits read (of compressed text: decompressed bytes).
 pub const MAP_INPUT_BYTES: &str = "map_input_bytes";
+/// Engine counter: Parquet row groups a filter's statistics excluded (never read).
+pub const INPUT_ROW_GROUPS_SKIPPED: &str = "input_row_groups_skipped";
+/// Engine counter: compressed bytes of those row groups.
+pub const INPUT_BYTES_SKIPPED: &str = "input_bytes_skipped";
 /// Engine counter: rows mappers emitted.
 pub const MAP_OUTPUT_RECORDS: &str = "map_output_records";
 /// Engine counter: rows into combiners.
@@ -68,6 +72,8 @@ pub struct TaskEnv<'a> {
     pub partitioner: Arc<dyn Partitioner>,
     /// Where progress is counted.
     pub progress: &'a Progress,
+    /// How Parquet part files are written: the job's defaults with the flags applied.
+    pub parquet: ParquetOutput,
 }
 
 impl TaskEnv<'_> {
@@ -150,7 +156,7 @@ pub fn run_map_task<J: Job>(job: &J, env: &TaskEnv<'_>, task: &MapTask) -> Resul
         let mut mapper = job.mapper(&info).map_err(user("mapper failed:"))?;
         let mut out = Emitter::new(schema);
         let (mut rows_in, mut rows_out) = (0u64, 0u64);
-        split.read(env.io, env.read, &mut |batch| {
+        let bytes_in = split.read(env.io, env.read, &mut |batch| {
             rows_in += batch.num_rows() as u64;
             env.progress.add_input(0, batch.num_rows() as u64);
             mapper.map(&batch, &mut out).map_err(user("mapper failed:"))?;
@@ -167,8 +173,7 @@ pub fn run_map_task<J: Job>(job: &J, env: &TaskEnv<'_>, task: &MapTask) -> Resul
 
         let mut counters = out.take_counters();
         let (runs, stats) = builder.finish();
-        counters.add(MAP_INPUT_RECORDS, rows_in);
-        counters.add(MAP_INPUT_BYTES, split.bytes());
+        count_input(&mut counters, split, rows_in, bytes_in);
         counters.add(MAP_OUTPUT_RECORDS, rows_out);
         if has_combiner {
             counters.add(COMBINE_INPUT_RECORDS, stats.combine_input_rows);
@@ -299,7 +304,7 @@ pub fn run_map_only_task<J: Job>(
         let mut mapper = job.mapper(&info).map_err(user("mapper failed:"))?;
         let mut part = PartOutput::create(job, env, PartitionId(task.index as u32), info.attempt, output)?;
         let mut rows_in = 0u64;
-        split.read(env.io, env.read, &mut |batch| {
+        let bytes_in = split.read(env.io, env.read, &mut |batch| {
             rows_in += batch.num_rows() as u64;
             env.progress.add_input(0, batch.num_rows() as u64);
             mapper.map(&batch, &mut part.out).map_err(user("mapper failed:"))?;
@@ -308,8 +313,7 @@ pub fn run_map_only_task<J: Job>(
         mapper.finish(&mut part.out).map_err(user("mapper failed:"))?;
         env.progress.add_input(split.bytes(), 0);
         let (part, mut counters) = part.close()?;
-        counters.add(MAP_INPUT_RECORDS, rows_in);
-        counters.add(MAP_INPUT_BYTES, split.bytes());
+        count_input(&mut counters, split, rows_in, bytes_in);
         counters.add(MAP_OUTPUT_RECORDS, part.rows);
         Ok((part, counters))
     })
@@ -331,7 +335,8 @@ impl PartOutput {
     ) -> Result<Self> {
         let format = job.output_format();
         let location = output.part_location(env.job_id, partition, attempt, format);
-        let writer = PartWriter::create(env.io, location, job.output_schema(), partition, format)?;
+        let writer =
+            PartWriter::create(env.io, location, job.output_schema(), partition, format, env.parquet)?;
         // The emitter writes through the sink as soon as user code has emitted
         // REDUCE_EMIT_BYTES, even within one call (a join's frequent key).
         let writer = Arc::new(Mutex::new(writer));
@@ -412,4 +417,15 @@ fn sample_task<J: Job>(job: &J, env: &TaskEnv<'_>, task: &MapTask) -> Result<Vec
         mapper.finish(&mut out).map_err(user("mapper failed:"))?;
         Ok(out.take_batches())
     })
+}
+
+/// Counts what a map task read: rows, bytes, and what a filter let it skip.
+fn count_input(counters: &mut Counters, split: &Split, rows: u64, bytes: u64) {
+    counters.add(MAP_INPUT_RECORDS, rows);
+    counters.add(MAP_INPUT_BYTES, bytes);
+    let (groups, bytes) = split.skipped();
+    if groups > 0 {
+        counters.add(INPUT_ROW_GROUPS_SKIPPED, groups);
+        counters.add(INPUT_BYTES_SKIPPED, bytes);
+    }
 }

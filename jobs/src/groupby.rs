@@ -47,6 +47,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use gristmill::cluster::payload::TaskFile;
+use gristmill::input::Predicate;
 use gristmill::job::ParquetColumn;
 use gristmill::pipeline::{Pipeline, Rounds, run_task_of};
 use gristmill::prelude::*;
@@ -69,6 +70,12 @@ pub struct GroupBy {
     /// The aggregates, in command-line order.
     #[command(flatten)]
     pub aggregates: AggregateFlags,
+
+    /// Only rows passing FILTER count, e.g. "l_shipdate <= '1998-09-02' and l_tax > 0.05":
+    /// comparisons of a column with a value, combined with and/or. Row groups whose
+    /// statistics exclude it are not read.
+    #[arg(long = "where", value_name = "FILTER")]
+    pub filter: Option<String>,
 }
 
 /// One aggregate of the output, over a column described by `C`.
@@ -240,6 +247,9 @@ pub struct Column {
 impl GroupBy {
     /// Checks the flags alone: at least one aggregate, and no output column named twice.
     pub fn check(&self) -> JobResult<()> {
+        if let Some(filter) = &self.filter {
+            Predicate::parse(filter).map_err(|e| format!("--where: {e}"))?;
+        }
         check_outputs(&self.by, &self.aggregates.0, String::clone)
     }
 
@@ -285,7 +295,13 @@ impl GroupBy {
             }
             aggregates.push(resolved);
         }
-        Ok(GroupByPlan { key, aggregates })
+        if let Some(filter) = &self.filter {
+            let predicate = Predicate::parse(filter).map_err(|e| format!("--where: {e}"))?;
+            for column in predicate.columns() {
+                find(&format!("--where {filter}"), column)?;
+            }
+        }
+        Ok(GroupByPlan { key, aggregates, filter: self.filter.clone() })
     }
 }
 
@@ -363,6 +379,10 @@ pub struct GroupByPlan {
     /// The aggregates, in output order.
     #[arg(skip)]
     pub aggregates: Vec<Aggregate<Column>>,
+    /// Only rows passing this filter (checked by [`GroupBy::plan`]) count.
+    #[arg(skip)]
+    #[serde(default)]
+    pub filter: Option<String>,
 }
 
 impl GroupByPlan {
@@ -394,7 +414,11 @@ impl Job for GroupByPlan {
             .value_columns()
             .map(|c| ParquetColumn { name: c.name.clone(), data_type: Some(c.ty.data_type()) });
         spec.parquet_columns = Some(std::iter::once(key).chain(values).collect());
-        spec
+        // Parsed when planned: a filter here always parses.
+        match self.filter.as_deref().map(Predicate::parse) {
+            Some(Ok(filter)) => spec.with_filter(filter),
+            _ => spec,
+        }
     }
 
     fn map_output(&self) -> KeyedSchema {
@@ -454,7 +478,7 @@ mod tests {
     }
 
     fn group_by(by: &str, aggregates: Vec<Aggregate<String>>) -> GroupBy {
-        GroupBy { by: by.to_owned(), aggregates: AggregateFlags(aggregates) }
+        GroupBy { by: by.to_owned(), aggregates: AggregateFlags(aggregates), filter: None }
     }
 
     fn plan_error(by: &str, aggregates: Vec<Aggregate<String>>) -> String {

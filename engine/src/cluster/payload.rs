@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ErrorKind;
 use crate::input::SplitSpec;
+use crate::output::{Codec, ParquetOutput};
 use crate::security::JobSecret;
 use crate::shuffle::RunBudget;
 use crate::storage::StorageOptions;
@@ -38,6 +39,24 @@ pub struct JobPayload {
     pub storage_options: StorageOptions,
     /// Split points of a sampled range partitioner (total order jobs), in Arrow's row format.
     pub range_split_points: Option<Vec<Vec<u8>>>,
+    /// How Parquet part files are written (the job's defaults with the flags applied);
+    /// absent from older submitters, whose tasks use the job's defaults.
+    #[serde(default)]
+    pub parquet: Option<ParquetOutput>,
+}
+
+impl JobPayload {
+    /// The Parquet codec of the job whose payload is `json`, for the manifest the driver
+    /// writes; `None` when the payload does not say (an older submitter).
+    pub fn parquet_codec_of(json: &[u8]) -> Option<Codec> {
+        /// The one field read: the driver needs no other, whatever the submitter's version.
+        #[derive(Deserialize)]
+        struct Output {
+            #[serde(default)]
+            parquet: Option<ParquetOutput>,
+        }
+        serde_json::from_slice::<Output>(json).ok()?.parquet.map(|p| p.compression)
+    }
 }
 
 /// One map task's input (`RunTask.split_payload`).

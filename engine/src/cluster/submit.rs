@@ -121,6 +121,7 @@ fn job_payload<J: Job>(
             store: &store,
             partitioner: Arc::new(HashPartitioner),
             progress: &progress,
+            parquet: config.parquet_output(job.parquet_output()),
         };
         Some(sample_range_partitioner(job, &env, &plan.map_tasks)?.to_bytes())
     } else {
@@ -139,6 +140,7 @@ fn job_payload<J: Job>(
         output: config.output.clone(),
         storage_options: config.storage_options.clone(),
         range_split_points,
+        parquet: Some(config.parquet_output(job.parquet_output())),
     })
 }
 

@@ -129,6 +129,7 @@ fn run_attempt<J: Job>(task: &TaskFile) -> Result<TaskResult> {
         store: &store,
         partitioner: partitioner(&job, &task.job)?,
         progress: &progress,
+        parquet: task.job.parquet.unwrap_or_else(|| job.parquet_output()),
     };
     if task.is_map { run_map(&job, &env, task) } else { run_reduce(&job, &env, task) }
 }

@@ -71,6 +71,7 @@ pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Re
 
     let spill = Arc::new(SpillDir::create(&config.spill_dir, &job_id)?);
     let store = Arc::new(RunStore::new(spill, config.run_budget()));
+    let parquet = config.parquet_output(job.parquet_output());
     let mut env = TaskEnv {
         io: io.handle(),
         job_id: &job_id,
@@ -81,6 +82,7 @@ pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Re
         store: &store,
         partitioner: Arc::new(HashPartitioner),
         progress,
+        parquet,
     };
     let result = pool.install(|| -> Result<_> {
         if is_map_only(job) {
@@ -106,7 +108,8 @@ pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Re
     // Storage requests of planning, reading and writing (the commit's own are not counted).
     request_stats().add_since(&requests, &mut counters);
     progress.start_phase("commit", 1);
-    let manifest = Manifest::new(J::NAME, job_id.as_str(), &parts, counters);
+    let manifest =
+        Manifest::new(J::NAME, job_id.as_str(), &parts, counters).with_parquet_codec(parquet.compression);
     io.block_on(output.commit(&manifest, &parts))?;
     progress.task_done();
     info!(rows = manifest.rows, "committed");

@@ -12,10 +12,12 @@ use super::Error;
 pub enum ErrorKind {
     /// An input path, URL or glob names nothing.
     NotFound,
-    /// An input file that cannot be decoded (Parquet, fixed-size records, CSV, JSON lines).
+    /// An input file that cannot be decoded (Parquet, fixed-size records, compressed text, CSV, JSON lines).
     CorruptInput,
     /// Text input with bytes that are not UTF-8.
     InvalidUtf8,
+    /// An input file uses a feature this build cannot decode (e.g. a Parquet codec).
+    Unsupported,
     /// A column the job reads is missing, or has another type.
     MissingColumn,
     /// The store refused the credentials or the permission.
@@ -45,10 +47,11 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, for parsing and tests.
-    pub const ALL: [ErrorKind; 15] = [
+    pub const ALL: [ErrorKind; 16] = [
         ErrorKind::NotFound,
         ErrorKind::CorruptInput,
         ErrorKind::InvalidUtf8,
+        ErrorKind::Unsupported,
         ErrorKind::MissingColumn,
         ErrorKind::AccessDenied,
         ErrorKind::InvalidJob,
@@ -71,6 +74,7 @@ impl ErrorKind {
             ErrorKind::NotFound
             | ErrorKind::CorruptInput
             | ErrorKind::InvalidUtf8
+            | ErrorKind::Unsupported
             | ErrorKind::MissingColumn
             | ErrorKind::AccessDenied
             | ErrorKind::InvalidJob
@@ -92,6 +96,7 @@ impl ErrorKind {
             ErrorKind::NotFound => "not_found",
             ErrorKind::CorruptInput => "corrupt_input",
             ErrorKind::InvalidUtf8 => "invalid_utf8",
+            ErrorKind::Unsupported => "unsupported",
             ErrorKind::MissingColumn => "missing_column",
             ErrorKind::AccessDenied => "access_denied",
             ErrorKind::InvalidJob => "invalid_job",
@@ -125,10 +130,12 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::InputNotFound { .. } | Error::GlobMatchedNothing { .. } => ErrorKind::NotFound,
-            Error::CorruptParquet { .. } | Error::BadRecordFile { .. } | Error::MalformedRow { .. } => {
+            Error::CorruptParquet { .. } | Error::BadRecordFile { .. } | Error::MalformedRow { .. }
+            | Error::CorruptCompressed { .. } => {
                 ErrorKind::CorruptInput
             }
             Error::InvalidUtf8 { .. } => ErrorKind::InvalidUtf8,
+            Error::UnsupportedParquet { .. } => ErrorKind::Unsupported,
             Error::MissingColumn { .. } | Error::ColumnType { .. } => ErrorKind::MissingColumn,
             Error::AccessDenied { .. } => ErrorKind::AccessDenied,
             Error::InvalidLocation { .. }
@@ -192,7 +199,16 @@ mod tests {
         use ErrorKind::*;
         assert_eq!(
             fatal,
-            [NotFound, CorruptInput, InvalidUtf8, MissingColumn, AccessDenied, InvalidJob, JobFailed]
+            [
+                NotFound,
+                CorruptInput,
+                InvalidUtf8,
+                Unsupported,
+                MissingColumn,
+                AccessDenied,
+                InvalidJob,
+                JobFailed
+            ]
         );
     }
 

@@ -1,12 +1,15 @@
 //! Inputs: planning splits and reading them as record batches.
 //!
 //! A [`Split`] is the unit of work of one map task: a byte range of a text file (a line
-//! belongs to the split where it starts; CSV and JSON lines likewise) or a run of row
-//! groups of a Parquet file.
+//! belongs to the split where it starts; CSV and JSON lines likewise), a whole compressed
+//! text file, or a run of row groups of a Parquet file.
 
+mod compressed;
 mod csv;
 mod json;
 mod parquet;
+mod predicate;
+mod predicate_parse;
 mod records;
 mod text;
 mod text_rows;
@@ -14,16 +17,19 @@ mod text_rows;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
+use object_store::ObjectStoreExt;
 use tokio::runtime::Handle;
 
+pub use self::compressed::Codec;
 pub use self::csv::{CsvFormat, CsvOptions, CsvSplit};
 pub use self::json::{JsonFormat, JsonSplit};
 pub use self::parquet::ParquetSplit;
+pub use self::predicate::{CmpOp, Predicate, PredicateError};
 pub use self::records::{RecordColumns, RecordFormat, RecordSplit};
 pub use self::text::TextSplit;
 pub use self::text_rows::inferred_schema;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::job::InputSpec;
 use crate::storage::{InputFile, StorageOptions};
 
@@ -101,7 +107,7 @@ impl Split {
         }
     }
 
-    /// The split's size in bytes (compressed size for Parquet).
+    /// The split's size in bytes (compressed size for Parquet and compressed text).
     pub fn bytes(&self) -> u64 {
         match self {
             Split::Text(s) => s.end - s.start,
@@ -109,6 +115,14 @@ impl Split {
             Split::Parquet(s) => s.compressed_bytes,
             Split::Csv(s) => s.end - s.start,
             Split::Json(s) => s.end - s.start,
+        }
+    }
+
+    /// Row groups and compressed bytes a filter's statistics check skipped (Parquet).
+    pub fn skipped(&self) -> (u64, u64) {
+        match self {
+            Split::Parquet(s) => s.skipped(),
+            Split::Text(_) | Split::Records(_) | Split::Csv(_) | Split::Json(_) => (0, 0),
         }
     }
 
@@ -124,19 +138,20 @@ impl Split {
     }
 
     /// Reads the split, handing each batch to `sink` until it returns `false`. Runs on a
-    /// CPU thread; I/O goes through the runtime behind `io`.
+    /// CPU thread; I/O goes through the runtime behind `io`. Returns the input bytes read:
+    /// [`Split::bytes`], or the decompressed bytes of compressed text.
     pub fn read(
         &self,
         io: &Handle,
         options: ReadOptions,
         sink: &mut dyn FnMut(RecordBatch) -> Result<bool>,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         match self {
             Split::Text(s) => s.read(io, options, sink),
-            Split::Parquet(s) => s.read(io, sink),
-            Split::Records(s) => s.read(io, sink),
-            Split::Csv(s) => s.read(io, sink),
-            Split::Json(s) => s.read(io, sink),
+            Split::Parquet(s) => s.read(io, sink).map(|()| self.bytes()),
+            Split::Records(s) => s.read(io, sink).map(|()| self.bytes()),
+            Split::Csv(s) => s.read(io, sink).map(|()| self.bytes()),
+            Split::Json(s) => s.read(io, sink).map(|()| self.bytes()),
         }
     }
 }
@@ -162,6 +177,9 @@ pub enum SplitRange {
         start: u64,
         /// One past the last byte.
         end: u64,
+        /// The whole file's compression, if compressed.
+        #[serde(default)]
+        codec: Option<Codec>,
     },
     /// Whole records in `start..end`.
     Records {
@@ -210,7 +228,7 @@ impl Split {
     pub fn to_spec(&self) -> Result<SplitSpec> {
         let file = self.file();
         let range = match self {
-            Split::Text(s) => SplitRange::Text { start: s.start, end: s.end },
+            Split::Text(s) => SplitRange::Text { start: s.start, end: s.end, codec: s.codec },
             Split::Records(s) => SplitRange::Records {
                 start: s.start,
                 end: s.end,
@@ -242,7 +260,9 @@ impl Split {
         let location = crate::storage::Location::parse_with(&spec.url, storage)?;
         let file = Arc::new(InputFile { location, size: spec.size });
         Ok(match spec.range {
-            SplitRange::Text { start, end } => Split::Text(TextSplit { file, start, end, shape: input.text }),
+            SplitRange::Text { start, end, codec } => {
+                Split::Text(TextSplit { file, start, end, shape: input.text, codec })
+            }
             SplitRange::Records { start, end, record_len, key_len } => {
                 let columns = input.records.map(|f| f.columns).unwrap_or_default();
                 let format = RecordFormat { record_len, key_len, columns };
@@ -264,6 +284,35 @@ impl Split {
     }
 }
 
+/// The compression of the text file `file`: by its extension, or, when `--format text` is
+/// forced on a file without one, by its first bytes.
+async fn text_codec(file: &InputFile, forced: Option<InputFormat>) -> Result<Option<Codec>> {
+    let name = file.location.path().as_ref();
+    if let Some(codec) = Codec::from_name(name) {
+        return Ok(Some(codec));
+    }
+    if forced != Some(InputFormat::Text) || file.size == 0 {
+        return Ok(None);
+    }
+    let head = 0..file.size.min(compressed::MAGIC_LEN as u64);
+    let bytes = match file.location.local_file() {
+        Some(path) => {
+            let mut buf = Vec::new();
+            let mut local = std::fs::File::open(&path).map_err(|e| Error::local_read(file.display(), e))?;
+            crate::storage::read_local_range(&mut local, &head, &mut buf)
+                .map_err(|e| Error::local_read(file.display(), e))?;
+            bytes::Bytes::from(buf)
+        }
+        None => file
+            .location
+            .store()
+            .get_range(file.location.path(), head)
+            .await
+            .map_err(|e| Error::read(file.display(), e))?,
+    };
+    Ok(Codec::sniff(&bytes))
+}
+
 /// Plans the splits of `files`: byte ranges of text, groups of Parquet row groups.
 /// Reads every Parquet footer once and checks it has the columns `spec` asks for; infers
 /// the schema of CSV and JSON lines input from its first file and checks it likewise.
@@ -282,7 +331,10 @@ pub async fn plan_splits(
                     let planned = records::plan(&file, format, options.split_size)?;
                     splits.extend(planned.into_iter().map(Split::Records));
                 }
-                None => splits.extend(text::plan(&file, options.split_size, spec.text).map(Split::Text)),
+                None => {
+                    let codec = text_codec(&file, options.format).await?;
+                    splits.extend(text::plan(&file, options.split_size, spec.text, codec).map(Split::Text));
+                }
             },
             InputFormat::Parquet => {
                 let planned = parquet::plan(&file, spec, options.split_size).await?;

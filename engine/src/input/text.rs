@@ -15,12 +15,13 @@ use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
 use super::ReadOptions;
+use super::compressed::Codec;
 use crate::error::{Error, Result};
 use crate::job::{InputSpec, TextShape};
 use crate::storage::InputFile;
 
 /// Bytes fetched per request within a split (also the size of one batch of lines).
-const CHUNK_BYTES: u64 = 4 << 20;
+pub(super) const CHUNK_BYTES: u64 = 4 << 20;
 /// The first request past a split's end, to finish its last line; doubles while the line goes on.
 const TAIL_BYTES: u64 = 64 << 10;
 
@@ -35,67 +36,81 @@ pub struct TextSplit {
     pub end: u64,
     /// Lines or chunks of lines.
     pub shape: TextShape,
+    /// The file's compression: then the split is the whole file.
+    pub codec: Option<Codec>,
 }
 
-/// Cuts a file into ranges of `split_size` bytes (the last one shorter); none for an empty file.
+/// Cuts a file into ranges of `split_size` bytes (the last one shorter); none for an empty
+/// file. A compressed file is never cut: it cannot be decompressed from the middle.
 pub(super) fn plan(
     file: &Arc<InputFile>,
     split_size: u64,
     shape: TextShape,
+    codec: Option<Codec>,
 ) -> impl Iterator<Item = TextSplit> + '_ {
-    let step = split_size.max(1);
+    let step = if codec.is_some() { file.size } else { split_size }.max(1);
     (0..file.size).step_by(step as usize).map(move |start| TextSplit {
         file: file.clone(),
         start,
         end: (start + step).min(file.size),
         shape,
+        codec,
     })
 }
 
 impl TextSplit {
     /// Reads the split's lines as batches of one Utf8 column: `line`, a row per line, or
-    /// `text`, a row per chunk of whole lines ([`TextShape`]).
+    /// `text`, a row per chunk of whole lines ([`TextShape`]). Returns the bytes of text
+    /// read: the range's, or the decompressed bytes of a compressed file.
     pub fn read(
         &self,
         io: &Handle,
         options: ReadOptions,
         sink: &mut dyn FnMut(RecordBatch) -> Result<bool>,
-    ) -> Result<()> {
-        let mut source = match self.file.location.local_file() {
-            Some(path) => Chunks::Local(LocalChunks::open(self, path)?),
-            None => Chunks::Store(Fetcher::new(self, io.clone())),
-        };
+    ) -> Result<u64> {
+        if let Some(codec) = self.codec {
+            return super::compressed::read(self, codec, io, options, sink);
+        }
+        let mut source = Chunks::open(self, io)?;
         let mut scan = LineScanner::new(self.start, self.end);
         loop {
             let Some(range) = source.append_next(scan.buffer())? else { break };
             let eof = range.end >= self.file.size;
-            let batch = match self.shape {
-                TextShape::Lines => {
-                    let lines = scan.scan(eof).map_err(|e| match e {
-                        Error::Internal(cause) => {
-                            Error::Internal(format!("{}: {cause}", self.file.display()))
-                        }
-                        other => other,
-                    })?;
-                    (!lines.is_empty()).then(|| to_batch(&self.file, lines, options.replace_invalid_utf8))
-                }
-                TextShape::Chunks => {
-                    let (bytes, offset) = scan.scan_chunk(eof);
-                    (!bytes.is_empty())
-                        .then(|| chunk_batch(&self.file, bytes, offset, options.replace_invalid_utf8))
-                }
-            };
-            if let Some(batch) = batch
-                && !sink(batch?)?
-            {
-                break;
-            }
-            if scan.done || eof {
+            if !self.emit(&mut scan, eof, options, sink)? || scan.done || eof {
                 break;
             }
             source.want_more();
         }
-        Ok(())
+        Ok(self.end - self.start)
+    }
+
+    /// Hands what `scan` found in the bytes appended to its buffer to `sink` as a batch, if
+    /// any; false when `sink` wants no more.
+    pub(super) fn emit(
+        &self,
+        scan: &mut LineScanner,
+        eof: bool,
+        options: ReadOptions,
+        sink: &mut dyn FnMut(RecordBatch) -> Result<bool>,
+    ) -> Result<bool> {
+        let batch = match self.shape {
+            TextShape::Lines => {
+                let lines = scan.scan(eof).map_err(|e| match e {
+                    Error::Internal(cause) => Error::Internal(format!("{}: {cause}", self.file.display())),
+                    other => other,
+                })?;
+                (!lines.is_empty()).then(|| to_batch(&self.file, lines, options.replace_invalid_utf8))
+            }
+            TextShape::Chunks => {
+                let (bytes, offset) = scan.scan_chunk(eof);
+                (!bytes.is_empty())
+                    .then(|| chunk_batch(&self.file, bytes, offset, options.replace_invalid_utf8))
+            }
+        };
+        match batch {
+            Some(batch) => sink(batch?),
+            None => Ok(true),
+        }
     }
 }
 
@@ -170,16 +185,24 @@ impl RangePlan {
 }
 
 /// Where a split's bytes come from.
-enum Chunks<'a> {
+pub(super) enum Chunks<'a> {
     /// An object store, one request ahead.
     Store(Fetcher<'a>),
     /// A local file, read directly into one reused buffer.
     Local(LocalChunks<'a>),
 }
 
-impl Chunks<'_> {
+impl<'a> Chunks<'a> {
+    /// The ranges of `split`, read from the local file or fetched from its store.
+    pub(super) fn open(split: &'a TextSplit, io: &Handle) -> Result<Self> {
+        Ok(match split.file.location.local_file() {
+            Some(path) => Chunks::Local(LocalChunks::open(split, path)?),
+            None => Chunks::Store(Fetcher::new(split, io.clone())),
+        })
+    }
+
     /// Appends the bytes of the next range of the file to `buf`; returns the range.
-    fn append_next(&mut self, buf: &mut Vec<u8>) -> Result<Option<Range<u64>>> {
+    pub(super) fn append_next(&mut self, buf: &mut Vec<u8>) -> Result<Option<Range<u64>>> {
         match self {
             Chunks::Store(fetcher) => fetcher.append_next(buf),
             Chunks::Local(local) => local.append_next(buf),
@@ -187,7 +210,7 @@ impl Chunks<'_> {
     }
 
     /// The reader wants the range after the last one.
-    fn want_more(&mut self) {
+    pub(super) fn want_more(&mut self) {
         if let Chunks::Store(fetcher) = self {
             fetcher.request_more();
         }
@@ -199,7 +222,7 @@ impl Chunks<'_> {
 /// Not through `object_store`: its local `get_range` allocates and zero-fills a fresh buffer
 /// per request, which cost grep 13% of its instructions (and a page fault per page of
 /// every 4 MiB chunk) before any byte was read.
-struct LocalChunks<'a> {
+pub(super) struct LocalChunks<'a> {
     split: &'a TextSplit,
     file: std::fs::File,
     plan: RangePlan,
@@ -225,7 +248,7 @@ fn local_error(split: &TextSplit, e: std::io::Error) -> Error {
 }
 
 /// Fetches consecutive ranges of the file, one request ahead of the reader.
-struct Fetcher<'a> {
+pub(super) struct Fetcher<'a> {
     split: &'a TextSplit,
     io: Handle,
     plan: RangePlan,
@@ -270,7 +293,7 @@ impl<'a> Fetcher<'a> {
 
 /// Finds the lines that start in `start..end` in consecutive ranges of a file.
 #[derive(Debug)]
-struct LineScanner {
+pub(super) struct LineScanner {
     end: u64,
     /// The range being scanned, after the start of a line that began in an earlier range
     /// (kept for the whole split: a fresh buffer per range cost a page fault per page).
@@ -281,7 +304,7 @@ struct LineScanner {
     partial_offset: u64,
     /// Still looking for the end of the line that straddles `start`.
     skipping: bool,
-    done: bool,
+    pub(super) done: bool,
 }
 
 /// Complete lines found in one pushed range, as Arrow's string values and offsets (lines
@@ -320,7 +343,7 @@ impl Lines<'_> {
 }
 
 impl LineScanner {
-    fn new(start: u64, end: u64) -> Self {
+    pub(super) fn new(start: u64, end: u64) -> Self {
         LineScanner {
             end,
             buf: Vec::new(),
@@ -333,7 +356,7 @@ impl LineScanner {
 
     /// The buffer to append the next range to (contiguous with the previous one): the
     /// lines already handed out are dropped, the unfinished one is kept at the front.
-    fn buffer(&mut self) -> &mut Vec<u8> {
+    pub(super) fn buffer(&mut self) -> &mut Vec<u8> {
         self.buf.drain(..self.partial_start);
         self.partial_start = 0;
         &mut self.buf
@@ -508,7 +531,7 @@ mod tests {
             [CHUNK_BYTES / 3, CHUNK_BYTES, 3 * CHUNK_BYTES].into_iter().flat_map(|s| shapes.map(|h| (s, h)))
         {
             let mut lines = Vec::new();
-            for split in plan(&file, split_size, shape) {
+            for split in plan(&file, split_size, shape, None) {
                 split
                     .read(io.handle(), ReadOptions::default(), &mut |batch| {
                         assert_eq!(InputSpec::is_text_chunks(&batch), shape == TextShape::Chunks);

@@ -67,6 +67,14 @@ pub trait Job: clap::Args + Serialize + DeserializeOwned + Send + Sync + 'static
         crate::output::OutputFormat::Parquet
     }
 
+    /// How Parquet part files are written: the codec and rows per row group (zstd and
+    /// [`crate::output::DEFAULT_ROW_GROUP_ROWS`] unless the job says otherwise, e.g.
+    /// `ParquetOutput::default().with_compression(Codec::Snappy)`). `--compression` and
+    /// `--row-group-size`, when given, override it.
+    fn parquet_output(&self) -> crate::output::ParquetOutput {
+        crate::output::ParquetOutput::default()
+    }
+
     /// A fixed number of reduce partitions, overriding `--reducers` (e.g. 1 for a small
     /// aggregate that must come out in one ordered file).
     ///

@@ -98,12 +98,42 @@ pub struct InputSpec {
     pub records: Option<crate::input::RecordFormat>,
     /// Lines or chunks of lines, for text files.
     pub text: TextShape,
+    /// Only rows passing this reach the mapper (Parquet input; see [`InputSpec::with_filter`]).
+    pub filter: Option<Arc<crate::input::Predicate>>,
+    /// False when the filter only prunes row groups and the mapper filters rows itself
+    /// ([`InputSpec::with_pruning`]).
+    pub filter_rows: bool,
 }
 
 impl InputSpec {
     /// Lines of text (and every column of Parquet input).
     pub fn text_lines() -> Self {
-        InputSpec { parquet_columns: None, records: None, text: TextShape::Lines }
+        InputSpec {
+            parquet_columns: None,
+            records: None,
+            text: TextShape::Lines,
+            filter: None,
+            filter_rows: false,
+        }
+    }
+
+    /// Only the rows of Parquet input that pass `filter` reach the mapper: row groups whose
+    /// statistics exclude it are not read at all (counted as `input_row_groups_skipped` and
+    /// `input_bytes_skipped`), and its columns are decoded first, the rest only for the
+    /// passing rows. Its columns need not be among those the job reads.
+    pub fn with_filter(mut self, filter: crate::input::Predicate) -> Self {
+        self.filter = Some(Arc::new(filter));
+        self.filter_rows = true;
+        self
+    }
+
+    /// Like [`InputSpec::with_filter`], but only row groups are skipped: the rows of those
+    /// read reach the mapper unfiltered. For a mapper that tests the filter itself while it
+    /// aggregates, faster than a second pass deciding row by row.
+    pub fn with_pruning(mut self, filter: crate::input::Predicate) -> Self {
+        self.filter = Some(Arc::new(filter));
+        self.filter_rows = false;
+        self
     }
 
     /// Chunks of whole lines (and every column of Parquet input): each text batch has one
@@ -120,7 +150,7 @@ impl InputSpec {
     pub fn fixed_records(record_len: usize, key_len: usize) -> Self {
         let key_len = key_len.min(record_len);
         let format = crate::input::RecordFormat { record_len, key_len, columns: Default::default() };
-        InputSpec { parquet_columns: None, records: Some(format), text: TextShape::Lines }
+        InputSpec { records: Some(format), ..Self::text_lines() }
     }
 
     /// Fixed-size binary records of `record_len` bytes, arriving as batches of two

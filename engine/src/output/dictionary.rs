@@ -19,7 +19,7 @@ use parquet::file::properties::{DEFAULT_DICTIONARY_PAGE_SIZE_LIMIT, WriterProper
 /// Values sampled per column.
 const SAMPLE_VALUES: usize = 4096;
 
-/// How often a sampled value must repeat on average for a dictionary to pay (Snappy
+/// How often a sampled value must repeat on average for a dictionary to pay (the codec
 /// already shrinks short repeats of plain values).
 const MIN_REPEATS: usize = 8;
 

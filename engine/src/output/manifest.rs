@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::{Codec, OutputFormat};
 use crate::job::Counters;
 
 /// What `_SUCCESS` holds.
@@ -34,6 +35,14 @@ pub struct ManifestFile {
     pub rows: u64,
     /// Its size in bytes.
     pub bytes: u64,
+    /// Its format, `parquet` or `records` (absent from manifests written before it was
+    /// recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// Its codec, e.g. `zstd` or `gzip:9`; `none` for raw records (absent when unknown,
+    /// and from manifests written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codec: Option<String>,
 }
 
 /// The current manifest format.
@@ -51,14 +60,60 @@ impl Manifest {
             rows: parts.iter().map(|p| p.rows).sum(),
             files: parts
                 .iter()
-                .map(|p| ManifestFile {
-                    name: p.name.clone(),
-                    partition: p.partition.0,
-                    rows: p.rows,
-                    bytes: p.bytes,
+                .map(|p| {
+                    let format = OutputFormat::of_part_name(&p.name);
+                    ManifestFile {
+                        name: p.name.clone(),
+                        partition: p.partition.0,
+                        rows: p.rows,
+                        bytes: p.bytes,
+                        format: format.map(|f| f.name().to_owned()),
+                        codec: (format == Some(OutputFormat::Records)).then(|| Codec::None.to_string()),
+                    }
                 })
                 .collect(),
             counters,
         }
+    }
+
+    /// Records `codec` as the codec of the Parquet files (the job writes all its part
+    /// files with one).
+    pub fn with_parquet_codec(mut self, codec: Codec) -> Manifest {
+        for file in &mut self.files {
+            if file.format.as_deref() == Some(OutputFormat::Parquet.name()) {
+                file.codec = Some(codec.to_string());
+            }
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_record_format_and_codec_and_old_manifests_still_parse() {
+        let part = |name: &str| super::super::PartFile {
+            partition: crate::ids::PartitionId(0),
+            name: name.to_owned(),
+            rows: 3,
+            bytes: 10,
+            staged: super::super::Staged::LocalFile,
+        };
+        let parts = [part("part-00000-job-x-a0.parquet"), part("part-00001-job-x-a0.dat")];
+        let manifest =
+            Manifest::new("j", "job-x", &parts, Counters::default()).with_parquet_codec(Codec::Gzip(Some(9)));
+        let described: Vec<_> =
+            manifest.files.iter().map(|f| (f.format.as_deref(), f.codec.as_deref())).collect();
+        assert_eq!(described, [(Some("parquet"), Some("gzip:9")), (Some("records"), Some("none"))]);
+        let json = serde_json::to_string(&manifest).unwrap();
+        assert_eq!(serde_json::from_str::<Manifest>(&json).unwrap(), manifest);
+
+        let old = r#"{"format":"gristmill-manifest/1","job":"j","job_id":"job-x","committed_at_ms":1,
+            "files":[{"name":"part-00000-job-x-a0.parquet","partition":0,"rows":3,"bytes":10}],
+            "rows":3,"counters":{}}"#;
+        let old: Manifest = serde_json::from_str(old).unwrap();
+        assert_eq!((old.files[0].format.as_ref(), old.files[0].codec.as_ref()), (None, None));
     }
 }

@@ -10,12 +10,14 @@ mod commit;
 mod dictionary;
 mod lock;
 mod manifest;
+mod parquet_options;
 pub mod staged;
 mod writer;
 
 pub use commit::OutputDir;
 pub use lock::{LOCK_FILE, Lock, LockHolder};
 pub use manifest::{MANIFEST_FORMAT, Manifest, ManifestFile};
+pub use parquet_options::{Codec, DEFAULT_ROW_GROUP_ROWS, ParquetOutput};
 pub use staged::{STAGED_NOTES_ENV, Staged, StagedNote, StagedUpload, discard, publish, read_staged_notes};
 pub use writer::PartWriter;
 
@@ -56,6 +58,21 @@ impl OutputFormat {
             OutputFormat::Parquet => "parquet",
             OutputFormat::Records => "dat",
         }
+    }
+
+    /// The name the manifest records: `parquet` or `records`.
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputFormat::Parquet => "parquet",
+            OutputFormat::Records => "records",
+        }
+    }
+
+    /// The format of a part file, by the extension [`part_name`] gave it.
+    pub fn of_part_name(name: &str) -> Option<OutputFormat> {
+        [OutputFormat::Parquet, OutputFormat::Records]
+            .into_iter()
+            .find(|f| name.strip_suffix(f.extension()).is_some_and(|n| n.ends_with('.')))
     }
 }
 

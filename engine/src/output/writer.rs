@@ -11,19 +11,15 @@ use std::io::Write;
 use arrow::array::{Array, AsArray, BinaryArray, FixedSizeBinaryArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, SchemaRef};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use tokio::runtime::Handle;
 
 use super::dictionary::choose_dictionaries;
 use super::staged::{Staged, StagedUpload};
-use super::{OutputFormat, PartFile};
+use super::{OutputFormat, ParquetOutput, PartFile};
 use crate::error::{Error, Result};
 use crate::ids::PartitionId;
 use crate::storage::{DirectFile, Location};
-
-/// Rows per Parquet row group: bounds what a writer buffers.
-const ROW_GROUP_ROWS: usize = 128 * 1024;
 
 /// Where a part file's bytes go.
 enum Target {
@@ -62,6 +58,7 @@ enum Sink {
     ParquetPending {
         target: Target,
         schema: SchemaRef,
+        options: ParquetOutput,
     },
     Parquet(Box<ArrowWriter<Target>>),
     Records {
@@ -81,13 +78,15 @@ pub struct PartWriter {
 }
 
 impl PartWriter {
-    /// Starts the part file of `partition` at `location`.
+    /// Starts the part file of `partition` at `location`; Parquet files are written with
+    /// `parquet` (codec, row group size).
     pub fn create(
         io: &Handle,
         location: Location,
         schema: SchemaRef,
         partition: PartitionId,
         format: OutputFormat,
+        parquet: ParquetOutput,
     ) -> Result<Self> {
         let fail = |e: std::io::Error| Error::write(location.display(), Box::new(e));
         let (target, staged) = match location.local_file() {
@@ -102,7 +101,7 @@ impl PartWriter {
         };
         super::staged::note_staged(location.path().filename().unwrap_or_default(), staged);
         let sink = match format {
-            OutputFormat::Parquet => Sink::ParquetPending { target, schema },
+            OutputFormat::Parquet => Sink::ParquetPending { target, schema, options: parquet },
             OutputFormat::Records => {
                 check_record_schema(&schema)?;
                 Sink::Records { target, buffer: Vec::new() }
@@ -115,10 +114,10 @@ impl PartWriter {
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         self.rows += batch.num_rows() as u64;
         let path = self.location.display();
-        if let Some(Sink::ParquetPending { target, schema }) =
+        if let Some(Sink::ParquetPending { target, schema, options }) =
             self.sink.take_if(|s| matches!(s, Sink::ParquetPending { .. }))
         {
-            self.sink = Some(start_parquet(target, schema, Some(batch), &path)?);
+            self.sink = Some(start_parquet(target, schema, options, Some(batch), &path)?);
         }
         let fail = |e: Box<dyn std::error::Error + Send + Sync>| Error::write(path.clone(), e);
         match &mut self.sink {
@@ -148,8 +147,8 @@ impl PartWriter {
         let fail = |e: Box<dyn std::error::Error + Send + Sync>| Error::write(location.display(), e);
         let sink = match sink {
             // No rows: a file with the schema and no row groups.
-            Sink::ParquetPending { target, schema } => {
-                start_parquet(target, schema, None, &location.display())?
+            Sink::ParquetPending { target, schema, options } => {
+                start_parquet(target, schema, options, None, &location.display())?
             }
             sink => sink,
         };
@@ -167,13 +166,23 @@ impl PartWriter {
     }
 }
 
-/// A Parquet writer of `schema` to `target`, its dictionary encodings chosen from `first`.
-fn start_parquet(target: Target, schema: SchemaRef, first: Option<&RecordBatch>, path: &str) -> Result<Sink> {
+/// A Parquet writer of `schema` to `target` with `options`, its dictionary encodings chosen
+/// from `first`. Page statistics make the writer add the column and offset indexes (the
+/// page index), so readers can skip pages as well as row groups.
+fn start_parquet(
+    target: Target,
+    schema: SchemaRef,
+    options: ParquetOutput,
+    first: Option<&RecordBatch>,
+    path: &str,
+) -> Result<Sink> {
+    let rows = options.row_group_rows.max(1);
     let mut props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
+        .set_compression(options.compression.to_parquet()?)
+        .set_max_row_group_row_count(Some(rows))
+        .set_statistics_enabled(EnabledStatistics::Page);
     if let Some(batch) = first {
-        props = choose_dictionaries(props, batch, ROW_GROUP_ROWS);
+        props = choose_dictionaries(props, batch, rows);
     }
     let writer = ArrowWriter::try_new(target, schema, Some(props.build()))
         .map_err(|e| Error::write(path.to_owned(), Box::new(e)))?;

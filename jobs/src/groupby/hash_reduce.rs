@@ -173,6 +173,7 @@ mod tests {
                 Aggregate::Count,
                 Aggregate::Mean(column("x", ColumnType::Float64)),
             ],
+            filter: None,
         }
     }
 

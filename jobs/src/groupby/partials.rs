@@ -334,6 +334,7 @@ mod tests {
                 Aggregate::Count,
                 Aggregate::Mean(column("x", ColumnType::Float64)),
             ],
+            filter: None,
         }
     }
 

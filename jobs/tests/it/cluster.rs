@@ -34,6 +34,23 @@ fn local_vs_cluster(cluster: &Cluster, dir: &Path, name: &str, args: &[&str]) {
 }
 
 #[test]
+fn compressed_text_in_cluster_mode_equals_local_mode() {
+    use super::compressed_text::compress;
+    let cluster = Cluster::start(ClusterSpec::default());
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("text");
+    let files = write_text_files(&text, 2, 2000);
+    // A compressed file's split carries its codec to the task process: read as plain text
+    // there, the job would fail on invalid UTF-8.
+    for (file, (tool, ext)) in files.iter().zip([("gzip", "gz"), ("zstd", "zst")]) {
+        let zipped = compress(tool, &std::fs::read(file).unwrap());
+        std::fs::write(file.with_extension(format!("txt.{ext}")), zipped).unwrap();
+    }
+    let args = ["--input", s(&text), "--reducers", "2", "--split-size", "5000", "--threads", "2"];
+    local_vs_cluster(&cluster, dir.path(), "wordcount", &args);
+}
+
+#[test]
 fn every_example_job_in_cluster_mode_equals_local_mode() {
     let cluster = Cluster::start(ClusterSpec::default());
     let dir = tempfile::tempdir().unwrap();

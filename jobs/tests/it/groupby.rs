@@ -319,3 +319,41 @@ fn groupby_errors_name_the_column() {
     let stderr = run_err("groupby", &["--input", s(&input), "--output", s(&out), "--by", "id3"]);
     assert!(stderr.contains("at least one"), "{stderr}");
 }
+
+#[test]
+fn groupby_where_skips_row_groups_and_counts_only_matching_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    // Sorted by id4 (1..=20), so most row groups lie wholly outside `id4 <= 5`.
+    let mut rows = g1_rows(40_000, 5);
+    rows.sort_by_key(|r| r.id4);
+    let input = dir.path().join("g1-sorted");
+    write_g1(&input, &rows, 2, 2000);
+    let keep = |r: &G1Row| r.id4 <= 5 && (r.v3.is_some_and(|v| v < 50.0) || r.id1 == "id007");
+    let kept: Vec<G1Row> = rows.iter().filter(|r| keep(r)).cloned().collect();
+    let id3 = |r: &G1Row| r.id3.clone().map_or(Value::Null, Value::Text);
+    let expected = oracle(&kept, id3, &[Agg::SumInt(|r| r.v1), Agg::Count]);
+    let out = dir.path().join("out");
+    let filter = "id4 <= 5 and (v3 < 50 or id1 = 'id007')";
+    let flags = ["--by", "id3", "--sum", "v1", "--count", "--where", filter];
+    check_groupby(&input, &out, &flags, &expected, kept.len(), ReduceWay::Hashed);
+    let counters = read_committed(&out).manifest.counters;
+    let (skipped, groups) = (counters.get("input_row_groups_skipped"), 40_000 / 2000);
+    assert!(skipped >= 14, "row groups of id4 > 5 are not read: {skipped} of {groups} skipped");
+    assert!(counters.get("input_bytes_skipped") > 0);
+
+    let bad = run_err(
+        "groupby",
+        &[
+            "--input",
+            s(&input),
+            "--output",
+            s(&dir.path().join("x")),
+            "--by",
+            "id3",
+            "--count",
+            "--where",
+            "nope < 3",
+        ],
+    );
+    assert!(bad.contains("--where") && bad.contains("nope"), "{bad}");
+}

@@ -700,3 +700,44 @@ fn an_s3_store_unreachable_mid_commit_is_retried_and_the_commit_completes() {
     assert_eq!(read_s3_output(&b, "out"), read_local_output(&local));
     wait_until("no open upload", std::time::Duration::from_secs(30), || open_uploads(&b) == 0);
 }
+
+#[test]
+fn compressed_text_on_s3_equals_plain_text_and_counts_compressed_bytes_read() {
+    use crate::compressed_text::compress;
+    let dir = tempfile::tempdir().unwrap();
+    let (plain, zipped) = (dir.path().join("plain"), dir.path().join("zipped"));
+    std::fs::create_dir_all(&plain).unwrap();
+    std::fs::create_dir_all(&zipped).unwrap();
+    let text = tricky_text(7, 3000);
+    let (gz, zst) = (compress("gzip", text.as_bytes()), compress("zstd", text.as_bytes()));
+    for (name, bytes) in [("a.txt", text.as_bytes()), ("b.txt", text.as_bytes())] {
+        std::fs::write(plain.join(name), bytes).unwrap();
+    }
+    std::fs::write(zipped.join("a.txt.gz"), &gz).unwrap();
+    std::fs::write(zipped.join("b.txt.zst"), &zst).unwrap();
+    let b = create_bucket("zipped");
+    upload_dir(&zipped, &b, "text");
+
+    let local = dir.path().join("local");
+    run_ok("wordcount", &["-i", s(&plain), "-o", s(&local), "--reducers", "2"]);
+    let (input, counts) = (format!("s3://{b}/text/"), format!("s3://{b}/counts"));
+    let (ok, err) =
+        run_job("wordcount", &["-i", &input, "-o", &counts, "--reducers", "2", "--split-size", "1000"]);
+    assert!(ok, "{err}");
+    assert_eq!(read_s3_output(&b, "counts"), read_local_output(&local));
+    let counters = s3_counters(&b, "counts");
+    assert_eq!(counters["map_input_bytes"], 2 * text.len() as u64, "{counters}");
+    assert_eq!(counters["storage_get_bytes"], (gz.len() + zst.len()) as u64, "{counters}");
+
+    boto(
+        "s3.put_object(Bucket=sys.argv[1], Key='cut/x.gz', Body=open(sys.argv[2], 'rb').read()[:500])",
+        &[&b, s(&zipped.join("a.txt.gz"))],
+    );
+    let (ok, err) =
+        run_job("wordcount", &["-i", &format!("s3://{b}/cut/x.gz"), "-o", &format!("s3://{b}/out")]);
+    assert!(!ok);
+    assert!(
+        err.contains(&format!("truncated gzip stream in s3://{b}/cut/x.gz at compressed byte ")),
+        "{err}"
+    );
+}

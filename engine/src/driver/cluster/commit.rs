@@ -22,7 +22,7 @@ use super::staging::{StagedPart, discard_all};
 use crate::error::{Error, Result};
 use crate::ids::JobId;
 use crate::job::Counters;
-use crate::output::{LOCK_FILE, Lock, LockHolder, Manifest, OutputDir, PartFile};
+use crate::output::{Codec, LOCK_FILE, Lock, LockHolder, Manifest, OutputDir, PartFile};
 use crate::storage::{Location, StorageOptions};
 
 /// What the committer needs to know of a job.
@@ -42,16 +42,21 @@ pub struct CommitSpec {
     pub losers: Vec<StagedPart>,
     /// The counters of the winning attempts.
     pub counters: Counters,
+    /// The codec of the job's Parquet part files, if its payload says.
+    pub codec: Option<Codec>,
 }
 
 /// Publishes the winners, writes `_SUCCESS`, discards the losers and removes stray part
 /// files; returns (rows, files). On failure, every staged part is discarded (the job fails).
 pub async fn commit(spec: CommitSpec) -> Result<(u64, u32)> {
-    let CommitSpec { name, job_id, output, storage_options, winners, mut losers, counters } = spec;
+    let CommitSpec { name, job_id, output, storage_options, winners, mut losers, counters, codec } = spec;
     let committed = async {
         let dir = OutputDir::new(Location::parse_with_options_only(&output, &storage_options)?);
         let parts = winners.clone().map_err(Error::Internal)?;
-        let manifest = Manifest::new(&name, &job_id, &parts, counters);
+        let mut manifest = Manifest::new(&name, &job_id, &parts, counters);
+        if let Some(codec) = codec {
+            manifest = manifest.with_parquet_codec(codec);
+        }
         commit_with_retries(&dir, &manifest, &parts).await?;
         Ok((manifest.rows, parts.len() as u32))
     }

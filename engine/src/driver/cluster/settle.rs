@@ -58,6 +58,7 @@ async fn finish_commit(job: &Unfinished, begun: CommitBegun) -> Option<(u64, u32
         winners: Ok(winners),
         losers: begun.losers.iter().map(staged_part).collect(),
         counters,
+        codec: crate::cluster::payload::JobPayload::parquet_codec_of(&job.request.job_payload),
     };
     match commit(spec).await {
         Ok(done) => {

@@ -551,6 +551,7 @@ impl DriverState {
                 winners,
                 losers,
                 counters,
+                codec: crate::cluster::payload::JobPayload::parquet_codec_of(&record.request.job_payload),
             }
         };
         let state = self.clone();

@@ -2,6 +2,7 @@
 //! only the projected columns.
 
 mod projection;
+mod pruning;
 
 use std::sync::Arc;
 
@@ -35,18 +36,36 @@ pub struct ParquetSplit {
     pub compressed_bytes: u64,
     /// What to read, resolved against this file's schema.
     projection: Arc<Projection>,
+    /// The job's filter, if it filters rows (not only row groups).
+    filter: Option<Arc<crate::input::Predicate>>,
+    /// The row groups left to read once the filter's statistics check is done.
+    pruned: pruning::Pruned,
 }
 
 /// A failed Parquet read: the store's error when fetching bytes failed (network, access,
-/// a missing object), else a corrupt file.
+/// a missing object), a feature this build cannot decode, else a corrupt file.
 fn parquet_error(path: String, location: String, source: ParquetError) -> Error {
     match source {
         ParquetError::External(cause) => match cause.downcast::<object_store::Error>() {
             Ok(store) => Error::read(path, *store),
             Err(cause) => Error::CorruptParquet { path, location, source: ParquetError::External(cause) },
         },
+        source if is_unsupported(&source) => Error::UnsupportedParquet { path, location, source },
         source => Error::CorruptParquet { path, location, source },
     }
+}
+
+/// What the decoder says of a feature it knows but cannot decode: a codec compiled out
+/// (a `General` error), or one not implemented (`NYI`, e.g. LZO). The Arrow reader may
+/// pass either on as text only, hence the message test.
+const UNSUPPORTED_MESSAGES: [&str; 3] = ["Disabled feature at compile time", "NYI: ", "not supported yet"];
+
+fn is_unsupported(error: &ParquetError) -> bool {
+    if matches!(error, ParquetError::NYI(_)) {
+        return true;
+    }
+    let message = error.to_string();
+    UNSUPPORTED_MESSAGES.iter().any(|m| message.contains(m))
 }
 
 /// Reads the footer of `file` and cuts it into splits of about `split_size` compressed bytes.
@@ -60,6 +79,9 @@ pub(super) async fn plan(
         .await
         .map_err(|source| parquet_error(file.display(), String::new(), source))?;
     let (projection, metadata) = projection::resolve(file, &metadata, spec.parquet_columns.as_deref())?;
+    if let Some(filter) = &spec.filter {
+        pruning::check_columns(file, &metadata, filter)?;
+    }
     let projection = Arc::new(projection);
     let mut splits = Vec::new();
     let mut group: Vec<usize> = Vec::new();
@@ -68,12 +90,12 @@ pub(super) async fn plan(
         group.push(i);
         bytes += rg.compressed_size().max(0) as u64;
         if bytes >= split_size {
-            splits.push(split(file, &metadata, &projection, std::mem::take(&mut group), bytes));
+            splits.push(split(file, &metadata, &projection, spec, std::mem::take(&mut group), bytes));
             bytes = 0;
         }
     }
     if !group.is_empty() {
-        splits.push(split(file, &metadata, &projection, group, bytes));
+        splits.push(split(file, &metadata, &projection, spec, group, bytes));
     }
     Ok(splits)
 }
@@ -89,28 +111,32 @@ pub(super) async fn reopen(
     let mut reader = object_reader(file);
     let metadata = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
         .await
-        .map_err(|source| Error::CorruptParquet { path: file.display(), location: String::new(), source })?;
+        .map_err(|source| parquet_error(file.display(), String::new(), source))?;
     let groups = metadata.metadata().num_row_groups();
     if let Some(bad) = row_groups.iter().find(|&&g| g >= groups) {
         return Err(Error::Config(format!("{} has {groups} row groups, not {}", file.display(), bad + 1)));
     }
     let (projection, metadata) = projection::resolve(file, &metadata, spec.parquet_columns.as_deref())?;
-    Ok(split(file, &metadata, &Arc::new(projection), row_groups, compressed_bytes))
+    Ok(split(file, &metadata, &Arc::new(projection), spec, row_groups, compressed_bytes))
 }
 
 fn split(
     file: &Arc<InputFile>,
     metadata: &ArrowReaderMetadata,
     projection: &Arc<Projection>,
+    spec: &InputSpec,
     row_groups: Vec<usize>,
     compressed_bytes: u64,
 ) -> ParquetSplit {
+    let pruned = pruning::prune(metadata, &row_groups, spec.filter.as_deref());
     ParquetSplit {
         file: file.clone(),
         metadata: metadata.clone(),
         row_groups,
         compressed_bytes,
         projection: projection.clone(),
+        filter: spec.filter.clone().filter(|_| spec.filter_rows),
+        pruned,
     }
 }
 
@@ -128,21 +154,32 @@ impl ParquetSplit {
         }
     }
 
-    /// Decodes the split's row groups, handing batches of the declared columns to `sink`.
+    /// Row groups and compressed bytes the filter's statistics check skipped.
+    pub fn skipped(&self) -> (u64, u64) {
+        (self.pruned.skipped_groups, self.pruned.skipped_bytes)
+    }
+
+    /// Decodes the split's row groups (those the filter does not exclude), handing batches
+    /// of the declared columns, and only the rows that pass the filter, to `sink`.
     pub fn read(&self, io: &Handle, sink: &mut dyn FnMut(RecordBatch) -> Result<bool>) -> Result<()> {
         let corrupt =
             |source| parquet_error(self.file.display(), format!(" ({})", self.describe_row_groups()), source);
         let mask =
             ProjectionMask::roots(self.metadata.parquet_schema(), self.projection.roots.iter().copied());
-        let mut stream = ParquetRecordBatchStreamBuilder::new_with_metadata(
+        if self.pruned.read.is_empty() {
+            return Ok(());
+        }
+        let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(
             object_reader(&self.file),
             self.metadata.clone(),
         )
-        .with_row_groups(self.row_groups.clone())
+        .with_row_groups(self.pruned.read.clone())
         .with_projection(mask)
-        .with_batch_size(BATCH_ROWS)
-        .build()
-        .map_err(corrupt)?;
+        .with_batch_size(BATCH_ROWS);
+        if let Some(filter) = &self.filter {
+            builder = builder.with_row_filter(pruning::row_filter(&self.metadata, filter));
+        }
+        let mut stream = builder.build().map_err(corrupt)?;
         while let Some(batch) = io.block_on(stream.next()) {
             if !sink(self.conform(batch.map_err(corrupt)?)?)? {
                 break;
@@ -255,6 +292,26 @@ mod tests {
     }
 
     #[test]
+    fn a_feature_the_build_cannot_decode_is_unsupported_not_corrupt_and_not_retried() {
+        let location = " (row groups 2-5)".to_owned();
+        let causes = [
+            ParquetError::General("Disabled feature at compile time: zstd".into()),
+            ParquetError::NYI("The codec type LZO is not supported yet".into()),
+            ParquetError::ArrowError("Parquet error: NYI: The codec type LZO is not supported yet".into()),
+        ];
+        for cause in causes {
+            let error = parquet_error("data/z.parquet".into(), location.clone(), cause);
+            assert_eq!(error.kind(), crate::error::ErrorKind::Unsupported, "{error}");
+            assert!(!error.is_retryable());
+            let message = error.to_string();
+            assert!(message.starts_with("data/z.parquet: unsupported Parquet feature (row groups 2-5): "));
+            assert!(!message.contains("corrupt"), "{message}");
+        }
+        let corrupt = parquet_error("z.parquet".into(), location, ParquetError::EOF("short".into()));
+        assert_eq!(corrupt.kind(), crate::error::ErrorKind::CorruptInput);
+    }
+
+    #[test]
     fn hinted_strings_need_no_cast() {
         let spec = InputSpec::text_lines().with_parquet_columns([("flag", DataType::Utf8View)]);
         let splits = plan_test_file(&spec).2.unwrap();
@@ -263,5 +320,55 @@ mod tests {
         let spec = InputSpec::text_lines().with_parquet_columns([("price", DataType::Decimal64(15, 3))]);
         let error = plan_test_file(&spec).2.unwrap_err();
         assert!(error.to_string().contains("price") && error.to_string().contains("t.parquet"), "{error}");
+    }
+
+    #[test]
+    fn a_filter_skips_row_groups_its_statistics_exclude_and_passes_only_matching_rows() {
+        use arrow::array::Int64Array;
+        use parquet::file::properties::WriterProperties;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sorted.parquet");
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, false),
+            Field::new("s", DataType::Utf8, false),
+        ]));
+        let n: Vec<i64> = (0..4000).collect();
+        let s: Vec<String> = n.iter().map(|i| format!("row {i}")).collect();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(Int64Array::from(n)), Arc::new(StringArray::from(s))],
+        )
+        .unwrap();
+        let props = WriterProperties::builder().set_max_row_group_row_count(Some(1000)).build();
+        let mut writer =
+            ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), schema, Some(props)).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let files = runtime
+            .block_on(crate::storage::resolve_inputs(&[path.display().to_string()], &Default::default()))
+            .unwrap();
+        let file = Arc::new(files[0].clone());
+        // The job reads `s` only; the filter is on `n`.
+        let filter = crate::input::Predicate::parse("n >= 2500 and n < 3100").unwrap();
+        let spec = InputSpec::text_lines().with_parquet_columns([("s", DataType::Utf8)]).with_filter(filter);
+        let splits = runtime.block_on(plan(&file, &spec, 1 << 30)).unwrap();
+        let (skipped, bytes) = splits[0].skipped();
+        assert_eq!((skipped, splits[0].pruned.read.clone()), (2, vec![2, 3]), "row groups 0, 1 excluded");
+        assert!(bytes > 0);
+        let mut rows = Vec::new();
+        splits[0]
+            .read(runtime.handle(), &mut |b| {
+                assert_eq!(b.num_columns(), 1, "the filter's column is not handed to the mapper");
+                rows.extend(b.column(0).as_string::<i32>().iter().map(|v| v.unwrap().to_owned()));
+                Ok(true)
+            })
+            .unwrap();
+        let expected: Vec<String> = (2500..3100).map(|i| format!("row {i}")).collect();
+        assert_eq!(rows, expected);
+        let missing = InputSpec::text_lines().with_filter(crate::input::Predicate::parse("zz > 1").unwrap());
+        let error = runtime.block_on(plan(&file, &missing, 1 << 30)).unwrap_err();
+        assert!(error.to_string().contains("no column `zz`"), "{error}");
     }
 }

@@ -137,6 +137,27 @@ fn a_job_completes_with_2_percent_loss_on_every_link() {
 }
 
 #[test]
+fn a_job_completes_with_200_ms_latency_and_2_percent_loss_on_every_link() {
+    let started = Instant::now();
+    let hosts = Hosts::new(3);
+    let _slow = hosts.slow_links(Duration::from_millis(200), 2.0);
+    // The links are slow, not broken: a handshake now takes two delayed frames at least.
+    let probe: std::net::SocketAddr = format!("{}:7001", hosts.ip(WORKER_0)).parse().unwrap();
+    let _listener = hosts.in_host(WORKER_0, move || std::net::TcpListener::bind(probe)).unwrap();
+    let handshake = Instant::now();
+    hosts.connect(DRIVER, probe, Duration::from_secs(10)).expect("the hosts reach each other");
+    let rtt = handshake.elapsed();
+    assert!(rtt >= Duration::from_millis(400), "a round trip takes two 200 ms delays: {rtt:?}");
+    let (_hosts, cluster) = cluster(hosts, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let text = input(dir.path());
+    let out = dir.path().join("out");
+    cluster.run_ok("wordcount", &job_args(&text, &out, &[]));
+    assert_identical(&expected("wordcount", &text, dir.path()), &out);
+    eprintln!("200 ms latency + 2% loss: handshake {rtt:?}, whole test {:?}", started.elapsed());
+}
+
+#[test]
 fn a_worker_cut_off_from_the_driver_for_15_s_during_the_map_phase_does_not_change_the_output() {
     let started = Instant::now();
     let (hosts, cluster) = cluster(Hosts::new(3), &[]);

@@ -13,7 +13,8 @@
 //! neighbour entry for the other to an unused MAC address, so their frames go nowhere and
 //! nothing answers, as on a real partition (no packet filter needed: iproute2 alone);
 //! [`Hosts::lose`] drops a share of every host's packets (a `tc` BPF filter, since this
-//! machine's kernel has no `netem`; for the same reason there is no added latency yet).
+//! machine's kernel has no `netem`); [`Hosts::slow_links`] delays (and drops) every frame a
+//! host sends in a thread of the test, through a TAP device (see the `latency` module).
 //!
 //! The hosts share this machine's file system and host id, so cluster processes in them
 //! must fetch shuffle data over the network (`GRISTMILL_NO_HOST_LOCAL_SHUFFLE`).
@@ -21,6 +22,7 @@
 
 mod cases;
 mod chaos;
+mod latency;
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
