@@ -121,7 +121,7 @@ pub(super) fn plan(
     multiline: bool,
 ) -> Vec<CsvSplit> {
     let size = if multiline { file.size.max(1) } else { split_size };
-    super::text::plan(file, size, TextShape::Chunks)
+    super::text::plan(file, size, TextShape::Chunks, None)
         .map(|s| CsvSplit { file: s.file, start: s.start, end: s.end, format: format.clone() })
         .collect()
 }
@@ -130,7 +130,7 @@ impl CsvSplit {
     /// Decodes the split's records, handing batches of the job's columns to `sink`.
     pub fn read(&self, io: &Handle, sink: &mut dyn FnMut(RecordBatch) -> Result<bool>) -> Result<()> {
         let lines =
-            TextSplit { file: self.file.clone(), start: self.start, end: self.end, shape: TextShape::Chunks };
+            TextSplit { file: self.file.clone(), start: self.start, end: self.end, shape: TextShape::Chunks, codec: None };
         let header = self.start == 0 && self.format.header;
         let mut reader = SplitReader {
             split: self,

@@ -68,7 +68,7 @@ impl JsonFormat {
 
 /// Cuts `file` into splits of `split_size` bytes.
 pub(super) fn plan(file: &Arc<InputFile>, format: &Arc<JsonFormat>, split_size: u64) -> Vec<JsonSplit> {
-    super::text::plan(file, split_size, TextShape::Chunks)
+    super::text::plan(file, split_size, TextShape::Chunks, None)
         .map(|s| JsonSplit { file: s.file, start: s.start, end: s.end, format: format.clone() })
         .collect()
 }
@@ -77,7 +77,7 @@ impl JsonSplit {
     /// Decodes the split's lines, handing batches of the job's columns to `sink`.
     pub fn read(&self, io: &Handle, sink: &mut dyn FnMut(RecordBatch) -> Result<bool>) -> Result<()> {
         let lines =
-            TextSplit { file: self.file.clone(), start: self.start, end: self.end, shape: TextShape::Chunks };
+            TextSplit { file: self.file.clone(), start: self.start, end: self.end, shape: TextShape::Chunks, codec: None };
         let mut decoder = self.format.decoder(BATCH_ROWS)?;
         lines.read_chunks(io, &mut |bytes, offset| {
             let (bytes, offset) = text_rows::skip_bom(bytes, offset);
