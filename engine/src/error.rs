@@ -139,6 +139,17 @@ pub enum Error {
         /// The type the job declared.
         expected: String,
     },
+    /// A job's row filter cannot be applied to a file's column (a literal that does not
+    /// convert to the column's type, say).
+    #[error("{path}: filter `{filter}`: {reason}")]
+    Filter {
+        /// The file.
+        path: String,
+        /// The filter, or the comparison at fault.
+        filter: String,
+        /// What is wrong.
+        reason: String,
+    },
 
     // ---- storage failed: maybe transient, maybe permissions ----
     /// Reading from storage failed.

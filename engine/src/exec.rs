@@ -29,6 +29,8 @@ pub const MAP_INPUT_BYTES: &str = "map_input_bytes";
 pub const INPUT_ROW_GROUPS_SKIPPED: &str = "input_row_groups_skipped";
 /// Engine counter: compressed bytes of those row groups.
 pub const INPUT_BYTES_SKIPPED: &str = "input_bytes_skipped";
+/// Engine counter: rows of the row groups read that the page index excluded (never decoded).
+pub const INPUT_ROWS_SKIPPED: &str = "input_rows_skipped";
 /// Engine counter: rows mappers emitted.
 pub const MAP_OUTPUT_RECORDS: &str = "map_output_records";
 /// Engine counter: rows into combiners.
@@ -423,9 +425,12 @@ fn sample_task<J: Job>(job: &J, env: &TaskEnv<'_>, task: &MapTask) -> Result<Vec
 fn count_input(counters: &mut Counters, split: &Split, rows: u64, bytes: u64) {
     counters.add(MAP_INPUT_RECORDS, rows);
     counters.add(MAP_INPUT_BYTES, bytes);
-    let (groups, bytes) = split.skipped();
-    if groups > 0 {
-        counters.add(INPUT_ROW_GROUPS_SKIPPED, groups);
-        counters.add(INPUT_BYTES_SKIPPED, bytes);
+    let skipped = split.skipped();
+    if skipped.row_groups > 0 {
+        counters.add(INPUT_ROW_GROUPS_SKIPPED, skipped.row_groups);
+        counters.add(INPUT_BYTES_SKIPPED, skipped.bytes);
+    }
+    if skipped.rows > 0 {
+        counters.add(INPUT_ROWS_SKIPPED, skipped.rows);
     }
 }

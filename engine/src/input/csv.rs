@@ -81,7 +81,7 @@ impl CsvFormat {
         schema: SchemaRef,
         spec: &InputSpec,
     ) -> Result<Self> {
-        let columns = Columns::resolve(file, &schema, spec.parquet_columns.as_deref())?;
+        let columns = Columns::resolve(file, &schema, spec)?;
         Ok(CsvFormat { delimiter, header, schema, columns })
     }
 
@@ -129,8 +129,13 @@ pub(super) fn plan(
 impl CsvSplit {
     /// Decodes the split's records, handing batches of the job's columns to `sink`.
     pub fn read(&self, io: &Handle, sink: &mut dyn FnMut(RecordBatch) -> Result<bool>) -> Result<()> {
-        let lines =
-            TextSplit { file: self.file.clone(), start: self.start, end: self.end, shape: TextShape::Chunks, codec: None };
+        let lines = TextSplit {
+            file: self.file.clone(),
+            start: self.start,
+            end: self.end,
+            shape: TextShape::Chunks,
+            codec: None,
+        };
         let header = self.start == 0 && self.format.header;
         let mut reader = SplitReader {
             split: self,
@@ -246,7 +251,7 @@ impl SplitReader<'_> {
             }
             pos += used;
             if let Some(batch) = batch
-                && !sink(self.split.format.columns.conform(batch)?)?
+                && !sink(self.split.format.columns.conform(&self.split.file, batch)?)?
             {
                 return Ok(false);
             }

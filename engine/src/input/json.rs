@@ -41,7 +41,7 @@ pub struct JsonSplit {
 impl JsonFormat {
     /// The format for `schema` with `spec`'s columns resolved against it.
     pub(super) fn new(file: &InputFile, schema: SchemaRef, spec: &InputSpec) -> Result<Self> {
-        let columns = Columns::resolve(file, &schema, spec.parquet_columns.as_deref())?;
+        let columns = Columns::resolve(file, &schema, spec)?;
         Ok(JsonFormat { schema, columns })
     }
 
@@ -76,8 +76,13 @@ pub(super) fn plan(file: &Arc<InputFile>, format: &Arc<JsonFormat>, split_size: 
 impl JsonSplit {
     /// Decodes the split's lines, handing batches of the job's columns to `sink`.
     pub fn read(&self, io: &Handle, sink: &mut dyn FnMut(RecordBatch) -> Result<bool>) -> Result<()> {
-        let lines =
-            TextSplit { file: self.file.clone(), start: self.start, end: self.end, shape: TextShape::Chunks, codec: None };
+        let lines = TextSplit {
+            file: self.file.clone(),
+            start: self.start,
+            end: self.end,
+            shape: TextShape::Chunks,
+            codec: None,
+        };
         let mut decoder = self.format.decoder(BATCH_ROWS)?;
         lines.read_chunks(io, &mut |bytes, offset| {
             let (bytes, offset) = text_rows::skip_bom(bytes, offset);
@@ -104,7 +109,7 @@ impl JsonSplit {
             }
             pos += used;
             if let Some(batch) = batch
-                && !sink(self.format.columns.conform(batch)?)?
+                && !sink(self.format.columns.conform(&self.file, batch)?)?
             {
                 return Ok(false);
             }

@@ -23,7 +23,7 @@ use tokio::runtime::Handle;
 pub use self::compressed::Codec;
 pub use self::csv::{CsvFormat, CsvOptions, CsvSplit};
 pub use self::json::{JsonFormat, JsonSplit};
-pub use self::parquet::ParquetSplit;
+pub use self::parquet::{ParquetSplit, Skipped};
 pub use self::predicate::{CmpOp, Predicate, PredicateError};
 pub use self::records::{RecordColumns, RecordFormat, RecordSplit};
 pub use self::text::TextSplit;
@@ -119,10 +119,10 @@ impl Split {
     }
 
     /// Row groups and compressed bytes a filter's statistics check skipped (Parquet).
-    pub fn skipped(&self) -> (u64, u64) {
+    pub fn skipped(&self) -> Skipped {
         match self {
             Split::Parquet(s) => s.skipped(),
-            Split::Text(_) | Split::Records(_) | Split::Csv(_) | Split::Json(_) => (0, 0),
+            Split::Text(_) | Split::Records(_) | Split::Csv(_) | Split::Json(_) => Skipped::default(),
         }
     }
 

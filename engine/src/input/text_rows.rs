@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::compute::{can_cast_types, cast};
+use arrow::compute::{can_cast_types, cast, filter_record_batch};
 use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use arrow::error::ArrowError;
 use bytes::Bytes;
@@ -15,6 +15,7 @@ use tokio::runtime::Handle;
 use super::InputFormat;
 use super::csv::{CsvFormat, CsvOptions};
 use super::json::JsonFormat;
+use super::predicate::Predicate;
 use crate::error::{Error, Result};
 use crate::job::{InputSpec, ParquetColumn};
 use crate::storage::InputFile;
@@ -169,29 +170,28 @@ pub(super) struct Columns {
     columns: Vec<(usize, Option<DataType>)>,
     /// The schema of the batches handed to mappers.
     output: SchemaRef,
+    /// The job's row filter: its columns are decoded too, and only passing rows kept.
+    filter: Option<Arc<Predicate>>,
 }
 
 impl Columns {
-    /// Resolves `wanted` (every column when `None`) against `schema`, inferred from `file`.
-    pub(super) fn resolve(
-        file: &InputFile,
-        schema: &Schema,
-        wanted: Option<&[ParquetColumn]>,
-    ) -> Result<Self> {
+    /// Resolves the columns `spec` reads (every column when it names none) and its row
+    /// filter's against `schema`, inferred from `file`.
+    pub(super) fn resolve(file: &InputFile, schema: &Schema, spec: &InputSpec) -> Result<Self> {
+        let filter = spec.filter.clone().filter(|_| spec.filter_rows);
         let mut fields: Vec<FieldRef> = schema.fields().iter().cloned().collect();
-        let Some(wanted) = wanted else {
+        let Some(wanted) = spec.parquet_columns.as_deref() else {
             let roots: Vec<usize> = (0..fields.len()).collect();
             let columns = roots.iter().map(|&i| (i, None)).collect();
-            return Ok(Columns { fields, roots, columns, output: Arc::new(schema.clone()) });
+            if let Some(filter) = &filter {
+                filter.columns().iter().try_for_each(|c| index_of(file, schema, c).map(drop))?;
+            }
+            return Ok(Columns { fields, roots, columns, output: Arc::new(schema.clone()), filter });
         };
         let mut indices = Vec::with_capacity(wanted.len());
         let mut decided = vec![false; fields.len()];
         for column in wanted {
-            let index = schema.index_of(&column.name).map_err(|_| Error::MissingColumn {
-                path: file.display(),
-                column: column.name.clone(),
-                available: schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", "),
-            })?;
+            let index = index_of(file, schema, &column.name)?;
             let found = schema.field(index).data_type();
             // A column read twice is decoded once, as its first declaration says.
             if !decided[index] {
@@ -199,24 +199,12 @@ impl Columns {
                 fields[index] = Arc::new(Field::new(column.name.clone(), ty, true));
                 decided[index] = true;
             }
-            let decoded = fields[index].data_type();
-            let cast_to = match &column.data_type {
-                Some(declared) if declared != decoded => {
-                    if !can_cast_types(decoded, declared) {
-                        return Err(Error::ColumnType {
-                            path: file.display(),
-                            column: column.name.clone(),
-                            found: found.to_string(),
-                            expected: declared.to_string(),
-                        });
-                    }
-                    Some(declared.clone())
-                }
-                _ => None,
-            };
-            indices.push((index, cast_to));
+            indices.push((index, cast_to(file, column, found, fields[index].data_type())?));
         }
         let mut roots: Vec<usize> = indices.iter().map(|(i, _)| *i).collect();
+        for column in filter.as_ref().map(|f| f.columns()).unwrap_or_default() {
+            roots.push(index_of(file, schema, column)?);
+        }
         roots.sort_unstable();
         roots.dedup();
         let output = indices
@@ -231,7 +219,7 @@ impl Columns {
             .into_iter()
             .map(|(index, cast_to)| (roots.binary_search(&index).unwrap_or(0), cast_to))
             .collect();
-        Ok(Columns { fields, roots, columns, output: Arc::new(Schema::new(output)) })
+        Ok(Columns { fields, roots, columns, output: Arc::new(Schema::new(output)), filter })
     }
 
     /// The schema of the decoded columns alone (the roots, in order).
@@ -244,8 +232,20 @@ impl Columns {
         Arc::new(Schema::new(self.fields.clone()))
     }
 
-    /// Turns a batch of the decoded columns (the roots, in order) into the declared ones.
-    pub(super) fn conform(&self, batch: RecordBatch) -> Result<RecordBatch> {
+    /// Turns a batch of the decoded columns (the roots, in order) into the declared ones,
+    /// the rows the filter rejects left out.
+    pub(super) fn conform(&self, file: &InputFile, batch: RecordBatch) -> Result<RecordBatch> {
+        let batch = match &self.filter {
+            Some(filter) => {
+                let passing = filter.evaluate(&batch).map_err(|e| Error::Filter {
+                    path: file.display(),
+                    filter: e.filter,
+                    reason: e.reason,
+                })?;
+                filter_record_batch(&batch, &passing).map_err(Error::arrow("filtering rows"))?
+            }
+            None => batch,
+        };
         let mut columns = Vec::with_capacity(self.columns.len());
         for (position, cast_to) in &self.columns {
             let column = batch.column(*position);
@@ -255,6 +255,39 @@ impl Columns {
             });
         }
         RecordBatch::try_new(self.output.clone(), columns).map_err(Error::arrow("projecting columns"))
+    }
+}
+
+/// The index of `column` in `schema`, inferred from `file`.
+fn index_of(file: &InputFile, schema: &Schema, column: &str) -> Result<usize> {
+    schema.index_of(column).map_err(|_| Error::MissingColumn {
+        path: file.display(),
+        column: column.to_owned(),
+        available: schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", "),
+    })
+}
+
+/// The type to cast `column`, found as `found` and decoded as `decoded`, to: its declared
+/// type where that differs.
+fn cast_to(
+    file: &InputFile,
+    column: &ParquetColumn,
+    found: &DataType,
+    decoded: &DataType,
+) -> Result<Option<DataType>> {
+    match &column.data_type {
+        Some(declared) if declared != decoded => {
+            if !can_cast_types(decoded, declared) {
+                return Err(Error::ColumnType {
+                    path: file.display(),
+                    column: column.name.clone(),
+                    found: found.to_string(),
+                    expected: declared.to_string(),
+                });
+            }
+            Ok(Some(declared.clone()))
+        }
+        _ => Ok(None),
     }
 }
 
