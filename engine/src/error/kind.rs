@@ -130,10 +130,10 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::InputNotFound { .. } | Error::GlobMatchedNothing { .. } => ErrorKind::NotFound,
-            Error::CorruptParquet { .. } | Error::BadRecordFile { .. } | Error::MalformedRow { .. }
-            | Error::CorruptCompressed { .. } => {
-                ErrorKind::CorruptInput
-            }
+            Error::CorruptParquet { .. }
+            | Error::BadRecordFile { .. }
+            | Error::MalformedRow { .. }
+            | Error::CorruptCompressed { .. } => ErrorKind::CorruptInput,
             Error::InvalidUtf8 { .. } => ErrorKind::InvalidUtf8,
             Error::UnsupportedParquet { .. } => ErrorKind::Unsupported,
             Error::MissingColumn { .. } | Error::ColumnType { .. } => ErrorKind::MissingColumn,
