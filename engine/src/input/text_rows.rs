@@ -527,4 +527,32 @@ mod spec_tests {
             assert_eq!(read(&rebuilt), read(split));
         }
     }
+
+    /// Small files packed into one split travel as one spec, the schema written once.
+    #[test]
+    fn combined_splits_survive_the_trip_to_a_task_process_with_one_schema() {
+        let names: Vec<String> = (0..20).map(|i| format!("t{i:02}.csv")).collect();
+        let data: Vec<String> = (0..20).map(|i| format!("k,v\nkey{i},{i}\n")).collect();
+        let files: Vec<(&str, &[u8])> =
+            names.iter().zip(&data).map(|(n, d)| (n.as_str(), d.as_bytes())).collect();
+        let files = Files::new(&files);
+        let spec = InputSpec::text_lines();
+        let splits = files.plan(&spec, &options(1 << 30)).unwrap();
+        assert_eq!(splits.len(), 1, "one packed split");
+        assert!(splits[0].describe().starts_with("20 packed files"), "{}", splits[0].describe());
+        let json = serde_json::to_string(&splits[0].to_spec().unwrap()).unwrap();
+        assert_eq!(json.matches("\"schema\":[]").count(), 19, "{json}");
+        let back: SplitSpec = serde_json::from_str(&json).unwrap();
+        let rebuilt = files.runtime.block_on(Split::from_spec(back, &spec, &Default::default())).unwrap();
+        assert_eq!(rebuilt.describe(), splits[0].describe());
+        let mut rows = Vec::new();
+        rebuilt
+            .read(files.runtime.handle(), Default::default(), &mut |batch| {
+                let keys = batch.column(0).as_any().downcast_ref::<arrow::array::StringArray>().unwrap();
+                rows.extend(keys.iter().map(|k| k.unwrap().to_owned()));
+                Ok(true)
+            })
+            .unwrap();
+        assert_eq!(rows, (0..20).map(|i| format!("key{i}")).collect::<Vec<_>>());
+    }
 }

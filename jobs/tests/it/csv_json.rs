@@ -61,12 +61,12 @@ print(json.dumps(result))
 "#;
 
 /// One group: sum of v, mean of x, count.
-type Group = (Option<i64>, Option<f64>, i64);
+pub(crate) type Group = (Option<i64>, Option<f64>, i64);
 
 /// The oracle of one format: groups by key, and word counts.
-struct Oracle {
-    groups: BTreeMap<Option<String>, Group>,
-    words: BTreeMap<String, u64>,
+pub(crate) struct Oracle {
+    pub(crate) groups: BTreeMap<Option<String>, Group>,
+    pub(crate) words: BTreeMap<String, u64>,
 }
 
 fn write_and_oracle(dir: &Path, multiline: bool) -> BTreeMap<String, Oracle> {
@@ -74,7 +74,15 @@ fn write_and_oracle(dir: &Path, multiline: bool) -> BTreeMap<String, Oracle> {
     let json: serde_json::Value = serde_json::from_str(&printed).expect("the oracle prints JSON");
     let mut oracles = BTreeMap::new();
     for format in ["csv", "json"] {
-        let groups = json[format]["groups"]
+        oracles.insert(format.to_owned(), Oracle::from_json(&json[format]));
+    }
+    oracles
+}
+
+impl Oracle {
+    /// The oracle printed as `{"groups": [[k, sum, mean, count], ...], "words": {w: n}}`.
+    pub(crate) fn from_json(json: &serde_json::Value) -> Oracle {
+        let groups = json["groups"]
             .as_array()
             .unwrap()
             .iter()
@@ -83,15 +91,12 @@ fn write_and_oracle(dir: &Path, multiline: bool) -> BTreeMap<String, Oracle> {
                 (key, (g[1].as_i64(), g[2].as_f64(), g[3].as_i64().unwrap()))
             })
             .collect();
-        let words = json[format]["words"]
+        let words = json["words"]
             .as_object()
-            .unwrap()
-            .iter()
-            .map(|(w, n)| (w.clone(), n.as_u64().unwrap()))
-            .collect();
-        oracles.insert(format.to_owned(), Oracle { groups, words });
+            .map(|words| words.iter().map(|(w, n)| (w.clone(), n.as_u64().unwrap())).collect())
+            .unwrap_or_default();
+        Oracle { groups, words }
     }
-    oracles
 }
 
 /// The engine flags: several splits of each file, two threads, two reducers.
@@ -113,6 +118,12 @@ fn engine<'a>(input: &'a Path, out: &'a Path) -> Vec<&'a str> {
 fn check_groupby(input: &Path, out: &Path, extra: &[&str], oracle: &Oracle) {
     let flags = ["--by", "k", "--sum", "v", "--mean", "x", "--count"];
     run_ok("groupby", &[&engine(input, out)[..], &flags, extra].concat());
+    assert_groups_equal(input, out, oracle);
+}
+
+/// The `groupby --by k --sum v --mean x --count` output in `out` (of 40,000 input rows)
+/// equals `oracle`'s groups.
+pub(crate) fn assert_groups_equal(input: &Path, out: &Path, oracle: &Oracle) {
     let output = read_committed(out);
     assert!(output.manifest.counters.get("map_input_records") == 40_000, "every row was read");
     let mut ours = BTreeMap::new();
@@ -220,4 +231,58 @@ fn csv_and_json_lines_in_cluster_mode_equal_local_mode() {
         };
         assert_eq!(rows(&local.parts), rows(&remote.parts), "{format}: the same part files in both modes");
     }
+}
+
+/// Copies of the `csv/` and `json/` files compressed by the command-line tools, named as
+/// they name them (`part-0.csv.gz`, `part-1.csv.zst`, ...), in `<format>-compressed/`.
+fn compress_copies(dir: &Path) {
+    for (format, ext) in [("csv", "csv"), ("json", "jsonl")] {
+        let target = dir.join(format!("{format}-compressed"));
+        std::fs::create_dir_all(&target).unwrap();
+        for (n, (tool, suffix)) in [("gzip", "gz"), ("zstd", "zst")].into_iter().enumerate() {
+            let plain = std::fs::read(dir.join(format).join(format!("part-{n}.{ext}"))).unwrap();
+            let packed = crate::compressed_text::compress(tool, &plain);
+            std::fs::write(target.join(format!("part-{n}.{ext}.{suffix}")), packed).unwrap();
+        }
+    }
+}
+
+#[test]
+fn compressed_csv_and_json_lines_equal_duckdb_reading_the_plain_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let oracles = write_and_oracle(dir.path(), false);
+    compress_copies(dir.path());
+    for (format, oracle) in &oracles {
+        let input = dir.path().join(format!("{format}-compressed"));
+        let groups = dir.path().join(format!("{format}-groups"));
+        check_groupby(&input, &groups, &[], oracle);
+        let counters = read_committed(&groups).manifest.counters;
+        let plain: u64 = ["part-0", "part-1"]
+            .iter()
+            .map(|p| {
+                let ext = if format == "csv" { "csv" } else { "jsonl" };
+                std::fs::metadata(dir.path().join(format).join(format!("{p}.{ext}"))).unwrap().len()
+            })
+            .sum();
+        assert_eq!(counters.get("map_input_bytes"), plain, "{format}: decompressed bytes are input bytes");
+        check_wordcount(&input, &dir.path().join(format!("{format}-words")), &[], oracle);
+    }
+}
+
+#[test]
+fn a_malformed_row_in_a_compressed_file_names_the_file_and_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("k,v\n");
+    for i in 0..3000 {
+        csv.push_str(&format!("key {i},{i}\n"));
+    }
+    csv.push_str("short row\n");
+    let input = dir.path().join("bad.csv.zst");
+    std::fs::write(&input, crate::compressed_text::compress("zstd", csv.as_bytes())).unwrap();
+    let out = dir.path().join("out");
+    let stderr = run_err("groupby", &[&engine(&input, &out)[..], &["--by", "k", "--count"]].concat());
+    for needle in [s(&input), "line 3002", "incorrect number of fields"] {
+        assert!(stderr.contains(needle), "{needle}: {stderr}");
+    }
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
