@@ -15,6 +15,7 @@ use arrow::error::ArrowError;
 use arrow_csv::reader::{Decoder, Format, ReaderBuilder};
 use tokio::runtime::Handle;
 
+use super::compressed::Codec;
 use super::text::TextSplit;
 use super::text_rows::{self, BATCH_ROWS, Columns};
 use crate::error::{Error, Result};
@@ -41,7 +42,8 @@ impl Default for CsvOptions {
 impl CsvOptions {
     /// The delimiter of `file`.
     fn delimiter_of(&self, file: &InputFile) -> u8 {
-        let tsv = file.location.path().as_ref().to_ascii_lowercase().ends_with(".tsv");
+        let name = Codec::strip_extension(file.location.path().as_ref());
+        let tsv = name.to_ascii_lowercase().ends_with(".tsv");
         self.delimiter.unwrap_or(if tsv { b'\t' } else { b',' })
     }
 }
@@ -70,6 +72,8 @@ pub struct CsvSplit {
     pub end: u64,
     /// The dialect, schema and columns.
     pub format: Arc<CsvFormat>,
+    /// The file's compression: then the split is the whole file.
+    pub codec: Option<Codec>,
 }
 
 impl CsvFormat {
@@ -86,9 +90,14 @@ impl CsvFormat {
     }
 
     /// Infers the format of `file` (and of the input's other files with its delimiter).
-    pub(super) async fn infer(file: &InputFile, options: &CsvOptions, spec: &InputSpec) -> Result<Self> {
+    pub(super) async fn infer(
+        file: &InputFile,
+        codec: Option<Codec>,
+        options: &CsvOptions,
+        spec: &InputSpec,
+    ) -> Result<Self> {
         let delimiter = options.delimiter_of(file);
-        let (sample, whole) = text_rows::sample(file).await?;
+        let (sample, whole) = text_rows::sample(file, codec).await?;
         let sample = if whole { &sample[..] } else { &sample[..last_record_end(&sample)] };
         let format = Format::default().with_header(options.header).with_delimiter(delimiter);
         let schema = text_rows::infer_leniently(sample, |max| {
@@ -113,28 +122,31 @@ impl CsvFormat {
     }
 }
 
-/// Cuts `file` into splits of `split_size` bytes, or one split with `multiline`.
+/// Cuts `file` into splits of `split_size` bytes, or one split with `multiline` or when
+/// compressed with `codec`.
 pub(super) fn plan(
     file: &Arc<InputFile>,
     format: &Arc<CsvFormat>,
+    codec: Option<Codec>,
     split_size: u64,
     multiline: bool,
 ) -> Vec<CsvSplit> {
     let size = if multiline { file.size.max(1) } else { split_size };
-    super::text::plan(file, size, TextShape::Chunks, None)
-        .map(|s| CsvSplit { file: s.file, start: s.start, end: s.end, format: format.clone() })
+    super::text::plan(file, size, TextShape::Chunks, codec)
+        .map(|s| CsvSplit { file: s.file, start: s.start, end: s.end, format: format.clone(), codec })
         .collect()
 }
 
 impl CsvSplit {
     /// Decodes the split's records, handing batches of the job's columns to `sink`.
-    pub fn read(&self, io: &Handle, sink: &mut dyn FnMut(RecordBatch) -> Result<bool>) -> Result<()> {
+    /// Returns the bytes read (decompressed bytes of a compressed file).
+    pub fn read(&self, io: &Handle, sink: &mut dyn FnMut(RecordBatch) -> Result<bool>) -> Result<u64> {
         let lines = TextSplit {
             file: self.file.clone(),
             start: self.start,
             end: self.end,
             shape: TextShape::Chunks,
-            codec: None,
+            codec: self.codec,
         };
         let header = self.start == 0 && self.format.header;
         let mut reader = SplitReader {
@@ -146,12 +158,15 @@ impl CsvSplit {
             carry_offset: 0,
         };
         let mut stopped = false;
-        lines.read_chunks(io, &mut |bytes, offset| {
+        let read = lines.read_chunks(io, &mut |bytes, offset| {
             let (bytes, offset) = text_rows::skip_bom(bytes, offset);
             stopped = !reader.push(bytes, offset, sink)?;
             Ok(!stopped)
         })?;
-        if stopped { Ok(()) } else { reader.finish(sink) }
+        if !stopped {
+            reader.finish(sink)?;
+        }
+        Ok(read)
     }
 
     /// The reason for `error`; a split after a file's first may have started inside a
@@ -211,17 +226,18 @@ impl SplitReader<'_> {
         if self.carry.is_empty() {
             return Ok(());
         }
-        if offset + (self.carry.len() as u64) < split.file.size {
+        // A compressed split is its whole file: what is left ends the file.
+        if split.codec.is_none() && offset + (self.carry.len() as u64) < split.file.size {
             let reason = format!(
                 "a quoted field runs on past the end of the split at byte {}: a split boundary inside a \
                  quoted multi-line field is not supported; pass --csv-multiline to read each file whole",
                 split.end
             );
-            return Err(text_rows::malformed(&split.file, self.io, offset, &reason));
+            return Err(text_rows::malformed(&split.file, split.codec, self.io, offset, &reason));
         }
         if last_record_end(&[&self.carry[..], b"\n"].concat()) == 0 {
             let reason = "a quoted field is not closed before the end of the file";
-            return Err(text_rows::malformed(&split.file, self.io, offset, reason));
+            return Err(text_rows::malformed(&split.file, split.codec, self.io, offset, reason));
         }
         let carry = std::mem::take(&mut self.carry);
         self.decode(&carry, offset, true, sink).map(drop)
@@ -273,11 +289,17 @@ impl SplitReader<'_> {
                 Ok((0, _)) => break,
                 Ok((used, _)) => pos += used,
                 Err(e) => {
-                    return text_rows::malformed(&split.file, self.io, offset + pos as u64, &split.hint(&e));
+                    return text_rows::malformed(
+                        &split.file,
+                        split.codec,
+                        self.io,
+                        offset + pos as u64,
+                        &split.hint(&e),
+                    );
                 }
             }
         }
-        text_rows::malformed(&split.file, self.io, offset, &split.hint(error))
+        text_rows::malformed(&split.file, split.codec, self.io, offset, &split.hint(error))
     }
 }
 

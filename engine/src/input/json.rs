@@ -10,6 +10,7 @@ use arrow::error::ArrowError;
 use arrow_json::reader::{Decoder, ReaderBuilder, infer_json_schema};
 use tokio::runtime::Handle;
 
+use super::compressed::Codec;
 use super::text::TextSplit;
 use super::text_rows::{self, BATCH_ROWS, Columns};
 use crate::error::{Error, Result};
@@ -36,6 +37,8 @@ pub struct JsonSplit {
     pub end: u64,
     /// The schema and columns.
     pub format: Arc<JsonFormat>,
+    /// The file's compression: then the split is the whole file.
+    pub codec: Option<Codec>,
 }
 
 impl JsonFormat {
@@ -46,8 +49,8 @@ impl JsonFormat {
     }
 
     /// Infers the format from the first lines of `file`.
-    pub(super) async fn infer(file: &InputFile, spec: &InputSpec) -> Result<Self> {
-        let (sample, whole) = text_rows::sample(file).await?;
+    pub(super) async fn infer(file: &InputFile, codec: Option<Codec>, spec: &InputSpec) -> Result<Self> {
+        let (sample, whole) = text_rows::sample(file, codec).await?;
         let cut = if whole { sample.len() } else { memchr::memrchr(b'\n', &sample).map_or(0, |nl| nl + 1) };
         let sample = &sample[..cut];
         let schema = text_rows::infer_leniently(sample, |max| {
@@ -66,22 +69,28 @@ impl JsonFormat {
     }
 }
 
-/// Cuts `file` into splits of `split_size` bytes.
-pub(super) fn plan(file: &Arc<InputFile>, format: &Arc<JsonFormat>, split_size: u64) -> Vec<JsonSplit> {
-    super::text::plan(file, split_size, TextShape::Chunks, None)
-        .map(|s| JsonSplit { file: s.file, start: s.start, end: s.end, format: format.clone() })
+/// Cuts `file` into splits of `split_size` bytes; one split when compressed with `codec`.
+pub(super) fn plan(
+    file: &Arc<InputFile>,
+    format: &Arc<JsonFormat>,
+    codec: Option<Codec>,
+    split_size: u64,
+) -> Vec<JsonSplit> {
+    super::text::plan(file, split_size, TextShape::Chunks, codec)
+        .map(|s| JsonSplit { file: s.file, start: s.start, end: s.end, format: format.clone(), codec })
         .collect()
 }
 
 impl JsonSplit {
-    /// Decodes the split's lines, handing batches of the job's columns to `sink`.
-    pub fn read(&self, io: &Handle, sink: &mut dyn FnMut(RecordBatch) -> Result<bool>) -> Result<()> {
+    /// Decodes the split's lines, handing batches of the job's columns to `sink`. Returns
+    /// the bytes read (decompressed bytes of a compressed file).
+    pub fn read(&self, io: &Handle, sink: &mut dyn FnMut(RecordBatch) -> Result<bool>) -> Result<u64> {
         let lines = TextSplit {
             file: self.file.clone(),
             start: self.start,
             end: self.end,
             shape: TextShape::Chunks,
-            codec: None,
+            codec: self.codec,
         };
         let mut decoder = self.format.decoder(BATCH_ROWS)?;
         lines.read_chunks(io, &mut |bytes, offset| {
@@ -131,11 +140,11 @@ impl JsonSplit {
                 if line.trim_ascii_start().starts_with(b"[") {
                     reason.push_str(" (JSON lines input holds one object per line, not an array)");
                 }
-                return text_rows::malformed(&self.file, io, offset + start as u64, &reason);
+                return text_rows::malformed(&self.file, self.codec, io, offset + start as u64, &reason);
             }
             start += line.len();
         }
-        text_rows::malformed(&self.file, io, offset, &text_rows::reason(error))
+        text_rows::malformed(&self.file, self.codec, io, offset, &text_rows::reason(error))
     }
 }
 

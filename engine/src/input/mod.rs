@@ -2,8 +2,10 @@
 //!
 //! A [`Split`] is the unit of work of one map task: a byte range of a text file (a line
 //! belongs to the split where it starts; CSV and JSON lines likewise), a whole compressed
-//! text file, or a run of row groups of a Parquet file.
+//! text file, or a run of row groups of a Parquet file; or several whole small files,
+//! packed together ([`CombinedSplit`]).
 
+mod combined;
 mod compressed;
 mod csv;
 mod json;
@@ -17,9 +19,11 @@ mod text_rows;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
+use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 use tokio::runtime::Handle;
 
+pub use self::combined::{CombinedSplit, FILE_OPEN_COST};
 pub use self::compressed::Codec;
 pub use self::csv::{CsvFormat, CsvOptions, CsvSplit};
 pub use self::json::{JsonFormat, JsonSplit};
@@ -48,7 +52,7 @@ pub enum InputFormat {
 
 impl InputFormat {
     /// The format of `file`: `forced` if given, else by its name's extension (`.parquet`;
-    /// `.csv`, `.tsv`; `.json`, `.jsonl`, `.ndjson`), else text.
+    /// `.csv`, `.tsv`; `.json`, `.jsonl`, `.ndjson`, also compressed: `.csv.gz`), else text.
     pub fn detect(file: &InputFile, forced: Option<InputFormat>) -> InputFormat {
         forced.unwrap_or_else(|| {
             if file.location.path().as_ref().ends_with(".parquet") {
@@ -93,10 +97,12 @@ pub enum Split {
     Csv(CsvSplit),
     /// A byte range of a JSON lines file.
     Json(JsonSplit),
+    /// Whole small files, read one after the other.
+    Combined(CombinedSplit),
 }
 
 impl Split {
-    /// The file the split reads.
+    /// The file the split reads (the first one of a combined split, which is never empty).
     pub fn file(&self) -> &Arc<InputFile> {
         match self {
             Split::Text(s) => &s.file,
@@ -104,10 +110,11 @@ impl Split {
             Split::Records(s) => &s.file,
             Split::Csv(s) => &s.file,
             Split::Json(s) => &s.file,
+            Split::Combined(s) => s.parts[0].file(),
         }
     }
 
-    /// The split's size in bytes (compressed size for Parquet and compressed text).
+    /// The split's size in bytes (compressed size for Parquet and compressed files).
     pub fn bytes(&self) -> u64 {
         match self {
             Split::Text(s) => s.end - s.start,
@@ -115,6 +122,20 @@ impl Split {
             Split::Parquet(s) => s.compressed_bytes,
             Split::Csv(s) => s.end - s.start,
             Split::Json(s) => s.end - s.start,
+            Split::Combined(s) => s.bytes(),
+        }
+    }
+
+    /// Whether the split is all of one file (which a combined split may pack with others).
+    pub fn is_whole_file(&self) -> bool {
+        let whole = |start: u64, end: u64, file: &InputFile| start == 0 && end == file.size;
+        match self {
+            Split::Text(s) => whole(s.start, s.end, &s.file),
+            Split::Records(s) => whole(s.start, s.end, &s.file),
+            Split::Csv(s) => whole(s.start, s.end, &s.file),
+            Split::Json(s) => whole(s.start, s.end, &s.file),
+            Split::Parquet(s) => s.row_groups.len() == s.metadata.metadata().num_row_groups(),
+            Split::Combined(_) => false,
         }
     }
 
@@ -122,6 +143,7 @@ impl Split {
     pub fn skipped(&self) -> Skipped {
         match self {
             Split::Parquet(s) => s.skipped(),
+            Split::Combined(s) => s.parts.iter().map(Split::skipped).fold(Skipped::default(), Skipped::add),
             Split::Text(_) | Split::Records(_) | Split::Csv(_) | Split::Json(_) => Skipped::default(),
         }
     }
@@ -134,12 +156,13 @@ impl Split {
             Split::Records(s) => format!("{} [bytes {}..{}]", s.file.display(), s.start, s.end),
             Split::Csv(s) => format!("{} [bytes {}..{}]", s.file.display(), s.start, s.end),
             Split::Json(s) => format!("{} [bytes {}..{}]", s.file.display(), s.start, s.end),
+            Split::Combined(s) => s.describe(),
         }
     }
 
     /// Reads the split, handing each batch to `sink` until it returns `false`. Runs on a
     /// CPU thread; I/O goes through the runtime behind `io`. Returns the input bytes read:
-    /// [`Split::bytes`], or the decompressed bytes of compressed text.
+    /// [`Split::bytes`], or the decompressed bytes of compressed files.
     pub fn read(
         &self,
         io: &Handle,
@@ -150,14 +173,15 @@ impl Split {
             Split::Text(s) => s.read(io, options, sink),
             Split::Parquet(s) => s.read(io, sink).map(|()| self.bytes()),
             Split::Records(s) => s.read(io, sink).map(|()| self.bytes()),
-            Split::Csv(s) => s.read(io, sink).map(|()| self.bytes()),
-            Split::Json(s) => s.read(io, sink).map(|()| self.bytes()),
+            Split::Csv(s) => s.read(io, sink),
+            Split::Json(s) => s.read(io, sink),
+            Split::Combined(s) => s.read(io, options, sink),
         }
     }
 }
 
 /// A split as it travels to a task process (cluster mode): the file and the range, not
-/// the decoded footer.
+/// the decoded footer. A combined split's url and size are its first file's.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct SplitSpec {
     /// The file's URL or absolute path.
@@ -209,8 +233,12 @@ pub enum SplitRange {
         delimiter: u8,
         /// Whether each file starts with a header line.
         header: bool,
-        /// The inferred schema, as an Arrow IPC stream without batches.
+        /// The inferred schema, as an Arrow IPC stream without batches; empty in a
+        /// combined split's part: the previous part's.
         schema: Vec<u8>,
+        /// The whole file's compression, if compressed.
+        #[serde(default)]
+        codec: Option<Codec>,
     },
     /// JSON lines starting in `start..end`.
     Json {
@@ -218,14 +246,42 @@ pub enum SplitRange {
         start: u64,
         /// One past the last byte.
         end: u64,
-        /// The inferred schema, as an Arrow IPC stream without batches.
+        /// The inferred schema, as an Arrow IPC stream without batches; empty in a
+        /// combined split's part: the previous part's.
         schema: Vec<u8>,
+        /// The whole file's compression, if compressed.
+        #[serde(default)]
+        codec: Option<Codec>,
+    },
+    /// Whole small files ([`CombinedSplit`]), each with its own spec.
+    Combined {
+        /// The files' splits, in order.
+        parts: Vec<SplitSpec>,
     },
 }
 
 impl Split {
-    /// The split as a task process gets it.
+    /// The split as a task process gets it. A combined split's parts repeat no schema:
+    /// a part whose schema is the previous one's carries none.
     pub fn to_spec(&self) -> Result<SplitSpec> {
+        let Split::Combined(combined) = self else { return self.file_spec() };
+        let mut parts = combined.parts.iter().map(Split::file_spec).collect::<Result<Vec<_>>>()?;
+        let mut previous: Option<Vec<u8>> = None;
+        for part in &mut parts {
+            if let SplitRange::Csv { schema, .. } | SplitRange::Json { schema, .. } = &mut part.range {
+                if previous.as_ref() == Some(schema) {
+                    schema.clear();
+                } else {
+                    previous = Some(schema.clone());
+                }
+            }
+        }
+        let first = parts.first().ok_or_else(|| Error::Internal("a combined split without files".into()))?;
+        Ok(SplitSpec { url: first.url.clone(), size: first.size, range: SplitRange::Combined { parts } })
+    }
+
+    /// The spec of a split of one file.
+    fn file_spec(&self) -> Result<SplitSpec> {
         let file = self.file();
         let range = match self {
             Split::Text(s) => SplitRange::Text { start: s.start, end: s.end, codec: s.codec },
@@ -244,19 +300,49 @@ impl Split {
                 delimiter: s.format.delimiter,
                 header: s.format.header,
                 schema: text_rows::schema_to_bytes(&s.format.schema)?,
+                codec: s.codec,
             },
             Split::Json(s) => SplitRange::Json {
                 start: s.start,
                 end: s.end,
                 schema: text_rows::schema_to_bytes(&s.format.schema)?,
+                codec: s.codec,
             },
+            Split::Combined(_) => {
+                return Err(Error::Internal("a combined split inside a combined split".into()));
+            }
         };
         Ok(SplitSpec { url: file.display(), size: file.size, range })
     }
 
     /// Rebuilds a split from its spec, its file's store configured with the job's
-    /// `storage` options; Parquet footers are read again.
+    /// `storage` options; Parquet footers are read again (a combined split's concurrently).
     pub async fn from_spec(spec: SplitSpec, input: &InputSpec, storage: &StorageOptions) -> Result<Split> {
+        let SplitRange::Combined { mut parts } = spec.range else {
+            return Self::from_file_spec(spec, input, storage).await;
+        };
+        if parts.is_empty() {
+            return Err(Error::Config(format!("a combined split without files (first {})", spec.url)));
+        }
+        let mut previous: Vec<u8> = Vec::new();
+        for part in &mut parts {
+            if let SplitRange::Csv { schema, .. } | SplitRange::Json { schema, .. } = &mut part.range {
+                if schema.is_empty() {
+                    schema.clone_from(&previous);
+                } else {
+                    previous.clone_from(schema);
+                }
+            }
+        }
+        let parts = futures::stream::iter(parts.into_iter().map(|p| Self::from_file_spec(p, input, storage)))
+            .buffered(PLAN_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(Split::Combined(CombinedSplit { parts }))
+    }
+
+    /// Rebuilds the split of one file.
+    async fn from_file_spec(spec: SplitSpec, input: &InputSpec, storage: &StorageOptions) -> Result<Split> {
         let location = crate::storage::Location::parse_with(&spec.url, storage)?;
         let file = Arc::new(InputFile { location, size: spec.size });
         Ok(match spec.range {
@@ -271,27 +357,38 @@ impl Split {
             SplitRange::Parquet { row_groups, compressed_bytes } => {
                 Split::Parquet(parquet::reopen(&file, input, row_groups, compressed_bytes).await?)
             }
-            SplitRange::Csv { start, end, delimiter, header, schema } => {
+            SplitRange::Csv { start, end, delimiter, header, schema, codec } => {
                 let schema = text_rows::schema_from_bytes(&schema)?;
                 let format = Arc::new(CsvFormat::new(&file, delimiter, header, schema, input)?);
-                Split::Csv(CsvSplit { file, start, end, format })
+                Split::Csv(CsvSplit { file, start, end, format, codec })
             }
-            SplitRange::Json { start, end, schema } => {
+            SplitRange::Json { start, end, schema, codec } => {
                 let format = Arc::new(JsonFormat::new(&file, text_rows::schema_from_bytes(&schema)?, input)?);
-                Split::Json(JsonSplit { file, start, end, format })
+                Split::Json(JsonSplit { file, start, end, format, codec })
+            }
+            SplitRange::Combined { .. } => {
+                return Err(Error::Config(format!(
+                    "a combined split inside a combined split ({})",
+                    spec.url
+                )));
             }
         })
     }
 }
 
-/// The compression of the text file `file`: by its extension, or, when `--format text` is
-/// forced on a file without one, by its first bytes.
+/// Files whose planning I/O (Parquet footers, magic bytes) is in flight at once; also
+/// Parquet footers a task process reads again for a combined split.
+pub const PLAN_CONCURRENCY: usize = 32;
+
+/// The compression of the text, CSV or JSON lines file `file`: by its extension, or, when
+/// a format is forced on a file without one, by its first bytes.
 async fn text_codec(file: &InputFile, forced: Option<InputFormat>) -> Result<Option<Codec>> {
     let name = file.location.path().as_ref();
     if let Some(codec) = Codec::from_name(name) {
         return Ok(Some(codec));
     }
-    if forced != Some(InputFormat::Text) || file.size == 0 {
+    let sniffed = matches!(forced, Some(InputFormat::Text | InputFormat::Csv | InputFormat::Json));
+    if !sniffed || file.size == 0 {
         return Ok(None);
     }
     let head = 0..file.size.min(compressed::MAGIC_LEN as u64);
@@ -313,43 +410,65 @@ async fn text_codec(file: &InputFile, forced: Option<InputFormat>) -> Result<Opt
     Ok(Codec::sniff(&bytes))
 }
 
-/// Plans the splits of `files`: byte ranges of text, groups of Parquet row groups.
-/// Reads every Parquet footer once and checks it has the columns `spec` asks for; infers
-/// the schema of CSV and JSON lines input from its first file and checks it likewise.
+/// What planning one file found with I/O of its own, before the files are taken in order.
+enum Probed {
+    /// Text, CSV or JSON lines, compressed or not.
+    Lines(InputFormat, Option<Codec>),
+    /// A Parquet file's splits (its footer read).
+    Parquet(Vec<parquet::ParquetSplit>),
+}
+
+/// Does the I/O planning `file` needs on its own: its compression (sniffed when a format
+/// is forced), or its Parquet footer.
+async fn probe(file: &Arc<InputFile>, spec: &InputSpec, options: &SplitOptions) -> Result<Probed> {
+    match InputFormat::detect(file, options.format) {
+        InputFormat::Parquet => Ok(Probed::Parquet(parquet::plan(file, spec, options.split_size).await?)),
+        InputFormat::Text if spec.records.is_some() => Ok(Probed::Lines(InputFormat::Text, None)),
+        format => Ok(Probed::Lines(format, text_codec(file, options.format).await?)),
+    }
+}
+
+/// Plans the splits of `files`: byte ranges of text, groups of Parquet row groups, whole
+/// compressed files; then packs whole small files together ([`CombinedSplit`]). Reads
+/// every Parquet footer once (up to [`PLAN_CONCURRENCY`] at a time, the splits in file
+/// order) and checks it has the columns `spec` asks for; infers the schema of CSV and JSON
+/// lines input from its first file and checks it likewise.
 pub async fn plan_splits(
     files: Vec<InputFile>,
     spec: &InputSpec,
     options: &SplitOptions,
 ) -> Result<Vec<Split>> {
+    let files: Vec<Arc<InputFile>> = files.into_iter().map(Arc::new).collect();
+    let probed: Vec<Probed> = futures::stream::iter(files.iter().map(|file| probe(file, spec, options)))
+        .buffered(PLAN_CONCURRENCY)
+        .try_collect()
+        .await?;
     let mut splits = Vec::new();
     let mut inferred = text_rows::Inferred::default();
-    for file in files {
-        let file = Arc::new(file);
-        match InputFormat::detect(&file, options.format) {
-            InputFormat::Text => match spec.records {
+    for (file, probed) in files.iter().zip(probed) {
+        match probed {
+            Probed::Parquet(planned) => splits.extend(planned.into_iter().map(Split::Parquet)),
+            Probed::Lines(InputFormat::Csv, codec) => {
+                let format = inferred.csv(file, codec, &options.csv, spec).await?;
+                let planned = csv::plan(file, &format, codec, options.split_size, options.csv.multiline);
+                splits.extend(planned.into_iter().map(Split::Csv));
+            }
+            Probed::Lines(InputFormat::Json, codec) => {
+                let format = inferred.json(file, codec, spec).await?;
+                splits.extend(
+                    json::plan(file, &format, codec, options.split_size).into_iter().map(Split::Json),
+                );
+            }
+            Probed::Lines(_, codec) => match spec.records {
                 Some(format) => {
-                    let planned = records::plan(&file, format, options.split_size)?;
+                    let planned = records::plan(file, format, options.split_size)?;
                     splits.extend(planned.into_iter().map(Split::Records));
                 }
                 None => {
-                    let codec = text_codec(&file, options.format).await?;
-                    splits.extend(text::plan(&file, options.split_size, spec.text, codec).map(Split::Text));
+                    splits.extend(text::plan(file, options.split_size, spec.text, codec).map(Split::Text))
                 }
             },
-            InputFormat::Parquet => {
-                let planned = parquet::plan(&file, spec, options.split_size).await?;
-                splits.extend(planned.into_iter().map(Split::Parquet));
-            }
-            InputFormat::Csv => {
-                let format = inferred.csv(&file, &options.csv, spec).await?;
-                let planned = csv::plan(&file, &format, options.split_size, options.csv.multiline);
-                splits.extend(planned.into_iter().map(Split::Csv));
-            }
-            InputFormat::Json => {
-                let format = inferred.json(&file, spec).await?;
-                splits.extend(json::plan(&file, &format, options.split_size).into_iter().map(Split::Json));
-            }
         }
     }
-    Ok(splits)
+    Ok(combined::pack(splits, options.split_size))
 }

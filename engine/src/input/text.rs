@@ -117,12 +117,17 @@ impl TextSplit {
 impl TextSplit {
     /// Hands the split's lines to `sink` in chunks of whole lines (terminators kept), each
     /// with the file offset of its first byte, until `sink` returns `false`. For readers
-    /// of line-oriented formats (CSV, JSON lines) that decode the bytes themselves.
+    /// of line-oriented formats (CSV, JSON lines) that decode the bytes themselves. A
+    /// compressed file is decompressed, its offsets decompressed offsets. Returns the bytes
+    /// read: the range's, or the decompressed bytes of a compressed file.
     pub(super) fn read_chunks(
         &self,
         io: &Handle,
         sink: &mut dyn FnMut(&[u8], u64) -> Result<bool>,
-    ) -> Result<()> {
+    ) -> Result<u64> {
+        if let Some(codec) = self.codec {
+            return super::compressed::read_chunks(self, codec, io, sink);
+        }
         let mut source = match self.file.location.local_file() {
             Some(path) => Chunks::Local(LocalChunks::open(self, path)?),
             None => Chunks::Store(Fetcher::new(self, io.clone())),
@@ -139,7 +144,7 @@ impl TextSplit {
             }
             source.want_more();
         }
-        Ok(())
+        Ok(self.end - self.start)
     }
 }
 
@@ -386,7 +391,7 @@ impl LineScanner {
     /// them: the bytes of the complete lines of the split found so far, and the file offset
     /// of the first. Only the last newline is looked for (and, at the split's end, the one
     /// that ends the last line starting in the split).
-    fn scan_chunk(&mut self, eof: bool) -> (&[u8], u64) {
+    pub(super) fn scan_chunk(&mut self, eof: bool) -> (&[u8], u64) {
         let Some(first) = self.skip_first_partial(eof) else { return (&[], 0) };
         let base = self.partial_offset;
         let buf = &self.buf;

@@ -13,6 +13,7 @@ use object_store::ObjectStoreExt;
 use tokio::runtime::Handle;
 
 use super::InputFormat;
+use super::compressed::{self, Codec};
 use super::csv::{CsvFormat, CsvOptions};
 use super::json::JsonFormat;
 use super::predicate::Predicate;
@@ -27,9 +28,10 @@ const SAMPLE_BYTES: u64 = 1 << 20;
 /// Bytes before a malformed row read to count its line; past it only the offset is given.
 const LINE_COUNT_LIMIT: u64 = 256 << 20;
 
-/// CSV or JSON lines by the file's extension (`.csv`, `.tsv`, `.json`, `.jsonl`, `.ndjson`).
+/// CSV or JSON lines by the file's extension (`.csv`, `.tsv`, `.json`, `.jsonl`, `.ndjson`),
+/// also before a compression extension (`.csv.gz`, `.jsonl.zst`).
 pub(super) fn detect(path: &str) -> Option<InputFormat> {
-    let path = path.to_ascii_lowercase();
+    let path = Codec::strip_extension(path).to_ascii_lowercase();
     if [".csv", ".tsv"].iter().any(|ext| path.ends_with(ext)) {
         Some(InputFormat::Csv)
     } else if [".json", ".jsonl", ".ndjson"].iter().any(|ext| path.ends_with(ext)) {
@@ -52,13 +54,14 @@ impl Inferred {
     pub(super) async fn csv(
         &mut self,
         file: &InputFile,
+        codec: Option<Codec>,
         options: &CsvOptions,
         spec: &InputSpec,
     ) -> Result<Arc<CsvFormat>> {
         if let Some(format) = self.csv.iter().find(|f| f.reads(file, options)) {
             return Ok(format.clone());
         }
-        let format = Arc::new(CsvFormat::infer(file, options, spec).await?);
+        let format = Arc::new(CsvFormat::infer(file, codec, options, spec).await?);
         // An empty file has no splits and says nothing of the others' schema.
         if file.size > 0 {
             self.csv.push(format.clone());
@@ -67,11 +70,16 @@ impl Inferred {
     }
 
     /// The JSON format, inferred from `file` if it is the first JSON file.
-    pub(super) async fn json(&mut self, file: &InputFile, spec: &InputSpec) -> Result<Arc<JsonFormat>> {
+    pub(super) async fn json(
+        &mut self,
+        file: &InputFile,
+        codec: Option<Codec>,
+        spec: &InputSpec,
+    ) -> Result<Arc<JsonFormat>> {
         if let Some(format) = &self.json {
             return Ok(format.clone());
         }
-        let format = Arc::new(JsonFormat::infer(file, spec).await?);
+        let format = Arc::new(JsonFormat::infer(file, codec, spec).await?);
         if file.size > 0 {
             self.json = Some(format.clone());
         }
@@ -88,17 +96,28 @@ pub async fn inferred_schema(
 ) -> Result<Option<SchemaRef>> {
     let spec = InputSpec::text_lines();
     Ok(match InputFormat::detect(file, format) {
-        InputFormat::Csv => Some(CsvFormat::infer(file, csv, &spec).await?.schema),
-        InputFormat::Json => Some(JsonFormat::infer(file, &spec).await?.schema),
+        InputFormat::Csv => {
+            let codec = super::text_codec(file, format).await?;
+            Some(CsvFormat::infer(file, codec, csv, &spec).await?.schema)
+        }
+        InputFormat::Json => {
+            let codec = super::text_codec(file, format).await?;
+            Some(JsonFormat::infer(file, codec, &spec).await?.schema)
+        }
         _ => None,
     })
 }
 
-/// The first bytes of `file`, for schema inference, and whether they are the whole file.
-pub(super) async fn sample(file: &InputFile) -> Result<(Bytes, bool)> {
+/// The first bytes of `file` (decompressed, with `codec`), for schema inference, and
+/// whether they are the whole file.
+pub(super) async fn sample(file: &InputFile, codec: Option<Codec>) -> Result<(Bytes, bool)> {
     let len = file.size.min(SAMPLE_BYTES);
     if len == 0 {
         return Ok((Bytes::new(), true));
+    }
+    if let Some(codec) = codec {
+        let (bytes, whole) = compressed::head(file, codec, SAMPLE_BYTES).await?;
+        return Ok((bytes.slice(skip_bom(&bytes, 0).1 as usize..), whole));
     }
     let bytes = file
         .location
@@ -322,12 +341,25 @@ pub(super) fn schema_from_bytes(bytes: &[u8]) -> Result<SchemaRef> {
     Ok(reader.schema())
 }
 
-/// The error for a malformed row that starts at `offset` of `file`: with its line number
-/// when the bytes before it are few enough to count (this is the failure path only).
-pub(super) fn malformed(file: &InputFile, io: &Handle, offset: u64, reason: &str) -> Error {
-    let location = match count_lines(file, io, offset) {
-        Some(line) => format!("line {line} (byte offset {offset})"),
-        None => format!("byte offset {offset}"),
+/// The error for a malformed row that starts at `offset` of `file` (of its decompressed
+/// bytes, with `codec`): with its line number when the bytes before it are few enough to
+/// count (this is the failure path only).
+pub(super) fn malformed(
+    file: &Arc<InputFile>,
+    codec: Option<Codec>,
+    io: &Handle,
+    offset: u64,
+    reason: &str,
+) -> Error {
+    let line = match codec {
+        _ if offset > LINE_COUNT_LIMIT => None,
+        Some(codec) => compressed::count_lines(file, codec, io, offset),
+        None => count_lines(file, io, offset),
+    };
+    let what = if codec.is_some() { "decompressed byte offset" } else { "byte offset" };
+    let location = match line {
+        Some(line) => format!("line {line} ({what} {offset})"),
+        None => format!("{what} {offset}"),
     };
     Error::MalformedRow { path: file.display(), location, reason: reason.to_owned() }
 }
@@ -392,7 +424,9 @@ mod tests {
             assert_eq!(detect(name), Some(InputFormat::Json));
         }
         assert_eq!(detect("a.txt"), None);
-        assert_eq!(detect("a.csv.gz"), None, "compressed text is not ours");
+        assert_eq!(detect("a.csv.gz"), Some(InputFormat::Csv), "compressed CSV");
+        assert_eq!(detect("a.JSONL.zst"), Some(InputFormat::Json));
+        assert_eq!(detect("a.txt.gz"), None, "compressed text");
     }
 
     #[test]
@@ -525,5 +559,33 @@ mod spec_tests {
             assert_eq!(rebuilt.describe(), split.describe());
             assert_eq!(read(&rebuilt), read(split));
         }
+    }
+
+    /// Small files packed into one split travel as one spec, the schema written once.
+    #[test]
+    fn combined_splits_survive_the_trip_to_a_task_process_with_one_schema() {
+        let names: Vec<String> = (0..20).map(|i| format!("t{i:02}.csv")).collect();
+        let data: Vec<String> = (0..20).map(|i| format!("k,v\nkey{i},{i}\n")).collect();
+        let files: Vec<(&str, &[u8])> =
+            names.iter().zip(&data).map(|(n, d)| (n.as_str(), d.as_bytes())).collect();
+        let files = Files::new(&files);
+        let spec = InputSpec::text_lines();
+        let splits = files.plan(&spec, &options(1 << 30)).unwrap();
+        assert_eq!(splits.len(), 1, "one packed split");
+        assert!(splits[0].describe().starts_with("20 packed files"), "{}", splits[0].describe());
+        let json = serde_json::to_string(&splits[0].to_spec().unwrap()).unwrap();
+        assert_eq!(json.matches("\"schema\":[]").count(), 19, "{json}");
+        let back: SplitSpec = serde_json::from_str(&json).unwrap();
+        let rebuilt = files.runtime.block_on(Split::from_spec(back, &spec, &Default::default())).unwrap();
+        assert_eq!(rebuilt.describe(), splits[0].describe());
+        let mut rows = Vec::new();
+        rebuilt
+            .read(files.runtime.handle(), Default::default(), &mut |batch| {
+                let keys = batch.column(0).as_any().downcast_ref::<arrow::array::StringArray>().unwrap();
+                rows.extend(keys.iter().map(|k| k.unwrap().to_owned()));
+                Ok(true)
+            })
+            .unwrap();
+        assert_eq!(rows, (0..20).map(|i| format!("key{i}")).collect::<Vec<_>>());
     }
 }

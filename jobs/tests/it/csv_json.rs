@@ -62,16 +62,16 @@ print(json.dumps(result))
 "#;
 
 /// One group: sum of v, mean of x, count.
-type Group = (Option<i64>, Option<f64>, i64);
+pub(crate) type Group = (Option<i64>, Option<f64>, i64);
 /// Groups by key.
-type Groups = BTreeMap<Option<String>, Group>;
+pub(crate) type Groups = BTreeMap<Option<String>, Group>;
 
 /// The oracle of one format: groups by key, word counts, and groups of the rows passing
 /// [`FILTER`].
-struct Oracle {
-    groups: Groups,
-    words: BTreeMap<String, u64>,
-    filtered: Groups,
+pub(crate) struct Oracle {
+    pub(crate) groups: Groups,
+    pub(crate) words: BTreeMap<String, u64>,
+    pub(crate) filtered: Groups,
 }
 
 /// A filter on two columns, in the syntax DuckDB and `groupby --where` share.
@@ -82,23 +82,28 @@ fn write_and_oracle(dir: &Path, multiline: bool) -> BTreeMap<String, Oracle> {
     let json: serde_json::Value = serde_json::from_str(&printed).expect("the oracle prints JSON");
     let mut oracles = BTreeMap::new();
     for format in ["csv", "json"] {
+        oracles.insert(format.to_owned(), Oracle::from_json(&json[format]));
+    }
+    oracles
+}
+
+impl Oracle {
+    /// The oracle printed as `{"groups": [[k, sum, mean, count], ...], "words": {w: n}}`,
+    /// with `"filtered"` groups like `"groups"` where the oracle printed them.
+    pub(crate) fn from_json(json: &serde_json::Value) -> Oracle {
         let groups = |name: &str| -> Groups {
             let parse = |g: &serde_json::Value| {
                 let key = g[0].as_str().map(str::to_owned);
                 (key, (g[1].as_i64(), g[2].as_f64(), g[3].as_i64().unwrap()))
             };
-            json[format][name].as_array().unwrap().iter().map(parse).collect()
+            json[name].as_array().map(|all| all.iter().map(parse).collect()).unwrap_or_default()
         };
-        let words = json[format]["words"]
+        let words = json["words"]
             .as_object()
-            .unwrap()
-            .iter()
-            .map(|(w, n)| (w.clone(), n.as_u64().unwrap()))
-            .collect();
-        let (filtered, groups) = (groups("filtered"), groups("groups"));
-        oracles.insert(format.to_owned(), Oracle { groups, words, filtered });
+            .map(|words| words.iter().map(|(w, n)| (w.clone(), n.as_u64().unwrap())).collect())
+            .unwrap_or_default();
+        Oracle { groups: groups("groups"), words, filtered: groups("filtered") }
     }
-    oracles
 }
 
 /// The engine flags: several splits of each file, two threads, two reducers.
@@ -120,6 +125,12 @@ fn engine<'a>(input: &'a Path, out: &'a Path) -> Vec<&'a str> {
 fn check_groupby(input: &Path, out: &Path, extra: &[&str], groups: &Groups) {
     let flags = ["--by", "k", "--sum", "v", "--mean", "x", "--count"];
     run_ok("groupby", &[&engine(input, out)[..], &flags, extra].concat());
+    assert_groups_equal(input, out, groups);
+}
+
+/// The `groupby --by k --sum v --mean x --count` output in `out` equals `groups`, and its
+/// mappers got exactly the rows these count.
+pub(crate) fn assert_groups_equal(input: &Path, out: &Path, groups: &Groups) {
     let output = read_committed(out);
     let rows: i64 = groups.values().map(|g| g.2).sum();
     assert_eq!(
@@ -238,4 +249,58 @@ fn csv_and_json_lines_in_cluster_mode_equal_local_mode() {
         };
         assert_eq!(rows(&local.parts), rows(&remote.parts), "{name}: the same part files in both modes");
     }
+}
+
+/// Copies of the `csv/` and `json/` files compressed by the command-line tools, named as
+/// they name them (`part-0.csv.gz`, `part-1.csv.zst`, ...), in `<format>-compressed/`.
+fn compress_copies(dir: &Path) {
+    for (format, ext) in [("csv", "csv"), ("json", "jsonl")] {
+        let target = dir.join(format!("{format}-compressed"));
+        std::fs::create_dir_all(&target).unwrap();
+        for (n, (tool, suffix)) in [("gzip", "gz"), ("zstd", "zst")].into_iter().enumerate() {
+            let plain = std::fs::read(dir.join(format).join(format!("part-{n}.{ext}"))).unwrap();
+            let packed = crate::compressed_text::compress(tool, &plain);
+            std::fs::write(target.join(format!("part-{n}.{ext}.{suffix}")), packed).unwrap();
+        }
+    }
+}
+
+#[test]
+fn compressed_csv_and_json_lines_equal_duckdb_reading_the_plain_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let oracles = write_and_oracle(dir.path(), false);
+    compress_copies(dir.path());
+    for (format, oracle) in &oracles {
+        let input = dir.path().join(format!("{format}-compressed"));
+        let groups = dir.path().join(format!("{format}-groups"));
+        check_groupby(&input, &groups, &[], &oracle.groups);
+        let counters = read_committed(&groups).manifest.counters;
+        let plain: u64 = ["part-0", "part-1"]
+            .iter()
+            .map(|p| {
+                let ext = if format == "csv" { "csv" } else { "jsonl" };
+                std::fs::metadata(dir.path().join(format).join(format!("{p}.{ext}"))).unwrap().len()
+            })
+            .sum();
+        assert_eq!(counters.get("map_input_bytes"), plain, "{format}: decompressed bytes are input bytes");
+        check_wordcount(&input, &dir.path().join(format!("{format}-words")), &[], oracle);
+    }
+}
+
+#[test]
+fn a_malformed_row_in_a_compressed_file_names_the_file_and_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("k,v\n");
+    for i in 0..3000 {
+        csv.push_str(&format!("key {i},{i}\n"));
+    }
+    csv.push_str("short row\n");
+    let input = dir.path().join("bad.csv.zst");
+    std::fs::write(&input, crate::compressed_text::compress("zstd", csv.as_bytes())).unwrap();
+    let out = dir.path().join("out");
+    let stderr = run_err("groupby", &[&engine(&input, &out)[..], &["--by", "k", "--count"]].concat());
+    for needle in [s(&input), "line 3002", "incorrect number of fields"] {
+        assert!(stderr.contains(needle), "{needle}: {stderr}");
+    }
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }

@@ -21,6 +21,7 @@ mod parquet_codecs;
 mod proxy;
 mod s3;
 mod security;
+mod small_files;
 mod sort;
 mod support;
 mod terasort;

@@ -33,6 +33,17 @@ pub struct Skipped {
     pub rows: u64,
 }
 
+impl Skipped {
+    /// What two splits skipped together.
+    pub fn add(self, other: Skipped) -> Skipped {
+        Skipped {
+            row_groups: self.row_groups + other.row_groups,
+            bytes: self.bytes + other.bytes,
+            rows: self.rows + other.rows,
+        }
+    }
+}
+
 /// Rows per decoded batch.
 const BATCH_ROWS: usize = 16 * 1024;
 
