@@ -130,10 +130,10 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::InputNotFound { .. } | Error::GlobMatchedNothing { .. } => ErrorKind::NotFound,
-            Error::CorruptParquet { .. } | Error::BadRecordFile { .. } | Error::MalformedRow { .. }
-            | Error::CorruptCompressed { .. } => {
-                ErrorKind::CorruptInput
-            }
+            Error::CorruptParquet { .. }
+            | Error::BadRecordFile { .. }
+            | Error::MalformedRow { .. }
+            | Error::CorruptCompressed { .. } => ErrorKind::CorruptInput,
             Error::InvalidUtf8 { .. } => ErrorKind::InvalidUtf8,
             Error::UnsupportedParquet { .. } => ErrorKind::Unsupported,
             Error::MissingColumn { .. } | Error::ColumnType { .. } => ErrorKind::MissingColumn,
@@ -143,6 +143,7 @@ impl Error {
             | Error::OutputExists { .. }
             | Error::InvalidJob(_)
             | Error::Config(_)
+            | Error::PartitionBy { .. }
             | Error::Security(_) => ErrorKind::InvalidJob,
             Error::DiskFull { .. } => ErrorKind::DiskFull,
             Error::CorruptMapOutput { .. } => ErrorKind::CorruptMapOutput,

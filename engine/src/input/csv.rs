@@ -129,8 +129,13 @@ pub(super) fn plan(
 impl CsvSplit {
     /// Decodes the split's records, handing batches of the job's columns to `sink`.
     pub fn read(&self, io: &Handle, sink: &mut dyn FnMut(RecordBatch) -> Result<bool>) -> Result<()> {
-        let lines =
-            TextSplit { file: self.file.clone(), start: self.start, end: self.end, shape: TextShape::Chunks, codec: None };
+        let lines = TextSplit {
+            file: self.file.clone(),
+            start: self.start,
+            end: self.end,
+            shape: TextShape::Chunks,
+            codec: None,
+        };
         let header = self.start == 0 && self.format.header;
         let mut reader = SplitReader {
             split: self,

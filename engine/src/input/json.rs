@@ -76,8 +76,13 @@ pub(super) fn plan(file: &Arc<InputFile>, format: &Arc<JsonFormat>, split_size: 
 impl JsonSplit {
     /// Decodes the split's lines, handing batches of the job's columns to `sink`.
     pub fn read(&self, io: &Handle, sink: &mut dyn FnMut(RecordBatch) -> Result<bool>) -> Result<()> {
-        let lines =
-            TextSplit { file: self.file.clone(), start: self.start, end: self.end, shape: TextShape::Chunks, codec: None };
+        let lines = TextSplit {
+            file: self.file.clone(),
+            start: self.start,
+            end: self.end,
+            shape: TextShape::Chunks,
+            codec: None,
+        };
         let mut decoder = self.format.decoder(BATCH_ROWS)?;
         lines.read_chunks(io, &mut |bytes, offset| {
             let (bytes, offset) = text_rows::skip_bom(bytes, offset);

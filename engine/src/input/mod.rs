@@ -8,6 +8,7 @@ mod compressed;
 mod csv;
 mod json;
 mod parquet;
+mod partition_columns;
 mod predicate;
 mod predicate_parse;
 mod records;
@@ -24,6 +25,7 @@ pub use self::compressed::Codec;
 pub use self::csv::{CsvFormat, CsvOptions, CsvSplit};
 pub use self::json::{JsonFormat, JsonSplit};
 pub use self::parquet::ParquetSplit;
+pub use self::partition_columns::PartitionColumns;
 pub use self::predicate::{CmpOp, Predicate, PredicateError};
 pub use self::records::{RecordColumns, RecordFormat, RecordSplit};
 pub use self::text::TextSplit;
@@ -93,6 +95,9 @@ pub enum Split {
     Csv(CsvSplit),
     /// A byte range of a JSON lines file.
     Json(JsonSplit),
+    /// A split of a file below Hive partition directories: its rows get the partition
+    /// columns the job reads.
+    Partitioned(Box<Split>, Arc<PartitionColumns>),
 }
 
 impl Split {
@@ -104,6 +109,7 @@ impl Split {
             Split::Records(s) => &s.file,
             Split::Csv(s) => &s.file,
             Split::Json(s) => &s.file,
+            Split::Partitioned(split, _) => split.file(),
         }
     }
 
@@ -115,6 +121,7 @@ impl Split {
             Split::Parquet(s) => s.compressed_bytes,
             Split::Csv(s) => s.end - s.start,
             Split::Json(s) => s.end - s.start,
+            Split::Partitioned(split, _) => split.bytes(),
         }
     }
 
@@ -122,6 +129,7 @@ impl Split {
     pub fn skipped(&self) -> (u64, u64) {
         match self {
             Split::Parquet(s) => s.skipped(),
+            Split::Partitioned(split, _) => split.skipped(),
             Split::Text(_) | Split::Records(_) | Split::Csv(_) | Split::Json(_) => (0, 0),
         }
     }
@@ -134,6 +142,7 @@ impl Split {
             Split::Records(s) => format!("{} [bytes {}..{}]", s.file.display(), s.start, s.end),
             Split::Csv(s) => format!("{} [bytes {}..{}]", s.file.display(), s.start, s.end),
             Split::Json(s) => format!("{} [bytes {}..{}]", s.file.display(), s.start, s.end),
+            Split::Partitioned(split, _) => split.describe(),
         }
     }
 
@@ -152,6 +161,9 @@ impl Split {
             Split::Records(s) => s.read(io, sink).map(|()| self.bytes()),
             Split::Csv(s) => s.read(io, sink).map(|()| self.bytes()),
             Split::Json(s) => s.read(io, sink).map(|()| self.bytes()),
+            Split::Partitioned(split, columns) => {
+                split.read(io, options, &mut |batch| sink(columns.add_to(batch)?))
+            }
         }
     }
 }
@@ -166,6 +178,9 @@ pub struct SplitSpec {
     pub size: u64,
     /// What part of it.
     pub range: SplitRange,
+    /// The file's Hive partition values ([`InputFile::partitions`]).
+    #[serde(default)]
+    pub partitions: Vec<(String, Option<String>)>,
 }
 
 /// The part of a file a [`SplitSpec`] names.
@@ -228,6 +243,7 @@ impl Split {
     pub fn to_spec(&self) -> Result<SplitSpec> {
         let file = self.file();
         let range = match self {
+            Split::Partitioned(split, _) => return split.to_spec(),
             Split::Text(s) => SplitRange::Text { start: s.start, end: s.end, codec: s.codec },
             Split::Records(s) => SplitRange::Records {
                 start: s.start,
@@ -251,15 +267,17 @@ impl Split {
                 schema: text_rows::schema_to_bytes(&s.format.schema)?,
             },
         };
-        Ok(SplitSpec { url: file.display(), size: file.size, range })
+        Ok(SplitSpec { url: file.display(), size: file.size, range, partitions: file.partitions.clone() })
     }
 
     /// Rebuilds a split from its spec, its file's store configured with the job's
     /// `storage` options; Parquet footers are read again.
     pub async fn from_spec(spec: SplitSpec, input: &InputSpec, storage: &StorageOptions) -> Result<Split> {
         let location = crate::storage::Location::parse_with(&spec.url, storage)?;
-        let file = Arc::new(InputFile { location, size: spec.size });
-        Ok(match spec.range {
+        let file = Arc::new(InputFile { location, size: spec.size, partitions: spec.partitions.clone() });
+        let (columns, file_spec) = partition_columns::plan(&file, input);
+        let input = &file_spec;
+        let split = match spec.range {
             SplitRange::Text { start, end, codec } => {
                 Split::Text(TextSplit { file, start, end, shape: input.text, codec })
             }
@@ -280,6 +298,12 @@ impl Split {
                 let format = Arc::new(JsonFormat::new(&file, text_rows::schema_from_bytes(&schema)?, input)?);
                 Split::Json(JsonSplit { file, start, end, format })
             }
+        };
+        Ok(match (columns, &split) {
+            (Some(columns), Split::Parquet(_) | Split::Csv(_) | Split::Json(_)) => {
+                Split::Partitioned(Box::new(split), columns)
+            }
+            _ => split,
         })
     }
 }
@@ -325,30 +349,44 @@ pub async fn plan_splits(
     let mut inferred = text_rows::Inferred::default();
     for file in files {
         let file = Arc::new(file);
-        match InputFormat::detect(&file, options.format) {
+        let format = InputFormat::detect(&file, options.format);
+        let (columns, file_spec) = match format {
+            InputFormat::Text => (None, spec.clone()),
+            _ => partition_columns::plan(&file, spec),
+        };
+        let spec = &file_spec;
+        let planned = match format {
             InputFormat::Text => match spec.records {
-                Some(format) => {
-                    let planned = records::plan(&file, format, options.split_size)?;
-                    splits.extend(planned.into_iter().map(Split::Records));
-                }
+                Some(format) => records::plan(&file, format, options.split_size)?
+                    .into_iter()
+                    .map(Split::Records)
+                    .collect(),
                 None => {
                     let codec = text_codec(&file, options.format).await?;
-                    splits.extend(text::plan(&file, options.split_size, spec.text, codec).map(Split::Text));
+                    text::plan(&file, options.split_size, spec.text, codec).map(Split::Text).collect()
                 }
             },
-            InputFormat::Parquet => {
-                let planned = parquet::plan(&file, spec, options.split_size).await?;
-                splits.extend(planned.into_iter().map(Split::Parquet));
-            }
+            InputFormat::Parquet => parquet::plan(&file, spec, options.split_size)
+                .await?
+                .into_iter()
+                .map(Split::Parquet)
+                .collect(),
             InputFormat::Csv => {
                 let format = inferred.csv(&file, &options.csv, spec).await?;
                 let planned = csv::plan(&file, &format, options.split_size, options.csv.multiline);
-                splits.extend(planned.into_iter().map(Split::Csv));
+                planned.into_iter().map(Split::Csv).collect()
             }
             InputFormat::Json => {
                 let format = inferred.json(&file, spec).await?;
-                splits.extend(json::plan(&file, &format, options.split_size).into_iter().map(Split::Json));
+                json::plan(&file, &format, options.split_size).into_iter().map(Split::Json).collect()
             }
+        };
+        let planned: Vec<Split> = planned;
+        match &columns {
+            Some(columns) => splits.extend(
+                planned.into_iter().map(|split| Split::Partitioned(Box::new(split), columns.clone())),
+            ),
+            None => splits.extend(planned),
         }
     }
     Ok(splits)

@@ -87,8 +87,10 @@ pub async fn inferred_schema(
 ) -> Result<Option<SchemaRef>> {
     let spec = InputSpec::text_lines();
     Ok(match InputFormat::detect(file, format) {
-        InputFormat::Csv => Some(CsvFormat::infer(file, csv, &spec).await?.schema),
-        InputFormat::Json => Some(JsonFormat::infer(file, &spec).await?.schema),
+        InputFormat::Csv => {
+            Some(file.with_partition_fields(&CsvFormat::infer(file, csv, &spec).await?.schema))
+        }
+        InputFormat::Json => Some(file.with_partition_fields(&JsonFormat::infer(file, &spec).await?.schema)),
         _ => None,
     })
 }
