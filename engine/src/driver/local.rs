@@ -52,6 +52,7 @@ impl JobReport {
 pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Result<JobReport> {
     config.validate()?;
     job.validate().map_err(|e| Error::InvalidJob(e.to_string()))?;
+    let layout = config.output_layout_of(job)?;
     let started = Instant::now();
     let requests = request_stats();
     let job_id = JobId::generate();
@@ -71,7 +72,6 @@ pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Re
 
     let spill = Arc::new(SpillDir::create(&config.spill_dir, &job_id)?);
     let store = Arc::new(RunStore::new(spill, config.run_budget()));
-    let layout = config.output_layout_of(job)?;
     let parquet_codec = layout.parquet_codec();
     let mut env = TaskEnv {
         io: io.handle(),

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, StringArray};
-use arrow::compute::cast;
+use arrow::compute::{CastOptions, cast_with_options};
 use arrow::datatypes::{DataType, Field, FieldRef, Schema};
 
 use crate::error::{Error, Result};
@@ -73,7 +73,9 @@ impl PartitionColumns {
             let array = if field.data_type() == &DataType::Utf8 {
                 text
             } else {
-                cast(&text, field.data_type()).map_err(|e| Error::ColumnType {
+                // Not `safe`: a value that is not of the type fails rather than reads as null.
+                let options = CastOptions { safe: false, ..Default::default() };
+                cast_with_options(&text, field.data_type(), &options).map_err(|e| Error::ColumnType {
                     path: self.path.clone(),
                     column: field.name().clone(),
                     found: format!("partition value {value:?} ({e})"),
