@@ -317,6 +317,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn partitioned_winners_are_published_and_losers_and_their_empty_directories_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let in_dir = |d: &str, p: &PartFile| PartFile { name: format!("{d}/{}", p.name), ..p.clone() };
+        let winners = [in_dir("k=a%2Fb", &part(0, THIS, 1)), in_dir("k=c", &part(0, THIS, 1))];
+        let losers = [in_dir("k=a%2Fb", &part(0, THIS, 0)), in_dir("k=lost", &part(0, THIS, 0))];
+        for p in winners.iter().chain(&losers) {
+            let (sub, name) = p.name.split_once('/').unwrap();
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+            touch(&dir.path().join(sub), &crate::storage::staging_name(name));
+        }
+        commit(dir.path(), THIS, &winners).await;
+        assert_eq!(names(dir.path()), [SUCCESS_FILE, "k=a%2Fb", "k=c"], "the losers' directory is gone");
+        let (sub, name) = winners[0].name.split_once('/').unwrap();
+        assert_eq!(
+            names(&dir.path().join(sub)),
+            [name],
+            "the winner published, the loser's staging file gone"
+        );
+        let manifest: Manifest =
+            serde_json::from_slice(&std::fs::read(dir.path().join(SUCCESS_FILE)).unwrap()).unwrap();
+        let listed: Vec<&str> = manifest.files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(listed, [winners[0].name.as_str(), winners[1].name.as_str()]);
+
+        let output = OutputDir::new(Location::parse(dir.path().to_str().unwrap()).unwrap());
+        output.abort(&JobId::from_string(THIS.to_owned())).await.unwrap();
+        assert_eq!(names(dir.path()), [SUCCESS_FILE], "an abort removes partitioned files and directories");
+    }
+
+    #[tokio::test]
     async fn abort_removes_only_this_jobs_files() {
         let dir = tempfile::tempdir().unwrap();
         let (mine, stray) = (part(0, THIS, 0), part(0, OTHER, 0));
