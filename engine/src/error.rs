@@ -278,6 +278,14 @@ pub enum Error {
     /// The run configuration is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A `--partition-by` column the output cannot be partitioned by.
+    #[error("--partition-by {column}: {reason}")]
+    PartitionBy {
+        /// The column (or columns) as given.
+        column: String,
+        /// What is wrong.
+        reason: String,
+    },
 
     // ---- a bug in the engine or its libraries ----
     /// An Arrow kernel failed where the engine expected success.

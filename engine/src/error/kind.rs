@@ -145,6 +145,7 @@ impl Error {
             | Error::OutputExists { .. }
             | Error::InvalidJob(_)
             | Error::Config(_)
+            | Error::PartitionBy { .. }
             | Error::Security(_) => ErrorKind::InvalidJob,
             Error::DiskFull { .. } => ErrorKind::DiskFull,
             Error::CorruptMapOutput { .. } => ErrorKind::CorruptMapOutput,

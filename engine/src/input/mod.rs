@@ -10,6 +10,7 @@ mod compressed;
 mod csv;
 mod json;
 mod parquet;
+mod partition_columns;
 mod predicate;
 mod predicate_parse;
 mod records;
@@ -28,6 +29,7 @@ pub use self::compressed::Codec;
 pub use self::csv::{CsvFormat, CsvOptions, CsvSplit};
 pub use self::json::{JsonFormat, JsonSplit};
 pub use self::parquet::{ParquetSplit, Skipped};
+pub use self::partition_columns::PartitionColumns;
 pub use self::predicate::{CmpOp, Predicate, PredicateError};
 pub use self::records::{RecordColumns, RecordFormat, RecordSplit};
 pub use self::text::TextSplit;
@@ -99,6 +101,9 @@ pub enum Split {
     Json(JsonSplit),
     /// Whole small files, read one after the other.
     Combined(CombinedSplit),
+    /// A split of a file below Hive partition directories: its rows get the partition
+    /// columns the job reads.
+    Partitioned(Box<Split>, Arc<PartitionColumns>),
 }
 
 impl Split {
@@ -111,6 +116,7 @@ impl Split {
             Split::Csv(s) => &s.file,
             Split::Json(s) => &s.file,
             Split::Combined(s) => s.parts[0].file(),
+            Split::Partitioned(split, _) => split.file(),
         }
     }
 
@@ -123,6 +129,7 @@ impl Split {
             Split::Csv(s) => s.end - s.start,
             Split::Json(s) => s.end - s.start,
             Split::Combined(s) => s.bytes(),
+            Split::Partitioned(split, _) => split.bytes(),
         }
     }
 
@@ -136,6 +143,7 @@ impl Split {
             Split::Json(s) => whole(s.start, s.end, &s.file),
             Split::Parquet(s) => s.row_groups.len() == s.metadata.metadata().num_row_groups(),
             Split::Combined(_) => false,
+            Split::Partitioned(split, _) => split.is_whole_file(),
         }
     }
 
@@ -144,6 +152,7 @@ impl Split {
         match self {
             Split::Parquet(s) => s.skipped(),
             Split::Combined(s) => s.parts.iter().map(Split::skipped).fold(Skipped::default(), Skipped::add),
+            Split::Partitioned(split, _) => split.skipped(),
             Split::Text(_) | Split::Records(_) | Split::Csv(_) | Split::Json(_) => Skipped::default(),
         }
     }
@@ -157,6 +166,7 @@ impl Split {
             Split::Csv(s) => format!("{} [bytes {}..{}]", s.file.display(), s.start, s.end),
             Split::Json(s) => format!("{} [bytes {}..{}]", s.file.display(), s.start, s.end),
             Split::Combined(s) => s.describe(),
+            Split::Partitioned(split, _) => split.describe(),
         }
     }
 
@@ -176,6 +186,9 @@ impl Split {
             Split::Csv(s) => s.read(io, sink),
             Split::Json(s) => s.read(io, sink),
             Split::Combined(s) => s.read(io, options, sink),
+            Split::Partitioned(split, columns) => {
+                split.read(io, options, &mut |batch| sink(columns.add_to(batch)?))
+            }
         }
     }
 }
@@ -190,6 +203,9 @@ pub struct SplitSpec {
     pub size: u64,
     /// What part of it.
     pub range: SplitRange,
+    /// The file's Hive partition values ([`InputFile::partitions`]).
+    #[serde(default)]
+    pub partitions: Vec<(String, Option<String>)>,
 }
 
 /// The part of a file a [`SplitSpec`] names.
@@ -284,6 +300,7 @@ impl Split {
     fn file_spec(&self) -> Result<SplitSpec> {
         let file = self.file();
         let range = match self {
+            Split::Partitioned(split, _) => return split.to_spec(),
             Split::Text(s) => SplitRange::Text { start: s.start, end: s.end, codec: s.codec },
             Split::Records(s) => SplitRange::Records {
                 start: s.start,
@@ -312,7 +329,7 @@ impl Split {
                 return Err(Error::Internal("a combined split inside a combined split".into()));
             }
         };
-        Ok(SplitSpec { url: file.display(), size: file.size, range })
+        Ok(SplitSpec { url: file.display(), size: file.size, range, partitions: file.partitions.clone() })
     }
 
     /// Rebuilds a split from its spec, its file's store configured with the job's
@@ -344,8 +361,10 @@ impl Split {
     /// Rebuilds the split of one file.
     async fn from_file_spec(spec: SplitSpec, input: &InputSpec, storage: &StorageOptions) -> Result<Split> {
         let location = crate::storage::Location::parse_with(&spec.url, storage)?;
-        let file = Arc::new(InputFile { location, size: spec.size });
-        Ok(match spec.range {
+        let file = Arc::new(InputFile { location, size: spec.size, partitions: spec.partitions.clone() });
+        let (columns, file_spec) = partition_columns::plan(&file, input);
+        let input = &file_spec;
+        let split = match spec.range {
             SplitRange::Text { start, end, codec } => {
                 Split::Text(TextSplit { file, start, end, shape: input.text, codec })
             }
@@ -372,6 +391,12 @@ impl Split {
                     spec.url
                 )));
             }
+        };
+        Ok(match (columns, &split) {
+            (Some(columns), Split::Parquet(_) | Split::Csv(_) | Split::Json(_)) => {
+                Split::Partitioned(Box::new(split), columns)
+            }
+            _ => split,
         })
     }
 }
@@ -439,35 +464,45 @@ pub async fn plan_splits(
     options: &SplitOptions,
 ) -> Result<Vec<Split>> {
     let files: Vec<Arc<InputFile>> = files.into_iter().map(Arc::new).collect();
-    let probed: Vec<Probed> = futures::stream::iter(files.iter().map(|file| probe(file, spec, options)))
+    // Each file's spec: the job's, less the columns its Hive partition directories give.
+    let specs: Vec<(Option<Arc<PartitionColumns>>, InputSpec)> = files
+        .iter()
+        .map(|file| match InputFormat::detect(file, options.format) {
+            InputFormat::Text => (None, spec.clone()),
+            _ => partition_columns::plan(file, spec),
+        })
+        .collect();
+    let probes = files.iter().zip(&specs).map(|(file, (_, spec))| probe(file, spec, options));
+    let probed: Vec<Probed> = futures::stream::iter(probes)
         .buffered(PLAN_CONCURRENCY)
         .try_collect()
         .await?;
     let mut splits = Vec::new();
     let mut inferred = text_rows::Inferred::default();
-    for (file, probed) in files.iter().zip(probed) {
-        match probed {
-            Probed::Parquet(planned) => splits.extend(planned.into_iter().map(Split::Parquet)),
+    for ((file, probed), (columns, spec)) in files.iter().zip(probed).zip(&specs) {
+        let planned: Vec<Split> = match probed {
+            Probed::Parquet(planned) => planned.into_iter().map(Split::Parquet).collect(),
             Probed::Lines(InputFormat::Csv, codec) => {
                 let format = inferred.csv(file, codec, &options.csv, spec).await?;
                 let planned = csv::plan(file, &format, codec, options.split_size, options.csv.multiline);
-                splits.extend(planned.into_iter().map(Split::Csv));
+                planned.into_iter().map(Split::Csv).collect()
             }
             Probed::Lines(InputFormat::Json, codec) => {
                 let format = inferred.json(file, codec, spec).await?;
-                splits.extend(
-                    json::plan(file, &format, codec, options.split_size).into_iter().map(Split::Json),
-                );
+                json::plan(file, &format, codec, options.split_size).into_iter().map(Split::Json).collect()
             }
             Probed::Lines(_, codec) => match spec.records {
                 Some(format) => {
-                    let planned = records::plan(file, format, options.split_size)?;
-                    splits.extend(planned.into_iter().map(Split::Records));
+                    records::plan(file, format, options.split_size)?.into_iter().map(Split::Records).collect()
                 }
-                None => {
-                    splits.extend(text::plan(file, options.split_size, spec.text, codec).map(Split::Text))
-                }
+                None => text::plan(file, options.split_size, spec.text, codec).map(Split::Text).collect(),
             },
+        };
+        match columns {
+            Some(columns) => splits.extend(
+                planned.into_iter().map(|split| Split::Partitioned(Box::new(split), columns.clone())),
+            ),
+            None => splits.extend(planned),
         }
     }
     Ok(combined::pack(splits, options.split_size))

@@ -529,7 +529,7 @@ mod tests {
         std::fs::write(&path, &data).unwrap();
         let location = crate::storage::Location::parse(path.to_str().unwrap()).unwrap();
         assert!(location.local_file().is_some());
-        let file = Arc::new(InputFile { location, size: data.len() as u64 });
+        let file = Arc::new(InputFile::new(location, data.len() as u64));
         let io = tokio::runtime::Runtime::new().unwrap();
         let shapes = [TextShape::Lines, TextShape::Chunks];
         for (split_size, shape) in

@@ -98,11 +98,11 @@ pub async fn inferred_schema(
     Ok(match InputFormat::detect(file, format) {
         InputFormat::Csv => {
             let codec = super::text_codec(file, format).await?;
-            Some(CsvFormat::infer(file, codec, csv, &spec).await?.schema)
+            Some(file.with_partition_fields(&CsvFormat::infer(file, codec, csv, &spec).await?.schema))
         }
         InputFormat::Json => {
             let codec = super::text_codec(file, format).await?;
-            Some(JsonFormat::infer(file, codec, &spec).await?.schema)
+            Some(file.with_partition_fields(&JsonFormat::infer(file, codec, &spec).await?.schema))
         }
         _ => None,
     })

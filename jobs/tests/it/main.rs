@@ -16,6 +16,7 @@ mod inverted_index;
 mod join;
 mod netns;
 mod output;
+mod output_formats;
 mod pagerank;
 mod parquet_codecs;
 mod proxy;

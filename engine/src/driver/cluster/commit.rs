@@ -35,8 +35,8 @@ pub struct CommitSpec {
     pub output: String,
     /// The job's object-store options.
     pub storage_options: StorageOptions,
-    /// The winning attempt of each partition's part file, in partition order; an error if
-    /// a winner's staged part is unknown.
+    /// The part files of each partition's winning attempt (one, or with Hive partitioning
+    /// any number), in partition order; an error if a winner's staged parts are unknown.
     pub winners: std::result::Result<Vec<PartFile>, String>,
     /// Every other staged part of the job, to discard.
     pub losers: Vec<StagedPart>,
@@ -65,6 +65,7 @@ pub async fn commit(spec: CommitSpec) -> Result<(u64, u32)> {
         losers.extend(winners.unwrap_or_default().into_iter().map(|p| StagedPart {
             partition: p.partition.0,
             name: p.name,
+            rows: p.rows,
             bytes: p.bytes,
             staged: p.staged,
         }));
@@ -116,7 +117,7 @@ async fn paced_publish(dir: &OutputDir, parts: &[PartFile]) -> Result<()> {
     let Some(pause) = pause.map(Duration::from_millis) else { return Ok(()) };
     for part in parts {
         tokio::time::sleep(pause).await;
-        crate::output::publish(&dir.location().child(&part.name), &part.staged).await?;
+        crate::output::publish(&dir.file_location(&part.name)?, &part.staged).await?;
         tracing::warn!(part = %part.name, "chaos: published a winner mid-commit");
     }
     tokio::time::sleep(pause).await;
