@@ -131,7 +131,7 @@ mod tests {
 
     fn text(name: &str, start: u64, end: u64, size: u64) -> Split {
         let location = Location::parse(&format!("/d/{name}")).unwrap();
-        let file = Arc::new(InputFile { location, size });
+        let file = Arc::new(InputFile { location, size, partitions: Vec::new() });
         Split::Text(TextSplit { file, start, end, shape: TextShape::Lines, codec: None })
     }
 

@@ -293,7 +293,7 @@ impl Split {
             }
         }
         let first = parts.first().ok_or_else(|| Error::Internal("a combined split without files".into()))?;
-        Ok(SplitSpec { url: first.url.clone(), size: first.size, range: SplitRange::Combined { parts } })
+        Ok(SplitSpec { url: first.url.clone(), size: first.size, range: SplitRange::Combined { parts }, partitions: Vec::new() })
     }
 
     /// The spec of a split of one file.

@@ -25,10 +25,11 @@ fn write_small_texts(dir: &Path, files: usize) -> Vec<String> {
         .collect()
 }
 
-/// Runs `name` with `args`; returns its summary (stderr), failing if the job failed.
+/// Runs `name` with `args`; returns its summary (stderr, then stdout, where some jobs
+/// print it), failing if the job failed.
 fn run_summary(name: &str, args: &[&str]) -> String {
     let out = run(name, args);
-    let summary = String::from_utf8_lossy(&out.stderr).into_owned();
+    let summary = format!("{}{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
     assert!(out.status.success(), "{name} {args:?} failed: {summary}");
     summary
 }
@@ -57,8 +58,9 @@ fn ten_thousand_files_of_4_kib_run_as_a_few_map_tasks_and_equal_the_oracle() {
     assert_eq!(counters.get("storage_get_bytes"), bytes, "local files read once: {counters:?}");
     // A split size below the files' size keeps one map task per file.
     let out = dir.path().join("unpacked");
-    let few = write_small_texts(&dir.path().join("few"), 30);
-    let args = ["--input", s(&dir.path().join("few")), "--output", s(&out), "--split-size", "1000"];
+    let few_dir = dir.path().join("few");
+    let few = write_small_texts(&few_dir, 30);
+    let args = ["--input", s(&few_dir), "--output", s(&out), "--split-size", "1000"];
     let expected: usize = few.iter().map(|t| t.len().div_ceil(1000)).sum();
     assert_eq!(map_tasks(&run_summary("wordcount", &args)), expected, "4 KiB files in 1000-byte splits");
     assert_eq!(read_word_counts(&out), oracle_wordcount(&few));
@@ -112,30 +114,39 @@ fn many_small_parquet_files_group_as_duckdb_groups_them_in_a_few_map_tasks() {
         "x",
         "--count",
     ];
-    let summary = run_summary("groupby", &args);
+    run_ok("groupby", &args);
     assert_groups_equal(&input, &out, &oracle.groups);
+    // groupby prints no task count: wordcount over the same files does.
+    let words = dir.path().join("words");
+    let summary = run_summary("wordcount", &["--input", s(&input), "--output", s(&words), "--column", "k"]);
     let tasks = map_tasks(&summary);
     assert!((1..=10).contains(&tasks), "400 footers read, files packed: {summary}");
+    assert_eq!(read_committed(&words).manifest.counters.get("map_input_records"), 40_000);
 }
 
-/// 300 small text files in `dir`, the 137th with invalid UTF-8 at byte 1000; its path.
-fn small_files_with_one_bad(dir: &Path) -> PathBuf {
-    write_small_texts(dir, 300);
+/// 300 small text files in `dir`, the 137th with invalid UTF-8 at a byte near 1000; its
+/// path and that offset.
+fn small_files_with_one_bad(dir: &Path) -> (PathBuf, usize) {
+    let texts = write_small_texts(dir, 300);
     let bad = dir.join("f00137.txt");
-    let mut bytes = std::fs::read(&bad).unwrap();
-    bytes.truncate(1000);
+    let mut cut = 1000;
+    while !texts[137].is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let mut bytes = texts[137].as_bytes()[..cut].to_vec();
     bytes.extend_from_slice(b"\xff\xfe bad bytes\n");
     std::fs::write(&bad, bytes).unwrap();
-    bad
+    (bad, cut)
 }
 
 #[test]
 fn an_error_inside_one_packed_file_names_that_file() {
     let dir = tempfile::tempdir().unwrap();
-    let bad = small_files_with_one_bad(&dir.path().join("in"));
+    let (bad, offset) = small_files_with_one_bad(&dir.path().join("in"));
     let out = dir.path().join("out");
     let stderr = run_err("wordcount", &["--input", s(&dir.path().join("in")), "--output", s(&out)]);
-    for needle in [s(&bad), "invalid UTF-8 at byte offset 1000", "packed files"] {
+    let at = format!("invalid UTF-8 at byte offset {offset}");
+    for needle in [s(&bad), &at, "packed files"] {
         assert!(stderr.contains(needle), "{needle}: {stderr}");
     }
     // A malformed CSV row among packed CSV files: the file and its line.
@@ -168,7 +179,7 @@ fn packed_splits_in_cluster_mode_equal_the_oracle() {
     cluster.run_ok("wordcount", &["--input", s(&input), "--output", s(&out), "--reducers", "2"]);
     assert_eq!(read_word_counts(&out), oracle_wordcount(&texts));
     let bad_dir = dir.path().join("bad");
-    let bad = small_files_with_one_bad(&bad_dir);
+    let (bad, _) = small_files_with_one_bad(&bad_dir);
     let failed = cluster.run("wordcount", &["--input", s(&bad_dir), "--output", s(&dir.path().join("o2"))]);
     let stderr = String::from_utf8_lossy(&failed.stderr);
     assert!(!failed.status.success() && stderr.contains(s(&bad)), "{stderr}");
