@@ -293,7 +293,12 @@ impl Split {
             }
         }
         let first = parts.first().ok_or_else(|| Error::Internal("a combined split without files".into()))?;
-        Ok(SplitSpec { url: first.url.clone(), size: first.size, range: SplitRange::Combined { parts }, partitions: Vec::new() })
+        Ok(SplitSpec {
+            url: first.url.clone(),
+            size: first.size,
+            range: SplitRange::Combined { parts },
+            partitions: Vec::new(),
+        })
     }
 
     /// The spec of a split of one file.
@@ -473,10 +478,7 @@ pub async fn plan_splits(
         })
         .collect();
     let probes = files.iter().zip(&specs).map(|(file, (_, spec))| probe(file, spec, options));
-    let probed: Vec<Probed> = futures::stream::iter(probes)
-        .buffered(PLAN_CONCURRENCY)
-        .try_collect()
-        .await?;
+    let probed: Vec<Probed> = futures::stream::iter(probes).buffered(PLAN_CONCURRENCY).try_collect().await?;
     let mut splits = Vec::new();
     let mut inferred = text_rows::Inferred::default();
     for ((file, probed), (columns, spec)) in files.iter().zip(probed).zip(&specs) {
