@@ -151,7 +151,7 @@ impl Split {
     pub fn skipped(&self) -> Skipped {
         match self {
             Split::Parquet(s) => s.skipped(),
-            Split::Combined(s) => s.parts.iter().map(Split::skipped).fold(Skipped::default(), Skipped::add),
+            Split::Combined(s) => s.parts.iter().map(Split::skipped).fold(Skipped::default(), |a, b| a + b),
             Split::Partitioned(split, _) => split.skipped(),
             Split::Text(_) | Split::Records(_) | Split::Csv(_) | Split::Json(_) => Skipped::default(),
         }

@@ -33,9 +33,11 @@ pub struct Skipped {
     pub rows: u64,
 }
 
-impl Skipped {
-    /// What two splits skipped together.
-    pub fn add(self, other: Skipped) -> Skipped {
+/// What two splits skipped together.
+impl std::ops::Add for Skipped {
+    type Output = Skipped;
+
+    fn add(self, other: Skipped) -> Skipped {
         Skipped {
             row_groups: self.row_groups + other.row_groups,
             bytes: self.bytes + other.bytes,
