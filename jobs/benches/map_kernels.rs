@@ -96,6 +96,7 @@ fn groupby_mapper(c: &mut Criterion) {
             Aggregate::Sum(column("v2", ColumnType::Int32)),
             Aggregate::Mean(column("v3", ColumnType::Float64)),
         ],
+        filter: None,
     };
     let mut rng = SplitMix64::new(5);
     let batches: Vec<RecordBatch> = (0..2_000_000 / 8192)

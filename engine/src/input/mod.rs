@@ -4,6 +4,7 @@
 //! belongs to the split where it starts; CSV and JSON lines likewise), a whole compressed
 //! text file, or a run of row groups of a Parquet file.
 
+mod bad;
 mod compressed;
 mod csv;
 mod json;
@@ -20,6 +21,9 @@ use arrow::array::RecordBatch;
 use object_store::ObjectStoreExt;
 use tokio::runtime::Handle;
 
+pub use self::bad::{
+    BadRecord, BadRecords, MAX_TEXT_BYTES, sort as sort_bad_records, too_many as too_many_bad_records,
+};
 pub use self::compressed::Codec;
 pub use self::csv::{CsvFormat, CsvOptions, CsvSplit};
 pub use self::json::{JsonFormat, JsonSplit};
@@ -139,19 +143,33 @@ impl Split {
 
     /// Reads the split, handing each batch to `sink` until it returns `false`. Runs on a
     /// CPU thread; I/O goes through the runtime behind `io`. Returns the input bytes read:
-    /// [`Split::bytes`], or the decompressed bytes of compressed text.
+    /// [`Split::bytes`], or the decompressed bytes of compressed text. The first row that
+    /// fails to parse fails the read, naming its file and line.
     pub fn read(
         &self,
         io: &Handle,
         options: ReadOptions,
         sink: &mut dyn FnMut(RecordBatch) -> Result<bool>,
     ) -> Result<u64> {
+        self.read_keeping_bad(io, options, &BadRecords::new(0), sink)
+    }
+
+    /// Reads the split as [`Split::read`] does, but a row of text input that fails to
+    /// parse (CSV, JSON lines, a line of text that is not UTF-8) is left out and handed to
+    /// `bad`, which fails the read once it holds more than it allows.
+    pub fn read_keeping_bad(
+        &self,
+        io: &Handle,
+        options: ReadOptions,
+        bad: &BadRecords,
+        sink: &mut dyn FnMut(RecordBatch) -> Result<bool>,
+    ) -> Result<u64> {
         match self {
-            Split::Text(s) => s.read(io, options, sink),
+            Split::Text(s) => s.read(io, options, bad, sink),
             Split::Parquet(s) => s.read(io, sink).map(|()| self.bytes()),
             Split::Records(s) => s.read(io, sink).map(|()| self.bytes()),
-            Split::Csv(s) => s.read(io, sink).map(|()| self.bytes()),
-            Split::Json(s) => s.read(io, sink).map(|()| self.bytes()),
+            Split::Csv(s) => s.read(io, bad, sink).map(|()| self.bytes()),
+            Split::Json(s) => s.read(io, bad, sink).map(|()| self.bytes()),
         }
     }
 }

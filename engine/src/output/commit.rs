@@ -52,6 +52,12 @@ impl OutputDir {
         }
     }
 
+    /// The file `name` (a part file, or a bad records file `_bad_records/NAME`) in the
+    /// directory.
+    pub fn file_location(&self, name: &str) -> Location {
+        name.split('/').fold(self.location.clone(), |at, part| at.child(part))
+    }
+
     /// Where `attempt` of `job` writes the part file of `partition`.
     pub fn part_location(
         &self,
@@ -75,7 +81,7 @@ impl OutputDir {
         let publishing: Vec<_> = parts
             .iter()
             .map(|part| {
-                let (target, staged) = (self.location.child(&part.name), part.staged.clone());
+                let (target, staged) = (self.file_location(&part.name), part.staged.clone());
                 async move { super::publish(&target, &staged).await }
             })
             .collect();
@@ -118,7 +124,7 @@ impl OutputDir {
             Err(source) => return Err(Error::read(success.display(), source)),
         };
         match serde_json::from_slice::<Manifest>(&bytes) {
-            Ok(old) => Ok(old.files.into_iter().map(|f| f.name).collect()),
+            Ok(old) => Ok(old.all_files().map(|f| f.name.clone()).collect()),
             Err(e) => {
                 warn!(path = %success.display(), error = %e, "the replaced _SUCCESS is not a manifest; only this job's files are removed");
                 Ok(HashSet::new())
@@ -142,10 +148,8 @@ impl OutputDir {
                 Err(object_store::Error::NotFound { .. }) => break,
                 Err(source) => return Err(Error::read(self.location.display(), source)),
             };
-            let Some(name) = meta.location.filename() else { continue };
-            let direct_child =
-                meta.location.prefix_match(&prefix).is_some_and(|mut rest| rest.nth(1).is_none());
-            if direct_child && is_part_name(name) && doomed(name) {
+            let Some(name) = name_within(&meta.location, &prefix) else { continue };
+            if is_part_name(&name) && doomed(&name) {
                 victims.push(meta.location);
             }
         }
@@ -158,6 +162,19 @@ impl OutputDir {
             }
         }
         Ok(())
+    }
+}
+
+/// The name of `path` within the output at `prefix`: a direct child's file name, or
+/// `_bad_records/NAME`; `None` for anything else.
+fn name_within(path: &object_store::path::Path, prefix: &object_store::path::Path) -> Option<String> {
+    let rest: Vec<_> = path.prefix_match(prefix)?.collect();
+    match rest.as_slice() {
+        [name] => Some(name.as_ref().to_owned()),
+        [dir, name] if dir.as_ref() == super::BAD_RECORDS_DIR => {
+            Some(format!("{}/{}", super::BAD_RECORDS_DIR, name.as_ref()))
+        }
+        _ => None,
     }
 }
 

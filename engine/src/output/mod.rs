@@ -6,6 +6,7 @@
 //! publishes those, discards the rest, then writes the `_SUCCESS` manifest last: output
 //! without `_SUCCESS` is never complete.
 
+mod bad_records;
 mod commit;
 mod dictionary;
 mod lock;
@@ -14,6 +15,7 @@ mod parquet_options;
 pub mod staged;
 mod writer;
 
+pub use bad_records::{BAD_RECORDS_DIR, bad_records_schema, is_bad_records_name, write_bad_records};
 pub use commit::OutputDir;
 pub use lock::{LOCK_FILE, Lock, LockHolder};
 pub use manifest::{MANIFEST_FORMAT, Manifest, ManifestFile};
@@ -123,8 +125,10 @@ pub(crate) fn is_engine_part_name(name: &str) -> bool {
     job.is_some_and(|job| job.starts_with("job-") && is_part_of(name, job))
 }
 
-/// The final name of a staging name (`.NAME.inprogress`); other names as they are.
+/// The final name of a staging name (`.NAME.inprogress`); other names as they are; in
+/// `_bad_records/`, the name within it.
 fn unstaged(name: &str) -> &str {
+    let name = name.strip_prefix(BAD_RECORDS_DIR).and_then(|n| n.strip_prefix('/')).unwrap_or(name);
     name.strip_prefix('.').and_then(|n| n.strip_suffix(".inprogress")).unwrap_or(name)
 }
 

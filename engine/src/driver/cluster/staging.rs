@@ -82,11 +82,11 @@ pub async fn discard_all(output: &str, options: &StorageOptions, parts: Vec<Stag
         return;
     }
     let dir = match Location::parse_with_options_only(output, options) {
-        Ok(dir) => dir,
+        Ok(dir) => crate::output::OutputDir::new(dir),
         Err(e) => return tracing::warn!(error = %e, "cannot reach an output to discard staged parts"),
     };
     for part in parts {
-        let target = dir.child(&part.name);
+        let target = dir.file_location(&part.name);
         match crate::output::discard(&target, &part.staged).await {
             Ok(()) => tracing::debug!(part = %part.name, "discarded a staged part"),
             Err(e) => tracing::warn!(part = %part.name, error = %e, "could not discard a staged part"),

@@ -123,6 +123,9 @@ pub struct MapDone {
     /// The attempt's counters (the job's totals need them when the output is adopted).
     #[serde(default)]
     pub counters: std::collections::BTreeMap<String, u64>,
+    /// The rows of its split it skipped as bad (`--max-bad-records`): adopted with it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bad_records: Vec<crate::input::BadRecord>,
 }
 
 /// A staged part file of one attempt, as the commit needs it.

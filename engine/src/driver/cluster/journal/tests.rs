@@ -46,6 +46,7 @@ fn map_done(task: u32) -> Record {
         attempt: 4,
         worker: "127.0.0.1:7001".into(),
         counters: [("map_input_records".to_owned(), 12)].into(),
+        bad_records: Vec::new(),
     })
 }
 

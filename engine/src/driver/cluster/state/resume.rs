@@ -77,8 +77,14 @@ impl DriverState {
                 let id = JobId::from_string(h.job_id.clone());
                 let Some(record) = jobs.get(&id).filter(|r| r.ended.is_none()) else { continue };
                 let journaled = record.recovered_maps.get(&h.map_task).filter(|m| m.attempt == h.attempt);
-                if let Some(done) = journaled {
-                    adopted.push((id, done.clone()));
+                if let Some(done) = journaled.cloned() {
+                    // Within the limit: the last driver checked the job's sum with them.
+                    if let Some(record) = jobs.get_mut(&id)
+                        && let Err(e) = record.bad_records.offer(done.map_task, done.bad_records.clone())
+                    {
+                        tracing::warn!(job = %id, error = %e, "an adopted map output's bad records pass the limit");
+                    }
+                    adopted.push((id, done));
                 }
             }
             for (id, record) in jobs.iter_mut().filter(|(_, r)| r.ended.is_none()) {
@@ -107,7 +113,7 @@ impl DriverState {
         map_task: u32,
         attempt: u32,
         worker: &WorkerId,
-        counters: &HashMap<String, u64>,
+        (counters, bad_records): (&HashMap<String, u64>, &[crate::input::BadRecord]),
     ) {
         let Some(address) = lock(&self.workers).get(worker).map(|l| l.shuffle_address.clone()) else {
             return;
@@ -118,6 +124,7 @@ impl DriverState {
             attempt,
             worker: address,
             counters: counters.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            bad_records: bad_records.to_vec(),
         };
         if let Err(e) = self.journal.append(&Record::MapDone(done)) {
             tracing::warn!(job = %job, map_task, error = %e, "cannot journal a map output: a restarted driver would run the map again");
