@@ -271,3 +271,48 @@ fn more_bad_rows_than_allowed_fail_the_job_naming_the_last() {
         assert_eq!(left, 0, "{kind}: no bad records file left");
     }
 }
+
+#[test]
+fn cluster_mode_keeps_each_bad_row_once_and_sums_them_over_the_map_tasks() {
+    use super::cluster_support::{Cluster, ClusterSpec};
+    let cluster = Cluster::start(ClusterSpec::default());
+    let dir = tempfile::tempdir().unwrap();
+    for (kind, input) in inputs(dir.path()) {
+        let out = dir.path().join(format!("{kind}-cluster"));
+        let (job, args) = job_args(kind, &input, &out, &["--max-bad-records", "5", "--threads", "2"]);
+        cluster.run_ok(job, &args);
+        let output = read_committed(&out);
+        assert_eq!(output.manifest.counters.get("bad_records"), 4, "{kind}");
+        assert_eq!(output.manifest.bad_records.len(), 1, "{kind}: the manifest lists the bad records file");
+        let oracle = oracle(kind, &input, &out);
+        match kind {
+            "text" => {
+                let expected: BTreeMap<String, u64> =
+                    serde_json::from_value(oracle["words"].clone()).unwrap();
+                assert_eq!(read_word_counts(&out), expected, "word counts of the good lines");
+            }
+            _ => {
+                let expected: BTreeMap<String, (i64, i64)> =
+                    serde_json::from_value(oracle["groups"].clone()).unwrap();
+                assert_eq!(groups(&output), expected, "{kind}: the groups of the good rows");
+            }
+        }
+        check_bad_records(kind, &input, &oracle["bad"]);
+
+        // Each map task holds at most one bad row: the driver's sum passes the limit.
+        let out = dir.path().join(format!("{kind}-cluster-past"));
+        let (job, args) = job_args(kind, &input, &out, &["--max-bad-records", "3", "--threads", "2"]);
+        let failed = cluster.run(job, &args);
+        let stderr = String::from_utf8_lossy(&failed.stderr);
+        assert!(!failed.status.success(), "{kind}: {stderr}");
+        let named =
+            input.bad.iter().any(|b| stderr.contains(&format!("line {} (byte offset {})", b.line, b.offset)));
+        assert!(
+            stderr.contains("more than 3 bad records (--max-bad-records 3)") && named,
+            "{kind}: {stderr}"
+        );
+        assert!(!out.join("_SUCCESS").exists(), "{kind}: nothing committed");
+        let left = std::fs::read_dir(out.join("_bad_records")).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(left, 0, "{kind}: no bad records file left");
+    }
+}
