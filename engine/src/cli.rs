@@ -14,7 +14,7 @@ use crate::config::{RunConfig, parse_byte_size};
 use crate::driver::{JobReport, run_local};
 use crate::input::{CsvOptions, InputFormat};
 use crate::job::Job;
-use crate::output::Codec;
+use crate::output::{Codec, OutputFormat};
 use crate::progress::{Progress, ProgressMode, ProgressReporter, human_bytes};
 use crate::storage::StorageOptions;
 
@@ -96,9 +96,21 @@ pub struct RunArgs {
     pub max_bad_records: u64,
 
     /// Codec of Parquet part files: snappy, zstd or zstd:LEVEL, gzip or gzip:LEVEL,
-    /// lz4 (LZ4_RAW) or none [default: the job's, zstd unless it says otherwise].
+    /// lz4 (LZ4_RAW) or none [default: the job's, zstd unless it says otherwise]. CSV and
+    /// JSON part files take gzip, zstd or none (`.csv.gz`, `.json.zst`) [default: none].
     #[arg(long, value_name = "CODEC")]
     pub compression: Option<Codec>,
+
+    /// Format of part files: parquet, csv (with a header line) or json (JSON lines)
+    /// [default: the job's, parquet unless it says otherwise; jobs writing raw records,
+    /// like terasort, keep them].
+    #[arg(long, value_name = "FORMAT")]
+    pub output_format: Option<OutputFormat>,
+
+    /// Hive-style partitioned output: the rows of each value of these output columns go to
+    /// `COL=value/part-...` files, without the columns (comma-separated or repeated).
+    #[arg(long, value_name = "COL[,COL]", value_delimiter = ',')]
+    pub partition_by: Vec<String>,
 
     /// Rows per row group of Parquet part files [default: the job's, 131072 unless it says
     /// otherwise].
@@ -178,7 +190,9 @@ impl RunArgs {
             .with_replace_invalid_utf8(self.replace_invalid_utf8)
             .with_max_bad_records(self.max_bad_records)
             .with_compression(self.compression)
-            .with_row_group_size(self.row_group_size);
+            .with_row_group_size(self.row_group_size)
+            .with_output_format(self.output_format)
+            .with_partition_by(self.partition_by.clone());
         if let Some(threads) = self.threads {
             config = config.with_threads(threads).with_reducers(threads);
         }

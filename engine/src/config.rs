@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::input::{CsvOptions, InputFormat};
-use crate::output::{Codec, ParquetOutput};
+use crate::output::{Codec, OutputFormat, OutputLayout, ParquetOutput};
 use crate::shuffle::RunBudget;
 use crate::storage::StorageOptions;
 
@@ -57,6 +57,10 @@ pub struct RunConfig {
     pub compression: Option<Codec>,
     /// Rows per row group of Parquet part files, overriding the job's (`--row-group-size`).
     pub row_group_size: Option<usize>,
+    /// The format of part files, overriding the job's (`--output-format`).
+    pub output_format: Option<OutputFormat>,
+    /// Hive partition columns of the output (`--partition-by`).
+    pub partition_by: Vec<String>,
 }
 
 impl RunConfig {
@@ -80,7 +84,54 @@ impl RunConfig {
             allow_uncommitted: false,
             compression: None,
             row_group_size: None,
+            output_format: None,
+            partition_by: Vec::new(),
         }
+    }
+
+    /// Sets the format of part files (`None`: the job's).
+    pub fn with_output_format(mut self, format: Option<OutputFormat>) -> Self {
+        self.output_format = format;
+        self
+    }
+
+    /// Partitions the output Hive style by `columns` (none: not partitioned).
+    pub fn with_partition_by(mut self, columns: Vec<String>) -> Self {
+        self.partition_by = columns;
+        self
+    }
+
+    /// How `job`'s part files are written: its defaults with these overrides, checked
+    /// against its output schema.
+    pub fn output_layout_of<J: crate::job::Job>(&self, job: &J) -> Result<OutputLayout> {
+        self.output_layout(job.output_format(), job.parquet_output(), &job.output_schema())
+    }
+
+    /// How part files are written: the job's `format` and `parquet` settings with these
+    /// overrides. A job writing raw records keeps them (and takes no `--output-format` or
+    /// `--partition-by`); CSV and JSON lines take `--compression` gzip, zstd or none, and are
+    /// uncompressed without it; partition columns must be columns of `schema`.
+    pub fn output_layout(
+        &self,
+        format: OutputFormat,
+        parquet: ParquetOutput,
+        schema: &arrow::datatypes::Schema,
+    ) -> Result<OutputLayout> {
+        if format == OutputFormat::Records {
+            if self.output_format.is_some() || !self.partition_by.is_empty() {
+                return Err(Error::Config(
+                    "this job writes raw records: --output-format and --partition-by do not apply".into(),
+                ));
+            }
+            return Ok(OutputLayout::records());
+        }
+        let format = self.output_format.unwrap_or(format);
+        let mut layout = OutputLayout::parquet(self.parquet_output(parquet)).with_format(format);
+        if format.is_text() {
+            layout = layout.with_text_codec(self.compression.unwrap_or(Codec::None))?;
+        }
+        crate::output::hive::partition_columns(schema, &self.partition_by)?;
+        Ok(layout.with_partition_by(self.partition_by.clone()))
     }
 
     /// Sets the codec of Parquet part files (`None`: the job's).
@@ -264,6 +315,45 @@ pub fn parse_duration(text: &str) -> std::result::Result<std::time::Duration, St
 }
 
 #[cfg(test)]
+fn check_output_layouts(job: ParquetOutput) {
+    use arrow::datatypes::{DataType, Field, Schema};
+    let schema =
+        Schema::new(vec![Field::new("k", DataType::Utf8, true), Field::new("v", DataType::Int64, true)]);
+    let config = RunConfig::new(vec![], "out");
+    let layout = config.output_layout(OutputFormat::Parquet, job, &schema).unwrap();
+    assert_eq!(layout, OutputLayout::parquet(job));
+    let csv = config
+        .clone()
+        .with_output_format(Some(OutputFormat::Csv))
+        .with_partition_by(vec!["k".into()])
+        .output_layout(OutputFormat::Parquet, job, &schema)
+        .unwrap();
+    assert_eq!(
+        (csv.format, csv.text_codec, csv.partition_by.as_slice()),
+        (OutputFormat::Csv, Codec::None, &["k".to_owned()][..])
+    );
+    let gz = config.clone().with_compression(Some(Codec::Gzip(Some(9)))).output_layout(
+        OutputFormat::Json,
+        job,
+        &schema,
+    );
+    assert_eq!(
+        gz.unwrap().text_codec,
+        Codec::Gzip(Some(9)),
+        "the job's default format takes the flag's codec"
+    );
+    let snappy =
+        config.clone().with_compression(Some(Codec::Snappy)).with_output_format(Some(OutputFormat::Csv));
+    assert!(snappy.output_layout(OutputFormat::Parquet, job, &schema).is_err());
+    let records = config.clone().with_partition_by(vec!["k".into()]);
+    assert!(records.output_layout(OutputFormat::Records, job, &schema).is_err());
+    assert_eq!(config.output_layout(OutputFormat::Records, job, &schema).unwrap(), OutputLayout::records());
+    let missing =
+        config.with_partition_by(vec!["x".into()]).output_layout(OutputFormat::Parquet, job, &schema);
+    assert!(missing.unwrap_err().to_string().contains("--partition-by x"));
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -292,6 +382,7 @@ mod tests {
     #[test]
     fn parquet_flags_override_the_job_s_defaults() {
         let job = ParquetOutput::default().with_compression(Codec::Snappy).with_row_group_rows(10);
+        check_output_layouts(job);
         let config = RunConfig::new(vec![], "o");
         assert_eq!(config.parquet_output(job), job, "no flags: the job's choice");
         let config = config.with_compression(Some(Codec::Gzip(Some(9)))).with_row_group_size(Some(500));

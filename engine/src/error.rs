@@ -157,6 +157,17 @@ pub enum Error {
         /// The type the job declared.
         expected: String,
     },
+    /// A job's row filter cannot be applied to a file's column (a literal that does not
+    /// convert to the column's type, say).
+    #[error("{path}: filter `{filter}`: {reason}")]
+    Filter {
+        /// The file.
+        path: String,
+        /// The filter, or the comparison at fault.
+        filter: String,
+        /// What is wrong.
+        reason: String,
+    },
 
     // ---- storage failed: maybe transient, maybe permissions ----
     /// Reading from storage failed.
@@ -285,6 +296,14 @@ pub enum Error {
     /// The run configuration is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A `--partition-by` column the output cannot be partitioned by.
+    #[error("--partition-by {column}: {reason}")]
+    PartitionBy {
+        /// The column (or columns) as given.
+        column: String,
+        /// What is wrong.
+        reason: String,
+    },
 
     // ---- a bug in the engine or its libraries ----
     /// An Arrow kernel failed where the engine expected success.

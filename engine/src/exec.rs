@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::ids::{AttemptId, JobId, PartitionId, TaskId};
 use crate::input::{BadRecords, ReadOptions, Split};
 use crate::job::{BatchSink, Counters, Emitter, Groups, Job, ReduceInput, Reducer, TaskInfo};
-use crate::output::{OutputDir, ParquetOutput, PartFile, PartWriter};
+use crate::output::{OutputDir, OutputLayout, OutputWriter, PartFile, PartName};
 use crate::partition::{Partitioner, RangePartitioner};
 use crate::plan::MapTask;
 use crate::progress::Progress;
@@ -32,6 +32,8 @@ pub const INPUT_BYTES_SKIPPED: &str = "input_bytes_skipped";
 /// Engine counter: input rows that failed to parse, skipped and written to `_bad_records/`
 /// (`--max-bad-records`).
 pub const BAD_RECORDS: &str = "bad_records";
+/// Engine counter: rows of the row groups read that the page index excluded (never decoded).
+pub const INPUT_ROWS_SKIPPED: &str = "input_rows_skipped";
 /// Engine counter: rows mappers emitted.
 pub const MAP_OUTPUT_RECORDS: &str = "map_output_records";
 /// Engine counter: rows into combiners.
@@ -78,8 +80,9 @@ pub struct TaskEnv<'a> {
     pub partitioner: Arc<dyn Partitioner>,
     /// Where progress is counted.
     pub progress: &'a Progress,
-    /// How Parquet part files are written: the job's defaults with the flags applied.
-    pub parquet: ParquetOutput,
+    /// How part files are written (format, codecs, partition columns): the job's defaults
+    /// with the flags applied.
+    pub layout: OutputLayout,
 }
 
 impl TaskEnv<'_> {
@@ -189,15 +192,16 @@ pub fn run_map_task<J: Job>(job: &J, env: &TaskEnv<'_>, task: &MapTask) -> Resul
     })
 }
 
-/// Reduces the runs of `partition` and writes the part file: merged into key groups, or
-/// handed over unordered to a reducer that aggregates by hash (see [`ReduceInput`]).
+/// Reduces the runs of `partition` and writes the part file (with Hive partitioning, one
+/// per partition value): merged into key groups, or handed over unordered to a reducer that
+/// aggregates by hash (see [`ReduceInput`]).
 pub fn run_reduce_task<J: Job>(
     job: &J,
     env: &TaskEnv<'_>,
     partition: usize,
     runs: Vec<Run>,
     output: &OutputDir,
-) -> Result<(PartFile, Counters)> {
+) -> Result<(Vec<PartFile>, Counters)> {
     let info = env.info(TaskId::reduce(partition), format!("partition {partition}"), 0);
     guarded(&info, || {
         let mut reducer = job.reducer(&info).map_err(user("reducer failed:"))?;
@@ -212,13 +216,13 @@ pub fn run_reduce_task<J: Job>(
             (Some(groups), rows)
         };
         reducer.finish(&mut part.out).map_err(user("reducer failed:"))?;
-        let (part, mut counters) = part.close()?;
+        let (parts, mut counters) = part.close()?;
         if let Some(groups) = groups {
             counters.add(REDUCE_INPUT_GROUPS, groups);
         }
         counters.add(REDUCE_INPUT_RECORDS, rows);
-        counters.add(REDUCE_OUTPUT_RECORDS, part.rows);
-        Ok((part, counters))
+        counters.add(REDUCE_OUTPUT_RECORDS, parts.iter().map(|p| p.rows).sum());
+        Ok((parts, counters))
     })
 }
 
@@ -303,7 +307,7 @@ pub fn run_map_only_task<J: Job>(
     env: &TaskEnv<'_>,
     task: &MapTask,
     output: &OutputDir,
-) -> Result<(PartFile, Counters)> {
+) -> Result<(Vec<PartFile>, Counters)> {
     let split = &task.split;
     let info = env.info(TaskId::map(task.index), split.describe(), task.input);
     guarded(&info, || {
@@ -318,17 +322,18 @@ pub fn run_map_only_task<J: Job>(
         })?;
         mapper.finish(&mut part.out).map_err(user("mapper failed:"))?;
         env.progress.add_input(split.bytes(), 0);
-        let (part, mut counters) = part.close()?;
+        let (parts, mut counters) = part.close()?;
         count_input(&mut counters, split, rows_in, bytes_in);
-        counters.add(MAP_OUTPUT_RECORDS, part.rows);
-        Ok((part, counters))
+        counters.add(MAP_OUTPUT_RECORDS, parts.iter().map(|p| p.rows).sum());
+        Ok((parts, counters))
     })
 }
 
-/// A part file being written: an emitter whose batches go to the writer as they come.
+/// A part file (or, partitioned, part files) being written: an emitter whose batches go to
+/// the writer as they come.
 struct PartOutput {
     out: Emitter,
-    writer: Arc<Mutex<PartWriter>>,
+    writer: Arc<Mutex<OutputWriter>>,
 }
 
 impl PartOutput {
@@ -339,10 +344,8 @@ impl PartOutput {
         attempt: AttemptId,
         output: &OutputDir,
     ) -> Result<Self> {
-        let format = job.output_format();
-        let location = output.part_location(env.job_id, partition, attempt, format);
-        let writer =
-            PartWriter::create(env.io, location, job.output_schema(), partition, format, env.parquet)?;
+        let part = PartName { partition, job: env.job_id, attempt };
+        let writer = OutputWriter::create(env.io, output, part, job.output_schema(), &env.layout)?;
         // The emitter writes through the sink as soon as user code has emitted
         // REDUCE_EMIT_BYTES, even within one call (a join's frequent key).
         let writer = Arc::new(Mutex::new(writer));
@@ -354,9 +357,9 @@ impl PartOutput {
         Ok(PartOutput { out, writer })
     }
 
-    /// Writes what is still buffered and closes the file; returns it and the counters
+    /// Writes what is still buffered and closes the files; returns them and the counters
     /// user code kept.
-    fn close(mut self) -> Result<(PartFile, Counters)> {
+    fn close(mut self) -> Result<(Vec<PartFile>, Counters)> {
         self.out.flush()?;
         let counters = self.out.take_counters();
         drop(self.out);
@@ -431,9 +434,12 @@ fn sample_task<J: Job>(job: &J, env: &TaskEnv<'_>, task: &MapTask) -> Result<Vec
 fn count_input(counters: &mut Counters, split: &Split, rows: u64, bytes: u64) {
     counters.add(MAP_INPUT_RECORDS, rows);
     counters.add(MAP_INPUT_BYTES, bytes);
-    let (groups, bytes) = split.skipped();
-    if groups > 0 {
-        counters.add(INPUT_ROW_GROUPS_SKIPPED, groups);
-        counters.add(INPUT_BYTES_SKIPPED, bytes);
+    let skipped = split.skipped();
+    if skipped.row_groups > 0 {
+        counters.add(INPUT_ROW_GROUPS_SKIPPED, skipped.row_groups);
+        counters.add(INPUT_BYTES_SKIPPED, skipped.bytes);
+    }
+    if skipped.rows > 0 {
+        counters.add(INPUT_ROWS_SKIPPED, skipped.rows);
     }
 }

@@ -109,12 +109,17 @@ impl<'a> Rounds<'a> {
     }
 
     /// Runs one round of `job` over `inputs` into `output` (scratch outputs are replaced;
-    /// the final output follows `--overwrite`).
+    /// the final output follows `--overwrite`, `--output-format` and `--partition-by`).
     pub fn run<J: Job>(&mut self, job: &J, inputs: Vec<String>, output: &str) -> Result<&JobReport> {
         let mut config = self.base.clone();
         config.inputs = inputs;
         config.output = output.to_owned();
         config.overwrite = self.base.overwrite || output != self.base.output;
+        if output != self.base.output {
+            // Scratch rounds are read by the next round: the job's own layout.
+            config.output_format = None;
+            config.partition_by = Vec::new();
+        }
         let report = match &self.cluster {
             None => run_local(job, &config, self.progress)?,
             Some(how) => match submit(job, &config, how)? {

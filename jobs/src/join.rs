@@ -291,7 +291,8 @@ pub(crate) fn first_parquet_schema(
         let metadata = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
             .await
             .map_err(|e| format!("{}: cannot read the Parquet footer: {e}", file.display()))?;
-        Ok((file.display(), metadata.schema().clone(), bytes))
+        // Columns of Hive partition directories are read too.
+        Ok((file.display(), file.with_partition_fields(metadata.schema()), bytes))
     })
 }
 

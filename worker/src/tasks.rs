@@ -22,7 +22,8 @@ use gristmill::security::JobSecret;
 use gristmill::shuffle::{remove_job_shuffle_dirs, restrict_shuffle_root};
 use gristmill::storage::{Location, StorageOptions};
 use gristmill_proto::v1::{
-    AttemptKey, FailureKind, MapDone, ReduceDone, RunTask, TaskFailed, TaskKind, TaskReport, task_report,
+    AttemptKey, FailureKind, MapDone, ReduceDone, RunTask, StagedFile, TaskFailed, TaskKind, TaskReport,
+    task_report,
 };
 use tokio::process::{Child, ChildStdin};
 use tokio::sync::{mpsc, oneshot};
@@ -60,13 +61,13 @@ pub struct Dirs {
     pub certs_dir: Option<PathBuf>,
 }
 
-/// A finished attempt's report, with the part file it staged, if any: the part is
+/// A finished attempt's report, with the part files it staged, if any: the parts are
 /// discarded when the report never reaches a driver (the session ended first), so an
 /// attempt the driver never heard of leaves no staging file or open upload behind.
 pub struct Finished {
     /// What goes to the driver.
     pub report: TaskReport,
-    staged: Option<StagedOutput>,
+    staged: Vec<StagedOutput>,
 }
 
 /// Where a finished attempt's part file is staged.
@@ -78,9 +79,9 @@ struct StagedOutput {
 }
 
 impl Finished {
-    /// The report could not be delivered: discards the staged part. Best effort, logged.
+    /// The report could not be delivered: discards the staged parts. Best effort, logged.
     pub async fn undelivered(self) {
-        if let Some(staged) = self.staged {
+        for staged in self.staged {
             staged.discard().await;
         }
     }
@@ -91,7 +92,10 @@ impl StagedOutput {
     async fn discard(self) {
         let StagedOutput { output, options, name, staged } = self;
         let discarded = match Location::parse_with(&output, &options) {
-            Ok(dir) => gristmill::output::discard(&dir.child(&name), &staged).await,
+            Ok(dir) => match dir.descendant(&name) {
+                Ok(target) => gristmill::output::discard(&target, &staged).await,
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         match discarded {
@@ -212,27 +216,29 @@ async fn run_attempt(
     let outcome = launch(&run, &attempt, binaries, dirs, &work_dir, kill).await;
     let finished = match outcome {
         Ok(Some((result, tail))) => {
-            let staged = staged_output(&run, &result);
+            let staged = staged_outputs(&run, &result);
             Some(Finished { report: report_of(&attempt, result, tail), staged })
         }
         Ok(None) => None,
         Err((message, stderr_tail)) => {
             // The worker's own failure to run the task (binary, spawn): no typed kind.
             let failed = TaskResult::Failed { retryable: true, kind: None, message };
-            Some(Finished { report: report_of(&attempt, failed, stderr_tail), staged: None })
+            Some(Finished { report: report_of(&attempt, failed, stderr_tail), staged: Vec::new() })
         }
     };
-    let reported = finished.as_ref().and_then(|f| f.staged.as_ref()).map(|s| s.name.as_str());
-    discard_unreported(&run, &work_dir, reported).await;
+    let reported: Vec<&str> =
+        finished.iter().flat_map(|f| f.staged.iter()).map(|s| s.name.as_str()).collect();
+    discard_unreported(&run, &work_dir, &reported).await;
     let _ = tokio::fs::remove_dir_all(&work_dir).await;
     finished
 }
 
 /// Discards the part files the attempt noted as staged but did not report (it was killed,
 /// crashed, or failed after staging): nobody else knows of them.
-async fn discard_unreported(run: &RunTask, work_dir: &Path, reported: Option<&str>) {
+async fn discard_unreported(run: &RunTask, work_dir: &Path, reported: &[&str]) {
     let notes = read_staged_notes(&work_dir.join(STAGED_NOTES_FILE));
-    let orphans: Vec<StagedNote> = notes.into_iter().filter(|n| Some(n.name.as_str()) != reported).collect();
+    let orphans: Vec<StagedNote> =
+        notes.into_iter().filter(|n| !reported.contains(&n.name.as_str())).collect();
     let Some(job) = orphans.first().and_then(|_| serde_json::from_slice::<JobPayload>(&run.job_payload).ok())
     else {
         return;
@@ -243,16 +249,21 @@ async fn discard_unreported(run: &RunTask, work_dir: &Path, reported: Option<&st
     }
 }
 
-/// The part file `result` says the attempt staged, and where.
-fn staged_output(run: &RunTask, result: &TaskResult) -> Option<StagedOutput> {
-    let TaskResult::PartWritten { part_file, staged, .. } = result else { return None };
-    let job: JobPayload = serde_json::from_slice(&run.job_payload).ok()?;
-    Some(StagedOutput {
-        output: job.output,
-        options: job.storage_options,
-        name: part_file.clone(),
+/// The part files `result` says the attempt staged, and where.
+fn staged_outputs(run: &RunTask, result: &TaskResult) -> Vec<StagedOutput> {
+    let TaskResult::PartWritten { part_file, staged, files, .. } = result else { return Vec::new() };
+    let Ok(job) = serde_json::from_slice::<JobPayload>(&run.job_payload) else { return Vec::new() };
+    let one = |name: &str, staged: &Staged| StagedOutput {
+        output: job.output.clone(),
+        options: job.storage_options.clone(),
+        name: name.to_owned(),
         staged: staged.clone(),
-    })
+    };
+    if part_file.is_empty() {
+        files.iter().map(|f| one(&f.name, &f.staged)).collect()
+    } else {
+        vec![one(part_file, staged)]
+    }
 }
 
 type Failure = (String, String);
@@ -394,6 +405,15 @@ fn stderr_tail(path: &Path) -> String {
     text.trim_end().to_owned()
 }
 
+/// A staged part as the report carries it: an upload's id and part ids, or nothing for a
+/// local staging file.
+fn upload_of(staged: Staged) -> (String, Vec<String>) {
+    match staged {
+        Staged::LocalFile => (String::new(), Vec::new()),
+        Staged::Upload { id, parts } => (id, parts),
+    }
+}
+
 fn report_of(attempt: &AttemptKey, result: TaskResult, stderr_tail: String) -> TaskReport {
     let mut bad_records = Vec::new();
     let (result, counters) = match result {
@@ -401,13 +421,17 @@ fn report_of(attempt: &AttemptKey, result: TaskResult, stderr_tail: String) -> T
             bad_records = bad;
             (task_report::Result::MapDone(MapDone { output_bytes }), counters)
         }
-        TaskResult::PartWritten { part_file, rows, bytes, staged, counters, bad_records: bad } => {
+        TaskResult::PartWritten { part_file, rows, bytes, staged, counters, files, bad_records: bad } => {
             bad_records = bad;
-            let (upload_id, upload_parts) = match staged {
-                Staged::LocalFile => (String::new(), Vec::new()),
-                Staged::Upload { id, parts } => (id, parts),
-            };
-            let done = ReduceDone { part_file, rows, bytes, upload_id, upload_parts };
+            let (upload_id, upload_parts) = upload_of(staged);
+            let files = files
+                .into_iter()
+                .map(|f| {
+                    let (upload_id, upload_parts) = upload_of(f.staged);
+                    StagedFile { name: f.name, rows: f.rows, bytes: f.bytes, upload_id, upload_parts }
+                })
+                .collect();
+            let done = ReduceDone { part_file, rows, bytes, upload_id, upload_parts, files };
             (task_report::Result::ReduceDone(done), counters)
         }
         TaskResult::Failed { retryable, kind: error_kind, message } => {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ErrorKind;
 use crate::input::{BadRecord, SplitSpec};
-use crate::output::{Codec, ParquetOutput};
+use crate::output::{Codec, OutputLayout, ParquetOutput};
 use crate::security::JobSecret;
 use crate::shuffle::RunBudget;
 use crate::storage::StorageOptions;
@@ -47,6 +47,10 @@ pub struct JobPayload {
     /// absent from older submitters, whose tasks use the job's defaults.
     #[serde(default)]
     pub parquet: Option<ParquetOutput>,
+    /// How part files are written (format, codecs, partition columns); absent from older
+    /// submitters, whose tasks use the job's format and `parquet`.
+    #[serde(default)]
+    pub layout: Option<OutputLayout>,
 }
 
 impl JobPayload {
@@ -174,7 +178,8 @@ pub enum TaskResult {
     },
     /// A reduce attempt, or a map attempt of a map-only job, wrote its part file.
     PartWritten {
-        /// The part file's name.
+        /// The part file's name (empty when the attempt wrote Hive-partitioned files:
+        /// `files` lists them, possibly none).
         part_file: String,
         /// Its rows.
         rows: u64,
@@ -187,6 +192,9 @@ pub enum TaskResult {
         /// The rows of its split a map attempt of a map-only job skipped as bad.
         #[serde(default)]
         bad_records: Vec<BadRecord>,
+        /// The part files of a Hive-partitioned output, each staged (empty otherwise).
+        #[serde(default)]
+        files: Vec<WrittenFile>,
     },
     /// The attempt failed.
     Failed {
@@ -207,6 +215,19 @@ pub enum TaskResult {
         /// The cause.
         message: String,
     },
+}
+
+/// One staged part file of a partitioned output, as a task reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WrittenFile {
+    /// Its path relative to the output directory (`COL=value/part-...`).
+    pub name: String,
+    /// Its rows.
+    pub rows: u64,
+    /// Its bytes.
+    pub bytes: u64,
+    /// Where it is staged for the commit.
+    pub staged: crate::output::Staged,
 }
 
 #[cfg(test)]

@@ -122,7 +122,7 @@ fn job_payload<J: Job>(
             store: &store,
             partitioner: Arc::new(HashPartitioner),
             progress: &progress,
-            parquet: config.parquet_output(job.parquet_output()),
+            layout: config.output_layout_of(job)?,
         };
         Some(sample_range_partitioner(job, &env, &plan.map_tasks)?.to_bytes())
     } else {
@@ -143,6 +143,7 @@ fn job_payload<J: Job>(
         storage_options: config.storage_options.clone(),
         range_split_points,
         parquet: Some(config.parquet_output(job.parquet_output())),
+        layout: Some(config.output_layout_of(job)?),
     })
 }
 

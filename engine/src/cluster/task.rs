@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use super::fetch::{FetchError, FetchFailure, fetch_partition};
-use super::payload::{JobPayload, MapOutputSource, TaskFile, TaskResult};
+use super::payload::{JobPayload, MapOutputSource, TaskFile, TaskResult, WrittenFile};
 use crate::error::{Error, Result};
 use crate::exec::{
     BAD_RECORDS, SHUFFLE_FETCHED_BYTES, SHUFFLE_HOST_LOCAL_BYTES, SPILLED_BYTES, TaskEnv, is_map_only,
@@ -27,7 +27,7 @@ use crate::exec::{
 use crate::ids::{AttemptId, JobId};
 use crate::input::{BadRecords, ReadOptions, Split};
 use crate::job::{Counters, Job};
-use crate::output::{OutputDir, PartFile};
+use crate::output::{OutputDir, OutputLayout, PartFile};
 use crate::partition::{HashPartitioner, Partitioner, RangePartitioner};
 use crate::plan::MapTask;
 use crate::progress::Progress;
@@ -132,7 +132,10 @@ fn run_attempt<J: Job>(task: &TaskFile) -> Result<TaskResult> {
         store: &store,
         partitioner: partitioner(&job, &task.job)?,
         progress: &progress,
-        parquet: task.job.parquet.unwrap_or_else(|| job.parquet_output()),
+        layout: task.job.layout.clone().unwrap_or_else(|| {
+            let parquet = task.job.parquet.unwrap_or_else(|| job.parquet_output());
+            OutputLayout::parquet(parquet).with_format(job.output_format())
+        }),
     };
     if task.is_map { run_map(&job, &env, task) } else { run_reduce(&job, &env, task) }
 }
@@ -162,9 +165,9 @@ fn run_map<J: Job>(job: &J, env: &TaskEnv<'_>, task: &TaskFile) -> Result<TaskRe
     let map_task = MapTask { index: task.index as usize, input: map_split.input, split };
     if is_map_only(job) {
         let output = OutputDir::new(Location::parse_with(&task.job.output, &task.job.storage_options)?);
-        let (part, mut counters) = run_map_only_task(job, env, &map_task, &output)?;
+        let (parts, mut counters) = run_map_only_task(job, env, &map_task, &output)?;
         let bad_records = take_bad_records(env, &mut counters);
-        return Ok(part_written(part, &counters, bad_records));
+        return Ok(part_written(parts, &env.layout, &counters, bad_records));
     }
     let output = run_map_task(job, env, &map_task)?;
     let keyed = job.map_output();
@@ -210,26 +213,46 @@ fn run_reduce<J: Job>(job: &J, env: &TaskEnv<'_>, task: &TaskFile) -> Result<Tas
         })
         .collect();
     let output = OutputDir::new(Location::parse_with(&task.job.output, &task.job.storage_options)?);
-    let (part, mut counters) = match run_reduce_task(job, env, task.index as usize, runs, &output) {
+    let (parts, mut counters) = match run_reduce_task(job, env, task.index as usize, runs, &output) {
         Ok(done) => done,
         Err(e) => return corrupt_map_output(&e, &segments, task).ok_or(e),
     };
     counters.add(SHUFFLE_FETCHED_BYTES, fetched_bytes);
     counters.add(SHUFFLE_HOST_LOCAL_BYTES, local_bytes);
-    Ok(part_written(part, &counters, Vec::new()))
+    Ok(part_written(parts, &env.layout, &counters, Vec::new()))
 }
 
+/// The report of an attempt that wrote `parts`: the one part file, or, partitioned, each
+/// of them (the summary fields then name none).
 fn part_written(
-    part: PartFile,
+    parts: Vec<PartFile>,
+    layout: &OutputLayout,
     counters: &Counters,
     bad_records: Vec<crate::input::BadRecord>,
 ) -> TaskResult {
+    if layout.partition_by.is_empty()
+        && let [part] = &parts[..]
+    {
+        return TaskResult::PartWritten {
+            part_file: part.name.clone(),
+            rows: part.rows,
+            bytes: part.bytes,
+            staged: part.staged.clone(),
+            counters: to_map(counters),
+            files: Vec::new(),
+            bad_records,
+        };
+    }
     TaskResult::PartWritten {
-        part_file: part.name,
-        rows: part.rows,
-        bytes: part.bytes,
-        staged: part.staged,
+        part_file: String::new(),
+        rows: parts.iter().map(|p| p.rows).sum(),
+        bytes: parts.iter().map(|p| p.bytes).sum(),
+        staged: crate::output::Staged::LocalFile,
         counters: to_map(counters),
+        files: parts
+            .into_iter()
+            .map(|p| WrittenFile { name: p.name, rows: p.rows, bytes: p.bytes, staged: p.staged })
+            .collect(),
         bad_records,
     }
 }

@@ -52,6 +52,7 @@ impl JobReport {
 pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Result<JobReport> {
     config.validate()?;
     job.validate().map_err(|e| Error::InvalidJob(e.to_string()))?;
+    let layout = config.output_layout_of(job)?;
     let started = Instant::now();
     let requests = request_stats();
     let job_id = JobId::generate();
@@ -71,7 +72,7 @@ pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Re
 
     let spill = Arc::new(SpillDir::create(&config.spill_dir, &job_id)?);
     let store = Arc::new(RunStore::new(spill, config.run_budget()));
-    let parquet = config.parquet_output(job.parquet_output());
+    let parquet_codec = layout.parquet_codec();
     let bad_records = BadRecords::new(config.max_bad_records);
     let mut env = TaskEnv {
         io: io.handle(),
@@ -84,7 +85,7 @@ pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Re
         store: &store,
         partitioner: Arc::new(HashPartitioner),
         progress,
-        parquet,
+        layout,
     };
     let result = pool.install(|| -> Result<_> {
         let (mut parts, mut counters) = if is_map_only(job) {
@@ -114,7 +115,7 @@ pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Re
     request_stats().add_since(&requests, &mut counters);
     progress.start_phase("commit", 1);
     let manifest =
-        Manifest::new(J::NAME, job_id.as_str(), &parts, counters).with_parquet_codec(parquet.compression);
+        Manifest::new(J::NAME, job_id.as_str(), &parts, counters).with_parquet_codec(parquet_codec);
     io.block_on(output.commit(&manifest, &parts))?;
     progress.task_done();
     info!(rows = manifest.rows, "committed");
@@ -182,7 +183,7 @@ fn map_only_phase<J: Job>(
     output: &OutputDir,
 ) -> Result<(Vec<PartFile>, Counters)> {
     env.progress.start_phase("map", tasks.len());
-    let parts: Vec<(PartFile, Counters)> = tasks
+    let parts: Vec<(Vec<PartFile>, Counters)> = tasks
         .par_iter()
         .map(|task| {
             let out = run_map_only_task(job, env, task, output);
@@ -193,9 +194,9 @@ fn map_only_phase<J: Job>(
     let mut counters = Counters::default();
     let parts = parts
         .into_iter()
-        .map(|(part, part_counters)| {
+        .flat_map(|(parts, part_counters)| {
             counters.merge(&part_counters);
-            part
+            parts
         })
         .collect();
     Ok((parts, counters))
@@ -223,9 +224,9 @@ fn reduce_phase<J: Job>(
     info!(tasks, seconds = started.elapsed().as_secs_f64(), "reduce phase done");
     Ok(parts
         .into_iter()
-        .map(|(part, part_counters)| {
+        .flat_map(|(parts, part_counters)| {
             counters.merge(&part_counters);
-            part
+            parts
         })
         .collect())
 }

@@ -137,13 +137,16 @@ impl Error {
             | Error::TooManyBadRecords { .. } => ErrorKind::CorruptInput,
             Error::InvalidUtf8 { .. } => ErrorKind::InvalidUtf8,
             Error::UnsupportedParquet { .. } => ErrorKind::Unsupported,
-            Error::MissingColumn { .. } | Error::ColumnType { .. } => ErrorKind::MissingColumn,
+            Error::MissingColumn { .. } | Error::ColumnType { .. } | Error::Filter { .. } => {
+                ErrorKind::MissingColumn
+            }
             Error::AccessDenied { .. } => ErrorKind::AccessDenied,
             Error::InvalidLocation { .. }
             | Error::UncommittedInput { .. }
             | Error::OutputExists { .. }
             | Error::InvalidJob(_)
             | Error::Config(_)
+            | Error::PartitionBy { .. }
             | Error::Security(_) => ErrorKind::InvalidJob,
             Error::DiskFull { .. } => ErrorKind::DiskFull,
             Error::CorruptMapOutput { .. } => ErrorKind::CorruptMapOutput,

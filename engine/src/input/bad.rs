@@ -8,12 +8,13 @@
 //! `_bad_records/` inside its output) and fails once more than `N` were found, naming the
 //! last one.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 
+use super::compressed::Codec;
 use crate::error::{Error, Result};
 use crate::storage::InputFile;
 
@@ -120,11 +121,11 @@ pub fn too_many(max: u64, last: &BadRecord) -> Error {
 /// The bad rows of one split as its reader finds them: counts their lines (once per
 /// split, from where the last one was) and hands them to the job's [`BadRecords`].
 pub(crate) struct BadRows<'a> {
-    file: &'a InputFile,
+    file: &'a Arc<InputFile>,
     io: &'a Handle,
     records: &'a BadRecords,
-    /// Lines can be counted in the file's bytes (not for compressed text).
-    countable: bool,
+    /// The file's compression: lines are then counted by decompressing it again.
+    codec: Option<Codec>,
     /// Newlines before `counted_to`.
     newlines: u64,
     counted_to: u64,
@@ -132,14 +133,14 @@ pub(crate) struct BadRows<'a> {
 
 impl<'a> BadRows<'a> {
     /// The bad rows of `file`, kept in `records`.
-    pub(crate) fn new(file: &'a InputFile, io: &'a Handle, records: &'a BadRecords) -> Self {
-        BadRows { file, io, records, countable: true, newlines: 0, counted_to: 0 }
+    pub(crate) fn new(file: &'a Arc<InputFile>, io: &'a Handle, records: &'a BadRecords) -> Self {
+        BadRows { file, io, records, codec: None, newlines: 0, counted_to: 0 }
     }
 
-    /// Rows of a compressed file: their offsets are in the decompressed text, whose lines
-    /// are not counted.
-    pub(crate) fn uncountable(mut self) -> Self {
-        self.countable = false;
+    /// Rows of a file compressed with `codec` (if any): their offsets are in the
+    /// decompressed text, whose lines are counted by decompressing it again.
+    pub(crate) fn with_codec(mut self, codec: Option<Codec>) -> Self {
+        self.codec = codec;
         self
     }
 
@@ -151,8 +152,9 @@ impl<'a> BadRows<'a> {
     /// The 1-based line `offset` of the file is on, if within [`LINE_COUNT_LIMIT`] bytes of
     /// the last one counted.
     pub(crate) fn line_at(&mut self, offset: u64) -> Option<u64> {
-        if !self.countable {
-            return None;
+        if let Some(codec) = self.codec {
+            return (offset <= LINE_COUNT_LIMIT)
+                .then(|| super::compressed::count_lines(self.file, codec, self.io, offset))?;
         }
         if offset < self.counted_to {
             (self.newlines, self.counted_to) = (0, 0);

@@ -1,12 +1,15 @@
-//! Compressed text: gzip, zstd, bzip2 and xz files, decompressed while streaming.
+//! Compressed text, CSV and JSON lines: gzip, zstd, bzip2 and xz files, decompressed
+//! while streaming.
 //!
 //! None of these formats can be entered in the middle, so a compressed file is one split:
 //! its compressed bytes are fetched in chunks (counted as storage reads) and its
 //! decompressed bytes go through the same line scanner as plain text.
 
 use std::io::{BufRead, Read};
+use std::sync::Arc;
 
 use arrow::array::RecordBatch;
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 
@@ -14,6 +17,7 @@ use super::ReadOptions;
 use super::bad::BadRows;
 use super::text::{CHUNK_BYTES, Chunks, LineScanner, TextSplit};
 use crate::error::{Error, Result};
+use crate::job::TextShape;
 use crate::storage::InputFile;
 
 /// Reads the lines of `split`, a whole file compressed with `codec`, as
@@ -40,6 +44,76 @@ pub(super) fn read(
         }
     }
     Ok(total)
+}
+
+/// Hands the whole lines of `split`, a whole file compressed with `codec`, to `sink` in
+/// chunks, as [`TextSplit::read_chunks`] does; offsets are decompressed offsets. Returns
+/// the decompressed bytes read.
+pub(super) fn read_chunks(
+    split: &TextSplit,
+    codec: Codec,
+    io: &Handle,
+    sink: &mut dyn FnMut(&[u8], u64) -> Result<bool>,
+) -> Result<u64> {
+    let mut decoder = codec.decoder(CompressedInput::new(Chunks::open(split, io)?))?;
+    let mut scan = LineScanner::new(0, u64::MAX);
+    let mut total = 0;
+    loop {
+        let read = (&mut decoder).take(CHUNK_BYTES).read_to_end(scan.buffer());
+        let n = read.map_err(|e| decoder.input_mut().error(&split.file, codec, &e))? as u64;
+        total += n;
+        let eof = n < CHUNK_BYTES;
+        let (bytes, offset) = scan.scan_chunk(eof);
+        if (!bytes.is_empty() && !sink(bytes, offset)?) || eof {
+            break;
+        }
+    }
+    Ok(total)
+}
+
+/// The first `limit` decompressed bytes of `file` (fewer at its end), and whether they
+/// are all of it: the sample schema inference reads. Decodes on a blocking thread.
+pub(super) async fn head(file: &InputFile, codec: Codec, limit: u64) -> Result<(Bytes, bool)> {
+    let split = whole_file(Arc::new(file.clone()), codec);
+    let io = Handle::current();
+    let decode = move || -> Result<(Bytes, bool)> {
+        let mut decoder = codec.decoder(CompressedInput::new(Chunks::open(&split, &io)?))?;
+        let mut buf = Vec::new();
+        // One byte past the limit tells whether the stream goes on.
+        let read = (&mut decoder).take(limit + 1).read_to_end(&mut buf);
+        read.map_err(|e| decoder.input_mut().error(&split.file, codec, &e))?;
+        let whole = buf.len() as u64 <= limit;
+        buf.truncate(limit as usize);
+        Ok((Bytes::from(buf), whole))
+    };
+    tokio::task::spawn_blocking(decode)
+        .await
+        .map_err(|e| Error::Internal(format!("decoding the head of {} failed: {e}", file.display())))?
+}
+
+/// The 1-based line the decompressed byte `offset` of `file` is on, decompressing it
+/// again from the start (the failure path only).
+pub(super) fn count_lines(file: &Arc<InputFile>, codec: Codec, io: &Handle, offset: u64) -> Option<u64> {
+    let split = whole_file(file.clone(), codec);
+    let mut decoder = codec.decoder(CompressedInput::new(Chunks::open(&split, io).ok()?)).ok()?;
+    let mut buf = Vec::new();
+    let (mut newlines, mut at) = (0, 0);
+    while at < offset {
+        buf.clear();
+        let n = (&mut decoder).take(CHUNK_BYTES.min(offset - at)).read_to_end(&mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        newlines += memchr::memchr_iter(b'\n', &buf).count() as u64;
+        at += n as u64;
+    }
+    Some(newlines + 1)
+}
+
+/// The split that is all of `file`, compressed with `codec`.
+fn whole_file(file: Arc<InputFile>, codec: Codec) -> TextSplit {
+    let end = file.size;
+    TextSplit { file, start: 0, end, shape: TextShape::Chunks, codec: Some(codec) }
 }
 
 /// The compressed bytes of a file as a [`BufRead`], one fetched chunk at a time, counting
@@ -129,6 +203,14 @@ impl Codec {
             "bz2" => Some(Codec::Bzip2),
             "xz" => Some(Codec::Xz),
             _ => None,
+        }
+    }
+
+    /// `name` without the extension of a codec: `a.csv` for `a.csv.gz`.
+    pub fn strip_extension(name: &str) -> &str {
+        match name.rsplit_once('.') {
+            Some((stem, _)) if Codec::from_name(name).is_some() => stem,
+            _ => name,
         }
     }
 

@@ -16,6 +16,7 @@ use arrow_csv::reader::{Decoder, Format, ReaderBuilder};
 use tokio::runtime::Handle;
 
 use super::bad::{BadRecords, BadRows};
+use super::compressed::Codec;
 use super::text::TextSplit;
 use super::text_rows::{self, BATCH_ROWS, Columns};
 use crate::error::{Error, Result};
@@ -42,7 +43,8 @@ impl Default for CsvOptions {
 impl CsvOptions {
     /// The delimiter of `file`.
     fn delimiter_of(&self, file: &InputFile) -> u8 {
-        let tsv = file.location.path().as_ref().to_ascii_lowercase().ends_with(".tsv");
+        let name = Codec::strip_extension(file.location.path().as_ref());
+        let tsv = name.to_ascii_lowercase().ends_with(".tsv");
         self.delimiter.unwrap_or(if tsv { b'\t' } else { b',' })
     }
 }
@@ -71,6 +73,8 @@ pub struct CsvSplit {
     pub end: u64,
     /// The dialect, schema and columns.
     pub format: Arc<CsvFormat>,
+    /// The file's compression: then the split is the whole file.
+    pub codec: Option<Codec>,
 }
 
 impl CsvFormat {
@@ -82,14 +86,19 @@ impl CsvFormat {
         schema: SchemaRef,
         spec: &InputSpec,
     ) -> Result<Self> {
-        let columns = Columns::resolve(file, &schema, spec.parquet_columns.as_deref())?;
+        let columns = Columns::resolve(file, &schema, spec)?;
         Ok(CsvFormat { delimiter, header, schema, columns })
     }
 
     /// Infers the format of `file` (and of the input's other files with its delimiter).
-    pub(super) async fn infer(file: &InputFile, options: &CsvOptions, spec: &InputSpec) -> Result<Self> {
+    pub(super) async fn infer(
+        file: &InputFile,
+        codec: Option<Codec>,
+        options: &CsvOptions,
+        spec: &InputSpec,
+    ) -> Result<Self> {
         let delimiter = options.delimiter_of(file);
-        let (sample, whole) = text_rows::sample(file).await?;
+        let (sample, whole) = text_rows::sample(file, codec).await?;
         let sample = if whole { &sample[..] } else { &sample[..last_record_end(&sample)] };
         let format = Format::default().with_header(options.header).with_delimiter(delimiter);
         let schema = text_rows::infer_leniently(sample, |max| {
@@ -114,34 +123,37 @@ impl CsvFormat {
     }
 }
 
-/// Cuts `file` into splits of `split_size` bytes, or one split with `multiline`.
+/// Cuts `file` into splits of `split_size` bytes, or one split with `multiline` or when
+/// compressed with `codec`.
 pub(super) fn plan(
     file: &Arc<InputFile>,
     format: &Arc<CsvFormat>,
+    codec: Option<Codec>,
     split_size: u64,
     multiline: bool,
 ) -> Vec<CsvSplit> {
     let size = if multiline { file.size.max(1) } else { split_size };
-    super::text::plan(file, size, TextShape::Chunks, None)
-        .map(|s| CsvSplit { file: s.file, start: s.start, end: s.end, format: format.clone() })
+    super::text::plan(file, size, TextShape::Chunks, codec)
+        .map(|s| CsvSplit { file: s.file, start: s.start, end: s.end, format: format.clone(), codec })
         .collect()
 }
 
 impl CsvSplit {
     /// Decodes the split's records, handing batches of the job's columns to `sink`; a
     /// record that does not decode goes to `bad` (which fails the read when it allows none).
+    /// Returns the bytes read (decompressed bytes of a compressed file).
     pub fn read(
         &self,
         io: &Handle,
         bad: &BadRecords,
         sink: &mut dyn FnMut(RecordBatch) -> Result<bool>,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let lines = TextSplit {
             file: self.file.clone(),
             start: self.start,
             end: self.end,
             shape: TextShape::Chunks,
-            codec: None,
+            codec: self.codec,
         };
         let header = self.start == 0 && self.format.header;
         let mut reader = SplitReader {
@@ -151,15 +163,18 @@ impl CsvSplit {
             header,
             carry: Vec::new(),
             carry_offset: 0,
-            bad: BadRows::new(&self.file, io, bad),
+            bad: BadRows::new(&self.file, io, bad).with_codec(self.codec),
         };
         let mut stopped = false;
-        lines.read_chunks(io, &mut |bytes, offset| {
+        let read = lines.read_chunks(io, &mut |bytes, offset| {
             let (bytes, offset) = text_rows::skip_bom(bytes, offset);
             stopped = !reader.push(bytes, offset, sink)?;
             Ok(!stopped)
         })?;
-        if stopped { Ok(()) } else { reader.finish(sink) }
+        if !stopped {
+            reader.finish(sink)?;
+        }
+        Ok(read)
     }
 
     /// The reason for `error`; a split after a file's first may have started inside a
@@ -220,17 +235,18 @@ impl SplitReader<'_> {
         if self.carry.is_empty() {
             return Ok(());
         }
-        if offset + (self.carry.len() as u64) < split.file.size {
+        // A compressed split is its whole file: what is left ends the file.
+        if split.codec.is_none() && offset + (self.carry.len() as u64) < split.file.size {
             let reason = format!(
                 "a quoted field runs on past the end of the split at byte {}: a split boundary inside a \
                  quoted multi-line field is not supported; pass --csv-multiline to read each file whole",
                 split.end
             );
-            return Err(text_rows::malformed(&split.file, self.io, offset, &reason));
+            return Err(text_rows::malformed(&split.file, split.codec, self.io, offset, &reason));
         }
         if last_record_end(&[&self.carry[..], b"\n"].concat()) == 0 {
             let reason = "a quoted field is not closed before the end of the file";
-            return Err(text_rows::malformed(&split.file, self.io, offset, reason));
+            return Err(text_rows::malformed(&split.file, split.codec, self.io, offset, reason));
         }
         let carry = std::mem::take(&mut self.carry);
         self.decode(&carry, offset, true, sink).map(drop)
@@ -268,7 +284,7 @@ impl SplitReader<'_> {
             }
             pos += used;
             if let Some(batch) = batch
-                && !sink(self.split.format.columns.conform(batch)?)?
+                && !sink(self.split.format.columns.conform(&self.split.file, batch)?)?
             {
                 return Ok(false);
             }
@@ -295,7 +311,7 @@ impl SplitReader<'_> {
             match decode_step(&mut split.format.decoder(header, 1), record, true) {
                 Ok((_, batch)) => good.extend(batch),
                 Err(e) if header => {
-                    return Err(text_rows::malformed(&split.file, self.io, at, &split.hint(&e)));
+                    return Err(text_rows::malformed(&split.file, split.codec, self.io, at, &split.hint(&e)));
                 }
                 Err(e) => self.bad.malformed(at, record, &text_rows::reason(&e))?,
             }
@@ -303,7 +319,7 @@ impl SplitReader<'_> {
             pos = end;
         }
         match text_rows::concat(good)? {
-            Some(batch) => sink(split.format.columns.conform(batch)?),
+            Some(batch) => sink(split.format.columns.conform(&split.file, batch)?),
             None => Ok(true),
         }
     }
@@ -322,11 +338,17 @@ impl SplitReader<'_> {
                 Ok((0, _)) => break,
                 Ok((used, _)) => pos += used,
                 Err(e) => {
-                    return text_rows::malformed(&split.file, self.io, offset + pos as u64, &split.hint(&e));
+                    return text_rows::malformed(
+                        &split.file,
+                        split.codec,
+                        self.io,
+                        offset + pos as u64,
+                        &split.hint(&e),
+                    );
                 }
             }
         }
-        text_rows::malformed(&split.file, self.io, offset, &split.hint(error))
+        text_rows::malformed(&split.file, split.codec, self.io, offset, &split.hint(error))
     }
 }
 

@@ -11,6 +11,7 @@ use arrow_json::reader::{Decoder, ReaderBuilder, infer_json_schema};
 use tokio::runtime::Handle;
 
 use super::bad::{BadRecords, BadRows};
+use super::compressed::Codec;
 use super::text::TextSplit;
 use super::text_rows::{self, BATCH_ROWS, Columns};
 use crate::error::{Error, Result};
@@ -37,18 +38,20 @@ pub struct JsonSplit {
     pub end: u64,
     /// The schema and columns.
     pub format: Arc<JsonFormat>,
+    /// The file's compression: then the split is the whole file.
+    pub codec: Option<Codec>,
 }
 
 impl JsonFormat {
     /// The format for `schema` with `spec`'s columns resolved against it.
     pub(super) fn new(file: &InputFile, schema: SchemaRef, spec: &InputSpec) -> Result<Self> {
-        let columns = Columns::resolve(file, &schema, spec.parquet_columns.as_deref())?;
+        let columns = Columns::resolve(file, &schema, spec)?;
         Ok(JsonFormat { schema, columns })
     }
 
     /// Infers the format from the first lines of `file`.
-    pub(super) async fn infer(file: &InputFile, spec: &InputSpec) -> Result<Self> {
-        let (sample, whole) = text_rows::sample(file).await?;
+    pub(super) async fn infer(file: &InputFile, codec: Option<Codec>, spec: &InputSpec) -> Result<Self> {
+        let (sample, whole) = text_rows::sample(file, codec).await?;
         let cut = if whole { sample.len() } else { memchr::memrchr(b'\n', &sample).map_or(0, |nl| nl + 1) };
         let sample = &sample[..cut];
         let schema = text_rows::infer_leniently(sample, |max| {
@@ -67,31 +70,37 @@ impl JsonFormat {
     }
 }
 
-/// Cuts `file` into splits of `split_size` bytes.
-pub(super) fn plan(file: &Arc<InputFile>, format: &Arc<JsonFormat>, split_size: u64) -> Vec<JsonSplit> {
-    super::text::plan(file, split_size, TextShape::Chunks, None)
-        .map(|s| JsonSplit { file: s.file, start: s.start, end: s.end, format: format.clone() })
+/// Cuts `file` into splits of `split_size` bytes; one split when compressed with `codec`.
+pub(super) fn plan(
+    file: &Arc<InputFile>,
+    format: &Arc<JsonFormat>,
+    codec: Option<Codec>,
+    split_size: u64,
+) -> Vec<JsonSplit> {
+    super::text::plan(file, split_size, TextShape::Chunks, codec)
+        .map(|s| JsonSplit { file: s.file, start: s.start, end: s.end, format: format.clone(), codec })
         .collect()
 }
 
 impl JsonSplit {
     /// Decodes the split's lines, handing batches of the job's columns to `sink`; a line
     /// that does not decode goes to `bad` (which fails the read when it allows none).
+    /// Returns the bytes read (decompressed bytes of a compressed file).
     pub fn read(
         &self,
         io: &Handle,
         bad: &BadRecords,
         sink: &mut dyn FnMut(RecordBatch) -> Result<bool>,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let lines = TextSplit {
             file: self.file.clone(),
             start: self.start,
             end: self.end,
             shape: TextShape::Chunks,
-            codec: None,
+            codec: self.codec,
         };
         let mut decoder = self.format.decoder(BATCH_ROWS)?;
-        let mut bad = BadRows::new(&self.file, io, bad);
+        let mut bad = BadRows::new(&self.file, io, bad).with_codec(self.codec);
         lines.read_chunks(io, &mut |bytes, offset| {
             let (bytes, offset) = text_rows::skip_bom(bytes, offset);
             self.decode(&mut decoder, (io, &mut bad), bytes, offset, sink)
@@ -124,7 +133,7 @@ impl JsonSplit {
             }
             pos += used;
             if let Some(batch) = batch
-                && !sink(self.format.columns.conform(batch)?)?
+                && !sink(self.format.columns.conform(&self.file, batch)?)?
             {
                 return Ok(false);
             }
@@ -152,7 +161,7 @@ impl JsonSplit {
             at += line.len() as u64;
         }
         match text_rows::concat(good)? {
-            Some(batch) => sink(self.format.columns.conform(batch)?),
+            Some(batch) => sink(self.format.columns.conform(&self.file, batch)?),
             None => Ok(true),
         }
     }
@@ -167,11 +176,17 @@ impl JsonSplit {
                 Err(e) => return e,
             };
             if let Some(e) = failed {
-                return text_rows::malformed(&self.file, io, offset + start as u64, &line_reason(line, &e));
+                return text_rows::malformed(
+                    &self.file,
+                    self.codec,
+                    io,
+                    offset + start as u64,
+                    &line_reason(line, &e),
+                );
             }
             start += line.len();
         }
-        text_rows::malformed(&self.file, io, offset, &text_rows::reason(error))
+        text_rows::malformed(&self.file, self.codec, io, offset, &text_rows::reason(error))
     }
 }
 

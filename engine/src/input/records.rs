@@ -212,7 +212,7 @@ mod tests {
         let bytes: Vec<u8> = (0..records * 100).map(|i| (i * 31 % 251) as u8).collect();
         std::fs::write(&path, &bytes).unwrap();
         let location = Location::parse(path.to_str().unwrap()).unwrap();
-        let file = Arc::new(InputFile { location, size: bytes.len() as u64 });
+        let file = Arc::new(InputFile::new(location, bytes.len() as u64));
         let format = RecordFormat { record_len: 100, key_len: 10, columns };
         // Starts past the first record, ends before the last: a split within the file.
         let split = RecordSplit { file, start: 100, end: (records as u64 - 1) * 100, format };

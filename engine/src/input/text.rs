@@ -72,7 +72,7 @@ impl TextSplit {
         sink: &mut dyn FnMut(RecordBatch) -> Result<bool>,
     ) -> Result<u64> {
         if let Some(codec) = self.codec {
-            let mut bad = BadRows::new(&self.file, io, bad).uncountable();
+            let mut bad = BadRows::new(&self.file, io, bad).with_codec(Some(codec));
             return super::compressed::read(self, codec, io, options, &mut bad, sink);
         }
         let mut bad = BadRows::new(&self.file, io, bad);
@@ -123,12 +123,17 @@ impl TextSplit {
 impl TextSplit {
     /// Hands the split's lines to `sink` in chunks of whole lines (terminators kept), each
     /// with the file offset of its first byte, until `sink` returns `false`. For readers
-    /// of line-oriented formats (CSV, JSON lines) that decode the bytes themselves.
+    /// of line-oriented formats (CSV, JSON lines) that decode the bytes themselves. A
+    /// compressed file is decompressed, its offsets decompressed offsets. Returns the bytes
+    /// read: the range's, or the decompressed bytes of a compressed file.
     pub(super) fn read_chunks(
         &self,
         io: &Handle,
         sink: &mut dyn FnMut(&[u8], u64) -> Result<bool>,
-    ) -> Result<()> {
+    ) -> Result<u64> {
+        if let Some(codec) = self.codec {
+            return super::compressed::read_chunks(self, codec, io, sink);
+        }
         let mut source = match self.file.location.local_file() {
             Some(path) => Chunks::Local(LocalChunks::open(self, path)?),
             None => Chunks::Store(Fetcher::new(self, io.clone())),
@@ -145,7 +150,7 @@ impl TextSplit {
             }
             source.want_more();
         }
-        Ok(())
+        Ok(self.end - self.start)
     }
 }
 
@@ -392,7 +397,7 @@ impl LineScanner {
     /// them: the bytes of the complete lines of the split found so far, and the file offset
     /// of the first. Only the last newline is looked for (and, at the split's end, the one
     /// that ends the last line starting in the split).
-    fn scan_chunk(&mut self, eof: bool) -> (&[u8], u64) {
+    pub(super) fn scan_chunk(&mut self, eof: bool) -> (&[u8], u64) {
         let Some(first) = self.skip_first_partial(eof) else { return (&[], 0) };
         let base = self.partial_offset;
         let buf = &self.buf;
@@ -571,7 +576,7 @@ mod tests {
         std::fs::write(&path, &data).unwrap();
         let location = crate::storage::Location::parse(path.to_str().unwrap()).unwrap();
         assert!(location.local_file().is_some());
-        let file = Arc::new(InputFile { location, size: data.len() as u64 });
+        let file = Arc::new(InputFile::new(location, data.len() as u64));
         let io = tokio::runtime::Runtime::new().unwrap();
         let shapes = [TextShape::Lines, TextShape::Chunks];
         for (split_size, shape) in
@@ -609,7 +614,7 @@ mod tests {
         let data = b"ok\ncaf\xe9\r\nfine\n\xff\nlast";
         std::fs::write(&path, data).unwrap();
         let location = crate::storage::Location::parse(path.to_str().unwrap()).unwrap();
-        let file = Arc::new(InputFile { location, size: data.len() as u64 });
+        let file = Arc::new(InputFile { location, size: data.len() as u64, partitions: Vec::new() });
         let io = tokio::runtime::Runtime::new().unwrap();
         for shape in [TextShape::Lines, TextShape::Chunks] {
             for split_size in [1, 4, 100] {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::compute::{can_cast_types, cast};
+use arrow::compute::{can_cast_types, cast, filter_record_batch};
 use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use arrow::error::ArrowError;
 use bytes::Bytes;
@@ -13,8 +13,10 @@ use object_store::ObjectStoreExt;
 use tokio::runtime::Handle;
 
 use super::InputFormat;
+use super::compressed::{self, Codec};
 use super::csv::{CsvFormat, CsvOptions};
 use super::json::JsonFormat;
+use super::predicate::Predicate;
 use crate::error::{Error, Result};
 use crate::job::{InputSpec, ParquetColumn};
 use crate::storage::InputFile;
@@ -26,9 +28,10 @@ const SAMPLE_BYTES: u64 = 1 << 20;
 /// Bytes before a malformed row read to count its line; past it only the offset is given.
 const LINE_COUNT_LIMIT: u64 = 256 << 20;
 
-/// CSV or JSON lines by the file's extension (`.csv`, `.tsv`, `.json`, `.jsonl`, `.ndjson`).
+/// CSV or JSON lines by the file's extension (`.csv`, `.tsv`, `.json`, `.jsonl`, `.ndjson`),
+/// also before a compression extension (`.csv.gz`, `.jsonl.zst`).
 pub(super) fn detect(path: &str) -> Option<InputFormat> {
-    let path = path.to_ascii_lowercase();
+    let path = Codec::strip_extension(path).to_ascii_lowercase();
     if [".csv", ".tsv"].iter().any(|ext| path.ends_with(ext)) {
         Some(InputFormat::Csv)
     } else if [".json", ".jsonl", ".ndjson"].iter().any(|ext| path.ends_with(ext)) {
@@ -51,13 +54,14 @@ impl Inferred {
     pub(super) async fn csv(
         &mut self,
         file: &InputFile,
+        codec: Option<Codec>,
         options: &CsvOptions,
         spec: &InputSpec,
     ) -> Result<Arc<CsvFormat>> {
         if let Some(format) = self.csv.iter().find(|f| f.reads(file, options)) {
             return Ok(format.clone());
         }
-        let format = Arc::new(CsvFormat::infer(file, options, spec).await?);
+        let format = Arc::new(CsvFormat::infer(file, codec, options, spec).await?);
         // An empty file has no splits and says nothing of the others' schema.
         if file.size > 0 {
             self.csv.push(format.clone());
@@ -66,11 +70,16 @@ impl Inferred {
     }
 
     /// The JSON format, inferred from `file` if it is the first JSON file.
-    pub(super) async fn json(&mut self, file: &InputFile, spec: &InputSpec) -> Result<Arc<JsonFormat>> {
+    pub(super) async fn json(
+        &mut self,
+        file: &InputFile,
+        codec: Option<Codec>,
+        spec: &InputSpec,
+    ) -> Result<Arc<JsonFormat>> {
         if let Some(format) = &self.json {
             return Ok(format.clone());
         }
-        let format = Arc::new(JsonFormat::infer(file, spec).await?);
+        let format = Arc::new(JsonFormat::infer(file, codec, spec).await?);
         if file.size > 0 {
             self.json = Some(format.clone());
         }
@@ -87,17 +96,28 @@ pub async fn inferred_schema(
 ) -> Result<Option<SchemaRef>> {
     let spec = InputSpec::text_lines();
     Ok(match InputFormat::detect(file, format) {
-        InputFormat::Csv => Some(CsvFormat::infer(file, csv, &spec).await?.schema),
-        InputFormat::Json => Some(JsonFormat::infer(file, &spec).await?.schema),
+        InputFormat::Csv => {
+            let codec = super::text_codec(file, format).await?;
+            Some(file.with_partition_fields(&CsvFormat::infer(file, codec, csv, &spec).await?.schema))
+        }
+        InputFormat::Json => {
+            let codec = super::text_codec(file, format).await?;
+            Some(file.with_partition_fields(&JsonFormat::infer(file, codec, &spec).await?.schema))
+        }
         _ => None,
     })
 }
 
-/// The first bytes of `file`, for schema inference, and whether they are the whole file.
-pub(super) async fn sample(file: &InputFile) -> Result<(Bytes, bool)> {
+/// The first bytes of `file` (decompressed, with `codec`), for schema inference, and
+/// whether they are the whole file.
+pub(super) async fn sample(file: &InputFile, codec: Option<Codec>) -> Result<(Bytes, bool)> {
     let len = file.size.min(SAMPLE_BYTES);
     if len == 0 {
         return Ok((Bytes::new(), true));
+    }
+    if let Some(codec) = codec {
+        let (bytes, whole) = compressed::head(file, codec, SAMPLE_BYTES).await?;
+        return Ok((bytes.slice(skip_bom(&bytes, 0).1 as usize..), whole));
     }
     let bytes = file
         .location
@@ -169,29 +189,28 @@ pub(super) struct Columns {
     columns: Vec<(usize, Option<DataType>)>,
     /// The schema of the batches handed to mappers.
     output: SchemaRef,
+    /// The job's row filter: its columns are decoded too, and only passing rows kept.
+    filter: Option<Arc<Predicate>>,
 }
 
 impl Columns {
-    /// Resolves `wanted` (every column when `None`) against `schema`, inferred from `file`.
-    pub(super) fn resolve(
-        file: &InputFile,
-        schema: &Schema,
-        wanted: Option<&[ParquetColumn]>,
-    ) -> Result<Self> {
+    /// Resolves the columns `spec` reads (every column when it names none) and its row
+    /// filter's against `schema`, inferred from `file`.
+    pub(super) fn resolve(file: &InputFile, schema: &Schema, spec: &InputSpec) -> Result<Self> {
+        let filter = spec.filter.clone().filter(|_| spec.filter_rows);
         let mut fields: Vec<FieldRef> = schema.fields().iter().cloned().collect();
-        let Some(wanted) = wanted else {
+        let Some(wanted) = spec.parquet_columns.as_deref() else {
             let roots: Vec<usize> = (0..fields.len()).collect();
             let columns = roots.iter().map(|&i| (i, None)).collect();
-            return Ok(Columns { fields, roots, columns, output: Arc::new(schema.clone()) });
+            if let Some(filter) = &filter {
+                filter.columns().iter().try_for_each(|c| index_of(file, schema, c).map(drop))?;
+            }
+            return Ok(Columns { fields, roots, columns, output: Arc::new(schema.clone()), filter });
         };
         let mut indices = Vec::with_capacity(wanted.len());
         let mut decided = vec![false; fields.len()];
         for column in wanted {
-            let index = schema.index_of(&column.name).map_err(|_| Error::MissingColumn {
-                path: file.display(),
-                column: column.name.clone(),
-                available: schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", "),
-            })?;
+            let index = index_of(file, schema, &column.name)?;
             let found = schema.field(index).data_type();
             // A column read twice is decoded once, as its first declaration says.
             if !decided[index] {
@@ -199,24 +218,12 @@ impl Columns {
                 fields[index] = Arc::new(Field::new(column.name.clone(), ty, true));
                 decided[index] = true;
             }
-            let decoded = fields[index].data_type();
-            let cast_to = match &column.data_type {
-                Some(declared) if declared != decoded => {
-                    if !can_cast_types(decoded, declared) {
-                        return Err(Error::ColumnType {
-                            path: file.display(),
-                            column: column.name.clone(),
-                            found: found.to_string(),
-                            expected: declared.to_string(),
-                        });
-                    }
-                    Some(declared.clone())
-                }
-                _ => None,
-            };
-            indices.push((index, cast_to));
+            indices.push((index, cast_to(file, column, found, fields[index].data_type())?));
         }
         let mut roots: Vec<usize> = indices.iter().map(|(i, _)| *i).collect();
+        for column in filter.as_ref().map(|f| f.columns()).unwrap_or_default() {
+            roots.push(index_of(file, schema, column)?);
+        }
         roots.sort_unstable();
         roots.dedup();
         let output = indices
@@ -231,7 +238,7 @@ impl Columns {
             .into_iter()
             .map(|(index, cast_to)| (roots.binary_search(&index).unwrap_or(0), cast_to))
             .collect();
-        Ok(Columns { fields, roots, columns, output: Arc::new(Schema::new(output)) })
+        Ok(Columns { fields, roots, columns, output: Arc::new(Schema::new(output)), filter })
     }
 
     /// The schema of the decoded columns alone (the roots, in order).
@@ -244,8 +251,20 @@ impl Columns {
         Arc::new(Schema::new(self.fields.clone()))
     }
 
-    /// Turns a batch of the decoded columns (the roots, in order) into the declared ones.
-    pub(super) fn conform(&self, batch: RecordBatch) -> Result<RecordBatch> {
+    /// Turns a batch of the decoded columns (the roots, in order) into the declared ones,
+    /// the rows the filter rejects left out.
+    pub(super) fn conform(&self, file: &InputFile, batch: RecordBatch) -> Result<RecordBatch> {
+        let batch = match &self.filter {
+            Some(filter) => {
+                let passing = filter.evaluate(&batch).map_err(|e| Error::Filter {
+                    path: file.display(),
+                    filter: e.filter,
+                    reason: e.reason,
+                })?;
+                filter_record_batch(&batch, &passing).map_err(Error::arrow("filtering rows"))?
+            }
+            None => batch,
+        };
         let mut columns = Vec::with_capacity(self.columns.len());
         for (position, cast_to) in &self.columns {
             let column = batch.column(*position);
@@ -255,6 +274,39 @@ impl Columns {
             });
         }
         RecordBatch::try_new(self.output.clone(), columns).map_err(Error::arrow("projecting columns"))
+    }
+}
+
+/// The index of `column` in `schema`, inferred from `file`.
+fn index_of(file: &InputFile, schema: &Schema, column: &str) -> Result<usize> {
+    schema.index_of(column).map_err(|_| Error::MissingColumn {
+        path: file.display(),
+        column: column.to_owned(),
+        available: schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", "),
+    })
+}
+
+/// The type to cast `column`, found as `found` and decoded as `decoded`, to: its declared
+/// type where that differs.
+fn cast_to(
+    file: &InputFile,
+    column: &ParquetColumn,
+    found: &DataType,
+    decoded: &DataType,
+) -> Result<Option<DataType>> {
+    match &column.data_type {
+        Some(declared) if declared != decoded => {
+            if !can_cast_types(decoded, declared) {
+                return Err(Error::ColumnType {
+                    path: file.display(),
+                    column: column.name.clone(),
+                    found: found.to_string(),
+                    expected: declared.to_string(),
+                });
+            }
+            Ok(Some(declared.clone()))
+        }
+        _ => Ok(None),
     }
 }
 
@@ -296,12 +348,25 @@ pub(super) fn concat(batches: Vec<RecordBatch>) -> Result<Option<RecordBatch>> {
     arrow::compute::concat_batches(&schema, &batches).map(Some).map_err(Error::arrow("joining the good rows"))
 }
 
-/// The error for a malformed row that starts at `offset` of `file`: with its line number
-/// when the bytes before it are few enough to count (this is the failure path only).
-pub(super) fn malformed(file: &InputFile, io: &Handle, offset: u64, reason: &str) -> Error {
-    let location = match count_lines(file, io, offset) {
-        Some(line) => format!("line {line} (byte offset {offset})"),
-        None => format!("byte offset {offset}"),
+/// The error for a malformed row that starts at `offset` of `file` (of its decompressed
+/// bytes, with `codec`): with its line number when the bytes before it are few enough to
+/// count (this is the failure path only).
+pub(super) fn malformed(
+    file: &Arc<InputFile>,
+    codec: Option<Codec>,
+    io: &Handle,
+    offset: u64,
+    reason: &str,
+) -> Error {
+    let line = match codec {
+        _ if offset > LINE_COUNT_LIMIT => None,
+        Some(codec) => compressed::count_lines(file, codec, io, offset),
+        None => count_lines(file, io, offset),
+    };
+    let what = if codec.is_some() { "decompressed byte offset" } else { "byte offset" };
+    let location = match line {
+        Some(line) => format!("line {line} ({what} {offset})"),
+        None => format!("{what} {offset}"),
     };
     Error::MalformedRow { path: file.display(), location, reason: reason.to_owned() }
 }
@@ -366,7 +431,9 @@ mod tests {
             assert_eq!(detect(name), Some(InputFormat::Json));
         }
         assert_eq!(detect("a.txt"), None);
-        assert_eq!(detect("a.csv.gz"), None, "compressed text is not ours");
+        assert_eq!(detect("a.csv.gz"), Some(InputFormat::Csv), "compressed CSV");
+        assert_eq!(detect("a.JSONL.zst"), Some(InputFormat::Json));
+        assert_eq!(detect("a.txt.gz"), None, "compressed text");
     }
 
     #[test]
@@ -509,5 +576,33 @@ mod spec_tests {
             assert_eq!(rebuilt.describe(), split.describe());
             assert_eq!(read(&rebuilt), read(split));
         }
+    }
+
+    /// Small files packed into one split travel as one spec, the schema written once.
+    #[test]
+    fn combined_splits_survive_the_trip_to_a_task_process_with_one_schema() {
+        let names: Vec<String> = (0..20).map(|i| format!("t{i:02}.csv")).collect();
+        let data: Vec<String> = (0..20).map(|i| format!("k,v\nkey{i},{i}\n")).collect();
+        let files: Vec<(&str, &[u8])> =
+            names.iter().zip(&data).map(|(n, d)| (n.as_str(), d.as_bytes())).collect();
+        let files = Files::new(&files);
+        let spec = InputSpec::text_lines();
+        let splits = files.plan(&spec, &options(1 << 30)).unwrap();
+        assert_eq!(splits.len(), 1, "one packed split");
+        assert!(splits[0].describe().starts_with("20 packed files"), "{}", splits[0].describe());
+        let json = serde_json::to_string(&splits[0].to_spec().unwrap()).unwrap();
+        assert_eq!(json.matches("\"schema\":[]").count(), 19, "{json}");
+        let back: SplitSpec = serde_json::from_str(&json).unwrap();
+        let rebuilt = files.runtime.block_on(Split::from_spec(back, &spec, &Default::default())).unwrap();
+        assert_eq!(rebuilt.describe(), splits[0].describe());
+        let mut rows = Vec::new();
+        rebuilt
+            .read(files.runtime.handle(), Default::default(), &mut |batch| {
+                let keys = batch.column(0).as_any().downcast_ref::<arrow::array::StringArray>().unwrap();
+                rows.extend(keys.iter().map(|k| k.unwrap().to_owned()));
+                Ok(true)
+            })
+            .unwrap();
+        assert_eq!(rows, (0..20).map(|i| format!("key{i}")).collect::<Vec<_>>());
     }
 }

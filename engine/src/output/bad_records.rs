@@ -11,7 +11,7 @@ use arrow::array::{RecordBatch, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use tokio::runtime::Handle;
 
-use super::{OutputDir, OutputFormat, ParquetOutput, PartFile, PartWriter};
+use super::{OutputDir, OutputLayout, ParquetOutput, PartFile, PartWriter};
 use crate::error::{Error, Result};
 use crate::ids::{AttemptId, JobId, PartitionId};
 use crate::input::BadRecord;
@@ -47,17 +47,11 @@ pub fn write_bad_records(
     if rows.is_empty() {
         return Ok(None);
     }
-    let name = super::part_name(PartitionId(0), job, attempt, OutputFormat::Parquet);
+    let layout = OutputLayout::parquet(ParquetOutput::default());
+    let name = super::part_name(PartitionId(0), job, attempt, &layout);
     let location = output.location().child(BAD_RECORDS_DIR).child(&name);
     let schema = bad_records_schema();
-    let mut writer = PartWriter::create(
-        io,
-        location,
-        schema.clone(),
-        PartitionId(0),
-        OutputFormat::Parquet,
-        ParquetOutput::default(),
-    )?;
+    let mut writer = PartWriter::create(io, location, name.clone(), schema.clone(), PartitionId(0), &layout)?;
     writer.write(&to_batch(&schema, rows)?)?;
     let mut part = writer.close()?;
     part.name = format!("{BAD_RECORDS_DIR}/{name}");

@@ -6,9 +6,9 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStoreExt, PutPayload};
 use tracing::{debug, warn};
 
-use super::{Manifest, OutputFormat, PartFile, SUCCESS_FILE, is_part_name, is_part_of};
+use super::{Manifest, PartFile, SUCCESS_FILE, is_part_name, is_part_of};
 use crate::error::{Error, Result};
-use crate::ids::{AttemptId, JobId, PartitionId};
+use crate::ids::JobId;
 use crate::storage::Location;
 
 /// Part files published at once (renames, or upload completions on an object store).
@@ -18,7 +18,8 @@ const PUBLISHING: usize = 16;
 ///
 /// 1. [`OutputDir::prepare`] refuses a directory that already holds a committed result
 ///    unless the user allows overwriting.
-/// 2. Reduce attempts stage attempt-unique part files ([`OutputDir::part_location`]).
+/// 2. Reduce attempts stage attempt-unique part files ([`super::part_name`]; with Hive
+///    partitioning, one below each `COL=value/` directory they write to).
 /// 3. [`OutputDir::commit`] publishes one staged file per partition, writes `_SUCCESS`
 ///    listing exactly those, then
 ///    deletes this job's other part files (losing and killed attempts) and the files the
@@ -52,21 +53,10 @@ impl OutputDir {
         }
     }
 
-    /// The file `name` (a part file, or a bad records file `_bad_records/NAME`) in the
-    /// directory.
-    pub fn file_location(&self, name: &str) -> Location {
-        name.split('/').fold(self.location.clone(), |at, part| at.child(part))
-    }
-
-    /// Where `attempt` of `job` writes the part file of `partition`.
-    pub fn part_location(
-        &self,
-        job: &JobId,
-        partition: PartitionId,
-        attempt: AttemptId,
-        format: OutputFormat,
-    ) -> Location {
-        self.location.child(&super::part_name(partition, job, attempt, format))
+    /// Where the part file at `name` (a path relative to the directory, as
+    /// [`PartFile::name`]; a bad records file is `_bad_records/NAME`) is.
+    pub fn file_location(&self, name: &str) -> Result<Location> {
+        self.location.descendant(name)
     }
 
     /// Commits `parts` (one per partition) with `manifest`: publishes each staged part,
@@ -82,7 +72,7 @@ impl OutputDir {
             .iter()
             .map(|part| {
                 let (target, staged) = (self.file_location(&part.name), part.staged.clone());
-                async move { super::publish(&target, &staged).await }
+                async move { super::publish(&target?, &staged).await }
             })
             .collect();
         futures::stream::iter(publishing).buffer_unordered(PUBLISHING).try_collect::<()>().await?;
@@ -101,7 +91,7 @@ impl OutputDir {
                 if keep.contains(name) {
                     return false;
                 }
-                let doomed = is_part_of(name, job) || replaced.contains(name);
+                let doomed = is_part_of(file_name(name), job) || replaced.contains(name);
                 if !doomed {
                     debug!(file = name, "leaving a part file of another job in place");
                 }
@@ -134,9 +124,12 @@ impl OutputDir {
 
     /// Deletes the part files `job` wrote (after a failure); leaves everything else.
     pub async fn abort(&self, job: &JobId) -> Result<()> {
-        self.delete_parts(|name| is_part_of(name, job.as_str())).await
+        self.delete_parts(|name| is_part_of(file_name(name), job.as_str())).await
     }
 
+    /// Deletes the part files (direct children, or below Hive partition directories) whose
+    /// path relative to the directory is `doomed`; on the local file system, partition
+    /// directories left empty go too.
     async fn delete_parts(&self, doomed: impl Fn(&str) -> bool) -> Result<()> {
         let store = self.location.store();
         let prefix = self.location.path().clone();
@@ -148,34 +141,47 @@ impl OutputDir {
                 Err(object_store::Error::NotFound { .. }) => break,
                 Err(source) => return Err(Error::read(self.location.display(), source)),
             };
-            let Some(name) = name_within(&meta.location, &prefix) else { continue };
-            if is_part_name(&name) && doomed(&name) {
+            let relative = crate::storage::relative_to(&prefix, &meta.location);
+            let (dirs, name) = relative.rsplit_once('/').unwrap_or(("", relative));
+            let ours =
+                dirs.is_empty() || dirs == super::BAD_RECORDS_DIR || super::hive::is_partition_path(dirs);
+            if ours && is_part_name(name) && doomed(relative) {
                 victims.push(meta.location);
             }
         }
-        for path in victims {
-            match store.delete(&path).await {
+        for path in &victims {
+            match store.delete(path).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(source) => {
-                    return Err(Error::write(self.location.with_path(path).display(), Box::new(source)));
+                    return Err(Error::write(
+                        self.location.with_path(path.clone()).display(),
+                        Box::new(source),
+                    ));
                 }
             }
         }
+        self.remove_empty_dirs(&victims);
         Ok(())
+    }
+
+    /// Removes the local partition directories of `deleted` files that are now empty
+    /// (object stores have no directories). Best effort.
+    fn remove_empty_dirs(&self, deleted: &[object_store::path::Path]) {
+        let Some(root) = self.location.local_file() else { return };
+        for path in deleted {
+            let Some(mut dir) = self.location.with_path(path.clone()).local_file() else { continue };
+            while dir.pop() && dir.starts_with(&root) && dir != root {
+                if std::fs::remove_dir(&dir).is_err() {
+                    break;
+                }
+            }
+        }
     }
 }
 
-/// The name of `path` within the output at `prefix`: a direct child's file name, or
-/// `_bad_records/NAME`; `None` for anything else.
-fn name_within(path: &object_store::path::Path, prefix: &object_store::path::Path) -> Option<String> {
-    let rest: Vec<_> = path.prefix_match(prefix)?.collect();
-    match rest.as_slice() {
-        [name] => Some(name.as_ref().to_owned()),
-        [dir, name] if dir.as_ref() == super::BAD_RECORDS_DIR => {
-            Some(format!("{}/{}", super::BAD_RECORDS_DIR, name.as_ref()))
-        }
-        _ => None,
-    }
+/// The last name of a relative path.
+fn file_name(path: &str) -> &str {
+    path.rsplit_once('/').map_or(path, |(_, name)| name)
 }
 
 #[cfg(test)]
@@ -183,15 +189,21 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::ids::{AttemptId, PartitionId};
     use crate::job::Counters;
+    use crate::output::OutputLayout;
 
     const THIS: &str = "job-20260101T000000-0001";
     const OTHER: &str = "job-20260101T000000-0002";
 
     fn part(partition: u32, job: &str, attempt: u32) -> PartFile {
         let job = JobId::from_string(job.to_owned());
-        let name =
-            super::super::part_name(PartitionId(partition), &job, AttemptId(attempt), OutputFormat::Parquet);
+        let name = super::super::part_name(
+            PartitionId(partition),
+            &job,
+            AttemptId(attempt),
+            &OutputLayout::default(),
+        );
         PartFile {
             partition: PartitionId(partition),
             name,
@@ -303,6 +315,35 @@ mod tests {
         let mut expected = vec![SUCCESS_FILE.to_owned(), mine.name, stray.name];
         expected.sort();
         assert_eq!(names(dir.path()), expected);
+    }
+
+    #[tokio::test]
+    async fn partitioned_winners_are_published_and_losers_and_their_empty_directories_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let in_dir = |d: &str, p: &PartFile| PartFile { name: format!("{d}/{}", p.name), ..p.clone() };
+        let winners = [in_dir("k=a%2Fb", &part(0, THIS, 1)), in_dir("k=c", &part(0, THIS, 1))];
+        let losers = [in_dir("k=a%2Fb", &part(0, THIS, 0)), in_dir("k=lost", &part(0, THIS, 0))];
+        for p in winners.iter().chain(&losers) {
+            let (sub, name) = p.name.split_once('/').unwrap();
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+            touch(&dir.path().join(sub), &crate::storage::staging_name(name));
+        }
+        commit(dir.path(), THIS, &winners).await;
+        assert_eq!(names(dir.path()), [SUCCESS_FILE, "k=a%2Fb", "k=c"], "the losers' directory is gone");
+        let (sub, name) = winners[0].name.split_once('/').unwrap();
+        assert_eq!(
+            names(&dir.path().join(sub)),
+            [name],
+            "the winner published, the loser's staging file gone"
+        );
+        let manifest: Manifest =
+            serde_json::from_slice(&std::fs::read(dir.path().join(SUCCESS_FILE)).unwrap()).unwrap();
+        let listed: Vec<&str> = manifest.files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(listed, [winners[0].name.as_str(), winners[1].name.as_str()]);
+
+        let output = OutputDir::new(Location::parse(dir.path().to_str().unwrap()).unwrap());
+        output.abort(&JobId::from_string(THIS.to_owned())).await.unwrap();
+        assert_eq!(names(dir.path()), [SUCCESS_FILE], "an abort removes partitioned files and directories");
     }
 
     #[tokio::test]

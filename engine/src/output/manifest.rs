@@ -68,14 +68,22 @@ impl Manifest {
             files: parts
                 .into_iter()
                 .map(|p| {
-                    let format = OutputFormat::of_part_name(&p.name);
+                    let described = super::describe_extension(&p.name);
+                    let format = described.map(|(f, _)| f);
+                    // Text formats' codecs are in their names; Parquet's are recorded by
+                    // `with_parquet_codec`.
+                    let codec = match described {
+                        Some((OutputFormat::Records, _)) => Some(Codec::None.to_string()),
+                        Some((_, codec)) => codec.map(str::to_owned),
+                        None => None,
+                    };
                     ManifestFile {
                         name: p.name.clone(),
                         partition: p.partition.0,
                         rows: p.rows,
                         bytes: p.bytes,
                         format: format.map(|f| f.name().to_owned()),
-                        codec: (format == Some(OutputFormat::Records)).then(|| Codec::None.to_string()),
+                        codec,
                     }
                 })
                 .collect(),
@@ -125,12 +133,25 @@ mod tests {
             bytes: 10,
             staged: super::super::Staged::LocalFile,
         };
-        let parts = [part("part-00000-job-x-a0.parquet"), part("part-00001-job-x-a0.dat")];
+        let parts = [
+            part("part-00000-job-x-a0.parquet"),
+            part("part-00001-job-x-a0.dat"),
+            part("k=a%2Fb/part-00002-job-x-a0.csv.gz"),
+            part("part-00003-job-x-a0.json"),
+        ];
         let manifest =
             Manifest::new("j", "job-x", &parts, Counters::default()).with_parquet_codec(Codec::Gzip(Some(9)));
         let described: Vec<_> =
             manifest.files.iter().map(|f| (f.format.as_deref(), f.codec.as_deref())).collect();
-        assert_eq!(described, [(Some("parquet"), Some("gzip:9")), (Some("records"), Some("none"))]);
+        assert_eq!(
+            described,
+            [
+                (Some("parquet"), Some("gzip:9")),
+                (Some("records"), Some("none")),
+                (Some("csv"), Some("gzip")),
+                (Some("json"), Some("none"))
+            ]
+        );
         let json = serde_json::to_string(&manifest).unwrap();
         assert_eq!(serde_json::from_str::<Manifest>(&json).unwrap(), manifest);
 

@@ -5,10 +5,19 @@
 //! invisible until committed ([`staged`]). The committer accepts one attempt per partition,
 //! publishes those, discards the rest, then writes the `_SUCCESS` manifest last: output
 //! without `_SUCCESS` is never complete.
+//!
+//! Part files are Parquet, CSV (`.csv`, with a header line) or JSON lines (`.json`), the
+//! text formats optionally gzip or zstd compressed (`.csv.gz`, `.json.zst`); see
+//! [`OutputLayout`]. With Hive partitioning (`--partition-by`, [`hive`]) an attempt writes
+//! one part file per value of the partition columns, `COL=value/part-...`, all staged and
+//! published (or discarded) together; their names are paths relative to the output
+//! directory.
 
 mod bad_records;
 mod commit;
 mod dictionary;
+pub mod hive;
+mod layout;
 mod lock;
 mod manifest;
 mod parquet_options;
@@ -17,11 +26,12 @@ mod writer;
 
 pub use bad_records::{BAD_RECORDS_DIR, bad_records_schema, is_bad_records_name, write_bad_records};
 pub use commit::OutputDir;
+pub use layout::OutputLayout;
 pub use lock::{LOCK_FILE, Lock, LockHolder};
 pub use manifest::{MANIFEST_FORMAT, Manifest, ManifestFile};
 pub use parquet_options::{Codec, DEFAULT_ROW_GROUP_ROWS, ParquetOutput};
 pub use staged::{STAGED_NOTES_ENV, Staged, StagedNote, StagedUpload, discard, publish, read_staged_notes};
-pub use writer::PartWriter;
+pub use writer::{OutputWriter, PartName, PartWriter};
 
 use crate::ids::{AttemptId, JobId, PartitionId};
 
@@ -33,7 +43,8 @@ pub const SUCCESS_FILE: &str = "_SUCCESS";
 pub struct PartFile {
     /// The partition it holds.
     pub partition: PartitionId,
-    /// The object's name within the output directory.
+    /// The object's path relative to the output directory: its name, or with Hive
+    /// partitioning `COL=value/.../name`.
     pub name: String,
     /// Rows written.
     pub rows: u64,
@@ -44,51 +55,95 @@ pub struct PartFile {
 }
 
 /// How part files are written.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum OutputFormat {
     /// Apache Parquet (`.parquet`).
     #[default]
     Parquet,
     /// Raw records: each row's binary columns back to back, no framing (`.dat`), as
-    /// TeraSort writes them.
+    /// TeraSort writes them. A job's own format, never a flag's.
+    #[value(skip)]
     Records,
+    /// CSV with a header line (`.csv`).
+    Csv,
+    /// JSON lines: one object per row (`.json`).
+    Json,
 }
+
+/// Every format, for recognising names.
+const FORMATS: [OutputFormat; 4] =
+    [OutputFormat::Parquet, OutputFormat::Records, OutputFormat::Csv, OutputFormat::Json];
+
+/// The suffixes compressed text part files get after their format's extension, with the
+/// codec's name the manifest records.
+const TEXT_CODEC_SUFFIXES: [(&str, &str); 2] = [(".gz", "gzip"), (".zst", "zstd")];
 
 impl OutputFormat {
     fn extension(self) -> &'static str {
         match self {
             OutputFormat::Parquet => "parquet",
             OutputFormat::Records => "dat",
+            OutputFormat::Csv => "csv",
+            OutputFormat::Json => "json",
         }
     }
 
-    /// The name the manifest records: `parquet` or `records`.
+    /// The name the manifest records: `parquet`, `records`, `csv` or `json`.
     pub fn name(self) -> &'static str {
         match self {
             OutputFormat::Parquet => "parquet",
             OutputFormat::Records => "records",
+            OutputFormat::Csv => "csv",
+            OutputFormat::Json => "json",
         }
+    }
+
+    /// True for the text formats (CSV, JSON lines), which gzip or zstd may compress.
+    pub fn is_text(self) -> bool {
+        matches!(self, OutputFormat::Csv | OutputFormat::Json)
     }
 
     /// The format of a part file, by the extension [`part_name`] gave it.
     pub fn of_part_name(name: &str) -> Option<OutputFormat> {
-        [OutputFormat::Parquet, OutputFormat::Records]
-            .into_iter()
-            .find(|f| name.strip_suffix(f.extension()).is_some_and(|n| n.ends_with('.')))
+        describe_extension(name).map(|(format, _)| format)
     }
 }
 
-/// The name of the part file of `partition` written by `attempt` of `job`.
-pub fn part_name(partition: PartitionId, job: &JobId, attempt: AttemptId, format: OutputFormat) -> String {
-    format!("part-{partition}-{job}-{attempt}.{}", format.extension())
+/// The format of a part file and, for text, its codec's name (`none`, `gzip`, `zstd`), by
+/// the extension of `name` (a path or a name).
+pub(crate) fn describe_extension(name: &str) -> Option<(OutputFormat, Option<&'static str>)> {
+    let (stem, codec) = TEXT_CODEC_SUFFIXES
+        .iter()
+        .find_map(|(suffix, codec)| name.strip_suffix(suffix).map(|stem| (stem, Some(*codec))))
+        .unwrap_or((name, None));
+    let format =
+        FORMATS.into_iter().find(|f| stem.strip_suffix(f.extension()).is_some_and(|n| n.ends_with('.')))?;
+    match (format.is_text(), codec) {
+        (true, codec) => Some((format, Some(codec.unwrap_or("none")))),
+        (false, None) => Some((format, None)),
+        (false, Some(_)) => None,
+    }
 }
 
-/// True when `name` is the part file `attempt` of `job` writes for `partition`, in either
-/// format: how the driver checks what a worker reports.
+/// The name of the part file of `partition` written by `attempt` of `job`, with the
+/// extension of `layout`'s format and text codec.
+pub fn part_name(partition: PartitionId, job: &JobId, attempt: AttemptId, layout: &OutputLayout) -> String {
+    format!("part-{partition}-{job}-{attempt}.{}{}", layout.format.extension(), layout.text_suffix())
+}
+
+/// True when `name` is a part file `attempt` of `job` writes for `partition`, in any
+/// format: how the driver checks what a worker reports. With Hive partitioning the name is
+/// a path whose directories are `COL=value` segments ([`hive::is_partition_path`]).
 pub fn is_part_name_of(name: &str, partition: PartitionId, job: &JobId, attempt: AttemptId) -> bool {
-    [OutputFormat::Parquet, OutputFormat::Records]
-        .iter()
-        .any(|f| part_name(partition, job, attempt, *f) == name)
+    let (dirs, file) = name.rsplit_once('/').unwrap_or(("", name));
+    let prefix = format!("part-{partition}-{job}-{attempt}.");
+    (dirs.is_empty() || hive::is_partition_path(dirs))
+        && file
+            .strip_prefix(&prefix)
+            .is_some_and(|extension| extension.split('.').count() <= 2 && describe_extension(file).is_some())
 }
 
 /// True for names [`part_name`] makes (of any job, in any format), and for the staging
@@ -96,7 +151,7 @@ pub fn is_part_name_of(name: &str, partition: PartitionId, job: &JobId, attempt:
 /// those of crashed attempts are cleaned up too.
 fn is_part_name(name: &str) -> bool {
     let name = unstaged(name);
-    name.starts_with("part-") && (name.ends_with(".parquet") || name.ends_with(".dat"))
+    name.starts_with("part-") && describe_extension(name).is_some()
 }
 
 /// True for the part names (committed or staging) [`part_name`] makes for `job`, of any
@@ -139,7 +194,7 @@ mod tests {
     #[test]
     fn part_names_are_recognised_as_their_own_jobs_only() {
         let job = JobId::from_string("job-20260101T000000-00aa".into());
-        let name = part_name(PartitionId(7), &job, AttemptId(2), OutputFormat::Parquet);
+        let name = part_name(PartitionId(7), &job, AttemptId(2), &OutputLayout::default());
         assert_eq!(name, "part-00007-job-20260101T000000-00aa-a2.parquet");
         assert!(is_part_of(&name, job.as_str()));
         assert!(is_part_of(&crate::storage::staging_name(&name), job.as_str()), "staging names too");
@@ -148,7 +203,8 @@ mod tests {
             "part-00007-job-20260101T000000-00bb-a2.parquet",
             "part-00007-job-20260101T000000-00aa-extra-a2.parquet",
             "part-00007-job-20260101T000000-00a-a2.parquet",
-            "part-00007-job-20260101T000000-00aa-a2.csv",
+            "part-00007-job-20260101T000000-00aa-a2.txt",
+            "part-00007-job-20260101T000000-00aa-a2.parquet.gz",
             "part-x-job-20260101T000000-00aa-a2.parquet",
             "_SUCCESS",
         ] {
@@ -159,13 +215,39 @@ mod tests {
     #[test]
     fn engine_part_names_are_told_from_other_tools_names() {
         let job = JobId::from_string("job-20260101T000000-00aa".into());
-        let name = part_name(PartitionId(3), &job, AttemptId(1), OutputFormat::Records);
+        let name = part_name(PartitionId(3), &job, AttemptId(1), &OutputLayout::records());
         assert!(is_engine_part_name(&name));
         assert!(is_engine_part_name(&crate::storage::staging_name(&name)));
         for other in
             ["part-0.parquet", "part-00000-5f2c-c000.snappy.parquet", "part-r-00000", "part-00000-job-a1.csv"]
         {
             assert!(!is_engine_part_name(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn text_part_names_carry_their_codec_and_partitioned_names_are_an_attempts_own() {
+        let job = JobId::from_string("job-20260101T000000-00aa".into());
+        let layout = OutputLayout::default()
+            .with_format(OutputFormat::Csv)
+            .with_text_codec(crate::output::Codec::Gzip(None))
+            .unwrap();
+        let name = part_name(PartitionId(1), &job, AttemptId(0), &layout);
+        assert_eq!(name, "part-00001-job-20260101T000000-00aa-a0.csv.gz");
+        assert_eq!(describe_extension(&name), Some((OutputFormat::Csv, Some("gzip"))));
+        assert_eq!(describe_extension("x.json"), Some((OutputFormat::Json, Some("none"))));
+        assert_eq!(describe_extension("x.parquet"), Some((OutputFormat::Parquet, None)));
+        assert!(is_engine_part_name(&name));
+        let nested = format!("k=a%2Fb/n=3/{name}");
+        assert!(is_part_name_of(&nested, PartitionId(1), &job, AttemptId(0)));
+        for other in [
+            format!("../{name}"),
+            format!("k=a/../{name}"),
+            format!("plain/{name}"),
+            format!(".k=a/{name}"),
+            "k=a/part-00001-job-20260101T000000-00aa-a1.csv.gz".to_owned(),
+        ] {
+            assert!(!is_part_name_of(&other, PartitionId(1), &job, AttemptId(0)), "{other}");
         }
     }
 }

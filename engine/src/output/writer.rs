@@ -1,4 +1,5 @@
-//! [`PartWriter`]: writes one attempt's part file, as Parquet or as raw records, staged
+//! [`PartWriter`]: writes one attempt's part file, as Parquet, CSV, JSON lines or raw
+//! records, staged
 //! (see [`super::staged`]): an open multipart upload on object stores, a hidden local file
 //! written directly (large direct writes, no page cache, see [`DirectFile`]) on the local
 //! file system. Nothing appears under the part's name until the committer publishes it.
@@ -15,8 +16,9 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use tokio::runtime::Handle;
 
 use super::dictionary::choose_dictionaries;
+use super::hive::PartitionedWriter;
 use super::staged::{Staged, StagedUpload};
-use super::{OutputFormat, ParquetOutput, PartFile};
+use super::{Codec, OutputDir, OutputFormat, OutputLayout, ParquetOutput, PartFile};
 use crate::error::{Error, Result};
 use crate::ids::PartitionId;
 use crate::storage::{DirectFile, Location};
@@ -53,6 +55,57 @@ impl Write for Target {
     }
 }
 
+/// A text part file's bytes, compressed or not.
+enum TextTarget {
+    Plain(Target),
+    Gzip(flate2::write::GzEncoder<Target>),
+    Zstd(zstd::stream::write::Encoder<'static, Target>),
+}
+
+impl TextTarget {
+    fn new(target: Target, codec: Codec) -> std::io::Result<Self> {
+        Ok(match codec {
+            Codec::Gzip(level) => {
+                let level = level.map_or_else(flate2::Compression::default, flate2::Compression::new);
+                TextTarget::Gzip(flate2::write::GzEncoder::new(target, level))
+            }
+            Codec::Zstd(level) => {
+                TextTarget::Zstd(zstd::stream::write::Encoder::new(target, level.unwrap_or(0))?)
+            }
+            _ => TextTarget::Plain(target),
+        })
+    }
+
+    /// Ends the compressed stream; returns the target.
+    fn finish(self) -> std::io::Result<Target> {
+        match self {
+            TextTarget::Plain(target) => Ok(target),
+            TextTarget::Gzip(encoder) => encoder.finish(),
+            TextTarget::Zstd(encoder) => encoder.finish(),
+        }
+    }
+}
+
+impl Write for TextTarget {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        match self {
+            TextTarget::Plain(target) => target.write(bytes),
+            TextTarget::Gzip(encoder) => encoder.write(bytes),
+            TextTarget::Zstd(encoder) => encoder.write(bytes),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            TextTarget::Plain(target) => target.flush(),
+            TextTarget::Gzip(encoder) => encoder.flush(),
+            TextTarget::Zstd(encoder) => encoder.flush(),
+        }
+    }
+}
+
+type JsonWriter = arrow_json::Writer<TextTarget, arrow_json::writer::LineDelimited>;
+
 enum Sink {
     /// A Parquet file not started yet: its encodings are chosen from the first batch.
     ParquetPending {
@@ -65,6 +118,11 @@ enum Sink {
         target: Target,
         buffer: Vec<u8>,
     },
+    /// CSV with a header line (written before the first row, or at the close of a file
+    /// without rows).
+    Csv(Box<arrow_csv::Writer<TextTarget>>),
+    /// JSON lines, nulls written out (`"c":null`), so that every line names every column.
+    Json(Box<JsonWriter>),
 }
 
 /// Writes one part file. Called from CPU threads: encoding runs on the caller, uploads on
@@ -73,20 +131,23 @@ pub struct PartWriter {
     /// `None` once closed; dropping it aborts the upload or deletes the staging file.
     sink: Option<Sink>,
     location: Location,
+    /// The part's path relative to the output directory.
+    name: String,
+    schema: SchemaRef,
     partition: PartitionId,
     rows: u64,
 }
 
 impl PartWriter {
-    /// Starts the part file of `partition` at `location`; Parquet files are written with
-    /// `parquet` (codec, row group size).
+    /// Starts the part file of `partition` named `name` (its path relative to the output
+    /// directory) at `location`, in `layout`'s format and codec.
     pub fn create(
         io: &Handle,
         location: Location,
+        name: String,
         schema: SchemaRef,
         partition: PartitionId,
-        format: OutputFormat,
-        parquet: ParquetOutput,
+        layout: &OutputLayout,
     ) -> Result<Self> {
         let fail = |e: std::io::Error| Error::write(location.display(), Box::new(e));
         let (target, staged) = match location.local_file() {
@@ -99,15 +160,24 @@ impl PartWriter {
                 (Target::Upload(Box::new(upload)), staged)
             }
         };
-        super::staged::note_staged(location.path().filename().unwrap_or_default(), staged);
-        let sink = match format {
-            OutputFormat::Parquet => Sink::ParquetPending { target, schema, options: parquet },
+        super::staged::note_staged(&name, staged);
+        let text = |target| TextTarget::new(target, layout.text_codec).map_err(fail);
+        let sink = match layout.format {
+            OutputFormat::Parquet => {
+                Sink::ParquetPending { target, schema: schema.clone(), options: layout.parquet }
+            }
             OutputFormat::Records => {
                 check_record_schema(&schema)?;
                 Sink::Records { target, buffer: Vec::new() }
             }
+            OutputFormat::Csv => {
+                Sink::Csv(Box::new(arrow_csv::WriterBuilder::new().with_header(true).build(text(target)?)))
+            }
+            OutputFormat::Json => Sink::Json(Box::new(
+                arrow_json::WriterBuilder::new().with_explicit_nulls(true).build(text(target)?),
+            )),
         };
-        Ok(PartWriter { sink: Some(sink), location, partition, rows: 0 })
+        Ok(PartWriter { sink: Some(sink), location, name, schema, partition, rows: 0 })
     }
 
     /// Appends a batch.
@@ -133,6 +203,8 @@ impl PartWriter {
                 };
                 target.write_all(records).map_err(|e| fail(Box::new(e)))
             }
+            Some(Sink::Csv(writer)) => writer.write(batch).map_err(|e| fail(Box::new(e))),
+            Some(Sink::Json(writer)) => writer.write(batch).map_err(|e| fail(Box::new(e))),
             Some(Sink::ParquetPending { .. }) | None => {
                 Err(Error::Internal(format!("{path}: write after close")))
             }
@@ -159,11 +231,87 @@ impl PartWriter {
             // Writes the footer and hands the target back.
             Sink::Parquet(writer) => writer.into_inner().map_err(|e| fail(Box::new(e)))?,
             Sink::Records { target, .. } => target,
+            Sink::Csv(mut writer) => {
+                if self.rows == 0 {
+                    // The header alone: readers then still know the columns.
+                    writer
+                        .write(&RecordBatch::new_empty(self.schema.clone()))
+                        .map_err(|e| fail(Box::new(e)))?;
+                }
+                writer.into_inner().finish().map_err(|e| fail(Box::new(e)))?
+            }
+            Sink::Json(mut writer) => {
+                writer.finish().map_err(|e| fail(Box::new(e)))?;
+                writer.into_inner().finish().map_err(|e| fail(Box::new(e)))?
+            }
         };
         let (bytes, staged) = target.finish().map_err(|e| fail(Box::new(e)))?;
-        let name = location.path().filename().unwrap_or_default().to_owned();
+        let name = std::mem::take(&mut self.name);
         Ok(PartFile { partition: self.partition, name, rows: self.rows, bytes, staged })
     }
+}
+
+/// Writes one attempt's output: one part file, or with Hive partitioning one per value of
+/// the partition columns.
+pub enum OutputWriter {
+    /// One part file.
+    Single(PartWriter),
+    /// A part file per partition value.
+    Partitioned(Box<PartitionedWriter>),
+}
+
+impl OutputWriter {
+    /// Starts the output of `partition` written by `attempt` of `job` in `dir`, as `layout`
+    /// says; `schema` is what the job emits (partition columns included).
+    pub fn create(
+        io: &Handle,
+        dir: &OutputDir,
+        part: PartName<'_>,
+        schema: SchemaRef,
+        layout: &OutputLayout,
+    ) -> Result<Self> {
+        let name = super::part_name(part.partition, part.job, part.attempt, layout);
+        if layout.partition_by.is_empty() {
+            let location = dir.location().child(&name);
+            return Ok(OutputWriter::Single(PartWriter::create(
+                io,
+                location,
+                name,
+                schema,
+                part.partition,
+                layout,
+            )?));
+        }
+        let writer = PartitionedWriter::new(io, dir, name, schema, part.partition, layout)?;
+        Ok(OutputWriter::Partitioned(Box::new(writer)))
+    }
+
+    /// Appends a batch.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        match self {
+            OutputWriter::Single(writer) => writer.write(batch),
+            OutputWriter::Partitioned(writer) => writer.write(batch),
+        }
+    }
+
+    /// Finishes every file; returns them, staged for the commit (in name order).
+    pub fn close(self) -> Result<Vec<PartFile>> {
+        match self {
+            OutputWriter::Single(writer) => Ok(vec![writer.close()?]),
+            OutputWriter::Partitioned(writer) => writer.close(),
+        }
+    }
+}
+
+/// Whose part file: the partition, the job run and the attempt.
+#[derive(Clone, Copy, Debug)]
+pub struct PartName<'a> {
+    /// The reduce partition (or map task of a map-only job).
+    pub partition: PartitionId,
+    /// The job run.
+    pub job: &'a crate::ids::JobId,
+    /// The attempt.
+    pub attempt: crate::ids::AttemptId,
 }
 
 /// A Parquet writer of `schema` to `target` with `options`, its dictionary encodings chosen

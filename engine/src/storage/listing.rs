@@ -37,7 +37,8 @@ pub(super) async fn list_inputs(
         let dir = parent(meta.location.as_ref());
         let committed = ancestors(dir, base).find_map(|a| manifests.get(a).map(|names| (a, names)));
         match committed {
-            Some((owner, names)) if owner == dir && names.contains(file_name(meta.location.as_ref())) => {}
+            // A manifest lists its files by their path below it (Hive partition directories).
+            Some((owner, names)) if names.contains(relative_to_dir(owner, meta.location.as_ref())) => {}
             Some((owner, _)) => {
                 let manifest = dir_location(root, owner).child(SUCCESS_FILE).display();
                 debug!(file = %root.with_path(meta.location.clone()).display(), %manifest, "not in the _SUCCESS manifest; skipped");
@@ -48,7 +49,8 @@ pub(super) async fn list_inputs(
             }
             None => {}
         }
-        files.push(InputFile { location: root.with_path(meta.location), size: meta.size });
+        let partitions = hive_partitions(relative_to(&root.path, &meta.location));
+        files.push(InputFile { location: root.with_path(meta.location), size: meta.size, partitions });
     }
     Ok(files)
 }
@@ -127,6 +129,19 @@ async fn read_manifest(dir: &Location) -> Result<Option<Manifest>> {
     }
 }
 
+/// `path` below the directory `dir` (a prefix of it).
+fn relative_to_dir<'a>(dir: &str, path: &'a str) -> &'a str {
+    if dir.is_empty() { path } else { path.strip_prefix(dir).map_or(path, |r| r.trim_start_matches('/')) }
+}
+
+/// The Hive partition values of the directories of `relative` (`a=1/b=x/file`), outermost
+/// first; none unless every directory is a `COL=value` one.
+fn hive_partitions(relative: &str) -> Vec<(String, Option<String>)> {
+    let Some((dirs, _)) = relative.rsplit_once('/') else { return Vec::new() };
+    let parsed: Option<Vec<_>> = dirs.split('/').map(crate::output::hive::parse_segment).collect();
+    parsed.unwrap_or_default()
+}
+
 /// `dir`, its parent, ..., up to `base` (included), for `dir` at or below `base`.
 fn ancestors<'a>(dir: &'a str, base: &'a str) -> impl Iterator<Item = &'a str> {
     std::iter::successors(Some(dir), move |d| (*d != base && !d.is_empty()).then(|| parent(d)))
@@ -150,7 +165,7 @@ fn join(dir: &str, name: &str) -> String {
 }
 
 /// `path` below `root`, without the leading `/`.
-pub(super) fn relative_to<'a>(root: &Path, path: &'a Path) -> &'a str {
+pub(crate) fn relative_to<'a>(root: &Path, path: &'a Path) -> &'a str {
     let path = path.as_ref();
     let root = root.as_ref();
     path.strip_prefix(root).map(|r| r.trim_start_matches('/')).unwrap_or(path)
@@ -168,7 +183,7 @@ mod tests {
     use super::*;
     use crate::ids::{AttemptId, JobId, PartitionId};
     use crate::job::Counters;
-    use crate::output::{OutputFormat, PartFile, part_name};
+    use crate::output::{OutputLayout, PartFile, part_name};
     use crate::storage::{resolve_inputs, resolve_inputs_with, staging_name};
 
     const THIS: &str = "job-20260101T000000-0001";
@@ -176,7 +191,7 @@ mod tests {
 
     fn part(partition: u32, job: &str) -> String {
         let job = JobId::from_string(job.to_owned());
-        part_name(PartitionId(partition), &job, AttemptId(0), OutputFormat::Parquet)
+        part_name(PartitionId(partition), &job, AttemptId(0), &OutputLayout::default())
     }
 
     fn touch(dir: &FsPath, name: &str) {

@@ -28,6 +28,7 @@ pub use counting::{
 };
 pub(crate) use counting::{count_local_read, read_local_range};
 pub use direct_file::{DirectFile, DirectReader, staging_name};
+pub(crate) use listing::relative_to;
 pub use mapped::{Footprint, footprint, map_file};
 pub use options::StorageOptions;
 pub use reader::ObjectReader;
@@ -124,6 +125,22 @@ impl Location {
         self.with_path(self.path.clone().join(name))
     }
 
+    /// A file below this location by its `relative` path (`a=1/part-0.parquet`), each
+    /// segment taken as it is (already escaped: `%2F` stays `%2F`), unlike
+    /// [`child`](Location::child), which escapes one name.
+    pub fn descendant(&self, relative: &str) -> Result<Location> {
+        let joined = if self.path.as_ref().is_empty() {
+            relative.to_owned()
+        } else {
+            format!("{}/{relative}", self.path)
+        };
+        let path = Path::parse(&joined).map_err(|e| Error::InvalidLocation {
+            location: format!("{}/{relative}", self.display()),
+            reason: e.to_string(),
+        })?;
+        Ok(self.with_path(path))
+    }
+
     /// How users wrote it: a URL, or an absolute local path.
     pub fn display(&self) -> String {
         if self.base.is_empty() { format!("/{}", self.path) } else { format!("{}/{}", self.base, self.path) }
@@ -161,9 +178,33 @@ pub struct InputFile {
     pub location: Location,
     /// Its size in bytes, from the listing (so readers never need suffix requests).
     pub size: u64,
+    /// The Hive partition values of its directories below the listed input directory
+    /// (`k=v/`, `None` for a null), outermost first: readers add them as columns.
+    pub partitions: Vec<(String, Option<String>)>,
 }
 
 impl InputFile {
+    /// A file without partition values.
+    pub fn new(location: Location, size: u64) -> Self {
+        InputFile { location, size, partitions: Vec::new() }
+    }
+
+    /// `schema` with a nullable `Utf8` column for each of the file's partition values it
+    /// lacks, appended: the schema its rows are read with.
+    pub fn with_partition_fields(&self, schema: &arrow::datatypes::Schema) -> arrow::datatypes::SchemaRef {
+        let mut fields: Vec<arrow::datatypes::FieldRef> = schema.fields().iter().cloned().collect();
+        for (name, _) in &self.partitions {
+            if schema.field_with_name(name).is_err() {
+                fields.push(std::sync::Arc::new(arrow::datatypes::Field::new(
+                    name,
+                    arrow::datatypes::DataType::Utf8,
+                    true,
+                )));
+            }
+        }
+        std::sync::Arc::new(arrow::datatypes::Schema::new_with_metadata(fields, schema.metadata().clone()))
+    }
+
     /// The file as users name it.
     pub fn display(&self) -> String {
         self.location.display()
@@ -209,7 +250,7 @@ async fn resolve_path(
 ) -> Result<Vec<InputFile>> {
     let location = Location::parse_with(input, options)?;
     match location.store.head(&location.path).await {
-        Ok(meta) => return Ok(vec![InputFile { location, size: meta.size }]),
+        Ok(meta) => return Ok(vec![InputFile::new(location, meta.size)]),
         Err(object_store::Error::NotFound { .. }) => {}
         Err(source) => return Err(Error::read(location.display(), source)),
     }

@@ -43,13 +43,13 @@ fn job_at(endpoint: &str, name: &str) -> Command {
     c
 }
 
-fn run_job(name: &str, args: &[&str]) -> (bool, String) {
+pub(crate) fn run_job(name: &str, args: &[&str]) -> (bool, String) {
     let out = job(name).args(args).output().unwrap();
     (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 /// Python (boto3) snippets against the test server.
-fn boto(script: &str, args: &[&str]) -> String {
+pub(crate) fn boto(script: &str, args: &[&str]) -> String {
     boto_at(&endpoint(), script, args)
 }
 
@@ -65,14 +65,14 @@ fn boto_at(endpoint: &str, script: &str, args: &[&str]) -> String {
 
 /// Creates a bucket named `prefix-<unique>` (the server may outlive one test run) and
 /// returns its name.
-fn create_bucket(prefix: &str) -> String {
+pub(crate) fn create_bucket(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
     let name = format!("{prefix}-{}-{nanos}", std::process::id());
     boto("s3.create_bucket(Bucket=sys.argv[1])", &[&name]);
     name
 }
 
-fn upload_dir(dir: &std::path::Path, bucket: &str, prefix: &str) {
+pub(crate) fn upload_dir(dir: &std::path::Path, bucket: &str, prefix: &str) {
     upload_dir_at(&endpoint(), dir, bucket, prefix);
 }
 

@@ -36,8 +36,8 @@ pub struct CommitSpec {
     pub output: String,
     /// The job's object-store options.
     pub storage_options: StorageOptions,
-    /// The winning attempt of each partition's part file, in partition order; an error if
-    /// a winner's staged part is unknown.
+    /// The part files of each partition's winning attempt (one, or with Hive partitioning
+    /// any number), in partition order; an error if a winner's staged parts are unknown.
     pub winners: std::result::Result<Vec<PartFile>, String>,
     /// Every other staged part of the job, to discard.
     pub losers: Vec<StagedPart>,
@@ -86,6 +86,7 @@ pub async fn commit(spec: CommitSpec, begun: impl FnOnce(&[PartFile])) -> Result
         losers.extend(winners.map(|p| StagedPart {
             partition: p.partition.0,
             name: p.name,
+            rows: p.rows,
             bytes: p.bytes,
             staged: p.staged,
         }));
@@ -151,7 +152,7 @@ async fn paced_publish(dir: &OutputDir, parts: &[PartFile]) -> Result<()> {
     let Some(pause) = pause.map(Duration::from_millis) else { return Ok(()) };
     for part in parts {
         tokio::time::sleep(pause).await;
-        crate::output::publish(&dir.location().child(&part.name), &part.staged).await?;
+        crate::output::publish(&dir.file_location(&part.name)?, &part.staged).await?;
         tracing::warn!(part = %part.name, "chaos: published a winner mid-commit");
     }
     tokio::time::sleep(pause).await;

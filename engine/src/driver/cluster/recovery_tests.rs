@@ -257,13 +257,13 @@ fn stage_locally(
 ) -> Vec<super::journal::JournaledPart> {
     use super::journal::{Journal, JournaledPart, PartStaged, Record};
     use crate::ids::{AttemptId, PartitionId};
-    use crate::output::{OutputFormat, Staged, part_name};
+    use crate::output::{OutputLayout, Staged, part_name};
     std::fs::create_dir_all(out).unwrap();
     let (journal, _) = Journal::open(&dir.join("driver")).unwrap();
     let mut parts = Vec::new();
     for partition in 0..2 {
         for &attempt in attempts {
-            let name = part_name(PartitionId(partition), job, AttemptId(attempt), OutputFormat::Parquet);
+            let name = part_name(PartitionId(partition), job, AttemptId(attempt), &OutputLayout::default());
             std::fs::write(out.join(crate::storage::staging_name(&name)), format!("rows of {name}")).unwrap();
             let part = JournaledPart { partition, name, rows: 3, bytes: 20, staged: Staged::LocalFile };
             journal

@@ -281,9 +281,11 @@ fn on_report(state: &Arc<DriverState>, worker: &WorkerId, report: TaskReport) {
     }
     let runs_it = !fenced && state.read(|s| s.attempt_worker(&attempt) == Some(worker));
     if let task_report::Result::ReduceDone(done) = &result {
-        // Its staged part is kept for the commit, or discarded if it cannot win any more.
-        match staged_part(&attempt, done) {
-            Some(part) => state.stage_part(&attempt.job, attempt.attempt.0, part, runs_it),
+        // Its staged parts are kept for the commit, or discarded if it cannot win any more.
+        match staged_parts(&attempt, done) {
+            Some(parts) => {
+                state.stage_parts(&attempt.job, attempt.task.index, attempt.attempt.0, parts, runs_it)
+            }
             None => {
                 tracing::warn!(worker = %worker, job = %attempt.job, part = %done.part_file, "ignored a report of a part file that is not the attempt's own");
                 return;
@@ -351,18 +353,37 @@ fn bad_records_of(json: &[u8]) -> Result<Vec<BadRecord>, TaskFailure> {
     }
 }
 
-/// The staged part a finished attempt reports, if its name is the one this attempt writes
-/// (a worker cannot make the driver publish or discard another attempt's file).
-fn staged_part(attempt: &AttemptRef, done: &ReduceDone) -> Option<StagedPart> {
+/// The staged parts a finished attempt reports: its part file, or with Hive partitioning
+/// each of its files (possibly none); `None` if a name is not one this attempt writes (a
+/// worker cannot make the driver publish or discard another attempt's file).
+fn staged_parts(attempt: &AttemptRef, done: &ReduceDone) -> Option<Vec<StagedPart>> {
     let partition = PartitionId(attempt.task.index);
-    if !is_part_name_of(&done.part_file, partition, &attempt.job, attempt.attempt) {
-        return None;
-    }
-    let staged = match done.upload_id.as_str() {
+    let staged = |upload_id: &str, upload_parts: &[String]| match upload_id {
         "" => Staged::LocalFile,
-        id => Staged::Upload { id: id.to_owned(), parts: done.upload_parts.clone() },
+        id => Staged::Upload { id: id.to_owned(), parts: upload_parts.to_vec() },
     };
-    Some(StagedPart { partition: partition.0, name: done.part_file.clone(), bytes: done.bytes, staged })
+    let files: Vec<StagedPart> = if done.part_file.is_empty() {
+        done.files
+            .iter()
+            .map(|f| StagedPart {
+                partition: partition.0,
+                name: f.name.clone(),
+                rows: f.rows,
+                bytes: f.bytes,
+                staged: staged(&f.upload_id, &f.upload_parts),
+            })
+            .collect()
+    } else {
+        vec![StagedPart {
+            partition: partition.0,
+            name: done.part_file.clone(),
+            rows: done.rows,
+            bytes: done.bytes,
+            staged: staged(&done.upload_id, &done.upload_parts),
+        }]
+    };
+    let own = files.iter().all(|f| is_part_name_of(&f.name, partition, &attempt.job, attempt.attempt));
+    own.then_some(files)
 }
 
 /// How the scheduler reacts to a failure: a fetch failure re-runs the map; otherwise the

@@ -146,17 +146,18 @@ pub fn staged_part(part: &JournaledPart) -> StagedPart {
     StagedPart {
         partition: part.partition,
         name: part.name.clone(),
+        rows: part.rows,
         bytes: part.bytes,
         staged: part.staged.clone(),
     }
 }
 
-/// A staged part as the journal keeps it (`rows` for winners).
-pub fn journaled(part: &StagedPart, rows: u64) -> JournaledPart {
+/// A staged part as the journal keeps it.
+pub fn journaled(part: &StagedPart) -> JournaledPart {
     JournaledPart {
         partition: part.partition,
         name: part.name.clone(),
-        rows,
+        rows: part.rows,
         bytes: part.bytes,
         staged: part.staged.clone(),
     }

@@ -9,35 +9,39 @@ use crate::output::{PartFile, Staged};
 use crate::scheduler::WinningPart;
 use crate::storage::{Location, StorageOptions};
 
-/// One attempt's staged part file, as its worker reported it.
+/// One staged part file of an attempt, as its worker reported it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StagedPart {
     /// The partition.
     pub partition: u32,
-    /// The part file's name in the output directory.
+    /// The part file's path relative to the output directory.
     pub name: String,
+    /// Its rows.
+    pub rows: u64,
     /// Its size.
     pub bytes: u64,
     /// How it is staged.
     pub staged: Staged,
 }
 
-/// A job's staged parts by (partition, attempt). Closed when its commit starts or it ends:
-/// a part offered after that is handed back, to be discarded at once.
+/// A job's staged parts by (partition, attempt): an attempt's part file, or with Hive
+/// partitioning its files (possibly none). Closed when its commit starts or it ends: parts
+/// offered after that are handed back, to be discarded at once.
 #[derive(Debug, Default)]
 pub struct StagedParts {
-    parts: HashMap<(u32, u32), StagedPart>,
+    parts: HashMap<(u32, u32), Vec<StagedPart>>,
     closed: bool,
 }
 
 impl StagedParts {
-    /// Keeps `part` of `attempt` for the commit, or hands it back once closed.
-    pub fn offer(&mut self, attempt: u32, part: StagedPart) -> Option<StagedPart> {
+    /// Keeps the `parts` `attempt` staged for `partition` for the commit, or hands them
+    /// back once closed.
+    pub fn offer(&mut self, partition: u32, attempt: u32, parts: Vec<StagedPart>) -> Vec<StagedPart> {
         if self.closed {
-            return Some(part);
+            return parts;
         }
-        self.parts.insert((part.partition, attempt), part);
-        None
+        self.parts.entry((partition, attempt)).or_default().extend(parts);
+        Vec::new()
     }
 
     /// Closes for the commit: the winners as part files (an error names a winner with no
@@ -51,25 +55,27 @@ impl StagedParts {
         let winners = winners
             .iter()
             .map(|w| {
-                let part = parts.remove(&(w.partition, w.attempt.0)).ok_or_else(|| {
+                let mut files = parts.remove(&(w.partition, w.attempt.0)).ok_or_else(|| {
                     format!("partition {} attempt {} won but reported no staged part", w.partition, w.attempt)
                 })?;
-                Ok(PartFile {
+                files.sort_by(|a, b| a.name.cmp(&b.name));
+                Ok(files.into_iter().map(|part| PartFile {
                     partition: PartitionId(w.partition),
                     name: part.name,
-                    rows: w.rows,
+                    rows: part.rows,
                     bytes: part.bytes,
                     staged: part.staged,
-                })
+                }))
             })
-            .collect();
-        (winners, parts.into_values().collect())
+            .collect::<Result<Vec<_>, String>>()
+            .map(|files| files.into_iter().flatten().collect());
+        (winners, parts.into_values().flatten().collect())
     }
 
     /// Closes without a commit: every part, to discard.
     pub fn close(&mut self) -> Vec<StagedPart> {
         self.closed = true;
-        std::mem::take(&mut self.parts).into_values().collect()
+        std::mem::take(&mut self.parts).into_values().flatten().collect()
     }
 }
 
@@ -82,12 +88,15 @@ pub async fn discard_all(output: &str, options: &StorageOptions, parts: Vec<Stag
         return;
     }
     let dir = match Location::parse_with_options_only(output, options) {
-        Ok(dir) => crate::output::OutputDir::new(dir),
+        Ok(dir) => dir,
         Err(e) => return tracing::warn!(error = %e, "cannot reach an output to discard staged parts"),
     };
     for part in parts {
-        let target = dir.file_location(&part.name);
-        match crate::output::discard(&target, &part.staged).await {
+        let discarded = match dir.descendant(&part.name) {
+            Ok(target) => crate::output::discard(&target, &part.staged).await,
+            Err(e) => Err(e),
+        };
+        match discarded {
             Ok(()) => tracing::debug!(part = %part.name, "discarded a staged part"),
             Err(e) => tracing::warn!(part = %part.name, error = %e, "could not discard a staged part"),
         }
@@ -100,7 +109,11 @@ mod tests {
     use crate::ids::AttemptId;
 
     fn part(partition: u32, name: &str) -> StagedPart {
-        StagedPart { partition, name: name.into(), bytes: 7, staged: Staged::LocalFile }
+        StagedPart { partition, name: name.into(), rows: 3, bytes: 7, staged: Staged::LocalFile }
+    }
+
+    fn offer(parts: &mut StagedParts, attempt: u32, part: StagedPart) -> Vec<StagedPart> {
+        parts.offer(part.partition, attempt, vec![part])
     }
 
     fn winner(partition: u32, attempt: u32) -> WinningPart {
@@ -110,27 +123,40 @@ mod tests {
     #[test]
     fn the_commit_takes_the_winners_and_gives_back_the_rest() {
         let mut parts = StagedParts::default();
-        assert!(parts.offer(0, part(0, "p0a0")).is_none());
-        assert!(parts.offer(1, part(0, "p0a1")).is_none());
-        assert!(parts.offer(0, part(1, "p1a0")).is_none());
+        assert!(offer(&mut parts, 0, part(0, "p0a0")).is_empty());
+        assert!(offer(&mut parts, 1, part(0, "p0a1")).is_empty());
+        assert!(offer(&mut parts, 0, part(1, "p1a0")).is_empty());
         let (winners, losers) = parts.close_for_commit(&[winner(0, 1), winner(1, 0)]);
         let names: Vec<String> = winners.unwrap().into_iter().map(|p| p.name).collect();
         assert_eq!(names, ["p0a1", "p1a0"]);
         assert_eq!(losers, [part(0, "p0a0")]);
-        assert_eq!(parts.offer(2, part(0, "late")), Some(part(0, "late")), "closed: handed back");
+        assert_eq!(offer(&mut parts, 2, part(0, "late")), [part(0, "late")], "closed: handed back");
+    }
+
+    #[test]
+    fn a_partitioned_winner_commits_all_its_files_or_none_and_losers_give_back_all() {
+        let mut parts = StagedParts::default();
+        parts.offer(0, 0, vec![part(0, "k=b/p0a0"), part(0, "k=a/p0a0")]);
+        parts.offer(0, 1, vec![part(0, "k=a/p0a1")]);
+        parts.offer(1, 0, Vec::new());
+        let (winners, mut losers) = parts.close_for_commit(&[winner(0, 0), winner(1, 0)]);
+        let names: Vec<String> = winners.unwrap().into_iter().map(|p| p.name).collect();
+        assert_eq!(names, ["k=a/p0a0", "k=b/p0a0"], "partition 1 won with no rows: no file");
+        losers.sort_by(|a, b| a.name.cmp(&b.name));
+        assert_eq!(losers, [part(0, "k=a/p0a1")]);
     }
 
     #[test]
     fn a_winner_without_a_staged_part_fails_the_commit_and_an_ended_job_gives_back_all() {
         let mut parts = StagedParts::default();
-        parts.offer(0, part(0, "p0a0"));
+        offer(&mut parts, 0, part(0, "p0a0"));
         let (winners, losers) = parts.close_for_commit(&[winner(0, 0), winner(1, 0)]);
         assert!(winners.unwrap_err().contains("partition 1 attempt a0"));
         assert!(losers.is_empty());
 
         let mut parts = StagedParts::default();
-        parts.offer(0, part(0, "p0a0"));
+        offer(&mut parts, 0, part(0, "p0a0"));
         assert_eq!(parts.close(), [part(0, "p0a0")]);
-        assert!(parts.offer(1, part(0, "after")).is_some());
+        assert!(!offer(&mut parts, 1, part(0, "after")).is_empty());
     }
 }

@@ -388,24 +388,34 @@ impl DriverState {
             .collect()
     }
 
-    /// Keeps the part file an attempt staged for the job's commit; discards it at once
-    /// when it can no longer be committed (the job is committing or ended, or `wanted` is
-    /// false: the attempt is not running any more).
-    pub fn stage_part(&self, job: &JobId, attempt: u32, part: StagedPart, wanted: bool) {
-        // Journaled first: a restarted driver discards it if no commit of this run lists it.
-        let record = Record::PartStaged(PartStaged { job: job.to_string(), part: journaled(&part, 0) });
-        if let Err(e) = self.journal.append(&record) {
-            tracing::warn!(job = %job, part = %part.name, error = %e, "cannot journal a staged part");
+    /// Keeps the part files an attempt staged for `partition` (one, or with Hive
+    /// partitioning any number) for the job's commit; discards them at once when they can
+    /// no longer be committed (the job is committing or ended, or `wanted` is false: the
+    /// attempt is not running any more).
+    pub fn stage_parts(
+        &self,
+        job: &JobId,
+        partition: u32,
+        attempt: u32,
+        parts: Vec<StagedPart>,
+        wanted: bool,
+    ) {
+        // Journaled first: a restarted driver discards them if no commit of this run lists them.
+        for part in &parts {
+            let record = Record::PartStaged(PartStaged { job: job.to_string(), part: journaled(part) });
+            if let Err(e) = self.journal.append(&record) {
+                tracing::warn!(job = %job, part = %part.name, error = %e, "cannot journal a staged part");
+            }
         }
         let mut jobs = lock(&self.jobs);
         let Some(record) = jobs.get_mut(job) else {
-            return tracing::warn!(job = %job, part = %part.name, "a staged part of an unknown job is left alone");
+            return tracing::warn!(job = %job, parts = parts.len(), "staged parts of an unknown job are left alone");
         };
-        let refused = if wanted { record.staged.offer(attempt, part) } else { Some(part) };
-        if let Some(part) = refused {
-            tracing::info!(job = %job, part = %part.name, "discarding a part staged too late to commit");
+        let refused = if wanted { record.staged.offer(partition, attempt, parts) } else { parts };
+        if !refused.is_empty() {
+            tracing::info!(job = %job, parts = refused.len(), "discarding parts staged too late to commit");
             let (output, options) = (record.request.output.clone(), storage_options_of(&record.request));
-            tokio::spawn(async move { discard_all(&output, &options, vec![part]).await });
+            tokio::spawn(async move { discard_all(&output, &options, refused).await });
         }
     }
 
@@ -599,7 +609,7 @@ impl DriverState {
         let begun = CommitBegun {
             job: job.to_string(),
             winners,
-            losers: losers.iter().map(|p| journaled(p, 0)).collect(),
+            losers: losers.iter().map(journaled).collect(),
             counters: counters.iter().map(|(k, v)| (k.to_owned(), v)).collect(),
         };
         if let Err(e) = self.journal.append(&Record::CommitBegun(begun)) {

@@ -59,7 +59,7 @@ fn input(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> Arc<InputFile> {
     let path = dir.path().join(name);
     std::fs::write(&path, bytes).unwrap();
     let location = Location::parse(path.to_str().unwrap()).unwrap();
-    Arc::new(InputFile { location, size: bytes.len() as u64 })
+    Arc::new(InputFile::new(location, bytes.len() as u64))
 }
 
 /// Every line of `file`'s splits (planned small, codec by extension), the splits and the

@@ -1,6 +1,7 @@
 //! Parquet input: one split per row group (small consecutive row groups grouped), reading
 //! only the projected columns.
 
+mod pages;
 mod projection;
 mod pruning;
 
@@ -13,12 +14,37 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use parquet::errors::ParquetError;
+use parquet::file::metadata::PageIndexPolicy;
 use tokio::runtime::Handle;
 
 use crate::error::{Error, Result};
 use crate::job::InputSpec;
 use crate::storage::{InputFile, ObjectReader};
 use projection::Projection;
+
+/// What a filter's statistics let a split skip.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Skipped {
+    /// Row groups never read.
+    pub row_groups: u64,
+    /// Their compressed bytes.
+    pub bytes: u64,
+    /// Rows of the row groups read that the page index excluded (never decoded).
+    pub rows: u64,
+}
+
+/// What two splits skipped together.
+impl std::ops::Add for Skipped {
+    type Output = Skipped;
+
+    fn add(self, other: Skipped) -> Skipped {
+        Skipped {
+            row_groups: self.row_groups + other.row_groups,
+            bytes: self.bytes + other.bytes,
+            rows: self.rows + other.rows,
+        }
+    }
+}
 
 /// Rows per decoded batch.
 const BATCH_ROWS: usize = 16 * 1024;
@@ -40,6 +66,8 @@ pub struct ParquetSplit {
     filter: Option<Arc<crate::input::Predicate>>,
     /// The row groups left to read once the filter's statistics check is done.
     pruned: pruning::Pruned,
+    /// The rows of those the page index leaves to read, when it excludes some.
+    pages: Option<pages::PageSelection>,
 }
 
 /// A failed Parquet read: the store's error when fetching bytes failed (network, access,
@@ -74,10 +102,7 @@ pub(super) async fn plan(
     spec: &InputSpec,
     split_size: u64,
 ) -> Result<Vec<ParquetSplit>> {
-    let mut reader = object_reader(file);
-    let metadata = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
-        .await
-        .map_err(|source| parquet_error(file.display(), String::new(), source))?;
+    let metadata = load_metadata(file, spec).await?;
     let (projection, metadata) = projection::resolve(file, &metadata, spec.parquet_columns.as_deref())?;
     if let Some(filter) = &spec.filter {
         pruning::check_columns(file, &metadata, filter)?;
@@ -108,16 +133,25 @@ pub(super) async fn reopen(
     row_groups: Vec<usize>,
     compressed_bytes: u64,
 ) -> Result<ParquetSplit> {
-    let mut reader = object_reader(file);
-    let metadata = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
-        .await
-        .map_err(|source| parquet_error(file.display(), String::new(), source))?;
+    let metadata = load_metadata(file, spec).await?;
     let groups = metadata.metadata().num_row_groups();
     if let Some(bad) = row_groups.iter().find(|&&g| g >= groups) {
         return Err(Error::Config(format!("{} has {groups} row groups, not {}", file.display(), bad + 1)));
     }
     let (projection, metadata) = projection::resolve(file, &metadata, spec.parquet_columns.as_deref())?;
     Ok(split(file, &metadata, &Arc::new(projection), spec, row_groups, compressed_bytes))
+}
+
+/// Reads the footer of `file`, with the page index when the job filters rows (for
+/// page-level pruning).
+async fn load_metadata(file: &Arc<InputFile>, spec: &InputSpec) -> Result<ArrowReaderMetadata> {
+    let mut options = ArrowReaderOptions::new();
+    if spec.filter.is_some() && spec.filter_rows {
+        options = options.with_page_index_policy(PageIndexPolicy::Optional);
+    }
+    ArrowReaderMetadata::load_async(&mut object_reader(file), options)
+        .await
+        .map_err(|source| parquet_error(file.display(), String::new(), source))
 }
 
 fn split(
@@ -129,14 +163,17 @@ fn split(
     compressed_bytes: u64,
 ) -> ParquetSplit {
     let pruned = pruning::prune(metadata, &row_groups, spec.filter.as_deref());
+    let filter = spec.filter.clone().filter(|_| spec.filter_rows);
+    let pages = filter.as_deref().and_then(|f| pages::select(metadata, &pruned.read, f));
     ParquetSplit {
         file: file.clone(),
         metadata: metadata.clone(),
         row_groups,
         compressed_bytes,
         projection: projection.clone(),
-        filter: spec.filter.clone().filter(|_| spec.filter_rows),
+        filter,
         pruned,
+        pages,
     }
 }
 
@@ -154,9 +191,14 @@ impl ParquetSplit {
         }
     }
 
-    /// Row groups and compressed bytes the filter's statistics check skipped.
-    pub fn skipped(&self) -> (u64, u64) {
-        (self.pruned.skipped_groups, self.pruned.skipped_bytes)
+    /// Row groups and compressed bytes the filter's row-group statistics check skipped,
+    /// and rows of the others its page index check skipped.
+    pub fn skipped(&self) -> Skipped {
+        Skipped {
+            row_groups: self.pruned.skipped_groups,
+            bytes: self.pruned.skipped_bytes,
+            rows: self.pages.as_ref().map_or(0, |p| p.skipped_rows),
+        }
     }
 
     /// Decodes the split's row groups (those the filter does not exclude), handing batches
@@ -178,6 +220,9 @@ impl ParquetSplit {
         .with_batch_size(BATCH_ROWS);
         if let Some(filter) = &self.filter {
             builder = builder.with_row_filter(pruning::row_filter(&self.metadata, filter));
+        }
+        if let Some(pages) = &self.pages {
+            builder = builder.with_row_selection(pages.selection.clone());
         }
         let mut stream = builder.build().map_err(corrupt)?;
         while let Some(batch) = io.block_on(stream.next()) {
@@ -354,9 +399,13 @@ mod tests {
         let filter = crate::input::Predicate::parse("n >= 2500 and n < 3100").unwrap();
         let spec = InputSpec::text_lines().with_parquet_columns([("s", DataType::Utf8)]).with_filter(filter);
         let splits = runtime.block_on(plan(&file, &spec, 1 << 30)).unwrap();
-        let (skipped, bytes) = splits[0].skipped();
-        assert_eq!((skipped, splits[0].pruned.read.clone()), (2, vec![2, 3]), "row groups 0, 1 excluded");
-        assert!(bytes > 0);
+        let skipped = splits[0].skipped();
+        assert_eq!(
+            (skipped.row_groups, splits[0].pruned.read.clone()),
+            (2, vec![2, 3]),
+            "row groups 0, 1 excluded"
+        );
+        assert!(skipped.bytes > 0);
         let mut rows = Vec::new();
         splits[0]
             .read(runtime.handle(), &mut |b| {
@@ -370,5 +419,64 @@ mod tests {
         let missing = InputSpec::text_lines().with_filter(crate::input::Predicate::parse("zz > 1").unwrap());
         let error = runtime.block_on(plan(&file, &missing, 1 << 30)).unwrap_err();
         assert!(error.to_string().contains("no column `zz`"), "{error}");
+    }
+
+    /// Writes `n` (0..4000) and `s` (`row {n}`, padded) in one row group, pages of at most
+    /// 100 rows, `s` in smaller pages than `n` by byte size.
+    fn one_row_group_many_pages(path: &std::path::Path) {
+        use parquet::file::properties::WriterProperties;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, false),
+            Field::new("s", DataType::Utf8, false),
+        ]));
+        let n: Vec<i64> = (0..4000).collect();
+        let s: Vec<String> = n.iter().map(|i| format!("row {i}{}", "-".repeat(60))).collect();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(Int64Array::from(n)), Arc::new(StringArray::from(s))],
+        )
+        .unwrap();
+        let props = WriterProperties::builder()
+            .set_dictionary_enabled(false)
+            .set_data_page_row_count_limit(100)
+            .set_data_page_size_limit(2048)
+            .set_write_batch_size(10)
+            .build();
+        let mut writer =
+            ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, Some(props)).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+    }
+
+    #[test]
+    fn the_page_index_skips_pages_a_filter_excludes_across_columns_of_other_page_sizes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pages.parquet");
+        one_row_group_many_pages(&path);
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let files = runtime
+            .block_on(crate::storage::resolve_inputs(&[path.display().to_string()], &Default::default()))
+            .unwrap();
+        let file = Arc::new(files[0].clone());
+        let padded = |i: i64| format!("row {i}{}", "-".repeat(60));
+        let filter = format!("n >= 2500 and n < 3100 or s = '{}'", padded(10));
+        let filter = crate::input::Predicate::parse(&filter).unwrap();
+        let spec = InputSpec::text_lines().with_parquet_columns([("n", DataType::Int64)]).with_filter(filter);
+        let splits = runtime.block_on(plan(&file, &spec, 1 << 30)).unwrap();
+        let skipped = splits[0].skipped();
+        assert_eq!(skipped.row_groups, 0, "one row group, and it holds matches");
+        // Pages of n hold 100 rows: at most 7 pages of n plus one of s remain.
+        assert!(skipped.rows >= 4000 - 800, "pages skipped: {skipped:?}");
+        let mut rows = Vec::new();
+        splits[0]
+            .read(runtime.handle(), &mut |b| {
+                rows.extend(
+                    b.column(0).as_primitive::<arrow::datatypes::Int64Type>().values().iter().copied(),
+                );
+                Ok(true)
+            })
+            .unwrap();
+        let expected: Vec<i64> = [10].into_iter().chain(2500..3100).collect();
+        assert_eq!(rows, expected);
     }
 }

@@ -136,7 +136,7 @@ pub struct JournaledPart {
     pub partition: u32,
     /// Its name in the output directory.
     pub name: String,
-    /// Rows (winners only; 0 otherwise).
+    /// Rows (0 in journals of drivers that recorded them for winners only).
     #[serde(default)]
     pub rows: u64,
     /// Its size.
