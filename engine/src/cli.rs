@@ -88,6 +88,13 @@ pub struct RunArgs {
     #[arg(long)]
     pub replace_invalid_utf8: bool,
 
+    /// Rows of text input that may fail to parse (a CSV row with the wrong column count or
+    /// a value of the wrong type, a JSON syntax error, a line that is not UTF-8) before the
+    /// job fails: each is skipped, counted (`bad_records`) and written with its file, line
+    /// and reason to `_bad_records/` in the output. 0: the first one fails the job.
+    #[arg(long, value_name = "N", default_value_t = 0, env = "GRISTMILL_MAX_BAD_RECORDS")]
+    pub max_bad_records: u64,
+
     /// Codec of Parquet part files: snappy, zstd or zstd:LEVEL, gzip or gzip:LEVEL,
     /// lz4 (LZ4_RAW) or none [default: the job's, zstd unless it says otherwise]. CSV and
     /// JSON part files take gzip, zstd or none (`.csv.gz`, `.json.zst`) [default: none].
@@ -181,6 +188,7 @@ impl RunArgs {
                 multiline: self.csv_multiline,
             })
             .with_replace_invalid_utf8(self.replace_invalid_utf8)
+            .with_max_bad_records(self.max_bad_records)
             .with_compression(self.compression)
             .with_row_group_size(self.row_group_size)
             .with_output_format(self.output_format)

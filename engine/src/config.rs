@@ -38,6 +38,10 @@ pub struct RunConfig {
     pub format: Option<InputFormat>,
     /// Replace invalid UTF-8 in text input instead of failing.
     pub replace_invalid_utf8: bool,
+    /// Rows of text input that may fail to parse (CSV, JSON lines, invalid UTF-8) before
+    /// the job fails: they are skipped and written to `_bad_records/` in the output. 0:
+    /// the first one fails the job.
+    pub max_bad_records: u64,
     /// How CSV input is read.
     pub csv: CsvOptions,
     /// Memory for map-side buffers and in-memory runs; past it, runs spill to disk.
@@ -72,6 +76,7 @@ impl RunConfig {
             overwrite: false,
             format: None,
             replace_invalid_utf8: false,
+            max_bad_records: 0,
             csv: CsvOptions::default(),
             memory_limit: default_memory_limit(),
             spill_dir: std::env::temp_dir(),
@@ -230,6 +235,12 @@ impl RunConfig {
     /// Replaces invalid UTF-8 instead of failing.
     pub fn with_replace_invalid_utf8(mut self, replace: bool) -> Self {
         self.replace_invalid_utf8 = replace;
+        self
+    }
+
+    /// Skips up to `max` rows of text input that fail to parse, writing them aside.
+    pub fn with_max_bad_records(mut self, max: u64) -> Self {
+        self.max_bad_records = max;
         self
     }
 

@@ -46,13 +46,17 @@ pub enum Error {
     },
     /// Text input with bytes that are not UTF-8.
     #[error(
-        "{path}: invalid UTF-8 at byte offset {offset} (pass --replace-invalid-utf8 to replace bad bytes)"
+        "{path}: invalid UTF-8 at byte offset {offset}{} (pass --replace-invalid-utf8 to replace bad bytes, \
+         or --max-bad-records N to skip up to N bad rows)",
+        line_note(.line)
     )]
     InvalidUtf8 {
         /// The file.
         path: String,
         /// Absolute byte offset of the first bad byte in the file.
         offset: u64,
+        /// The 1-based line it is on, when counted.
+        line: Option<u64>,
     },
     /// An input directory holds part files (or part files still being written) but no
     /// `_SUCCESS`: the output of a job that did not commit.
@@ -115,6 +119,20 @@ pub enum Error {
         /// Where: `line 12 (byte offset 3456)`, or the byte offset alone.
         location: String,
         /// What is wrong.
+        reason: String,
+    },
+    /// More bad rows than `--max-bad-records` allows: names the last one found.
+    #[error(
+        "{path}: more than {max} bad records (--max-bad-records {max}); the last, at {location}: {reason}"
+    )]
+    TooManyBadRecords {
+        /// The bad records allowed.
+        max: u64,
+        /// The last bad row's file.
+        path: String,
+        /// Its place: `line 12 (byte offset 3456)`, or the byte offset alone.
+        location: String,
+        /// What is wrong with it.
         reason: String,
     },
     /// A Parquet file lacks a column the job reads.
@@ -370,4 +388,9 @@ pub(crate) fn is_access_denied(error: &(dyn std::error::Error + 'static)) -> boo
         next = e.source();
     }
     false
+}
+
+/// ` (line N)` when the line is known.
+fn line_note(line: &Option<u64>) -> String {
+    line.map(|line| format!(" (line {line})")).unwrap_or_default()
 }

@@ -11,7 +11,7 @@ use tokio::runtime::Handle;
 
 use crate::error::{Error, Result};
 use crate::ids::{AttemptId, JobId, PartitionId, TaskId};
-use crate::input::{ReadOptions, Split};
+use crate::input::{BadRecords, ReadOptions, Split};
 use crate::job::{BatchSink, Counters, Emitter, Groups, Job, ReduceInput, Reducer, TaskInfo};
 use crate::output::{OutputDir, OutputLayout, OutputWriter, PartFile, PartName};
 use crate::partition::{Partitioner, RangePartitioner};
@@ -29,6 +29,9 @@ pub const MAP_INPUT_BYTES: &str = "map_input_bytes";
 pub const INPUT_ROW_GROUPS_SKIPPED: &str = "input_row_groups_skipped";
 /// Engine counter: compressed bytes of those row groups.
 pub const INPUT_BYTES_SKIPPED: &str = "input_bytes_skipped";
+/// Engine counter: input rows that failed to parse, skipped and written to `_bad_records/`
+/// (`--max-bad-records`).
+pub const BAD_RECORDS: &str = "bad_records";
 /// Engine counter: rows of the row groups read that the page index excluded (never decoded).
 pub const INPUT_ROWS_SKIPPED: &str = "input_rows_skipped";
 /// Engine counter: rows mappers emitted.
@@ -66,6 +69,9 @@ pub struct TaskEnv<'a> {
     pub num_partitions: usize,
     /// How inputs are read.
     pub read: ReadOptions,
+    /// Where rows of input that fail to parse go: the job's (local mode) or the task's,
+    /// which fails once more than `--max-bad-records` are found.
+    pub bad_records: &'a BadRecords,
     /// Map output buffered before it is sorted into a run.
     pub map_buffer_bytes: usize,
     /// Where map tasks put their sorted runs.
@@ -159,7 +165,7 @@ pub fn run_map_task<J: Job>(job: &J, env: &TaskEnv<'_>, task: &MapTask) -> Resul
         let mut mapper = job.mapper(&info).map_err(user("mapper failed:"))?;
         let mut out = Emitter::new(schema);
         let (mut rows_in, mut rows_out) = (0u64, 0u64);
-        let bytes_in = split.read(env.io, env.read, &mut |batch| {
+        let bytes_in = split.read_keeping_bad(env.io, env.read, env.bad_records, &mut |batch| {
             rows_in += batch.num_rows() as u64;
             env.progress.add_input(0, batch.num_rows() as u64);
             mapper.map(&batch, &mut out).map_err(user("mapper failed:"))?;
@@ -308,7 +314,7 @@ pub fn run_map_only_task<J: Job>(
         let mut mapper = job.mapper(&info).map_err(user("mapper failed:"))?;
         let mut part = PartOutput::create(job, env, PartitionId(task.index as u32), info.attempt, output)?;
         let mut rows_in = 0u64;
-        let bytes_in = split.read(env.io, env.read, &mut |batch| {
+        let bytes_in = split.read_keeping_bad(env.io, env.read, env.bad_records, &mut |batch| {
             rows_in += batch.num_rows() as u64;
             env.progress.add_input(0, batch.num_rows() as u64);
             mapper.map(&batch, &mut part.out).map_err(user("mapper failed:"))?;
@@ -411,7 +417,9 @@ fn sample_task<J: Job>(job: &J, env: &TaskEnv<'_>, task: &MapTask) -> Result<Vec
         let mut mapper = job.mapper(&info).map_err(user("mapper failed:"))?;
         let mut out = Emitter::new(job.map_output().schema().clone());
         let mut rows = 0;
-        task.split.read(env.io, env.read, &mut |batch| {
+        // Bad rows of a sample are found again (and kept) by the map task.
+        let bad = BadRecords::new(env.bad_records.max());
+        task.split.read_keeping_bad(env.io, env.read, &bad, &mut |batch| {
             let take = batch.num_rows().min(SAMPLE_ROWS_PER_SPLIT - rows);
             rows += take;
             mapper.map(&batch.slice(0, take), &mut out).map_err(user("mapper failed:"))?;

@@ -415,11 +415,14 @@ fn upload_of(staged: Staged) -> (String, Vec<String>) {
 }
 
 fn report_of(attempt: &AttemptKey, result: TaskResult, stderr_tail: String) -> TaskReport {
+    let mut bad_records = Vec::new();
     let (result, counters) = match result {
-        TaskResult::MapDone { output_bytes, counters } => {
+        TaskResult::MapDone { output_bytes, counters, bad_records: bad } => {
+            bad_records = bad;
             (task_report::Result::MapDone(MapDone { output_bytes }), counters)
         }
-        TaskResult::PartWritten { part_file, rows, bytes, staged, counters, files } => {
+        TaskResult::PartWritten { part_file, rows, bytes, staged, counters, files, bad_records: bad } => {
+            bad_records = bad;
             let (upload_id, upload_parts) = upload_of(staged);
             let files = files
                 .into_iter()
@@ -450,10 +453,17 @@ fn report_of(attempt: &AttemptKey, result: TaskResult, stderr_tail: String) -> T
             (task_report::Result::Failed(failed), Default::default())
         }
     };
+    // A JSON array of records the task process itself serialized once: it cannot fail.
+    let bad_records = if bad_records.is_empty() {
+        Vec::new()
+    } else {
+        serde_json::to_vec(&bad_records).unwrap_or_default()
+    };
     TaskReport {
         attempt: Some(attempt.clone()),
         result: Some(result),
         counters: counters.into_iter().collect(),
+        bad_records,
     }
 }
 

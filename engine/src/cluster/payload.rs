@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ErrorKind;
-use crate::input::SplitSpec;
+use crate::input::{BadRecord, SplitSpec};
 use crate::output::{Codec, OutputLayout, ParquetOutput};
 use crate::security::JobSecret;
 use crate::shuffle::RunBudget;
@@ -28,6 +28,10 @@ pub struct JobPayload {
     pub num_partitions: usize,
     /// Replace invalid UTF-8 in text input.
     pub replace_invalid_utf8: bool,
+    /// Rows of text input that may fail to parse before the job fails (`--max-bad-records`;
+    /// absent from older submitters: none).
+    #[serde(default)]
+    pub max_bad_records: u64,
     /// Map output buffered before it is sorted into a run.
     pub map_buffer_bytes: usize,
     /// Sorted runs a map task keeps in memory before spilling.
@@ -60,6 +64,16 @@ impl JobPayload {
             parquet: Option<ParquetOutput>,
         }
         serde_json::from_slice::<Output>(json).ok()?.parquet.map(|p| p.compression)
+    }
+
+    /// The bad records allowed to the job whose payload is `json` (0 when it does not say).
+    pub fn max_bad_records_of(json: &[u8]) -> u64 {
+        #[derive(Deserialize)]
+        struct Limit {
+            #[serde(default)]
+            max_bad_records: u64,
+        }
+        serde_json::from_slice::<Limit>(json).map_or(0, |l| l.max_bad_records)
     }
 }
 
@@ -158,6 +172,9 @@ pub enum TaskResult {
         output_bytes: u64,
         /// Counters.
         counters: BTreeMap<String, u64>,
+        /// The rows of its split it skipped as bad (at most `--max-bad-records`).
+        #[serde(default)]
+        bad_records: Vec<BadRecord>,
     },
     /// A reduce attempt, or a map attempt of a map-only job, wrote its part file.
     PartWritten {
@@ -172,6 +189,9 @@ pub enum TaskResult {
         staged: crate::output::Staged,
         /// Counters.
         counters: BTreeMap<String, u64>,
+        /// The rows of its split a map attempt of a map-only job skipped as bad.
+        #[serde(default)]
+        bad_records: Vec<BadRecord>,
         /// The part files of a Hive-partitioned output, each staged (empty otherwise).
         #[serde(default)]
         files: Vec<WrittenFile>,

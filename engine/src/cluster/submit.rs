@@ -19,7 +19,7 @@ use crate::driver::JobReport;
 use crate::error::{Error, Result};
 use crate::exec::{TaskEnv, is_map_only, sample_range_partitioner};
 use crate::ids::{AttemptId, JobId};
-use crate::input::ReadOptions;
+use crate::input::{BadRecords, ReadOptions};
 use crate::job::Job;
 use crate::output::{Manifest, OutputDir, SUCCESS_FILE};
 use crate::partition::HashPartitioner;
@@ -117,6 +117,7 @@ fn job_payload<J: Job>(
             attempt: AttemptId(0),
             num_partitions,
             read: ReadOptions { replace_invalid_utf8: config.replace_invalid_utf8 },
+            bad_records: &BadRecords::new(config.max_bad_records),
             map_buffer_bytes: config.map_buffer_bytes(),
             store: &store,
             partitioner: Arc::new(HashPartitioner),
@@ -135,6 +136,7 @@ fn job_payload<J: Job>(
             .map_err(|e| Error::InvalidJob(format!("cannot serialize the job: {e}")))?,
         num_partitions,
         replace_invalid_utf8: config.replace_invalid_utf8,
+        max_bad_records: config.max_bad_records,
         map_buffer_bytes: config.map_buffer_bytes(),
         run_budget: RunBudget { owned: budget.owned / threads, mapped: budget.mapped / threads },
         output: config.output.clone(),

@@ -21,11 +21,11 @@ use super::fetch::{FetchError, FetchFailure, fetch_partition};
 use super::payload::{JobPayload, MapOutputSource, TaskFile, TaskResult, WrittenFile};
 use crate::error::{Error, Result};
 use crate::exec::{
-    SHUFFLE_FETCHED_BYTES, SHUFFLE_HOST_LOCAL_BYTES, SPILLED_BYTES, TaskEnv, is_map_only, run_map_only_task,
-    run_map_task, run_reduce_task,
+    BAD_RECORDS, SHUFFLE_FETCHED_BYTES, SHUFFLE_HOST_LOCAL_BYTES, SPILLED_BYTES, TaskEnv, is_map_only,
+    run_map_only_task, run_map_task, run_reduce_task,
 };
 use crate::ids::{AttemptId, JobId};
-use crate::input::{ReadOptions, Split};
+use crate::input::{BadRecords, ReadOptions, Split};
 use crate::job::{Counters, Job};
 use crate::output::{OutputDir, OutputLayout, PartFile};
 use crate::partition::{HashPartitioner, Partitioner, RangePartitioner};
@@ -119,12 +119,15 @@ fn run_attempt<J: Job>(task: &TaskFile) -> Result<TaskResult> {
     let spill = Arc::new(SpillDir::create(&task.work_dir, &job_id)?);
     let store = Arc::new(RunStore::new(spill, task.job.run_budget));
     let progress = Progress::default();
+    // This attempt's own: the driver sums the bad records of the job's map tasks.
+    let bad_records = BadRecords::new(task.job.max_bad_records);
     let env = TaskEnv {
         io: io.handle(),
         job_id: &job_id,
         attempt: AttemptId(task.attempt),
         num_partitions: task.job.num_partitions,
         read: ReadOptions { replace_invalid_utf8: task.job.replace_invalid_utf8 },
+        bad_records: &bad_records,
         map_buffer_bytes: task.job.map_buffer_bytes,
         store: &store,
         partitioner: partitioner(&job, &task.job)?,
@@ -162,8 +165,9 @@ fn run_map<J: Job>(job: &J, env: &TaskEnv<'_>, task: &TaskFile) -> Result<TaskRe
     let map_task = MapTask { index: task.index as usize, input: map_split.input, split };
     if is_map_only(job) {
         let output = OutputDir::new(Location::parse_with(&task.job.output, &task.job.storage_options)?);
-        let (parts, counters) = run_map_only_task(job, env, &map_task, &output)?;
-        return Ok(part_written(parts, &env.layout, &counters));
+        let (parts, mut counters) = run_map_only_task(job, env, &map_task, &output)?;
+        let bad_records = take_bad_records(env, &mut counters);
+        return Ok(part_written(parts, &env.layout, &counters, bad_records));
     }
     let output = run_map_task(job, env, &map_task)?;
     let keyed = job.map_output();
@@ -171,7 +175,18 @@ fn run_map<J: Job>(job: &J, env: &TaskEnv<'_>, task: &TaskFile) -> Result<TaskRe
     let index = write_map_output(&files, keyed.schema(), &keyed.key_indices()?, output.runs)?;
     let mut counters = output.counters;
     counters.add(SPILLED_BYTES, env.store.spilled_bytes());
-    Ok(TaskResult::MapDone { output_bytes: index.bytes(), counters: to_map(&counters) })
+    let bad_records = take_bad_records(env, &mut counters);
+    Ok(TaskResult::MapDone { output_bytes: index.bytes(), counters: to_map(&counters), bad_records })
+}
+
+/// The bad records the attempt's split held, counted in `counters` when they are allowed.
+fn take_bad_records(env: &TaskEnv<'_>, counters: &mut Counters) -> Vec<crate::input::BadRecord> {
+    if env.bad_records.max() == 0 {
+        return Vec::new();
+    }
+    let rows = env.bad_records.take();
+    counters.add(BAD_RECORDS, rows.len() as u64);
+    rows
 }
 
 fn run_reduce<J: Job>(job: &J, env: &TaskEnv<'_>, task: &TaskFile) -> Result<TaskResult> {
@@ -204,12 +219,17 @@ fn run_reduce<J: Job>(job: &J, env: &TaskEnv<'_>, task: &TaskFile) -> Result<Tas
     };
     counters.add(SHUFFLE_FETCHED_BYTES, fetched_bytes);
     counters.add(SHUFFLE_HOST_LOCAL_BYTES, local_bytes);
-    Ok(part_written(parts, &env.layout, &counters))
+    Ok(part_written(parts, &env.layout, &counters, Vec::new()))
 }
 
 /// The report of an attempt that wrote `parts`: the one part file, or, partitioned, each
 /// of them (the summary fields then name none).
-fn part_written(parts: Vec<PartFile>, layout: &OutputLayout, counters: &Counters) -> TaskResult {
+fn part_written(
+    parts: Vec<PartFile>,
+    layout: &OutputLayout,
+    counters: &Counters,
+    bad_records: Vec<crate::input::BadRecord>,
+) -> TaskResult {
     if layout.partition_by.is_empty()
         && let [part] = &parts[..]
     {
@@ -220,6 +240,7 @@ fn part_written(parts: Vec<PartFile>, layout: &OutputLayout, counters: &Counters
             staged: part.staged.clone(),
             counters: to_map(counters),
             files: Vec::new(),
+            bad_records,
         };
     }
     TaskResult::PartWritten {
@@ -232,6 +253,7 @@ fn part_written(parts: Vec<PartFile>, layout: &OutputLayout, counters: &Counters
             .into_iter()
             .map(|p| WrittenFile { name: p.name, rows: p.rows, bytes: p.bytes, staged: p.staged })
             .collect(),
+        bad_records,
     }
 }
 

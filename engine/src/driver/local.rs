@@ -12,13 +12,13 @@ use tracing::{info, info_span};
 use crate::config::RunConfig;
 use crate::error::{Error, Result};
 use crate::exec::{
-    MapTaskOutput, SPILLED_BYTES, TaskEnv, is_map_only, run_map_only_task, run_map_task, run_reduce_task,
-    sample_range_partitioner,
+    BAD_RECORDS, MapTaskOutput, SPILLED_BYTES, TaskEnv, is_map_only, run_map_only_task, run_map_task,
+    run_reduce_task, sample_range_partitioner,
 };
 use crate::ids::JobId;
-use crate::input::ReadOptions;
+use crate::input::{BadRecords, ReadOptions};
 use crate::job::{Counters, Job};
-use crate::output::{Manifest, OutputDir, PartFile};
+use crate::output::{Manifest, OutputDir, PartFile, write_bad_records};
 use crate::partition::{HashPartitioner, Partitioner};
 use crate::plan::{MapTask, plan_map_tasks};
 use crate::progress::Progress;
@@ -73,12 +73,14 @@ pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Re
     let spill = Arc::new(SpillDir::create(&config.spill_dir, &job_id)?);
     let store = Arc::new(RunStore::new(spill, config.run_budget()));
     let parquet_codec = layout.parquet_codec();
+    let bad_records = BadRecords::new(config.max_bad_records);
     let mut env = TaskEnv {
         io: io.handle(),
         job_id: &job_id,
         attempt: crate::ids::AttemptId(0),
         num_partitions: job.reducers().unwrap_or(config.reducers).max(1),
         read: ReadOptions { replace_invalid_utf8: config.replace_invalid_utf8 },
+        bad_records: &bad_records,
         map_buffer_bytes: config.map_buffer_bytes(),
         store: &store,
         partitioner: Arc::new(HashPartitioner),
@@ -86,13 +88,16 @@ pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Re
         layout,
     };
     let result = pool.install(|| -> Result<_> {
-        if is_map_only(job) {
-            return map_only_phase(job, &env, &plan.map_tasks, &output);
-        }
-        env.partitioner = choose_partitioner(job, &env, &plan.map_tasks)?;
-        let (runs, mut counters) = map_phase(job, &env, &plan.map_tasks)?;
-        let parts = reduce_phase(job, &env, runs, &output, &mut counters)?;
-        counters.add(SPILLED_BYTES, store.spilled_bytes());
+        let (mut parts, mut counters) = if is_map_only(job) {
+            map_only_phase(job, &env, &plan.map_tasks, &output)?
+        } else {
+            env.partitioner = choose_partitioner(job, &env, &plan.map_tasks)?;
+            let (runs, mut counters) = map_phase(job, &env, &plan.map_tasks)?;
+            let parts = reduce_phase(job, &env, runs, &output, &mut counters)?;
+            counters.add(SPILLED_BYTES, store.spilled_bytes());
+            (parts, counters)
+        };
+        stage_bad_records(&env, &output, &mut parts, &mut counters)?;
         Ok((parts, counters))
     });
     drop(store);
@@ -116,6 +121,22 @@ pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Re
     info!(rows = manifest.rows, "committed");
     let map_tasks = plan.map_tasks.len();
     Ok(JobReport { job_id, manifest, input_files: plan.files, map_tasks, elapsed: started.elapsed() })
+}
+
+/// Counts the job's bad records and stages them, to be committed with the part files.
+fn stage_bad_records(
+    env: &TaskEnv<'_>,
+    output: &OutputDir,
+    parts: &mut Vec<PartFile>,
+    counters: &mut Counters,
+) -> Result<()> {
+    if env.bad_records.max() == 0 {
+        return Ok(());
+    }
+    let rows = env.bad_records.take();
+    counters.add(BAD_RECORDS, rows.len() as u64);
+    parts.extend(write_bad_records(env.io, output, env.job_id, env.attempt, &rows)?);
+    Ok(())
 }
 
 /// The job's own partitioner, a sampled range partitioner for total order, or the hash.

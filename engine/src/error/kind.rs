@@ -133,7 +133,8 @@ impl Error {
             Error::CorruptParquet { .. }
             | Error::BadRecordFile { .. }
             | Error::MalformedRow { .. }
-            | Error::CorruptCompressed { .. } => ErrorKind::CorruptInput,
+            | Error::CorruptCompressed { .. }
+            | Error::TooManyBadRecords { .. } => ErrorKind::CorruptInput,
             Error::InvalidUtf8 { .. } => ErrorKind::InvalidUtf8,
             Error::UnsupportedParquet { .. } => ErrorKind::Unsupported,
             Error::MissingColumn { .. } | Error::ColumnType { .. } | Error::Filter { .. } => {
@@ -217,7 +218,7 @@ mod tests {
 
     #[test]
     fn errors_map_to_their_kinds_and_a_task_keeps_its_cause_s_kind() {
-        let utf8 = Error::InvalidUtf8 { path: "a.txt".into(), offset: 3 };
+        let utf8 = Error::InvalidUtf8 { path: "a.txt".into(), offset: 3, line: None };
         assert_eq!(utf8.kind(), ErrorKind::InvalidUtf8);
         assert!(!utf8.is_retryable());
         let panic = Error::UserCode { stage: PANICKED, message: "boom".into() };

@@ -9,6 +9,7 @@
 use arrow::array::RecordBatch;
 use tokio::runtime::Handle;
 
+use super::bad::BadRecords;
 use super::{ReadOptions, Split};
 use crate::error::{Error, Result};
 
@@ -91,6 +92,7 @@ impl CombinedSplit {
         &self,
         io: &Handle,
         options: ReadOptions,
+        bad: &BadRecords,
         sink: &mut dyn FnMut(RecordBatch) -> Result<bool>,
     ) -> Result<u64> {
         let mut total = 0;
@@ -100,7 +102,7 @@ impl CombinedSplit {
                 wants_more = sink(batch)?;
                 Ok(wants_more)
             };
-            total += part.read(io, options, &mut pass).map_err(|e| in_part(part, e))?;
+            total += part.read_keeping_bad(io, options, bad, &mut pass).map_err(|e| in_part(part, e))?;
             if !wants_more {
                 break;
             }

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 
 use super::ReadOptions;
+use super::bad::BadRows;
 use super::text::{CHUNK_BYTES, Chunks, LineScanner, TextSplit};
 use crate::error::{Error, Result};
 use crate::job::TextShape;
@@ -26,6 +27,7 @@ pub(super) fn read(
     codec: Codec,
     io: &Handle,
     options: ReadOptions,
+    bad: &mut BadRows,
     sink: &mut dyn FnMut(RecordBatch) -> Result<bool>,
 ) -> Result<u64> {
     let mut decoder = codec.decoder(CompressedInput::new(Chunks::open(split, io)?))?;
@@ -37,7 +39,7 @@ pub(super) fn read(
         let n = read.map_err(|e| decoder.input_mut().error(&split.file, codec, &e))? as u64;
         total += n;
         let eof = n < CHUNK_BYTES;
-        if !split.emit(&mut scan, eof, options, sink)? || eof {
+        if !split.emit(&mut scan, eof, options, bad, sink)? || eof {
             break;
         }
     }

@@ -15,6 +15,7 @@ use arrow::error::ArrowError;
 use arrow_csv::reader::{Decoder, Format, ReaderBuilder};
 use tokio::runtime::Handle;
 
+use super::bad::{BadRecords, BadRows};
 use super::compressed::Codec;
 use super::text::TextSplit;
 use super::text_rows::{self, BATCH_ROWS, Columns};
@@ -138,9 +139,15 @@ pub(super) fn plan(
 }
 
 impl CsvSplit {
-    /// Decodes the split's records, handing batches of the job's columns to `sink`.
+    /// Decodes the split's records, handing batches of the job's columns to `sink`; a
+    /// record that does not decode goes to `bad` (which fails the read when it allows none).
     /// Returns the bytes read (decompressed bytes of a compressed file).
-    pub fn read(&self, io: &Handle, sink: &mut dyn FnMut(RecordBatch) -> Result<bool>) -> Result<u64> {
+    pub fn read(
+        &self,
+        io: &Handle,
+        bad: &BadRecords,
+        sink: &mut dyn FnMut(RecordBatch) -> Result<bool>,
+    ) -> Result<u64> {
         let lines = TextSplit {
             file: self.file.clone(),
             start: self.start,
@@ -156,6 +163,7 @@ impl CsvSplit {
             header,
             carry: Vec::new(),
             carry_offset: 0,
+            bad: BadRows::new(&self.file, io, bad).with_codec(self.codec),
         };
         let mut stopped = false;
         let read = lines.read_chunks(io, &mut |bytes, offset| {
@@ -194,6 +202,7 @@ struct SplitReader<'a> {
     header: bool,
     carry: Vec<u8>,
     carry_offset: u64,
+    bad: BadRows<'a>,
 }
 
 impl SplitReader<'_> {
@@ -257,8 +266,16 @@ impl SplitReader<'_> {
         self.header &= bytes.is_empty();
         let mut pos = 0;
         while pos < bytes.len() {
-            let step = decode_step(&mut self.decoder, &bytes[pos..], eof);
-            let (used, batch) = step.map_err(|e| self.locate(bytes, offset, header, &e))?;
+            let (used, batch) = match decode_step(&mut self.decoder, &bytes[pos..], eof) {
+                Ok(step) => step,
+                Err(e) if !self.bad.skipping() => return Err(self.locate(bytes, offset, header, &e)),
+                Err(_) => {
+                    // The decoder's state is unknown after an error: start a fresh one.
+                    self.decoder = self.split.format.decoder(false, BATCH_ROWS);
+                    let at = offset + pos as u64;
+                    return self.salvage(&bytes[pos..], at, header && pos == 0, sink);
+                }
+            };
             if used == 0 && batch.is_none() {
                 return Err(Error::Internal(format!(
                     "the CSV decoder stalled in {}",
@@ -273,6 +290,38 @@ impl SplitReader<'_> {
             }
         }
         Ok(true)
+    }
+
+    /// Decodes `bytes` (whole records from `offset`, the header line first if `header`, at
+    /// least one record bad) a record at a time: the records that do not decode go to
+    /// `bad`, the others to `sink`. A bad header line fails. Returns `false` when `sink`
+    /// wants no more.
+    fn salvage(
+        &mut self,
+        bytes: &[u8],
+        offset: u64,
+        mut header: bool,
+        sink: &mut dyn FnMut(RecordBatch) -> Result<bool>,
+    ) -> Result<bool> {
+        let split = self.split;
+        let (mut good, mut pos) = (Vec::new(), 0);
+        while pos < bytes.len() {
+            let end = pos + record_len(&bytes[pos..]);
+            let (record, at) = (&bytes[pos..end], offset + pos as u64);
+            match decode_step(&mut split.format.decoder(header, 1), record, true) {
+                Ok((_, batch)) => good.extend(batch),
+                Err(e) if header => {
+                    return Err(text_rows::malformed(&split.file, split.codec, self.io, at, &split.hint(&e)));
+                }
+                Err(e) => self.bad.malformed(at, record, &text_rows::reason(&e))?,
+            }
+            header = false;
+            pos = end;
+        }
+        match text_rows::concat(good)? {
+            Some(batch) => sink(split.format.columns.conform(&split.file, batch)?),
+            None => Ok(true),
+        }
     }
 
     /// The error for `bytes` (whole records from `offset`, the header line first if
@@ -315,6 +364,20 @@ fn decode_step(
         decoder.decode(&[])?;
     }
     Ok((used, decoder.flush()?))
+}
+
+/// The length of the first record of `bytes` (which start at a record's start), its line
+/// break included: up to the first line break outside quotes, or all of `bytes`.
+fn record_len(bytes: &[u8]) -> usize {
+    let mut quoted = false;
+    for at in memchr::memchr2_iter(b'"', b'\n', bytes) {
+        if bytes[at] == b'"' {
+            quoted = !quoted;
+        } else if !quoted {
+            return at + 1;
+        }
+    }
+    bytes.len()
 }
 
 /// Where the last whole record of `bytes` (which start at a record's start) ends: after
@@ -416,6 +479,31 @@ mod tests {
             message.contains("line 3 (byte offset 8)") && message.contains("'x' as type 'Int64'"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn bad_records_are_skipped_and_kept_with_their_line_and_text() {
+        let files = Files::new(&[("bad.csv", b"k,v\na,1\nb,2\nc\nd,4\n\"e,\",5,6\n")]);
+        for split_size in [1, 5, 100] {
+            let bad = BadRecords::new(5);
+            let (_, rows) =
+                files.read_keeping_bad(&InputSpec::text_lines(), &options(split_size), &bad).unwrap();
+            assert_eq!(rows, ["a|1", "b|2", "d|4"], "split size {split_size}");
+            let kept: Vec<_> = bad.take().into_iter().map(|r| (r.line, r.offset, r.text)).collect();
+            assert_eq!(kept, [(Some(4), 12, "c".to_owned()), (Some(6), 18, "\"e,\",5,6".to_owned())]);
+        }
+        let error =
+            files.read_keeping_bad(&InputSpec::text_lines(), &options(5), &BadRecords::new(1)).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("more than 1 bad records") && message.contains("line 6 (byte offset 18)"),
+            "{message}"
+        );
+        // A header that is not the first file's still fails.
+        let files = Files::new(&[("a.csv", b"k,v\na,1\n"), ("b.csv", b"v,k\n2,b\n")]);
+        let error =
+            files.read_keeping_bad(&InputSpec::text_lines(), &options(100), &BadRecords::new(5)).unwrap_err();
+        assert!(error.to_string().contains("header"), "{error}");
     }
 
     #[test]

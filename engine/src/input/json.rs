@@ -10,6 +10,7 @@ use arrow::error::ArrowError;
 use arrow_json::reader::{Decoder, ReaderBuilder, infer_json_schema};
 use tokio::runtime::Handle;
 
+use super::bad::{BadRecords, BadRows};
 use super::compressed::Codec;
 use super::text::TextSplit;
 use super::text_rows::{self, BATCH_ROWS, Columns};
@@ -82,9 +83,15 @@ pub(super) fn plan(
 }
 
 impl JsonSplit {
-    /// Decodes the split's lines, handing batches of the job's columns to `sink`. Returns
-    /// the bytes read (decompressed bytes of a compressed file).
-    pub fn read(&self, io: &Handle, sink: &mut dyn FnMut(RecordBatch) -> Result<bool>) -> Result<u64> {
+    /// Decodes the split's lines, handing batches of the job's columns to `sink`; a line
+    /// that does not decode goes to `bad` (which fails the read when it allows none).
+    /// Returns the bytes read (decompressed bytes of a compressed file).
+    pub fn read(
+        &self,
+        io: &Handle,
+        bad: &BadRecords,
+        sink: &mut dyn FnMut(RecordBatch) -> Result<bool>,
+    ) -> Result<u64> {
         let lines = TextSplit {
             file: self.file.clone(),
             start: self.start,
@@ -93,9 +100,10 @@ impl JsonSplit {
             codec: self.codec,
         };
         let mut decoder = self.format.decoder(BATCH_ROWS)?;
+        let mut bad = BadRows::new(&self.file, io, bad).with_codec(self.codec);
         lines.read_chunks(io, &mut |bytes, offset| {
             let (bytes, offset) = text_rows::skip_bom(bytes, offset);
-            self.decode(&mut decoder, io, bytes, offset, sink)
+            self.decode(&mut decoder, (io, &mut bad), bytes, offset, sink)
         })
     }
 
@@ -104,15 +112,22 @@ impl JsonSplit {
     fn decode(
         &self,
         decoder: &mut Decoder,
-        io: &Handle,
+        (io, bad): (&Handle, &mut BadRows),
         bytes: &[u8],
         offset: u64,
         sink: &mut dyn FnMut(RecordBatch) -> Result<bool>,
     ) -> Result<bool> {
         let mut pos = 0;
         while pos < bytes.len() {
-            let (used, batch) =
-                decode_step(decoder, &bytes[pos..]).map_err(|e| self.locate(io, bytes, offset, &e))?;
+            let (used, batch) = match decode_step(decoder, &bytes[pos..]) {
+                Ok(step) => step,
+                Err(e) if !bad.skipping() => return Err(self.locate(io, bytes, offset, &e)),
+                Err(_) => {
+                    // The decoder's state is unknown after an error: start a fresh one.
+                    *decoder = self.format.decoder(BATCH_ROWS)?;
+                    return self.salvage(bad, &bytes[pos..], offset + pos as u64, sink);
+                }
+            };
             if used == 0 && batch.is_none() {
                 return Err(Error::Internal(format!("the JSON decoder stalled in {}", self.file.display())));
             }
@@ -126,6 +141,31 @@ impl JsonSplit {
         Ok(true)
     }
 
+    /// Decodes `bytes` (whole lines from `offset`, at least one of them bad) line by line:
+    /// the lines that do not decode go to `bad`, the others to `sink`. Returns `false`
+    /// when `sink` wants no more.
+    fn salvage(
+        &self,
+        bad: &mut BadRows,
+        bytes: &[u8],
+        offset: u64,
+        sink: &mut dyn FnMut(RecordBatch) -> Result<bool>,
+    ) -> Result<bool> {
+        let mut good = Vec::new();
+        let mut at = offset;
+        for line in bytes.split_inclusive(|&b| b == b'\n') {
+            match decode_step(&mut self.format.decoder(1)?, line) {
+                Ok((_, batch)) => good.extend(batch),
+                Err(e) => bad.malformed(at, line, &line_reason(line, &e))?,
+            }
+            at += line.len() as u64;
+        }
+        match text_rows::concat(good)? {
+            Some(batch) => sink(self.format.columns.conform(&self.file, batch)?),
+            None => Ok(true),
+        }
+    }
+
     /// The error for `bytes` (whole lines from `offset`), which failed to decode with
     /// `error`: decodes them again line by line to find the bad one.
     fn locate(&self, io: &Handle, bytes: &[u8], offset: u64, error: &ArrowError) -> Error {
@@ -136,16 +176,27 @@ impl JsonSplit {
                 Err(e) => return e,
             };
             if let Some(e) = failed {
-                let mut reason = text_rows::reason(&e);
-                if line.trim_ascii_start().starts_with(b"[") {
-                    reason.push_str(" (JSON lines input holds one object per line, not an array)");
-                }
-                return text_rows::malformed(&self.file, self.codec, io, offset + start as u64, &reason);
+                return text_rows::malformed(
+                    &self.file,
+                    self.codec,
+                    io,
+                    offset + start as u64,
+                    &line_reason(line, &e),
+                );
             }
             start += line.len();
         }
         text_rows::malformed(&self.file, self.codec, io, offset, &text_rows::reason(error))
     }
+}
+
+/// Why `line` failed to decode with `error`.
+fn line_reason(line: &[u8], error: &ArrowError) -> String {
+    let mut reason = text_rows::reason(error);
+    if line.trim_ascii_start().starts_with(b"[") {
+        reason.push_str(" (JSON lines input holds one object per line, not an array)");
+    }
+    reason
 }
 
 /// One decoder call over whole lines and the batch it completed: the bytes used and the
@@ -214,6 +265,24 @@ mod tests {
         let (names, rows) = files.read(&InputSpec::text_lines(), &options(2)).unwrap();
         assert_eq!(names, ["k", "n"]);
         assert_eq!(rows, ["a|∅", "b|x"]);
+    }
+
+    #[test]
+    fn bad_records_are_skipped_and_kept_with_their_line_and_text() {
+        let data = b"{\"k\": \"a\"}\n{\"k\": }\n\n{\"k\": \"b\"}\r\nnot json\r\n{\"k\": \"c\"}";
+        let files = Files::new(&[("bad.jsonl", data)]);
+        for split_size in [1, 7, 1000] {
+            let bad = BadRecords::new(2);
+            let (_, rows) =
+                files.read_keeping_bad(&InputSpec::text_lines(), &options(split_size), &bad).unwrap();
+            assert_eq!(rows, ["a", "b", "c"], "split size {split_size}");
+            let kept: Vec<_> = bad.take().into_iter().map(|r| (r.line, r.offset, r.text)).collect();
+            assert_eq!(kept, [(Some(2), 11, "{\"k\": }".to_owned()), (Some(5), 32, "not json".to_owned())]);
+        }
+        let error = files
+            .read_keeping_bad(&InputSpec::text_lines(), &options(1000), &BadRecords::new(1))
+            .unwrap_err();
+        assert!(error.to_string().contains("line 5 (byte offset 32)"), "{error}");
     }
 
     #[test]

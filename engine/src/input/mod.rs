@@ -5,6 +5,7 @@
 //! text file, or a run of row groups of a Parquet file; or several whole small files,
 //! packed together ([`CombinedSplit`]).
 
+mod bad;
 mod combined;
 mod compressed;
 mod csv;
@@ -24,6 +25,9 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 use tokio::runtime::Handle;
 
+pub use self::bad::{
+    BadRecord, BadRecords, MAX_TEXT_BYTES, sort as sort_bad_records, too_many as too_many_bad_records,
+};
 pub use self::combined::{CombinedSplit, FILE_OPEN_COST};
 pub use self::compressed::Codec;
 pub use self::csv::{CsvFormat, CsvOptions, CsvSplit};
@@ -172,22 +176,36 @@ impl Split {
 
     /// Reads the split, handing each batch to `sink` until it returns `false`. Runs on a
     /// CPU thread; I/O goes through the runtime behind `io`. Returns the input bytes read:
-    /// [`Split::bytes`], or the decompressed bytes of compressed files.
+    /// [`Split::bytes`], or the decompressed bytes of compressed files. The first row that
+    /// fails to parse fails the read, naming its file and line.
     pub fn read(
         &self,
         io: &Handle,
         options: ReadOptions,
         sink: &mut dyn FnMut(RecordBatch) -> Result<bool>,
     ) -> Result<u64> {
+        self.read_keeping_bad(io, options, &BadRecords::new(0), sink)
+    }
+
+    /// Reads the split as [`Split::read`] does, but a row of text input that fails to
+    /// parse (CSV, JSON lines, a line of text that is not UTF-8) is left out and handed to
+    /// `bad`, which fails the read once it holds more than it allows.
+    pub fn read_keeping_bad(
+        &self,
+        io: &Handle,
+        options: ReadOptions,
+        bad: &BadRecords,
+        sink: &mut dyn FnMut(RecordBatch) -> Result<bool>,
+    ) -> Result<u64> {
         match self {
-            Split::Text(s) => s.read(io, options, sink),
+            Split::Text(s) => s.read(io, options, bad, sink),
             Split::Parquet(s) => s.read(io, sink).map(|()| self.bytes()),
             Split::Records(s) => s.read(io, sink).map(|()| self.bytes()),
-            Split::Csv(s) => s.read(io, sink),
-            Split::Json(s) => s.read(io, sink),
-            Split::Combined(s) => s.read(io, options, sink),
+            Split::Csv(s) => s.read(io, bad, sink),
+            Split::Json(s) => s.read(io, bad, sink),
+            Split::Combined(s) => s.read(io, options, bad, sink),
             Split::Partitioned(split, columns) => {
-                split.read(io, options, &mut |batch| sink(columns.add_to(batch)?))
+                split.read_keeping_bad(io, options, bad, &mut |batch| sink(columns.add_to(batch)?))
             }
         }
     }

@@ -15,6 +15,7 @@ use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
 use super::ReadOptions;
+use super::bad::{BadRecords, BadRows};
 use super::compressed::Codec;
 use crate::error::{Error, Result};
 use crate::job::{InputSpec, TextShape};
@@ -61,22 +62,26 @@ pub(super) fn plan(
 impl TextSplit {
     /// Reads the split's lines as batches of one Utf8 column: `line`, a row per line, or
     /// `text`, a row per chunk of whole lines ([`TextShape`]). Returns the bytes of text
-    /// read: the range's, or the decompressed bytes of a compressed file.
+    /// read: the range's, or the decompressed bytes of a compressed file. A line that is
+    /// not UTF-8 goes to `bad` (which fails the read when it allows none).
     pub fn read(
         &self,
         io: &Handle,
         options: ReadOptions,
+        bad: &BadRecords,
         sink: &mut dyn FnMut(RecordBatch) -> Result<bool>,
     ) -> Result<u64> {
         if let Some(codec) = self.codec {
-            return super::compressed::read(self, codec, io, options, sink);
+            let mut bad = BadRows::new(&self.file, io, bad).with_codec(Some(codec));
+            return super::compressed::read(self, codec, io, options, &mut bad, sink);
         }
+        let mut bad = BadRows::new(&self.file, io, bad);
         let mut source = Chunks::open(self, io)?;
         let mut scan = LineScanner::new(self.start, self.end);
         loop {
             let Some(range) = source.append_next(scan.buffer())? else { break };
             let eof = range.end >= self.file.size;
-            if !self.emit(&mut scan, eof, options, sink)? || scan.done || eof {
+            if !self.emit(&mut scan, eof, options, &mut bad, sink)? || scan.done || eof {
                 break;
             }
             source.want_more();
@@ -91,20 +96,21 @@ impl TextSplit {
         scan: &mut LineScanner,
         eof: bool,
         options: ReadOptions,
+        bad: &mut BadRows,
         sink: &mut dyn FnMut(RecordBatch) -> Result<bool>,
     ) -> Result<bool> {
+        let replace = options.replace_invalid_utf8;
         let batch = match self.shape {
             TextShape::Lines => {
                 let lines = scan.scan(eof).map_err(|e| match e {
                     Error::Internal(cause) => Error::Internal(format!("{}: {cause}", self.file.display())),
                     other => other,
                 })?;
-                (!lines.is_empty()).then(|| to_batch(&self.file, lines, options.replace_invalid_utf8))
+                (!lines.is_empty()).then(|| to_batch(lines, replace, bad))
             }
             TextShape::Chunks => {
                 let (bytes, offset) = scan.scan_chunk(eof);
-                (!bytes.is_empty())
-                    .then(|| chunk_batch(&self.file, bytes, offset, options.replace_invalid_utf8))
+                (!bytes.is_empty()).then(|| chunk_batch(&self.file, bytes, offset, replace, bad))
             }
         };
         match batch {
@@ -454,8 +460,15 @@ impl LineScanner {
     }
 }
 
-/// A batch of one row: `bytes`, whole lines from `offset` of `file`.
-fn chunk_batch(file: &InputFile, bytes: &[u8], offset: u64, replace_invalid: bool) -> Result<RecordBatch> {
+/// A batch of one row: `bytes`, whole lines from `offset` of `file` (lines that are not
+/// UTF-8 replaced, or handed to `bad` and left out).
+fn chunk_batch(
+    file: &InputFile,
+    bytes: &[u8],
+    offset: u64,
+    replace_invalid: bool,
+    bad: &mut BadRows,
+) -> Result<RecordBatch> {
     let lossy;
     let text = match std::str::from_utf8(bytes) {
         Ok(text) => text,
@@ -463,7 +476,10 @@ fn chunk_batch(file: &InputFile, bytes: &[u8], offset: u64, replace_invalid: boo
             lossy = String::from_utf8_lossy(bytes);
             &lossy
         }
-        Err(_) => return Err(invalid_utf8_error(file, bytes, offset)),
+        Err(_) => {
+            lossy = std::borrow::Cow::Owned(valid_lines(bytes, offset, bad)?);
+            &lossy
+        }
     };
     if i32::try_from(text.len()).is_err() {
         return Err(Error::Internal(format!("{}: a chunk of lines exceeds 2 GiB", file.display())));
@@ -473,16 +489,16 @@ fn chunk_batch(file: &InputFile, bytes: &[u8], offset: u64, replace_invalid: boo
         .map_err(Error::arrow("building a chunk of lines"))
 }
 
-fn to_batch(file: &InputFile, lines: Lines, replace_invalid: bool) -> Result<RecordBatch> {
-    let lines = if replace_invalid && std::str::from_utf8(&lines.values).is_err() {
-        replace_invalid_utf8(lines)
-    } else {
-        lines
+fn to_batch(lines: Lines, replace_invalid: bool, bad: &mut BadRows) -> Result<RecordBatch> {
+    let lines = match std::str::from_utf8(&lines.values) {
+        Ok(_) => lines,
+        Err(_) if replace_invalid => replace_invalid_utf8(lines),
+        Err(_) => without_invalid_lines(lines, bad)?,
     };
-    let Lines { bytes, file_offset, values, offsets } = lines;
+    let Lines { values, offsets, .. } = lines;
     let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
     let array = StringArray::try_new(offsets, Buffer::from_vec(values), None)
-        .map_err(|_| invalid_utf8_error(file, bytes, file_offset))?;
+        .map_err(|e| Error::Internal(format!("lines checked as UTF-8 are not: {e}")))?;
     RecordBatch::try_new(InputSpec::text_schema(), vec![Arc::new(array)])
         .map_err(Error::arrow("building a batch of lines"))
 }
@@ -497,13 +513,44 @@ fn replace_invalid_utf8(lines: Lines) -> Lines {
     Lines { bytes: lines.bytes, file_offset: lines.file_offset, ..replaced }
 }
 
-/// The error for invalid UTF-8 in `bytes`, which start at `file_offset` of `file`.
-fn invalid_utf8_error(file: &InputFile, bytes: &[u8], file_offset: u64) -> Error {
-    let offset = match std::str::from_utf8(bytes) {
-        Err(e) => file_offset + e.valid_up_to() as u64,
-        Ok(_) => file_offset,
-    };
-    Error::InvalidUtf8 { path: file.display(), offset }
+/// `lines` without those that are not UTF-8, each handed to `bad` (which fails on the
+/// first when it allows none).
+fn without_invalid_lines<'a>(lines: Lines<'a>, bad: &mut BadRows) -> Result<Lines<'a>> {
+    let mut kept = Lines { values: Vec::with_capacity(lines.values.len()), ..Lines::empty() };
+    let mut at = 0;
+    for i in 0..lines.offsets.len() - 1 {
+        let line = lines.line(i);
+        let offset = lines.file_offset + at as u64;
+        // The line's terminator in the raw bytes: `\n`, `\r\n`, or none at the end of the file.
+        at += line.len();
+        at += match &lines.bytes[at.min(lines.bytes.len())..] {
+            [b'\r', b'\n', ..] => 2,
+            [b'\n', ..] => 1,
+            _ => 0,
+        };
+        match std::str::from_utf8(line) {
+            Ok(_) => {
+                kept.push_line(line).map_err(|_| Error::Internal("a batch of lines exceeds 2 GiB".into()))?
+            }
+            Err(e) => bad.invalid_utf8(offset, offset + e.valid_up_to() as u64, line)?,
+        }
+    }
+    Ok(Lines { bytes: lines.bytes, file_offset: lines.file_offset, ..kept })
+}
+
+/// The lines of `bytes` (whole lines from `offset`, terminators kept) that are UTF-8; the
+/// others are handed to `bad` (which fails on the first when it allows none).
+fn valid_lines(bytes: &[u8], offset: u64, bad: &mut BadRows) -> Result<String> {
+    let mut kept = String::with_capacity(bytes.len());
+    let mut at = offset;
+    for line in bytes.split_inclusive(|&b| b == b'\n') {
+        match std::str::from_utf8(line) {
+            Ok(text) => kept.push_str(text),
+            Err(e) => bad.invalid_utf8(at, at + e.valid_up_to() as u64, line)?,
+        }
+        at += line.len() as u64;
+    }
+    Ok(kept)
 }
 
 #[cfg(test)]
@@ -538,7 +585,7 @@ mod tests {
             let mut lines = Vec::new();
             for split in plan(&file, split_size, shape, None) {
                 split
-                    .read(io.handle(), ReadOptions::default(), &mut |batch| {
+                    .read(io.handle(), ReadOptions::default(), &BadRecords::new(0), &mut |batch| {
                         assert_eq!(InputSpec::is_text_chunks(&batch), shape == TextShape::Chunks);
                         let column = batch.column(0).as_any().downcast_ref::<StringArray>().unwrap();
                         for value in column.iter().map(Option::unwrap) {
@@ -557,6 +604,42 @@ mod tests {
                 lines.len(),
                 expected.len()
             );
+        }
+    }
+
+    #[test]
+    fn lines_that_are_not_utf8_are_skipped_and_kept_or_fail_naming_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.txt");
+        let data = b"ok\ncaf\xe9\r\nfine\n\xff\nlast";
+        std::fs::write(&path, data).unwrap();
+        let location = crate::storage::Location::parse(path.to_str().unwrap()).unwrap();
+        let file = Arc::new(InputFile { location, size: data.len() as u64, partitions: Vec::new() });
+        let io = tokio::runtime::Runtime::new().unwrap();
+        for shape in [TextShape::Lines, TextShape::Chunks] {
+            for split_size in [1, 4, 100] {
+                let (bad, mut lines) = (BadRecords::new(2), Vec::new());
+                for split in plan(&file, split_size, shape, None) {
+                    split
+                        .read(io.handle(), ReadOptions::default(), &bad, &mut |batch| {
+                            let column = batch.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+                            lines.extend(column.iter().flat_map(|v| v.unwrap().lines().map(str::to_owned)));
+                            Ok(true)
+                        })
+                        .unwrap();
+                }
+                assert_eq!(lines, ["ok", "fine", "last"], "{shape:?}, split size {split_size}");
+                let kept: Vec<_> = bad.take().into_iter().map(|r| (r.line, r.offset, r.text)).collect();
+                assert_eq!(
+                    kept,
+                    [(Some(2), 3, "caf\u{fffd}".to_owned()), (Some(4), 14, "\u{fffd}".to_owned())]
+                );
+            }
+            let split = plan(&file, 100, shape, None).next().unwrap();
+            let error =
+                split.read(io.handle(), ReadOptions::default(), &BadRecords::new(0), &mut |_| Ok(true));
+            let message = error.unwrap_err().to_string();
+            assert!(message.contains("invalid UTF-8 at byte offset 6 (line 2)"), "{message}");
         }
     }
 

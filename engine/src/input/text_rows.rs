@@ -341,6 +341,13 @@ pub(super) fn schema_from_bytes(bytes: &[u8]) -> Result<SchemaRef> {
     Ok(reader.schema())
 }
 
+/// `batches` (of one schema) as one batch; `None` when there are none.
+pub(super) fn concat(batches: Vec<RecordBatch>) -> Result<Option<RecordBatch>> {
+    let Some(first) = batches.first() else { return Ok(None) };
+    let schema = first.schema();
+    arrow::compute::concat_batches(&schema, &batches).map(Some).map_err(Error::arrow("joining the good rows"))
+}
+
 /// The error for a malformed row that starts at `offset` of `file` (of its decompressed
 /// bytes, with `codec`): with its line number when the bytes before it are few enough to
 /// count (this is the failure path only).
@@ -456,7 +463,7 @@ mod tests {
 pub(super) mod test_support {
     use arrow::util::display::{ArrayFormatter, FormatOptions};
 
-    use super::super::{Split, SplitOptions, plan_splits};
+    use super::super::{BadRecords, Split, SplitOptions, plan_splits};
     use super::*;
 
     /// A directory of input files and a runtime to plan and read them with.
@@ -490,9 +497,19 @@ pub(super) mod test_support {
             spec: &InputSpec,
             options: &SplitOptions,
         ) -> Result<(Vec<String>, Vec<String>)> {
+            self.read_keeping_bad(spec, options, &BadRecords::new(0))
+        }
+
+        /// Reads as [`Files::read`] does, handing bad rows to `bad`.
+        pub(in crate::input) fn read_keeping_bad(
+            &self,
+            spec: &InputSpec,
+            options: &SplitOptions,
+            bad: &BadRecords,
+        ) -> Result<(Vec<String>, Vec<String>)> {
             let (mut names, mut rows) = (Vec::new(), Vec::new());
             for split in self.plan(spec, options)? {
-                split.read(self.runtime.handle(), Default::default(), &mut |batch| {
+                split.read_keeping_bad(self.runtime.handle(), Default::default(), bad, &mut |batch| {
                     if names.is_empty() {
                         names = batch.schema().fields().iter().map(|f| f.name().clone()).collect();
                     }

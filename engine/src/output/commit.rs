@@ -54,7 +54,7 @@ impl OutputDir {
     }
 
     /// Where the part file at `name` (a path relative to the directory, as
-    /// [`PartFile::name`]) is.
+    /// [`PartFile::name`]; a bad records file is `_bad_records/NAME`) is.
     pub fn file_location(&self, name: &str) -> Result<Location> {
         self.location.descendant(name)
     }
@@ -114,7 +114,7 @@ impl OutputDir {
             Err(source) => return Err(Error::read(success.display(), source)),
         };
         match serde_json::from_slice::<Manifest>(&bytes) {
-            Ok(old) => Ok(old.files.into_iter().map(|f| f.name).collect()),
+            Ok(old) => Ok(old.all_files().map(|f| f.name.clone()).collect()),
             Err(e) => {
                 warn!(path = %success.display(), error = %e, "the replaced _SUCCESS is not a manifest; only this job's files are removed");
                 Ok(HashSet::new())
@@ -143,7 +143,8 @@ impl OutputDir {
             };
             let relative = crate::storage::relative_to(&prefix, &meta.location);
             let (dirs, name) = relative.rsplit_once('/').unwrap_or(("", relative));
-            let ours = dirs.is_empty() || super::hive::is_partition_path(dirs);
+            let ours =
+                dirs.is_empty() || dirs == super::BAD_RECORDS_DIR || super::hive::is_partition_path(dirs);
             if ours && is_part_name(name) && doomed(relative) {
                 victims.push(meta.location);
             }

@@ -20,6 +20,10 @@ pub struct Manifest {
     pub files: Vec<ManifestFile>,
     /// Rows in all part files.
     pub rows: u64,
+    /// The files of rows of input skipped as bad (`_bad_records/...`, `--max-bad-records`):
+    /// not part of the output's data.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bad_records: Vec<ManifestFile>,
     /// The job's counters.
     pub counters: Counters,
 }
@@ -49,17 +53,20 @@ pub struct ManifestFile {
 pub const MANIFEST_FORMAT: &str = "gristmill-manifest/1";
 
 impl Manifest {
-    /// The manifest of `job` (name and run id) committing `parts` (in partition order).
+    /// The manifest of `job` (name and run id) committing `parts` (in partition order;
+    /// bad records files, `_bad_records/...`, are listed apart).
     pub fn new(job: &str, job_id: &str, parts: &[super::PartFile], counters: Counters) -> Manifest {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let (bad, parts): (Vec<_>, Vec<_>) = parts.iter().partition(|p| super::is_bad_records_name(&p.name));
         Manifest {
             format: MANIFEST_FORMAT.to_owned(),
             job: job.to_owned(),
             job_id: job_id.to_owned(),
             committed_at_ms: now.as_millis() as u64,
             rows: parts.iter().map(|p| p.rows).sum(),
+            bad_records: bad.into_iter().map(|p| listed(p, Some(Codec::default()))).collect(),
             files: parts
-                .iter()
+                .into_iter()
                 .map(|p| {
                     let described = super::describe_extension(&p.name);
                     let format = described.map(|(f, _)| f);
@@ -84,6 +91,11 @@ impl Manifest {
         }
     }
 
+    /// Every file the commit publishes: the part files and the bad records files.
+    pub fn all_files(&self) -> impl Iterator<Item = &ManifestFile> {
+        self.files.iter().chain(&self.bad_records)
+    }
+
     /// Records `codec` as the codec of the Parquet files (the job writes all its part
     /// files with one).
     pub fn with_parquet_codec(mut self, codec: Codec) -> Manifest {
@@ -93,6 +105,18 @@ impl Manifest {
             }
         }
         self
+    }
+}
+
+/// How the manifest lists a bad records file (always Parquet, written with `codec`).
+fn listed(part: &super::PartFile, codec: Option<Codec>) -> ManifestFile {
+    ManifestFile {
+        name: part.name.clone(),
+        partition: part.partition.0,
+        rows: part.rows,
+        bytes: part.bytes,
+        format: Some(OutputFormat::Parquet.name().to_owned()),
+        codec: codec.map(|c| c.to_string()),
     }
 }
 

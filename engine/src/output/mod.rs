@@ -13,6 +13,7 @@
 //! published (or discarded) together; their names are paths relative to the output
 //! directory.
 
+mod bad_records;
 mod commit;
 mod dictionary;
 pub mod hive;
@@ -23,6 +24,7 @@ mod parquet_options;
 pub mod staged;
 mod writer;
 
+pub use bad_records::{BAD_RECORDS_DIR, bad_records_schema, is_bad_records_name, write_bad_records};
 pub use commit::OutputDir;
 pub use layout::OutputLayout;
 pub use lock::{LOCK_FILE, Lock, LockHolder};
@@ -178,8 +180,10 @@ pub(crate) fn is_engine_part_name(name: &str) -> bool {
     job.is_some_and(|job| job.starts_with("job-") && is_part_of(name, job))
 }
 
-/// The final name of a staging name (`.NAME.inprogress`); other names as they are.
+/// The final name of a staging name (`.NAME.inprogress`); other names as they are; in
+/// `_bad_records/`, the name within it.
 fn unstaged(name: &str) -> &str {
+    let name = name.strip_prefix(BAD_RECORDS_DIR).and_then(|n| n.strip_prefix('/')).unwrap_or(name);
     name.strip_prefix('.').and_then(|n| n.strip_suffix(".inprogress")).unwrap_or(name)
 }
 

@@ -3,6 +3,7 @@
 //! every kind of bad input.
 
 mod bad_input;
+mod bad_records;
 mod cluster;
 mod cluster_errors;
 mod cluster_failures;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
-use gristmill::output::Manifest;
+use gristmill::output::{BAD_RECORDS_DIR, Manifest};
 use gristmill_jobs::sample::SplitMix64;
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
@@ -141,9 +141,18 @@ pub fn read_committed(dir: &Path) -> CommittedOutput {
     let mut present: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n != "_SUCCESS")
+        .filter(|n| n != "_SUCCESS" && n != BAD_RECORDS_DIR)
         .collect();
     present.sort();
+    let mut bad: Vec<String> = match std::fs::read_dir(dir.join(BAD_RECORDS_DIR)) {
+        Ok(entries) => {
+            entries.map(|e| format!("{BAD_RECORDS_DIR}/{}", e.unwrap().file_name().display())).collect()
+        }
+        Err(_) => Vec::new(),
+    };
+    bad.sort();
+    let listed_bad: Vec<String> = manifest.bad_records.iter().map(|f| f.name.clone()).collect();
+    assert_eq!(bad, listed_bad, "_SUCCESS lists exactly the bad records files present");
     let listed: Vec<String> = manifest.files.iter().map(|f| f.name.clone()).collect();
     assert_eq!(present, listed, "_SUCCESS lists exactly the files present, in partition order");
     let mut parts = Vec::new();

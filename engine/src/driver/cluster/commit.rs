@@ -20,9 +20,10 @@ use tonic::Status;
 
 use super::staging::{StagedPart, discard_all};
 use crate::error::{Error, Result};
-use crate::ids::JobId;
+use crate::ids::{AttemptId, JobId};
+use crate::input::BadRecord;
 use crate::job::Counters;
-use crate::output::{Codec, LOCK_FILE, Lock, LockHolder, Manifest, OutputDir, PartFile};
+use crate::output::{Codec, LOCK_FILE, Lock, LockHolder, Manifest, OutputDir, PartFile, write_bad_records};
 use crate::storage::{Location, StorageOptions};
 
 /// What the committer needs to know of a job.
@@ -44,15 +45,34 @@ pub struct CommitSpec {
     pub counters: Counters,
     /// The codec of the job's Parquet part files, if its payload says.
     pub codec: Option<Codec>,
+    /// The rows its map tasks skipped as bad: written to `_bad_records/` and committed
+    /// with the part files.
+    pub bad_records: Vec<BadRecord>,
 }
 
-/// Publishes the winners, writes `_SUCCESS`, discards the losers and removes stray part
-/// files; returns (rows, files). On failure, every staged part is discarded (the job fails).
-pub async fn commit(spec: CommitSpec) -> Result<(u64, u32)> {
-    let CommitSpec { name, job_id, output, storage_options, winners, mut losers, counters, codec } = spec;
+/// Stages the bad records, tells `begun` every file the commit publishes (for the journal:
+/// a restarted driver finishes the commit from them), publishes them, writes `_SUCCESS`,
+/// discards the losers and removes stray part files; returns (rows, files). On failure,
+/// every staged part is discarded (the job fails).
+pub async fn commit(spec: CommitSpec, begun: impl FnOnce(&[PartFile])) -> Result<(u64, u32)> {
+    let CommitSpec {
+        name,
+        job_id,
+        output,
+        storage_options,
+        winners,
+        mut losers,
+        counters,
+        codec,
+        bad_records,
+    } = spec;
+    let mut staged_bad = None;
     let committed = async {
         let dir = OutputDir::new(Location::parse_with_options_only(&output, &storage_options)?);
-        let parts = winners.clone().map_err(Error::Internal)?;
+        let mut parts = winners.clone().map_err(Error::Internal)?;
+        staged_bad = stage_bad_records(&dir, &job_id, bad_records).await?;
+        parts.extend(staged_bad.clone());
+        begun(&parts);
         let mut manifest = Manifest::new(&name, &job_id, &parts, counters);
         if let Some(codec) = codec {
             manifest = manifest.with_parquet_codec(codec);
@@ -62,7 +82,8 @@ pub async fn commit(spec: CommitSpec) -> Result<(u64, u32)> {
     }
     .await;
     if committed.is_err() {
-        losers.extend(winners.unwrap_or_default().into_iter().map(|p| StagedPart {
+        let winners = winners.unwrap_or_default().into_iter().chain(staged_bad);
+        losers.extend(winners.map(|p| StagedPart {
             partition: p.partition.0,
             name: p.name,
             rows: p.rows,
@@ -72,6 +93,20 @@ pub async fn commit(spec: CommitSpec) -> Result<(u64, u32)> {
     }
     discard_all(&output, &storage_options, losers).await;
     committed
+}
+
+/// Writes the job's bad records as a staged file in `dir` (see
+/// [`crate::output::write_bad_records`]); `None` when there are none.
+async fn stage_bad_records(dir: &OutputDir, job_id: &str, rows: Vec<BadRecord>) -> Result<Option<PartFile>> {
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let (dir, job) = (dir.clone(), JobId::from_string(job_id.to_owned()));
+    let io = tokio::runtime::Handle::current();
+    // Encoding and writing are blocking work: off the runtime's threads.
+    tokio::task::spawn_blocking(move || write_bad_records(&io, &dir, &job, AttemptId(0), &rows))
+        .await
+        .map_err(|e| Error::Internal(format!("writing the bad records failed: {e}")))?
 }
 
 /// How long the committer retries a commit an object store failed transiently (it was

@@ -12,6 +12,7 @@
 //! gristmill driver --listen 127.0.0.1:7077 --http 127.0.0.1:8080
 //! ```
 
+pub mod bad_rows;
 pub mod binaries;
 pub mod commit;
 pub mod http;

@@ -226,8 +226,8 @@ async fn a_resumed_job_adopts_the_map_outputs_a_returning_worker_holds_and_keeps
         assert_eq!(launched.len(), 3, "{launched:?}");
         // Maps 0 and 1 succeed on the worker (journaled); map 2 is still running at the crash.
         let counters = std::collections::HashMap::from([("map_input_records".to_owned(), 5)]);
-        first.journal_map_done(&id, 0, 0, &worker, &counters);
-        first.journal_map_done(&id, 1, 0, &worker, &counters);
+        first.journal_map_done(&id, 0, 0, &worker, (&counters, &[]));
+        first.journal_map_done(&id, 1, 0, &worker, (&counters, &[]));
         launched[0].2.clone()
     };
     let second = Arc::new(DriverState::new(&config(dir.path()), None).unwrap());

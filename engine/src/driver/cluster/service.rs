@@ -22,6 +22,7 @@ use super::state::{DriverState, Submission, SubmitRefused, WorkerLink};
 use crate::cluster::rpc::is_final;
 use crate::error::ErrorKind;
 use crate::ids::{AttemptId, JobId, PartitionId, TaskId, TaskKind, WorkerId};
+use crate::input::BadRecord;
 use crate::output::{Staged, is_part_name_of};
 use crate::scheduler::{AttemptRef, FailureKind as Kind, TaskFailure, TaskOutcome};
 use crate::security::identity::ADMIN_USER;
@@ -296,9 +297,27 @@ fn on_report(state: &Arc<DriverState>, worker: &WorkerId, report: TaskReport) {
         tracing::warn!(worker = %worker, job = %attempt.job, task = %attempt.task, attempt = %attempt.attempt, "ignored a report for an attempt this worker does not run");
         return;
     }
+    let bad_records = match bad_records_of(&report.bad_records) {
+        Ok(rows) => rows,
+        Err(failure) => return state.update(|s, now| s.task_failed(now, &attempt, failure)),
+    };
     if let task_report::Result::MapDone(_) = &result {
         // Journaled before it is acted on: a restarted driver adopts it from the worker.
-        state.journal_map_done(&attempt.job, attempt.task.index, attempt.attempt.0, worker, &report.counters);
+        let done = (&report.counters, &bad_records[..]);
+        state.journal_map_done(&attempt.job, attempt.task.index, attempt.attempt.0, worker, done);
+    }
+    if attempt.task.kind == TaskKind::Map
+        && !matches!(result, task_report::Result::Failed(_))
+        && let Err(e) = state.offer_bad_records(&attempt.job, attempt.task.index, bad_records)
+    {
+        tracing::warn!(worker = %worker, task = %attempt.task, attempt = %attempt.attempt, cause = %e, "too many bad records");
+        let failure = TaskFailure {
+            kind: Kind::Fatal,
+            error: Some(e.kind()),
+            message: e.to_string(),
+            stderr_tail: String::new(),
+        };
+        return state.update(|s, now| s.task_failed(now, &attempt, failure));
     }
     let counters = report.counters.into_iter().collect();
     match result {
@@ -317,6 +336,20 @@ fn on_report(state: &Arc<DriverState>, worker: &WorkerId, report: TaskReport) {
                 TaskFailure { kind, error, message: failed.message, stderr_tail: failed.stderr_tail };
             state.update(|s, now| s.task_failed(now, &attempt, failure));
         }
+    }
+}
+
+/// The bad records a finished map attempt reports (a JSON array); the failure to fail it
+/// with when they do not parse.
+fn bad_records_of(json: &[u8]) -> Result<Vec<BadRecord>, TaskFailure> {
+    match json {
+        [] => Ok(Vec::new()),
+        json => serde_json::from_slice(json).map_err(|e| TaskFailure {
+            kind: Kind::Retryable,
+            error: None,
+            message: format!("the attempt's bad records do not parse: {e}"),
+            stderr_tail: String::new(),
+        }),
     }
 }
 

@@ -59,8 +59,10 @@ async fn finish_commit(job: &Unfinished, begun: CommitBegun) -> Option<(u64, u32
         losers: begun.losers.iter().map(staged_part).collect(),
         counters,
         codec: crate::cluster::payload::JobPayload::parquet_codec_of(&job.request.job_payload),
+        bad_records: Vec::new(),
     };
-    match commit(spec).await {
+    // Its bad records file, if any, is among the journaled winners.
+    match commit(spec, |_| {}).await {
         Ok(done) => {
             tracing::info!(job = %job.job.id, "finished the commit the last driver began");
             Some(done)

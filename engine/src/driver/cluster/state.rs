@@ -17,14 +17,17 @@ use tokio::sync::{mpsc, watch};
 use tonic::Status;
 
 use super::DriverConfig;
+use super::bad_rows::JobBadRecords;
 use super::binaries::DriverBinaries;
 use super::commit::{CommitSpec, commit, storage_options_of, unlock_output};
 use super::journal::{CommitBegun, Journal, JournaledPart, MapDone, PartStaged, Record};
 use super::recovery::{Ended, HistoryLimits, Recovered, attempt_base, beyond_limits, end_record, recover};
 use super::settle::journaled;
 use super::staging::{StagedPart, StagedParts, discard_all};
+use crate::cluster::payload::JobPayload;
 use crate::error::Result;
 use crate::ids::{JobId, TaskKind, WorkerId};
+use crate::input::BadRecord;
 use crate::job::Counters;
 use crate::output::PartFile;
 use crate::scheduler::{Action, AttemptRef, JobView, Scheduler, WorkerState};
@@ -77,6 +80,8 @@ pub struct JobRecord {
     /// A resumed job: the shuffle addresses of workers holding its map outputs that have
     /// not re-attached yet (it is held until none is left, or the grace period ends).
     pub awaiting: HashSet<String>,
+    /// The rows its map tasks skipped as bad, for `_bad_records/`.
+    pub bad_records: JobBadRecords,
 }
 
 /// Why the driver refused a submission.
@@ -414,6 +419,15 @@ impl DriverState {
         }
     }
 
+    /// Keeps the bad records map task `task` of `job` reported; the error to fail the
+    /// attempt with when the job now has more than it allows.
+    pub fn offer_bad_records(&self, job: &JobId, task: u32, rows: Vec<BadRecord>) -> Result<()> {
+        match lock(&self.jobs).get_mut(job) {
+            Some(record) => record.bad_records.offer(task, rows),
+            None => Ok(()),
+        }
+    }
+
     /// Subscribes to a job's changes (a job of the history never changes).
     pub fn watch(&self, job: &JobId) -> Option<watch::Receiver<u64>> {
         let live = lock(&self.jobs).get(job).map(|r| r.changes.subscribe());
@@ -550,9 +564,6 @@ impl DriverState {
             let mut jobs = lock(&self.jobs);
             let Some(record) = jobs.get_mut(&job) else { return };
             let (winners, losers) = record.staged.close_for_commit(&winners);
-            if let Ok(parts) = &winners {
-                self.journal_commit(&job, parts, &losers, &counters);
-            }
             CommitSpec {
                 name: record.request.name.clone(),
                 job_id: job.to_string(),
@@ -561,13 +572,16 @@ impl DriverState {
                 winners,
                 losers,
                 counters,
-                codec: crate::cluster::payload::JobPayload::parquet_codec_of(&record.request.job_payload),
+                codec: JobPayload::parquet_codec_of(&record.request.job_payload),
+                bad_records: record.bad_records.take(),
             }
         };
         let state = self.clone();
         let (output, options) = (spec.output.clone(), spec.storage_options.clone());
+        let (losers, counters) = (spec.losers.clone(), spec.counters.clone());
         tokio::spawn(async move {
-            let result = commit(spec).await;
+            let begun = |parts: &[PartFile]| state.journal_commit(&job, parts, &losers, &counters);
+            let result = commit(spec, begun).await;
             if let (Ok(done), Some(record)) = (&result, lock(&state.jobs).get_mut(&job)) {
                 record.committed = Some(*done);
             }
@@ -631,7 +645,6 @@ impl JobRecord {
     /// A job just accepted (or resumed) with its secret.
     fn new(request: SubmitJobRequest, output_key: String, owner: String, secret: JobSecret) -> Self {
         JobRecord {
-            request,
             output_key,
             owner,
             secret,
@@ -643,6 +656,8 @@ impl JobRecord {
             changes: watch::channel(0).0,
             recovered_maps: HashMap::new(),
             awaiting: HashSet::new(),
+            bad_records: JobBadRecords::new(JobPayload::max_bad_records_of(&request.job_payload)),
+            request,
         }
     }
 }

@@ -114,6 +114,7 @@ impl FakeWorker {
             attempt: Some(attempt),
             result: Some(task_report::Result::MapDone(MapDone { output_bytes: 0 })),
             counters: Default::default(),
+            bad_records: Vec::new(),
         };
         self.up.send(WorkerMessage { body: Some(worker_message::Body::Report(report)) }).await.unwrap();
     }

@@ -5,7 +5,7 @@ use arrow::array::StringArray;
 
 use super::*;
 use crate::error::ErrorKind;
-use crate::input::{InputFormat, text};
+use crate::input::{BadRecords, InputFormat, text};
 use crate::job::TextShape;
 use crate::storage::Location;
 
@@ -70,7 +70,7 @@ fn read(file: &Arc<InputFile>, shape: TextShape, options: ReadOptions) -> Result
     let (mut lines, mut splits, mut bytes) = (Vec::new(), 0, 0);
     for split in text::plan(file, 100, shape, codec) {
         splits += 1;
-        bytes += split.read(io.handle(), options, &mut |batch| {
+        bytes += split.read(io.handle(), options, &BadRecords::new(0), &mut |batch| {
             let column = batch.column(0).as_any().downcast_ref::<StringArray>().unwrap();
             for value in column.iter().map(Option::unwrap) {
                 match shape {

@@ -123,6 +123,10 @@ pub struct MapDone {
     /// The attempt's counters (the job's totals need them when the output is adopted).
     #[serde(default)]
     pub counters: std::collections::BTreeMap<String, u64>,
+    /// The rows of its split it skipped as bad (`--max-bad-records`), adopted with it:
+    /// sealed like a request (they are input data), hex; empty when there were none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sealed_bad_records: String,
 }
 
 /// A staged part file of one attempt, as the commit needs it.
@@ -269,6 +273,33 @@ impl Journal {
         Ok(Some(JobSecret::from_string(text)))
     }
 
+    /// `rows`, the bad records of a map output of `job`, sealed for a [`MapDone`] record
+    /// (empty when there are none).
+    pub fn seal_bad_records(
+        &self,
+        job: &str,
+        rows: &[crate::input::BadRecord],
+    ) -> Result<String, JournalError> {
+        if rows.is_empty() {
+            return Ok(String::new());
+        }
+        let json = serde_json::to_vec(rows)
+            .map_err(|e| JournalError::Record { job: job.into(), cause: e.to_string() })?;
+        Ok(seal::to_hex(&self.key.seal(&bad_records_context(job), &json)?))
+    }
+
+    /// The bad records a [`MapDone`] record holds.
+    pub fn bad_records(&self, done: &MapDone) -> Result<Vec<crate::input::BadRecord>, JournalError> {
+        if done.sealed_bad_records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let bad = |cause: String| JournalError::Record { job: done.job.clone(), cause };
+        let sealed = seal::from_hex(&done.sealed_bad_records)
+            .ok_or_else(|| bad("the bad records are not hex".into()))?;
+        let plain = self.key.open(&bad_records_context(&done.job), &sealed)?;
+        serde_json::from_slice(&plain).map_err(|e| bad(e.to_string()))
+    }
+
     /// The request of a journaled job.
     pub fn request(&self, job: &SubmittedJob) -> Result<SubmitJobRequest, JournalError> {
         let bad = |cause: String| JournalError::Record { job: job.id.clone(), cause };
@@ -290,6 +321,11 @@ impl Record {
             Record::JobEnded(job) => &job.id,
         }
     }
+}
+
+/// What a job's bad records are sealed to.
+fn bad_records_context(job: &str) -> String {
+    format!("{job}/bad-records")
 }
 
 /// What a job's secret is sealed to: a sealed request cannot pass for a secret.

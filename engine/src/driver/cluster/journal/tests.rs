@@ -46,6 +46,7 @@ fn map_done(task: u32) -> Record {
         attempt: 4,
         worker: "127.0.0.1:7001".into(),
         counters: [("map_input_records".to_owned(), 12)].into(),
+        sealed_bad_records: String::new(),
     })
 }
 
@@ -149,4 +150,30 @@ fn secrets_are_not_in_the_file_and_need_the_key() {
     let Record::JobSubmitted(job) = &replayed[1] else { panic!("{replayed:?}") };
     let refused = journal.request(job).unwrap_err();
     assert!(matches!(refused, JournalError::Key { .. }), "{refused}");
+}
+
+#[test]
+fn bad_records_are_sealed_to_their_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _) = Journal::open(dir.path()).unwrap();
+    let row = crate::input::BadRecord {
+        file: "/in/a.csv".into(),
+        line: Some(3),
+        offset: 12,
+        reason: "incorrect number of fields".into(),
+        text: "a private row".into(),
+    };
+    let sealed = journal.seal_bad_records("job-1", std::slice::from_ref(&row)).unwrap();
+    assert!(!sealed.is_empty() && !sealed.contains("private"));
+    let done = MapDone {
+        job: "job-1".into(),
+        map_task: 0,
+        attempt: 0,
+        worker: "127.0.0.1:7001".into(),
+        counters: Default::default(),
+        sealed_bad_records: sealed,
+    };
+    assert_eq!(journal.bad_records(&done).unwrap(), [row]);
+    assert!(journal.bad_records(&MapDone { job: "job-2".into(), ..done }).is_err(), "sealed to its job");
+    assert_eq!(journal.seal_bad_records("job-1", &[]).unwrap(), "", "none: nothing sealed");
 }

@@ -77,8 +77,20 @@ impl DriverState {
                 let id = JobId::from_string(h.job_id.clone());
                 let Some(record) = jobs.get(&id).filter(|r| r.ended.is_none()) else { continue };
                 let journaled = record.recovered_maps.get(&h.map_task).filter(|m| m.attempt == h.attempt);
-                if let Some(done) = journaled {
-                    adopted.push((id, done.clone()));
+                let Some(done) = journaled.cloned() else { continue };
+                // Within the limit: the last driver checked the job's sum with them.
+                let kept = match self.journal.bad_records(&done) {
+                    Ok(rows) => {
+                        jobs.get_mut(&id).map_or(Ok(()), |r| r.bad_records.offer(done.map_task, rows))
+                    }
+                    Err(e) => Err(crate::error::Error::Internal(e.to_string())),
+                };
+                match kept {
+                    Ok(()) => adopted.push((id, done)),
+                    // Not adopted: the map runs again and reports its bad records anew.
+                    Err(e) => {
+                        tracing::warn!(job = %id, error = %e, "cannot adopt a map output's bad records")
+                    }
                 }
             }
             for (id, record) in jobs.iter_mut().filter(|(_, r)| r.ended.is_none()) {
@@ -107,17 +119,22 @@ impl DriverState {
         map_task: u32,
         attempt: u32,
         worker: &WorkerId,
-        counters: &HashMap<String, u64>,
+        (counters, bad_records): (&HashMap<String, u64>, &[crate::input::BadRecord]),
     ) {
         let Some(address) = lock(&self.workers).get(worker).map(|l| l.shuffle_address.clone()) else {
             return;
         };
+        let sealed_bad_records = self.journal.seal_bad_records(job.as_str(), bad_records).unwrap_or_else(|e| {
+            tracing::warn!(job = %job, map_task, error = %e, "cannot seal the bad records: a restarted driver would run the map again");
+            String::new()
+        });
         let done = MapDone {
             job: job.to_string(),
             map_task,
             attempt,
             worker: address,
             counters: counters.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            sealed_bad_records,
         };
         if let Err(e) = self.journal.append(&Record::MapDone(done)) {
             tracing::warn!(job = %job, map_task, error = %e, "cannot journal a map output: a restarted driver would run the map again");
