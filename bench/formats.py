@@ -44,8 +44,8 @@ def make_data() -> dict:
     if (DATA / "_READY").exists():
         return paths
     raw = DATA / "tpch"
-    subprocess.run([str(Path(sys.executable).parent / "tpchgen-cli"), "-s", SF, "--tables", "lineitem",
-                    "--format", "parquet", "--output-dir", str(raw)], check=True)
+    subprocess.run([str(Path(sys.executable).parent / "tpchgen-cli"), "parquet", "--scale-factor", SF,
+                    "--tables", "lineitem", "--output-dir", str(raw)], check=True)
     con = duckdb.connect()
     for p in paths.values():
         p.mkdir(parents=True, exist_ok=True)
@@ -82,14 +82,28 @@ def bytes_read(cmd: list[str], out: Path, input_dir: Path) -> int:
     out.mkdir(parents=True)
     subprocess.run(["strace", "-f", "-qq", "-e", "trace=openat,read,pread64,preadv,readv,close",
                     "-o", str(log), *cmd], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    fds, total = {}, 0
+    fds, pending, total = {}, {}, 0
     prefix = str(input_dir.resolve())
+    reads = r"(?:read|pread64|preadv|readv)"
     for line in log.read_text().splitlines():
         pid, _, call = line.partition(" ")
-        if m := re.match(r'openat\([^,]+, "([^"]+)".*\) = (\d+)$', call.strip()):
-            fds[(pid, m.group(2))] = m.group(1).startswith(prefix)
-        elif m := re.match(r"(?:read|pread64|preadv|readv)\((\d+),.*\) = (\d+)$", call.strip()):
-            total += int(m.group(2)) if fds.get((pid, m.group(1))) else 0
+        call = call.strip()
+        # A call another thread interrupted is split: `read(5, <unfinished ...>`, then
+        # `<... read resumed>..., 100) = 100`.
+        # (File descriptors are the process's, shared by its threads.)
+        if m := re.match(rf"{reads}\((\d+), .*<unfinished", call):
+            pending[pid] = m.group(1)
+        elif m := re.match(r'openat\([^,]+, "([^"]+)".*<unfinished', call):
+            pending[pid] = m.group(1)
+        elif m := re.match(rf"<\.\.\. {reads} resumed>.* = (\d+)$", call):
+            fd = pending.pop(pid, None)
+            total += int(m.group(1)) if fds.get(fd) else 0
+        elif m := re.match(r"<\.\.\. openat resumed>.* = (\d+)$", call):
+            fds[m.group(1)] = pending.pop(pid, "").startswith(prefix)
+        elif m := re.match(r'openat\([^,]+, "([^"]+)".*\) = (\d+)$', call):
+            fds[m.group(2)] = m.group(1).startswith(prefix)
+        elif m := re.match(rf"{reads}\((\d+),.*\) = (\d+)$", call):
+            total += int(m.group(2)) if fds.get(m.group(1)) else 0
     return total
 
 
