@@ -75,6 +75,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub csv_multiline: bool,
 
+    /// CSV and JSON lines input: read with this schema instead of inferring one from a
+    /// sample, as NAME:TYPE pairs in column order with Arrow type names, e.g.
+    /// `zip:Utf8,amount:Decimal128(12, 2),day:Date32` (a job's own declared schema wins).
+    #[arg(long, value_name = "NAME:TYPE[,...]", value_parser = parse_schema)]
+    pub input_schema: Option<arrow::datatypes::SchemaRef>,
+
     /// Memory for map-side buffers and in-memory shuffle runs, e.g. 512MiB or 4GiB; past
     /// it, sorted runs spill to disk [default: 40% of the machine's memory].
     #[arg(long, value_parser = parse_byte_size, value_name = "BYTES", env = "GRISTMILL_MEMORY_LIMIT")]
@@ -187,6 +193,7 @@ impl RunArgs {
                 delimiter: self.csv_delimiter,
                 multiline: self.csv_multiline,
             })
+            .with_input_schema(self.input_schema.clone())
             .with_replace_invalid_utf8(self.replace_invalid_utf8)
             .with_max_bad_records(self.max_bad_records)
             .with_compression(self.compression)
@@ -260,6 +267,41 @@ fn parse_delimiter(text: &str) -> Result<u8, String> {
             _ => Err("expected one ASCII character other than a quote or a line break, or `tab`".to_owned()),
         },
     }
+}
+
+/// `NAME:TYPE[,NAME:TYPE...]`, types as Arrow writes them (`Int64`, `Utf8`,
+/// `Decimal128(12, 2)`, `Timestamp(Microsecond, None)`): commas inside parentheses belong to
+/// the type. Columns are nullable.
+fn parse_schema(text: &str) -> Result<arrow::datatypes::SchemaRef, String> {
+    use arrow::datatypes::{DataType, Field, Schema};
+    let mut fields = Vec::new();
+    for column in split_top_level(text) {
+        let (name, ty) = column.split_once(':').ok_or_else(|| format!("`{column}`: expected NAME:TYPE"))?;
+        let ty: DataType = ty.trim().parse().map_err(|e| format!("`{column}`: {e}"))?;
+        fields.push(Field::new(name.trim(), ty, true));
+    }
+    if fields.is_empty() {
+        return Err("expected at least one NAME:TYPE".to_owned());
+    }
+    Ok(std::sync::Arc::new(Schema::new(fields)))
+}
+
+/// `text` split at commas outside parentheses.
+fn split_top_level(text: &str) -> Vec<&str> {
+    let (mut parts, mut depth, mut start) = (Vec::new(), 0i32, 0);
+    for (i, c) in text.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(text[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(text[start..].trim());
+    parts.into_iter().filter(|p| !p.is_empty()).collect()
 }
 
 fn parse_key_value(text: &str) -> Result<(String, String), String> {
@@ -355,4 +397,25 @@ fn install_panic_hook() {
             default(info);
         }
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::datatypes::DataType;
+
+    use super::parse_schema;
+
+    #[test]
+    fn a_declared_schema_parses_arrow_type_names_with_commas_inside_parentheses() {
+        let schema = parse_schema("zip:Utf8, amount:Decimal128(12, 2),day:Date32").unwrap();
+        let types: Vec<_> =
+            schema.fields().iter().map(|f| (f.name().as_str(), f.data_type().clone())).collect();
+        assert_eq!(
+            types,
+            [("zip", DataType::Utf8), ("amount", DataType::Decimal128(12, 2)), ("day", DataType::Date32)]
+        );
+        assert!(parse_schema("zip").unwrap_err().contains("NAME:TYPE"));
+        assert!(parse_schema("zip:Nonsense").unwrap_err().contains("zip:Nonsense"));
+        assert!(parse_schema(" , ").is_err());
+    }
 }

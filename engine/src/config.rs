@@ -44,6 +44,9 @@ pub struct RunConfig {
     pub max_bad_records: u64,
     /// How CSV input is read.
     pub csv: CsvOptions,
+    /// The schema of CSV and JSON lines input where the job declares none
+    /// (`--input-schema`); `None` infers it from a sample.
+    pub input_schema: Option<arrow::datatypes::SchemaRef>,
     /// Memory for map-side buffers and in-memory runs; past it, runs spill to disk.
     pub memory_limit: u64,
     /// Where spill files go (a job directory is made inside and removed at the end).
@@ -78,6 +81,7 @@ impl RunConfig {
             replace_invalid_utf8: false,
             max_bad_records: 0,
             csv: CsvOptions::default(),
+            input_schema: None,
             memory_limit: default_memory_limit(),
             spill_dir: std::env::temp_dir(),
             storage_options: StorageOptions::default(),
@@ -223,6 +227,12 @@ impl RunConfig {
     /// Sets how CSV input is read.
     pub fn with_csv(mut self, csv: CsvOptions) -> Self {
         self.csv = csv;
+        self
+    }
+
+    /// Reads CSV and JSON lines input with `schema` where the job declares none.
+    pub fn with_input_schema(mut self, schema: Option<arrow::datatypes::SchemaRef>) -> Self {
+        self.input_schema = schema;
         self
     }
 

@@ -103,6 +103,11 @@ impl<'a> Rounds<'a> {
         (self.base.format, self.base.csv)
     }
 
+    /// The schema the user declared for CSV and JSON lines input (`--input-schema`), if any.
+    pub fn input_schema(&self) -> Option<&arrow::datatypes::SchemaRef> {
+        self.base.input_schema.as_ref()
+    }
+
     /// A scratch output directory for an intermediate round.
     pub fn scratch(&self, name: &str) -> String {
         format!("{}/{SCRATCH}/{name}", self.base.output.trim_end_matches('/'))

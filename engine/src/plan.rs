@@ -55,6 +55,7 @@ pub async fn plan_map_tasks<J: Job>(job: &J, config: &RunConfig) -> Result<Plan>
         split_size: config.effective_split_size(bytes),
         format: config.format,
         csv: config.csv,
+        schema: config.input_schema.clone(),
     };
     let mut map_tasks = Vec::new();
     for (input, files, spec) in resolved {

@@ -365,7 +365,8 @@ fn first_input_schema(rounds: &Rounds<'_>, inputs: &[String]) -> JobResult<(Stri
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let files = runtime.block_on(resolve_inputs_with(inputs, storage, allow_uncommitted))?;
     if let Some(file) = files.first()
-        && let Some(schema) = runtime.block_on(gristmill::input::inferred_schema(file, format, &csv))?
+        && let Some(schema) =
+            runtime.block_on(gristmill::input::inferred_schema(file, format, &csv, rounds.input_schema()))?
     {
         return Ok((file.display(), schema));
     }

@@ -8,6 +8,7 @@
 //! `_bad_records/` inside its output) and fails once more than `N` were found, naming the
 //! last one.
 
+use std::io::Read;
 use std::sync::{Arc, Mutex};
 
 use object_store::ObjectStoreExt;
@@ -122,54 +123,26 @@ pub fn too_many(max: u64, last: &BadRecord) -> Error {
 /// split, from where the last one was) and hands them to the job's [`BadRecords`].
 pub(crate) struct BadRows<'a> {
     file: &'a Arc<InputFile>,
-    io: &'a Handle,
     records: &'a BadRecords,
-    /// The file's compression: lines are then counted by decompressing it again.
-    codec: Option<Codec>,
-    /// Newlines before `counted_to`.
-    newlines: u64,
-    counted_to: u64,
+    lines: LineCounter<'a>,
 }
 
 impl<'a> BadRows<'a> {
     /// The bad rows of `file`, kept in `records`.
     pub(crate) fn new(file: &'a Arc<InputFile>, io: &'a Handle, records: &'a BadRecords) -> Self {
-        BadRows { file, io, records, codec: None, newlines: 0, counted_to: 0 }
+        BadRows { file, records, lines: LineCounter::new(file, io, None) }
     }
 
     /// Rows of a file compressed with `codec` (if any): their offsets are in the
-    /// decompressed text, whose lines are counted by decompressing it again.
+    /// decompressed text, whose lines are counted by decompressing it again (once).
     pub(crate) fn with_codec(mut self, codec: Option<Codec>) -> Self {
-        self.codec = codec;
+        self.lines.codec = codec;
         self
     }
 
     /// True when bad rows are skipped rather than failing the read.
     pub(crate) fn skipping(&self) -> bool {
         self.records.max > 0
-    }
-
-    /// The 1-based line `offset` of the file is on, if within [`LINE_COUNT_LIMIT`] bytes of
-    /// the last one counted.
-    pub(crate) fn line_at(&mut self, offset: u64) -> Option<u64> {
-        if let Some(codec) = self.codec {
-            return (offset <= LINE_COUNT_LIMIT)
-                .then(|| super::compressed::count_lines(self.file, codec, self.io, offset))?;
-        }
-        if offset < self.counted_to {
-            (self.newlines, self.counted_to) = (0, 0);
-        }
-        if offset - self.counted_to > LINE_COUNT_LIMIT {
-            return None;
-        }
-        let (store, path) = (self.file.location.store(), self.file.location.path());
-        while self.counted_to < offset {
-            let end = (self.counted_to + (8 << 20)).min(offset);
-            let bytes = self.io.block_on(store.get_range(path, self.counted_to..end)).ok()?;
-            self.newlines += memchr::memchr_iter(b'\n', &bytes).count() as u64;
-            self.counted_to = end;
-        }
-        Some(self.newlines + 1)
     }
 
     /// A CSV or JSON row at `offset` with raw `text` that does not decode for `reason`:
@@ -200,7 +173,65 @@ impl<'a> BadRows<'a> {
         if text.len() >= MAX_TEXT_BYTES {
             text.push('…');
         }
-        BadRecord { file: self.file.display(), line: self.line_at(offset), offset, reason, text }
+        BadRecord { file: self.file.display(), line: self.lines.line_at(offset), offset, reason, text }
+    }
+}
+
+/// Counts the lines of a file up to byte offsets of its text (decompressed, for a
+/// compressed file), forward from the last offset counted.
+pub(crate) struct LineCounter<'a> {
+    file: &'a Arc<InputFile>,
+    io: &'a Handle,
+    /// The file's compression: lines are then counted by decompressing it again.
+    codec: Option<Codec>,
+    /// Newlines before `counted_to`.
+    newlines: u64,
+    counted_to: u64,
+    /// A compressed file's text after `counted_to`.
+    decompressed: Option<Box<dyn Read + Send>>,
+}
+
+impl<'a> LineCounter<'a> {
+    /// A counter of `file`'s lines, compressed with `codec` if any.
+    pub(crate) fn new(file: &'a Arc<InputFile>, io: &'a Handle, codec: Option<Codec>) -> Self {
+        LineCounter { file, io, codec, newlines: 0, counted_to: 0, decompressed: None }
+    }
+
+    /// The 1-based line `offset` of the file is on, if within [`LINE_COUNT_LIMIT`] bytes of
+    /// the last one counted. Counts forward from there: a split's bad rows come in order,
+    /// so a compressed file is decompressed again once for all of them.
+    pub(crate) fn line_at(&mut self, offset: u64) -> Option<u64> {
+        if offset < self.counted_to {
+            (self.newlines, self.counted_to, self.decompressed) = (0, 0, None);
+        }
+        if offset - self.counted_to > LINE_COUNT_LIMIT {
+            return None;
+        }
+        while self.counted_to < offset {
+            let end = (self.counted_to + (8 << 20)).min(offset);
+            let bytes = self.text(self.counted_to..end)?;
+            if bytes.is_empty() {
+                break;
+            }
+            self.newlines += memchr::memchr_iter(b'\n', &bytes).count() as u64;
+            self.counted_to += bytes.len() as u64;
+        }
+        Some(self.newlines + 1)
+    }
+
+    /// Bytes `range` of the file's text (decompressed), read after those before it.
+    fn text(&mut self, range: std::ops::Range<u64>) -> Option<Vec<u8>> {
+        let Some(codec) = self.codec else {
+            let (store, path) = (self.file.location.store(), self.file.location.path());
+            return self.io.block_on(store.get_range(path, range)).ok().map(|b| b.to_vec());
+        };
+        if self.decompressed.is_none() {
+            self.decompressed = super::compressed::decompressed(self.file, codec, self.io);
+        }
+        let mut bytes = Vec::new();
+        let text = self.decompressed.as_mut()?;
+        text.take(range.end - range.start).read_to_end(&mut bytes).ok()?;
+        Some(bytes)
     }
 }
 

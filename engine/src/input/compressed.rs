@@ -91,23 +91,12 @@ pub(super) async fn head(file: &InputFile, codec: Codec, limit: u64) -> Result<(
         .map_err(|e| Error::Internal(format!("decoding the head of {} failed: {e}", file.display())))?
 }
 
-/// The 1-based line the decompressed byte `offset` of `file` is on, decompressing it
-/// again from the start (the failure path only).
-pub(super) fn count_lines(file: &Arc<InputFile>, codec: Codec, io: &Handle, offset: u64) -> Option<u64> {
+/// The decompressed text of all of `file`, from its start (for counting the lines before
+/// a bad row); `None` when it cannot be opened.
+pub(super) fn decompressed(file: &Arc<InputFile>, codec: Codec, io: &Handle) -> Option<Box<dyn Read + Send>> {
     let split = whole_file(file.clone(), codec);
-    let mut decoder = codec.decoder(CompressedInput::new(Chunks::open(&split, io).ok()?)).ok()?;
-    let mut buf = Vec::new();
-    let (mut newlines, mut at) = (0, 0);
-    while at < offset {
-        buf.clear();
-        let n = (&mut decoder).take(CHUNK_BYTES.min(offset - at)).read_to_end(&mut buf).ok()?;
-        if n == 0 {
-            break;
-        }
-        newlines += memchr::memchr_iter(b'\n', &buf).count() as u64;
-        at += n as u64;
-    }
-    Some(newlines + 1)
+    let decoder = codec.decoder(CompressedInput::new(Chunks::open(&split, io).ok()?)).ok()?;
+    Some(Box::new(decoder))
 }
 
 /// The split that is all of `file`, compressed with `codec`.
@@ -118,8 +107,8 @@ fn whole_file(file: Arc<InputFile>, codec: Codec) -> TextSplit {
 
 /// The compressed bytes of a file as a [`BufRead`], one fetched chunk at a time, counting
 /// the bytes the decoder has taken (for errors).
-struct CompressedInput<'a> {
-    chunks: Chunks<'a>,
+struct CompressedInput {
+    chunks: Chunks,
     buf: Vec<u8>,
     pos: usize,
     /// Compressed bytes taken by the decoder.
@@ -128,8 +117,8 @@ struct CompressedInput<'a> {
     failed: Option<Error>,
 }
 
-impl<'a> CompressedInput<'a> {
-    fn new(chunks: Chunks<'a>) -> Self {
+impl CompressedInput {
+    fn new(chunks: Chunks) -> Self {
         CompressedInput { chunks, buf: Vec::new(), pos: 0, taken: 0, failed: None }
     }
 
@@ -143,7 +132,7 @@ impl<'a> CompressedInput<'a> {
     }
 }
 
-impl BufRead for CompressedInput<'_> {
+impl BufRead for CompressedInput {
     fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
         if self.pos == self.buf.len() && self.failed.is_none() {
             self.buf.clear();
@@ -166,7 +155,7 @@ impl BufRead for CompressedInput<'_> {
     }
 }
 
-impl Read for CompressedInput<'_> {
+impl Read for CompressedInput {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         let available = self.fill_buf()?;
         let n = available.len().min(out.len());

@@ -90,6 +90,16 @@ impl CsvFormat {
         Ok(CsvFormat { delimiter, header, schema, columns })
     }
 
+    /// The format of `file` read with the schema the job declares.
+    pub(super) fn declared(
+        file: &InputFile,
+        options: &CsvOptions,
+        schema: SchemaRef,
+        spec: &InputSpec,
+    ) -> Result<Self> {
+        Self::new(file, options.delimiter_of(file), options.header, schema, spec)
+    }
+
     /// Infers the format of `file` (and of the input's other files with its delimiter).
     pub(super) async fn infer(
         file: &InputFile,

@@ -21,6 +21,7 @@ mod text_rows;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 use tokio::runtime::Handle;
@@ -81,6 +82,9 @@ pub struct SplitOptions {
     pub format: Option<InputFormat>,
     /// How CSV files are read.
     pub csv: CsvOptions,
+    /// The schema of CSV and JSON lines input when the job's spec declares none
+    /// (`--input-schema`); `None` infers it.
+    pub schema: Option<SchemaRef>,
 }
 
 /// How splits are read.
@@ -487,6 +491,14 @@ pub async fn plan_splits(
     options: &SplitOptions,
 ) -> Result<Vec<Split>> {
     let files: Vec<Arc<InputFile>> = files.into_iter().map(Arc::new).collect();
+    let declared;
+    let spec = match (&spec.schema, &options.schema) {
+        (None, Some(schema)) => {
+            declared = spec.clone().with_schema(schema.clone());
+            &declared
+        }
+        _ => spec,
+    };
     // Each file's spec: the job's, less the columns its Hive partition directories give.
     let specs: Vec<(Option<Arc<PartitionColumns>>, InputSpec)> = files
         .iter()

@@ -135,8 +135,8 @@ impl TextSplit {
             return super::compressed::read_chunks(self, codec, io, sink);
         }
         let mut source = match self.file.location.local_file() {
-            Some(path) => Chunks::Local(LocalChunks::open(self, path)?),
-            None => Chunks::Store(Fetcher::new(self, io.clone())),
+            Some(path) => Chunks::Local(LocalChunks::open(self.clone(), path)?),
+            None => Chunks::Store(Fetcher::new(self.clone(), io.clone())),
         };
         let mut scan = LineScanner::new(self.start, self.end);
         while let Some(range) = source.append_next(scan.buffer())? {
@@ -196,16 +196,17 @@ impl RangePlan {
 }
 
 /// Where a split's bytes come from.
-pub(super) enum Chunks<'a> {
+pub(super) enum Chunks {
     /// An object store, one request ahead.
-    Store(Fetcher<'a>),
+    Store(Fetcher),
     /// A local file, read directly into one reused buffer.
-    Local(LocalChunks<'a>),
+    Local(LocalChunks),
 }
 
-impl<'a> Chunks<'a> {
+impl Chunks {
     /// The ranges of `split`, read from the local file or fetched from its store.
-    pub(super) fn open(split: &'a TextSplit, io: &Handle) -> Result<Self> {
+    pub(super) fn open(split: &TextSplit, io: &Handle) -> Result<Self> {
+        let split = split.clone();
         Ok(match split.file.location.local_file() {
             Some(path) => Chunks::Local(LocalChunks::open(split, path)?),
             None => Chunks::Store(Fetcher::new(split, io.clone())),
@@ -233,23 +234,24 @@ impl<'a> Chunks<'a> {
 /// Not through `object_store`: its local `get_range` allocates and zero-fills a fresh buffer
 /// per request, which cost grep 13% of its instructions (and a page fault per page of
 /// every 4 MiB chunk) before any byte was read.
-pub(super) struct LocalChunks<'a> {
-    split: &'a TextSplit,
+pub(super) struct LocalChunks {
+    split: TextSplit,
     file: std::fs::File,
     plan: RangePlan,
 }
 
-impl<'a> LocalChunks<'a> {
-    fn open(split: &'a TextSplit, path: std::path::PathBuf) -> Result<Self> {
-        let file = std::fs::File::open(&path).map_err(|e| local_error(split, e))?;
-        Ok(LocalChunks { split, file, plan: RangePlan::new(split) })
+impl LocalChunks {
+    fn open(split: TextSplit, path: std::path::PathBuf) -> Result<Self> {
+        let file = std::fs::File::open(&path).map_err(|e| local_error(&split, e))?;
+        let plan = RangePlan::new(&split);
+        Ok(LocalChunks { split, file, plan })
     }
 
     /// Reads into `buf`'s spare capacity (`read_to_end` does not zero it first).
     fn append_next(&mut self, buf: &mut Vec<u8>) -> Result<Option<Range<u64>>> {
         let Some(range) = self.plan.next() else { return Ok(None) };
         crate::storage::read_local_range(&mut self.file, &range, buf)
-            .map_err(|e| local_error(self.split, e))?;
+            .map_err(|e| local_error(&self.split, e))?;
         Ok(Some(range))
     }
 }
@@ -259,16 +261,17 @@ fn local_error(split: &TextSplit, e: std::io::Error) -> Error {
 }
 
 /// Fetches consecutive ranges of the file, one request ahead of the reader.
-pub(super) struct Fetcher<'a> {
-    split: &'a TextSplit,
+pub(super) struct Fetcher {
+    split: TextSplit,
     io: Handle,
     plan: RangePlan,
     pending: Option<(Range<u64>, JoinHandle<object_store::Result<Bytes>>)>,
 }
 
-impl<'a> Fetcher<'a> {
-    fn new(split: &'a TextSplit, io: Handle) -> Self {
-        let mut fetcher = Fetcher { split, io, plan: RangePlan::new(split), pending: None };
+impl Fetcher {
+    fn new(split: TextSplit, io: Handle) -> Self {
+        let plan = RangePlan::new(&split);
+        let mut fetcher = Fetcher { split, io, plan, pending: None };
         fetcher.request_more();
         fetcher
     }

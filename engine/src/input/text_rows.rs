@@ -25,8 +25,6 @@ use crate::storage::InputFile;
 pub(super) const BATCH_ROWS: usize = 16 * 1024;
 /// Bytes of the first file read to infer a schema.
 const SAMPLE_BYTES: u64 = 1 << 20;
-/// Bytes before a malformed row read to count its line; past it only the offset is given.
-const LINE_COUNT_LIMIT: u64 = 256 << 20;
 
 /// CSV or JSON lines by the file's extension (`.csv`, `.tsv`, `.json`, `.jsonl`, `.ndjson`),
 /// also before a compression extension (`.csv.gz`, `.jsonl.zst`).
@@ -61,7 +59,10 @@ impl Inferred {
         if let Some(format) = self.csv.iter().find(|f| f.reads(file, options)) {
             return Ok(format.clone());
         }
-        let format = Arc::new(CsvFormat::infer(file, codec, options, spec).await?);
+        let format = Arc::new(match &spec.schema {
+            Some(schema) => CsvFormat::declared(file, options, schema.clone(), spec)?,
+            None => CsvFormat::infer(file, codec, options, spec).await?,
+        });
         // An empty file has no splits and says nothing of the others' schema.
         if file.size > 0 {
             self.csv.push(format.clone());
@@ -79,7 +80,10 @@ impl Inferred {
         if let Some(format) = &self.json {
             return Ok(format.clone());
         }
-        let format = Arc::new(JsonFormat::infer(file, codec, spec).await?);
+        let format = Arc::new(match &spec.schema {
+            Some(schema) => JsonFormat::new(file, schema.clone(), spec)?,
+            None => JsonFormat::infer(file, codec, spec).await?,
+        });
         if file.size > 0 {
             self.json = Some(format.clone());
         }
@@ -87,15 +91,21 @@ impl Inferred {
     }
 }
 
-/// The schema CSV or JSON lines `file` would be read with, inferred as planning infers it
-/// (for jobs that resolve their columns' types before they run); `None` for other formats.
+/// The schema CSV or JSON lines `file` would be read with: `declared` if given, else
+/// inferred as planning infers it (for jobs that resolve their columns' types before they
+/// run); `None` for other formats.
 pub async fn inferred_schema(
     file: &InputFile,
     format: Option<InputFormat>,
     csv: &CsvOptions,
+    declared: Option<&SchemaRef>,
 ) -> Result<Option<SchemaRef>> {
     let spec = InputSpec::text_lines();
-    Ok(match InputFormat::detect(file, format) {
+    let detected = InputFormat::detect(file, format);
+    if let (Some(schema), InputFormat::Csv | InputFormat::Json) = (declared, detected) {
+        return Ok(Some(file.with_partition_fields(schema)));
+    }
+    Ok(match detected {
         InputFormat::Csv => {
             let codec = super::text_codec(file, format).await?;
             Some(file.with_partition_fields(&CsvFormat::infer(file, codec, csv, &spec).await?.schema))
@@ -358,34 +368,13 @@ pub(super) fn malformed(
     offset: u64,
     reason: &str,
 ) -> Error {
-    let line = match codec {
-        _ if offset > LINE_COUNT_LIMIT => None,
-        Some(codec) => compressed::count_lines(file, codec, io, offset),
-        None => count_lines(file, io, offset),
-    };
+    let line = super::bad::LineCounter::new(file, io, codec).line_at(offset);
     let what = if codec.is_some() { "decompressed byte offset" } else { "byte offset" };
     let location = match line {
         Some(line) => format!("line {line} ({what} {offset})"),
         None => format!("{what} {offset}"),
     };
     Error::MalformedRow { path: file.display(), location, reason: reason.to_owned() }
-}
-
-/// The 1-based line `offset` of `file` is on, if it is within [`LINE_COUNT_LIMIT`].
-fn count_lines(file: &InputFile, io: &Handle, offset: u64) -> Option<u64> {
-    if offset > LINE_COUNT_LIMIT {
-        return None;
-    }
-    let (store, path) = (file.location.store(), file.location.path());
-    let mut newlines = 0;
-    let mut at = 0;
-    while at < offset {
-        let end = (at + (8 << 20)).min(offset);
-        let bytes = io.block_on(store.get_range(path, at..end)).ok()?;
-        newlines += memchr::memchr_iter(b'\n', &bytes).count() as u64;
-        at = end;
-    }
-    Some(newlines + 1)
 }
 
 /// A decoder's complaint without its prefix (`Csv error: `) and its own line numbers,
@@ -523,7 +512,7 @@ pub(super) mod test_support {
 
     /// The options: `split_size`, the format by extension, default CSV options.
     pub(in crate::input) fn options(split_size: u64) -> SplitOptions {
-        SplitOptions { split_size, format: None, csv: Default::default() }
+        SplitOptions { split_size, format: None, csv: Default::default(), schema: None }
     }
 
     fn format_rows(batch: &RecordBatch) -> Vec<String> {

@@ -103,6 +103,9 @@ pub struct InputSpec {
     /// False when the filter only prunes row groups and the mapper filters rows itself
     /// ([`InputSpec::with_pruning`]).
     pub filter_rows: bool,
+    /// CSV and JSON lines input is read with this schema instead of one inferred from a
+    /// sample ([`InputSpec::with_schema`]).
+    pub schema: Option<SchemaRef>,
 }
 
 impl InputSpec {
@@ -114,7 +117,19 @@ impl InputSpec {
             text: TextShape::Lines,
             filter: None,
             filter_rows: false,
+            schema: None,
         }
+    }
+
+    /// Reads CSV and JSON lines input with `schema` instead of inferring one from a sample
+    /// of the first file (Spark's `DataFrameReader.schema`): for CSV, the columns of each
+    /// record in order (a header line is skipped, its names unused); for JSON lines, the
+    /// fields read from each object by name (others ignored, missing ones null). A value
+    /// that does not parse as its column's type makes the row malformed (see
+    /// `--max-bad-records`). The job's columns are resolved against it by name.
+    pub fn with_schema(mut self, schema: SchemaRef) -> Self {
+        self.schema = Some(schema);
+        self
     }
 
     /// Only the rows of Parquet input that pass `filter` reach the mapper: row groups whose

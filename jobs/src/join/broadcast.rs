@@ -59,6 +59,7 @@ impl BuildSide {
             split_size: BUILD_SPLIT_BYTES,
             format: Some(InputFormat::Parquet),
             csv: Default::default(),
+            schema: None,
         };
         let splits = io.block_on(async {
             // Configured by the environment, as the side's schema was (see `SideSchema::read`).

@@ -10,6 +10,7 @@ mod cluster_failures;
 mod cluster_support;
 mod compressed_text;
 mod csv_json;
+mod declared_schema;
 mod driver_recovery;
 mod grep;
 mod groupby;

@@ -27,9 +27,10 @@ use crate::support::*;
 
 /// Writes the same table (a string key with nulls and values longer than 12 bytes, an
 /// Int64 value with nulls, a filler column) with each pyarrow codec, in row groups of
-/// 7000 rows, and copies it with DuckDB's `COPY ... COMPRESSION zstd`.
+/// 7000 rows, copies it with DuckDB's `COPY ... COMPRESSION zstd`, and writes it with
+/// Polars' defaults.
 const WRITE_SCRIPT: &str = r#"
-import sys, duckdb, pyarrow as pa, pyarrow.parquet as pq
+import sys, duckdb, polars, pyarrow as pa, pyarrow.parquet as pq
 d, n = sys.argv[1], 30000
 keys = [None if i % 97 == 0 else f"key-{(i * 7919) % 500:04d}" + ("-longer-than-inline" if i % 5 == 0 else "")
         for i in range(n)]
@@ -41,6 +42,8 @@ for codec in ["snappy", "zstd", "gzip", "lz4", "brotli", "none"]:
 duckdb.connect().execute(
     f"COPY (SELECT * FROM read_parquet('{d}/pyarrow-none.parquet')) TO '{d}/duckdb-zstd.parquet' "
     "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 7000)")
+# Polars' own Parquet writer (not arrow's), with its defaults: ZSTD, statistics, string views.
+polars.from_arrow(table).write_parquet(f"{d}/polars-default.parquet", row_group_size=7000)
 "#;
 
 /// DuckDB's `SELECT k, sum(v), count(*) GROUP BY k` of each file: `index\tk\tsum\tcount` lines.
@@ -106,7 +109,7 @@ fn files_of_every_codec_by_pyarrow_and_duckdb_give_duckdb_s_answer() {
     std::fs::create_dir_all(&input).unwrap();
     run_python(WRITE_SCRIPT, &[s(&input)]);
     rewrite_as_hadoop_lz4(&input.join("pyarrow-none.parquet"), &input.join("hadoop-lz4.parquet"));
-    let files: [(&str, &str); 8] = [
+    let files: [(&str, &str); 9] = [
         ("pyarrow-snappy", "SNAPPY"),
         ("pyarrow-zstd", "ZSTD"),
         ("pyarrow-gzip", "GZIP"),
@@ -115,6 +118,7 @@ fn files_of_every_codec_by_pyarrow_and_duckdb_give_duckdb_s_answer() {
         ("pyarrow-none", "UNCOMPRESSED"),
         ("hadoop-lz4", "LZ4"),
         ("duckdb-zstd", "ZSTD"),
+        ("polars-default", "ZSTD"),
     ];
     let paths: Vec<PathBuf> = files.iter().map(|(name, _)| input.join(format!("{name}.parquet"))).collect();
     for ((name, codec), path) in files.iter().zip(&paths) {

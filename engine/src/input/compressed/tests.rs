@@ -221,3 +221,19 @@ fn forced_text_without_an_extension_is_sniffed() {
     assert_eq!(codec(&zipped, None), None, "only a forced format is sniffed");
     assert_eq!(codec(&plain, Some(InputFormat::Text)), None);
 }
+
+#[test]
+fn lines_of_a_compressed_file_are_counted_forward_and_again_after_a_step_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, _) = sample(3000);
+    let io = tokio::runtime::Runtime::new().unwrap();
+    let line_of = |offset: usize| data[..offset].iter().filter(|&&b| b == b'\n').count() as u64 + 1;
+    let offsets = [0, 17, 4000, 150_000, data.len() - 1, 9000, 9001];
+    for codec in CODECS {
+        let file = input(&dir, &format!("lines.{}", extension(codec)), &compress(codec, &data));
+        let mut lines = crate::input::bad::LineCounter::new(&file, io.handle(), Some(codec));
+        for offset in offsets {
+            assert_eq!(lines.line_at(offset as u64), Some(line_of(offset)), "{codec:?}, offset {offset}");
+        }
+    }
+}
