@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser};
-use tracing_subscriber::EnvFilter;
 
 use crate::cluster::rpc::DriverEndpoint;
 use crate::cluster::submit::{Submission, Submitted, submit};
@@ -156,6 +155,11 @@ pub struct RunArgs {
     /// the certificates directory, else $USER].
     #[arg(long, env = "GRISTMILL_USER")]
     pub user: Option<String>,
+
+    /// Export OpenTelemetry spans (job, phases, tasks) with OTLP over HTTP to this base
+    /// URL, e.g. http://127.0.0.1:4318 [default: $OTEL_EXPORTER_OTLP_ENDPOINT; none].
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
 
     /// How to show progress on stderr.
     #[arg(long, value_enum, default_value = "auto", env = "GRISTMILL_PROGRESS")]
@@ -313,7 +317,10 @@ fn parse_key_value(text: &str) -> Result<(String, String), String> {
 pub fn run_job<J: Job>(job: &J, args: &RunArgs) -> ExitCode {
     let result = match &args.driver {
         Some(driver) => match submit_to(job, args, driver) {
-            Ok(Submitted::Detached { .. }) => return ExitCode::SUCCESS,
+            Ok(Submitted::Detached { .. }) => {
+                crate::telemetry::shutdown();
+                return ExitCode::SUCCESS;
+            }
             Ok(Submitted::Finished(report)) => Ok(report),
             Err(e) => Err(e),
         },
@@ -325,6 +332,7 @@ pub fn run_job<J: Job>(job: &J, args: &RunArgs) -> ExitCode {
             result
         }
     };
+    crate::telemetry::shutdown();
     match result {
         Ok(report) => {
             eprint!("{}", summary(J::NAME, &report, &args.output));
@@ -380,9 +388,18 @@ pub(crate) fn one_line(message: &str) -> String {
     message.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
+/// Logs at `warn` unless `RUST_LOG` says otherwise; spans exported when `--otlp-endpoint`
+/// (read before clap parses the rest) or `OTEL_EXPORTER_OTLP_ENDPOINT` is set, as the
+/// binary's name (`gristmill-task` in a task process).
 fn init_tracing() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let name = std::env::args_os()
+        .next()
+        .and_then(|arg0| std::path::Path::new(&arg0).file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "gristmill-job".to_owned());
+    // A task process runs a cached binary named by its digest.
+    let service = if task_role_arg().is_some() { "gristmill-task".to_owned() } else { name };
+    let endpoint = crate::telemetry::endpoint(crate::telemetry::endpoint_from_args().as_deref());
+    crate::telemetry::init(&service, "warn", endpoint);
 }
 
 /// Panics in tasks are caught and reported as task failures with their message, so the

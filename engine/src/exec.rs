@@ -108,6 +108,8 @@ pub struct MapTaskOutput {
 
 /// Runs user code, turning an error or a panic into a task failure naming `info`.
 fn guarded<T>(info: &TaskInfo, body: impl FnOnce() -> Result<T>) -> Result<T> {
+    let _span = tracing::info_span!("task", task = %info.task, attempt = info.attempt.0, split = %info.split)
+        .entered();
     let result = catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|panic| {
         Err(Error::UserCode { stage: crate::error::PANICKED, message: panic_message(panic.as_ref()) })
     });
@@ -165,6 +167,7 @@ pub fn run_map_task<J: Job>(job: &J, env: &TaskEnv<'_>, task: &MapTask) -> Resul
         let mut mapper = job.mapper(&info).map_err(user("mapper failed:"))?;
         let mut out = Emitter::new(schema);
         let (mut rows_in, mut rows_out) = (0u64, 0u64);
+        let read_and_map = tracing::info_span!("read split and map").entered();
         let bytes_in = split.read_keeping_bad(env.io, env.read, env.bad_records, &mut |batch| {
             rows_in += batch.num_rows() as u64;
             env.progress.add_input(0, batch.num_rows() as u64);
@@ -176,12 +179,15 @@ pub fn run_map_task<J: Job>(job: &J, env: &TaskEnv<'_>, task: &MapTask) -> Resul
             Ok(true)
         })?;
         mapper.finish(&mut out).map_err(user("mapper failed:"))?;
+        drop(read_and_map);
+        let sort_and_spill = tracing::info_span!("sort and spill").entered();
         rows_out += out.buffered_rows() as u64;
         builder.flush(out.take_batches())?;
         env.progress.add_input(split.bytes(), 0);
 
         let mut counters = out.take_counters();
         let (runs, stats) = builder.finish();
+        drop(sort_and_spill);
         count_input(&mut counters, split, rows_in, bytes_in);
         counters.add(MAP_OUTPUT_RECORDS, rows_out);
         if has_combiner {
@@ -207,6 +213,7 @@ pub fn run_reduce_task<J: Job>(
         let mut reducer = job.reducer(&info).map_err(user("reducer failed:"))?;
         let mut part = PartOutput::create(job, env, PartitionId(partition as u32), info.attempt, output)?;
         let unordered = job.reduce_input() == ReduceInput::Unordered;
+        let merge_and_reduce = tracing::info_span!("merge and reduce").entered();
         let in_memory: u64 = runs.iter().map(Run::memory_bytes).sum();
         let (groups, rows) = if unordered && in_memory <= env.map_buffer_bytes as u64 {
             (None, reduce_unordered(reducer.as_mut(), &mut part.out, runs)?)
@@ -216,7 +223,8 @@ pub fn run_reduce_task<J: Job>(
             (Some(groups), rows)
         };
         reducer.finish(&mut part.out).map_err(user("reducer failed:"))?;
-        let (parts, mut counters) = part.close()?;
+        drop(merge_and_reduce);
+        let (parts, mut counters) = tracing::info_span!("write").in_scope(|| part.close())?;
         if let Some(groups) = groups {
             counters.add(REDUCE_INPUT_GROUPS, groups);
         }

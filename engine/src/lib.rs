@@ -63,6 +63,7 @@ pub mod scheduler;
 pub mod security;
 pub mod shuffle;
 pub mod storage;
+pub mod telemetry;
 
 pub use cli::main;
 

@@ -58,6 +58,8 @@ pub struct WorkerConfig {
     /// Reducers read map output of workers on this host from their shuffle directories
     /// (false: everything is fetched through the shuffle services).
     pub host_local_shuffle: bool,
+    /// Where this worker's task processes export their spans (OTLP base URL), if anywhere.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Runs the worker until SIGTERM, or until the driver is unreachable for too long.

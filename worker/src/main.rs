@@ -51,13 +51,16 @@ struct Args {
     /// (whose output reducers otherwise read straight from their shuffle directories).
     #[arg(long, env = "GRISTMILL_NO_HOST_LOCAL_SHUFFLE")]
     no_host_local_shuffle: bool,
+    /// Export OpenTelemetry spans (this worker's and its task processes') with OTLP over
+    /// HTTP to this base URL [default: $OTEL_EXPORTER_OTLP_ENDPOINT; none].
+    #[arg(long, value_name = "URL")]
+    otlp_endpoint: Option<String>,
 }
 
 fn main() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let args = Args::parse();
+    let otlp_endpoint = gristmill::telemetry::endpoint(args.otlp_endpoint.as_deref());
+    gristmill::telemetry::init("gristmill-worker", "info", otlp_endpoint.clone());
     let slots =
         args.slots.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
     let data_dir = args
@@ -80,8 +83,11 @@ fn main() -> ExitCode {
         data_dir,
         driver_timeout: std::time::Duration::from_secs(args.driver_timeout),
         host_local_shuffle: !args.no_host_local_shuffle,
+        otlp_endpoint,
     };
-    match gristmill_worker::run(config) {
+    let result = gristmill_worker::run(config);
+    gristmill::telemetry::shutdown();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("gristmill-worker: error: {e}");

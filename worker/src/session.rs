@@ -48,6 +48,7 @@ pub async fn serve(mut config: WorkerConfig) -> Result<(), WorkerError> {
             .certs_dir
             .as_ref()
             .map(|dir| std::fs::canonicalize(dir.path()).unwrap_or_else(|_| dir.path().to_owned())),
+        otlp_endpoint: config.otlp_endpoint.clone(),
     };
     // Only this worker may read its data (job binaries, map output, task scratch space).
     for dir in [&config.data_dir, &dirs.shuffle, &dirs.tasks] {

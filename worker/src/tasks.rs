@@ -27,6 +27,7 @@ use gristmill_proto::v1::{
 };
 use tokio::process::{Child, ChildStdin};
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 use crate::binaries::BinaryCache;
 
@@ -59,6 +60,8 @@ pub struct Dirs {
     /// The certificates directory, given to task processes (`GRISTMILL_CERTS_DIR`) so
     /// reducers fetch over mutual TLS with the node certificate.
     pub certs_dir: Option<PathBuf>,
+    /// Where task processes export their spans (`OTEL_EXPORTER_OTLP_ENDPOINT`), if anywhere.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// A finished attempt's report, with the part files it staged, if any: the parts are
@@ -213,7 +216,9 @@ async fn run_attempt(
     let kind = if attempt.kind == TaskKind::Map as i32 { "m" } else { "r" };
     let work_dir =
         dirs.tasks.join(&attempt.job_id).join(format!("{kind}{:06}-a{}", attempt.index, attempt.attempt));
-    let outcome = launch(&run, &attempt, binaries, dirs, &work_dir, kill).await;
+    let span = tracing::info_span!("worker attempt", job = %attempt.job_id, kind, index = attempt.index, attempt = attempt.attempt);
+    gristmill::telemetry::adopt_parent(&span, Some(&run.trace_parent));
+    let outcome = launch(&run, &attempt, binaries, dirs, &work_dir, kill).instrument(span).await;
     let finished = match outcome {
         Ok(Some((result, tail))) => {
             let staged = staged_outputs(&run, &result);
@@ -316,7 +321,12 @@ fn spawn_task(binary: &Path, dirs: &Dirs, work_dir: &Path, stderr_path: &Path) -
         .arg(TASK_SPEC_FROM_STDIN)
         .current_dir(work_dir)
         .env_remove(CERTS_DIR_ENV)
-        .envs(dirs.certs_dir.iter().map(|dir| (CERTS_DIR_ENV, dir)))
+        .envs(dirs.certs_dir.iter().map(|dir| (CERTS_DIR_ENV, dir.as_os_str())))
+        .envs(
+            dirs.otlp_endpoint
+                .iter()
+                .map(|url| (gristmill::telemetry::ENDPOINT_ENV, std::ffi::OsStr::new(url))),
+        )
         .env(STAGED_NOTES_ENV, work_dir.join(STAGED_NOTES_FILE))
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -373,6 +383,9 @@ fn task_file(run: &RunTask, attempt: &AttemptKey, dirs: &Dirs, work_dir: &Path) 
         shuffle_dir: dirs.shuffle.clone(),
         work_dir: work_dir.to_owned(),
         result_file: work_dir.join("result.json"),
+        // The task's spans are children of this worker's (or, not exporting, the driver's).
+        trace_parent: gristmill::telemetry::traceparent(&tracing::Span::current())
+            .or_else(|| Some(run.trace_parent.clone()).filter(|t| !t.is_empty())),
     })
 }
 
@@ -483,6 +496,7 @@ mod tests {
             tasks: root.join("tasks"),
             host_id: String::new(),
             certs_dir: None,
+            otlp_endpoint: None,
         };
         std::fs::create_dir_all(&dirs.shuffle).unwrap();
         std::fs::create_dir_all(&dirs.tasks).unwrap();

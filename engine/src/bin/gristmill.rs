@@ -27,6 +27,10 @@ use gristmill_proto::v1::{JobRef, JobStatus, ListJobsRequest};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Export OpenTelemetry spans (the driver's jobs, phases and task attempts) with OTLP
+    /// over HTTP to this base URL [default: $OTEL_EXPORTER_OTLP_ENDPOINT; none].
+    #[arg(long, global = true, value_name = "URL")]
+    otlp_endpoint: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -195,10 +199,9 @@ impl ClientArgs {
 }
 
 fn main() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let cli = Cli::parse();
+    let service = if matches!(cli.command, Command::Driver(_)) { "gristmill-driver" } else { "gristmill" };
+    gristmill::telemetry::init(service, "info", gristmill::telemetry::endpoint(cli.otlp_endpoint.as_deref()));
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -215,6 +218,8 @@ fn main() -> ExitCode {
             Command::Cert(command) => cert(command),
         }
     });
+    drop(runtime);
+    gristmill::telemetry::shutdown();
     match result {
         Ok(code) => code,
         Err(e) => {

@@ -133,6 +133,10 @@ pub struct TaskFile {
     pub work_dir: PathBuf,
     /// Where the task writes its [`TaskResult`].
     pub result_file: PathBuf,
+    /// The W3C `traceparent` of the driver's span of this attempt: the task's spans are
+    /// its children ([`crate::telemetry`]).
+    #[serde(default)]
+    pub trace_parent: Option<String>,
 }
 
 impl TaskFile {

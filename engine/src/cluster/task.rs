@@ -64,12 +64,17 @@ fn read_task_from(mut input: impl Read) -> Result<TaskFile, String> {
 /// (even a failure), so only a crash exits otherwise.
 pub fn run<J: Job>(task: &TaskFile) -> ExitCode {
     exit_when_orphaned();
-    let result = match run_attempt::<J>(task) {
+    let kind = if task.is_map { "map" } else { "reduce" };
+    let span = tracing::info_span!("task process", job = %task.job_id, kind, index = task.index, attempt = task.attempt);
+    crate::telemetry::adopt_parent(&span, task.trace_parent.as_deref());
+    let result = match span.in_scope(|| run_attempt::<J>(task)) {
         Ok(result) => result,
         Err(e) => {
             TaskResult::Failed { retryable: e.is_retryable(), kind: Some(e.kind()), message: e.to_string() }
         }
     };
+    drop(span);
+    crate::telemetry::shutdown();
     if let TaskResult::Failed { message, .. } | TaskResult::FetchFailed { message, .. } = &result {
         eprintln!("error: {message}");
     }
@@ -192,7 +197,8 @@ fn take_bad_records(env: &TaskEnv<'_>, counters: &mut Counters) -> Vec<crate::in
 fn run_reduce<J: Job>(job: &J, env: &TaskEnv<'_>, task: &TaskFile) -> Result<TaskResult> {
     let fetch_dir = task.work_dir.join("fetched");
     std::fs::create_dir_all(&fetch_dir).map_err(|e| Error::local_disk(fetch_dir.display().to_string(), e))?;
-    let fetched = env.io.block_on(fetch_all(env.job_id, task, &fetch_dir));
+    let fetched =
+        tracing::info_span!("fetch").in_scope(|| env.io.block_on(fetch_all(env.job_id, task, &fetch_dir)));
     let segments = match fetched {
         Ok(segments) => segments,
         Err(FetchFailure::Remote(FetchError { map_task, worker, message })) => {
@@ -411,6 +417,7 @@ mod tests {
             shuffle_dir: "/s".into(),
             work_dir: "/w".into(),
             result_file: "/w/result.json".into(),
+            trace_parent: None,
         };
         let read = read_task_from(&task.to_json().unwrap()[..]).unwrap();
         assert_eq!(read.job_secret.expose(), "the-secret");

@@ -56,7 +56,8 @@ pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Re
     let started = Instant::now();
     let requests = request_stats();
     let job_id = JobId::generate();
-    let _span = info_span!("job", job = J::NAME, id = %job_id).entered();
+    let span = info_span!("job", job = J::NAME, id = %job_id);
+    let _entered = span.enter();
     let io = io_runtime()?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(config.threads)
@@ -87,7 +88,9 @@ pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Re
         progress,
         layout,
     };
+    // Phases run on the pool's threads, under the job's span.
     let result = pool.install(|| -> Result<_> {
+        let _entered = span.enter();
         let (mut parts, mut counters) = if is_map_only(job) {
             map_only_phase(job, &env, &plan.map_tasks, &output)?
         } else {
@@ -116,7 +119,7 @@ pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Re
     progress.start_phase("commit", 1);
     let manifest =
         Manifest::new(J::NAME, job_id.as_str(), &parts, counters).with_parquet_codec(parquet_codec);
-    io.block_on(output.commit(&manifest, &parts))?;
+    info_span!("commit").in_scope(|| io.block_on(output.commit(&manifest, &parts)))?;
     progress.task_done();
     info!(rows = manifest.rows, "committed");
     let map_tasks = plan.map_tasks.len();
@@ -155,10 +158,11 @@ fn choose_partitioner<J: Job>(job: &J, env: &TaskEnv<'_>, tasks: &[MapTask]) -> 
 fn map_phase<J: Job>(job: &J, env: &TaskEnv<'_>, tasks: &[MapTask]) -> Result<(Vec<Vec<Run>>, Counters)> {
     env.progress.start_phase("map", tasks.len());
     let started = Instant::now();
+    let phase = info_span!("phase", phase = "map");
     let outputs: Vec<MapTaskOutput> = tasks
         .par_iter()
         .map(|task| {
-            let out = run_map_task(job, env, task);
+            let out = phase.in_scope(|| run_map_task(job, env, task));
             env.progress.task_done();
             out
         })
@@ -183,10 +187,11 @@ fn map_only_phase<J: Job>(
     output: &OutputDir,
 ) -> Result<(Vec<PartFile>, Counters)> {
     env.progress.start_phase("map", tasks.len());
+    let phase = info_span!("phase", phase = "map");
     let parts: Vec<(Vec<PartFile>, Counters)> = tasks
         .par_iter()
         .map(|task| {
-            let out = run_map_only_task(job, env, task, output);
+            let out = phase.in_scope(|| run_map_only_task(job, env, task, output));
             env.progress.task_done();
             out
         })
@@ -212,11 +217,12 @@ fn reduce_phase<J: Job>(
 ) -> Result<Vec<PartFile>> {
     env.progress.start_phase("reduce", runs.len());
     let (started, tasks) = (Instant::now(), runs.len());
+    let phase = info_span!("phase", phase = "reduce");
     let parts: Vec<_> = runs
         .into_par_iter()
         .enumerate()
         .map(|(p, runs)| {
-            let out = run_reduce_task(job, env, p, runs, output);
+            let out = phase.in_scope(|| run_reduce_task(job, env, p, runs, output));
             env.progress.task_done();
             out
         })

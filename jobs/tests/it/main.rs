@@ -17,6 +17,7 @@ mod groupby;
 mod inverted_index;
 mod join;
 mod netns;
+mod otlp_spans;
 mod output;
 mod output_formats;
 mod pagerank;

@@ -16,6 +16,7 @@ pub mod bad_rows;
 pub mod binaries;
 pub mod commit;
 pub mod http;
+pub mod job_trace;
 pub mod journal;
 pub mod recovery;
 #[cfg(test)]

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use gristmill_proto::v1::{
     AttemptKey, DriverMessage, DropJob, JobState, JobStatus, MapOutputLocation, RunTask, SubmitJobRequest,
@@ -82,6 +83,8 @@ pub struct JobRecord {
     pub awaiting: HashSet<String>,
     /// The rows its map tasks skipped as bad, for `_bad_records/`.
     pub bad_records: JobBadRecords,
+    /// The job's open spans.
+    pub trace: super::job_trace::JobTrace,
 }
 
 /// Why the driver refused a submission.
@@ -260,9 +263,17 @@ impl DriverState {
         let actions = {
             let mut scheduler = lock(&self.scheduler);
             event(&mut scheduler, Instant::now());
+            self.end_attempt_spans(&scheduler);
             scheduler.take_actions()
         };
         self.carry_out(actions);
+    }
+
+    /// Ends the spans of attempts the scheduler no longer runs.
+    fn end_attempt_spans(&self, scheduler: &Scheduler) {
+        for record in lock(&self.jobs).values_mut().filter(|r| r.trace.has_attempts()) {
+            record.trace.end_finished(|attempt| scheduler.attempt_worker(attempt).is_some());
+        }
     }
 
     /// Reads the scheduler.
@@ -299,7 +310,7 @@ impl DriverState {
         let spec = job_spec(&id, &owner, &request);
         let secret = JobSecret::generate();
         let journaled = self.journal.submitted(&id, &owner, &request, &secret);
-        let record = JobRecord::new(request, output_key, owner, secret);
+        let record = JobRecord::new(&id, request, output_key, owner, secret);
         self.record_sole_writer(id.clone(), record)?;
         // Journaled before it is accepted: a job the submitter heard of survives a crash.
         if let Err(e) = journaled.and_then(|record| self.journal.append(&record)) {
@@ -487,6 +498,7 @@ impl DriverState {
                     let succeeded = matches!(state, crate::scheduler::JobState::Succeeded);
                     let output = lock(&self.jobs).get_mut(&job).map(|record| {
                         record.ended = Some(Instant::now());
+                        record.trace.end();
                         record.cleaning = !succeeded;
                         let staged = record.staged.close();
                         (record.request.output.clone(), storage_options_of(&record.request), staged)
@@ -524,8 +536,9 @@ impl DriverState {
         attempt: &AttemptRef,
         map_outputs: &[crate::scheduler::MapOutputRef],
     ) -> Option<RunTask> {
-        let jobs = lock(&self.jobs);
-        let record = jobs.get(&attempt.job)?;
+        let mut jobs = lock(&self.jobs);
+        let record = jobs.get_mut(&attempt.job)?;
+        let trace_parent = record.trace.attempt_started(attempt).unwrap_or_default();
         let request = &record.request;
         let split_payload = match attempt.task.kind {
             TaskKind::Map => request.map_tasks.get(attempt.task.index as usize)?.split_payload.clone(),
@@ -554,6 +567,7 @@ impl DriverState {
             split_payload,
             map_outputs,
             job_secret: record.secret.expose().to_owned(),
+            trace_parent,
         })
     }
 
@@ -579,9 +593,10 @@ impl DriverState {
         let state = self.clone();
         let (output, options) = (spec.output.clone(), spec.storage_options.clone());
         let (losers, counters) = (spec.losers.clone(), spec.counters.clone());
+        let span = lock(&self.jobs).get(&job).map_or_else(tracing::Span::none, |r| r.trace.commit());
         tokio::spawn(async move {
             let begun = |parts: &[PartFile]| state.journal_commit(&job, parts, &losers, &counters);
-            let result = commit(spec, begun).await;
+            let result = commit(spec, begun).instrument(span).await;
             if let (Ok(done), Some(record)) = (&result, lock(&state.jobs).get_mut(&job)) {
                 record.committed = Some(*done);
             }
@@ -643,8 +658,15 @@ impl DriverState {
 
 impl JobRecord {
     /// A job just accepted (or resumed) with its secret.
-    fn new(request: SubmitJobRequest, output_key: String, owner: String, secret: JobSecret) -> Self {
+    fn new(
+        id: &JobId,
+        request: SubmitJobRequest,
+        output_key: String,
+        owner: String,
+        secret: JobSecret,
+    ) -> Self {
         JobRecord {
+            trace: super::job_trace::JobTrace::new(id, &request.name, &owner),
             output_key,
             owner,
             secret,

@@ -49,7 +49,7 @@ impl DriverState {
             Some(secret) => (secret, job.maps),
             None => (JobSecret::generate(), HashMap::new()),
         };
-        let mut record = JobRecord::new(job.request, output_key, job.job.owner, secret);
+        let mut record = JobRecord::new(&id, job.request, output_key, job.job.owner, secret);
         record.submitted = Instant::now().checked_sub(ago).unwrap_or_else(Instant::now);
         record.awaiting = maps.values().map(|m| m.worker.clone()).collect::<HashSet<_>>();
         record.recovered_maps = maps;
