@@ -73,6 +73,20 @@ impl InputFormat {
     }
 }
 
+/// The index of `column` in `file`'s `schema`, or the error naming the file, the column
+/// and the columns it has.
+pub(crate) fn column_index(
+    file: &InputFile,
+    schema: &arrow::datatypes::Schema,
+    column: &str,
+) -> Result<usize> {
+    schema.index_of(column).map_err(|_| Error::MissingColumn {
+        path: file.display(),
+        column: column.to_owned(),
+        available: schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", "),
+    })
+}
+
 /// How splits are planned.
 #[derive(Clone, Debug)]
 pub struct SplitOptions {

@@ -289,11 +289,7 @@ impl Columns {
 
 /// The index of `column` in `schema`, inferred from `file`.
 fn index_of(file: &InputFile, schema: &Schema, column: &str) -> Result<usize> {
-    schema.index_of(column).map_err(|_| Error::MissingColumn {
-        path: file.display(),
-        column: column.to_owned(),
-        available: schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", "),
-    })
+    super::column_index(file, schema, column)
 }
 
 /// The type to cast `column`, found as `found` and decoded as `decoded`, to: its declared

@@ -40,11 +40,7 @@ pub(super) fn resolve(
     };
     let mut indices = Vec::with_capacity(wanted.len());
     for column in wanted {
-        let index = schema.index_of(&column.name).map_err(|_| Error::MissingColumn {
-            path: file.display(),
-            column: column.name.clone(),
-            available: schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", "),
-        })?;
+        let index = crate::input::column_index(file, schema, &column.name)?;
         let found = schema.field(index).data_type();
         let convert_to = match &column.data_type {
             Some(expected) if expected != found => {

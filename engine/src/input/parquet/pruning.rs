@@ -9,7 +9,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
 use parquet::arrow::arrow_reader::{ArrowPredicateFn, ArrowReaderMetadata, RowFilter};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::input::Predicate;
 use crate::storage::InputFile;
 
@@ -28,13 +28,7 @@ pub struct Pruned {
 pub fn check_columns(file: &InputFile, metadata: &ArrowReaderMetadata, filter: &Predicate) -> Result<()> {
     let schema = metadata.schema();
     for column in filter.columns() {
-        if schema.index_of(column).is_err() {
-            return Err(Error::MissingColumn {
-                path: file.display(),
-                column: column.to_owned(),
-                available: schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", "),
-            });
-        }
+        crate::input::column_index(file, schema, column)?;
     }
     Ok(())
 }
