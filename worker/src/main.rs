@@ -51,6 +51,11 @@ struct Args {
     /// (whose output reducers otherwise read straight from their shuffle directories).
     #[arg(long, env = "GRISTMILL_NO_HOST_LOCAL_SHUFFLE")]
     no_host_local_shuffle: bool,
+    /// Serve /metrics (Prometheus), /healthz and /readyz on this address (off by default).
+    /// With certificates it is HTTPS with the node certificate, and /metrics wants a client
+    /// certificate of the cluster CA or a bearer token (gristmill cert create-token USER).
+    #[arg(long, env = "GRISTMILL_WORKER_HTTP")]
+    http: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -80,6 +85,7 @@ fn main() -> ExitCode {
         data_dir,
         driver_timeout: std::time::Duration::from_secs(args.driver_timeout),
         host_local_shuffle: !args.no_host_local_shuffle,
+        http: args.http,
     };
     match gristmill_worker::run(config) {
         Ok(()) => ExitCode::SUCCESS,

@@ -15,6 +15,7 @@ mod grep;
 mod groupby;
 mod inverted_index;
 mod join;
+mod metrics;
 mod netns;
 mod output;
 mod output_formats;
