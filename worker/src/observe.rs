@@ -27,16 +27,19 @@ pub struct LiveTask {
     pub work_dir: PathBuf,
 }
 
+/// An attempt as a map key: job, kind, index, attempt.
+type Key = (String, i32, u32, u32);
+
 /// The task processes running now, by attempt. Clones share the table.
 #[derive(Clone, Debug, Default)]
-pub struct LiveTasks(Arc<Mutex<HashMap<(String, i32, u32, u32), LiveTask>>>);
+pub struct LiveTasks(Arc<Mutex<HashMap<Key, LiveTask>>>);
 
 impl LiveTasks {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, i32, u32, u32), LiveTask>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, LiveTask>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn key(a: &AttemptKey) -> (String, i32, u32, u32) {
+    fn key(a: &AttemptKey) -> Key {
         (a.job_id.clone(), a.kind, a.index, a.attempt)
     }
 

@@ -9,16 +9,17 @@ use std::sync::Mutex;
 use crate::ids::{AttemptId, JobId, TaskId};
 use crate::scheduler::{AttemptRef, Counters};
 
+/// Counters by job, task and attempt.
+type ByJob = HashMap<JobId, HashMap<TaskId, HashMap<AttemptId, Counters>>>;
+
 /// Running attempts' counters, by job, task and attempt.
 #[derive(Debug, Default)]
 pub struct LiveCounters {
-    by_job: Mutex<HashMap<JobId, HashMap<TaskId, HashMap<AttemptId, Counters>>>>,
+    by_job: Mutex<ByJob>,
 }
 
 impl LiveCounters {
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<JobId, HashMap<TaskId, HashMap<AttemptId, Counters>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ByJob> {
         self.by_job.lock().unwrap_or_else(|e| e.into_inner())
     }
 
