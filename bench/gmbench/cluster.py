@@ -49,10 +49,13 @@ class Cluster:
     `--certs-dir`; `url` and `http` are then https. Job binaries must be given
     `client_args` (empty for a plaintext cluster). The driver's and workers' stderr
     (RUST_LOG=warn) is kept in `workdir/driver.log` and `workdir/wN.log`. `worker_args`:
-    extra `gristmill-worker` flags (e.g. `--no-host-local-shuffle`)."""
+    extra `gristmill-worker` flags (e.g. `--no-host-local-shuffle`). `worker_env`: extra
+    environment of the workers (and so of their tasks). `worker_http=True`: each worker
+    serves `/metrics`, `/healthz` and `/readyz` on a free port (`worker_http`, a list of
+    `host:port`)."""
 
     def __init__(self, bin_dir, workdir, workers: int = 2, slots: int = 1, secured: bool = False,
-                 worker_args=()):
+                 worker_args=(), worker_env=None, worker_http: bool = False):
         env = {**os.environ, "RUST_LOG": "warn"}
         workdir = os.path.abspath(workdir)  # workers run their tasks in another directory
         os.makedirs(workdir, exist_ok=True)
@@ -92,13 +95,17 @@ class Cluster:
         self.url = ("https://" if secured else "http://") + line[4]
         self.http = line[-1].removeprefix("(status").rstrip(")").removesuffix("/api/jobs")
         self.addresses = [free_address() for _ in range(workers)]
+        self.worker_http = [free_address() for _ in range(workers)] if worker_http else []
+        worker_env = {**env, **(worker_env or {})}
         for i in range(workers):
+            http = ["--http", self.worker_http[i]] if worker_http else []
             self.logs.append(os.path.join(workdir, f"w{i}.log"))
             with open(self.logs[-1], "w") as log:
                 self.workers.append(subprocess.Popen(
                     [f"{bin_dir}/gristmill-worker", "--driver", self.url, "--slots", str(slots),
-                     "--data-dir", f"{workdir}/w{i}", "--listen", self.addresses[i]] + security + list(worker_args),
-                    stderr=log, env=env))
+                     "--data-dir", f"{workdir}/w{i}", "--listen", self.addresses[i]] + security + list(worker_args)
+                    + http,
+                    stderr=log, env=worker_env))
         error = None
         for _ in range(600):
             dead = [p for p in [self.driver] + self.workers if p.poll() is not None]
@@ -117,6 +124,19 @@ class Cluster:
     def get(self, path: str):
         """A status page (`/api/jobs`, `/api/workers`, ...) as JSON."""
         return http_json(self.http, path, self.ssl_context, self.token)
+
+    def scrape(self) -> int:
+        """Reads `/metrics` of the driver and of every worker with `--http`, as a Prometheus
+        server would; the bytes read."""
+        scheme = "https://" if self.secured else "http://"
+        total = 0
+        for base in [self.http] + [scheme + a for a in self.worker_http]:
+            request = urllib.request.Request(base + "/metrics")
+            if self.token:
+                request.add_header("Authorization", f"Bearer {self.token}")
+            with urllib.request.urlopen(request, timeout=5, context=self.ssl_context) as r:
+                total += len(r.read())
+        return total
 
     def close(self) -> None:
         for p in self.workers + [self.driver]:

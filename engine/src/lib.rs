@@ -54,6 +54,7 @@ pub mod exec;
 pub mod ids;
 pub mod input;
 pub mod job;
+pub mod metrics;
 pub mod output;
 pub mod partition;
 pub mod pipeline;

@@ -8,13 +8,15 @@
 //!    ([`binaries`]);
 //! 4. runs every attempt as a child process of the job binary in task role ([`tasks`]), so
 //!    a crashing task never takes the worker down, and reports how it ended;
-//! 5. on SIGTERM, kills its tasks, closes its session and exits.
+//! 5. with `--http ADDR`, serves `/metrics`, `/healthz` and `/readyz` ([`observe`]);
+//! 6. on SIGTERM, kills its tasks, closes its session and exits.
 //!
 //! ```text
 //! gristmill-worker --driver http://127.0.0.1:7077 --slots 4 --data-dir /var/lib/gristmill
 //! ```
 
 pub mod binaries;
+pub mod observe;
 pub mod session;
 pub mod tasks;
 
@@ -60,6 +62,8 @@ pub struct WorkerConfig {
     pub host_local_shuffle: bool,
     /// Where this worker's task processes export their spans (OTLP base URL), if anywhere.
     pub otlp_endpoint: Option<String>,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served, if anywhere.
+    pub http: Option<String>,
 }
 
 /// Runs the worker until SIGTERM, or until the driver is unreachable for too long.

@@ -55,6 +55,11 @@ struct Args {
     /// HTTP to this base URL [default: $OTEL_EXPORTER_OTLP_ENDPOINT; none].
     #[arg(long, value_name = "URL")]
     otlp_endpoint: Option<String>,
+    /// Serve /metrics (Prometheus), /healthz and /readyz on this address (off by default).
+    /// With certificates it is HTTPS with the node certificate, and /metrics wants a client
+    /// certificate of the cluster CA or a bearer token (gristmill cert create-token USER).
+    #[arg(long, env = "GRISTMILL_WORKER_HTTP")]
+    http: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -84,6 +89,7 @@ fn main() -> ExitCode {
         driver_timeout: std::time::Duration::from_secs(args.driver_timeout),
         host_local_shuffle: !args.no_host_local_shuffle,
         otlp_endpoint,
+        http: args.http,
     };
     let result = gristmill_worker::run(config);
     gristmill::telemetry::shutdown();

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::binaries::BinaryCache;
+use crate::observe::{Observed, StatusServer, resources};
 use crate::tasks::{Dirs, Tasks};
 use crate::{WorkerConfig, WorkerError};
 
@@ -49,6 +50,7 @@ pub async fn serve(mut config: WorkerConfig) -> Result<(), WorkerError> {
             .as_ref()
             .map(|dir| std::fs::canonicalize(dir.path()).unwrap_or_else(|_| dir.path().to_owned())),
         otlp_endpoint: config.otlp_endpoint.clone(),
+        observed: Observed::new(config.slots),
     };
     // Only this worker may read its data (job binaries, map output, task scratch space).
     for dir in [&config.data_dir, &dirs.shuffle, &dirs.tasks] {
@@ -68,7 +70,9 @@ pub async fn serve(mut config: WorkerConfig) -> Result<(), WorkerError> {
     })?;
     let bound = listener.local_addr();
     let advertise = config.advertise.clone().unwrap_or_else(|| bound.to_string());
-    let shuffle = ShuffleServer::new(ShuffleService::new(dirs.shuffle.clone(), dirs.secrets.clone()))
+    let served = dirs.observed.metrics.shuffle_served();
+    let shuffle = ShuffleService::new(dirs.shuffle.clone(), dirs.secrets.clone()).with_served_bytes(served);
+    let shuffle = ShuffleServer::new(shuffle)
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let server = tokio::spawn(
@@ -77,6 +81,18 @@ pub async fn serve(mut config: WorkerConfig) -> Result<(), WorkerError> {
             .serve_with_incoming(listener.into_incoming()),
     );
     tracing::info!(shuffle = %advertise, data_dir = %config.data_dir.display(), slots = config.slots, "worker started");
+    if let Some(addr) = &config.http {
+        let status = StatusServer {
+            addr: addr.clone(),
+            security: config.security.clone(),
+            metrics: dirs.observed.metrics.clone(),
+            tasks: dirs.observed.live.clone(),
+            shuffle_dir: dirs.shuffle.clone(),
+            ready: dirs.observed.ready.clone(),
+        };
+        let bound = status.start().await?;
+        tracing::info!(http = %bound, "serving /metrics, /healthz and /readyz");
+    }
 
     let (stop_tx, stop) = watch::channel(false);
     tokio::spawn(async move {
@@ -143,6 +159,8 @@ async fn session(
         _ => return Err("the driver did not answer the registration".into()),
     };
     tracing::info!(worker = %registered.worker_id, "registered with the driver");
+    dirs.observed.ready.set(true);
+    dirs.observed.metrics.set_attached(true);
     let (reports_tx, mut reports) = mpsc::unbounded_channel();
     let mut tasks = Tasks::new(binaries.clone(), dirs.clone(), reports_tx);
     let mut heartbeat =
@@ -167,7 +185,11 @@ async fn session(
                 }
             }
             _ = heartbeat.tick() => {
-                let beat = Heartbeat { running: tasks.running() };
+                let beat = Heartbeat {
+                    running: tasks.running(),
+                    progress: tasks.progress(),
+                    resources: Some(wire_resources(resources(&dirs.observed.live, &dirs.shuffle))),
+                };
                 if up.send(WorkerMessage { body: Some(worker_message::Body::Heartbeat(beat)) }).await.is_err() {
                     break SessionEnd::Lost("the session's upstream closed".into());
                 }
@@ -175,6 +197,8 @@ async fn session(
             _ = &mut stop => break SessionEnd::Shutdown,
         }
     };
+    dirs.observed.ready.set(false);
+    dirs.observed.metrics.set_attached(false);
     tasks.kill_all();
     // Reports that did not go out: their staged parts cannot be committed by anyone.
     reports.close();
@@ -238,6 +262,18 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// What the worker uses, as the heartbeat carries it.
+fn wire_resources(r: gristmill::metrics::WorkerResources) -> gristmill_proto::v1::WorkerResources {
+    gristmill_proto::v1::WorkerResources {
+        slots_busy: r.slots_busy,
+        cpu_seconds: r.cpu_seconds,
+        rss_bytes: r.rss_bytes,
+        tasks_cpu_seconds: r.tasks_cpu_seconds,
+        tasks_rss_bytes: r.tasks_rss_bytes,
+        shuffle_disk_free_bytes: r.shuffle_disk_free_bytes,
     }
 }
 

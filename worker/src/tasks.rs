@@ -22,14 +22,15 @@ use gristmill::security::JobSecret;
 use gristmill::shuffle::{remove_job_shuffle_dirs, restrict_shuffle_root};
 use gristmill::storage::{Location, StorageOptions};
 use gristmill_proto::v1::{
-    AttemptKey, FailureKind, MapDone, ReduceDone, RunTask, StagedFile, TaskFailed, TaskKind, TaskReport,
-    task_report,
+    AttemptKey, AttemptProgress, FailureKind, MapDone, ReduceDone, RunTask, StagedFile, TaskFailed, TaskKind,
+    TaskReport, task_report,
 };
 use tokio::process::{Child, ChildStdin};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 use crate::binaries::BinaryCache;
+use crate::observe::{LiveTask, Observed};
 
 /// The file in an attempt's work directory where its task process notes staged parts.
 const STAGED_NOTES_FILE: &str = "staged-parts.jsonl";
@@ -62,6 +63,8 @@ pub struct Dirs {
     pub certs_dir: Option<PathBuf>,
     /// Where task processes export their spans (`OTEL_EXPORTER_OTLP_ENDPOINT`), if anywhere.
     pub otlp_endpoint: Option<String>,
+    /// Metrics, running task processes, readiness.
+    pub observed: Observed,
 }
 
 /// A finished attempt's report, with the part files it staged, if any: the parts are
@@ -137,6 +140,19 @@ impl Tasks {
         self.running.values().map(|r| r.attempt.clone()).collect()
     }
 
+    /// The live counters the running attempts' task processes last wrote.
+    pub fn progress(&self) -> Vec<AttemptProgress> {
+        if !gristmill::cluster::live::enabled() {
+            return Vec::new();
+        }
+        let live = self.dirs.observed.live.all().into_iter();
+        live.filter_map(|task| {
+            let counters = gristmill::cluster::live::read_live_counters(&task.work_dir)?;
+            Some(AttemptProgress { attempt: Some(task.attempt), counters: counters.into_iter().collect() })
+        })
+        .collect()
+    }
+
     /// Starts an attempt, recording its job's secret for the shuffle service.
     pub fn start(&mut self, run: RunTask) {
         let Some(attempt) = run.attempt.clone() else { return };
@@ -150,6 +166,7 @@ impl Tasks {
         let running =
             Running { job_id: attempt.job_id.clone(), attempt: attempt.clone(), kill: Some(kill_tx) };
         self.running.insert(key, running);
+        self.dirs.observed.metrics.attempt_started();
         let (binaries, dirs, reports) = (self.binaries.clone(), self.dirs.clone(), self.reports.clone());
         tokio::spawn(async move {
             let finished = run_attempt(run, &binaries, &dirs, kill_rx).await;
@@ -219,6 +236,7 @@ async fn run_attempt(
     let span = tracing::info_span!("worker attempt", job = %attempt.job_id, kind, index = attempt.index, attempt = attempt.attempt);
     gristmill::telemetry::adopt_parent(&span, Some(&run.trace_parent));
     let outcome = launch(&run, &attempt, binaries, dirs, &work_dir, kill).instrument(span).await;
+    dirs.observed.live.ended(&attempt);
     let finished = match outcome {
         Ok(Some((result, tail))) => {
             let staged = staged_outputs(&run, &result);
@@ -231,6 +249,14 @@ async fn run_attempt(
             Some(Finished { report: report_of(&attempt, failed, stderr_tail), staged: Vec::new() })
         }
     };
+    let metrics = &dirs.observed.metrics;
+    match finished.as_ref().map(|f| (&f.report.result, &f.report.counters)) {
+        None => metrics.attempt_finished("killed", &Default::default()),
+        Some((Some(task_report::Result::Failed(_)), counters)) => {
+            metrics.attempt_finished("failed", counters)
+        }
+        Some((_, counters)) => metrics.attempt_finished("succeeded", counters),
+    }
     let reported: Vec<&str> =
         finished.iter().flat_map(|f| f.staged.iter()).map(|s| s.name.as_str()).collect();
     discard_unreported(&run, &work_dir, &reported).await;
@@ -288,6 +314,10 @@ async fn launch(
     let spec = task_file.to_json().map_err(plain)?;
     let stderr_path = work_dir.join("stderr.log");
     let mut child = spawn_task(&binary, dirs, work_dir, &stderr_path).map_err(plain)?;
+    if let Some(pid) = child.id() {
+        let work_dir = work_dir.to_owned();
+        dirs.observed.live.started(LiveTask { attempt: attempt.clone(), pid, work_dir });
+    }
     let stdin = child.stdin.take();
     let status = tokio::select! {
         status = async {
@@ -497,6 +527,7 @@ mod tests {
             host_id: String::new(),
             certs_dir: None,
             otlp_endpoint: None,
+            observed: Observed::new(2),
         };
         std::fs::create_dir_all(&dirs.shuffle).unwrap();
         std::fs::create_dir_all(&dirs.tasks).unwrap();

@@ -6,6 +6,7 @@
 //!   spec on stdin), run by workers as child processes;
 //! * [`shuffle_service`] and [`fetch`]: map output served by workers, fetched by reducers;
 //! * [`submit`]: a job binary submitting itself to a driver (`--driver URL`);
+//! * [`live`]: live counters a running task process writes for its worker to read;
 //! * [`binary`]: job binaries by content digest;
 //! * [`private_dir`]: directories only their owner may use (binary stores, digest cache).
 //!
@@ -15,6 +16,7 @@
 pub mod binary;
 pub mod fetch;
 pub mod follow;
+pub mod live;
 pub mod payload;
 pub mod private_dir;
 pub mod rpc;

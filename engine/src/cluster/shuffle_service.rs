@@ -93,13 +93,20 @@ fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
 pub struct ShuffleService {
     dir: PathBuf,
     secrets: JobSecrets,
+    /// Counts the bytes sent (a worker's `/metrics`).
+    served: Option<prometheus_client::metrics::counter::Counter>,
 }
 
 impl ShuffleService {
     /// A service for the map outputs under `dir`, of the jobs whose secrets are in
     /// `secrets` (shared with the worker, which records them as it starts tasks).
     pub fn new(dir: PathBuf, secrets: JobSecrets) -> Self {
-        ShuffleService { dir, secrets }
+        ShuffleService { dir, secrets, served: None }
+    }
+
+    /// Counts the map output bytes sent in `served`.
+    pub fn with_served_bytes(self, served: prometheus_client::metrics::counter::Counter) -> Self {
+        ShuffleService { served: Some(served), ..self }
     }
 }
 
@@ -147,8 +154,16 @@ impl Shuffle for ShuffleService {
             .get(req.partition as usize)
             .ok_or_else(|| Status::invalid_argument(format!("no partition {}", req.partition)))?;
         let (tx, rx) = mpsc::channel(4);
+        let served = self.served.clone();
         tokio::task::spawn_blocking(move || {
-            let send = |chunk: ShuffleChunk| tx.blocking_send(Ok(chunk)).is_ok();
+            let send = |chunk: ShuffleChunk| {
+                let len = chunk.data.len() as u64;
+                let sent = tx.blocking_send(Ok(chunk)).is_ok();
+                if let (true, Some(served)) = (sent, &served) {
+                    served.inc_by(len);
+                }
+                sent
+            };
             // Each chunk goes out when the next one is read: the last one is sent after the
             // segment's CRC-32 check, marked last.
             // (An empty segment sends one empty chunk, whose CRC-32 is 0.)

@@ -18,6 +18,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use super::fetch::{FetchError, FetchFailure, fetch_partition};
+use super::live::{LiveSources, with_live_counters};
 use super::payload::{JobPayload, MapOutputSource, TaskFile, TaskResult, WrittenFile};
 use crate::error::{Error, Result};
 use crate::exec::{
@@ -142,7 +143,10 @@ fn run_attempt<J: Job>(task: &TaskFile) -> Result<TaskResult> {
             OutputLayout::parquet(parquet).with_format(job.output_format())
         }),
     };
-    if task.is_map { run_map(&job, &env, task) } else { run_reduce(&job, &env, task) }
+    let live = LiveSources::default();
+    with_live_counters(&task.work_dir, &progress, &store, &live, || {
+        if task.is_map { run_map(&job, &env, task) } else { run_reduce(&job, &env, task, &live) }
+    })
 }
 
 /// The partitioner the submitter chose: the job's own, the sampled ranges, or the hash.
@@ -194,7 +198,7 @@ fn take_bad_records(env: &TaskEnv<'_>, counters: &mut Counters) -> Vec<crate::in
     rows
 }
 
-fn run_reduce<J: Job>(job: &J, env: &TaskEnv<'_>, task: &TaskFile) -> Result<TaskResult> {
+fn run_reduce<J: Job>(job: &J, env: &TaskEnv<'_>, task: &TaskFile, live: &LiveSources) -> Result<TaskResult> {
     let fetch_dir = task.work_dir.join("fetched");
     std::fs::create_dir_all(&fetch_dir).map_err(|e| Error::local_disk(fetch_dir.display().to_string(), e))?;
     let fetched =
@@ -208,6 +212,7 @@ fn run_reduce<J: Job>(job: &J, env: &TaskEnv<'_>, task: &TaskFile) -> Result<Tas
     };
     let local_bytes: u64 = segments.iter().filter(|s| s.host_local).map(|s| s.len).sum();
     let fetched_bytes: u64 = segments.iter().filter(|s| !s.host_local).map(|s| s.len).sum();
+    live.shuffle_fetched_bytes.store(fetched_bytes, std::sync::atomic::Ordering::Relaxed);
     let runs = segments
         .iter()
         .filter(|segment| segment.len > 0)

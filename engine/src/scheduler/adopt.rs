@@ -52,11 +52,20 @@ impl Scheduler {
             let task = TaskId::map(map_task as usize);
             let loser_ref = AttemptRef { job: job_id.clone(), task, attempt: loser.attempt };
             self.workers.forget(&loser.worker, &loser_ref);
+            self.events.push(super::AttemptEvent::Ended {
+                attempt: loser_ref.clone(),
+                worker: loser.worker.clone(),
+                outcome: super::AttemptOutcome::Killed,
+                started: loser.started,
+            });
             self.actions.push(super::Action::Kill { worker: loser.worker, attempt: loser_ref });
         }
         task.output = Some(Output { attempt, worker: worker.clone(), part: None });
         task.counters = counters;
         job.workers_used.insert(worker.clone());
+        if job.maps_done() {
+            job.maps_done_at = Some(now);
+        }
         tracing::info!(job = %job_id, map_task, attempt = %attempt, worker = %worker, "adopted a map output a worker held");
         self.schedule(now);
         true

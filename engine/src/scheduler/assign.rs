@@ -4,6 +4,7 @@ use std::cmp::Reverse;
 use std::time::Instant;
 
 use super::Scheduler;
+use super::events::AttemptEvent;
 use super::job::RunningAttempt;
 use super::types::{Action, AttemptRef, JobState};
 use crate::ids::{AttemptId, JobId, TaskId, TaskKind, WorkerId};
@@ -72,6 +73,7 @@ impl Scheduler {
     /// Starts the next attempt of a task on a worker and queues the `Launch`.
     fn launch(&mut self, now: Instant, job_id: &JobId, task_id: TaskId, worker: WorkerId, backup: bool) {
         let Some(job) = self.jobs.get_mut(job_id) else { return };
+        let waited = now.saturating_duration_since(job.ready_since(task_id));
         let map_outputs = match task_id.kind {
             TaskKind::Map => Vec::new(),
             TaskKind::Reduce => job.map_outputs(),
@@ -92,6 +94,9 @@ impl Scheduler {
             w.running.push(attempt.clone());
         }
         self.workers.cursor = Some(worker.clone());
+        let launched =
+            AttemptEvent::Launched { attempt: attempt.clone(), worker: worker.clone(), backup, waited };
+        self.events.push(launched);
         self.actions.push(Action::Launch { worker, attempt, map_outputs });
     }
 }

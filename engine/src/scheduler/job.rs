@@ -46,6 +46,9 @@ pub(super) struct Task {
     pub avoid: Option<WorkerId>,
     /// The message of the last panic: the same panic twice fails the job.
     pub last_panic: Option<String>,
+    /// When it last became launchable again (an attempt failed or was lost, its output
+    /// was lost), for the scheduling latency.
+    pub idle_since: Option<Instant>,
 }
 
 impl Task {
@@ -108,6 +111,8 @@ pub(super) struct Job {
     pub reduce_durations: Vec<Duration>,
     /// A resumed job launches nothing before this (see [`super::Scheduler::hold`]).
     pub held_until: Option<Instant>,
+    /// When every map task last had an output: its reduce tasks became ready then.
+    pub maps_done_at: Option<Instant>,
 }
 
 impl Job {
@@ -133,6 +138,7 @@ impl Job {
             map_durations: Vec::new(),
             reduce_durations: Vec::new(),
             held_until: None,
+            maps_done_at: None,
         }
     }
 
@@ -225,14 +231,14 @@ impl Job {
             .collect()
     }
 
-    /// Removes every running attempt, returning them with their workers.
-    pub fn drain_running(&mut self) -> Vec<(AttemptRef, WorkerId)> {
+    /// Removes every running attempt, returning them.
+    pub fn drain_running(&mut self) -> Vec<(AttemptRef, RunningAttempt)> {
         let mut out = Vec::new();
         for (kind, tasks) in [(TaskKind::Map, &mut self.maps), (TaskKind::Reduce, &mut self.reduces)] {
             for (index, task) in tasks.iter_mut().enumerate() {
                 for r in task.running.drain(..) {
                     let task = TaskId { kind, index: index as u32 };
-                    out.push((AttemptRef { job: self.id.clone(), task, attempt: r.attempt }, r.worker));
+                    out.push((AttemptRef { job: self.id.clone(), task, attempt: r.attempt }, r));
                 }
             }
         }
@@ -274,6 +280,13 @@ impl Job {
         sum
     }
 
+    /// Since when `task` has been ready to launch (as far as the scheduler can tell).
+    pub fn ready_since(&self, task: TaskId) -> Instant {
+        let idle = self.tasks(task.kind).get(task.index as usize).and_then(|t| t.idle_since);
+        let maps_done = if task.kind == TaskKind::Reduce { self.maps_done_at } else { None };
+        [Some(self.submitted), idle, maps_done].into_iter().flatten().max().unwrap_or(self.submitted)
+    }
+
     pub fn view(&self, now: Instant) -> JobView {
         let counts = |tasks: &[Task]| TaskCounts {
             total: tasks.len() as u32,
@@ -299,6 +312,7 @@ impl Job {
             failed_attempts: self.failed_attempts,
             backups_launched: self.backups_launched,
             counters: self.counters(),
+            live_counters: self.counters(),
             submitted_secs_ago: now.saturating_duration_since(self.submitted).as_secs_f64(),
             elapsed_secs: self
                 .finished

@@ -45,6 +45,7 @@
 mod adopt;
 mod assign;
 mod config;
+mod events;
 mod health;
 mod job;
 mod types;
@@ -57,7 +58,10 @@ mod tests;
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
+use job::RunningAttempt;
+
 pub use config::SchedulerConfig;
+pub use events::{AttemptEvent, AttemptOutcome};
 pub use types::{
     Action, AttemptRef, Counters, FailureKind, JobSpec, JobState, MapOutputRef, SubmitError, TaskFailure,
     TaskOutcome, WinningPart,
@@ -79,6 +83,8 @@ pub struct Scheduler {
     /// Ended jobs, oldest first (forgotten past `retained_jobs`).
     ended: VecDeque<JobId>,
     actions: Vec<Action>,
+    /// Launches and ends of attempts, for observers.
+    events: Vec<AttemptEvent>,
 }
 
 impl Scheduler {
@@ -91,6 +97,7 @@ impl Scheduler {
             next_seq: 0,
             ended: VecDeque::new(),
             actions: Vec::new(),
+            events: Vec::new(),
         }
     }
 
@@ -104,7 +111,7 @@ impl Scheduler {
     /// shuffle data of every job it worked for (none of it is referenced any more).
     pub fn add_worker(&mut self, now: Instant, id: WorkerId, slots: u32) {
         if self.workers.by_id.contains_key(&id) {
-            self.lose_worker(&id, "registered again");
+            self.lose_worker(now, &id, "registered again");
             let mut stale: Vec<&Job> = self.jobs.values().filter(|j| j.workers_used.contains(&id)).collect();
             stale.sort_by_key(|j| j.seq);
             for job in stale {
@@ -134,7 +141,7 @@ impl Scheduler {
     /// without counting as failures, and the map outputs it held are recomputed where still
     /// needed. Unknown or already lost workers are ignored.
     pub fn worker_lost(&mut self, now: Instant, worker: &WorkerId, reason: &str) {
-        self.lose_worker(worker, reason);
+        self.lose_worker(now, worker, reason);
         self.schedule(now);
     }
 
@@ -150,7 +157,7 @@ impl Scheduler {
         self.jobs.insert(id.clone(), Job::new(spec, seq, now, self.config.first_attempt));
         // A map-only job without input has nothing to run, only an empty output to commit.
         if let Some(job) = self.jobs.get_mut(&id).filter(|j| j.parts_written()) {
-            start_commit(job, &mut self.workers, &mut self.actions);
+            start_commit(job, &mut self.workers, &mut self.actions, &mut self.events);
         }
         self.schedule(now);
         Ok(())
@@ -191,12 +198,14 @@ impl Scheduler {
         let Some(task) = job.task_mut(attempt.task) else { return };
         let Some(run) = task.take_running(attempt.attempt) else { return };
         self.workers.forget(&run.worker, attempt);
+        self.events.push(ended(attempt, &run, AttemptOutcome::Succeeded));
         if let Some(w) = self.workers.by_id.get_mut(&run.worker) {
             w.completed += 1;
         }
         for loser in task.running.drain(..) {
             let loser_ref = AttemptRef { attempt: loser.attempt, ..attempt.clone() };
             self.workers.forget(&loser.worker, &loser_ref);
+            self.events.push(ended(&loser_ref, &loser, AttemptOutcome::Killed));
             self.actions.push(Action::Kill { worker: loser.worker, attempt: loser_ref });
         }
         task.output = Some(Output { attempt: attempt.attempt, worker: run.worker, part });
@@ -206,8 +215,11 @@ impl Scheduler {
             TaskKind::Map => job.map_durations.push(took),
             TaskKind::Reduce => job.reduce_durations.push(took),
         }
+        if attempt.task.kind == TaskKind::Map && job.maps_done() {
+            job.maps_done_at = Some(now);
+        }
         if writes_part && job.parts_written() {
-            start_commit(job, &mut self.workers, &mut self.actions);
+            start_commit(job, &mut self.workers, &mut self.actions, &mut self.events);
         }
         self.schedule(now);
     }
@@ -222,6 +234,8 @@ impl Scheduler {
         let Some(task) = job.task_mut(attempt.task) else { return };
         let Some(run) = task.take_running(attempt.attempt) else { return };
         self.workers.forget(&run.worker, attempt);
+        self.events.push(ended(attempt, &run, AttemptOutcome::Failed));
+        task.idle_since = Some(now);
         let cause = format!("attempt {} on worker {}: {}", attempt.attempt, run.worker, failure.message);
         tracing::warn!(job = %attempt.job, task = %attempt.task, %cause, "attempt failed");
         let fetch = match &failure.kind {
@@ -241,6 +255,7 @@ impl Scheduler {
                 let held_there = |m: &&mut job::Task| m.output.as_ref().is_some_and(|o| o.worker == holder);
                 if let Some(map) = job.maps.get_mut(map_task as usize).filter(held_there) {
                     map.output = None;
+                    map.idle_since = Some(now);
                 }
                 (job.fetch_failures > fetch_limit).then(|| {
                     format!(
@@ -308,13 +323,20 @@ impl Scheduler {
             .map(|(id, silence)| (id, silence.as_secs_f64()))
             .collect();
         for (worker, silence) in silent {
-            self.lose_worker(&worker, &format!("no heartbeat for {silence:.1}s"));
+            self.lose_worker(now, &worker, &format!("no heartbeat for {silence:.1}s"));
         }
         self.readmit_workers(now);
         self.time_out_attempts(now);
         self.schedule(now);
         if self.config.speculation {
             self.speculate(now);
+        }
+    }
+
+    /// Records what a worker uses (from its heartbeat), for its view.
+    pub fn record_resources(&mut self, worker: &WorkerId, resources: crate::metrics::WorkerResources) {
+        if let Some(w) = self.workers.by_id.get_mut(worker) {
+            w.resources = Some(resources);
         }
     }
 
@@ -332,6 +354,11 @@ impl Scheduler {
         self.jobs.remove(job);
         self.ended.retain(|id| id != job);
         true
+    }
+
+    /// Drains the attempt events (launches, ends) since the last call, oldest first.
+    pub fn take_attempt_events(&mut self) -> Vec<AttemptEvent> {
+        std::mem::take(&mut self.events)
     }
 
     /// Drains the queued actions, oldest first.
@@ -363,19 +390,25 @@ impl Scheduler {
                 secs_since_heartbeat: now.saturating_duration_since(w.last_heartbeat).as_secs_f64(),
                 tasks_completed: w.completed,
                 excluded_secs_left: w.excluded_until.map(|u| u.saturating_duration_since(now).as_secs_f64()),
+                resources: w.resources,
             })
             .collect()
     }
 
     /// Marks a worker lost; its running attempts become pending again (not counted as
     /// failures) and map outputs on it are invalidated in jobs that still need them.
-    fn lose_worker(&mut self, worker: &WorkerId, reason: &str) {
+    fn lose_worker(&mut self, now: Instant, worker: &WorkerId, reason: &str) {
         let Some(w) = self.workers.by_id.get_mut(worker).filter(|w| w.is_alive()) else { return };
         tracing::warn!(%worker, reason, running = w.running.len(), "worker lost");
         w.state = WorkerState::Lost { reason: reason.to_string() };
         for attempt in std::mem::take(&mut w.running) {
             let Some(job) = self.jobs.get_mut(&attempt.job).filter(|j| j.is_active()) else { continue };
-            let lost = job.task_mut(attempt.task).and_then(|t| t.take_running(attempt.attempt));
+            let Some(task) = job.task_mut(attempt.task) else { continue };
+            let lost = task.take_running(attempt.attempt);
+            if let Some(run) = &lost {
+                task.idle_since = Some(now);
+                self.events.push(ended(&attempt, run, AttemptOutcome::Lost));
+            }
             job.failed_attempts += u64::from(lost.is_some());
         }
         // A map-only job's outputs are part files in storage: they survive the worker.
@@ -384,6 +417,7 @@ impl Scheduler {
             for map in &mut job.maps {
                 if map.output.as_ref().is_some_and(|o| &o.worker == worker) {
                     map.output = None;
+                    map.idle_since = Some(now);
                 }
             }
         }
@@ -393,7 +427,7 @@ impl Scheduler {
     /// every live worker that ran part of it, and reports the end.
     fn end_job(&mut self, now: Instant, id: &JobId, state: JobState) {
         let Some(job) = self.jobs.get_mut(id).filter(|j| !j.state.is_terminal()) else { return };
-        kill_running(job, &mut self.workers, &mut self.actions);
+        kill_running(job, &mut self.workers, &mut self.actions, &mut self.events);
         for worker in job.workers_used.iter().filter(|w| self.workers.is_alive(w)) {
             self.actions.push(Action::DropJobData { worker: worker.clone(), job: id.clone() });
         }
@@ -411,17 +445,34 @@ impl Scheduler {
 }
 
 /// Every partition has a winner: kills what still runs and queues the job's one `Commit`.
-fn start_commit(job: &mut Job, workers: &mut Workers, actions: &mut Vec<Action>) {
-    kill_running(job, workers, actions);
+fn start_commit(
+    job: &mut Job,
+    workers: &mut Workers,
+    actions: &mut Vec<Action>,
+    events: &mut Vec<AttemptEvent>,
+) {
+    kill_running(job, workers, actions, events);
     job.state = JobState::Committing;
     tracing::info!(job = %job.id, "all partitions done: committing");
     actions.push(Action::Commit { job: job.id.clone(), winners: job.winners() });
 }
 
 /// Kills every running attempt of a job (queues the `Kill`s).
-fn kill_running(job: &mut Job, workers: &mut Workers, actions: &mut Vec<Action>) {
-    for (attempt, worker) in job.drain_running() {
-        workers.forget(&worker, &attempt);
-        actions.push(Action::Kill { worker, attempt });
+fn kill_running(
+    job: &mut Job,
+    workers: &mut Workers,
+    actions: &mut Vec<Action>,
+    events: &mut Vec<AttemptEvent>,
+) {
+    for (attempt, run) in job.drain_running() {
+        workers.forget(&run.worker, &attempt);
+        events.push(ended(&attempt, &run, AttemptOutcome::Killed));
+        actions.push(Action::Kill { worker: run.worker, attempt });
     }
+}
+
+/// The event of `run`, an attempt of `attempt`'s task, ending with `outcome`.
+fn ended(attempt: &AttemptRef, run: &RunningAttempt, outcome: AttemptOutcome) -> AttemptEvent {
+    let attempt = AttemptRef { attempt: run.attempt, ..attempt.clone() };
+    AttemptEvent::Ended { attempt, worker: run.worker.clone(), outcome, started: run.started }
 }

@@ -62,6 +62,10 @@ pub struct JobView {
     pub submitted_secs_ago: f64,
     /// Seconds from submission to the end (or to now while it runs).
     pub elapsed_secs: f64,
+    /// While it runs: `counters` plus the latest counters of the furthest running attempt
+    /// of each task still running (filled in by the driver from its workers' heartbeats);
+    /// equal to `counters` once it ended.
+    pub live_counters: Counters,
 }
 
 /// A snapshot of one worker.
@@ -82,4 +86,6 @@ pub struct WorkerView {
     /// While it is excluded from new tasks (attempts of several jobs failed there): the
     /// seconds left.
     pub excluded_secs_left: Option<f64>,
+    /// What it uses (CPU, memory, disk), as its last heartbeat said.
+    pub resources: Option<crate::metrics::WorkerResources>,
 }

@@ -34,6 +34,8 @@ pub(super) struct Worker {
     pub failures: Vec<(Instant, JobId)>,
     /// Excluded from new tasks until then (ended by `tick`).
     pub excluded_until: Option<Instant>,
+    /// What it uses, as of its last heartbeat that said.
+    pub resources: Option<crate::metrics::WorkerResources>,
 }
 
 impl Worker {
@@ -46,6 +48,7 @@ impl Worker {
             completed: 0,
             failures: Vec::new(),
             excluded_until: None,
+            resources: None,
         }
     }
 

@@ -16,6 +16,7 @@
 //! ([`check_listen_address`]) unless the operator passes `--insecure`.
 
 pub mod certs;
+pub mod http_auth;
 pub mod identity;
 pub mod listener;
 pub mod secret;

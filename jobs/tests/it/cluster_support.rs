@@ -37,6 +37,9 @@ pub struct Cluster {
     workers: Vec<Option<Child>>,
     /// Each worker's shuffle address (part of its worker id).
     addresses: Vec<String>,
+    /// Each worker's `--http` address (`/metrics`, `/healthz`, `/readyz`), when started
+    /// with one ([`ClusterSpec::worker_http`]).
+    pub worker_http: Vec<String>,
     /// `http://127.0.0.1:PORT` of the gRPC service.
     pub url: String,
     /// `127.0.0.1:PORT` of the status pages.
@@ -75,6 +78,8 @@ pub struct ClusterSpec {
     pub log_to_files: bool,
     /// Run each process on a host of its own (see the module docs), not all on loopback.
     pub network: Option<Arc<Hosts>>,
+    /// Give each worker `--http` on a free port of 127.0.0.1 ([`Cluster::worker_http`]).
+    pub worker_http: bool,
 }
 
 impl Default for ClusterSpec {
@@ -93,6 +98,7 @@ impl Default for ClusterSpec {
             log_level: "warn",
             log_to_files: false,
             network: None,
+            worker_http: false,
         }
     }
 }
@@ -140,6 +146,7 @@ impl Cluster {
             driver_ip: ip.clone(),
             workers: Vec::new(),
             addresses: Vec::new(),
+            worker_http: Vec::new(),
             url: String::new(),
             http: String::new(),
             env,
@@ -151,6 +158,9 @@ impl Cluster {
         };
         cluster.launch_driver(&format!("{ip}:0"), &format!("{ip}:0"));
         for _ in 0..spec.workers {
+            if spec.worker_http {
+                cluster.worker_http.push(free_address());
+            }
             cluster.add_worker(spec.slots);
         }
         cluster.wait_for_workers(spec.workers);
@@ -219,7 +229,9 @@ impl Cluster {
     }
 
     fn spawn_worker(&self, i: usize, slots: u32, address: &str) -> Child {
+        let http = self.worker_http.get(i).map(|addr| ["--http", addr.as_str()]);
         self.command(2 + i, &cluster_bin("gristmill-worker"))
+            .args(http.iter().flatten())
             .args(["--driver", &self.url, "--slots", &slots.to_string(), "--listen", address, "--data-dir"])
             // Relative, as an operator may give it: the worker resolves it before tasks run in
             // their own directories.
@@ -262,13 +274,19 @@ impl Cluster {
 
     /// The whole response (status line, headers, body) to `GET path`, authenticated as told.
     pub fn http_get(&self, path: &str, auth: HttpAuth) -> String {
-        let Ok(tcp) = self.connect(&self.http) else { return String::new() };
+        self.http_get_at(&self.http, path, auth)
+    }
+
+    /// The whole response to `GET path` from the HTTP server at `addr` (the driver's, a
+    /// worker's), over HTTPS when the cluster is secured, authenticated as told.
+    pub fn http_get_at(&self, addr: &str, path: &str, auth: HttpAuth) -> String {
+        let Ok(tcp) = self.connect(addr) else { return String::new() };
         tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let header = match &auth {
             HttpAuth::Token(token) => format!("Authorization: Bearer {token}\r\n"),
             _ => String::new(),
         };
-        let request = format!("GET {path} HTTP/1.0\r\nHost: {}\r\n{header}\r\n", self.http);
+        let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n{header}\r\n");
         let mut response = Vec::new();
         match &self.certs {
             None => {
@@ -278,7 +296,7 @@ impl Cluster {
             }
             Some(certs) => {
                 let config = https_config(certs, matches!(auth, HttpAuth::Certificate));
-                let host = self.http.rsplit_once(':').unwrap().0.to_owned();
+                let host = addr.rsplit_once(':').unwrap().0.to_owned();
                 let name = rustls::pki_types::ServerName::try_from(host).unwrap();
                 let connection = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
                 let mut tls = rustls::StreamOwned::new(connection, tcp);

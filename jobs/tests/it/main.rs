@@ -16,6 +16,7 @@ mod grep;
 mod groupby;
 mod inverted_index;
 mod join;
+mod metrics;
 mod netns;
 mod otlp_spans;
 mod output;

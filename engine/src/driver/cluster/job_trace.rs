@@ -1,6 +1,6 @@
 //! The driver's spans of a job ([`crate::telemetry`]): the job from submission to its end,
 //! a span per phase (maps, then reduces; a map re-run after reduces began opens a new one),
-//! and a span per task attempt from launch until the scheduler no longer runs it. An
+//! and a span per task attempt from launch until the scheduler says it ended. An
 //! attempt's span travels to its worker and task process as a `traceparent`.
 
 use std::collections::HashMap;
@@ -45,14 +45,9 @@ impl JobTrace {
         traceparent
     }
 
-    /// Ends the spans of the attempts `running` says no longer run.
-    pub fn end_finished(&mut self, running: impl Fn(&AttemptRef) -> bool) {
-        self.attempts.retain(|attempt, _| running(attempt));
-    }
-
-    /// True while attempts' spans are open.
-    pub fn has_attempts(&self) -> bool {
-        !self.attempts.is_empty()
+    /// Ends the span of `attempt` (it ended: reported, failed, killed or lost).
+    pub fn attempt_ended(&mut self, attempt: &AttemptRef) {
+        self.attempts.remove(attempt);
     }
 
     /// A span for the job's commit, a child of the job's.

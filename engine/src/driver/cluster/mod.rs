@@ -6,7 +6,9 @@
 //!   how it carries out the scheduler's actions;
 //! * [`binaries`]: job binaries: bounded, streamed, verified uploads and a bounded store;
 //! * [`commit`]: the single committer of each job's output (`_SUCCESS` written last);
-//! * [`http`]: the JSON status pages (`/api/jobs`, `/api/jobs/{id}`, `/api/workers`).
+//! * [`http`]: the JSON status pages (`/api/jobs`, `/api/jobs/{id}`, `/api/workers`);
+//! * [`metrics`]: `/metrics` (Prometheus), beside `/healthz` and `/readyz`;
+//! * [`live`]: live counters of running attempts, from the workers' heartbeats.
 //!
 //! ```text
 //! gristmill driver --listen 127.0.0.1:7077 --http 127.0.0.1:8080
@@ -18,6 +20,8 @@ pub mod commit;
 pub mod http;
 pub mod job_trace;
 pub mod journal;
+pub mod live;
+pub mod metrics;
 pub mod recovery;
 #[cfg(test)]
 mod recovery_tests;
@@ -99,10 +103,12 @@ pub async fn serve(config: DriverConfig, on_ready: impl FnOnce(DriverAddrs)) -> 
     let status_base = http_addr.map(|a| format!("{}://{a}", security.scheme()));
     let state = Arc::new(DriverState::open(&config, status_base).await?);
     on_ready(DriverAddrs { grpc: grpc_addr, http: http_addr });
+    let ready = crate::metrics::routes::Readiness::default();
     tokio::spawn(state::relock_resumed(state.clone()));
     tokio::spawn(state::tick_loop(state.clone()));
     if let Some(listener) = http {
-        let router = http::router(state.clone(), security.certs_dir.clone());
+        let health = crate::metrics::routes::health_router(ready.clone());
+        let router = http::router(state.clone(), security.certs_dir.clone()).merge(health);
         tokio::spawn(async move {
             let service = router.into_make_service_with_connect_info::<PeerInfo>();
             if let Err(e) = axum::serve(listener, service).await {
@@ -113,6 +119,8 @@ pub async fn serve(config: DriverConfig, on_ready: impl FnOnce(DriverAddrs)) -> 
     let service = DriverServer::new(DriverService::new(state))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    // The journal is loaded and the service starts: ready.
+    ready.set(true);
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(5)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))

@@ -193,6 +193,7 @@ pub fn ended_view(ended: &Ended, now_ms: u64) -> JobView {
     };
     let counts = |total, done| TaskCounts { total, done, running: 0 };
     let ended_secs_ago = now_ms.saturating_sub(ended.ended_at_ms) as f64 / 1000.0;
+    let counters: crate::scheduler::Counters = status.counters.iter().map(|(k, v)| (k.clone(), *v)).collect();
     JobView {
         id: JobId::from_string(status.job_id.clone()),
         name: status.name.clone(),
@@ -205,7 +206,8 @@ pub fn ended_view(ended: &Ended, now_ms: u64) -> JobView {
         attempts_launched: 0,
         failed_attempts: u64::from(status.failed_attempts),
         backups_launched: u64::from(status.backup_attempts),
-        counters: status.counters.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        live_counters: counters.clone(),
+        counters,
         submitted_secs_ago: ended_secs_ago + status.elapsed_seconds,
         elapsed_secs: status.elapsed_seconds,
     }

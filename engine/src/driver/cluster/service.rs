@@ -259,12 +259,19 @@ fn validate_register(register: &Register, max_slots: u32) -> Result<(), Status> 
 
 fn on_worker_message(state: &Arc<DriverState>, worker: &WorkerId, message: WorkerMessage) {
     match message.body {
-        Some(worker_message::Body::Heartbeat(_)) => {
+        Some(worker_message::Body::Heartbeat(beat)) => {
             let mut known = false;
             state.update(|s, now| known = s.heartbeat(now, worker));
             if !known {
                 state.detach(worker, "it is no longer known");
+                return;
             }
+            let progress = beat
+                .progress
+                .into_iter()
+                .filter_map(|p| Some((attempt_ref(p.attempt.as_ref()?)?, p.counters.into_iter().collect())))
+                .collect();
+            state.heartbeat_stats(worker, progress, beat.resources.map(resources_of));
         }
         Some(worker_message::Body::Report(report)) => on_report(state, worker, report),
         Some(worker_message::Body::Register(_)) | None => {}
@@ -397,6 +404,18 @@ fn failure_kind(failed: &TaskFailed, error: Option<ErrorKind>) -> Kind {
         (_, Some(error)) if error.is_retryable() => Kind::Retryable,
         (_, Some(_)) | (FailureKind::Fatal, None) => Kind::Fatal,
         (FailureKind::Retryable | FailureKind::Unspecified, None) => Kind::Retryable,
+    }
+}
+
+/// What a worker's heartbeat says it uses.
+fn resources_of(r: gristmill_proto::v1::WorkerResources) -> crate::metrics::WorkerResources {
+    crate::metrics::WorkerResources {
+        slots_busy: r.slots_busy,
+        cpu_seconds: r.cpu_seconds,
+        rss_bytes: r.rss_bytes,
+        tasks_cpu_seconds: r.tasks_cpu_seconds,
+        tasks_rss_bytes: r.tasks_rss_bytes,
+        shuffle_disk_free_bytes: r.shuffle_disk_free_bytes,
     }
 }
 

@@ -152,6 +152,10 @@ pub struct DriverState {
     /// Ended jobs replayed from the journal, oldest first.
     history: Mutex<VecDeque<Ended>>,
     history_limits: HistoryLimits,
+    /// The driver's Prometheus metrics (`/metrics`).
+    pub metrics: crate::metrics::DriverMetrics,
+    /// Running attempts' latest counters, from heartbeats.
+    live: super::live::LiveCounters,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -197,6 +201,8 @@ impl DriverState {
             epoch: recovered.epoch,
             history: Mutex::new(VecDeque::new()),
             history_limits: config.history,
+            metrics: crate::metrics::DriverMetrics::new(),
+            live: super::live::LiveCounters::default(),
         };
         state.resume(recovered);
         Ok(state)
@@ -260,20 +266,56 @@ impl DriverState {
 
     /// Feeds the scheduler one event and carries out what follows.
     pub fn update(self: &Arc<Self>, event: impl FnOnce(&mut Scheduler, Instant)) {
-        let actions = {
+        let now = Instant::now();
+        let (actions, events) = {
             let mut scheduler = lock(&self.scheduler);
-            event(&mut scheduler, Instant::now());
-            self.end_attempt_spans(&scheduler);
-            scheduler.take_actions()
+            event(&mut scheduler, now);
+            (scheduler.take_actions(), scheduler.take_attempt_events())
         };
+        self.observe(&events, now);
         self.carry_out(actions);
     }
 
-    /// Ends the spans of attempts the scheduler no longer runs.
-    fn end_attempt_spans(&self, scheduler: &Scheduler) {
-        for record in lock(&self.jobs).values_mut().filter(|r| r.trace.has_attempts()) {
-            record.trace.end_finished(|attempt| scheduler.attempt_worker(attempt).is_some());
+    /// Counts attempt events in the metrics; ended attempts' live counters and spans go.
+    fn observe(&self, events: &[crate::scheduler::AttemptEvent], now: Instant) {
+        self.metrics.observe(events, now);
+        for event in events {
+            if let crate::scheduler::AttemptEvent::Ended { attempt, .. } = event {
+                self.live.forget_attempt(attempt);
+                if let Some(record) = lock(&self.jobs).get_mut(&attempt.job) {
+                    record.trace.attempt_ended(attempt);
+                }
+            }
         }
+    }
+
+    /// A heartbeat of `worker`: the latest counters of its running attempts (those the
+    /// scheduler says run there) and what it uses now.
+    pub fn heartbeat_stats(
+        &self,
+        worker: &WorkerId,
+        progress: Vec<(AttemptRef, crate::scheduler::Counters)>,
+        resources: Option<crate::metrics::WorkerResources>,
+    ) {
+        // Under the scheduler's lock: an attempt that ended meanwhile is not recorded again.
+        let mut scheduler = lock(&self.scheduler);
+        if let Some(resources) = resources {
+            scheduler.record_resources(worker, resources);
+        }
+        for (attempt, counters) in progress {
+            if scheduler.attempt_worker(&attempt) == Some(worker) {
+                self.live.record(&attempt, counters);
+            }
+        }
+    }
+
+    /// A job's view for the status pages, with its live counters.
+    pub fn job_view(&self, job: &JobId) -> Option<JobView> {
+        let mut view = self.read(|s| s.job(Instant::now(), job))?;
+        if !view.state.is_terminal() {
+            view.live_counters = self.live.overlay(job, &view.counters);
+        }
+        Some(view)
     }
 
     /// Reads the scheduler.
@@ -319,6 +361,9 @@ impl DriverState {
         }
         let mut refused = None;
         self.update(|s, now| refused = s.submit(now, spec).err());
+        if refused.is_none() {
+            self.metrics.job_submitted();
+        }
         if let Some(e) = refused {
             lock(&self.jobs).remove(&id);
             let status = JobStatus {
@@ -492,6 +537,8 @@ impl DriverState {
                 Action::Commit { job, winners } => self.start_commit(job, winners),
                 Action::JobEnded { job, state } => {
                     tracing::info!(job = %job, state = ?state, "job ended");
+                    self.metrics.job_ended(&state);
+                    self.live.forget_job(&job);
                     if let Some(status) = self.status(&job) {
                         self.journal_end(&status);
                     }
@@ -596,7 +643,9 @@ impl DriverState {
         let span = lock(&self.jobs).get(&job).map_or_else(tracing::Span::none, |r| r.trace.commit());
         tokio::spawn(async move {
             let begun = |parts: &[PartFile]| state.journal_commit(&job, parts, &losers, &counters);
+            let started = Instant::now();
             let result = commit(spec, begun).instrument(span).await;
+            state.metrics.commit_took(started.elapsed());
             if let (Ok(done), Some(record)) = (&result, lock(&state.jobs).get_mut(&job)) {
                 record.committed = Some(*done);
             }
