@@ -44,7 +44,10 @@
 
 mod adopt;
 mod assign;
+mod attempts;
 mod config;
+mod detail;
+mod diagnose;
 mod health;
 mod job;
 mod types;
@@ -57,7 +60,15 @@ mod tests;
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
+pub use attempts::AttemptOutcome;
 pub use config::SchedulerConfig;
+pub use detail::{
+    AttemptMetrics, AttemptView, JobDetail, PhaseProgress, TaskState, TaskView, WorkerAttemptView,
+    WorkerDetail, median,
+};
+pub use diagnose::{
+    Diagnosis, LostTime, PartitionSize, SKEW_FACTOR, STRAGGLER_FACTOR, SlotWait, Straggler, diagnose,
+};
 pub use types::{
     Action, AttemptRef, Counters, FailureKind, JobSpec, JobState, MapOutputRef, SubmitError, TaskFailure,
     TaskOutcome, WinningPart,
@@ -66,6 +77,7 @@ pub use view::{JobView, Phase, TaskCounts, WorkerView};
 pub use worker::WorkerState;
 
 use crate::ids::{JobId, TaskKind, WorkerId};
+use attempts::AttemptEnd;
 use job::{Job, Output};
 use worker::{Worker, Workers};
 
@@ -104,7 +116,7 @@ impl Scheduler {
     /// shuffle data of every job it worked for (none of it is referenced any more).
     pub fn add_worker(&mut self, now: Instant, id: WorkerId, slots: u32) {
         if self.workers.by_id.contains_key(&id) {
-            self.lose_worker(&id, "registered again");
+            self.lose_worker(now, &id, "registered again");
             let mut stale: Vec<&Job> = self.jobs.values().filter(|j| j.workers_used.contains(&id)).collect();
             stale.sort_by_key(|j| j.seq);
             for job in stale {
@@ -134,7 +146,7 @@ impl Scheduler {
     /// without counting as failures, and the map outputs it held are recomputed where still
     /// needed. Unknown or already lost workers are ignored.
     pub fn worker_lost(&mut self, now: Instant, worker: &WorkerId, reason: &str) {
-        self.lose_worker(worker, reason);
+        self.lose_worker(now, worker, reason);
         self.schedule(now);
     }
 
@@ -150,7 +162,7 @@ impl Scheduler {
         self.jobs.insert(id.clone(), Job::new(spec, seq, now, self.config.first_attempt));
         // A map-only job without input has nothing to run, only an empty output to commit.
         if let Some(job) = self.jobs.get_mut(&id).filter(|j| j.parts_written()) {
-            start_commit(job, &mut self.workers, &mut self.actions);
+            start_commit(now, job, &mut self.workers, &mut self.actions);
         }
         self.schedule(now);
         Ok(())
@@ -194,20 +206,30 @@ impl Scheduler {
         if let Some(w) = self.workers.by_id.get_mut(&run.worker) {
             w.completed += 1;
         }
+        let mut losers = Vec::new();
         for loser in task.running.drain(..) {
             let loser_ref = AttemptRef { attempt: loser.attempt, ..attempt.clone() };
             self.workers.forget(&loser.worker, &loser_ref);
+            losers.push(loser.attempt);
             self.actions.push(Action::Kill { worker: loser.worker, attempt: loser_ref });
         }
         task.output = Some(Output { attempt: attempt.attempt, worker: run.worker, part });
-        task.counters = counters;
+        task.counters = counters.clone();
+        job.attempt_log.finish(now, attempt.task, attempt.attempt, AttemptEnd::succeeded(counters));
+        for loser in losers {
+            let why = format!("killed: attempt {} of the task won", attempt.attempt.0);
+            job.attempt_log.finish(now, attempt.task, loser, AttemptEnd::failed(AttemptOutcome::Killed, why));
+        }
+        if attempt.task.kind == TaskKind::Map && job.maps_done() {
+            job.maps_done_at = Some(now);
+        }
         let took = now.saturating_duration_since(run.started);
         match attempt.task.kind {
             TaskKind::Map => job.map_durations.push(took),
             TaskKind::Reduce => job.reduce_durations.push(took),
         }
         if writes_part && job.parts_written() {
-            start_commit(job, &mut self.workers, &mut self.actions);
+            start_commit(now, job, &mut self.workers, &mut self.actions);
         }
         self.schedule(now);
     }
@@ -221,6 +243,7 @@ impl Scheduler {
         let fetch_limit = job.fetch_failure_limit();
         let Some(task) = job.task_mut(attempt.task) else { return };
         let Some(run) = task.take_running(attempt.attempt) else { return };
+        task.ready_at = Some(now);
         self.workers.forget(&run.worker, attempt);
         let cause = format!("attempt {} on worker {}: {}", attempt.attempt, run.worker, failure.message);
         tracing::warn!(job = %attempt.job, task = %attempt.task, %cause, "attempt failed");
@@ -241,6 +264,7 @@ impl Scheduler {
                 let held_there = |m: &&mut job::Task| m.output.as_ref().is_some_and(|o| o.worker == holder);
                 if let Some(map) = job.maps.get_mut(map_task as usize).filter(held_there) {
                     map.output = None;
+                    map.ready_at = Some(now);
                 }
                 (job.fetch_failures > fetch_limit).then(|| {
                     format!(
@@ -256,6 +280,8 @@ impl Scheduler {
             }
         };
         job.failed_attempts += 1;
+        let end = AttemptEnd::failed(AttemptOutcome::Failed, failure.message.clone());
+        job.attempt_log.finish(now, attempt.task, attempt.attempt, end);
         if counted {
             self.note_worker_failure(now, &run.worker, &attempt.job);
         }
@@ -308,7 +334,7 @@ impl Scheduler {
             .map(|(id, silence)| (id, silence.as_secs_f64()))
             .collect();
         for (worker, silence) in silent {
-            self.lose_worker(&worker, &format!("no heartbeat for {silence:.1}s"));
+            self.lose_worker(now, &worker, &format!("no heartbeat for {silence:.1}s"));
         }
         self.readmit_workers(now);
         self.time_out_attempts(now);
@@ -369,13 +395,19 @@ impl Scheduler {
 
     /// Marks a worker lost; its running attempts become pending again (not counted as
     /// failures) and map outputs on it are invalidated in jobs that still need them.
-    fn lose_worker(&mut self, worker: &WorkerId, reason: &str) {
+    fn lose_worker(&mut self, now: Instant, worker: &WorkerId, reason: &str) {
         let Some(w) = self.workers.by_id.get_mut(worker).filter(|w| w.is_alive()) else { return };
         tracing::warn!(%worker, reason, running = w.running.len(), "worker lost");
         w.state = WorkerState::Lost { reason: reason.to_string() };
         for attempt in std::mem::take(&mut w.running) {
             let Some(job) = self.jobs.get_mut(&attempt.job).filter(|j| j.is_active()) else { continue };
-            let lost = job.task_mut(attempt.task).and_then(|t| t.take_running(attempt.attempt));
+            let Some(task) = job.task_mut(attempt.task) else { continue };
+            let lost = task.take_running(attempt.attempt);
+            if lost.is_some() {
+                task.ready_at = Some(now);
+                let end = AttemptEnd::failed(AttemptOutcome::Lost, format!("worker {worker} lost: {reason}"));
+                job.attempt_log.finish(now, attempt.task, attempt.attempt, end);
+            }
             job.failed_attempts += u64::from(lost.is_some());
         }
         // A map-only job's outputs are part files in storage: they survive the worker.
@@ -384,6 +416,7 @@ impl Scheduler {
             for map in &mut job.maps {
                 if map.output.as_ref().is_some_and(|o| &o.worker == worker) {
                     map.output = None;
+                    map.ready_at = Some(now);
                 }
             }
         }
@@ -393,7 +426,7 @@ impl Scheduler {
     /// every live worker that ran part of it, and reports the end.
     fn end_job(&mut self, now: Instant, id: &JobId, state: JobState) {
         let Some(job) = self.jobs.get_mut(id).filter(|j| !j.state.is_terminal()) else { return };
-        kill_running(job, &mut self.workers, &mut self.actions);
+        kill_running(now, job, &mut self.workers, &mut self.actions, "killed: the job ended");
         for worker in job.workers_used.iter().filter(|w| self.workers.is_alive(w)) {
             self.actions.push(Action::DropJobData { worker: worker.clone(), job: id.clone() });
         }
@@ -411,17 +444,19 @@ impl Scheduler {
 }
 
 /// Every partition has a winner: kills what still runs and queues the job's one `Commit`.
-fn start_commit(job: &mut Job, workers: &mut Workers, actions: &mut Vec<Action>) {
-    kill_running(job, workers, actions);
+fn start_commit(now: Instant, job: &mut Job, workers: &mut Workers, actions: &mut Vec<Action>) {
+    kill_running(now, job, workers, actions, "killed: every partition has a winner");
     job.state = JobState::Committing;
     tracing::info!(job = %job.id, "all partitions done: committing");
     actions.push(Action::Commit { job: job.id.clone(), winners: job.winners() });
 }
 
-/// Kills every running attempt of a job (queues the `Kill`s).
-fn kill_running(job: &mut Job, workers: &mut Workers, actions: &mut Vec<Action>) {
+/// Kills every running attempt of a job (queues the `Kill`s), noting `why` in its log.
+fn kill_running(now: Instant, job: &mut Job, workers: &mut Workers, actions: &mut Vec<Action>, why: &str) {
     for (attempt, worker) in job.drain_running() {
         workers.forget(&worker, &attempt);
+        let end = AttemptEnd::failed(AttemptOutcome::Killed, why);
+        job.attempt_log.finish(now, attempt.task, attempt.attempt, end);
         actions.push(Action::Kill { worker, attempt });
     }
 }

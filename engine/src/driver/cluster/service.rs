@@ -321,9 +321,10 @@ fn on_report(state: &Arc<DriverState>, worker: &WorkerId, report: TaskReport) {
     }
     let counters = report.counters.into_iter().collect();
     match result {
-        task_report::Result::MapDone(_) => {
-            state.update(|s, now| s.task_succeeded(now, &attempt, TaskOutcome::MapDone, counters));
-        }
+        task_report::Result::MapDone(done) => state.update(|s, now| {
+            s.note_map_output(&attempt, done.output_bytes);
+            s.task_succeeded(now, &attempt, TaskOutcome::MapDone, counters);
+        }),
         task_report::Result::ReduceDone(done) => {
             let outcome = TaskOutcome::PartWritten { part_file: done.part_file, rows: done.rows };
             state.update(|s, now| s.task_succeeded(now, &attempt, outcome, counters));

@@ -1,33 +1,50 @@
-//! The driver's JSON status pages: `/api/jobs`, `/api/jobs/{id}`, `/api/workers`.
+//! The driver's web UI and JSON API on its `--http` address.
+//!
+//! HTML pages ([`pages`], server-rendered with `maud`, which escapes every interpolated
+//! string; a little inline JavaScript refreshes them and sorts tables): `/` (workers and
+//! jobs), `/jobs/{id}` (phases, counters, "why is it slow", the timeline, the task table),
+//! `/workers/{id}`. Each has a JSON twin under `/api/` ([`api`]): `/api/cluster`,
+//! `/api/jobs/{id}`, `/api/workers/{id}`, besides `/api/jobs` and `/api/workers`; the
+//! OpenAPI 3 document of them is `/api/openapi.json` ([`openapi`]).
 //!
 //! On a secured driver they are served over HTTPS and answer only a peer with a certificate
 //! of the cluster CA or a bearer token (`gristmill cert create-token USER`); in plaintext
 //! (loopback) anyone may read them.
 
+mod api;
+mod openapi;
+mod pages;
+
 use std::sync::Arc;
 
-use axum::Json;
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::state::DriverState;
-use crate::ids::JobId;
 use crate::security::PeerInfo;
 use crate::security::certs::CertsDir;
 use crate::security::tokens::verify_token;
 
-/// The status pages' routes; `certs_dir` holds the tokens of a secured driver.
+/// The UI's and API's routes; `certs_dir` holds the tokens of a secured driver.
 pub fn router(state: Arc<DriverState>, certs_dir: Option<CertsDir>) -> axum::Router {
+    routes().with_state(state).layer(middleware::from_fn_with_state(Arc::new(certs_dir), authenticate))
+}
+
+/// Every route ([`openapi`]'s test reads the `/api/` ones here: each must be documented).
+fn routes() -> axum::Router<Arc<DriverState>> {
     axum::Router::new()
-        .route("/", get(index))
-        .route("/api/jobs", get(jobs))
-        .route("/api/jobs/{id}", get(job))
-        .route("/api/workers", get(workers))
-        .with_state(state)
-        .layer(middleware::from_fn_with_state(Arc::new(certs_dir), authenticate))
+        .route("/", get(pages::index))
+        .route("/jobs/{id}", get(pages::job))
+        .route("/workers/{id}", get(pages::worker))
+        .route("/api/cluster", get(api::cluster))
+        .route("/api/jobs", get(api::jobs))
+        .route("/api/jobs/{id}", get(api::job))
+        .route("/api/workers", get(api::workers))
+        .route("/api/workers/{id}", get(api::worker))
+        .route("/api/openapi.json", get(openapi::document))
 }
 
 /// Lets through a peer whose certificate was verified in the handshake (or any peer in
@@ -63,28 +80,4 @@ async fn authenticate(
         )
             .into_response(),
     }
-}
-
-async fn index() -> &'static str {
-    "Gristmill driver. JSON status: /api/jobs, /api/jobs/{id}, /api/workers\n"
-}
-
-/// This run's jobs in submit order, then those that ended in earlier runs, newest first.
-async fn jobs(State(state): State<Arc<DriverState>>) -> impl IntoResponse {
-    let mut jobs = state.read(|s| s.jobs(std::time::Instant::now()));
-    jobs.extend(state.history_views());
-    Json(jobs)
-}
-
-async fn job(State(state): State<Arc<DriverState>>, Path(id): Path<String>) -> axum::response::Response {
-    let job_id = JobId::from_string(id.clone());
-    let live = state.read(|s| s.job(std::time::Instant::now(), &job_id));
-    match live.or_else(|| state.history_views().into_iter().find(|v| v.id == job_id)) {
-        Some(view) => Json(view).into_response(),
-        None => (StatusCode::NOT_FOUND, format!("no job {id}\n")).into_response(),
-    }
-}
-
-async fn workers(State(state): State<Arc<DriverState>>) -> impl IntoResponse {
-    Json(state.read(|s| s.workers(std::time::Instant::now())))
 }
