@@ -1,11 +1,11 @@
 //! The driver's web UI and JSON API on its `--http` address.
 //!
-//! HTML pages ([`pages`], server-rendered with `maud`, which escapes every interpolated
+//! HTML pages (module `pages`, server-rendered with `maud`, which escapes every interpolated
 //! string; a little inline JavaScript refreshes them and sorts tables): `/` (workers and
 //! jobs), `/jobs/{id}` (phases, counters, "why is it slow", the timeline, the task table),
-//! `/workers/{id}`. Each has a JSON twin under `/api/` ([`api`]): `/api/cluster`,
+//! `/workers/{id}`. Each has a JSON twin under `/api/` (module `api`): `/api/cluster`,
 //! `/api/jobs/{id}`, `/api/workers/{id}`, besides `/api/jobs` and `/api/workers`; the
-//! OpenAPI 3 document of them is `/api/openapi.json` ([`openapi`]).
+//! OpenAPI 3 document of them is `/api/openapi.json` (module `openapi`).
 //!
 //! On a secured driver they are served over HTTPS and answer only a peer with a certificate
 //! of the cluster CA or a bearer token (`gristmill cert create-token USER`); in plaintext
@@ -33,7 +33,7 @@ pub fn router(state: Arc<DriverState>, certs_dir: Option<CertsDir>) -> axum::Rou
     routes().with_state(state).layer(middleware::from_fn_with_state(Arc::new(certs_dir), authenticate))
 }
 
-/// Every route ([`openapi`]'s test reads the `/api/` ones here: each must be documented).
+/// Every route (the `openapi` module's test reads the `/api/` ones here: each must be documented).
 fn routes() -> axum::Router<Arc<DriverState>> {
     axum::Router::new()
         .route("/", get(pages::index))
