@@ -9,7 +9,7 @@ fn counters(pairs: &[(&str, u64)]) -> Counters {
     pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
 }
 
-fn attempt<'a>(detail: &'a JobDetail, task: TaskId, n: u32) -> &'a AttemptView {
+fn attempt(detail: &JobDetail, task: TaskId, n: u32) -> &AttemptView {
     let found = detail.attempts.iter().find(|a| a.task == task && a.attempt == AttemptId(n));
     found.unwrap_or_else(|| panic!("{task} attempt {n} in {:?}", detail.attempts))
 }
