@@ -94,7 +94,8 @@ pub struct Diagnosis {
     pub findings: Vec<String>,
 }
 
-/// Reads a job's tasks and attempts (see the [module documentation](self)).
+/// Reads a job's tasks and attempts: stragglers, skewed reduce partitions, time lost to
+/// retries and time waiting for slots.
 pub fn diagnose(tasks: &[TaskView], attempts: &[AttemptView]) -> Diagnosis {
     let mut d = Diagnosis { stragglers: stragglers(attempts), ..Diagnosis::default() };
     partitions(tasks, &mut d);

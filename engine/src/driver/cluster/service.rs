@@ -152,7 +152,7 @@ impl Driver for DriverService {
             id = JobId::generate();
         }
         let status_url =
-            self.state.status_base.as_ref().map(|b| format!("{b}/api/jobs/{id}")).unwrap_or_default();
+            self.state.status_base.as_ref().map(|b| format!("{b}/jobs/{id}")).unwrap_or_default();
         let (name, maps) = (request.name.clone(), request.map_tasks.len());
         // This driver's own writer is named first; the lock object then guards the output
         // against every other driver (and against a concurrent submission here).
