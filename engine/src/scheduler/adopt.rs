@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use super::Scheduler;
+use super::attempts::{AttemptEnd, AttemptOutcome};
 use super::job::Output;
 use super::types::{AttemptRef, Counters};
 use crate::ids::{AttemptId, JobId, TaskId, WorkerId};
@@ -48,6 +49,7 @@ impl Scheduler {
         let Some(task) = job.maps.get_mut(map_task as usize).filter(|t| t.output.is_none()) else {
             return false;
         };
+        let mut losers = Vec::new();
         for loser in task.running.drain(..) {
             let task = TaskId::map(map_task as usize);
             let loser_ref = AttemptRef { job: job_id.clone(), task, attempt: loser.attempt };
@@ -58,10 +60,19 @@ impl Scheduler {
                 outcome: super::AttemptOutcome::Killed,
                 started: loser.started,
             });
+            losers.push(loser.attempt);
             self.actions.push(super::Action::Kill { worker: loser.worker, attempt: loser_ref });
         }
         task.output = Some(Output { attempt, worker: worker.clone(), part: None });
         task.counters = counters;
+        for loser in losers {
+            let why = "killed: an earlier run's output of the task was adopted";
+            let end = AttemptEnd::failed(AttemptOutcome::Killed, why);
+            job.attempt_log.finish(now, TaskId::map(map_task as usize), loser, end);
+        }
+        if job.maps_done() {
+            job.maps_done_at = Some(now);
+        }
         job.workers_used.insert(worker.clone());
         if job.maps_done() {
             job.maps_done_at = Some(now);

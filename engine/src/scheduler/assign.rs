@@ -4,6 +4,7 @@ use std::cmp::Reverse;
 use std::time::Instant;
 
 use super::Scheduler;
+use super::attempts::{AttemptOutcome, AttemptRecord};
 use super::events::AttemptEvent;
 use super::job::RunningAttempt;
 use super::types::{Action, AttemptRef, JobState};
@@ -78,10 +79,24 @@ impl Scheduler {
             TaskKind::Map => Vec::new(),
             TaskKind::Reduce => job.map_outputs(),
         };
+        let ready = if backup { now } else { job.ready_since(task_id) };
         let Some(task) = job.task_mut(task_id) else { return };
         let attempt = AttemptId(task.next_attempt);
         task.next_attempt = task.next_attempt.saturating_add(1);
         task.running.push(RunningAttempt { attempt, worker: worker.clone(), started: now });
+        job.attempt_log.launched(AttemptRecord {
+            task: task_id,
+            attempt,
+            worker: worker.clone(),
+            backup,
+            ready: ready.min(now),
+            started: now,
+            ended: None,
+            outcome: AttemptOutcome::Running,
+            error: None,
+            counters: None,
+            shuffle_written_bytes: None,
+        });
         job.attempts_launched += 1;
         job.backups_launched += u64::from(backup);
         job.workers_used.insert(worker.clone());

@@ -5,33 +5,9 @@
 
 use std::time::{Duration, Instant};
 
+pub use super::attempts::AttemptOutcome;
 use super::types::AttemptRef;
 use crate::ids::WorkerId;
-
-/// How an attempt ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum AttemptOutcome {
-    /// Its result was accepted.
-    Succeeded,
-    /// It failed (its report, a fetch failure, a timeout).
-    Failed,
-    /// It was killed: another attempt won, or its job ended or began committing.
-    Killed,
-    /// Its worker was lost while it ran.
-    Lost,
-}
-
-impl AttemptOutcome {
-    /// `succeeded`, `failed`, `killed` or `lost`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AttemptOutcome::Succeeded => "succeeded",
-            AttemptOutcome::Failed => "failed",
-            AttemptOutcome::Killed => "killed",
-            AttemptOutcome::Lost => "lost",
-        }
-    }
-}
 
 /// One thing that happened to an attempt.
 #[derive(Clone, Debug, PartialEq)]

@@ -7,6 +7,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use super::attempts::AttemptLog;
 use super::types::{AttemptRef, Counters, JobSpec, JobState, MapOutputRef, TaskFailure, WinningPart};
 use super::view::{JobView, Phase, TaskCounts};
 use crate::error::ErrorKind;
@@ -46,9 +47,9 @@ pub(super) struct Task {
     pub avoid: Option<WorkerId>,
     /// The message of the last panic: the same panic twice fails the job.
     pub last_panic: Option<String>,
-    /// When it last became launchable again (an attempt failed or was lost, its output
-    /// was lost), for the scheduling latency.
-    pub idle_since: Option<Instant>,
+    /// When it last became ready to run again (an attempt failed or was lost, its output
+    /// was lost); `None` while it has been ready since its phase could start.
+    pub ready_at: Option<Instant>,
 }
 
 impl Task {
@@ -111,8 +112,10 @@ pub(super) struct Job {
     pub reduce_durations: Vec<Duration>,
     /// A resumed job launches nothing before this (see [`super::Scheduler::hold`]).
     pub held_until: Option<Instant>,
-    /// When every map task last had an output: its reduce tasks became ready then.
+    /// When every map task last had a live output (reduce tasks are ready from then on).
     pub maps_done_at: Option<Instant>,
+    /// Every attempt launched, ended ones included (bounded).
+    pub attempt_log: AttemptLog,
 }
 
 impl Job {
@@ -139,7 +142,19 @@ impl Job {
             reduce_durations: Vec::new(),
             held_until: None,
             maps_done_at: None,
+            attempt_log: AttemptLog::default(),
         }
+    }
+
+    /// When `task` became ready to run: the later of its phase's start (submission for
+    /// maps, the last map output for reduces) and its last failure.
+    pub fn ready_since(&self, task: TaskId) -> Instant {
+        let phase = match task.kind {
+            TaskKind::Map => self.submitted,
+            TaskKind::Reduce => self.maps_done_at.unwrap_or(self.submitted),
+        };
+        let again = self.tasks(task.kind).get(task.index as usize).and_then(|t| t.ready_at);
+        again.map_or(phase, |at| at.max(phase))
     }
 
     /// Queued or running: takes launches and reports.
@@ -278,13 +293,6 @@ impl Job {
             }
         }
         sum
-    }
-
-    /// Since when `task` has been ready to launch (as far as the scheduler can tell).
-    pub fn ready_since(&self, task: TaskId) -> Instant {
-        let idle = self.tasks(task.kind).get(task.index as usize).and_then(|t| t.idle_since);
-        let maps_done = if task.kind == TaskKind::Reduce { self.maps_done_at } else { None };
-        [Some(self.submitted), idle, maps_done].into_iter().flatten().max().unwrap_or(self.submitted)
     }
 
     pub fn view(&self, now: Instant) -> JobView {

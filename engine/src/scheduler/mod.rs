@@ -44,7 +44,10 @@
 
 mod adopt;
 mod assign;
+mod attempts;
 mod config;
+mod detail;
+mod diagnose;
 mod events;
 mod health;
 mod job;
@@ -60,8 +63,16 @@ use std::time::Instant;
 
 use job::RunningAttempt;
 
+pub use attempts::AttemptOutcome;
 pub use config::SchedulerConfig;
-pub use events::{AttemptEvent, AttemptOutcome};
+pub use detail::{
+    AttemptMetrics, AttemptView, JobDetail, PhaseProgress, TaskState, TaskView, WorkerAttemptView,
+    WorkerDetail, median,
+};
+pub use diagnose::{
+    Diagnosis, LostTime, PartitionSize, SKEW_FACTOR, STRAGGLER_FACTOR, SlotWait, Straggler, diagnose,
+};
+pub use events::AttemptEvent;
 pub use types::{
     Action, AttemptRef, Counters, FailureKind, JobSpec, JobState, MapOutputRef, SubmitError, TaskFailure,
     TaskOutcome, WinningPart,
@@ -70,6 +81,7 @@ pub use view::{JobView, Phase, TaskCounts, WorkerView};
 pub use worker::WorkerState;
 
 use crate::ids::{JobId, TaskKind, WorkerId};
+use attempts::AttemptEnd;
 use job::{Job, Output};
 use worker::{Worker, Workers};
 
@@ -157,7 +169,7 @@ impl Scheduler {
         self.jobs.insert(id.clone(), Job::new(spec, seq, now, self.config.first_attempt));
         // A map-only job without input has nothing to run, only an empty output to commit.
         if let Some(job) = self.jobs.get_mut(&id).filter(|j| j.parts_written()) {
-            start_commit(job, &mut self.workers, &mut self.actions, &mut self.events);
+            start_commit(now, job, &mut self.workers, &mut self.actions, &mut self.events);
         }
         self.schedule(now);
         Ok(())
@@ -202,14 +214,24 @@ impl Scheduler {
         if let Some(w) = self.workers.by_id.get_mut(&run.worker) {
             w.completed += 1;
         }
+        let mut losers = Vec::new();
         for loser in task.running.drain(..) {
             let loser_ref = AttemptRef { attempt: loser.attempt, ..attempt.clone() };
             self.workers.forget(&loser.worker, &loser_ref);
             self.events.push(ended(&loser_ref, &loser, AttemptOutcome::Killed));
+            losers.push(loser.attempt);
             self.actions.push(Action::Kill { worker: loser.worker, attempt: loser_ref });
         }
         task.output = Some(Output { attempt: attempt.attempt, worker: run.worker, part });
-        task.counters = counters;
+        task.counters = counters.clone();
+        job.attempt_log.finish(now, attempt.task, attempt.attempt, AttemptEnd::succeeded(counters));
+        for loser in losers {
+            let why = format!("killed: attempt {} of the task won", attempt.attempt.0);
+            job.attempt_log.finish(now, attempt.task, loser, AttemptEnd::failed(AttemptOutcome::Killed, why));
+        }
+        if attempt.task.kind == TaskKind::Map && job.maps_done() {
+            job.maps_done_at = Some(now);
+        }
         let took = now.saturating_duration_since(run.started);
         match attempt.task.kind {
             TaskKind::Map => job.map_durations.push(took),
@@ -219,7 +241,7 @@ impl Scheduler {
             job.maps_done_at = Some(now);
         }
         if writes_part && job.parts_written() {
-            start_commit(job, &mut self.workers, &mut self.actions, &mut self.events);
+            start_commit(now, job, &mut self.workers, &mut self.actions, &mut self.events);
         }
         self.schedule(now);
     }
@@ -233,9 +255,9 @@ impl Scheduler {
         let fetch_limit = job.fetch_failure_limit();
         let Some(task) = job.task_mut(attempt.task) else { return };
         let Some(run) = task.take_running(attempt.attempt) else { return };
+        task.ready_at = Some(now);
         self.workers.forget(&run.worker, attempt);
         self.events.push(ended(attempt, &run, AttemptOutcome::Failed));
-        task.idle_since = Some(now);
         let cause = format!("attempt {} on worker {}: {}", attempt.attempt, run.worker, failure.message);
         tracing::warn!(job = %attempt.job, task = %attempt.task, %cause, "attempt failed");
         let fetch = match &failure.kind {
@@ -255,7 +277,7 @@ impl Scheduler {
                 let held_there = |m: &&mut job::Task| m.output.as_ref().is_some_and(|o| o.worker == holder);
                 if let Some(map) = job.maps.get_mut(map_task as usize).filter(held_there) {
                     map.output = None;
-                    map.idle_since = Some(now);
+                    map.ready_at = Some(now);
                 }
                 (job.fetch_failures > fetch_limit).then(|| {
                     format!(
@@ -271,6 +293,8 @@ impl Scheduler {
             }
         };
         job.failed_attempts += 1;
+        let end = AttemptEnd::failed(AttemptOutcome::Failed, failure.message.clone());
+        job.attempt_log.finish(now, attempt.task, attempt.attempt, end);
         if counted {
             self.note_worker_failure(now, &run.worker, &attempt.job);
         }
@@ -406,8 +430,10 @@ impl Scheduler {
             let Some(task) = job.task_mut(attempt.task) else { continue };
             let lost = task.take_running(attempt.attempt);
             if let Some(run) = &lost {
-                task.idle_since = Some(now);
+                task.ready_at = Some(now);
                 self.events.push(ended(&attempt, run, AttemptOutcome::Lost));
+                let end = AttemptEnd::failed(AttemptOutcome::Lost, format!("worker {worker} lost: {reason}"));
+                job.attempt_log.finish(now, attempt.task, attempt.attempt, end);
             }
             job.failed_attempts += u64::from(lost.is_some());
         }
@@ -417,7 +443,7 @@ impl Scheduler {
             for map in &mut job.maps {
                 if map.output.as_ref().is_some_and(|o| &o.worker == worker) {
                     map.output = None;
-                    map.idle_since = Some(now);
+                    map.ready_at = Some(now);
                 }
             }
         }
@@ -427,7 +453,14 @@ impl Scheduler {
     /// every live worker that ran part of it, and reports the end.
     fn end_job(&mut self, now: Instant, id: &JobId, state: JobState) {
         let Some(job) = self.jobs.get_mut(id).filter(|j| !j.state.is_terminal()) else { return };
-        kill_running(job, &mut self.workers, &mut self.actions, &mut self.events);
+        kill_running(
+            now,
+            job,
+            &mut self.workers,
+            &mut self.actions,
+            &mut self.events,
+            "killed: the job ended",
+        );
         for worker in job.workers_used.iter().filter(|w| self.workers.is_alive(w)) {
             self.actions.push(Action::DropJobData { worker: worker.clone(), job: id.clone() });
         }
@@ -446,27 +479,32 @@ impl Scheduler {
 
 /// Every partition has a winner: kills what still runs and queues the job's one `Commit`.
 fn start_commit(
+    now: Instant,
     job: &mut Job,
     workers: &mut Workers,
     actions: &mut Vec<Action>,
     events: &mut Vec<AttemptEvent>,
 ) {
-    kill_running(job, workers, actions, events);
+    kill_running(now, job, workers, actions, events, "killed: every partition has a winner");
     job.state = JobState::Committing;
     tracing::info!(job = %job.id, "all partitions done: committing");
     actions.push(Action::Commit { job: job.id.clone(), winners: job.winners() });
 }
 
-/// Kills every running attempt of a job (queues the `Kill`s).
+/// Kills every running attempt of a job (queues the `Kill`s), noting `why` in its log.
 fn kill_running(
+    now: Instant,
     job: &mut Job,
     workers: &mut Workers,
     actions: &mut Vec<Action>,
     events: &mut Vec<AttemptEvent>,
+    why: &str,
 ) {
     for (attempt, run) in job.drain_running() {
         workers.forget(&run.worker, &attempt);
         events.push(ended(&attempt, &run, AttemptOutcome::Killed));
+        let end = AttemptEnd::failed(AttemptOutcome::Killed, why);
+        job.attempt_log.finish(now, attempt.task, attempt.attempt, end);
         actions.push(Action::Kill { worker: run.worker, attempt });
     }
 }

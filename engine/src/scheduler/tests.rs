@@ -7,6 +7,8 @@ use super::*;
 use crate::error::ErrorKind;
 use crate::ids::{AttemptId, TaskId};
 
+mod detail;
+mod diagnose;
 mod health;
 
 fn w(name: &str) -> WorkerId {

@@ -31,4 +31,5 @@ mod sort;
 mod support;
 mod terasort;
 mod tpch_q1;
+mod web_ui;
 mod wordcount;

@@ -6,7 +6,7 @@
 //!   how it carries out the scheduler's actions;
 //! * [`binaries`]: job binaries: bounded, streamed, verified uploads and a bounded store;
 //! * [`commit`]: the single committer of each job's output (`_SUCCESS` written last);
-//! * [`http`]: the JSON status pages (`/api/jobs`, `/api/jobs/{id}`, `/api/workers`);
+//! * [`http`]: the web UI (`/`, `/jobs/{id}`, `/workers/{id}`) and its JSON twins under `/api/`.
 //! * [`metrics`]: `/metrics` (Prometheus), beside `/healthz` and `/readyz`;
 //! * [`live`]: live counters of running attempts, from the workers' heartbeats.
 //!

@@ -152,7 +152,7 @@ impl Driver for DriverService {
             id = JobId::generate();
         }
         let status_url =
-            self.state.status_base.as_ref().map(|b| format!("{b}/api/jobs/{id}")).unwrap_or_default();
+            self.state.status_base.as_ref().map(|b| format!("{b}/jobs/{id}")).unwrap_or_default();
         let (name, maps) = (request.name.clone(), request.map_tasks.len());
         // This driver's own writer is named first; the lock object then guards the output
         // against every other driver (and against a concurrent submission here).
@@ -328,9 +328,10 @@ fn on_report(state: &Arc<DriverState>, worker: &WorkerId, report: TaskReport) {
     }
     let counters = report.counters.into_iter().collect();
     match result {
-        task_report::Result::MapDone(_) => {
-            state.update(|s, now| s.task_succeeded(now, &attempt, TaskOutcome::MapDone, counters));
-        }
+        task_report::Result::MapDone(done) => state.update(|s, now| {
+            s.note_map_output(&attempt, done.output_bytes);
+            s.task_succeeded(now, &attempt, TaskOutcome::MapDone, counters);
+        }),
         task_report::Result::ReduceDone(done) => {
             let outcome = TaskOutcome::PartWritten { part_file: done.part_file, rows: done.rows };
             state.update(|s, now| s.task_succeeded(now, &attempt, outcome, counters));

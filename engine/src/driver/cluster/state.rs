@@ -309,13 +309,12 @@ impl DriverState {
         }
     }
 
-    /// A job's view for the status pages, with its live counters.
-    pub fn job_view(&self, job: &JobId) -> Option<JobView> {
-        let mut view = self.read(|s| s.job(Instant::now(), job))?;
+    /// Sets a running job's live counters in its `view` (finished winners and the
+    /// furthest running attempt of every other task).
+    pub fn add_live_counters(&self, view: &mut JobView) {
         if !view.state.is_terminal() {
-            view.live_counters = self.live.overlay(job, &view.counters);
+            view.live_counters = self.live.overlay(&view.id, &view.counters);
         }
-        Some(view)
     }
 
     /// Reads the scheduler.
