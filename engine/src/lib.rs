@@ -54,6 +54,7 @@ pub mod exec;
 pub mod ids;
 pub mod input;
 pub mod job;
+pub mod logging;
 pub mod output;
 pub mod partition;
 pub mod pipeline;
@@ -65,6 +66,7 @@ pub mod shuffle;
 pub mod storage;
 
 pub use cli::main;
+pub use logging::VERSION;
 
 /// The allocator of every binary linked with the engine (feature `mimalloc`, on by default;
 /// a job binary that sets its own `#[global_allocator]` turns the feature off). mimalloc

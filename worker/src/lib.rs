@@ -58,6 +58,8 @@ pub struct WorkerConfig {
     /// Reducers read map output of workers on this host from their shuffle directories
     /// (false: everything is fetched through the shuffle services).
     pub host_local_shuffle: bool,
+    /// How long a job's task logs are kept after its data is dropped.
+    pub log_retention: Duration,
 }
 
 /// Runs the worker until SIGTERM, or until the driver is unreachable for too long.

@@ -11,7 +11,7 @@ use gristmill_worker::WorkerConfig;
 
 /// Runs tasks of submitted job binaries for a Gristmill driver.
 #[derive(Parser, Debug)]
-#[command(name = "gristmill-worker", version, about)]
+#[command(name = "gristmill-worker", version = gristmill::VERSION, about)]
 struct Args {
     /// The driver's URL, e.g. https://driver:7077 (http://127.0.0.1:7077 without
     /// certificates).
@@ -51,13 +51,19 @@ struct Args {
     /// (whose output reducers otherwise read straight from their shuffle directories).
     #[arg(long, env = "GRISTMILL_NO_HOST_LOCAL_SHUFFLE")]
     no_host_local_shuffle: bool,
+    /// How long each attempt's stdout and stderr are kept after its job's data is dropped
+    /// (e.g. 30m, 1h); `gristmill logs` reads them meanwhile.
+    #[arg(long, value_parser = gristmill::config::parse_duration, default_value = "1h", value_name = "DURATION")]
+    log_retention: std::time::Duration,
+    /// How log lines are written: text, or json (one object a line); task processes log in
+    /// the same format.
+    #[arg(long, value_enum, default_value = "text", env = gristmill::logging::LOG_FORMAT_ENV)]
+    log_format: gristmill::logging::LogFormat,
 }
 
 fn main() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let args = Args::parse();
+    gristmill::logging::init(args.log_format, "info");
     let slots =
         args.slots.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
     let data_dir = args
@@ -80,6 +86,7 @@ fn main() -> ExitCode {
         data_dir,
         driver_timeout: std::time::Duration::from_secs(args.driver_timeout),
         host_local_shuffle: !args.no_host_local_shuffle,
+        log_retention: args.log_retention,
     };
     match gristmill_worker::run(config) {
         Ok(()) => ExitCode::SUCCESS,

@@ -13,6 +13,7 @@ mod csv_json;
 mod driver_recovery;
 mod grep;
 mod groupby;
+mod history;
 mod inverted_index;
 mod join;
 mod netns;

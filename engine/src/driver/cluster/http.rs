@@ -26,6 +26,7 @@ pub fn router(state: Arc<DriverState>, certs_dir: Option<CertsDir>) -> axum::Rou
         .route("/api/jobs", get(jobs))
         .route("/api/jobs/{id}", get(job))
         .route("/api/workers", get(workers))
+        .merge(super::history_http::routes(certs_dir.clone()))
         .with_state(state)
         .layer(middleware::from_fn_with_state(Arc::new(certs_dir), authenticate))
 }
