@@ -385,3 +385,17 @@ fn install_panic_hook() {
         }
     }));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_format_is_read_from_the_arguments_before_parsing() {
+        let args = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(log_format_arg(args(&["job", "--log-format", "json"])), Some(LogFormat::Json));
+        assert_eq!(log_format_arg(args(&["job", "--log-format=text", "-o", "x"])), Some(LogFormat::Text));
+        assert_eq!(log_format_arg(args(&["job", "--log-format", "yaml"])), None);
+        assert_eq!(log_format_arg(args(&["job", "--output", "x"])), None);
+    }
+}

@@ -340,9 +340,12 @@ impl DriverState {
             lock(&self.jobs).remove(&id);
             return Err(SubmitRefused::Journal(e.to_string()));
         }
+        // Logged before the scheduler launches any of its tasks.
+        self.events.append(id.as_str(), submitted);
         let mut refused = None;
         self.update(|s, now| refused = s.submit(now, spec).err());
         if let Some(e) = refused {
+            self.events.append(id.as_str(), Event::Failed { error: e.to_string() });
             lock(&self.jobs).remove(&id);
             let status = JobStatus {
                 job_id: id.to_string(),
@@ -353,7 +356,6 @@ impl DriverState {
             self.journal_end(&status);
             return Err(SubmitRefused::Invalid(e.to_string()));
         }
-        self.events.append(id.as_str(), submitted);
         Ok(())
     }
 
