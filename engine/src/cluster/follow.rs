@@ -42,7 +42,7 @@ pub enum OnInterrupt {
 /// How following a job ended.
 pub enum Followed {
     /// The job ended with this status.
-    Ended(JobStatus),
+    Ended(Box<JobStatus>),
     /// Ctrl-C: the submitter stopped following; the job keeps running.
     Detached,
 }
@@ -58,10 +58,10 @@ pub async fn follow_interruptible(
     tokio::pin!(following);
     loop {
         tokio::select! {
-            status = &mut following => return status.map(Followed::Ended),
+            status = &mut following => return status.map(|s| Followed::Ended(Box::new(s))),
             interrupted = tokio::signal::ctrl_c() => {
                 if interrupted.is_err() {
-                    return (&mut following).await.map(Followed::Ended);
+                    return (&mut following).await.map(|s| Followed::Ended(Box::new(s)));
                 }
                 if !wants_cancel(on_interrupt, how.job_id).await {
                     eprintln!(

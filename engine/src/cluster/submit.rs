@@ -98,7 +98,7 @@ pub fn submit<J: Job>(job: &J, config: &RunConfig, how: &Submission) -> Result<S
         };
         let status = match super::follow::follow_interruptible(&mut client, &follow, how.on_interrupt).await?
         {
-            super::follow::Followed::Ended(status) => status,
+            super::follow::Followed::Ended(status) => *status,
             super::follow::Followed::Detached => return Ok(Submitted::Detached { job_id: reply.job_id }),
         };
         finish(&output, &plan, status, started).await.map(Submitted::Finished)

@@ -5,11 +5,14 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use super::cluster_failures::input_and_expected;
-use super::cluster_support::{Cluster, ClusterSpec, HttpAuth, cluster_bin, gristmill_cert};
+use super::cluster_support::{
+    Cluster, ClusterSpec, HttpAuth, TEST_USER, cluster_bin, gristmill_cert, wait_until,
+};
 use super::support::{bin, read_committed, s};
 
 /// The message of a chaos task failing on purpose (its stderr, and the event's error).
@@ -253,4 +256,82 @@ fn every_binary_prints_its_version_with_the_git_revision() {
         .output()
         .unwrap();
     assert!(known.status.success(), "{} is not a commit here", revisions[0]);
+}
+
+/// Starts a chaos job whose map tasks sleep 20 s, following it with stdin not a terminal.
+fn spawn_slow_chaos(cluster: &Cluster, text: &Path, out: &Path, extra: &[&str]) -> std::process::Child {
+    let certs = cluster.certs.as_ref().unwrap();
+    Command::new(bin("chaos"))
+        .args([
+            "--input",
+            s(text),
+            "--output",
+            s(out),
+            "--reducers",
+            "2",
+            "--sleep",
+            "1",
+            "--sleep-ms",
+            "20000",
+        ])
+        .args(["--driver", &cluster.url, "--certs-dir", s(certs), "--user", TEST_USER, "--progress", "off"])
+        .args(extra)
+        .env_remove("GRISTMILL_CERTS_DIR")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The id of the job that runs now.
+fn running_job(cluster: &Cluster) -> String {
+    let mut id = String::new();
+    wait_until("a job runs", Duration::from_secs(30), || {
+        let jobs: Value =
+            serde_json::from_str(&stdout(&cluster.cli(&["jobs", "--json"]))).unwrap_or_default();
+        let running = jobs.as_array().and_then(|all| all.iter().find(|j| j["state"] == "running").cloned());
+        id = running.map(|j| j["job_id"].as_str().unwrap().to_owned()).unwrap_or_default();
+        !id.is_empty()
+    });
+    id
+}
+
+fn interrupt(child: &std::process::Child) {
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn ctrl_c_detaches_from_a_job_or_cancels_it_when_asked() {
+    let cluster = Cluster::start(ClusterSpec::default());
+    let (text, _) = input_and_expected(cluster.dir());
+
+    // Not on a terminal: the submitter detaches and the job keeps running.
+    let child = spawn_slow_chaos(&cluster, &text, &cluster.dir().join("out-1"), &[]);
+    let job = running_job(&cluster);
+    interrupt(&child);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("detached: job {job} keeps running")) && stderr.contains("gristmill wait"),
+        "{stderr}"
+    );
+    let status: Value = serde_json::from_str(&stdout(&cluster.cli(&["status", &job, "--json"]))).unwrap();
+    assert_eq!(status["state"], "running", "{status}");
+    assert_eq!(cluster.cli(&["cancel", &job]).status.code(), Some(0));
+    assert_eq!(cluster.cli(&["wait", &job, "--quiet"]).status.code(), Some(1), "cancelled");
+
+    // --cancel-on-interrupt: the job is cancelled and the submitter exits with its end.
+    let child = spawn_slow_chaos(&cluster, &text, &cluster.dir().join("out-2"), &["--cancel-on-interrupt"]);
+    let job = running_job(&cluster);
+    interrupt(&child);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("cancelling job {job}")), "{stderr}");
+    let status = cluster.cli(&["status", &job]);
+    assert_eq!(status.status.code(), Some(1));
+    assert!(stdout(&status).contains("cancelled"), "{}", stdout(&status));
 }
