@@ -5,17 +5,17 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Args, CommandFactory, FromArgMatches, Parser};
-
 use crate::cluster::rpc::DriverEndpoint;
 use crate::cluster::submit::{Submission, Submitted, submit};
 use crate::config::{RunConfig, parse_byte_size};
 use crate::driver::{JobReport, run_local};
 use crate::input::{CsvOptions, InputFormat};
 use crate::job::Job;
+use crate::logging::LogFormat;
 use crate::output::{Codec, OutputFormat};
 use crate::progress::{Progress, ProgressMode, ProgressReporter, human_bytes};
 use crate::storage::StorageOptions;
+use clap::{Args, CommandFactory, FromArgMatches, Parser};
 
 /// The flags every job binary shares.
 #[derive(Args, Clone, Debug)]
@@ -164,6 +164,16 @@ pub struct RunArgs {
     /// How to show progress on stderr.
     #[arg(long, value_enum, default_value = "auto", env = "GRISTMILL_PROGRESS")]
     pub progress: ProgressMode,
+
+    /// Cluster mode: Ctrl-C while following the job cancels it, without asking (on a
+    /// terminal it asks; otherwise the submitter detaches and the job keeps running).
+    #[arg(long, requires = "driver")]
+    pub cancel_on_interrupt: bool,
+
+    /// How log lines are written: text, or json (one object a line); set RUST_LOG to see
+    /// more than warnings.
+    #[arg(long, value_enum, default_value = "text", env = crate::logging::LOG_FORMAT_ENV)]
+    pub log_format: LogFormat,
 }
 
 impl RunArgs {
@@ -182,6 +192,11 @@ impl RunArgs {
             detach: self.detach,
             show_progress: self.progress != ProgressMode::Off,
             driver_timeout: std::time::Duration::from_secs(self.driver_timeout),
+            on_interrupt: if self.cancel_on_interrupt {
+                crate::cluster::follow::OnInterrupt::Cancel
+            } else {
+                crate::cluster::follow::OnInterrupt::AskOnTerminal
+            },
         })
     }
 
@@ -244,6 +259,7 @@ pub fn main<J: Job>() -> ExitCode {
         .name(J::NAME)
         .bin_name(J::NAME)
         .about(J::ABOUT)
+        .version(crate::VERSION)
         .after_help("Logs: set RUST_LOG (e.g. RUST_LOG=gristmill=info).")
         .get_matches();
     let cli = match Cli::<J>::from_arg_matches(&matches) {
@@ -377,29 +393,43 @@ fn summary(name: &str, report: &JobReport, output: &str) -> String {
     s
 }
 
-/// Sets up the logging (`RUST_LOG`) and the panic hook of a job binary.
+/// Sets up the logging (`RUST_LOG`, `--log-format`, see [`crate::logging`]) and the panic
+/// hook of a job binary. Runs before the flags are parsed (so parsing and planning log
+/// too): the format is read from the arguments themselves, else the environment (a task
+/// process gets its worker's).
 pub(crate) fn init_cli() {
-    init_tracing();
-    install_panic_hook();
-}
-
-/// Joins a multi-line message (regex errors have several) into the one line users get.
-pub(crate) fn one_line(message: &str) -> String {
-    message.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
-}
-
-/// Logs at `warn` unless `RUST_LOG` says otherwise; spans exported when `--otlp-endpoint`
-/// (read before clap parses the rest) or `OTEL_EXPORTER_OTLP_ENDPOINT` is set, as the
-/// binary's name (`gristmill-task` in a task process).
-fn init_tracing() {
+    let format = log_format_arg(std::env::args()).unwrap_or_else(LogFormat::from_env);
     let name = std::env::args_os()
         .next()
         .and_then(|arg0| std::path::Path::new(&arg0).file_stem().map(|s| s.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "gristmill-job".to_owned());
     // A task process runs a cached binary named by its digest.
     let service = if task_role_arg().is_some() { "gristmill-task".to_owned() } else { name };
+    // `--otlp-endpoint` is read from the arguments too, like `--log-format`.
     let endpoint = crate::telemetry::endpoint(crate::telemetry::endpoint_from_args().as_deref());
-    crate::telemetry::init(&service, "warn", endpoint);
+    crate::logging::init(format, "warn", &service, endpoint);
+    install_panic_hook();
+}
+
+/// The value of `--log-format` among `args`, if it is given and valid (clap then refuses
+/// an invalid one).
+fn log_format_arg(args: impl IntoIterator<Item = String>) -> Option<LogFormat> {
+    use clap::ValueEnum;
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let value = match arg.strip_prefix("--log-format") {
+            Some("") => args.next(),
+            Some(rest) => rest.strip_prefix('=').map(str::to_owned),
+            None => continue,
+        };
+        return value.and_then(|v| LogFormat::from_str(&v, false).ok());
+    }
+    None
+}
+
+/// Joins a multi-line message (regex errors have several) into the one line users get.
+pub(crate) fn one_line(message: &str) -> String {
+    message.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
 /// Panics in tasks are caught and reported as task failures with their message, so the
@@ -418,12 +448,20 @@ fn install_panic_hook() {
 
 #[cfg(test)]
 mod tests {
-    use arrow::datatypes::DataType;
+    use super::*;
 
-    use super::parse_schema;
+    #[test]
+    fn the_log_format_is_read_from_the_arguments_before_parsing() {
+        let args = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(log_format_arg(args(&["job", "--log-format", "json"])), Some(LogFormat::Json));
+        assert_eq!(log_format_arg(args(&["job", "--log-format=text", "-o", "x"])), Some(LogFormat::Text));
+        assert_eq!(log_format_arg(args(&["job", "--log-format", "yaml"])), None);
+        assert_eq!(log_format_arg(args(&["job", "--output", "x"])), None);
+    }
 
     #[test]
     fn a_declared_schema_parses_arrow_type_names_with_commas_inside_parentheses() {
+        use arrow::datatypes::DataType;
         let schema = parse_schema("zip:Utf8, amount:Decimal128(12, 2),day:Date32").unwrap();
         let types: Vec<_> =
             schema.fields().iter().map(|f| (f.name().as_str(), f.data_type().clone())).collect();

@@ -54,6 +54,7 @@ pub mod exec;
 pub mod ids;
 pub mod input;
 pub mod job;
+pub mod logging;
 pub mod metrics;
 pub mod output;
 pub mod partition;
@@ -67,6 +68,7 @@ pub mod storage;
 pub mod telemetry;
 
 pub use cli::main;
+pub use logging::VERSION;
 
 /// The allocator of every binary linked with the engine (feature `mimalloc`, on by default;
 /// a job binary that sets its own `#[global_allocator]` turns the feature off). mimalloc

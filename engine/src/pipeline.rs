@@ -213,7 +213,12 @@ pub fn main<P: Pipeline>() -> ExitCode {
             ExitCode::from(2)
         });
     }
-    let matches = Cli::<P>::command().name(P::NAME).bin_name(P::NAME).about(P::ABOUT).get_matches();
+    let matches = Cli::<P>::command()
+        .name(P::NAME)
+        .bin_name(P::NAME)
+        .about(P::ABOUT)
+        .version(crate::VERSION)
+        .get_matches();
     let cli = match Cli::<P>::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),

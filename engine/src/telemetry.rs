@@ -102,23 +102,6 @@ pub fn shutdown() {
     }
 }
 
-/// Sets up this process's logging and span export: log lines on stderr as `RUST_LOG` (else
-/// `default_filter`) selects, and the engine's spans exported as `service` when `endpoint`
-/// is set (see [`endpoint`]). Does nothing if a subscriber is already set.
-pub fn init(service: &str, default_filter: &str, endpoint: Option<String>) {
-    use tracing_subscriber::filter::{EnvFilter, Targets};
-    use tracing_subscriber::layer::{Layer, SubscriberExt};
-    use tracing_subscriber::util::SubscriberInitExt;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter);
-    // The engine's spans at info, whatever the log filter lets through.
-    let engine = Targets::new()
-        .with_target("gristmill", tracing::Level::INFO)
-        .with_target("gristmill_worker", tracing::Level::INFO);
-    let spans = layer(service, endpoint).map(|layer| layer.with_filter(engine));
-    let _ = tracing_subscriber::registry().with(logs).with(spans).try_init();
-}
-
 /// `span`'s W3C `traceparent`, to carry it into another process; `None` when spans are
 /// not exported.
 pub fn traceparent(span: &Span) -> Option<String> {

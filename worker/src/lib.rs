@@ -64,6 +64,8 @@ pub struct WorkerConfig {
     pub otlp_endpoint: Option<String>,
     /// Where `/metrics`, `/healthz` and `/readyz` are served, if anywhere.
     pub http: Option<String>,
+    /// How long a job's task logs are kept after its data is dropped.
+    pub log_retention: Duration,
 }
 
 /// Runs the worker until SIGTERM, or until the driver is unreachable for too long.

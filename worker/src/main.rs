@@ -11,7 +11,7 @@ use gristmill_worker::WorkerConfig;
 
 /// Runs tasks of submitted job binaries for a Gristmill driver.
 #[derive(Parser, Debug)]
-#[command(name = "gristmill-worker", version, about)]
+#[command(name = "gristmill-worker", version = gristmill::VERSION, about)]
 struct Args {
     /// The driver's URL, e.g. https://driver:7077 (http://127.0.0.1:7077 without
     /// certificates).
@@ -60,12 +60,20 @@ struct Args {
     /// certificate of the cluster CA or a bearer token (gristmill cert create-token USER).
     #[arg(long, env = "GRISTMILL_WORKER_HTTP")]
     http: Option<String>,
+    /// How long each attempt's stdout and stderr are kept after its job's data is dropped
+    /// (e.g. 30m, 1h); `gristmill logs` reads them meanwhile.
+    #[arg(long, value_parser = gristmill::config::parse_duration, default_value = "1h", value_name = "DURATION")]
+    log_retention: std::time::Duration,
+    /// How log lines are written: text, or json (one object a line); task processes log in
+    /// the same format.
+    #[arg(long, value_enum, default_value = "text", env = gristmill::logging::LOG_FORMAT_ENV)]
+    log_format: gristmill::logging::LogFormat,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     let otlp_endpoint = gristmill::telemetry::endpoint(args.otlp_endpoint.as_deref());
-    gristmill::telemetry::init("gristmill-worker", "info", otlp_endpoint.clone());
+    gristmill::logging::init(args.log_format, "info", "gristmill-worker", otlp_endpoint.clone());
     let slots =
         args.slots.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
     let data_dir = args
@@ -90,6 +98,7 @@ fn main() -> ExitCode {
         host_local_shuffle: !args.no_host_local_shuffle,
         otlp_endpoint,
         http: args.http,
+        log_retention: args.log_retention,
     };
     let result = gristmill_worker::run(config);
     gristmill::telemetry::shutdown();

@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 use gristmill::cluster::binary::BinaryStore;
 use gristmill::cluster::rpc::{DriverEndpoint, connect_driver};
 use gristmill::cluster::shuffle_service::ShuffleService;
+use gristmill::cluster::task_logs::TaskLogService;
 use gristmill::security::{ClientTls, Protocol};
 use gristmill_proto::v1::shuffle_server::ShuffleServer;
+use gristmill_proto::v1::task_logs_server::TaskLogsServer;
 use gristmill_proto::v1::{
     DriverMessage, Heartbeat, HeldMapOutput, Register, WorkerMessage, driver_message, worker_message,
 };
@@ -51,9 +53,12 @@ pub async fn serve(mut config: WorkerConfig) -> Result<(), WorkerError> {
             .map(|dir| std::fs::canonicalize(dir.path()).unwrap_or_else(|_| dir.path().to_owned())),
         otlp_endpoint: config.otlp_endpoint.clone(),
         observed: Observed::new(config.slots),
+        logs: config.data_dir.join("logs"),
+        log_secrets: gristmill::cluster::shuffle_service::JobSecrets::new(),
+        log_retention: config.log_retention,
     };
-    // Only this worker may read its data (job binaries, map output, task scratch space).
-    for dir in [&config.data_dir, &dirs.shuffle, &dirs.tasks] {
+    // Only this worker may read its data (job binaries, map output, task scratch space, logs).
+    for dir in [&config.data_dir, &dirs.shuffle, &dirs.tasks, &dirs.logs] {
         gristmill::security::certs::create_private_dir(dir).map_err(|e| WorkerError::Setup {
             what: format!("creating {}", dir.display()),
             cause: e.to_string(),
@@ -75,9 +80,13 @@ pub async fn serve(mut config: WorkerConfig) -> Result<(), WorkerError> {
     let shuffle = ShuffleServer::new(shuffle)
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    gristmill::cluster::task_logs::sweep_expired_logs(&dirs.logs, config.log_retention);
+    let logs = TaskLogsServer::new(TaskLogService::new(dirs.logs.clone(), dirs.log_secrets.clone()))
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let server = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(shuffle)
+            .add_service(logs)
             .serve_with_incoming(listener.into_incoming()),
     );
     tracing::info!(shuffle = %advertise, data_dir = %config.data_dir.display(), slots = config.slots, "worker started");

@@ -16,6 +16,9 @@ use gristmill::cluster::payload::{JobPayload, MapOutputSource, MapSplit, TaskFil
 use gristmill::cluster::rpc::CERTS_DIR_ENV;
 use gristmill::cluster::shuffle_service::{JobSecrets, is_safe_id};
 use gristmill::cluster::task::TASK_SPEC_FROM_STDIN;
+use gristmill::cluster::task_logs::{
+    LOG_BYTES_LIMIT, Stream, keep_bounded, log_path, log_tail, remove_job_logs,
+};
 use gristmill::error::ErrorKind;
 use gristmill::output::{STAGED_NOTES_ENV, Staged, StagedNote, read_staged_notes};
 use gristmill::security::JobSecret;
@@ -36,7 +39,7 @@ use crate::observe::{LiveTask, Observed};
 const STAGED_NOTES_FILE: &str = "staged-parts.jsonl";
 
 /// Bytes of a task's stderr kept for a failure report.
-const STDERR_TAIL_BYTES: u64 = 4096;
+const STDERR_TAIL_BYTES: usize = 4096;
 
 type Key = (String, i32, u32, u32);
 
@@ -65,6 +68,14 @@ pub struct Dirs {
     pub otlp_endpoint: Option<String>,
     /// Metrics, running task processes, readiness.
     pub observed: Observed,
+    /// Each attempt's stdout and stderr, a directory per job
+    /// ([`gristmill::cluster::task_logs`]).
+    pub logs: PathBuf,
+    /// The secrets of the jobs whose logs are kept (longer than their map output): give
+    /// the same registry to the task log service.
+    pub log_secrets: JobSecrets,
+    /// How long a job's logs are kept after its data is dropped.
+    pub log_retention: std::time::Duration,
 }
 
 /// A finished attempt's report, with the part files it staged, if any: the parts are
@@ -160,7 +171,9 @@ impl Tasks {
             tracing::warn!(job = %attempt.job_id, "refusing a task with a malformed job id");
             return;
         }
-        self.dirs.secrets.insert(&attempt.job_id, &JobSecret::from_string(run.job_secret.clone()));
+        let secret = JobSecret::from_string(run.job_secret.clone());
+        self.dirs.secrets.insert(&attempt.job_id, &secret);
+        self.dirs.log_secrets.insert(&attempt.job_id, &secret);
         let (kill_tx, kill_rx) = oneshot::channel();
         let key = key_of(&attempt);
         let running =
@@ -211,6 +224,25 @@ impl Tasks {
         {
             tracing::warn!(dir = %scratch.display(), error = %e, "could not remove a job's data");
         }
+        self.expire_logs(job_id);
+    }
+
+    /// Removes the job's task logs (and forgets its secret for them) after the retention
+    /// time, unless another of its tasks ran here meanwhile.
+    fn expire_logs(&self, job_id: &str) {
+        let (dirs, job) = (self.dirs.clone(), job_id.to_owned());
+        tokio::spawn(async move {
+            tokio::time::sleep(dirs.log_retention).await;
+            let fresh = std::fs::metadata(dirs.logs.join(&job))
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|at| at.elapsed().ok())
+                .is_some_and(|age| age < dirs.log_retention);
+            if !fresh {
+                dirs.log_secrets.remove(&job);
+                remove_job_logs(&dirs.logs, &job);
+            }
+        });
     }
 
     /// Kills every attempt (the session ended or the worker stops).
@@ -312,13 +344,17 @@ async fn launch(
     tokio::fs::create_dir_all(work_dir).await.map_err(|e| plain(format!("{}: {e}", work_dir.display())))?;
     let task_file = task_file(run, attempt, dirs, work_dir).map_err(plain)?;
     let spec = task_file.to_json().map_err(plain)?;
-    let stderr_path = work_dir.join("stderr.log");
-    let mut child = spawn_task(&binary, dirs, work_dir, &stderr_path).map_err(plain)?;
+    let stderr_path =
+        log_path(&dirs.logs, attempt, Stream::Stderr).ok_or_else(|| plain("bad job id".into()))?;
+    let log_dir = stderr_path.parent().unwrap_or(&dirs.logs).to_owned();
+    tokio::fs::create_dir_all(&log_dir).await.map_err(|e| plain(format!("{}: {e}", log_dir.display())))?;
+    let mut child = spawn_task(&binary, dirs, work_dir).map_err(plain)?;
     if let Some(pid) = child.id() {
         let work_dir = work_dir.to_owned();
         dirs.observed.live.started(LiveTask { attempt: attempt.clone(), pid, work_dir });
     }
     let stdin = child.stdin.take();
+    let copiers = keep_logs(&mut child, dirs, attempt);
     let status = tokio::select! {
         status = async {
             feed_spec(stdin, spec).await;
@@ -329,7 +365,9 @@ async fn launch(
             return Ok(None);
         }
     };
-    let tail = stderr_tail(&stderr_path);
+    // The pipes end with the process (unless it left a child holding them: then not waited for).
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), futures::future::join_all(copiers)).await;
+    let tail = log_tail(&stderr_path, STDERR_TAIL_BYTES);
     match std::fs::read(&task_file.result_file) {
         Ok(bytes) if status.success() => match serde_json::from_slice(&bytes) {
             Ok(result) => Ok(Some((result, tail))),
@@ -343,9 +381,21 @@ async fn launch(
     }
 }
 
-/// Starts `<binary> __gristmill-task -` in `work_dir`, stdin a pipe, stderr to `stderr_path`.
-fn spawn_task(binary: &Path, dirs: &Dirs, work_dir: &Path, stderr_path: &Path) -> Result<Child, String> {
-    let stderr = std::fs::File::create(stderr_path).map_err(|e| format!("{}: {e}", stderr_path.display()))?;
+/// Copies the task's stdout and stderr into its bounded logs, until the pipes close.
+fn keep_logs(child: &mut Child, dirs: &Dirs, attempt: &AttemptKey) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut copiers = Vec::new();
+    if let (Some(out), Some(path)) = (child.stdout.take(), log_path(&dirs.logs, attempt, Stream::Stdout)) {
+        copiers.push(tokio::spawn(keep_bounded(out, path, LOG_BYTES_LIMIT)));
+    }
+    if let (Some(err), Some(path)) = (child.stderr.take(), log_path(&dirs.logs, attempt, Stream::Stderr)) {
+        copiers.push(tokio::spawn(keep_bounded(err, path, LOG_BYTES_LIMIT)));
+    }
+    copiers
+}
+
+/// Starts `<binary> __gristmill-task -` in `work_dir`, stdin, stdout and stderr pipes; the
+/// task logs in the worker's format.
+fn spawn_task(binary: &Path, dirs: &Dirs, work_dir: &Path) -> Result<Child, String> {
     tokio::process::Command::new(binary)
         .arg(TASK_ROLE_ARG)
         .arg(TASK_SPEC_FROM_STDIN)
@@ -358,9 +408,10 @@ fn spawn_task(binary: &Path, dirs: &Dirs, work_dir: &Path, stderr_path: &Path) -
                 .map(|url| (gristmill::telemetry::ENDPOINT_ENV, std::ffi::OsStr::new(url))),
         )
         .env(STAGED_NOTES_ENV, work_dir.join(STAGED_NOTES_FILE))
+        .env(gristmill::logging::LOG_FORMAT_ENV, gristmill::logging::format().as_str())
         .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(stderr)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", binary.display()))
@@ -431,21 +482,6 @@ fn describe_exit(status: std::process::ExitStatus) -> String {
         Some(code) => format!("exited with code {code} without a result"),
         None => "ended without a result".to_owned(),
     }
-}
-
-/// The last few KiB of a task's stderr, from a line start.
-fn stderr_tail(path: &Path) -> String {
-    use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut file) = std::fs::File::open(path) else { return String::new() };
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let start = len.saturating_sub(STDERR_TAIL_BYTES);
-    let mut bytes = Vec::new();
-    if file.seek(SeekFrom::Start(start)).is_err() || file.read_to_end(&mut bytes).is_err() {
-        return String::new();
-    }
-    let text = String::from_utf8_lossy(&bytes);
-    let text = if start > 0 { text.split_once('\n').map_or(&*text, |(_, rest)| rest) } else { &text };
-    text.trim_end().to_owned()
 }
 
 /// A staged part as the report carries it: an upload's id and part ids, or nothing for a
@@ -528,6 +564,9 @@ mod tests {
             certs_dir: None,
             otlp_endpoint: None,
             observed: Observed::new(2),
+            logs: root.join("logs"),
+            log_secrets: JobSecrets::new(),
+            log_retention: std::time::Duration::from_secs(3600),
         };
         std::fs::create_dir_all(&dirs.shuffle).unwrap();
         std::fs::create_dir_all(&dirs.tasks).unwrap();
@@ -554,7 +593,7 @@ mod tests {
         // (Retried while another test thread's fork still holds the script open for writing.)
         let mut tries = 0;
         let mut child = loop {
-            match spawn_task(&binary, &dirs, &work_dir, &work_dir.join("stderr.log")) {
+            match spawn_task(&binary, &dirs, &work_dir) {
                 Err(e) if e.contains("busy") && tries < 100 => tries += 1,
                 started => break started.unwrap(),
             }
@@ -568,7 +607,7 @@ mod tests {
         assert_eq!(std::fs::read_to_string(seen.join("args")).unwrap().trim(), "__gristmill-task -");
         assert_eq!(std::fs::read(seen.join("stdin")).unwrap(), spec, "the whole spec, then end of input");
         let files: Vec<_> = std::fs::read_dir(&work_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(files, ["stderr.log"], "nothing but the task's stderr in its directory");
+        assert!(files.is_empty(), "nothing in the task's directory: {files:?}");
     }
 
     #[test]

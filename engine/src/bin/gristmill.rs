@@ -2,28 +2,32 @@
 //!
 //! ```text
 //! gristmill driver --listen 127.0.0.1:7077 --http 127.0.0.1:8080
-//! gristmill jobs | gristmill status JOB | gristmill cancel JOB
+//! gristmill jobs | gristmill status JOB | gristmill wait JOB | gristmill cancel JOB
+//! gristmill logs JOB [--task T] [--attempt A] [--stdout]
 //! gristmill cert create-ca --certs-dir certs     # then create-node, create-client, create-token
 //! ```
+
+#[path = "gristmill/client.rs"]
+mod client;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use gristmill::cluster::rpc::{DriverEndpoint, connect_driver, state_name};
+use gristmill::cluster::rpc::DriverEndpoint;
 use gristmill::config::{parse_byte_size, parse_duration};
 use gristmill::driver::cluster::{
     BinaryLimits, DEFAULT_MAX_WORKER_SLOTS, DriverConfig, HistoryLimits, serve,
 };
+use gristmill::logging::LogFormat;
 use gristmill::scheduler::SchedulerConfig;
 use gristmill::security::certs::{self, CertsDir};
 use gristmill::security::{ListenerLimits, ServerSecurity, client_tls, tokens};
-use gristmill_proto::v1::{JobRef, JobStatus, ListJobsRequest};
 
 /// Gristmill cluster commands.
 #[derive(Parser)]
-#[command(name = "gristmill", version, about)]
+#[command(name = "gristmill", version = gristmill::VERSION, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -31,6 +35,9 @@ struct Cli {
     /// over HTTP to this base URL [default: $OTEL_EXPORTER_OTLP_ENDPOINT; none].
     #[arg(long, global = true, value_name = "URL")]
     otlp_endpoint: Option<String>,
+    /// How log lines are written: text, or json (one object a line).
+    #[arg(long, global = true, value_enum, default_value = "text", env = gristmill::logging::LOG_FORMAT_ENV)]
+    log_format: LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -38,11 +45,51 @@ enum Command {
     /// Runs a driver: accepts workers and jobs, schedules tasks, commits output.
     Driver(DriverArgs),
     /// Lists the driver's jobs, newest first.
-    Jobs(ClientArgs),
-    /// Shows one job.
+    Jobs {
+        /// Print a JSON array of the jobs.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Shows one job; exits 0 unless it failed or was cancelled (1).
     Status {
         /// The job's id.
         job: String,
+        /// Print the status as a JSON object.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Follows a job until it ends (through driver restarts); exits 0 if it succeeded, 1 if
+    /// it failed or was cancelled.
+    Wait {
+        /// The job's id.
+        job: String,
+        /// Print nothing, only exit with the job's result.
+        #[arg(long, short)]
+        quiet: bool,
+        /// Seconds the driver may be unreachable before giving up (exit 2).
+        #[arg(long, env = "GRISTMILL_DRIVER_TIMEOUT", value_name = "SECS", default_value_t = 300)]
+        driver_timeout: u64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Prints the stderr (or stdout) of a job's task attempts, read from the workers that ran
+    /// them (kept for --log-retention after the job ends); only for the job's owner.
+    Logs {
+        /// The job's id.
+        job: String,
+        /// Only this task: `map 3` (or `m3`), `reduce 0` (or `r0`).
+        #[arg(long)]
+        task: Option<String>,
+        /// Only this attempt.
+        #[arg(long)]
+        attempt: Option<u32>,
+        /// Stdout instead of stderr.
+        #[arg(long)]
+        stdout: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -198,10 +245,15 @@ impl ClientArgs {
     }
 }
 
+/// The exit code of a client command that could not ask (or of bad usage, as clap's).
+const CANNOT_ASK: u8 = 2;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let service = if matches!(cli.command, Command::Driver(_)) { "gristmill-driver" } else { "gristmill" };
-    gristmill::telemetry::init(service, "info", gristmill::telemetry::endpoint(cli.otlp_endpoint.as_deref()));
+    let endpoint = gristmill::telemetry::endpoint(cli.otlp_endpoint.as_deref());
+    gristmill::logging::init(cli.log_format, "info", service, endpoint);
+    let is_client = !matches!(cli.command, Command::Driver(_) | Command::Cert(_));
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -212,9 +264,17 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Driver(args) => run_driver(args).await,
-            Command::Jobs(client) => list(&client.endpoint()?).await,
-            Command::Status { job, client } => status(&client.endpoint()?, job).await,
-            Command::Cancel { job, client } => cancel(&client.endpoint()?, job).await,
+            Command::Jobs { json, client } => client::list(&client.endpoint()?, json).await,
+            Command::Status { job, json, client } => client::status(&client.endpoint()?, job, json).await,
+            Command::Wait { job, quiet, driver_timeout, client } => {
+                let timeout = Duration::from_secs(driver_timeout);
+                client::wait(&client.endpoint()?, job, quiet, timeout).await
+            }
+            Command::Cancel { job, client } => client::cancel(&client.endpoint()?, job).await,
+            Command::Logs { job, task, attempt, stdout, client } => {
+                let query = client::LogsQuery { job_id: job, task, attempt, stdout };
+                client::logs(&client.endpoint()?, query).await
+            }
             Command::Cert(command) => cert(command),
         }
     });
@@ -224,7 +284,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            if is_client { ExitCode::from(CANNOT_ASK) } else { ExitCode::FAILURE }
         }
     }
 }
@@ -265,81 +325,6 @@ async fn run_driver(args: DriverArgs) -> gristmill::Result<ExitCode> {
     })
     .await?;
     Ok(ExitCode::SUCCESS)
-}
-
-async fn list(driver: &DriverEndpoint) -> gristmill::Result<ExitCode> {
-    let mut client = connect_driver(driver).await?;
-    let jobs = client
-        .list_jobs(ListJobsRequest {})
-        .await
-        .map_err(gristmill::cluster::rpc::status_error("listing jobs"))?
-        .into_inner()
-        .jobs;
-    println!(
-        "{:<28} {:<18} {:<12} {:<10} {:>4} {:>11} {:>11} {:>9}",
-        "JOB", "NAME", "OWNER", "STATE", "PRIO", "MAPS", "REDUCES", "SECONDS"
-    );
-    for job in jobs {
-        println!(
-            "{:<28} {:<18} {:<12} {:<10} {:>4} {:>11} {:>11} {:>9.1}",
-            job.job_id,
-            job.name,
-            job.owner,
-            state_name(job.state()),
-            job.priority,
-            format!("{}/{}", job.maps_done, job.maps_total),
-            format!("{}/{}", job.reduces_done, job.reduces_total),
-            job.elapsed_seconds
-        );
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn status(driver: &DriverEndpoint, job_id: String) -> gristmill::Result<ExitCode> {
-    let mut client = connect_driver(driver).await?;
-    let what = format!("asking for job {job_id}");
-    let job = client
-        .get_job(JobRef { job_id })
-        .await
-        .map_err(gristmill::cluster::rpc::status_error(what))?
-        .into_inner();
-    print_status(&job);
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn cancel(driver: &DriverEndpoint, job_id: String) -> gristmill::Result<ExitCode> {
-    let mut client = connect_driver(driver).await?;
-    let what = format!("cancelling job {job_id}");
-    let job = client
-        .cancel_job(JobRef { job_id })
-        .await
-        .map_err(gristmill::cluster::rpc::status_error(what))?
-        .into_inner();
-    print_status(&job);
-    Ok(ExitCode::SUCCESS)
-}
-
-fn print_status(job: &JobStatus) {
-    println!("job       {}", job.job_id);
-    println!("name      {}", job.name);
-    println!("owner     {}", job.owner);
-    println!("state     {}", state_name(job.state()));
-    println!("priority  {}", job.priority);
-    println!("maps      {}/{}", job.maps_done, job.maps_total);
-    println!("reduces   {}/{}", job.reduces_done, job.reduces_total);
-    println!("attempts  {} failed, {} backups", job.failed_attempts, job.backup_attempts);
-    println!("elapsed   {:.1} s", job.elapsed_seconds);
-    if job.files > 0 {
-        println!("output    {} rows in {} files", job.rows, job.files);
-    }
-    if !job.error.is_empty() {
-        println!("error     {}", job.error);
-    }
-    let mut counters: Vec<_> = job.counters.iter().collect();
-    counters.sort();
-    for (name, value) in counters {
-        println!("  {name:<24} {value}");
-    }
 }
 
 fn cert(command: CertCommand) -> gristmill::Result<ExitCode> {

@@ -28,6 +28,78 @@ pub struct Follow<'a> {
     pub driver_timeout: Duration,
 }
 
+/// What Ctrl-C does while a submitter follows its job.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnInterrupt {
+    /// Ask "cancel job X? [y/N]" when stdin is a terminal; otherwise (or on "no") detach,
+    /// leaving the job running.
+    #[default]
+    AskOnTerminal,
+    /// Cancel the job (`--cancel-on-interrupt`) and follow it to its end.
+    Cancel,
+}
+
+/// How following a job ended.
+pub enum Followed {
+    /// The job ended with this status.
+    Ended(Box<JobStatus>),
+    /// Ctrl-C: the submitter stopped following; the job keeps running.
+    Detached,
+}
+
+/// [`follow`], handling Ctrl-C as `on_interrupt` says.
+pub async fn follow_interruptible(
+    client: &mut DriverClient<Channel>,
+    how: &Follow<'_>,
+    on_interrupt: OnInterrupt,
+) -> Result<Followed> {
+    let mut canceller = client.clone();
+    let following = follow(client, how);
+    tokio::pin!(following);
+    loop {
+        tokio::select! {
+            status = &mut following => return status.map(|s| Followed::Ended(Box::new(s))),
+            interrupted = tokio::signal::ctrl_c() => {
+                if interrupted.is_err() {
+                    return (&mut following).await.map(|s| Followed::Ended(Box::new(s)));
+                }
+                if !wants_cancel(on_interrupt, how.job_id).await {
+                    eprintln!(
+                        "detached: job {0} keeps running; follow it again with `gristmill wait {0} --driver {1}` \
+                         (or cancel it with `gristmill cancel {0}`)",
+                        how.job_id, how.driver.url
+                    );
+                    return Ok(Followed::Detached);
+                }
+                eprintln!("cancelling job {}", how.job_id);
+                let job = JobRef { job_id: how.job_id.to_owned() };
+                if let Err(e) = canceller.cancel_job(job).await {
+                    eprintln!("could not cancel job {}: {}", how.job_id, e.message());
+                }
+            }
+        }
+    }
+}
+
+/// Whether Ctrl-C cancels the job: always with [`OnInterrupt::Cancel`], else if the user
+/// at the terminal says so.
+async fn wants_cancel(on_interrupt: OnInterrupt, job_id: &str) -> bool {
+    use std::io::IsTerminal;
+    if on_interrupt == OnInterrupt::Cancel {
+        return true;
+    }
+    if !std::io::stdin().is_terminal() {
+        return false;
+    }
+    eprint!("\ncancel job {job_id}? [y/N] ");
+    let answer = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| line)
+    })
+    .await;
+    matches!(answer, Ok(Ok(line)) if matches!(line.trim(), "y" | "Y" | "yes" | "Yes"))
+}
+
 /// Why one watch ended without the job's end.
 enum Broken {
     /// Worth reconnecting (the driver went away or restarts).

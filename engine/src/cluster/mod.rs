@@ -23,6 +23,7 @@ pub mod rpc;
 pub mod shuffle_service;
 pub mod submit;
 pub mod task;
+pub mod task_logs;
 
 /// The argument that puts a job binary in task role.
 pub const TASK_ROLE_ARG: &str = "__gristmill-task";

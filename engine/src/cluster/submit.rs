@@ -41,6 +41,8 @@ pub struct Submission {
     pub show_progress: bool,
     /// How long the driver may be unreachable while following the job (it may restart).
     pub driver_timeout: Duration,
+    /// What Ctrl-C does while following the job.
+    pub on_interrupt: super::follow::OnInterrupt,
 }
 
 /// The default of [`Submission::driver_timeout`].
@@ -94,7 +96,11 @@ pub fn submit<J: Job>(job: &J, config: &RunConfig, how: &Submission) -> Result<S
             show_progress: how.show_progress,
             driver_timeout: how.driver_timeout,
         };
-        let status = super::follow::follow(&mut client, &follow).await?;
+        let status = match super::follow::follow_interruptible(&mut client, &follow, how.on_interrupt).await?
+        {
+            super::follow::Followed::Ended(status) => *status,
+            super::follow::Followed::Detached => return Ok(Submitted::Detached { job_id: reply.job_id }),
+        };
         finish(&output, &plan, status, started).await.map(Submitted::Finished)
     })
 }

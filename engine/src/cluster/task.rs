@@ -65,6 +65,8 @@ fn read_task_from(mut input: impl Read) -> Result<TaskFile, String> {
 /// (even a failure), so only a crash exits otherwise.
 pub fn run<J: Job>(task: &TaskFile) -> ExitCode {
     exit_when_orphaned();
+    enter_task_span(task);
+    tracing::info!(binary = J::NAME, "attempt started");
     let kind = if task.is_map { "map" } else { "reduce" };
     let span = tracing::info_span!("task process", job = %task.job_id, kind, index = task.index, attempt = task.attempt);
     crate::telemetry::adopt_parent(&span, task.trace_parent.as_deref());
@@ -77,7 +79,13 @@ pub fn run<J: Job>(task: &TaskFile) -> ExitCode {
     drop(span);
     crate::telemetry::shutdown();
     if let TaskResult::Failed { message, .. } | TaskResult::FetchFailed { message, .. } = &result {
-        eprintln!("error: {message}");
+        match crate::logging::format() {
+            // A JSON log stays one object a line.
+            crate::logging::LogFormat::Json => tracing::error!(error = %message, "attempt failed"),
+            crate::logging::LogFormat::Text => eprintln!("error: {message}"),
+        }
+    } else {
+        tracing::info!("attempt finished");
     }
     let written = serde_json::to_vec(&result)
         .map_err(|e| e.to_string())
@@ -88,6 +96,20 @@ pub fn run<J: Job>(task: &TaskFile) -> ExitCode {
             eprintln!("error: cannot write the task result {}: {e}", task.result_file.display());
             ExitCode::from(2)
         }
+    }
+}
+
+/// Logs every line of this process inside a root span naming the job, task and attempt
+/// (on every thread: the CPU pool's threads enter it as they start).
+fn enter_task_span(task: &TaskFile) {
+    let kind = if task.is_map { "map" } else { "reduce" };
+    let task_name = format!("{kind} {}", task.index);
+    // Target `gristmill::logging`: a span for log lines only, never exported (it never ends).
+    let span = tracing::info_span!(target: "gristmill::logging", "task", job = %task.job_id, task = %task_name, attempt = task.attempt);
+    crate::logging::enter_task_span(span);
+    let pool = rayon::ThreadPoolBuilder::new().start_handler(|_| crate::logging::enter_root_span());
+    if let Err(e) = pool.build_global() {
+        tracing::debug!(error = %e, "the CPU pool was already started");
     }
 }
 

@@ -62,6 +62,7 @@ pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Re
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(config.threads)
         .thread_name(|i| format!("gristmill-cpu-{i}"))
+        .start_handler(|_| crate::logging::enter_root_span())
         .build()
         .map_err(|e| Error::Internal(format!("cannot start {} threads: {e}", config.threads)))?;
 
@@ -242,6 +243,7 @@ pub(crate) fn io_runtime() -> Result<Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("gristmill-io")
+        .on_thread_start(crate::logging::enter_root_span)
         .enable_all()
         .build()
         .map_err(|e| Error::Internal(format!("cannot start the I/O runtime: {e}")))

@@ -13,7 +13,7 @@ use gristmill_jobs::terasort::{GenSpec, Layout, teragen};
 /// sorted names give record order, then `_SUCCESS`. Prints the record count and valsort's
 /// checksum of the records.
 #[derive(Parser)]
-#[command(name = "teragen")]
+#[command(name = "teragen", version = gristmill::VERSION)]
 struct Args {
     /// How many 100-byte records.
     #[arg(long, short = 'n')]

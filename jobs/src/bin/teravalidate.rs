@@ -13,7 +13,7 @@ use gristmill_jobs::terasort::{key_hex, validate_dir};
 /// per-record CRC-32s, as 32 hex digits), `duplicate keys` and `order`. Exits 0 when the
 /// records are in order, 1 (naming the first disorder) when not or on an error.
 #[derive(Parser)]
-#[command(name = "teravalidate")]
+#[command(name = "teravalidate", version = gristmill::VERSION)]
 struct Args {
     /// Directory of record files.
     #[arg(long, short = 'i')]

@@ -9,7 +9,7 @@ use gristmill_jobs::sample::{TextSpec, write_text};
 
 /// Writes sample text: lines of 4-17 words drawn from a Zipf distribution.
 #[derive(Parser)]
-#[command(name = "textgen")]
+#[command(name = "textgen", version = gristmill::VERSION)]
 struct Args {
     /// Directory to write `part-NNNN.txt` files into.
     #[arg(long, short = 'o')]

@@ -14,6 +14,7 @@ mod declared_schema;
 mod driver_recovery;
 mod grep;
 mod groupby;
+mod history;
 mod inverted_index;
 mod join;
 mod metrics;

@@ -17,6 +17,8 @@
 pub mod bad_rows;
 pub mod binaries;
 pub mod commit;
+pub mod events;
+pub mod history_http;
 pub mod http;
 pub mod job_trace;
 pub mod journal;
@@ -29,6 +31,7 @@ pub mod service;
 pub mod settle;
 pub mod staging;
 pub mod state;
+pub mod task_logs;
 #[cfg(test)]
 mod tests;
 

@@ -68,6 +68,8 @@ pub struct Ended {
     pub status: JobStatus,
     /// When it ended (ms since the Unix epoch).
     pub ended_at_ms: u64,
+    /// Its secret, to read its task logs from the workers (`None` if it does not unseal).
+    pub secret: Option<JobSecret>,
 }
 
 /// What the journal says.
@@ -120,8 +122,9 @@ pub fn recover(
             Some(end) => {
                 // History only: a request that does not unseal leaves its counts at zero.
                 let request = journal.request(&job).unwrap_or_default();
-                ended
-                    .push(Ended { status: ended_status(&job, &request, &end), ended_at_ms: end.ended_at_ms });
+                let secret = journal.secret(&job).ok().flatten();
+                let status = ended_status(&job, &request, &end);
+                ended.push(Ended { status, ended_at_ms: end.ended_at_ms, secret });
             }
         }
     }
@@ -236,7 +239,7 @@ mod tests {
     use super::*;
 
     fn ended(id: &str, ended_at_ms: u64) -> Ended {
-        Ended { status: JobStatus { job_id: id.into(), ..JobStatus::default() }, ended_at_ms }
+        Ended { status: JobStatus { job_id: id.into(), ..JobStatus::default() }, ended_at_ms, secret: None }
     }
 
     #[test]

@@ -10,13 +10,14 @@ use gristmill_proto::v1::driver_server::Driver;
 use gristmill_proto::v1::{
     AttemptKey, BinaryChunk, BinaryRef, DriverMessage, FailureKind, HasBinaryReply, JobRef, JobStatus,
     ListJobsReply, ListJobsRequest, ReduceDone, Register, Registered, SubmitJobReply, SubmitJobRequest,
-    TaskFailed, TaskKind as WireTaskKind, TaskReport, WorkerMessage, driver_message, task_report,
-    worker_message,
+    TaskFailed, TaskKind as WireTaskKind, TaskLogReply, TaskLogRequest, TaskReport, WorkerMessage,
+    driver_message, task_report, worker_message,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::events::{Event, task_name};
 use super::staging::StagedPart;
 use super::state::{DriverState, Submission, SubmitRefused, WorkerLink};
 use crate::cluster::rpc::is_final;
@@ -222,6 +223,12 @@ impl Driver for DriverService {
         });
         self.state.status(&id).map(Response::new).ok_or_else(|| Status::not_found(format!("no job {id}")))
     }
+
+    async fn get_task_log(&self, request: Request<TaskLogRequest>) -> Result<Response<TaskLogReply>, Status> {
+        let identity = authorize(&request, Role::Client, "read task logs")?;
+        let logs = super::task_logs::task_logs(&self.state, &identity, &request.into_inner()).await?;
+        Ok(Response::new(TaskLogReply { logs }))
+    }
 }
 
 /// Refuses a registration whose slots, shuffle address or directory are not plausible: a
@@ -326,7 +333,8 @@ fn on_report(state: &Arc<DriverState>, worker: &WorkerId, report: TaskReport) {
         };
         return state.update(|s, now| s.task_failed(now, &attempt, failure));
     }
-    let counters = report.counters.into_iter().collect();
+    let counters: std::collections::BTreeMap<String, u64> = report.counters.into_iter().collect();
+    log_attempt_end(state, worker, &attempt, &result, &counters);
     match result {
         task_report::Result::MapDone(done) => state.update(|s, now| {
             s.note_map_output(&attempt, done.output_bytes);
@@ -345,6 +353,29 @@ fn on_report(state: &Arc<DriverState>, worker: &WorkerId, report: TaskReport) {
             state.update(|s, now| s.task_failed(now, &attempt, failure));
         }
     }
+}
+
+/// Logs how an attempt ended in its job's event log.
+fn log_attempt_end(
+    state: &DriverState,
+    worker: &WorkerId,
+    attempt: &AttemptRef,
+    result: &task_report::Result,
+    counters: &std::collections::BTreeMap<String, u64>,
+) {
+    let (task, number, worker) =
+        (task_name(attempt.task.kind, attempt.task.index), attempt.attempt.0, worker.to_string());
+    let event = match result {
+        task_report::Result::Failed(failed) => Event::TaskFailed {
+            task,
+            attempt: number,
+            worker,
+            error: failed.message.clone(),
+            kind: failed.error_kind.clone(),
+        },
+        _ => Event::TaskFinished { task, attempt: number, worker, counters: counters.clone() },
+    };
+    state.events.append(attempt.job.as_str(), event);
 }
 
 /// The bad records a finished map attempt reports (a JSON array); the failure to fail it

@@ -116,7 +116,8 @@ async fn end_committed(journal: &Journal, job: &Unfinished, rows: u64, files: u3
     }
     let options = storage_options_of(&job.request);
     unlock_output(&job.request.output, &options, &JobId::from_string(end.id.clone())).await;
-    Ended { status: ended_status(&job.job, &job.request, &end), ended_at_ms: end.ended_at_ms }
+    let status = ended_status(&job.job, &job.request, &end);
+    Ended { status, ended_at_ms: end.ended_at_ms, secret: job.secret.clone() }
 }
 
 /// The manifest in the job's output, if it names the job.

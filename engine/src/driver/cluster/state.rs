@@ -21,6 +21,7 @@ use super::DriverConfig;
 use super::bad_rows::JobBadRecords;
 use super::binaries::DriverBinaries;
 use super::commit::{CommitSpec, commit, storage_options_of, unlock_output};
+use super::events::{Event, EventLog, task_name};
 use super::journal::{CommitBegun, Journal, JournaledPart, MapDone, PartStaged, Record};
 use super::recovery::{Ended, HistoryLimits, Recovered, attempt_base, beyond_limits, end_record, recover};
 use super::settle::journaled;
@@ -156,6 +157,10 @@ pub struct DriverState {
     pub metrics: crate::metrics::DriverMetrics,
     /// Running attempts' latest counters, from heartbeats.
     live: super::live::LiveCounters,
+    /// Each job's event log (see [`events`](super::events)).
+    pub events: EventLog,
+    /// The node certificate the driver presents to workers (reading task logs).
+    pub node_tls: Option<crate::security::ClientTls>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -203,8 +208,22 @@ impl DriverState {
             history_limits: config.history,
             metrics: crate::metrics::DriverMetrics::new(),
             live: super::live::LiveCounters::default(),
+            events: EventLog::open(config.data_dir.join("events")).map_err(|e| {
+                crate::error::Error::local_disk(config.data_dir.join("events").display().to_string(), e)
+            })?,
+            node_tls: match &config.security.certs_dir {
+                Some(dir) => Some(
+                    crate::security::ClientTls::node(dir)
+                        .map_err(|e| crate::error::Error::Config(format!("the node certificate: {e}")))?,
+                ),
+                None => None,
+            },
         };
         state.resume(recovered);
+        // Event logs of jobs no longer in the history go with them.
+        let mut kept: HashSet<String> = lock(&state.jobs).keys().map(|id| id.to_string()).collect();
+        kept.extend(lock(&state.history).iter().map(|e| e.status.job_id.clone()));
+        state.events.retain(&kept);
         Ok(state)
     }
 
@@ -222,7 +241,8 @@ impl DriverState {
         };
         let status = super::recovery::ended_status(&job.job, &job.request, &end);
         self.journal_end(&status);
-        lock(&self.history).push_back(Ended { status, ended_at_ms: end.ended_at_ms });
+        let secret = job.secret.clone();
+        lock(&self.history).push_back(Ended { status, ended_at_ms: end.ended_at_ms, secret });
     }
 
     /// Forgets ended jobs beyond the history limits (count and age), this run's and earlier
@@ -242,6 +262,9 @@ impl DriverState {
         );
         drop(history);
         let doomed = beyond_limits(&ages, self.history_limits);
+        for job in &doomed {
+            self.events.remove(job);
+        }
         lock(&self.history).retain(|e| !doomed.contains(&e.status.job_id));
         let mut scheduler = lock(&self.scheduler);
         lock(&self.jobs).retain(|id, r| {
@@ -349,6 +372,17 @@ impl DriverState {
     pub fn submit(self: &Arc<Self>, submission: Submission) -> std::result::Result<(), SubmitRefused> {
         let Submission { id, owner, request, output_key } = submission;
         let spec = job_spec(&id, &owner, &request);
+        let submitted = Event::Submitted {
+            name: request.name.clone(),
+            owner: owner.clone(),
+            priority: request.priority,
+            binary_digest: request.binary_digest.clone(),
+            output: request.output.clone(),
+            maps: request.map_tasks.len(),
+            reducers: request.reducers,
+            input_files: request.input_files,
+            input_bytes: request.input_bytes,
+        };
         let secret = JobSecret::generate();
         let journaled = self.journal.submitted(&id, &owner, &request, &secret);
         let record = JobRecord::new(&id, request, output_key, owner, secret);
@@ -358,12 +392,15 @@ impl DriverState {
             lock(&self.jobs).remove(&id);
             return Err(SubmitRefused::Journal(e.to_string()));
         }
+        // Logged before the scheduler launches any of its tasks.
+        self.events.append(id.as_str(), submitted);
         let mut refused = None;
         self.update(|s, now| refused = s.submit(now, spec).err());
         if refused.is_none() {
             self.metrics.job_submitted();
         }
         if let Some(e) = refused {
+            self.events.append(id.as_str(), Event::Failed { error: e.to_string() });
             lock(&self.jobs).remove(&id);
             let status = JobStatus {
                 job_id: id.to_string(),
@@ -517,6 +554,7 @@ impl DriverState {
         for action in actions {
             match action {
                 Action::Launch { worker, attempt, map_outputs } => {
+                    self.log_launch(&worker, &attempt);
                     let message = self.run_task(&attempt, &map_outputs);
                     match message {
                         Some(run) => {
@@ -528,6 +566,10 @@ impl DriverState {
                     }
                 }
                 Action::Kill { worker, attempt } => {
+                    let (task, number) =
+                        (task_name(attempt.task.kind, attempt.task.index), attempt.attempt.0);
+                    let killed = Event::TaskKilled { task, attempt: number, worker: worker.to_string() };
+                    self.events.append(attempt.job.as_str(), killed);
                     self.send(&worker, driver_message::Body::Kill(attempt_key(&attempt)));
                 }
                 Action::DropJobData { worker, job } => {
@@ -540,6 +582,7 @@ impl DriverState {
                     self.live.forget_job(&job);
                     if let Some(status) = self.status(&job) {
                         self.journal_end(&status);
+                        self.events.append(job.as_str(), end_event(&status));
                     }
                     let succeeded = matches!(state, crate::scheduler::JobState::Succeeded);
                     let output = lock(&self.jobs).get_mut(&job).map(|record| {
@@ -566,6 +609,26 @@ impl DriverState {
         for worker in unreachable {
             self.detach(&worker, "its session stream is closed");
         }
+    }
+
+    /// Logs an attempt's launch with its worker's address (where its task logs are read).
+    fn log_launch(&self, worker: &WorkerId, attempt: &AttemptRef) {
+        let address = lock(&self.workers).get(worker).map(|l| l.shuffle_address.clone()).unwrap_or_default();
+        let task = task_name(attempt.task.kind, attempt.task.index);
+        let launched =
+            Event::TaskLaunched { task, attempt: attempt.attempt.0, worker: worker.to_string(), address };
+        self.events.append(attempt.job.as_str(), launched);
+    }
+
+    /// A job's owner and secret, while the driver remembers it (this run's jobs, and the
+    /// history of earlier runs'), for reading its task logs.
+    pub fn owner_and_secret(&self, job: &JobId) -> Option<(String, JobSecret)> {
+        let live = lock(&self.jobs).get(job).map(|r| (r.owner.clone(), r.secret.clone()));
+        live.or_else(|| {
+            let history = lock(&self.history);
+            let ended = history.iter().find(|e| e.status.job_id == job.as_str())?;
+            Some((ended.status.owner.clone(), ended.secret.clone()?))
+        })
     }
 
     fn send(&self, worker: &WorkerId, body: driver_message::Body) -> bool {
@@ -812,6 +875,15 @@ fn counters_of(map: &BTreeMap<String, u64>) -> Counters {
         counters.add(name, *value);
     }
     counters
+}
+
+/// The event a job's end is logged as.
+fn end_event(status: &JobStatus) -> Event {
+    match status.state() {
+        JobState::Succeeded => Event::Committed { files: status.files, rows: status.rows },
+        JobState::Cancelled => Event::Cancelled,
+        _ => Event::Failed { error: status.error.clone() },
+    }
 }
 
 fn status_of(view: &JobView, record: &JobRecord) -> JobStatus {

@@ -24,7 +24,10 @@ use crate::security::certs::CertsDir;
 
 /// The UI's and API's routes; `certs_dir` holds the tokens of a secured driver.
 pub fn router(state: Arc<DriverState>, certs_dir: Option<CertsDir>) -> axum::Router {
-    let router = routes().with_state(state.clone()).merge(super::metrics::router(state));
+    let router = routes()
+        .merge(super::history_http::routes(certs_dir.clone()))
+        .with_state(state.clone())
+        .merge(super::metrics::router(state));
     crate::security::http_auth::require_auth(router, certs_dir)
 }
 
