@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use gristmill::metrics::process::{ProcessStats, disk_free_bytes, own_stats, process_stats};
+use gristmill::metrics::process::{ProcessStats, dir_bytes, disk_free_bytes, own_stats, process_stats};
 use gristmill::metrics::routes::{Readiness, health_router, metrics_router};
 use gristmill::metrics::{WorkerMetrics, WorkerResources};
 use gristmill::security::{PeerInfo, Protocol, ServerSecurity};
@@ -59,8 +59,13 @@ impl LiveTasks {
     }
 }
 
-/// What the worker uses now: its own process, its task processes, its shuffle disk.
-pub fn resources(tasks: &LiveTasks, shuffle_dir: &std::path::Path) -> WorkerResources {
+/// What the worker uses now: its own process, its task processes, its shuffle disk and its
+/// data directory.
+pub fn resources(
+    tasks: &LiveTasks,
+    shuffle_dir: &std::path::Path,
+    data_dir: &std::path::Path,
+) -> WorkerResources {
     let running = tasks.all();
     let sum = running.iter().filter_map(|t| process_stats(t.pid)).fold(ProcessStats::default(), |a, b| a + b);
     let own = own_stats();
@@ -71,6 +76,7 @@ pub fn resources(tasks: &LiveTasks, shuffle_dir: &std::path::Path) -> WorkerReso
         tasks_cpu_seconds: sum.cpu_seconds,
         tasks_rss_bytes: sum.rss_bytes,
         shuffle_disk_free_bytes: disk_free_bytes(shuffle_dir).unwrap_or(0),
+        data_dir_bytes: dir_bytes(data_dir),
     }
 }
 
@@ -110,6 +116,8 @@ pub struct StatusServer {
     pub tasks: LiveTasks,
     /// Its shuffle directory (for the free space of its disk).
     pub shuffle_dir: PathBuf,
+    /// Its data directory (for the bytes it holds).
+    pub data_dir: PathBuf,
     /// Set while attached to the driver.
     pub ready: Readiness,
 }
@@ -123,8 +131,8 @@ impl StatusServer {
                 cause: e.to_string(),
             })?;
         let bound = listener.local_addr();
-        let StatusServer { metrics, tasks, shuffle_dir, ready, security, .. } = self;
-        let render = Arc::new(move || metrics.render(&resources(&tasks, &shuffle_dir)));
+        let StatusServer { metrics, tasks, shuffle_dir, data_dir, ready, security, .. } = self;
+        let render = Arc::new(move || metrics.render(&resources(&tasks, &shuffle_dir, &data_dir)));
         let metrics =
             gristmill::security::http_auth::require_auth(metrics_router(render), security.certs_dir);
         let router = metrics.merge(health_router(ready));

@@ -97,6 +97,7 @@ pub async fn serve(mut config: WorkerConfig) -> Result<(), WorkerError> {
             metrics: dirs.observed.metrics.clone(),
             tasks: dirs.observed.live.clone(),
             shuffle_dir: dirs.shuffle.clone(),
+            data_dir: config.data_dir.clone(),
             ready: dirs.observed.ready.clone(),
         };
         let bound = status.start().await?;
@@ -197,7 +198,7 @@ async fn session(
                 let beat = Heartbeat {
                     running: tasks.running(),
                     progress: tasks.progress(),
-                    resources: Some(wire_resources(resources(&dirs.observed.live, &dirs.shuffle))),
+                    resources: Some(wire_resources(resources(&dirs.observed.live, &dirs.shuffle, &config.data_dir))),
                 };
                 if up.send(WorkerMessage { body: Some(worker_message::Body::Heartbeat(beat)) }).await.is_err() {
                     break SessionEnd::Lost("the session's upstream closed".into());
@@ -283,6 +284,7 @@ fn wire_resources(r: gristmill::metrics::WorkerResources) -> gristmill_proto::v1
         tasks_cpu_seconds: r.tasks_cpu_seconds,
         tasks_rss_bytes: r.tasks_rss_bytes,
         shuffle_disk_free_bytes: r.shuffle_disk_free_bytes,
+        data_dir_bytes: r.data_dir_bytes,
     }
 }
 

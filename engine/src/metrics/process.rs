@@ -59,6 +59,32 @@ pub fn disk_free_bytes(path: &Path) -> Option<u64> {
     statvfs_available(&path)
 }
 
+/// Walks at most this many entries, so a directory of millions of files costs a heartbeat
+/// a bounded time (what is past the bound is not counted).
+const MAX_WALKED_ENTRIES: usize = 100_000;
+
+/// Bytes of the regular files under `dir` (symbolic links not followed); 0 if unreadable.
+pub fn dir_bytes(dir: &Path) -> u64 {
+    let (mut total, mut walked) = (0u64, 0usize);
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            walked += 1;
+            if walked > MAX_WALKED_ENTRIES {
+                return total;
+            }
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                pending.push(entry.path());
+            } else if meta.is_file() {
+                total += meta.len();
+            }
+        }
+    }
+    total
+}
+
 #[allow(unsafe_code)]
 fn statvfs_available(path: &std::ffi::CStr) -> Option<u64> {
     // SAFETY: `path` is a NUL-terminated string that outlives the call, and `stat` is a
@@ -93,6 +119,12 @@ mod tests {
         let own = own_stats();
         assert!(own.rss_bytes > 0 && own.cpu_seconds >= 0.0, "{own:?}");
         assert!(disk_free_bytes(&std::env::temp_dir()).is_some());
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("a"), [0u8; 10]).unwrap();
+        std::fs::write(dir.path().join("sub").join("b"), [0u8; 32]).unwrap();
+        assert_eq!(dir_bytes(dir.path()), 42);
+        assert_eq!(dir_bytes(&dir.path().join("missing")), 0);
         assert_eq!(process_stats(u32::MAX), None);
     }
 }

@@ -27,6 +27,9 @@ pub struct WorkerResources {
     pub tasks_rss_bytes: u64,
     /// Free bytes on the file system of its shuffle directory.
     pub shuffle_disk_free_bytes: u64,
+    /// Bytes in its data directory: cached job binaries, map output, task scratch space, logs.
+    #[serde(default)]
+    pub data_dir_bytes: u64,
 }
 
 type Label = [(&'static str, &'static str); 1];
@@ -44,6 +47,7 @@ pub struct WorkerMetrics {
     shuffle_fetched: Counter,
     spilled: Counter,
     disk_free: Gauge,
+    data_dir_bytes: Gauge,
     cpu_seconds: Counter<f64, AtomicU64>,
     rss_bytes: Gauge,
     tasks_cpu_seconds: Gauge<f64, AtomicU64>,
@@ -65,6 +69,7 @@ impl WorkerMetrics {
             shuffle_fetched: Counter::default(),
             spilled: Counter::default(),
             disk_free: Gauge::default(),
+            data_dir_bytes: Gauge::default(),
             cpu_seconds: Counter::default(),
             rss_bytes: Gauge::default(),
             tasks_cpu_seconds: Gauge::default(),
@@ -100,6 +105,11 @@ impl WorkerMetrics {
             "gristmill_worker_shuffle_disk_free_bytes",
             "Free bytes on the file system of the shuffle directory",
             m.disk_free.clone(),
+        );
+        r.register(
+            "gristmill_worker_data_dir_bytes",
+            "Bytes in the data directory: cached job binaries, map output, task scratch space, logs",
+            m.data_dir_bytes.clone(),
         );
         r.register(
             "gristmill_process_cpu_seconds",
@@ -151,6 +161,7 @@ impl WorkerMetrics {
     pub fn render(&self, now: &WorkerResources) -> String {
         self.slots_busy.set(i64::from(now.slots_busy));
         self.disk_free.set(now.shuffle_disk_free_bytes as i64);
+        self.data_dir_bytes.set(now.data_dir_bytes as i64);
         raise_to(&self.cpu_seconds, now.cpu_seconds);
         self.rss_bytes.set(now.rss_bytes as i64);
         self.tasks_cpu_seconds.set(now.tasks_cpu_seconds);

@@ -68,6 +68,27 @@ fn kill_worker_while_it_runs(stage: &str) {
     wait_ok(job);
     assert_same_parts(&expected, &out);
     assert_eq!(cluster.alive_workers(), 1);
+    assert_lost_attempts_logged(&cluster);
+}
+
+/// The job's event log tells of the attempts its lost worker was running (no report of
+/// theirs ever came).
+fn assert_lost_attempts_logged(cluster: &Cluster) {
+    let jobs: serde_json::Value = serde_json::from_str(&cluster.get("/api/jobs")).unwrap();
+    let id = jobs[0]["id"].as_str().unwrap();
+    let events: serde_json::Value =
+        serde_json::from_str(&cluster.get(&format!("/api/jobs/{id}/events"))).unwrap();
+    let lost: Vec<_> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "task_failed" && e["kind"] == "worker_lost")
+        .collect();
+    assert!(!lost.is_empty(), "no lost attempt in the event log: {events}");
+    for e in lost {
+        assert!(e["error"].as_str().unwrap().contains("was lost"), "{e}");
+        assert!(e["duration_ms"].is_u64(), "a lost attempt's end carries its duration: {e}");
+    }
 }
 
 #[test]

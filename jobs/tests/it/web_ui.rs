@@ -95,7 +95,11 @@ fn pages_and_their_json_twins_show_the_job_its_tasks_attempts_and_failed_attempt
         let (task, error) = (&a["task"], a["error"].as_str().unwrap());
         assert!(page.contains(error), "{error}");
         let slug = format!("{}-{}", task["kind"].as_str().unwrap().to_lowercase(), task["index"]);
-        assert!(page.contains(&format!("/jobs/{id}/tasks/{slug}/attempts/0/log")), "the log link of {slug}");
+        let link = format!("/jobs/{id}/tasks/{slug}/attempts/0/log");
+        assert!(page.contains(&link), "the log link of {slug}");
+        // The link leads to the attempt's stderr, kept on its worker, with the failure in it.
+        let log = cluster.get(&link);
+        assert!(log.contains("fails on purpose"), "{link}: {log}");
     }
     for needle in
         ["id=\"tasks\"", "<svg", "id=\"timeline\"", "Why is it slow", "retries:", "map_input_records"]
@@ -125,9 +129,14 @@ fn pages_and_their_json_twins_show_the_job_its_tasks_attempts_and_failed_attempt
         let here = twin["attempts"].as_array().unwrap();
         assert!(here.iter().all(|a| a["job"] == id.as_str() && a["worker"] == wid), "{twin}");
         attempts_on_workers += here.len();
+        let data_dir_bytes = twin["resources"]["data_dir_bytes"].as_u64().unwrap_or(0);
+        assert!(data_dir_bytes > 0, "the worker reports its disk use (the job binary at least): {twin}");
         let page = cluster.get(&format!("/workers/{encoded}"));
         assert!(
-            page.contains(wid) && page.contains(&id) && page.contains("id=\"worker-attempts\""),
+            page.contains(wid)
+                && page.contains(&id)
+                && page.contains("id=\"worker-attempts\"")
+                && page.contains("in its data directory"),
             "{page}"
         );
     }

@@ -76,7 +76,8 @@ pub enum Event {
         worker: String,
         /// The error, one line.
         error: String,
-        /// Its kind (`corrupt_input`, `panic`, ...; empty if untyped).
+        /// Its kind (`corrupt_input`, `panic`, ..., `worker_lost` when its worker was lost
+        /// while it ran; empty if untyped).
         kind: String,
     },
     /// An attempt was killed (it lost to another, or its job ended).

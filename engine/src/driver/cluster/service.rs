@@ -448,6 +448,7 @@ fn resources_of(r: gristmill_proto::v1::WorkerResources) -> crate::metrics::Work
         tasks_cpu_seconds: r.tasks_cpu_seconds,
         tasks_rss_bytes: r.tasks_rss_bytes,
         shuffle_disk_free_bytes: r.shuffle_disk_free_bytes,
+        data_dir_bytes: r.data_dir_bytes,
     }
 }
 

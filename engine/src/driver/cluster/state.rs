@@ -303,7 +303,19 @@ impl DriverState {
     fn observe(&self, events: &[crate::scheduler::AttemptEvent], now: Instant) {
         self.metrics.observe(events, now);
         for event in events {
-            if let crate::scheduler::AttemptEvent::Ended { attempt, .. } = event {
+            if let crate::scheduler::AttemptEvent::Ended { attempt, worker, outcome, .. } = event {
+                if *outcome == crate::scheduler::AttemptOutcome::Lost {
+                    // No report comes from a lost worker: the event log hears it from here.
+                    let task = task_name(attempt.task.kind, attempt.task.index);
+                    let lost = Event::TaskFailed {
+                        task,
+                        attempt: attempt.attempt.0,
+                        worker: worker.to_string(),
+                        error: format!("worker {worker} was lost while the attempt ran"),
+                        kind: "worker_lost".into(),
+                    };
+                    self.events.append(attempt.job.as_str(), lost);
+                }
                 self.live.forget_attempt(attempt);
                 if let Some(record) = lock(&self.jobs).get_mut(&attempt.job) {
                     record.trace.attempt_ended(attempt);

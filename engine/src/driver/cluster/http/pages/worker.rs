@@ -23,7 +23,10 @@ pub fn render(d: &WorkerDetail) -> Markup {
             tr { td { "last heartbeat" } td { (secs(w.secs_since_heartbeat)) " ago" } }
             tr { td { "attempts completed" } td { (w.tasks_completed) } }
             tr { td { "shuffle data held" } td #shuffle-held { (bytes(d.shuffle_bytes_held)) " in " (d.map_outputs_held) " map outputs of running jobs" } }
-            tr { td { "disk use" } td { "its shuffle data above; the disk itself is not reported to the driver" } }
+            tr { td { "disk use" } td #disk-use { @match &w.resources {
+                Some(r) => { (bytes(r.data_dir_bytes)) " in its data directory (job binaries, map output, scratch space, logs); " (bytes(r.shuffle_disk_free_bytes)) " free on its shuffle disk" },
+                None => "not reported yet",
+            } } }
         } }
         h2 { "Attempts" }
         @if d.attempts.is_empty() { p.muted { "None." } } @else {
