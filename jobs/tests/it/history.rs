@@ -3,8 +3,9 @@
 //! `gristmill logs` (only by the job's owner), `--log-format json`, exit codes and `--json`
 //! of `gristmill wait` / `status` / `jobs`, and `--version`.
 
+use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -259,7 +260,13 @@ fn every_binary_prints_its_version_with_the_git_revision() {
 }
 
 /// Starts a chaos job whose map tasks sleep 20 s, following it with stdin not a terminal.
-fn spawn_slow_chaos(cluster: &Cluster, text: &Path, out: &Path, extra: &[&str]) -> std::process::Child {
+fn spawn_slow_chaos(
+    cluster: &Cluster,
+    text: &Path,
+    out: &Path,
+    extra: &[&str],
+    stdin: std::process::Stdio,
+) -> std::process::Child {
     let certs = cluster.certs.as_ref().unwrap();
     Command::new(bin("chaos"))
         .args([
@@ -277,7 +284,7 @@ fn spawn_slow_chaos(cluster: &Cluster, text: &Path, out: &Path, extra: &[&str]) 
         .args(["--driver", &cluster.url, "--certs-dir", s(certs), "--user", TEST_USER, "--progress", "off"])
         .args(extra)
         .env_remove("GRISTMILL_CERTS_DIR")
-        .stdin(std::process::Stdio::null())
+        .stdin(stdin)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -308,7 +315,7 @@ fn ctrl_c_detaches_from_a_job_or_cancels_it_when_asked() {
     let (text, _) = input_and_expected(cluster.dir());
 
     // Not on a terminal: the submitter detaches and the job keeps running.
-    let child = spawn_slow_chaos(&cluster, &text, &cluster.dir().join("out-1"), &[]);
+    let child = spawn_slow_chaos(&cluster, &text, &cluster.dir().join("out-1"), &[], Stdio::null());
     let job = running_job(&cluster);
     interrupt(&child);
     let out = child.wait_with_output().unwrap();
@@ -324,7 +331,13 @@ fn ctrl_c_detaches_from_a_job_or_cancels_it_when_asked() {
     assert_eq!(cluster.cli(&["wait", &job, "--quiet"]).status.code(), Some(1), "cancelled");
 
     // --cancel-on-interrupt: the job is cancelled and the submitter exits with its end.
-    let child = spawn_slow_chaos(&cluster, &text, &cluster.dir().join("out-2"), &["--cancel-on-interrupt"]);
+    let child = spawn_slow_chaos(
+        &cluster,
+        &text,
+        &cluster.dir().join("out-2"),
+        &["--cancel-on-interrupt"],
+        Stdio::null(),
+    );
     let job = running_job(&cluster);
     interrupt(&child);
     let out = child.wait_with_output().unwrap();
@@ -334,4 +347,31 @@ fn ctrl_c_detaches_from_a_job_or_cancels_it_when_asked() {
     let status = cluster.cli(&["status", &job]);
     assert_eq!(status.status.code(), Some(1));
     assert!(stdout(&status).contains("cancelled"), "{}", stdout(&status));
+
+    // On a terminal: the submitter asks, and "y" cancels the job.
+    let (mut terminal, stdin) = pseudo_terminal();
+    let child = spawn_slow_chaos(&cluster, &text, &cluster.dir().join("out-3"), &[], stdin);
+    let job = running_job(&cluster);
+    interrupt(&child);
+    // The terminal holds the answer until the submitter reads its line.
+    terminal.write_all(b"y\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("cancel job {job}? [y/N]")), "{stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stdout(&cluster.cli(&["status", &job])).contains("cancelled"));
+}
+
+/// A pseudo-terminal: its controlling side, and its terminal side as a child's stdin.
+#[allow(unsafe_code)]
+fn pseudo_terminal() -> (std::fs::File, Stdio) {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let (mut controller, mut terminal) = (-1, -1);
+    let (name, termios, size) = (std::ptr::null_mut(), std::ptr::null(), std::ptr::null());
+    // SAFETY: openpty writes two new file descriptors into the two ints; the null name,
+    // termios and window size are documented as allowed.
+    let done = unsafe { libc::openpty(&mut controller, &mut terminal, name, termios, size) };
+    assert_eq!(done, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors were just opened and are owned by nothing else.
+    unsafe { (std::fs::File::from_raw_fd(controller), Stdio::from(OwnedFd::from_raw_fd(terminal))) }
 }
