@@ -281,13 +281,51 @@ impl RunConfig {
     }
 }
 
-/// 40% of the machine's memory (from `/proc/meminfo`), or 2 GiB when unknown.
+/// 40% of the memory this process may use: the machine's (`/proc/meminfo`), or less when
+/// its cgroup (a container's memory limit) allows less; 2 GiB when neither can be read.
 pub fn default_memory_limit() -> u64 {
     let total_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|info| {
         let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
         line.split_whitespace().nth(1)?.parse::<u64>().ok()
     });
-    total_kib.map_or(FALLBACK_MEMORY_LIMIT, |kib| kib * 1024 / 10 * 4)
+    let machine = total_kib.map(|kib| kib * 1024);
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|c| cgroup_memory_limit(&c, "/sys/fs/cgroup"));
+    let usable = match (machine, cgroup) {
+        (Some(machine), Some(cgroup)) => Some(machine.min(cgroup)),
+        (one, other) => one.or(other),
+    };
+    usable.map_or(FALLBACK_MEMORY_LIMIT, |bytes| bytes / 10 * 4)
+}
+
+/// The memory limit of this process's cgroup, given `/proc/self/cgroup` and where the
+/// cgroup file systems are mounted: `memory.max` of cgroup v2 (the unified `0::PATH` line),
+/// or `memory.limit_in_bytes` of v1's memory controller; `None` when unlimited or unknown.
+/// Inside a container its own cgroup is the root of the mount; both places are tried.
+pub fn cgroup_memory_limit(proc_self_cgroup: &str, mount: &str) -> Option<u64> {
+    let mount = std::path::Path::new(mount);
+    let read = |file: std::path::PathBuf| -> Option<u64> {
+        let text = std::fs::read_to_string(file).ok()?;
+        // "max" (v2) or a huge number (v1: no limit) mean unlimited.
+        text.trim().parse::<u64>().ok().filter(|&bytes| bytes < 1 << 60)
+    };
+    for line in proc_self_cgroup.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+        let path = path.trim_start_matches('/');
+        let (dir, file) = if controllers.is_empty() {
+            (mount.to_owned(), "memory.max")
+        } else if controllers.split(',').any(|c| c == "memory") {
+            (mount.join("memory"), "memory.limit_in_bytes")
+        } else {
+            continue;
+        };
+        if let Some(bytes) = read(dir.join(path).join(file)).or_else(|| read(dir.join(file))) {
+            return Some(bytes);
+        }
+    }
+    None
 }
 
 /// Parses sizes such as `512MiB`, `4GiB`, `64MB`, `10k`, `1000` (bytes). Units are powers
@@ -365,6 +403,25 @@ fn check_output_layouts(job: ParquetOutput) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_cgroup_s_memory_limit_is_read_for_v2_and_v1() {
+        let root = tempfile::tempdir().unwrap();
+        let mount = root.path().to_str().unwrap();
+        std::fs::create_dir_all(root.path().join("kubepods/pod1")).unwrap();
+        std::fs::write(root.path().join("kubepods/pod1/memory.max"), "2147483648\n").unwrap();
+        assert_eq!(super::cgroup_memory_limit("0::/kubepods/pod1\n", mount), Some(2 << 30));
+        std::fs::write(root.path().join("memory.max"), "max\n").unwrap();
+        assert_eq!(super::cgroup_memory_limit("0::/\n", mount), None, "max: unlimited");
+        // v1: the memory controller's hierarchy; inside a container, its root.
+        std::fs::create_dir_all(root.path().join("memory")).unwrap();
+        std::fs::write(root.path().join("memory/memory.limit_in_bytes"), "1073741824\n").unwrap();
+        let v1 = "12:cpu,cpuacct:/docker/abc\n4:memory:/docker/abc\n";
+        assert_eq!(super::cgroup_memory_limit(v1, mount), Some(1 << 30));
+        std::fs::write(root.path().join("memory/memory.limit_in_bytes"), "9223372036854771712\n").unwrap();
+        assert_eq!(super::cgroup_memory_limit(v1, mount), None, "v1's no-limit value");
+        assert!(super::default_memory_limit() > 0);
+    }
+
     use super::*;
 
     #[test]

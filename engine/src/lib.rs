@@ -63,6 +63,7 @@ pub mod plan;
 pub mod progress;
 pub mod scheduler;
 pub mod security;
+pub mod settings;
 pub mod shuffle;
 pub mod storage;
 pub mod telemetry;

@@ -7,7 +7,8 @@
 //! 3. fetches each job binary by digest from the driver, verifies it and caches it
 //!    ([`binaries`]);
 //! 4. runs every attempt as a child process of the job binary in task role ([`tasks`]), so
-//!    a crashing task never takes the worker down, and reports how it ended;
+//!    a crashing task never takes the worker down, and reports how it ended (a binary it
+//!    cannot execute, with why: [`exec_error`]);
 //! 5. with `--http ADDR`, serves `/metrics`, `/healthz` and `/readyz` ([`observe`]);
 //! 6. on SIGTERM, kills its tasks, closes its session and exits.
 //!
@@ -16,6 +17,7 @@
 //! ```
 
 pub mod binaries;
+pub mod exec_error;
 pub mod observe;
 pub mod session;
 pub mod tasks;
@@ -66,6 +68,8 @@ pub struct WorkerConfig {
     pub http: Option<String>,
     /// How long a job's task logs are kept after its data is dropped.
     pub log_retention: Duration,
+    /// Memory the task processes may use together (each gets `memory_limit / slots`).
+    pub memory_limit: u64,
 }
 
 /// Runs the worker until SIGTERM, or until the driver is unreachable for too long.

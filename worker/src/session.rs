@@ -56,6 +56,7 @@ pub async fn serve(mut config: WorkerConfig) -> Result<(), WorkerError> {
         logs: config.data_dir.join("logs"),
         log_secrets: gristmill::cluster::shuffle_service::JobSecrets::new(),
         log_retention: config.log_retention,
+        task_memory_limit: config.memory_limit / u64::from(config.slots.max(1)),
     };
     // Only this worker may read its data (job binaries, map output, task scratch space, logs).
     for dir in [&config.data_dir, &dirs.shuffle, &dirs.tasks, &dirs.logs] {

@@ -76,6 +76,9 @@ pub struct Dirs {
     pub log_secrets: JobSecrets,
     /// How long a job's logs are kept after its data is dropped.
     pub log_retention: std::time::Duration,
+    /// Memory one task process may keep in buffers and runs (the worker's limit over its
+    /// slots), given to it as `GRISTMILL_TASK_MEMORY_LIMIT`.
+    pub task_memory_limit: u64,
 }
 
 /// A finished attempt's report, with the part files it staged, if any: the parts are
@@ -348,7 +351,19 @@ async fn launch(
         log_path(&dirs.logs, attempt, Stream::Stderr).ok_or_else(|| plain("bad job id".into()))?;
     let log_dir = stderr_path.parent().unwrap_or(&dirs.logs).to_owned();
     tokio::fs::create_dir_all(&log_dir).await.map_err(|e| plain(format!("{}: {e}", log_dir.display())))?;
-    let mut child = spawn_task(&binary, dirs, work_dir).map_err(plain)?;
+    let mut child = match spawn_task(&binary, dirs, work_dir) {
+        Ok(child) => child,
+        Err(e) => {
+            return match crate::exec_error::diagnose(&binary, &e) {
+                Some(message) => {
+                    let failed =
+                        TaskResult::Failed { retryable: false, kind: Some(ErrorKind::InvalidJob), message };
+                    Ok(Some((failed, String::new())))
+                }
+                None => Err(plain(format!("cannot start {}: {e}", binary.display()))),
+            };
+        }
+    };
     if let Some(pid) = child.id() {
         let work_dir = work_dir.to_owned();
         dirs.observed.live.started(LiveTask { attempt: attempt.clone(), pid, work_dir });
@@ -395,7 +410,7 @@ fn keep_logs(child: &mut Child, dirs: &Dirs, attempt: &AttemptKey) -> Vec<tokio:
 
 /// Starts `<binary> __gristmill-task -` in `work_dir`, stdin, stdout and stderr pipes; the
 /// task logs in the worker's format.
-fn spawn_task(binary: &Path, dirs: &Dirs, work_dir: &Path) -> Result<Child, String> {
+fn spawn_task(binary: &Path, dirs: &Dirs, work_dir: &Path) -> std::io::Result<Child> {
     tokio::process::Command::new(binary)
         .arg(TASK_ROLE_ARG)
         .arg(TASK_SPEC_FROM_STDIN)
@@ -408,13 +423,13 @@ fn spawn_task(binary: &Path, dirs: &Dirs, work_dir: &Path) -> Result<Child, Stri
                 .map(|url| (gristmill::telemetry::ENDPOINT_ENV, std::ffi::OsStr::new(url))),
         )
         .env(STAGED_NOTES_ENV, work_dir.join(STAGED_NOTES_FILE))
+        .env(gristmill::cluster::task::TASK_MEMORY_LIMIT_ENV, dirs.task_memory_limit.to_string())
         .env(gristmill::logging::LOG_FORMAT_ENV, gristmill::logging::format().as_str())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", binary.display()))
 }
 
 /// Writes the task spec into the task's stdin and closes it. A task that exits without
@@ -567,6 +582,7 @@ mod tests {
             logs: root.join("logs"),
             log_secrets: JobSecrets::new(),
             log_retention: std::time::Duration::from_secs(3600),
+            task_memory_limit: 1 << 30,
         };
         std::fs::create_dir_all(&dirs.shuffle).unwrap();
         std::fs::create_dir_all(&dirs.tasks).unwrap();
@@ -594,7 +610,7 @@ mod tests {
         let mut tries = 0;
         let mut child = loop {
             match spawn_task(&binary, &dirs, &work_dir) {
-                Err(e) if e.contains("busy") && tries < 100 => tries += 1,
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 100 => tries += 1,
                 started => break started.unwrap(),
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;

@@ -5,16 +5,22 @@
 //! gristmill jobs | gristmill status JOB | gristmill wait JOB | gristmill cancel JOB
 //! gristmill logs JOB [--task T] [--attempt A] [--stdout]
 //! gristmill cert create-ca --certs-dir certs     # then create-node, create-client, create-token
+//! gristmill config show [driver|worker] [FLAGS]  # the effective settings and their sources
+//! gristmill up --workers 2                       # a secured cluster on this machine
 //! ```
 
 #[path = "gristmill/client.rs"]
 mod client;
+#[path = "gristmill/config_show.rs"]
+mod config_show;
+#[path = "gristmill/up.rs"]
+mod up;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use gristmill::cluster::rpc::DriverEndpoint;
 use gristmill::config::{parse_byte_size, parse_duration};
 use gristmill::driver::cluster::{
@@ -24,6 +30,7 @@ use gristmill::logging::LogFormat;
 use gristmill::scheduler::SchedulerConfig;
 use gristmill::security::certs::{self, CertsDir};
 use gristmill::security::{ListenerLimits, ServerSecurity, client_tls, tokens};
+use gristmill::settings::{Section, SettingsError, parse_layered};
 
 /// Gristmill cluster commands.
 #[derive(Parser)]
@@ -33,7 +40,7 @@ struct Cli {
     command: Command,
     /// Export OpenTelemetry spans (the driver's jobs, phases and task attempts) with OTLP
     /// over HTTP to this base URL [default: $OTEL_EXPORTER_OTLP_ENDPOINT; none].
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(long, global = true, value_name = "URL", env = "GRISTMILL_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
     /// How log lines are written: text, or json (one object a line).
     #[arg(long, global = true, value_enum, default_value = "text", env = gristmill::logging::LOG_FORMAT_ENV)]
@@ -103,6 +110,26 @@ enum Command {
     /// Creates the cluster's certificates and tokens.
     #[command(subcommand)]
     Cert(CertCommand),
+    /// Shows the daemons' configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Runs a cluster on this machine: a driver and N workers, secured with certificates of
+    /// a new CA, until Ctrl-C (SIGINT) or SIGTERM stops them all.
+    Up(up::UpArgs),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Prints the effective configuration of the driver or a worker as a TOML table, each
+    /// value with its source (flag, env, file, default); secrets redacted.
+    Show {
+        /// Whose configuration.
+        #[arg(value_enum, default_value = "driver")]
+        daemon: config_show::Daemon,
+        /// The daemon's flags, as it would be started with them.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 // Named as CockroachDB's `cert create-*` commands, which users already know.
@@ -159,7 +186,7 @@ struct ServerSecurityArgs {
     #[arg(long, env = "GRISTMILL_INSECURE")]
     insecure: bool,
     /// Open connections one peer address may hold.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, env = "GRISTMILL_MAX_CONNECTIONS_PER_PEER", default_value_t = 256)]
     max_connections_per_peer: usize,
 }
 
@@ -179,46 +206,51 @@ impl ServerSecurityArgs {
 #[derive(clap::Args)]
 struct DriverArgs {
     /// Where the gRPC service listens.
-    #[arg(long, default_value = "127.0.0.1:7077")]
+    #[arg(long, env = "GRISTMILL_DRIVER_LISTEN", default_value = "127.0.0.1:7077")]
     listen: String,
-    /// Where the JSON status pages are served (e.g. 127.0.0.1:8080).
-    #[arg(long)]
+    /// Where the web UI, the JSON status pages, /metrics, /healthz and /readyz are served
+    /// (e.g. 127.0.0.1:8080).
+    #[arg(long, env = "GRISTMILL_DRIVER_HTTP")]
     http: Option<String>,
     /// Where job binaries and the driver's journal are stored; a driver restarted on the
     /// same directory resumes its unfinished jobs [default: a fresh directory under the
     /// system temp dir, so nothing is resumed].
-    #[arg(long)]
+    #[arg(long, env = "GRISTMILL_DRIVER_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Attempts per task before the job fails.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, env = "GRISTMILL_DRIVER_MAX_ATTEMPTS", default_value_t = 4)]
     max_attempts: u32,
     /// Seconds without a heartbeat before a worker is declared lost.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, env = "GRISTMILL_DRIVER_HEARTBEAT_TIMEOUT", default_value_t = 10.0)]
     heartbeat_timeout: f64,
     /// Milliseconds between worker heartbeats.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, env = "GRISTMILL_DRIVER_HEARTBEAT_INTERVAL_MS", default_value_t = 500)]
     heartbeat_interval_ms: u64,
     /// Seconds a task must run before it may get a backup attempt.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, env = "GRISTMILL_DRIVER_SPECULATION_AFTER", default_value_t = 5.0)]
     speculation_after: f64,
     /// Never launch backup attempts.
-    #[arg(long)]
+    #[arg(long, env = "GRISTMILL_DRIVER_NO_SPECULATION")]
     no_speculation: bool,
     /// Kill a task attempt that runs longer than this (e.g. 30s, 5m) and count it as a
     /// failed attempt [default: no limit].
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "GRISTMILL_DRIVER_TASK_TIMEOUT", value_parser = parse_duration, value_name = "DURATION")]
     task_timeout: Option<Duration>,
     /// Most task slots one worker may advertise.
-    #[arg(long, default_value_t = DEFAULT_MAX_WORKER_SLOTS)]
+    #[arg(long, env = "GRISTMILL_DRIVER_MAX_WORKER_SLOTS", default_value_t = DEFAULT_MAX_WORKER_SLOTS)]
     max_worker_slots: u32,
     /// Largest job binary accepted for upload, e.g. 512MiB.
-    #[arg(long, value_parser = parse_byte_size, default_value = "1GiB")]
+    #[arg(long, env = "GRISTMILL_DRIVER_MAX_BINARY_BYTES", value_parser = parse_byte_size, default_value = "1GiB")]
     max_binary_bytes: u64,
     /// Job binaries kept; past it the least recently used one no running job needs is removed.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, env = "GRISTMILL_DRIVER_MAX_STORED_BINARIES", default_value_t = 64)]
     max_stored_binaries: usize,
     #[command(flatten)]
     security: ServerSecurityArgs,
+    /// The configuration file: its [driver] table sets what no flag or environment variable
+    /// does [default: gristmill.toml in --data-dir, if there].
+    #[arg(long, env = "GRISTMILL_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -248,12 +280,24 @@ impl ClientArgs {
 /// The exit code of a client command that could not ask (or of bad usage, as clap's).
 const CANNOT_ASK: u8 = 2;
 
+/// Where the driver's settings are in the command line and the configuration file.
+const DRIVER_SETTINGS: Section = Section { table: "driver", subcommand: Some("driver") };
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse_layered(Cli::command(), std::env::args_os().collect(), DRIVER_SETTINGS)
+        .and_then(|layered| Ok(Cli::from_arg_matches(&layered.matches)?))
+    {
+        Ok(cli) => cli,
+        Err(SettingsError::Usage(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(CANNOT_ASK);
+        }
+    };
     let service = if matches!(cli.command, Command::Driver(_)) { "gristmill-driver" } else { "gristmill" };
     let endpoint = gristmill::telemetry::endpoint(cli.otlp_endpoint.as_deref());
     gristmill::logging::init(cli.log_format, "info", service, endpoint);
-    let is_client = !matches!(cli.command, Command::Driver(_) | Command::Cert(_));
+    let is_client = !matches!(cli.command, Command::Driver(_) | Command::Cert(_) | Command::Up(_));
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -276,6 +320,8 @@ fn main() -> ExitCode {
                 client::logs(&client.endpoint()?, query).await
             }
             Command::Cert(command) => cert(command),
+            Command::Config(ConfigCommand::Show { daemon, args }) => config_show::show(daemon, args),
+            Command::Up(args) => Ok(up::run(args).await),
         }
     });
     drop(runtime);
@@ -349,4 +395,31 @@ fn cert(command: CertCommand) -> gristmill::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every setting of the driver and of `up` has an environment variable, for containers
+    /// and unit files.
+    #[test]
+    fn every_daemon_flag_has_a_gristmill_environment_variable() {
+        let command = Cli::command();
+        for name in ["driver", "up"] {
+            let sub = command.find_subcommand(name).unwrap();
+            let globals = command.get_arguments().filter(|a| a.is_global_set());
+            let settings: Vec<_> =
+                sub.get_arguments().chain(globals).filter(|a| gristmill::settings::is_setting(a)).collect();
+            assert!(settings.len() >= 6, "{name}'s flags are found");
+            for arg in settings {
+                let env = arg.get_env().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default();
+                assert!(
+                    env.starts_with("GRISTMILL_"),
+                    "{name} --{} has no GRISTMILL_ variable",
+                    arg.get_id()
+                );
+            }
+        }
+    }
 }

@@ -189,12 +189,21 @@ fn submit_request<J: Job>(
     })
 }
 
-/// Uploads this executable unless the driver has it; returns its digest.
+/// Ships another build of the same job instead of the running executable: the job built
+/// for the workers' architecture or libc (`--target aarch64-unknown-linux-musl`), submitted
+/// from a machine of another kind, which plans with its own build.
+pub const JOB_BINARY_ENV: &str = "GRISTMILL_JOB_BINARY";
+
+/// Uploads this executable (or [`JOB_BINARY_ENV`]'s) unless the driver has it; returns its
+/// digest.
 async fn upload_self(
     client: &mut gristmill_proto::v1::driver_client::DriverClient<Channel>,
 ) -> Result<String> {
-    let exe = std::env::current_exe()
-        .map_err(|e| Error::Rpc { what: "finding this executable".into(), cause: e.to_string() })?;
+    let exe = match std::env::var_os(JOB_BINARY_ENV).filter(|v| !v.is_empty()) {
+        Some(path) => std::path::PathBuf::from(path),
+        None => std::env::current_exe()
+            .map_err(|e| Error::Rpc { what: "finding this executable".into(), cause: e.to_string() })?,
+    };
     let digest = tokio::task::spawn_blocking({
         let exe = exe.clone();
         move || cached_file_digest(&exe)

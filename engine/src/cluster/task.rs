@@ -33,12 +33,30 @@ use crate::partition::{HashPartitioner, Partitioner, RangePartitioner};
 use crate::plan::MapTask;
 use crate::progress::Progress;
 use crate::security::JobSecret;
-use crate::shuffle::{MapOutputFiles, Run, RunStore, SpillDir, write_map_output};
+use crate::shuffle::{MapOutputFiles, Run, RunBudget, RunStore, SpillDir, write_map_output};
 use crate::storage::Location;
 
 /// The argument after [`TASK_ROLE_ARG`](super::TASK_ROLE_ARG) naming where the task spec
 /// comes from: stdin, the only source.
 pub const TASK_SPEC_FROM_STDIN: &str = "-";
+
+/// The memory (bytes) one task process of this worker may keep in buffers and in-memory
+/// runs: the worker's `--memory-limit` over its slots. The job's own budget (from its
+/// submitter's machine) is capped at it, so tasks spill rather than outgrow the worker's
+/// container.
+pub const TASK_MEMORY_LIMIT_ENV: &str = "GRISTMILL_TASK_MEMORY_LIMIT";
+
+/// The job's run budget and map buffer, capped at the worker's share for one task.
+fn capped_by_worker(
+    run_budget: RunBudget,
+    map_buffer_bytes: usize,
+    limit: Option<u64>,
+) -> (RunBudget, usize) {
+    let Some(limit) = limit else { return (run_budget, map_buffer_bytes) };
+    // As a local run shares its limit: a quarter buffers map output, half holds runs.
+    let budget = RunBudget { owned: run_budget.owned.min(limit / 2), mapped: run_budget.mapped.min(limit) };
+    (budget, map_buffer_bytes.min((limit / 4).max(1 << 20) as usize))
+}
 
 /// Reads the task spec of the task role (`<job> __gristmill-task -`) from stdin, once;
 /// on failure, says why on stderr and returns the exit code to end with.
@@ -145,7 +163,10 @@ fn run_attempt<J: Job>(task: &TaskFile) -> Result<TaskResult> {
     std::fs::create_dir_all(&task.work_dir)
         .map_err(|e| Error::local_disk(task.work_dir.display().to_string(), e))?;
     let spill = Arc::new(SpillDir::create(&task.work_dir, &job_id)?);
-    let store = Arc::new(RunStore::new(spill, task.job.run_budget));
+    let worker_limit = std::env::var(TASK_MEMORY_LIMIT_ENV).ok().and_then(|v| v.parse().ok());
+    let (run_budget, map_buffer_bytes) =
+        capped_by_worker(task.job.run_budget, task.job.map_buffer_bytes, worker_limit);
+    let store = Arc::new(RunStore::new(spill, run_budget));
     let progress = Progress::default();
     // This attempt's own: the driver sums the bad records of the job's map tasks.
     let bad_records = BadRecords::new(task.job.max_bad_records);
@@ -156,7 +177,7 @@ fn run_attempt<J: Job>(task: &TaskFile) -> Result<TaskResult> {
         num_partitions: task.job.num_partitions,
         read: ReadOptions { replace_invalid_utf8: task.job.replace_invalid_utf8 },
         bad_records: &bad_records,
-        map_buffer_bytes: task.job.map_buffer_bytes,
+        map_buffer_bytes,
         store: &store,
         partitioner: partitioner(&job, &task.job)?,
         progress: &progress,
@@ -386,6 +407,18 @@ fn to_map(counters: &Counters) -> BTreeMap<String, u64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_worker_s_share_caps_the_job_s_budget_never_raises_it() {
+        let job = super::RunBudget { owned: 8 << 30, mapped: 16 << 30 };
+        let (budget, buffer) = super::capped_by_worker(job, 256 << 20, Some(1 << 30));
+        assert_eq!((budget.owned, budget.mapped, buffer), (512 << 20, 1 << 30, 256 << 20));
+        let small = super::RunBudget { owned: 1 << 20, mapped: 2 << 20 };
+        let (budget, buffer) = super::capped_by_worker(small, 4 << 20, Some(1 << 30));
+        assert_eq!((budget.owned, budget.mapped, buffer), (1 << 20, 2 << 20, 4 << 20));
+        let (budget, _) = super::capped_by_worker(job, 1, None);
+        assert_eq!(budget.owned, 8 << 30, "no worker limit: the job's own");
+    }
+
     use super::*;
     use crate::shuffle::{MapOutputIndex, Segment};
 

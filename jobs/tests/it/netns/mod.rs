@@ -137,6 +137,21 @@ impl Hosts {
         .expect("the thread in the host does not panic")
     }
 
+    /// Writes `/etc/netns/NAME/hosts` for every host: `ip netns exec` mounts it over
+    /// `/etc/hosts`, so programs started with [`Hosts::command`] resolve `names` (name,
+    /// host number) to the hosts' addresses, as a cluster's DNS would.
+    pub fn set_names(&self, names: &[(String, usize)]) {
+        let mut text = String::from("127.0.0.1 localhost\n");
+        for (name, h) in names {
+            text.push_str(&format!("{} {name}\n", self.ip(*h)));
+        }
+        for h in 1..=self.n {
+            let dir = Path::new(ETC_NETNS).join(self.namespace(h));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("hosts"), &text).unwrap();
+        }
+    }
+
     /// A TCP connection from host `h` to `addr`.
     pub fn connect(&self, h: usize, addr: SocketAddr, limit: Duration) -> std::io::Result<TcpStream> {
         self.in_host(h, move || TcpStream::connect_timeout(&addr, limit))
@@ -234,7 +249,11 @@ fn delete_namespace(name: &str) {
         }
     }
     let _ = Command::new("ip").args(["netns", "del", name]).stderr(Stdio::null()).status();
+    let _ = std::fs::remove_dir_all(Path::new(ETC_NETNS).join(name));
 }
+
+/// Where `ip netns exec NAME` finds files to mount over `/etc` (only `NAME/hosts` is ours).
+const ETC_NETNS: &str = "/etc/netns";
 
 /// Deletes `gmnt<pid>-…` namespaces whose test process is gone (a killed test run).
 fn remove_leftovers() {
