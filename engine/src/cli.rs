@@ -137,6 +137,11 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub priority: i32,
 
+    /// Cluster mode: the queue the job shares slots in (the driver's `--queue` flags give
+    /// queues their weights).
+    #[arg(long, env = "GRISTMILL_QUEUE", default_value = "default", value_name = "NAME")]
+    pub queue: String,
+
     /// Cluster mode: print the job id and return once the job is queued.
     #[arg(long, requires = "driver")]
     pub detach: bool,
@@ -189,6 +194,7 @@ impl RunArgs {
         Ok(Submission {
             driver: DriverEndpoint::new(driver, tls)?,
             priority: self.priority,
+            queue: self.queue.clone(),
             detach: self.detach,
             show_progress: self.progress != ProgressMode::Off,
             driver_timeout: std::time::Duration::from_secs(self.driver_timeout),

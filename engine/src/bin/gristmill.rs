@@ -27,7 +27,7 @@ use gristmill::driver::cluster::{
     BinaryLimits, DEFAULT_MAX_WORKER_SLOTS, DriverConfig, HistoryLimits, serve,
 };
 use gristmill::logging::LogFormat;
-use gristmill::scheduler::SchedulerConfig;
+use gristmill::scheduler::{QueueConfig, SchedulerConfig};
 use gristmill::security::certs::{self, CertsDir};
 use gristmill::security::{ListenerLimits, ServerSecurity, client_tls, tokens};
 use gristmill::settings::{Section, SettingsError, parse_layered};
@@ -236,6 +236,20 @@ struct DriverArgs {
     /// failed attempt [default: no limit].
     #[arg(long, env = "GRISTMILL_DRIVER_TASK_TIMEOUT", value_parser = parse_duration, value_name = "DURATION")]
     task_timeout: Option<Duration>,
+    /// A queue jobs may name with `--queue` on submission, as NAME:WEIGHT[:MAX_SLOTS]
+    /// (repeatable): slots are shared between queues in proportion to their weights, and a
+    /// queue's attempts never hold more than MAX_SLOTS. Unlisted queues (and `default`) have
+    /// weight 1 and no limit.
+    #[arg(long = "queue", value_name = "NAME:WEIGHT[:MAX_SLOTS]", value_parser = QueueConfig::parse_flag)]
+    queues: Vec<(String, QueueConfig)>,
+    /// How long a queue may stay below its fair share before the youngest attempts of
+    /// queues above theirs are preempted (e.g. 15s, 1m; 0 never preempts).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION", default_value = "15s")]
+    preemption_timeout: Duration,
+    /// A job gains one point of priority per this much waiting since its submission, so
+    /// no job starves behind higher priorities (0 turns aging off).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION", default_value = "60s")]
+    priority_aging: Duration,
     /// Most task slots one worker may advertise.
     #[arg(long, env = "GRISTMILL_DRIVER_MAX_WORKER_SLOTS", default_value_t = DEFAULT_MAX_WORKER_SLOTS)]
     max_worker_slots: u32,
@@ -341,7 +355,11 @@ async fn run_driver(args: DriverArgs) -> gristmill::Result<ExitCode> {
         .with_heartbeat_timeout(Duration::from_secs_f64(args.heartbeat_timeout.max(0.1)))
         .with_speculation(!args.no_speculation)
         .with_speculation_min_runtime(Duration::from_secs_f64(args.speculation_after.max(0.0)))
-        .with_task_timeout(args.task_timeout);
+        .with_task_timeout(args.task_timeout)
+        .with_preemption_timeout(Some(args.preemption_timeout).filter(|t| !t.is_zero()))
+        .with_aging(Some(args.priority_aging).filter(|t| !t.is_zero()));
+    let scheduler =
+        args.queues.into_iter().fold(scheduler, |config, (name, queue)| config.with_queue(name, queue));
     let config = DriverConfig {
         listen: args.listen,
         http: args.http,

@@ -35,6 +35,8 @@ pub struct Submission {
     pub driver: super::rpc::DriverEndpoint,
     /// Higher runs first.
     pub priority: i32,
+    /// The queue the job shares slots in.
+    pub queue: String,
     /// Return once the job is queued.
     pub detach: bool,
     /// Print progress lines on stderr.
@@ -186,6 +188,7 @@ fn submit_request<J: Job>(
         input_files: plan.files as u64,
         input_bytes: plan.bytes,
         overwrite: config.overwrite,
+        queue: how.queue.clone(),
     })
 }
 

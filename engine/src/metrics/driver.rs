@@ -147,7 +147,7 @@ impl DriverMetrics {
         );
         registry.register(
             "gristmill_attempts_finished",
-            "Task attempts that ended, by kind and outcome (succeeded, failed, killed, lost)",
+            "Task attempts that ended, by kind and outcome (succeeded, failed, killed, lost, preempted)",
             m.attempts_finished.clone(),
         );
         registry.register(

@@ -15,6 +15,7 @@ impl Scheduler {
     pub fn hold(&mut self, job: &JobId, until: Instant) {
         if let Some(job) = self.jobs.get_mut(job) {
             job.held_until = Some(until);
+            self.dirty.push(job.id.clone());
         }
     }
 
@@ -22,6 +23,7 @@ impl Scheduler {
     pub fn release(&mut self, now: Instant, job: &JobId) {
         if let Some(job) = self.jobs.get_mut(job) {
             job.held_until = None;
+            self.dirty.push(job.id.clone());
         }
         self.schedule(now);
     }
@@ -46,32 +48,27 @@ impl Scheduler {
         if !job.is_active() || job.is_map_only() || job.parts_written() {
             return false;
         }
-        let Some(task) = job.maps.get_mut(map_task as usize).filter(|t| t.output.is_none()) else {
+        let task_id = TaskId::map(map_task as usize);
+        if job.maps.get(map_task as usize).is_none_or(|t| t.output.is_some()) {
             return false;
-        };
+        }
         let mut losers = Vec::new();
-        for loser in task.running.drain(..) {
-            let task = TaskId::map(map_task as usize);
-            let loser_ref = AttemptRef { job: job_id.clone(), task, attempt: loser.attempt };
+        for loser in job.stop_all(task_id) {
+            let loser_ref = AttemptRef { job: job_id.clone(), task: task_id, attempt: loser.attempt };
             self.workers.forget(&loser.worker, &loser_ref);
-            self.events.push(super::AttemptEvent::Ended {
-                attempt: loser_ref.clone(),
-                worker: loser.worker.clone(),
-                outcome: super::AttemptOutcome::Killed,
-                started: loser.started,
-            });
+            self.events.push(super::ended(&loser_ref, &loser, AttemptOutcome::Killed));
             losers.push(loser.attempt);
             self.actions.push(super::Action::Kill { worker: loser.worker, attempt: loser_ref });
         }
-        task.output = Some(Output { attempt, worker: worker.clone(), part: None });
-        task.counters = counters;
+        job.set_output(task_id, Some(Output { attempt, worker: worker.clone(), part: None }));
+        if let Some(task) = job.task_mut(task_id) {
+            task.counters = counters;
+        }
+        self.dirty.push(job_id.clone());
         for loser in losers {
             let why = "killed: an earlier run's output of the task was adopted";
             let end = AttemptEnd::failed(AttemptOutcome::Killed, why);
-            job.attempt_log.finish(now, TaskId::map(map_task as usize), loser, end);
-        }
-        if job.maps_done() {
-            job.maps_done_at = Some(now);
+            job.attempt_log.finish(now, task_id, loser, end);
         }
         job.workers_used.insert(worker.clone());
         if job.maps_done() {

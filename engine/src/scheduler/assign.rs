@@ -1,6 +1,8 @@
-//! Filling free slots: pending tasks by job priority, then backup attempts for stragglers.
+//! Filling free slots: pending tasks in fair-share order (see [`super::fair`]), then backup
+//! attempts for stragglers.
 
 use std::cmp::Reverse;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::Scheduler;
@@ -11,43 +13,42 @@ use super::types::{Action, AttemptRef, JobState};
 use crate::ids::{AttemptId, JobId, TaskId, TaskKind, WorkerId};
 
 impl Scheduler {
-    /// Queued and running jobs, higher priority first, then in submit order.
-    fn active_jobs_in_order(&self) -> Vec<JobId> {
-        let mut active: Vec<_> = self.jobs.values().filter(|j| j.is_active()).collect();
-        active.sort_by_key(|j| (Reverse(j.priority), j.seq));
-        active.into_iter().map(|j| j.id.clone()).collect()
-    }
-
-    /// Launches pending tasks on free slots: jobs by priority, a job's maps before its
-    /// reduces, workers in round-robin order.
+    /// Launches pending tasks on free slots, one at a time: the job the fair-share index
+    /// puts first, its lowest pending task (maps before reduces), workers in round-robin
+    /// order. Each step is a few ordered-map lookups; nothing scans all jobs or workers.
     pub(super) fn schedule(&mut self, now: Instant) {
-        if self.workers.free_slots() == 0 {
-            return;
-        }
-        for id in self.active_jobs_in_order() {
-            let Some(job) = self.jobs.get(&id).filter(|j| !j.is_held(now)) else { continue };
-            let kind_tasks = job.pending().into_iter().filter_map(|task| {
-                let avoid = job.tasks(task.kind).get(task.index as usize)?.avoid.clone();
-                Some((task, avoid))
-            });
-            let pending: Vec<(TaskId, Option<WorkerId>)> = kind_tasks.collect();
-            for (task, avoid) in pending {
-                let Some(worker) = self.workers.pick(avoid.as_ref(), false) else { return };
-                self.launch(now, &id, task, worker, false);
-            }
+        self.sync_dirty(now);
+        while self.workers.free_slots() > 0 {
+            let Some(id) = self.fair.next_job().cloned() else { return };
+            let Some(job) = self.jobs.get(&id) else { return };
+            let Some(task) = job.next_pending() else {
+                // The index says runnable but the job is not: re-sync it and look again.
+                debug_assert!(false, "job {id} indexed as runnable with nothing pending");
+                self.sync_job(now, &id);
+                continue;
+            };
+            let avoid = job.tasks(task.kind).get(task.index as usize).and_then(|t| t.avoid.as_ref());
+            let Some(worker) = self.workers.pick(avoid, false) else { return };
+            self.launch(now, &id, task, worker, false);
         }
     }
 
     /// Gives a lone, slow attempt a backup on another worker, for jobs whose current phase
     /// has nothing pending (the MapReduce paper's §3.6). Call after [`Self::schedule`].
     pub(super) fn speculate(&mut self, now: Instant) {
-        for id in self.active_jobs_in_order() {
+        if self.workers.free_slots() == 0 {
+            return;
+        }
+        let mut active: Vec<_> = self.jobs.values().filter(|j| j.is_active() && !j.is_held(now)).collect();
+        active.sort_by_key(|j| (Reverse(j.priority), j.seq));
+        let order: Vec<JobId> = active.into_iter().map(|j| j.id.clone()).collect();
+        for id in order {
             if self.workers.free_slots() == 0 {
                 return;
             }
-            let Some(job) = self.jobs.get(&id).filter(|j| !j.is_held(now)) else { continue };
+            let Some(job) = self.jobs.get(&id) else { continue };
             let Some(kind) = job.current_kind() else { continue };
-            if !job.pending().is_empty() {
+            if job.pending_count() > 0 || !self.fair.has_room(&job.queue) {
                 continue;
             }
             let threshold = self.config.straggler_threshold(job.median_duration(kind));
@@ -64,6 +65,9 @@ impl Scheduler {
             // The longest-running first.
             stragglers.sort_by_key(|(started, index, _)| (*started, *index));
             for (_, index, running_on) in stragglers {
+                if !self.fair.has_room(&self.jobs[&id].queue) {
+                    break;
+                }
                 if let Some(worker) = self.workers.pick(Some(&running_on), true) {
                     self.launch(now, &id, TaskId { kind, index }, worker, true);
                 }
@@ -76,14 +80,14 @@ impl Scheduler {
         let Some(job) = self.jobs.get_mut(job_id) else { return };
         let waited = now.saturating_duration_since(job.ready_since(task_id));
         let map_outputs = match task_id.kind {
-            TaskKind::Map => Vec::new(),
+            TaskKind::Map => Arc::from([]),
             TaskKind::Reduce => job.map_outputs(),
         };
         let ready = if backup { now } else { job.ready_since(task_id) };
         let Some(task) = job.task_mut(task_id) else { return };
         let attempt = AttemptId(task.next_attempt);
         task.next_attempt = task.next_attempt.saturating_add(1);
-        task.running.push(RunningAttempt { attempt, worker: worker.clone(), started: now });
+        job.start_attempt(task_id, RunningAttempt { attempt, worker: worker.clone(), started: now });
         job.attempt_log.launched(AttemptRecord {
             task: task_id,
             attempt,
@@ -105,10 +109,8 @@ impl Scheduler {
         }
         let attempt = AttemptRef { job: job_id.clone(), task: task_id, attempt };
         tracing::debug!(job = %job_id, task = %task_id, attempt = %attempt.attempt, %worker, backup, "launch");
-        if let Some(w) = self.workers.by_id.get_mut(&worker) {
-            w.running.push(attempt.clone());
-        }
-        self.workers.cursor = Some(worker.clone());
+        self.workers.start(&worker, attempt.clone());
+        self.sync_job(now, job_id);
         let launched =
             AttemptEvent::Launched { attempt: attempt.clone(), worker: worker.clone(), backup, waited };
         self.events.push(launched);

@@ -1,9 +1,10 @@
 //! Every attempt a job launched, kept after it ends (the web UI's task table, timeline and
 //! "why is it slow" panel read it): where and when it ran, how it ended, its error and the
 //! counters it reported. Bounded per job: past [`AttemptLog::LIMIT`] the oldest ended
-//! attempts are forgotten (and counted).
+//! attempts are forgotten (and counted). Records are found by (task, attempt) through an
+//! index, so ending an attempt does not scan the log.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -25,10 +26,12 @@ pub enum AttemptOutcome {
     Killed,
     /// Its worker was lost while it ran.
     Lost,
+    /// Killed to give its slot to a queue below its fair share; re-run, not a failure.
+    Preempted,
 }
 
 impl AttemptOutcome {
-    /// `running`, `succeeded`, `failed`, `killed` or `lost`.
+    /// `running`, `succeeded`, `failed`, `killed`, `lost` or `preempted`.
     pub fn as_str(self) -> &'static str {
         match self {
             AttemptOutcome::Running => "running",
@@ -36,12 +39,19 @@ impl AttemptOutcome {
             AttemptOutcome::Failed => "failed",
             AttemptOutcome::Killed => "killed",
             AttemptOutcome::Lost => "lost",
+            AttemptOutcome::Preempted => "preempted",
         }
     }
 
-    /// Failed, killed or lost: the time it ran is lost.
+    /// Failed, killed, lost or preempted: the time it ran is lost.
     pub fn is_wasted(self) -> bool {
-        matches!(self, AttemptOutcome::Failed | AttemptOutcome::Killed | AttemptOutcome::Lost)
+        matches!(
+            self,
+            AttemptOutcome::Failed
+                | AttemptOutcome::Killed
+                | AttemptOutcome::Lost
+                | AttemptOutcome::Preempted
+        )
     }
 }
 
@@ -87,7 +97,13 @@ impl AttemptEnd {
 /// A job's attempts in launch order.
 #[derive(Clone, Debug, Default)]
 pub(super) struct AttemptLog {
-    records: VecDeque<AttemptRecord>,
+    /// By launch number.
+    records: BTreeMap<u64, AttemptRecord>,
+    /// The launch number of each remembered attempt.
+    by_attempt: HashMap<(TaskId, AttemptId), u64>,
+    /// The launch numbers of the remembered attempts that ended.
+    ended: BTreeSet<u64>,
+    next: u64,
     /// Ended attempts forgotten to stay under the limit.
     pub dropped: u64,
 }
@@ -96,43 +112,57 @@ impl AttemptLog {
     /// The most attempts a job remembers.
     pub const LIMIT: usize = 10_000;
 
-    /// Records a launch; forgets the oldest ended attempt when over the limit.
+    /// Records a launch; forgets the oldest ended attempt when over the limit (the oldest
+    /// attempt when none ended).
     pub fn launched(&mut self, record: AttemptRecord) {
-        self.records.push_back(record);
+        let seq = self.next;
+        self.next += 1;
+        if let Some(earlier) = self.by_attempt.insert((record.task, record.attempt), seq) {
+            self.records.remove(&earlier);
+            self.ended.remove(&earlier);
+        }
+        self.records.insert(seq, record);
         if self.records.len() > Self::LIMIT {
-            let oldest_ended = self.records.iter().position(|r| r.ended.is_some()).unwrap_or(0);
-            self.records.remove(oldest_ended);
-            self.dropped += 1;
+            let oldest = self.ended.first().copied().or_else(|| self.records.keys().next().copied());
+            if let Some(old) = oldest.and_then(|seq| self.records.remove(&seq).map(|r| (seq, r))) {
+                self.ended.remove(&old.0);
+                self.by_attempt.remove(&(old.1.task, old.1.attempt));
+                self.dropped += 1;
+            }
         }
     }
 
-    fn find_mut(&mut self, task: TaskId, attempt: AttemptId) -> Option<&mut AttemptRecord> {
-        self.records.iter_mut().rev().find(|r| r.task == task && r.attempt == attempt)
+    fn find_mut(&mut self, task: TaskId, attempt: AttemptId) -> Option<(u64, &mut AttemptRecord)> {
+        let seq = *self.by_attempt.get(&(task, attempt))?;
+        Some((seq, self.records.get_mut(&seq)?))
     }
 
     /// Ends a running attempt (an attempt that ended already keeps its first end).
     pub fn finish(&mut self, now: Instant, task: TaskId, attempt: AttemptId, end: AttemptEnd) {
-        let Some(record) = self.find_mut(task, attempt).filter(|r| r.ended.is_none()) else { return };
+        let Some((seq, record)) = self.find_mut(task, attempt).filter(|(_, r)| r.ended.is_none()) else {
+            return;
+        };
         record.ended = Some(now);
         record.outcome = end.outcome;
         record.error = end.error;
         record.counters = end.counters;
+        self.ended.insert(seq);
     }
 
     /// Notes the map output size a map attempt reports with its success.
     pub fn note_map_output(&mut self, task: TaskId, attempt: AttemptId, bytes: u64) {
-        if let Some(record) = self.find_mut(task, attempt) {
+        if let Some((_, record)) = self.find_mut(task, attempt) {
             record.shuffle_written_bytes = Some(bytes);
         }
     }
 
     /// The recorded attempts, oldest launch first.
     pub fn iter(&self) -> impl Iterator<Item = &AttemptRecord> {
-        self.records.iter()
+        self.records.values()
     }
 
     /// The recorded attempt, if it is still remembered.
     pub fn get(&self, task: TaskId, attempt: AttemptId) -> Option<&AttemptRecord> {
-        self.records.iter().rev().find(|r| r.task == task && r.attempt == attempt)
+        self.records.get(self.by_attempt.get(&(task, attempt))?)
     }
 }

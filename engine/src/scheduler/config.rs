@@ -1,6 +1,44 @@
 //! Scheduler tuning: a plain struct with defaults and `with_*` builders.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
+
+/// One queue's share of the cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueConfig {
+    /// Slots are shared between queues in proportion to their weights (values below 1
+    /// count as 1).
+    pub weight: u32,
+    /// The most slots the queue's attempts may hold at once; `None`: no limit.
+    pub max_slots: Option<u32>,
+}
+
+impl QueueConfig {
+    /// Parses the driver's `--queue NAME:WEIGHT[:MAX_SLOTS]` (e.g. `etl:3`, `adhoc:1:16`).
+    pub fn parse_flag(text: &str) -> Result<(String, QueueConfig), String> {
+        let mut parts = text.split(':');
+        let name = parts.next().unwrap_or_default().trim();
+        if name.is_empty() {
+            return Err(format!("`{text}`: the queue needs a name (NAME:WEIGHT[:MAX_SLOTS])"));
+        }
+        let number = |what: &str, part: Option<&str>| -> Result<Option<u32>, String> {
+            part.map(|p| p.trim().parse::<u32>().map_err(|e| format!("`{text}`: bad {what} `{p}`: {e}")))
+                .transpose()
+        };
+        let weight = number("weight", parts.next())?.unwrap_or(1);
+        let max_slots = number("max slots", parts.next())?;
+        if weight == 0 || parts.next().is_some() {
+            return Err(format!("`{text}`: expected NAME:WEIGHT[:MAX_SLOTS] with a weight of at least 1"));
+        }
+        Ok((name.to_owned(), QueueConfig { weight, max_slots }))
+    }
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig { weight: 1, max_slots: None }
+    }
+}
 
 /// How the [`Scheduler`](super::Scheduler) retries, detects lost workers and speculates.
 #[derive(Clone, Debug, PartialEq)]
@@ -36,6 +74,15 @@ pub struct SchedulerConfig {
     /// attempt of its earlier runs, so attempt numbers (and the part file names made from
     /// them) never repeat across restarts.
     pub first_attempt: u32,
+    /// Queues by name. A job names its queue at submission; unlisted queues (and
+    /// `default`, unless listed) get [`QueueConfig::default`].
+    pub queues: BTreeMap<String, QueueConfig>,
+    /// A queue below its fair share for this long gets slots back from queues above
+    /// theirs (their youngest attempts are preempted); `None`: never preempt.
+    pub preemption_timeout: Option<Duration>,
+    /// A job gains one point of priority for each `aging` since its submission (among one
+    /// user's jobs in one queue), so no job starves; `None` or zero: no aging.
+    pub aging: Option<Duration>,
 }
 
 impl Default for SchedulerConfig {
@@ -52,6 +99,9 @@ impl Default for SchedulerConfig {
             exclusion_window: Duration::from_secs(300),
             exclusion_cooldown: Duration::from_secs(60),
             first_attempt: 0,
+            queues: BTreeMap::new(),
+            preemption_timeout: Some(Duration::from_secs(15)),
+            aging: Some(Duration::from_secs(60)),
         }
     }
 }
@@ -119,6 +169,24 @@ impl SchedulerConfig {
         self
     }
 
+    /// Adds (or replaces) a queue.
+    pub fn with_queue(mut self, name: impl Into<String>, queue: QueueConfig) -> Self {
+        self.queues.insert(name.into(), queue);
+        self
+    }
+
+    /// Sets [`preemption_timeout`](Self::preemption_timeout).
+    pub fn with_preemption_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.preemption_timeout = timeout;
+        self
+    }
+
+    /// Sets [`aging`](Self::aging).
+    pub fn with_aging(mut self, aging: Option<Duration>) -> Self {
+        self.aging = aging;
+        self
+    }
+
     /// How long a lone attempt must have run before it gets a backup, given the median
     /// duration of completed tasks of its kind (if any).
     pub(crate) fn straggler_threshold(&self, median: Option<Duration>) -> Duration {
@@ -132,5 +200,21 @@ impl SchedulerConfig {
             })
         });
         scaled.max(self.speculation_min_runtime)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::QueueConfig;
+
+    #[test]
+    fn queue_flags_name_a_weight_and_maybe_a_slot_limit() {
+        let parse = QueueConfig::parse_flag;
+        assert_eq!(parse("etl:3"), Ok(("etl".into(), QueueConfig { weight: 3, max_slots: None })));
+        assert_eq!(parse("adhoc:1:16"), Ok(("adhoc".into(), QueueConfig { weight: 1, max_slots: Some(16) })));
+        assert_eq!(parse("plain"), Ok(("plain".into(), QueueConfig::default())));
+        for bad in [":2", "q:0", "q:x", "q:1:2:3", "q:1:-4"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -66,7 +66,7 @@ pub struct AttemptView {
     pub worker: WorkerId,
     /// A speculative copy of a slow attempt.
     pub backup: bool,
-    /// Running, succeeded, failed, killed or lost.
+    /// Running, succeeded, failed, killed, lost or preempted.
     pub outcome: AttemptOutcome,
     /// Why it failed, was killed or lost.
     pub error: Option<String>,
@@ -285,7 +285,7 @@ impl Job {
 impl Scheduler {
     /// Slots of the live workers.
     fn live_slots(&self) -> u32 {
-        self.workers.by_id.values().filter(|w| w.is_alive()).map(|w| w.slots).sum()
+        self.workers.iter().filter(|(_, w)| w.is_alive()).map(|(_, w)| w.slots).sum()
     }
 
     /// The job page's snapshot of a job the scheduler remembers.

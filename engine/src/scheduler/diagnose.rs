@@ -103,7 +103,8 @@ pub fn diagnose(tasks: &[TaskView], attempts: &[AttemptView]) -> Diagnosis {
         let lost = &mut d.lost;
         match a.outcome {
             AttemptOutcome::Failed => lost.failed_secs += a.duration_secs,
-            AttemptOutcome::Killed => lost.killed_secs += a.duration_secs,
+            // A preempted attempt was killed too: its time is lost the same way.
+            AttemptOutcome::Killed | AttemptOutcome::Preempted => lost.killed_secs += a.duration_secs,
             AttemptOutcome::Lost => lost.lost_secs += a.duration_secs,
             AttemptOutcome::Running | AttemptOutcome::Succeeded => continue,
         }

@@ -52,6 +52,7 @@ mod tests {
             name: "wc".into(),
             priority: 0,
             owner: "a".into(),
+            queue: "default".into(),
             map_tasks: vec!["a.txt".into()],
             reducers: 1,
         };

@@ -16,33 +16,37 @@ impl Scheduler {
     /// (rounded down) are excluded already.
     pub(super) fn note_worker_failure(&mut self, now: Instant, worker: &WorkerId, job: &JobId) {
         let (threshold, window) = (self.config.exclude_after_jobs, self.config.exclusion_window);
-        let alive = self.workers.by_id.values().filter(|w| w.is_alive()).count();
-        let excluded =
-            self.workers.by_id.values().filter(|w| w.is_alive() && w.excluded_until.is_some()).count();
-        let Some(w) = self.workers.by_id.get_mut(worker).filter(|w| w.is_alive()) else { return };
-        w.failures.retain(|(at, _)| now.saturating_duration_since(*at) < window);
-        w.failures.push((now, job.clone()));
-        let jobs: std::collections::HashSet<&JobId> = w.failures.iter().map(|(_, j)| j).collect();
-        if threshold == 0 || jobs.len() < threshold || w.excluded_until.is_some() {
+        let (alive, excluded) = self.workers.alive_and_excluded();
+        let cooldown = self.config.exclusion_cooldown;
+        if !self.workers.is_alive(worker) {
             return;
         }
-        if excluded + 1 > alive / 2 {
-            tracing::warn!(%worker, jobs = jobs.len(), excluded, alive, "not excluding a failing worker: at the cap");
-            return;
-        }
-        let until = now + self.config.exclusion_cooldown;
-        tracing::warn!(%worker, jobs = jobs.len(), cooldown = ?self.config.exclusion_cooldown, "worker excluded: attempts of several jobs failed there");
-        w.excluded_until = Some(until);
-        w.failures.clear();
+        self.workers.update(worker, |w| {
+            w.failures.retain(|(at, _)| now.saturating_duration_since(*at) < window);
+            w.failures.push((now, job.clone()));
+            let jobs: std::collections::HashSet<&JobId> = w.failures.iter().map(|(_, j)| j).collect();
+            if threshold == 0 || jobs.len() < threshold || w.excluded_until.is_some() {
+                return;
+            }
+            if excluded + 1 > alive / 2 {
+                tracing::warn!(%worker, jobs = jobs.len(), excluded, alive, "not excluding a failing worker: at the cap");
+                return;
+            }
+            tracing::warn!(%worker, jobs = jobs.len(), ?cooldown, "worker excluded: attempts of several jobs failed there");
+            w.excluded_until = Some(now + cooldown);
+            w.failures.clear();
+        });
     }
 
     /// Ends the exclusions whose cooldown has passed.
     pub(super) fn readmit_workers(&mut self, now: Instant) {
-        for (id, w) in &mut self.workers.by_id {
-            if w.excluded_until.is_some_and(|until| now >= until) {
-                tracing::info!(worker = %id, "worker readmitted after its exclusion");
-                w.excluded_until = None;
-            }
+        let due: Vec<WorkerId> = (self.workers.iter())
+            .filter(|(_, w)| w.excluded_until.is_some_and(|until| now >= until))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            tracing::info!(worker = %id, "worker readmitted after its exclusion");
+            self.workers.update(&id, |w| w.excluded_until = None);
         }
     }
 

@@ -1,10 +1,13 @@
 //! One job's task and attempt tables.
 //!
 //! A task is *pending* (launchable) when it has no live output and no running attempt; a
-//! reduce task additionally waits until every map task has a live output. Pending is
-//! derived, never stored, so it cannot drift from the tables.
+//! reduce task additionally waits until every map task has a live output. Each kind keeps
+//! the set of its pending tasks and the count of tasks without output, so the next task to
+//! launch and "every map done" are found without scanning the tasks. Running attempts and
+//! outputs change only through [`Job`]'s methods, which re-index the one task they touch.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::attempts::AttemptLog;
@@ -78,11 +81,20 @@ impl Task {
         (self.failures >= max_attempts)
             .then(|| format!("{what} failed {} times; last {cause}", self.failures))
     }
+}
 
-    /// Removes a running attempt, returning it.
-    pub fn take_running(&mut self, attempt: AttemptId) -> Option<RunningAttempt> {
-        let at = self.running.iter().position(|r| r.attempt == attempt)?;
-        Some(self.running.remove(at))
+/// The index over one kind's tasks.
+#[derive(Clone, Debug, Default)]
+pub(super) struct TaskIndex {
+    /// Tasks without a live output and without a running attempt.
+    pending: BTreeSet<u32>,
+    /// Tasks without a live output.
+    without_output: usize,
+}
+
+impl TaskIndex {
+    fn new(tasks: usize) -> Self {
+        TaskIndex { pending: (0..tasks as u32).collect(), without_output: tasks }
     }
 }
 
@@ -93,6 +105,8 @@ pub(super) struct Job {
     pub name: String,
     pub priority: i32,
     pub owner: String,
+    /// The queue it shares slots in.
+    pub queue: String,
     /// Submit order, for FIFO within a priority.
     pub seq: u64,
     pub submitted: Instant,
@@ -102,12 +116,21 @@ pub(super) struct Job {
     pub splits: Vec<String>,
     pub maps: Vec<Task>,
     pub reduces: Vec<Task>,
+    map_index: TaskIndex,
+    reduce_index: TaskIndex,
+    /// Attempts running, backups included.
+    running_attempts: u64,
+    /// [`Job::map_outputs`], while no map output changed.
+    map_outputs: Option<Arc<[MapOutputRef]>>,
+    /// What the scheduler's fair-share index counts for this job.
+    pub accounted: super::fair::Accounted,
     /// Every worker an attempt of this job was launched on (holders of its shuffle data).
     pub workers_used: BTreeSet<WorkerId>,
     pub fetch_failures: u64,
     pub attempts_launched: u64,
     pub failed_attempts: u64,
     pub backups_launched: u64,
+    pub preempted_attempts: u64,
     pub map_durations: Vec<Duration>,
     pub reduce_durations: Vec<Duration>,
     /// A resumed job launches nothing before this (see [`super::Scheduler::hold`]).
@@ -124,10 +147,16 @@ impl Job {
         Job {
             maps: vec![task.clone(); spec.map_tasks.len()],
             reduces: vec![task; spec.reducers as usize],
+            map_index: TaskIndex::new(spec.map_tasks.len()),
+            reduce_index: TaskIndex::new(spec.reducers as usize),
+            running_attempts: 0,
+            map_outputs: None,
+            accounted: Default::default(),
             id: spec.id,
             name: spec.name,
             priority: spec.priority,
             owner: spec.owner,
+            queue: spec.queue,
             seq,
             submitted: now,
             finished: None,
@@ -138,6 +167,7 @@ impl Job {
             attempts_launched: 0,
             failed_attempts: 0,
             backups_launched: 0,
+            preempted_attempts: 0,
             map_durations: Vec::new(),
             reduce_durations: Vec::new(),
             held_until: None,
@@ -174,6 +204,8 @@ impl Job {
         }
     }
 
+    /// A task, to read or to change what the indexes do not cover (counters, failures,
+    /// readiness); running attempts and outputs change through the methods below.
     pub fn task_mut(&mut self, task: TaskId) -> Option<&mut Task> {
         match task.kind {
             TaskKind::Map => self.maps.get_mut(task.index as usize),
@@ -181,8 +213,71 @@ impl Job {
         }
     }
 
+    fn task_and_index(&mut self, task: TaskId) -> Option<(&mut Task, &mut TaskIndex)> {
+        match task.kind {
+            TaskKind::Map => Some((self.maps.get_mut(task.index as usize)?, &mut self.map_index)),
+            TaskKind::Reduce => Some((self.reduces.get_mut(task.index as usize)?, &mut self.reduce_index)),
+        }
+    }
+
+    /// Changes a task's running attempts or output with `change`, then re-indexes it.
+    fn change<T>(&mut self, task_id: TaskId, change: impl FnOnce(&mut Task) -> T) -> Option<T> {
+        let (task, index) = self.task_and_index(task_id)?;
+        let (had_output, running_before) = (task.output.is_some(), task.running.len());
+        let out = change(task);
+        let (has_output, running_after) = (task.output.is_some(), task.running.len());
+        index.without_output = index.without_output + usize::from(had_output) - usize::from(has_output);
+        if task.is_pending() {
+            index.pending.insert(task_id.index);
+        } else {
+            index.pending.remove(&task_id.index);
+        }
+        self.running_attempts = self.running_attempts + running_after as u64 - running_before as u64;
+        if task_id.kind == TaskKind::Map && (had_output || has_output) {
+            self.map_outputs = None;
+        }
+        Some(out)
+    }
+
+    /// Notes a launched attempt of `task`.
+    pub fn start_attempt(&mut self, task: TaskId, run: RunningAttempt) {
+        self.change(task, |t| t.running.push(run));
+    }
+
+    /// Removes a running attempt of `task`, returning it.
+    pub fn stop_attempt(&mut self, task: TaskId, attempt: AttemptId) -> Option<RunningAttempt> {
+        self.change(task, |t| {
+            let at = t.running.iter().position(|r| r.attempt == attempt)?;
+            Some(t.running.remove(at))
+        })
+        .flatten()
+    }
+
+    /// Removes every running attempt of `task`, returning them.
+    pub fn stop_all(&mut self, task: TaskId) -> Vec<RunningAttempt> {
+        self.change(task, |t| std::mem::take(&mut t.running)).unwrap_or_default()
+    }
+
+    /// Sets (or, with `None`, clears: it was lost) the live output of `task`.
+    pub fn set_output(&mut self, task: TaskId, output: Option<Output>) {
+        self.change(task, |t| t.output = output);
+    }
+
+    /// Clears the live output of `task` (its holder was lost): it must run again.
+    pub fn lose_output(&mut self, now: Instant, task: TaskId) {
+        self.set_output(task, None);
+        if let Some(t) = self.task_mut(task) {
+            t.ready_at = Some(now);
+        }
+    }
+
+    /// Attempts running, backups included.
+    pub fn running_attempts(&self) -> u64 {
+        self.running_attempts
+    }
+
     pub fn maps_done(&self) -> bool {
-        self.maps.iter().all(|t| t.output.is_some())
+        self.map_index.without_output == 0
     }
 
     /// No reduce tasks: the map tasks write the part files.
@@ -197,7 +292,8 @@ impl Job {
 
     /// Every partition has a winning part file.
     pub fn parts_written(&self) -> bool {
-        self.part_writers().iter().all(|t| t.output.is_some())
+        let writers = if self.is_map_only() { &self.map_index } else { &self.reduce_index };
+        writers.without_output == 0
     }
 
     /// The kind of task the job is waiting for (`None` once it committed or ended).
@@ -211,27 +307,56 @@ impl Job {
         }
     }
 
-    /// The tasks that can be launched now, maps first, in index order.
-    pub fn pending(&self) -> Vec<TaskId> {
-        let pending = |tasks: &[Task], make: fn(usize) -> TaskId| -> Vec<TaskId> {
-            tasks.iter().enumerate().filter(|(_, t)| t.is_pending()).map(|(i, _)| make(i)).collect()
-        };
-        match self.current_kind() {
-            None => Vec::new(),
-            Some(TaskKind::Map) => pending(&self.maps, TaskId::map),
-            Some(TaskKind::Reduce) => pending(&self.reduces, TaskId::reduce),
+    /// The pending tasks of the current phase (none once the job committed or ended).
+    fn pending_now(&self) -> Option<(TaskKind, &BTreeSet<u32>)> {
+        match self.current_kind()? {
+            TaskKind::Map => Some((TaskKind::Map, &self.map_index.pending)),
+            TaskKind::Reduce => Some((TaskKind::Reduce, &self.reduce_index.pending)),
         }
     }
 
-    /// Where each map output lives (complete only once every map task is done).
-    pub fn map_outputs(&self) -> Vec<MapOutputRef> {
-        let outputs = self.maps.iter().enumerate();
-        outputs
-            .filter_map(|(i, t)| {
-                let out = t.output.as_ref()?;
-                Some(MapOutputRef { map_task: i as u32, attempt: out.attempt, worker: out.worker.clone() })
-            })
-            .collect()
+    /// The task to launch next: the lowest pending index of the current phase.
+    pub fn next_pending(&self) -> Option<TaskId> {
+        let (kind, pending) = self.pending_now()?;
+        Some(TaskId { kind, index: *pending.first()? })
+    }
+
+    /// How many tasks can be launched now.
+    pub fn pending_count(&self) -> usize {
+        self.pending_now().map_or(0, |(_, pending)| pending.len())
+    }
+
+    /// Checks the indexes against the task tables (tests call this after every step).
+    #[cfg(test)]
+    pub fn assert_indexed(&self) {
+        for (tasks, index) in [(&self.maps, &self.map_index), (&self.reduces, &self.reduce_index)] {
+            let pending: BTreeSet<u32> =
+                (0..tasks.len() as u32).filter(|i| tasks[*i as usize].is_pending()).collect();
+            assert_eq!(index.pending, pending, "pending tasks of {}", self.id);
+            assert_eq!(index.without_output, tasks.iter().filter(|t| t.output.is_none()).count());
+        }
+        let running: usize = self.maps.iter().chain(&self.reduces).map(|t| t.running.len()).sum();
+        assert_eq!(self.running_attempts, running as u64, "running attempts of {}", self.id);
+    }
+
+    /// Where each map output lives (complete only once every map task is done). Built once
+    /// and shared by every reduce launch until a map output changes.
+    pub fn map_outputs(&mut self) -> Arc<[MapOutputRef]> {
+        let maps = &self.maps;
+        let built = self.map_outputs.get_or_insert_with(|| {
+            let outputs = maps.iter().enumerate();
+            outputs
+                .filter_map(|(i, t)| {
+                    let out = t.output.as_ref()?;
+                    Some(MapOutputRef {
+                        map_task: i as u32,
+                        attempt: out.attempt,
+                        worker: out.worker.clone(),
+                    })
+                })
+                .collect()
+        });
+        built.clone()
     }
 
     /// One winner per partition, in partition order (complete once every part is written).
@@ -249,10 +374,13 @@ impl Job {
     /// Removes every running attempt, returning them.
     pub fn drain_running(&mut self) -> Vec<(AttemptRef, RunningAttempt)> {
         let mut out = Vec::new();
-        for (kind, tasks) in [(TaskKind::Map, &mut self.maps), (TaskKind::Reduce, &mut self.reduces)] {
-            for (index, task) in tasks.iter_mut().enumerate() {
-                for r in task.running.drain(..) {
-                    let task = TaskId { kind, index: index as u32 };
+        for (kind, count) in [(TaskKind::Map, self.maps.len()), (TaskKind::Reduce, self.reduces.len())] {
+            for index in 0..count {
+                let task = TaskId { kind, index: index as u32 };
+                if self.tasks(kind)[index].running.is_empty() {
+                    continue;
+                }
+                for r in self.stop_all(task) {
                     out.push((AttemptRef { job: self.id.clone(), task, attempt: r.attempt }, r));
                 }
             }
@@ -312,6 +440,7 @@ impl Job {
             name: self.name.clone(),
             priority: self.priority,
             owner: self.owner.clone(),
+            queue: self.queue.clone(),
             state: self.state.clone(),
             phase,
             maps: counts(&self.maps),
@@ -319,6 +448,7 @@ impl Job {
             attempts_launched: self.attempts_launched,
             failed_attempts: self.failed_attempts,
             backups_launched: self.backups_launched,
+            preempted_attempts: self.preempted_attempts,
             counters: self.counters(),
             live_counters: self.counters(),
             submitted_secs_ago: now.saturating_duration_since(self.submitted).as_secs_f64(),

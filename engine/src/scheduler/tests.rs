@@ -5,10 +5,11 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::error::ErrorKind;
-use crate::ids::{AttemptId, TaskId};
+use crate::ids::{AttemptId, TaskId, TaskKind};
 
 mod detail;
 mod diagnose;
+mod fair;
 mod health;
 
 fn w(name: &str) -> WorkerId {
@@ -25,6 +26,7 @@ fn spec(name: &str, priority: i32, maps: usize, reducers: u32) -> JobSpec {
         name: name.to_string(),
         priority,
         owner: "alice".into(),
+        queue: DEFAULT_QUEUE.into(),
         map_tasks: (0..maps).map(|i| format!("{name}.txt:{i}00+100")).collect(),
         reducers,
     }
@@ -88,6 +90,7 @@ impl Sim {
 
     /// Drains the actions, returning the launches as (worker, attempt) pairs and the rest.
     fn launches(&mut self) -> (Vec<(WorkerId, AttemptRef)>, Vec<Action>) {
+        self.s.assert_indexed();
         let mut launches = Vec::new();
         let mut other = Vec::new();
         for action in self.s.take_actions() {
@@ -155,7 +158,7 @@ fn reduces_wait_for_every_map_and_carry_map_outputs() {
     for (i, action) in actions.iter().enumerate() {
         let Action::Launch { attempt, map_outputs, .. } = action else { panic!("{action:?}") };
         assert_eq!(attempt, &at("j", TaskId::reduce(i), 0));
-        assert_eq!(map_outputs, &expected_outputs);
+        assert_eq!(&map_outputs[..], &expected_outputs[..]);
     }
 }
 

@@ -14,10 +14,14 @@ pub struct JobSpec {
     pub id: JobId,
     /// A human name, e.g. the job binary's name.
     pub name: String,
-    /// Higher runs first; equal priorities run in submit order.
+    /// Higher runs first among its owner's jobs in its queue (equal priorities in submit
+    /// order); see the aging rule in the [module documentation](super).
     pub priority: i32,
     /// Who submitted it (the user name of the client certificate).
     pub owner: String,
+    /// The queue it shares slots in ([`DEFAULT_QUEUE`](super::DEFAULT_QUEUE) unless the
+    /// submitter chose one).
+    pub queue: String,
     /// One human description per map task: its input split (e.g. `data/a.txt:0+67108864`).
     pub map_tasks: Vec<String>,
     /// Reduce partitions; 0 for a map-only job, whose map tasks write the part files.
@@ -139,8 +143,8 @@ pub enum Action {
         /// What.
         attempt: AttemptRef,
         /// For reduce tasks: where every map output lives, one per map task in map order
-        /// (empty for map tasks).
-        map_outputs: Vec<MapOutputRef>,
+        /// (empty for map tasks). Shared by the job's reduce launches.
+        map_outputs: std::sync::Arc<[MapOutputRef]>,
     },
     /// Stop an attempt (its result is no longer wanted).
     Kill {

@@ -42,6 +42,8 @@ pub struct JobView {
     pub priority: i32,
     /// Who submitted it.
     pub owner: String,
+    /// The queue it shares slots in.
+    pub queue: String,
     /// Queued, running, committing or ended (with the failure message).
     pub state: JobState,
     /// What it is doing now.
@@ -56,6 +58,9 @@ pub struct JobView {
     pub failed_attempts: u64,
     /// Backup (speculative) attempts launched.
     pub backups_launched: u64,
+    /// Attempts killed to give their slots to a queue below its fair share (re-run; not
+    /// failures).
+    pub preempted_attempts: u64,
     /// Counters summed over the winning attempt of each task (never double-counted).
     pub counters: Counters,
     /// Seconds since submission.

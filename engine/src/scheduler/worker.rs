@@ -1,6 +1,12 @@
-//! The scheduler's table of workers: slots, running attempts, liveness.
+//! The scheduler's table of workers: slots, running attempts, liveness, and the indexes
+//! that keep slot lookups logarithmic (the set of workers with a free slot, slot totals).
+//!
+//! Every change to a worker's running attempts, state or exclusion goes through a
+//! [`Workers`] method that re-indexes that one worker, so the indexes cannot drift from the
+//! table.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -36,6 +42,17 @@ pub(super) struct Worker {
     pub excluded_until: Option<Instant>,
     /// What it uses, as of its last heartbeat that said.
     pub resources: Option<crate::metrics::WorkerResources>,
+    /// What the indexes of [`Workers`] count for it (see [`Workers::reindex`]).
+    indexed: Indexed,
+}
+
+/// One worker's share of the [`Workers`] totals, as last indexed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Indexed {
+    free: u32,
+    usable: u32,
+    alive: bool,
+    excluded: bool,
 }
 
 impl Worker {
@@ -49,6 +66,7 @@ impl Worker {
             failures: Vec::new(),
             excluded_until: None,
             resources: None,
+            indexed: Indexed::default(),
         }
     }
 
@@ -56,61 +74,142 @@ impl Worker {
         self.state == WorkerState::Alive
     }
 
-    pub fn free_slots(&self) -> u32 {
-        if self.is_alive() && self.excluded_until.is_none() {
-            self.slots.saturating_sub(self.running.len() as u32)
-        } else {
-            0
-        }
+    /// Alive and not excluded: it may take tasks.
+    fn is_usable(&self) -> bool {
+        self.is_alive() && self.excluded_until.is_none()
     }
 
-    pub fn forget(&mut self, attempt: &AttemptRef) {
-        self.running.retain(|a| a != attempt);
+    pub fn free_slots(&self) -> u32 {
+        if self.is_usable() { self.slots.saturating_sub(self.running.len() as u32) } else { 0 }
+    }
+
+    fn indexed_now(&self) -> Indexed {
+        Indexed {
+            free: self.free_slots(),
+            usable: if self.is_usable() { self.slots } else { 0 },
+            alive: self.is_alive(),
+            excluded: self.is_alive() && self.excluded_until.is_some(),
+        }
     }
 }
 
-/// The workers by id, plus the round-robin cursor.
+/// The workers by id, the round-robin cursor, and the indexes over them.
 #[derive(Debug, Default)]
 pub(super) struct Workers {
-    pub by_id: BTreeMap<WorkerId, Worker>,
+    by_id: BTreeMap<WorkerId, Worker>,
     /// The worker that got the last launch; the next search starts after it.
     pub cursor: Option<WorkerId>,
+    /// Workers with at least one free slot.
+    with_free_slot: BTreeSet<WorkerId>,
+    free_slots: u64,
+    usable_slots: u64,
+    alive: usize,
+    excluded: usize,
 }
 
 impl Workers {
+    /// Free slots on usable workers.
     pub fn free_slots(&self) -> u64 {
-        self.by_id.values().map(|w| u64::from(w.free_slots())).sum()
+        self.free_slots
+    }
+
+    /// Slots of the workers that may take tasks (alive, not excluded).
+    pub fn usable_slots(&self) -> u64 {
+        self.usable_slots
+    }
+
+    /// Live workers, and how many of them are excluded.
+    pub fn alive_and_excluded(&self) -> (usize, usize) {
+        (self.alive, self.excluded)
+    }
+
+    pub fn contains(&self, id: &WorkerId) -> bool {
+        self.by_id.contains_key(id)
+    }
+
+    /// Every worker, by id.
+    pub fn iter(&self) -> impl Iterator<Item = (&WorkerId, &Worker)> {
+        self.by_id.iter()
+    }
+
+    /// Changes one worker with `change`, then re-indexes it. None if it is unknown.
+    pub fn update<T>(&mut self, id: &WorkerId, change: impl FnOnce(&mut Worker) -> T) -> Option<T> {
+        let worker = self.by_id.get_mut(id)?;
+        let out = change(worker);
+        self.reindex(id);
+        Some(out)
+    }
+
+    /// Adds a worker, replacing a known one of the same id.
+    pub fn insert(&mut self, id: WorkerId, worker: Worker) {
+        self.by_id.insert(id.clone(), worker);
+        self.reindex(&id);
+    }
+
+    /// Brings the indexes up to date with worker `id`'s table entry.
+    fn reindex(&mut self, id: &WorkerId) {
+        let Some(worker) = self.by_id.get_mut(id) else { return };
+        let (old, new) = (worker.indexed, worker.indexed_now());
+        worker.indexed = new;
+        self.free_slots = self.free_slots + u64::from(new.free) - u64::from(old.free);
+        self.usable_slots = self.usable_slots + u64::from(new.usable) - u64::from(old.usable);
+        self.alive = self.alive + usize::from(new.alive) - usize::from(old.alive);
+        self.excluded = self.excluded + usize::from(new.excluded) - usize::from(old.excluded);
+        if new.free > 0 {
+            if old.free == 0 {
+                self.with_free_slot.insert(id.clone());
+            }
+        } else if old.free > 0 {
+            self.with_free_slot.remove(id);
+        }
     }
 
     /// The next worker with a free slot in round-robin order, starting after the last one
     /// used. `avoid` is skipped when another worker has a free slot; with `strict` it is
     /// never chosen.
     pub fn pick(&self, avoid: Option<&WorkerId>, strict: bool) -> Option<WorkerId> {
-        let cursor = self.cursor.as_ref();
-        let after = self.by_id.iter().filter(|(id, _)| cursor.is_none_or(|c| *id > c));
-        let upto = self.by_id.iter().filter(|(id, _)| cursor.is_some_and(|c| *id <= c));
-        let mut fallback = None;
-        for (id, worker) in after.chain(upto) {
-            if worker.free_slots() == 0 {
-                continue;
-            }
-            if avoid == Some(id) {
-                fallback = fallback.or(Some(id));
-            } else {
-                return Some(id.clone());
-            }
+        let after = match &self.cursor {
+            Some(c) => self.with_free_slot.range::<WorkerId, _>((Bound::Excluded(c), Bound::Unbounded)),
+            None => self.with_free_slot.range::<WorkerId, _>(..),
+        };
+        let upto = self.cursor.iter().flat_map(|c| self.with_free_slot.range::<WorkerId, _>(..=c));
+        // At most two candidates are looked at: the avoided worker is skipped once.
+        let mut candidates = after.chain(upto);
+        let first = candidates.next()?;
+        if avoid != Some(first) {
+            return Some(first.clone());
         }
-        if strict { None } else { fallback.cloned() }
+        match candidates.next() {
+            Some(second) => Some(second.clone()),
+            None if strict => None,
+            None => Some(first.clone()),
+        }
+    }
+
+    /// Notes an attempt launched on `worker`, which becomes the round-robin cursor.
+    pub fn start(&mut self, worker: &WorkerId, attempt: AttemptRef) {
+        self.update(worker, |w| w.running.push(attempt));
+        self.cursor = Some(worker.clone());
     }
 
     /// Removes a finished or killed attempt from its worker's list.
     pub fn forget(&mut self, worker: &WorkerId, attempt: &AttemptRef) {
-        if let Some(w) = self.by_id.get_mut(worker) {
-            w.forget(attempt);
-        }
+        self.update(worker, |w| w.running.retain(|a| a != attempt));
     }
 
     pub fn is_alive(&self, worker: &WorkerId) -> bool {
         self.by_id.get(worker).is_some_and(Worker::is_alive)
+    }
+
+    /// Checks the indexes against the table (tests call this after every step).
+    #[cfg(test)]
+    pub fn assert_indexed(&self) {
+        let with_free: BTreeSet<WorkerId> =
+            self.by_id.iter().filter(|(_, w)| w.free_slots() > 0).map(|(id, _)| id.clone()).collect();
+        assert_eq!(self.with_free_slot, with_free);
+        let free: u64 = self.by_id.values().map(|w| u64::from(w.free_slots())).sum();
+        assert_eq!(self.free_slots, free);
+        let usable: u64 = self.by_id.values().filter(|w| w.is_usable()).map(|w| u64::from(w.slots)).sum();
+        assert_eq!(self.usable_slots, usable);
     }
 }

@@ -20,12 +20,12 @@ pub fn input_and_expected(dir: &Path) -> (PathBuf, PathBuf) {
     (text, expected)
 }
 
-fn chaos_args<'a>(text: &'a Path, out: &'a Path, faults: &[&'a str]) -> Vec<&'a str> {
+pub fn chaos_args<'a>(text: &'a Path, out: &'a Path, faults: &[&'a str]) -> Vec<&'a str> {
     let base = ["--input", s(text), "--output", s(out), "--reducers", "3", "--split-size", "30000"];
     [&base[..], faults].concat()
 }
 
-fn assert_same_parts(expected: &Path, actual: &Path) {
+pub fn assert_same_parts(expected: &Path, actual: &Path) {
     let (a, b) = (read_committed(expected), read_committed(actual));
     assert_eq!(a.parts.len(), b.parts.len());
     for ((_, x), (name, y)) in a.parts.iter().zip(&b.parts) {
@@ -34,7 +34,7 @@ fn assert_same_parts(expected: &Path, actual: &Path) {
 }
 
 /// Waits for a background job binary and asserts it succeeded.
-fn wait_ok(child: std::process::Child) -> String {
+pub fn wait_ok(child: std::process::Child) -> String {
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "the job failed: {stderr}");

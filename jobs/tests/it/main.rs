@@ -7,6 +7,7 @@ mod bad_records;
 mod cluster;
 mod cluster_errors;
 mod cluster_failures;
+mod cluster_fair;
 mod cluster_support;
 mod compressed_text;
 mod csv_json;

@@ -34,15 +34,16 @@ pub async fn list(driver: &DriverEndpoint, as_json: bool) -> gristmill::Result<E
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<28} {:<18} {:<12} {:<10} {:>4} {:>11} {:>11} {:>9}",
-        "JOB", "NAME", "OWNER", "STATE", "PRIO", "MAPS", "REDUCES", "SECONDS"
+        "{:<28} {:<18} {:<12} {:<10} {:<10} {:>4} {:>11} {:>11} {:>9}",
+        "JOB", "NAME", "OWNER", "QUEUE", "STATE", "PRIO", "MAPS", "REDUCES", "SECONDS"
     );
     for job in jobs {
         println!(
-            "{:<28} {:<18} {:<12} {:<10} {:>4} {:>11} {:>11} {:>9.1}",
+            "{:<28} {:<18} {:<12} {:<10} {:<10} {:>4} {:>11} {:>11} {:>9.1}",
             job.job_id,
             job.name,
             job.owner,
+            job.queue,
             state_name(job.state()),
             job.priority,
             format!("{}/{}", job.maps_done, job.maps_total),
@@ -138,6 +139,7 @@ pub fn status_json(job: &JobStatus) -> serde_json::Value {
         "job_id": job.job_id,
         "name": job.name,
         "owner": job.owner,
+        "queue": job.queue,
         "state": state_name(job.state()),
         "priority": job.priority,
         "maps_done": job.maps_done,
@@ -146,6 +148,7 @@ pub fn status_json(job: &JobStatus) -> serde_json::Value {
         "reduces_total": job.reduces_total,
         "failed_attempts": job.failed_attempts,
         "backup_attempts": job.backup_attempts,
+        "preempted_attempts": job.preempted_attempts,
         "elapsed_seconds": job.elapsed_seconds,
         "input_files": job.input_files,
         "input_bytes": job.input_bytes,
@@ -161,10 +164,12 @@ pub fn print_status(job: &JobStatus) {
     println!("name      {}", job.name);
     println!("owner     {}", job.owner);
     println!("state     {}", state_name(job.state()));
+    println!("queue     {}", job.queue);
     println!("priority  {}", job.priority);
     println!("maps      {}/{}", job.maps_done, job.maps_total);
     println!("reduces   {}/{}", job.reduces_done, job.reduces_total);
-    println!("attempts  {} failed, {} backups", job.failed_attempts, job.backup_attempts);
+    let (failed, backups, preempted) = (job.failed_attempts, job.backup_attempts, job.preempted_attempts);
+    println!("attempts  {failed} failed, {backups} backups, {preempted} preempted");
     println!("elapsed   {:.1} s", job.elapsed_seconds);
     if job.files > 0 {
         println!("output    {} rows in {} files", job.rows, job.files);

@@ -1,5 +1,5 @@
 //! The event log of each job: JSON lines in `<data-dir>/events/<job>.jsonl` (submitted,
-//! task launched / finished / failed / killed, committed / failed / cancelled), the history
+//! task launched / finished / failed / killed / preempted, committed / failed / cancelled), the history
 //! a driver keeps of what happened, served at `/api/jobs/{id}/events` also after a restart.
 //!
 //! Events are written by a background thread: the scheduler's lock is never held across
@@ -31,6 +31,8 @@ pub enum Event {
         owner: String,
         /// Its priority.
         priority: i32,
+        /// The queue it shares slots in.
+        queue: String,
         /// SHA-256 of the job binary.
         binary_digest: String,
         /// The output directory URL.
@@ -82,6 +84,16 @@ pub enum Event {
     },
     /// An attempt was killed (it lost to another, or its job ended).
     TaskKilled {
+        /// The task.
+        task: String,
+        /// The attempt.
+        attempt: u32,
+        /// The worker.
+        worker: String,
+    },
+    /// An attempt was killed to give its slot to a queue below its fair share; its task
+    /// runs again and the attempt does not count as failed.
+    TaskPreempted {
         /// The task.
         task: String,
         /// The attempt.
@@ -251,7 +263,8 @@ fn event_line(job: &str, event: Event, launched: &mut HashMap<(String, String, u
         }
         Event::TaskFinished { task, attempt, .. }
         | Event::TaskFailed { task, attempt, .. }
-        | Event::TaskKilled { task, attempt, .. } => {
+        | Event::TaskKilled { task, attempt, .. }
+        | Event::TaskPreempted { task, attempt, .. } => {
             launched.remove(&(job.to_owned(), task.clone(), *attempt)).map(|at| ts.saturating_sub(at))
         }
         Event::Committed { .. } | Event::Failed { .. } | Event::Cancelled => {

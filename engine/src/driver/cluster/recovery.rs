@@ -181,6 +181,7 @@ pub fn ended_status(job: &SubmittedJob, request: &SubmitJobRequest, end: &EndedJ
         input_files: request.input_files,
         input_bytes: request.input_bytes,
         owner: job.owner.clone(),
+        queue: super::state::queue_name(&request.queue),
         ..JobStatus::default()
     }
 }
@@ -202,6 +203,7 @@ pub fn ended_view(ended: &Ended, now_ms: u64) -> JobView {
         name: status.name.clone(),
         priority: status.priority,
         owner: status.owner.clone(),
+        queue: super::state::queue_name(&status.queue),
         state,
         phase: Phase::Ended,
         maps: counts(status.maps_total, status.maps_done),
@@ -209,6 +211,7 @@ pub fn ended_view(ended: &Ended, now_ms: u64) -> JobView {
         attempts_launched: 0,
         failed_attempts: u64::from(status.failed_attempts),
         backups_launched: u64::from(status.backup_attempts),
+        preempted_attempts: u64::from(status.preempted_attempts),
         live_counters: counters.clone(),
         counters,
         submitted_secs_ago: ended_secs_ago + status.elapsed_seconds,

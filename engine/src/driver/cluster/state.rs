@@ -32,7 +32,7 @@ use crate::ids::{JobId, TaskKind, WorkerId};
 use crate::input::BadRecord;
 use crate::job::Counters;
 use crate::output::PartFile;
-use crate::scheduler::{Action, AttemptRef, JobView, Scheduler, WorkerState};
+use crate::scheduler::{Action, AttemptOutcome, AttemptRef, JobView, Scheduler, WorkerState};
 use crate::security::JobSecret;
 
 mod resume;
@@ -296,7 +296,14 @@ impl DriverState {
             (scheduler.take_actions(), scheduler.take_attempt_events())
         };
         self.observe(&events, now);
-        self.carry_out(actions);
+        let preempted = events.iter().filter_map(|e| match e {
+            crate::scheduler::AttemptEvent::Ended { attempt, outcome: AttemptOutcome::Preempted, .. } => {
+                Some(attempt)
+            }
+            _ => None,
+        });
+        let preempted: HashSet<&AttemptRef> = preempted.collect();
+        self.carry_out(actions, &preempted);
     }
 
     /// Counts attempt events in the metrics; ended attempts' live counters and spans go.
@@ -388,6 +395,7 @@ impl DriverState {
             name: request.name.clone(),
             owner: owner.clone(),
             priority: request.priority,
+            queue: queue_name(&request.queue),
             binary_digest: request.binary_digest.clone(),
             output: request.output.clone(),
             maps: request.map_tasks.len(),
@@ -561,7 +569,7 @@ impl DriverState {
     }
 
     /// Carries out the scheduler's actions.
-    fn carry_out(self: &Arc<Self>, actions: Vec<Action>) {
+    fn carry_out(self: &Arc<Self>, actions: Vec<Action>, preempted: &HashSet<&AttemptRef>) {
         let mut unreachable = Vec::new();
         for action in actions {
             match action {
@@ -580,7 +588,12 @@ impl DriverState {
                 Action::Kill { worker, attempt } => {
                     let (task, number) =
                         (task_name(attempt.task.kind, attempt.task.index), attempt.attempt.0);
-                    let killed = Event::TaskKilled { task, attempt: number, worker: worker.to_string() };
+                    let worker_name = worker.to_string();
+                    let killed = if preempted.contains(&attempt) {
+                        Event::TaskPreempted { task, attempt: number, worker: worker_name }
+                    } else {
+                        Event::TaskKilled { task, attempt: number, worker: worker_name }
+                    };
                     self.events.append(attempt.job.as_str(), killed);
                     self.send(&worker, driver_message::Body::Kill(attempt_key(&attempt)));
                 }
@@ -822,9 +835,15 @@ fn job_spec(id: &JobId, owner: &str, request: &SubmitJobRequest) -> crate::sched
         name: request.name.clone(),
         priority: request.priority,
         owner: owner.to_owned(),
+        queue: queue_name(&request.queue),
         map_tasks: request.map_tasks.iter().map(|t| t.description.clone()).collect(),
         reducers: request.reducers,
     }
+}
+
+/// The queue a submission names; `default` when it names none.
+pub(crate) fn queue_name(requested: &str) -> String {
+    if requested.is_empty() { crate::scheduler::DEFAULT_QUEUE.to_owned() } else { requested.to_owned() }
 }
 
 /// Locks the outputs of the jobs that have not ended (at start: the resumed ones) again: the
@@ -929,5 +948,7 @@ fn status_of(view: &JobView, record: &JobRecord) -> JobStatus {
         input_files: record.request.input_files,
         input_bytes: record.request.input_bytes,
         owner: record.owner.clone(),
+        queue: view.queue.clone(),
+        preempted_attempts: view.preempted_attempts as u32,
     }
 }

@@ -75,13 +75,7 @@ fn metric_cells(m: Option<AttemptMetrics>) -> Markup {
 }
 
 fn outcome_word(o: AttemptOutcome) -> &'static str {
-    match o {
-        AttemptOutcome::Running => "running",
-        AttemptOutcome::Succeeded => "succeeded",
-        AttemptOutcome::Failed => "failed",
-        AttemptOutcome::Killed => "killed",
-        AttemptOutcome::Lost => "lost",
-    }
+    o.as_str()
 }
 
 fn task_table(detail: &JobDetail) -> Markup {

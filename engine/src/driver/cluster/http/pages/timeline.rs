@@ -70,17 +70,12 @@ fn colour(outcome: AttemptOutcome) -> &'static str {
         AttemptOutcome::Failed => "#d64541",
         AttemptOutcome::Killed => "#a0a0a0",
         AttemptOutcome::Lost => "#e98b2a",
+        AttemptOutcome::Preempted => "#8e6bbf",
     }
 }
 
 fn word(outcome: AttemptOutcome) -> &'static str {
-    match outcome {
-        AttemptOutcome::Running => "running",
-        AttemptOutcome::Succeeded => "succeeded",
-        AttemptOutcome::Failed => "failed",
-        AttemptOutcome::Killed => "killed",
-        AttemptOutcome::Lost => "lost",
-    }
+    outcome.as_str()
 }
 
 fn bar_class(a: &AttemptView) -> String {
@@ -105,7 +100,7 @@ pub fn render(attempts: &[AttemptView], now: f64) -> Markup {
     let ticks: Vec<f64> = (0..=8).map(|i| span * f64::from(i) / 8.0).collect();
     html! {
         p.legend {
-            @for o in [AttemptOutcome::Succeeded, AttemptOutcome::Running, AttemptOutcome::Failed, AttemptOutcome::Killed, AttemptOutcome::Lost] {
+            @for o in [AttemptOutcome::Succeeded, AttemptOutcome::Running, AttemptOutcome::Failed, AttemptOutcome::Killed, AttemptOutcome::Lost, AttemptOutcome::Preempted] {
                 span { i style=(format!("background:{}", colour(o))) {} (word(o)) }
             }
             span { "dashed outline: backup; ✕: failed or lost" }
