@@ -198,7 +198,8 @@ fn a_binary_the_workers_cannot_execute_fails_the_job_saying_why() {
     let foreign = dir.path().join("wordcount-foreign");
     std::fs::write(&foreign, foreign_elf(machine)).unwrap();
     let out = dir.path().join("out");
-    let args = ["--input", s(&dir.path().join("in")), "--output", s(&out)];
+    let input = dir.path().join("in");
+    let args = ["--input", s(&input), "--output", s(&out)];
     let result = Command::new(super::support::bin("wordcount"))
         .args(args)
         .args(["--driver", &cluster.url])
