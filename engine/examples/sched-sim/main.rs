@@ -87,6 +87,7 @@ fn main() {
 
 fn report(args: &Args, t: &Totals, per_task: f64, wall: Duration) {
     let per_sec = t.launches as f64 / t.scheduler_time.as_secs_f64();
+    let per_cpu_sec = t.launches as f64 / t.scheduler_cpu.as_secs_f64();
     println!(
         "sched-sim: {} workers x {} slots, {} tasks in {} jobs, {} users, {} queues",
         args.workers, args.slots, t.tasks, args.jobs, args.users, args.queues

@@ -24,10 +24,17 @@ pub struct Totals {
     pub workers_lost: u64,
     pub preempted: u64,
     pub scheduler_time: Duration,
+    /// CPU time of this thread inside scheduler calls (not inflated when the machine is
+    /// shared and the process waits for a core).
+    pub scheduler_cpu: Duration,
     pub slowest_call: Duration,
     /// Simulated seconds each (non-backup) launch waited since its task was ready.
     pub waits: Vec<f32>,
+    /// Running attempts over running attempts plus free slots of workers that may take
+    /// tasks, while tasks are pending.
     pub utilization: Vec<f64>,
+    /// The same over every live worker's slots (excluded workers' idle slots count).
+    pub utilization_alive: Vec<f64>,
     pub jain_queues: Vec<f64>,
     pub jain_users: Vec<f64>,
     /// (simulated s, Jain between queues, Jain between users, utilization)
@@ -248,11 +255,12 @@ impl World {
     /// One scheduler call, timed, then what it asked for carried out.
     fn call<T>(&mut self, f: impl FnOnce(&mut Scheduler, Instant) -> T) -> T {
         let now = self.now();
-        let started = Instant::now();
+        let (started, cpu_started) = (Instant::now(), thread_cpu());
         let out = f(&mut self.s, now);
         let actions = self.s.take_actions();
         let events = self.s.take_attempt_events();
         let took = started.elapsed();
+        self.totals.scheduler_cpu += thread_cpu().saturating_sub(cpu_started);
         self.totals.scheduler_time += took;
         self.totals.slowest_call = self.totals.slowest_call.max(took);
         self.totals.calls += 1;
@@ -308,12 +316,16 @@ impl World {
         let pending: u64 = queues.iter().map(|q| q.pending).sum();
         let running: u64 = queues.iter().map(|q| q.running).sum();
         let slots = self.alive_workers * u64::from(self.args.slots);
+        let (_, free) = self.s.slot_counts();
         self.totals.rss_peak = self.totals.rss_peak.max(resident_bytes());
-        if pending == 0 || slots == 0 {
+        if pending == 0 || slots == 0 || running + free == 0 {
             return;
         }
-        let utilization = running as f64 / slots as f64;
+        // Busy over busy plus free slots that could take a task (excluded workers still
+        // finish what they run, but take nothing new).
+        let utilization = running as f64 / (running + free) as f64;
         self.totals.utilization.push(utilization);
+        self.totals.utilization_alive.push(running as f64 / slots as f64);
         if self.now_ms % 10_000 != 0 {
             return;
         }
@@ -353,6 +365,15 @@ impl World {
         }
         if indexes.is_empty() { 1.0 } else { fairness::mean(&indexes) }
     }
+}
+
+/// CPU time this thread has used.
+#[allow(unsafe_code)]
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid timespec for the call to fill in.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// Resident memory of this process (`/proc/self/statm`), bytes.

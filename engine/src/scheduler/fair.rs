@@ -82,6 +82,11 @@ impl Queue {
             && self.config.max_slots.is_none_or(|max| self.running < u64::from(max))
     }
 
+    /// Attempts running and tasks launchable.
+    pub fn load(&self) -> (u64, u64) {
+        (self.running, self.pending)
+    }
+
     /// What it could use now: running plus launchable, capped by `max_slots`.
     fn demand(&self) -> u64 {
         let demand = self.running + self.pending;
@@ -226,13 +231,6 @@ impl Fair {
     }
 }
 
-impl Queue {
-    /// Attempts running and tasks launchable.
-    pub fn load(&self) -> (u64, u64) {
-        (self.running, self.pending)
-    }
-}
-
 impl Scheduler {
     /// A job's rank among its user's jobs (see the module documentation).
     fn rank(&self, priority: i32, submitted: Instant) -> i128 {
@@ -297,6 +295,12 @@ impl Scheduler {
         for (name, queue) in &self.fair.queues {
             assert_eq!(queue.running, running.get(name.as_str()).copied().unwrap_or(0), "queue {name}");
         }
+    }
+
+    /// Slots on the workers that may take tasks (alive, not excluded), and how many of them
+    /// are free.
+    pub fn slot_counts(&self) -> (u64, u64) {
+        (self.workers.usable_slots(), self.workers.free_slots())
     }
 
     /// Snapshots of every queue: weight, load and fair share.

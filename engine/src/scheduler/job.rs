@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use super::attempts::AttemptLog;
 use super::types::{AttemptRef, Counters, JobSpec, JobState, MapOutputRef, TaskFailure, WinningPart};
-use super::view::{JobView, Phase, TaskCounts};
 use crate::error::ErrorKind;
 use crate::ids::{AttemptId, JobId, TaskId, TaskKind, WorkerId};
 
@@ -409,54 +408,5 @@ impl Job {
         };
         durations.sort_unstable();
         durations.get(durations.len() / 2).copied()
-    }
-
-    /// Counters summed over the last successful attempt of each task.
-    pub fn counters(&self) -> Counters {
-        let mut sum = Counters::new();
-        for task in self.maps.iter().chain(&self.reduces) {
-            for (name, value) in &task.counters {
-                let total = sum.entry(name.clone()).or_insert(0);
-                *total = total.saturating_add(*value);
-            }
-        }
-        sum
-    }
-
-    pub fn view(&self, now: Instant) -> JobView {
-        let counts = |tasks: &[Task]| TaskCounts {
-            total: tasks.len() as u32,
-            done: tasks.iter().filter(|t| t.output.is_some()).count() as u32,
-            running: tasks.iter().filter(|t| !t.running.is_empty()).count() as u32,
-        };
-        let phase = match (&self.state, self.current_kind()) {
-            (_, Some(TaskKind::Map)) => Phase::Map,
-            (_, Some(TaskKind::Reduce)) => Phase::Reduce,
-            (JobState::Committing, None) => Phase::Commit,
-            (_, None) => Phase::Ended,
-        };
-        JobView {
-            id: self.id.clone(),
-            name: self.name.clone(),
-            priority: self.priority,
-            owner: self.owner.clone(),
-            queue: self.queue.clone(),
-            state: self.state.clone(),
-            phase,
-            maps: counts(&self.maps),
-            reduces: counts(&self.reduces),
-            attempts_launched: self.attempts_launched,
-            failed_attempts: self.failed_attempts,
-            backups_launched: self.backups_launched,
-            preempted_attempts: self.preempted_attempts,
-            counters: self.counters(),
-            live_counters: self.counters(),
-            submitted_secs_ago: now.saturating_duration_since(self.submitted).as_secs_f64(),
-            elapsed_secs: self
-                .finished
-                .unwrap_or(now)
-                .saturating_duration_since(self.submitted)
-                .as_secs_f64(),
-        }
     }
 }

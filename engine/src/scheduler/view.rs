@@ -1,9 +1,13 @@
 //! Read-only snapshots for status pages and the CLI (serialized as JSON by the driver).
 
+use std::time::Instant;
+
 use serde::Serialize;
 
+use super::job::{Job, Task};
 use super::types::{AttemptRef, Counters, JobState};
 use super::worker::WorkerState;
+use crate::ids::TaskKind;
 use crate::ids::{JobId, WorkerId};
 
 /// What a job is doing now.
@@ -93,4 +97,55 @@ pub struct WorkerView {
     pub excluded_secs_left: Option<f64>,
     /// What it uses (CPU, memory, disk), as its last heartbeat said.
     pub resources: Option<crate::metrics::WorkerResources>,
+}
+
+impl Job {
+    /// Counters summed over the last successful attempt of each task.
+    pub fn counters(&self) -> Counters {
+        let mut sum = Counters::new();
+        for task in self.maps.iter().chain(&self.reduces) {
+            for (name, value) in &task.counters {
+                let total = sum.entry(name.clone()).or_insert(0);
+                *total = total.saturating_add(*value);
+            }
+        }
+        sum
+    }
+
+    pub fn view(&self, now: Instant) -> JobView {
+        let counts = |tasks: &[Task]| TaskCounts {
+            total: tasks.len() as u32,
+            done: tasks.iter().filter(|t| t.output.is_some()).count() as u32,
+            running: tasks.iter().filter(|t| !t.running.is_empty()).count() as u32,
+        };
+        let phase = match (&self.state, self.current_kind()) {
+            (_, Some(TaskKind::Map)) => Phase::Map,
+            (_, Some(TaskKind::Reduce)) => Phase::Reduce,
+            (JobState::Committing, None) => Phase::Commit,
+            (_, None) => Phase::Ended,
+        };
+        JobView {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            priority: self.priority,
+            owner: self.owner.clone(),
+            queue: self.queue.clone(),
+            state: self.state.clone(),
+            phase,
+            maps: counts(&self.maps),
+            reduces: counts(&self.reduces),
+            attempts_launched: self.attempts_launched,
+            failed_attempts: self.failed_attempts,
+            backups_launched: self.backups_launched,
+            preempted_attempts: self.preempted_attempts,
+            counters: self.counters(),
+            live_counters: self.counters(),
+            submitted_secs_ago: now.saturating_duration_since(self.submitted).as_secs_f64(),
+            elapsed_secs: self
+                .finished
+                .unwrap_or(now)
+                .saturating_duration_since(self.submitted)
+                .as_secs_f64(),
+        }
+    }
 }
