@@ -240,15 +240,33 @@ struct DriverArgs {
     /// (repeatable): slots are shared between queues in proportion to their weights, and a
     /// queue's attempts never hold more than MAX_SLOTS. Unlisted queues (and `default`) have
     /// weight 1 and no limit.
-    #[arg(long = "queue", value_name = "NAME:WEIGHT[:MAX_SLOTS]", value_parser = QueueConfig::parse_flag)]
+    #[arg(
+        long = "queue",
+        env = "GRISTMILL_DRIVER_QUEUES",
+        value_delimiter = ',',
+        value_name = "NAME:WEIGHT[:MAX_SLOTS]",
+        value_parser = QueueConfig::parse_flag
+    )]
     queues: Vec<(String, QueueConfig)>,
     /// How long a queue may stay below its fair share before the youngest attempts of
     /// queues above theirs are preempted (e.g. 15s, 1m; 0 never preempts).
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION", default_value = "15s")]
+    #[arg(
+        long,
+        env = "GRISTMILL_DRIVER_PREEMPTION_TIMEOUT",
+        value_parser = parse_duration,
+        value_name = "DURATION",
+        default_value = "15s"
+    )]
     preemption_timeout: Duration,
     /// A job gains one point of priority per this much waiting since its submission, so
     /// no job starves behind higher priorities (0 turns aging off).
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION", default_value = "60s")]
+    #[arg(
+        long,
+        env = "GRISTMILL_DRIVER_PRIORITY_AGING",
+        value_parser = parse_duration,
+        value_name = "DURATION",
+        default_value = "60s"
+    )]
     priority_aging: Duration,
     /// Most task slots one worker may advertise.
     #[arg(long, env = "GRISTMILL_DRIVER_MAX_WORKER_SLOTS", default_value_t = DEFAULT_MAX_WORKER_SLOTS)]

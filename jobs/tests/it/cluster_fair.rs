@@ -22,8 +22,10 @@ fn slow_chaos<'a>(text: &'a Path, out: &'a Path, queue: &'a str, sleep_ms: &'a s
         s(out),
         "--reducers",
         "3",
+        // Each ~360 KB file weighs more than this with its open cost (64 KiB), so small-file
+        // packing leaves one file per split: three map tasks.
         "--split-size",
-        "100000000",
+        "400000",
         "--chaos-stage",
         "map",
         "--sleep",
