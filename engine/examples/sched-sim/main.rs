@@ -102,10 +102,13 @@ fn report(args: &Args, t: &Totals, per_task: f64, wall: Duration) {
         "  scheduler calls {} ({} launches, {} failed attempts injected, {} workers lost, {} preempted)",
         t.calls, t.launches, t.failures, t.workers_lost, t.preempted
     );
-    println!("  assignments/s   {per_sec:.0} (launches / wall time inside scheduler calls)");
     println!(
-        "  per call        {:.2} us mean; slowest call {:.2} ms",
-        t.scheduler_time.as_secs_f64() * 1e6 / t.calls as f64,
+        "  assignments/s   {per_sec:.0} by wall time inside scheduler calls, {per_cpu_sec:.0} by CPU time"
+    );
+    println!(
+        "  per launch      {:.2} us wall, {:.2} us CPU; slowest call {:.2} ms",
+        t.scheduler_time.as_secs_f64() * 1e6 / t.launches as f64,
+        t.scheduler_cpu.as_secs_f64() * 1e6 / t.launches as f64,
         t.slowest_call.as_secs_f64() * 1e3
     );
     let p = |q: f64| world::percentile(&t.waits, q);
@@ -117,10 +120,12 @@ fn report(args: &Args, t: &Totals, per_task: f64, wall: Duration) {
         p(1.0)
     );
     println!(
-        "  utilization while tasks pending: mean {:.2}% over {} samples (min {:.2}%)",
+        "  utilization while tasks pending: mean {:.2}% (busy / busy + free usable slots) over {} samples \
+         (min {:.2}%); {:.2}% of all live slots (excluded workers' idle slots included)",
         t.utilization_mean() * 100.0,
         t.utilization.len(),
-        t.utilization_min() * 100.0
+        t.utilization_min() * 100.0,
+        fairness::mean(&t.utilization_alive) * 100.0
     );
     println!(
         "  memory          {per_task:.0} bytes per queued task (RSS growth, all jobs submitted); run peak RSS {:.0} MiB",

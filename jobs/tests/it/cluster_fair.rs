@@ -13,7 +13,8 @@ use super::cluster_failures::{assert_same_parts, input_and_expected, wait_ok};
 use super::cluster_support::{Cluster, ClusterSpec, TEST_USER, gristmill_cert, wait_until};
 use super::support::s;
 
-/// Word count whose map tasks each sleep `secs`, one map task per input file.
+/// Word count in `queue` (its small input packed into one map task) whose 3 reduce tasks
+/// each sleep `sleep_ms` first.
 fn slow_chaos<'a>(text: &'a Path, out: &'a Path, queue: &'a str, sleep_ms: &'a str) -> Vec<&'a str> {
     vec![
         "--input",
@@ -27,7 +28,7 @@ fn slow_chaos<'a>(text: &'a Path, out: &'a Path, queue: &'a str, sleep_ms: &'a s
         "--split-size",
         "400000",
         "--chaos-stage",
-        "map",
+        "reduce",
         "--sleep",
         "1",
         "--sleep-ms",
@@ -62,12 +63,12 @@ fn two_users_jobs_in_two_queues_share_a_small_cluster_and_preemption_gives_the_s
     let (text, expected) = input_and_expected(dir.path());
     let (etl_out, adhoc_out) = (dir.path().join("etl"), dir.path().join("adhoc"));
 
-    let etl = cluster.spawn("chaos", &slow_chaos(&text, &etl_out, "etl", "6000"));
+    let etl = cluster.spawn("chaos", &slow_chaos(&text, &etl_out, "etl", "8000"));
     wait_until("the etl job holds both slots", Duration::from_secs(60), || {
         cluster.running_on(0) > 0 && cluster.running_on(1) > 0
     });
     let adhoc = cluster
-        .spawn("chaos", &[&slow_chaos(&text, &adhoc_out, "adhoc", "6000")[..], &["--user", "bob"]].concat());
+        .spawn("chaos", &[&slow_chaos(&text, &adhoc_out, "adhoc", "8000")[..], &["--user", "bob"]].concat());
     wait_ok(etl);
     wait_ok(adhoc);
     assert_same_parts(&expected, &etl_out);
