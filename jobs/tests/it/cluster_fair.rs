@@ -13,7 +13,7 @@ use super::cluster_failures::{assert_same_parts, input_and_expected, wait_ok};
 use super::cluster_support::{Cluster, ClusterSpec, TEST_USER, gristmill_cert, wait_until};
 use super::support::s;
 
-/// Word count in `queue` (its small input packed into one map task) whose 3 reduce tasks
+/// Word count in `queue` (3 map tasks, one per file) whose 3 reduce tasks
 /// each sleep `sleep_ms` first.
 fn slow_chaos<'a>(text: &'a Path, out: &'a Path, queue: &'a str, sleep_ms: &'a str) -> Vec<&'a str> {
     vec![
