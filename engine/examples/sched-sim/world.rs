@@ -326,7 +326,7 @@ impl World {
         let utilization = running as f64 / (running + free) as f64;
         self.totals.utilization.push(utilization);
         self.totals.utilization_alive.push(running as f64 / slots as f64);
-        if self.now_ms % 10_000 != 0 {
+        if !self.now_ms.is_multiple_of(10_000) {
             return;
         }
         let by_queue: Vec<(f64, f64)> = queues.iter().map(|q| (q.running as f64, q.fair_share)).collect();
@@ -335,7 +335,7 @@ impl World {
         self.totals.jain_queues.push(jain_queues);
         self.totals.jain_users.push(jain_users);
         let every = (self.args.report_every_secs * 1000.0) as u64;
-        if every > 0 && self.now_ms % every == 0 {
+        if every > 0 && self.now_ms.is_multiple_of(every) {
             self.totals.series.push((self.now_ms as f64 / 1000.0, jain_queues, jain_users, utilization));
         }
     }

@@ -11,6 +11,10 @@ use super::types::{Action, AttemptRef};
 use super::{Scheduler, ended};
 use crate::ids::{TaskKind, WorkerId};
 
+/// Orders attempts that started at the same instant: job submission order, maps before
+/// reduces, task index, attempt number.
+type Tie = (u64, bool, u32, u32);
+
 impl Scheduler {
     /// Preempts for every queue starved past the timeout (called by `tick`, after slots were
     /// filled).
@@ -65,7 +69,7 @@ impl Scheduler {
 
     /// The running attempts of jobs in the given queues: when each started, a tie-breaker,
     /// and the attempt. Reads the workers' lists: one pass over the running attempts.
-    fn running_in(&self, queues: &HashMap<String, u64>) -> Vec<(Instant, (u64, bool, u32, u32), AttemptRef)> {
+    fn running_in(&self, queues: &HashMap<String, u64>) -> Vec<(Instant, Tie, AttemptRef)> {
         let mut out = Vec::new();
         for (_, worker) in self.workers.iter() {
             for attempt in &worker.running {

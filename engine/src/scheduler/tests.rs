@@ -150,7 +150,7 @@ fn reduces_wait_for_every_map_and_carry_map_outputs() {
     assert!(sim.launches().0.is_empty(), "no slow start");
     sim.map_done(2.0, &at("j", TaskId::map(1), 0));
     let actions = sim.s.take_actions();
-    let expected_outputs = vec![
+    let expected_outputs = [
         MapOutputRef { map_task: 0, attempt: AttemptId(0), worker: w("w1") },
         MapOutputRef { map_task: 1, attempt: AttemptId(0), worker: w("w2") },
     ];
