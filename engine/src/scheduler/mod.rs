@@ -13,7 +13,7 @@
 //!
 //! Rules in brief:
 //! * Free slots are filled after every event, one launch at a time, in fair-share order
-//!   (see [`fair`]): the queue with the fewest running attempts per unit of weight (under its
+//!   (see the `fair` module): the queue with the fewest running attempts per unit of weight (under its
 //!   `max_slots`), within it the user with the fewest running attempts, within that user's
 //!   jobs the highest priority (aged: one point per [`SchedulerConfig::aging`] since
 //!   submission; FIFO among equals). A job's map tasks go first, its reduce tasks once every
