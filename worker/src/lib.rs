@@ -10,7 +10,9 @@
 //!    a crashing task never takes the worker down, and reports how it ended (a binary it
 //!    cannot execute, with why: [`exec_error`]);
 //! 5. with `--http ADDR`, serves `/metrics`, `/healthz` and `/readyz` ([`observe`]);
-//! 6. on SIGTERM, kills its tasks, closes its session and exits.
+//! 6. on SIGTERM, drains: takes no new tasks, lets its running ones finish (up to
+//!    `--drain-timeout`), serves its map output until the driver releases it, then exits;
+//!    a second SIGTERM (or `--drain-timeout 0`) kills its tasks and exits at once.
 //!
 //! ```text
 //! gristmill-worker --driver http://127.0.0.1:7077 --slots 4 --data-dir /var/lib/gristmill
@@ -70,6 +72,9 @@ pub struct WorkerConfig {
     pub log_retention: Duration,
     /// Memory the task processes may use together (each gets `memory_limit / slots`).
     pub memory_limit: u64,
+    /// How long running attempts may still run once the worker drains (zero: no drain,
+    /// SIGTERM stops at once).
+    pub drain_timeout: Duration,
 }
 
 /// Runs the worker until SIGTERM, or until the driver is unreachable for too long.

@@ -37,3 +37,4 @@ mod terasort;
 mod tpch_q1;
 mod web_ui;
 mod wordcount;
+mod worker_drain;
