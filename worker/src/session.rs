@@ -19,7 +19,8 @@ use gristmill::security::{ClientTls, Protocol};
 use gristmill_proto::v1::shuffle_server::ShuffleServer;
 use gristmill_proto::v1::task_logs_server::TaskLogsServer;
 use gristmill_proto::v1::{
-    Draining, DriverMessage, Heartbeat, HeldMapOutput, Register, WorkerMessage, driver_message, worker_message,
+    Draining, DriverMessage, Heartbeat, HeldMapOutput, Register, WorkerMessage, driver_message,
+    worker_message,
 };
 use gristmill_proto::{MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
 use tokio::sync::{mpsc, watch};

@@ -14,7 +14,11 @@ use crate::scheduler::WorkerState;
 use crate::security::identity::{ADMIN_USER, Identity};
 
 /// Asks `worker` to drain, for `identity` (admin only: it takes capacity from everyone).
-pub fn ask_to_drain(state: &DriverState, identity: &Identity, worker: &WorkerId) -> Result<DrainWorkerReply, Status> {
+pub fn ask_to_drain(
+    state: &DriverState,
+    identity: &Identity,
+    worker: &WorkerId,
+) -> Result<DrainWorkerReply, Status> {
     if !matches!(identity, Identity::Anonymous) && *identity != Identity::Client(ADMIN_USER.into()) {
         return Err(Status::permission_denied(format!(
             "{identity} may not drain workers: only {ADMIN_USER} may"

@@ -9,10 +9,9 @@ use gristmill_proto::PROTOCOL_VERSION;
 use gristmill_proto::v1::driver_server::Driver;
 use gristmill_proto::v1::{
     AttemptKey, BinaryChunk, BinaryRef, DrainWorkerReply, DrainWorkerRequest, DriverMessage, FailureKind,
-    HasBinaryReply, JobRef, JobStatus,
-    ListJobsReply, ListJobsRequest, ReduceDone, Register, Registered, SubmitJobReply, SubmitJobRequest,
-    TaskFailed, TaskKind as WireTaskKind, TaskLogReply, TaskLogRequest, TaskReport, WorkerMessage,
-    driver_message, task_report, worker_message,
+    HasBinaryReply, JobRef, JobStatus, ListJobsReply, ListJobsRequest, ReduceDone, Register, Registered,
+    SubmitJobReply, SubmitJobRequest, TaskFailed, TaskKind as WireTaskKind, TaskLogReply, TaskLogRequest,
+    TaskReport, WorkerMessage, driver_message, task_report, worker_message,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
