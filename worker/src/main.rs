@@ -75,6 +75,10 @@ struct Args {
     /// or of the machine's memory].
     #[arg(long, env = "GRISTMILL_WORKER_MEMORY_LIMIT", value_parser = gristmill::config::parse_byte_size, value_name = "BYTES")]
     memory_limit: Option<u64>,
+    /// Where attempts run: executor (one long-lived process per job on this worker runs
+    /// the job's attempts on its threads) or process (a new process per attempt).
+    #[arg(long, value_enum, default_value = "executor", env = "GRISTMILL_WORKER_TASK_ISOLATION")]
+    task_isolation: gristmill_worker::TaskIsolation,
     /// The configuration file: its [worker] table sets what no flag or environment variable
     /// does [default: gristmill.toml in --data-dir, if there].
     #[arg(long, env = "GRISTMILL_CONFIG", value_name = "FILE")]
@@ -139,6 +143,7 @@ fn main() -> ExitCode {
         http: args.http,
         log_retention: args.log_retention,
         memory_limit: args.memory_limit.unwrap_or_else(gristmill::config::default_memory_limit),
+        task_isolation: args.task_isolation,
     };
     let result = gristmill_worker::run(config);
     gristmill::telemetry::shutdown();
