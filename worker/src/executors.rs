@@ -90,6 +90,8 @@ impl Executors {
     fn get_or_start(&self, job_id: &str, binary: &Path, dirs: &Dirs) -> std::io::Result<Arc<Executor>> {
         let mut table = self.lock();
         if let Some(executor) = table.get(job_id).filter(|e| e.binary == binary) {
+            // Counted under the table's lock, so an idle close cannot take it from here.
+            executor.uses.fetch_add(1, Ordering::SeqCst);
             return Ok(executor.clone());
         }
         let mut child = task_process_command(binary, dirs, &dirs.tasks)
@@ -149,7 +151,6 @@ impl Executor {
         let (tx, rx) = oneshot::channel();
         self.lock_pending().insert(attempt, tx);
         self.active.fetch_add(1, Ordering::SeqCst);
-        self.uses.fetch_add(1, Ordering::SeqCst);
         if let Err(message) = self.send(&ToExecutor::Run(Box::new(request))).await {
             self.ended(
                 attempt,
@@ -178,9 +179,11 @@ impl Executor {
             let (executor, uses) = (self.clone(), self.uses.load(Ordering::SeqCst));
             tokio::spawn(async move {
                 tokio::time::sleep(IDLE_CLOSE).await;
-                if executor.uses.load(Ordering::SeqCst) == uses && executor.active.load(Ordering::SeqCst) == 0
-                {
-                    executor.forget();
+                let idle = || {
+                    executor.uses.load(Ordering::SeqCst) == uses
+                        && executor.active.load(Ordering::SeqCst) == 0
+                };
+                if executor.forget_if(idle) {
                     executor.close().await;
                 }
             });
@@ -189,12 +192,20 @@ impl Executor {
 
     /// No new attempts go to this executor.
     fn forget(self: &Arc<Self>) {
-        if let Some(table) = self.table.upgrade() {
-            let mut table = table.lock().unwrap_or_else(|e| e.into_inner());
-            if table.get(&self.job_id).is_some_and(|e| Arc::ptr_eq(e, self)) {
-                table.remove(&self.job_id);
-            }
+        self.forget_if(|| true);
+    }
+
+    /// Forgets it if `condition` holds, checked under the table's lock (which new attempts
+    /// take to find it); true if it was forgotten here.
+    fn forget_if(self: &Arc<Self>, condition: impl FnOnce() -> bool) -> bool {
+        let Some(table) = self.table.upgrade() else { return false };
+        let mut table = table.lock().unwrap_or_else(|e| e.into_inner());
+        let listed = table.get(&self.job_id).is_some_and(|e| Arc::ptr_eq(e, self));
+        let forget = listed && condition();
+        if forget {
+            table.remove(&self.job_id);
         }
+        forget
     }
 
     /// Kills the process (its monitor fails the attempts it leaves).
