@@ -157,7 +157,7 @@ mod tests {
         }
         assert_eq!(seen, [1, 2]);
         let cut = &bytes[..bytes.len() - 3];
-        let mut input = &cut[..];
+        let mut input = cut;
         read_frame::<ToExecutor>(&mut input).unwrap();
         assert!(read_frame::<ToExecutor>(&mut input).is_err(), "a frame cut short is an error, not an end");
     }
