@@ -80,6 +80,10 @@ struct Args {
     /// no running job needs it, exits; 0 stops at once. A second SIGTERM always stops at once.
     #[arg(long, env = "GRISTMILL_WORKER_DRAIN_TIMEOUT", value_parser = gristmill::config::parse_duration, default_value = "5m", value_name = "DURATION")]
     drain_timeout: std::time::Duration,
+    /// Where attempts run: process (a new process per attempt) or executor (one long-lived
+    /// process per job on this worker runs the job's attempts on its threads).
+    #[arg(long, value_enum, default_value = "process", env = "GRISTMILL_WORKER_TASK_ISOLATION")]
+    task_isolation: gristmill_worker::TaskIsolation,
     /// The configuration file: its [worker] table sets what no flag or environment variable
     /// does [default: gristmill.toml in --data-dir, if there].
     #[arg(long, env = "GRISTMILL_CONFIG", value_name = "FILE")]
@@ -145,6 +149,7 @@ fn main() -> ExitCode {
         log_retention: args.log_retention,
         memory_limit: args.memory_limit.unwrap_or_else(gristmill::config::default_memory_limit),
         drain_timeout: args.drain_timeout,
+        task_isolation: args.task_isolation,
     };
     let result = gristmill_worker::run(config);
     gristmill::telemetry::shutdown();

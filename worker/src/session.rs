@@ -63,7 +63,11 @@ pub async fn serve(mut config: WorkerConfig) -> Result<(), WorkerError> {
         log_secrets: gristmill::cluster::shuffle_service::JobSecrets::new(),
         log_retention: config.log_retention,
         task_memory_limit: config.memory_limit / u64::from(config.slots.max(1)),
+        executors: None,
     };
+    if config.task_isolation == crate::TaskIsolation::Executor {
+        dirs.executors = Some(crate::executors::Executors::new(dirs.observed.metrics.clone()));
+    }
     // Only this worker may read its data (job binaries, map output, task scratch space, logs).
     for dir in [&config.data_dir, &dirs.shuffle, &dirs.tasks, &dirs.logs] {
         gristmill::security::certs::create_private_dir(dir).map_err(|e| WorkerError::Setup {

@@ -14,6 +14,7 @@ mod csv_json;
 mod declared_schema;
 mod deploy;
 mod driver_recovery;
+mod executors;
 mod grep;
 mod groupby;
 mod history;
