@@ -94,10 +94,10 @@ impl Scheduler {
     fn preempt_attempt(&mut self, now: Instant, attempt: &AttemptRef) {
         let Some(queue) = self.jobs.get(&attempt.job).map(|job| job.queue.clone()) else { return };
         let why = format!("preempted: queue {queue} is above its fair share");
-        if self.requeue_attempt(now, attempt, AttemptOutcome::Preempted, why) {
-            if let Some(job) = self.jobs.get_mut(&attempt.job) {
-                job.preempted_attempts += 1;
-            }
+        if self.requeue_attempt(now, attempt, AttemptOutcome::Preempted, why)
+            && let Some(job) = self.jobs.get_mut(&attempt.job)
+        {
+            job.preempted_attempts += 1;
         }
     }
 }

@@ -85,7 +85,8 @@ fn an_executor_killed_during_the_map_phase_fails_only_its_attempts_and_the_outpu
 
 #[test]
 fn a_job_s_many_tasks_on_one_worker_run_in_one_executor_process() {
-    let cluster = Cluster::start(ClusterSpec { worker_http: true, env: executors(), ..ClusterSpec::default() });
+    let cluster =
+        Cluster::start(ClusterSpec { worker_http: true, env: executors(), ..ClusterSpec::default() });
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("tiny");
     tiny_files(&input, 40, 200);

@@ -1,6 +1,6 @@
 //! The executor's loop: reads [`ToExecutor`] frames on stdin, runs each attempt on a
 //! thread of its own (with its own CPU pool and I/O runtime, all in the attempt's
-//! [`scope`](super::scope)), and answers each with a [`FromExecutor::Finished`] frame.
+//! [`super::scope`]), and answers each with a [`FromExecutor::Finished`] frame.
 
 use std::collections::HashMap;
 use std::fs::File;
