@@ -18,7 +18,8 @@ use crate::partition::{Partitioner, RangePartitioner};
 use crate::plan::MapTask;
 use crate::progress::Progress;
 use crate::shuffle::{
-    KeyEncoder, MERGE_CHUNK_ROWS, MapOutputBuilder, MapOutputSpec, Run, RunMerger, RunStore,
+    GroupedChunk, KeyEncoder, MERGE_CHUNK_ROWS, MapOutputBuilder, MapOutputSpec, Regrouper, Run, RunMerger,
+    RunStore,
 };
 
 /// Engine counter: input rows mappers received.
@@ -246,14 +247,31 @@ fn reduce_grouped<J: Job>(
     let key_columns = keyed.key_indices()?;
     let encoder = KeyEncoder::new(keyed.schema(), &key_columns)?;
     let mut merger = RunMerger::new(keyed.schema().clone(), encoder, runs, MERGE_CHUNK_ROWS)?;
+    let grouping = keyed.grouping_columns()?;
+    if grouping.is_some() && job.total_order() {
+        return Err(Error::InvalidJob(
+            "a job that groups by part of its key cannot ask for total order".into(),
+        ));
+    }
+    let mut regrouper = grouping.map(|columns| Regrouper::new(&key_columns, columns));
+    let group_columns = &key_columns[..grouping.unwrap_or(key_columns.len())];
     let (mut groups, mut rows) = (0u64, 0u64);
-    while let Some(chunk) = merger.next_chunk()? {
-        crate::cluster::executor::scope::check_cancelled()?;
+    let mut reduce = |chunk: GroupedChunk| -> Result<()> {
         groups += chunk.starts.len() as u64;
         rows += chunk.batch.num_rows() as u64;
-        let chunk_groups = Groups::new(&chunk.batch, &chunk.starts, &key_columns);
+        let chunk_groups = Groups::new(&chunk.batch, &chunk.starts, group_columns);
         reducer.reduce_groups(&chunk_groups, out).map_err(user("reducer failed:"))?;
-        out.flush()?;
+        out.flush()
+    };
+    while let Some(chunk) = merger.next_chunk()? {
+        crate::cluster::executor::scope::check_cancelled()?;
+        match regrouper.as_mut() {
+            Some(regrouper) => regrouper.push(chunk)?.map_or(Ok(()), &mut reduce)?,
+            None => reduce(chunk)?,
+        }
+    }
+    if let Some(last) = regrouper.as_mut().and_then(Regrouper::finish) {
+        reduce(last)?;
     }
     Ok((groups, rows))
 }

@@ -69,7 +69,16 @@ pub mod storage;
 pub mod telemetry;
 
 pub use cli::main;
+
+// The versions of the crates a job's code touches that the engine is built with: a job crate
+// uses `gristmill::arrow` (and so on) rather than its own dependency, so the two can never
+// disagree on a version.
+pub use arrow;
+pub use clap;
 pub use logging::VERSION;
+pub use parquet;
+pub use serde;
+pub use serde_arrow;
 
 /// The allocator of every binary linked with the engine (feature `mimalloc`, on by default;
 /// a job binary that sets its own `#[global_allocator]` turns the feature off). mimalloc

@@ -16,6 +16,10 @@
 //!   frequent on both sides);
 //! * [`pagerank::PageRank`] (`pagerank`): PageRank as a pipeline, one MapReduce round per
 //!   iteration, the dangling mass carried to every reducer within the round;
+//! * [`revenue::Revenue`] (`revenue`): discounted revenue per supplier of TPC-H lineitem,
+//!   written with typed records (serde structs in, a combiner, typed output rows);
+//! * [`sessionize::Sessionize`] (`sessionize`): click streams cut into sessions, a secondary
+//!   sort (keyed by user and time, grouped by user) with typed records;
 //! * [`terasort_job::TeraSort`] (`terasort`): sorts 100-byte records into globally ordered
 //!   raw part files;
 //! * [`sample`]: the generator of Zipf-distributed sample text (`textgen`);
@@ -30,7 +34,9 @@ pub mod inverted_index;
 pub mod join;
 pub mod pagerank;
 mod prefetch;
+pub mod revenue;
 pub mod sample;
+pub mod sessionize;
 pub mod terasort;
 pub mod terasort_job;
 pub mod tpch_q1;

@@ -29,7 +29,7 @@ use crate::ids::{AttemptId, JobId};
 use crate::input::{BadRecords, ReadOptions, Split};
 use crate::job::{Counters, Job};
 use crate::output::{OutputDir, OutputLayout, PartFile};
-use crate::partition::{HashPartitioner, Partitioner, RangePartitioner};
+use crate::partition::{Partitioner, RangePartitioner};
 use crate::plan::MapTask;
 use crate::progress::Progress;
 use crate::security::JobSecret;
@@ -231,7 +231,7 @@ fn partitioner<J: Job>(job: &J, payload: &JobPayload) -> Result<Arc<dyn Partitio
             keyed.key_indices()?.iter().map(|&i| keyed.schema().field(i).data_type().clone()).collect();
         return Ok(Arc::new(RangePartitioner::from_bytes(&types, points)?));
     }
-    Ok(Arc::new(HashPartitioner))
+    crate::partition::default_partitioner(&job.map_output())
 }
 
 fn run_map<J: Job>(job: &J, env: &TaskEnv<'_>, task: &TaskFile) -> Result<TaskResult> {

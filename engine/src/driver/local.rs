@@ -152,7 +152,7 @@ fn choose_partitioner<J: Job>(job: &J, env: &TaskEnv<'_>, tasks: &[MapTask]) -> 
         env.progress.start_phase("sample", 1);
         return Ok(Arc::new(sample_range_partitioner(job, env, tasks)?));
     }
-    Ok(Arc::new(HashPartitioner))
+    crate::partition::default_partitioner(&job.map_output())
 }
 
 /// Runs every map task; returns each partition's runs (in map task order) and the counters.

@@ -10,6 +10,7 @@ mod emitter;
 mod group;
 mod identity;
 pub mod record;
+pub mod rows;
 mod schema;
 
 pub use emitter::{BatchSink, Counters, Emitter};

@@ -156,6 +156,7 @@ pub struct RecordEmitter<K: ArrowField + ?Sized, V: ArrowField + ?Sized> {
     keys: K::Builder,
     values: V::Builder,
     schema: Option<SchemaRef>,
+    counters: crate::job::Counters,
 }
 
 impl<K: ArrowField + ?Sized, V: ArrowField + ?Sized> RecordEmitter<K, V> {
@@ -164,6 +165,7 @@ impl<K: ArrowField + ?Sized, V: ArrowField + ?Sized> RecordEmitter<K, V> {
             keys: K::builder(RECORD_BATCH_ROWS),
             values: V::builder(RECORD_BATCH_ROWS),
             schema: None,
+            counters: Default::default(),
         }
     }
 
@@ -173,12 +175,20 @@ impl<K: ArrowField + ?Sized, V: ArrowField + ?Sized> RecordEmitter<K, V> {
         V::append(&mut self.values, value);
     }
 
+    /// Adds `n` to the job counter `name` (summed over the winning attempts).
+    pub fn count(&mut self, name: &str, n: u64) {
+        self.counters.add(name, n);
+    }
+
     fn len(&self) -> usize {
         self.keys.len()
     }
 
-    /// Hands buffered pairs to `out` as one batch.
+    /// Hands buffered pairs to `out` as one batch, and the counters.
     fn flush(&mut self, out: &mut Emitter) -> JobResult<()> {
+        for (name, n) in std::mem::take(&mut self.counters).iter() {
+            out.count(name, n);
+        }
         if self.len() == 0 {
             return Ok(());
         }

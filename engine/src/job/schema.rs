@@ -9,11 +9,15 @@ use crate::error::{Error, Result};
 
 /// The keyed schema of map output: the columns, and which of them form the key.
 ///
-/// Key columns route rows to reduce partitions and define the groups a reducer sees.
+/// Key columns sort the map output. By default they also route rows to reduce partitions
+/// and define the groups a reducer sees; [`KeyedSchema::group_by`] narrows both to a prefix
+/// of the key (a secondary sort).
 #[derive(Clone, Debug)]
 pub struct KeyedSchema {
     schema: SchemaRef,
     key_names: Vec<String>,
+    /// How many leading key columns form the grouping key; `None`: all of them.
+    grouping: Option<usize>,
 }
 
 impl KeyedSchema {
@@ -26,13 +30,35 @@ impl KeyedSchema {
     /// A keyed schema over an existing Arrow schema; the key defaults to the first column.
     pub fn from_schema(schema: SchemaRef) -> Self {
         let key_names = schema.fields().first().map(|f| f.name().clone()).into_iter().collect();
-        KeyedSchema { schema, key_names }
+        KeyedSchema { schema, key_names, grouping: None }
     }
 
     /// Sets the key columns, by name.
     pub fn key<'a>(mut self, names: impl IntoIterator<Item = &'a str>) -> Self {
         self.key_names = names.into_iter().map(str::to_owned).collect();
         self
+    }
+
+    /// Groups rows by the first `columns` key columns only: Hadoop's secondary sort (its
+    /// grouping comparator beside the sort comparator). Rows are still sorted by the whole
+    /// key, so a reducer sees each group's values ordered by the remaining key columns;
+    /// rows are routed to partitions by the grouping columns alone, so a group is never
+    /// split. `columns` must be between 1 and the number of key columns.
+    pub fn group_by(mut self, columns: usize) -> Self {
+        self.grouping = Some(columns);
+        self
+    }
+
+    /// How many leading key columns form the grouping key, if it is narrower than the key.
+    pub fn grouping_columns(&self) -> Result<Option<usize>> {
+        let Some(columns) = self.grouping else { return Ok(None) };
+        let keys = self.key_names.len();
+        if columns == 0 || columns > keys {
+            return Err(Error::InvalidJob(format!(
+                "the grouping key must be 1 to {keys} leading key columns, not {columns}"
+            )));
+        }
+        Ok((columns < keys).then_some(columns))
     }
 
     /// The Arrow schema of map output.

@@ -52,6 +52,31 @@ impl Partitioner for HashPartitioner {
     }
 }
 
+/// Hash partitioning on the first `columns` key columns only: the partitioner of a job
+/// whose grouping key is narrower than its sort key ([`crate::job::KeyedSchema::group_by`]),
+/// so every row of a group reaches the same reducer. Its hash is the [`HashPartitioner`]'s
+/// over those columns.
+#[derive(Clone, Copy, Debug)]
+pub struct GroupingPartitioner {
+    /// How many leading key columns are hashed.
+    pub columns: usize,
+}
+
+impl Partitioner for GroupingPartitioner {
+    fn partition(&self, keys: &[ArrayRef], num_partitions: usize, out: &mut Vec<u32>) -> Result<()> {
+        HashPartitioner.partition(&keys[..self.columns.min(keys.len())], num_partitions, out)
+    }
+}
+
+/// The partitioner of a job that names none and does not ask for total order: the hash of
+/// the grouping key (the whole key unless the job groups by a prefix of it).
+pub fn default_partitioner(keyed: &crate::job::KeyedSchema) -> Result<std::sync::Arc<dyn Partitioner>> {
+    Ok(match keyed.grouping_columns()? {
+        Some(columns) => std::sync::Arc::new(GroupingPartitioner { columns }),
+        None => std::sync::Arc::new(HashPartitioner),
+    })
+}
+
 /// Maps a 64-bit hash onto `0..n` without a division (Lemire's multiply-shift).
 pub fn partition_of_hash(hash: u64, n: usize) -> u32 {
     ((u128::from(hash) * n as u128) >> 64) as u32

@@ -10,6 +10,7 @@ mod map_file;
 mod map_side;
 mod merge;
 mod prefix;
+mod regroup;
 mod run;
 mod spill;
 
@@ -21,6 +22,7 @@ pub use map_file::{
 };
 pub use map_side::{MapOutputBuilder, MapOutputSpec, MapSideStats};
 pub use merge::{GroupedChunk, RunMerger};
+pub use regroup::Regrouper;
 pub use run::{Run, RunBudget, RunReader, RunStore, SORTED_READ_ROWS};
 pub use spill::{SPILL_BATCH_ROWS, SpillDir, SpillFile};
 

@@ -36,6 +36,7 @@ mod sort;
 mod support;
 mod terasort;
 mod tpch_q1;
+mod typed_rows;
 mod web_ui;
 mod wordcount;
 mod worker_drain;

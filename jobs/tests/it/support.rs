@@ -30,6 +30,8 @@ pub fn bin(name: &str) -> PathBuf {
         "join" => env!("CARGO_BIN_EXE_join").into(),
         "pagerank" => env!("CARGO_BIN_EXE_pagerank").into(),
         "chaos" => env!("CARGO_BIN_EXE_chaos").into(),
+        "revenue" => env!("CARGO_BIN_EXE_revenue").into(),
+        "sessionize" => env!("CARGO_BIN_EXE_sessionize").into(),
         other => panic!("no binary {other}"),
     }
 }

@@ -1,0 +1,61 @@
+//! What record closures write to: typed rows, and counters.
+
+use std::marker::PhantomData;
+
+use serde::Serialize;
+
+use super::writer::RowWriter;
+use crate::error::JobResult;
+use crate::job::Emitter;
+
+/// Where a [`map_rows`](super::map_rows) closure (or a combiner) emits `(key, value)` pairs.
+pub struct KeyValueOut<'a, K, V> {
+    pub(super) writer: &'a mut RowWriter,
+    pub(super) out: &'a mut Emitter,
+    pub(super) types: PhantomData<fn(K, V)>,
+}
+
+impl<K: Serialize, V: Serialize> KeyValueOut<'_, K, V> {
+    /// Emits one pair. Fails when a value does not fit its column (a `None` in a
+    /// non-nullable column, or a type the map output does not declare).
+    pub fn emit(&mut self, key: K, value: V) -> JobResult<()> {
+        self.emit_ref(&key, &value)
+    }
+
+    /// Emits one pair by reference (no copy of a key the closure keeps).
+    pub fn emit_ref(&mut self, key: &K, value: &V) -> JobResult<()> {
+        self.writer.push(0, key)?;
+        self.writer.push(1, value)?;
+        self.writer.end_row(self.out)
+    }
+
+    /// Adds `n` to the job counter `name` (summed over the winning attempts).
+    pub fn count(&mut self, name: &str, n: u64) {
+        self.out.count(name, n);
+    }
+}
+
+/// Where a [`reduce_rows`](super::reduce_rows) closure emits output rows.
+pub struct RowOut<'a, T> {
+    pub(super) writer: &'a mut RowWriter,
+    pub(super) out: &'a mut Emitter,
+    pub(super) types: PhantomData<fn(T)>,
+}
+
+impl<T: Serialize> RowOut<'_, T> {
+    /// Emits one output row.
+    pub fn emit(&mut self, row: T) -> JobResult<()> {
+        self.emit_ref(&row)
+    }
+
+    /// Emits one output row by reference.
+    pub fn emit_ref(&mut self, row: &T) -> JobResult<()> {
+        self.writer.push(0, row)?;
+        self.writer.end_row(self.out)
+    }
+
+    /// Adds `n` to the job counter `name` (summed over the winning attempts).
+    pub fn count(&mut self, name: &str, n: u64) {
+        self.out.count(name, n);
+    }
+}

@@ -1,0 +1,130 @@
+//! Typed key groups into a reducer or combiner: the group's key and its values,
+//! deserialized from the merged map output.
+
+use std::marker::PhantomData;
+use std::ops::Range;
+
+use arrow::array::{ArrayRef, RecordBatch};
+use serde::Serialize;
+use serde::de::{Deserialize, DeserializeOwned};
+use serde_arrow::Deserializer;
+use serde_arrow::utils::Item;
+
+use super::out::{KeyValueOut, RowOut};
+use super::writer::RowWriter;
+use super::{key_columns, output_columns, value_columns};
+use crate::error::JobResult;
+use crate::job::{Emitter, Groups, KeyGroup, Reducer};
+
+/// The values of one group, in the order the shuffle merged them (for a job that groups by
+/// part of its key, ordered by the rest of the key). Values the closure leaves unread are
+/// skipped.
+pub struct RowValues<'a, V> {
+    values: std::iter::Take<&'a mut std::vec::IntoIter<V>>,
+}
+
+impl<V> Iterator for RowValues<'_, V> {
+    type Item = V;
+    fn next(&mut self) -> Option<V> {
+        self.values.next()
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.values.size_hint()
+    }
+}
+
+impl<V> ExactSizeIterator for RowValues<'_, V> {}
+
+/// Calls `visit` with the key (of the group's first row) and values of each group of `rows`.
+fn each_group<K: DeserializeOwned, V: DeserializeOwned>(
+    batch: &RecordBatch,
+    rows: impl Iterator<Item = Range<usize>>,
+    mut visit: impl FnMut(K, RowValues<'_, V>) -> JobResult<()>,
+) -> JobResult<()> {
+    let (keys, values) = (key_columns::<K>()?, value_columns::<V>()?);
+    let (key_item, key_array) = keys.join(&batch.columns()[..keys.len()])?;
+    let value_columns: Vec<ArrayRef> = batch.columns()[keys.len()..keys.len() + values.len()].to_vec();
+    let (value_item, value_array) = values.join(&value_columns)?;
+    let key_rows = Deserializer::from_arrow(&[key_item], std::slice::from_ref(&key_array))?;
+    let items: Vec<Item<V>> = serde_arrow::from_arrow(&[value_item], &[value_array])?;
+    let mut all_values: std::vec::IntoIter<V> =
+        items.into_iter().map(|Item(v)| v).collect::<Vec<V>>().into_iter();
+    for range in rows {
+        // Skip to the group's first value: earlier groups may have left values unread.
+        let skip = all_values.len() - (batch.num_rows() - range.start);
+        all_values.by_ref().take(skip).for_each(drop);
+        let key_row = key_rows.get(range.start).ok_or("a group starts past the batch")?;
+        let Item(key) = Item::<K>::deserialize(key_row)?;
+        visit(key, RowValues { values: all_values.by_ref().take(range.len()) })?;
+    }
+    Ok(())
+}
+
+/// Reduces the groups of `rows` of a merged batch: what a typed reducer and a typed combiner
+/// share, made a [`Reducer`] by [`Grouped`].
+pub(super) trait GroupRows: Send {
+    fn reduce_rows(&mut self, batch: &RecordBatch, rows: Ranges<'_>, out: &mut Emitter) -> JobResult<()>;
+}
+
+/// The row ranges of the groups of a merged batch.
+pub(super) type Ranges<'a> = &'a mut dyn Iterator<Item = Range<usize>>;
+
+/// A [`Reducer`] of typed groups.
+pub(super) struct Grouped<R>(pub(super) R);
+
+impl<R: GroupRows> Reducer for Grouped<R> {
+    fn reduce(&mut self, group: &KeyGroup<'_>, out: &mut Emitter) -> JobResult<()> {
+        let (batch, rows) = group.batch_and_range();
+        self.0.reduce_rows(batch, &mut std::iter::once(rows), out)
+    }
+
+    fn reduce_groups(&mut self, groups: &Groups<'_>, out: &mut Emitter) -> JobResult<()> {
+        self.0.reduce_rows(groups.batch(), &mut (0..groups.len()).map(|i| groups.range(i)), out)
+    }
+}
+
+/// A reducer from a closure over each group, emitting output rows.
+pub(super) struct RowReducer<K, V, Out, F> {
+    pub(super) f: F,
+    pub(super) writer: Option<RowWriter>,
+    pub(super) types: PhantomData<fn(K, V, Out)>,
+}
+
+impl<K, V, Out, F> GroupRows for RowReducer<K, V, Out, F>
+where
+    K: DeserializeOwned,
+    V: DeserializeOwned,
+    Out: Serialize + DeserializeOwned,
+    F: FnMut(K, RowValues<'_, V>, &mut RowOut<'_, Out>) -> JobResult<()> + Send,
+{
+    fn reduce_rows(&mut self, batch: &RecordBatch, rows: Ranges<'_>, out: &mut Emitter) -> JobResult<()> {
+        let writer = RowWriter::get_or_create(&mut self.writer, out, || Ok(vec![output_columns::<Out>()?]))?;
+        let mut row_out = RowOut { writer, out, types: PhantomData };
+        each_group(batch, rows, |key, values| (self.f)(key, values, &mut row_out))?;
+        row_out.writer.flush(row_out.out)
+    }
+}
+
+/// A combiner from a closure over each group, emitting `(key, value)` pairs of the map
+/// output.
+pub(super) struct RowCombiner<K, V, F> {
+    pub(super) f: F,
+    pub(super) writer: Option<RowWriter>,
+    pub(super) types: PhantomData<fn(K, V)>,
+}
+
+impl<K, V, F> GroupRows for RowCombiner<K, V, F>
+where
+    K: Serialize + DeserializeOwned,
+    V: Serialize + DeserializeOwned,
+    F: FnMut(K, RowValues<'_, V>, &mut KeyValueOut<'_, K, V>) -> JobResult<()> + Send,
+{
+    fn reduce_rows(&mut self, batch: &RecordBatch, rows: Ranges<'_>, out: &mut Emitter) -> JobResult<()> {
+        let writer = RowWriter::get_or_create(&mut self.writer, out, || {
+            Ok(vec![key_columns::<K>()?, value_columns::<V>()?])
+        })?;
+        let mut kv = KeyValueOut { writer, out, types: PhantomData };
+        each_group(batch, rows, |key, values| (self.f)(key, values, &mut kv))?;
+        kv.writer.flush(kv.out)
+    }
+}

@@ -1,0 +1,127 @@
+//! Typed records against DuckDB: `revenue` (serde rows over lineitem Parquet, decimals read
+//! as f64, a combiner) and `sessionize` (a secondary sort: keyed by user and time, grouped
+//! by user) on Parquet and JSON lines clicks, locally and on a cluster.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::cluster_support::{Cluster, ClusterSpec};
+use crate::support::*;
+
+/// Prints DuckDB's revenue per supplier, then ours, as `supplier<TAB>revenue` lines under
+/// the headers `duckdb` and `ours`.
+const REVENUE_SCRIPT: &str = r#"
+import sys, duckdb
+files, ours = sys.argv[1:3]
+con = duckdb.connect()
+print("duckdb")
+for s, r in con.execute(f"select l_suppkey, sum(l_extendedprice * (1 - l_discount))::double from read_parquet('{files}') group by 1 order by 1").fetchall():
+    print(f"{s}\t{r!r}")
+print("ours")
+for s, r in con.execute(f"select supplier, revenue from read_parquet('{ours}/*.parquet') order by 1").fetchall():
+    print(f"{s}\t{r!r}")
+"#;
+
+fn two_tables(text: &str) -> (BTreeMap<i64, f64>, BTreeMap<i64, f64>) {
+    let (mut duckdb, mut ours, mut into_ours) = (BTreeMap::new(), BTreeMap::new(), false);
+    for line in text.lines() {
+        match line {
+            "duckdb" => into_ours = false,
+            "ours" => into_ours = true,
+            row => {
+                let (k, v) = row.split_once('\t').unwrap();
+                let table = if into_ours { &mut ours } else { &mut duckdb };
+                assert!(table.insert(k.parse().unwrap(), v.parse().unwrap()).is_none(), "key {k} twice");
+            }
+        }
+    }
+    (duckdb, ours)
+}
+
+#[test]
+fn revenue_with_typed_rows_equals_duckdb_on_lineitem() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::tpch_q1::generate_lineitem(dir.path());
+    let input = dir.path().join("lineitem");
+    let out = dir.path().join("out");
+    run_ok("revenue", &["--input", s(&input), "--output", s(&out), "--reducers", "3"]);
+    let files = format!("{}/*.parquet", input.display());
+    let (duckdb, ours) = two_tables(&run_python(REVENUE_SCRIPT, &[&files, s(&out)]));
+    assert!(duckdb.len() > 100, "{} suppliers", duckdb.len());
+    assert_eq!(duckdb.keys().collect::<Vec<_>>(), ours.keys().collect::<Vec<_>>());
+    for (supplier, want) in &duckdb {
+        let got = ours[supplier];
+        assert!((got - want).abs() <= 1e-9 * want.abs(), "supplier {supplier}: ours {got}, duckdb {want}");
+    }
+}
+
+/// Writes clicks (user_id, ts TIMESTAMP, url) as Parquet and JSON lines (ts in microseconds),
+/// then prints DuckDB's sessions (window functions) for a gap of 30 minutes, one
+/// `user<TAB>start<TAB>end<TAB>clicks` line each, start and end in microseconds.
+const CLICKS_SCRIPT: &str = r#"
+import sys, duckdb
+parquet, jsonl = sys.argv[1:3]
+con = duckdb.connect()
+con.execute("""create table clicks as
+  select (i * 7919) % 97 as user_id,
+         timestamp '2026-01-01' + to_seconds((i % 50) * 7200 + (i * 7907) % 3000) as ts,
+         'https://example.com/' || (i % 13) as url
+  from range(20000) t(i)""")
+con.execute(f"copy clicks to '{parquet}' (format parquet, row_group_size 3000)")
+con.execute(f"copy (select user_id, epoch_us(ts) as ts, url from clicks) to '{jsonl}' (format json)")
+rows = con.execute("""
+  with marked as (
+    select user_id, ts, case when ts - lag(ts) over (partition by user_id order by ts) > interval 30 minute
+                        then 1 else 0 end as starts_session from clicks),
+  numbered as (
+    select user_id, ts, sum(starts_session) over (partition by user_id order by ts rows unbounded preceding) as session
+    from marked)
+  select user_id, epoch_us(min(ts)), epoch_us(max(ts)), count(*) from numbered group by user_id, session order by 1, 2
+""").fetchall()
+for row in rows:
+    print("\t".join(str(v) for v in row))
+"#;
+
+/// Our sessions: `user<TAB>start<TAB>end<TAB>clicks`, start and end in microseconds, sorted.
+const OUR_SESSIONS_SCRIPT: &str = r#"
+import sys, duckdb
+out = sys.argv[1]
+con = duckdb.connect()
+types = con.execute(f"select typeof(session_start) from read_parquet('{out}/*.parquet') limit 1").fetchone()[0]
+print(types)
+for row in con.execute(f"select user_id, epoch_us(session_start), epoch_us(session_end), clicks from read_parquet('{out}/*.parquet') order by 1, 2").fetchall():
+    print("\t".join(str(v) for v in row))
+"#;
+
+fn our_sessions(out: &Path) -> String {
+    let text = run_python(OUR_SESSIONS_SCRIPT, &[s(out)]);
+    let (column_type, rows) = text.split_once('\n').unwrap();
+    assert_eq!(column_type, "TIMESTAMP", "sessions are timestamps of the input's unit");
+    rows.to_owned()
+}
+
+#[test]
+fn sessionize_equals_duckdb_window_functions_on_parquet_and_json_lines_locally_and_on_a_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let (parquet, jsonl) = (dir.path().join("clicks.parquet"), dir.path().join("clicks.jsonl"));
+    let expected = run_python(CLICKS_SCRIPT, &[s(&parquet), s(&jsonl)]);
+    let sessions = expected.lines().count();
+    let clicks: u64 = expected.lines().map(|l| l.rsplit('\t').next().unwrap().parse::<u64>().unwrap()).sum();
+    assert_eq!(clicks, 20_000);
+    assert!(sessions > 97 * 20 && sessions < 15_000, "sessions of one and of several clicks: {sessions}");
+
+    let local = dir.path().join("local");
+    run_ok("sessionize", &["--input", s(&parquet), "--output", s(&local), "--reducers", "4", "--gap", "30m"]);
+    assert_eq!(our_sessions(&local), expected, "local, Parquet");
+
+    let from_json = dir.path().join("json");
+    run_ok("sessionize", &["--input", s(&jsonl), "--output", s(&from_json), "--reducers", "2"]);
+    assert_eq!(our_sessions(&from_json), expected, "local, JSON lines");
+
+    let cluster = Cluster::start(ClusterSpec::default());
+    let on_cluster = dir.path().join("cluster");
+    let args =
+        ["--input", s(&parquet), "--output", s(&on_cluster), "--reducers", "3", "--split-size", "64KiB"];
+    cluster.run_ok("sessionize", &args);
+    assert_eq!(our_sessions(&on_cluster), expected, "cluster, Parquet");
+}
