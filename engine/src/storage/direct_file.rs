@@ -16,6 +16,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
@@ -28,6 +29,32 @@ const BLOCK: usize = 8 << 20;
 const READ_BLOCK: usize = 4 << 20;
 /// Blocks queued between the caller and the background writer or reader.
 const QUEUED: usize = 2;
+/// The smallest blocks [`size_blocks_for`] picks: below that, a direct write or read costs
+/// more in system calls than it saves.
+const MIN_BLOCK: usize = 64 << 10;
+
+/// Bytes per write and per read of this process's direct files, sized to the memory of the
+/// task it runs by [`size_blocks_for`] (process-wide, as [`crate::memory`] says why).
+static WRITE_BLOCK: AtomicUsize = AtomicUsize::new(BLOCK);
+static READ_BLOCK_NOW: AtomicUsize = AtomicUsize::new(READ_BLOCK);
+
+/// Sizes the blocks of direct files opened from now on to a task whose buffers may hold
+/// `task_memory` bytes: a writer holds three blocks of a 32nd of it, a reader four of a
+/// 128th (a merge opens many readers), within 64 KiB and the 8 MiB and 4 MiB that are
+/// fastest on our disks when memory allows.
+pub fn size_blocks_for(task_memory: u64) {
+    let block = |share: u64, max: usize| {
+        let bytes = usize::try_from(task_memory / share).unwrap_or(usize::MAX);
+        bytes.clamp(MIN_BLOCK, max) / ALIGN * ALIGN
+    };
+    WRITE_BLOCK.store(block(32, BLOCK), Relaxed);
+    READ_BLOCK_NOW.store(block(128, READ_BLOCK), Relaxed);
+}
+
+/// The memory one open [`DirectReader`] holds in blocks, at most.
+pub fn read_buffer_bytes() -> u64 {
+    ((QUEUED + 2) * (READ_BLOCK_NOW.load(Relaxed) + ALIGN)) as u64
+}
 
 /// The hidden name a file is written under until it is finished: `.{name}.inprogress`.
 pub fn staging_name(name: &str) -> String {
@@ -121,6 +148,7 @@ impl DirectFile {
         let file = open_direct(&staging, Access::Write)?;
         let (to_writer, queued) = sync_channel::<Block>(QUEUED);
         let (recycle, recycled) = sync_channel::<Block>(QUEUED + 1);
+        let block_len = WRITE_BLOCK.load(Relaxed);
         let writer = std::thread::Builder::new().name("direct-file".into()).spawn({
             let staging = staging.clone();
             move || write_blocks(file, &staging, queued, recycle)
@@ -128,9 +156,9 @@ impl DirectFile {
         Ok(DirectFile {
             path: path.to_owned(),
             staging,
-            block: Block::new(BLOCK),
+            block: Block::new(block_len),
             to_writer: Some(to_writer),
-            pool: BlockPool { returned: recycled, allocated: 1, limit: QUEUED + 1, len: BLOCK },
+            pool: BlockPool { returned: recycled, allocated: 1, limit: QUEUED + 1, len: block_len },
             writer: Some(writer),
             len: 0,
             keep_staging: false,
@@ -211,7 +239,7 @@ impl Write for DirectFile {
             spare[..n].copy_from_slice(&bytes[..n]);
             self.block.filled += n;
             bytes = &bytes[n..];
-            if self.block.filled == BLOCK {
+            if self.block.filled == self.pool.len {
                 let next = self.next_block()?;
                 let full = std::mem::replace(&mut self.block, next);
                 self.send(full)?;
@@ -269,7 +297,8 @@ impl DirectReader {
         let span = range.clone();
         std::thread::Builder::new().name("direct-read".into()).spawn({
             let path = path.to_owned();
-            let pool = BlockPool { returned: recycled, allocated: 0, limit: QUEUED + 2, len: READ_BLOCK };
+            let len = READ_BLOCK_NOW.load(Relaxed);
+            let pool = BlockPool { returned: recycled, allocated: 0, limit: QUEUED + 2, len };
             move || read_blocks(file, &path, span, &ahead, pool)
         })?;
         Ok(DirectReader { block: None, blocks, recycle, position: range.start, end: range.end })
@@ -322,7 +351,7 @@ fn read_blocks(
     let end = range.end.next_multiple_of(ALIGN as u64);
     while offset < end {
         let Some(mut block) = pool.take() else { return };
-        let wanted = (end - offset).min(READ_BLOCK as u64) as usize;
+        let wanted = (end - offset).min(pool.len as u64) as usize;
         if let Err(e) = fill_block(&mut file, path, &mut block, offset, wanted) {
             let _ = ahead.send(Err(e));
             return;
