@@ -6,6 +6,8 @@
 //!   spec on stdin), run by workers as child processes;
 //! * [`shuffle_service`] and [`fetch`]: map output served by workers, fetched by reducers;
 //! * [`submit`]: a job binary submitting itself to a driver (`--driver URL`);
+//! * [`executor`]: the executor role (`<job> __gristmill-executor`), one process per job
+//!   and worker running the job's attempts on its threads;
 //! * [`live`]: live counters a running task process writes for its worker to read;
 //! * [`binary`]: job binaries by content digest;
 //! * [`private_dir`]: directories only their owner may use (binary stores, digest cache).
@@ -14,6 +16,7 @@
 //! `gristmill-worker` crate.
 
 pub mod binary;
+pub mod executor;
 pub mod fetch;
 pub mod follow;
 pub mod live;

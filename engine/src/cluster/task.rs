@@ -48,11 +48,7 @@ pub const TASK_MEMORY_LIMIT_ENV: &str = "GRISTMILL_TASK_MEMORY_LIMIT";
 
 /// The run budget and map buffer of a task given `limit` by its worker (the submitter's,
 /// from the job, without one).
-fn capped_by_worker(
-    run_budget: RunBudget,
-    map_buffer_bytes: usize,
-    limit: Option<u64>,
-) -> (RunBudget, usize) {
+fn given_by_worker(run_budget: RunBudget, map_buffer_bytes: usize, limit: Option<u64>) -> (RunBudget, usize) {
     let Some(limit) = limit else { return (run_budget, map_buffer_bytes) };
     // As a local run shares its limit: a quarter buffers map output, half holds runs.
     let budget = RunBudget { owned: limit / 2, mapped: limit };
@@ -82,20 +78,31 @@ fn read_task_from(mut input: impl Read) -> Result<TaskFile, String> {
 
 /// Runs the attempt `task` describes; the exit code is 0 whenever a result was written
 /// (even a failure), so only a crash exits otherwise.
+///
+/// In an executor ([`super::executor`]) it runs the attempt on the calling thread and
+/// hands the result to the attempt's scope instead.
 pub fn run<J: Job>(task: &TaskFile) -> ExitCode {
+    if let Some(scope) = super::executor::scope::current() {
+        tracing::info!(binary = J::NAME, "attempt started");
+        let result = attempt_result::<J>(task);
+        crate::telemetry::flush();
+        if let TaskResult::Failed { message, .. } | TaskResult::FetchFailed { message, .. } = &result {
+            match crate::logging::format() {
+                crate::logging::LogFormat::Json => tracing::error!(error = %message, "attempt failed"),
+                crate::logging::LogFormat::Text => {
+                    scope.stderr.write(format!("error: {message}\n").as_bytes())
+                }
+            }
+        } else {
+            tracing::info!("attempt finished");
+        }
+        scope.deliver(result);
+        return ExitCode::SUCCESS;
+    }
     exit_when_orphaned();
     enter_task_span(task);
     tracing::info!(binary = J::NAME, "attempt started");
-    let kind = if task.is_map { "map" } else { "reduce" };
-    let span = tracing::info_span!("task process", job = %task.job_id, kind, index = task.index, attempt = task.attempt);
-    crate::telemetry::adopt_parent(&span, task.trace_parent.as_deref());
-    let result = match span.in_scope(|| run_attempt::<J>(task)) {
-        Ok(result) => result,
-        Err(e) => {
-            TaskResult::Failed { retryable: e.is_retryable(), kind: Some(e.kind()), message: e.to_string() }
-        }
-    };
-    drop(span);
+    let result = attempt_result::<J>(task);
     crate::telemetry::shutdown();
     if let TaskResult::Failed { message, .. } | TaskResult::FetchFailed { message, .. } = &result {
         match crate::logging::format() {
@@ -118,6 +125,20 @@ pub fn run<J: Job>(task: &TaskFile) -> ExitCode {
     }
 }
 
+/// Runs the attempt inside its exported span (a child of the worker's); a failure becomes
+/// the result.
+fn attempt_result<J: Job>(task: &TaskFile) -> TaskResult {
+    let kind = if task.is_map { "map" } else { "reduce" };
+    let span = tracing::info_span!("task process", job = %task.job_id, kind, index = task.index, attempt = task.attempt);
+    crate::telemetry::adopt_parent(&span, task.trace_parent.as_deref());
+    match span.in_scope(|| run_attempt::<J>(task)) {
+        Ok(result) => result,
+        Err(e) => {
+            TaskResult::Failed { retryable: e.is_retryable(), kind: Some(e.kind()), message: e.to_string() }
+        }
+    }
+}
+
 /// Logs every line of this process inside a root span naming the job, task and attempt
 /// (on every thread: the CPU pool's threads enter it as they start).
 fn enter_task_span(task: &TaskFile) {
@@ -134,7 +155,7 @@ fn enter_task_span(task: &TaskFile) {
 
 /// A task whose worker died has been given to another worker: stop at once rather than
 /// write output nobody will commit (the worker's death re-parents this process).
-fn exit_when_orphaned() {
+pub(crate) fn exit_when_orphaned() {
     #[cfg(unix)]
     {
         let parent = std::os::unix::process::parent_id();
@@ -164,11 +185,19 @@ fn run_attempt<J: Job>(task: &TaskFile) -> Result<TaskResult> {
     std::fs::create_dir_all(&task.work_dir)
         .map_err(|e| Error::local_disk(task.work_dir.display().to_string(), e))?;
     let spill = Arc::new(SpillDir::create(&task.work_dir, &job_id)?);
-    let worker_limit = std::env::var(TASK_MEMORY_LIMIT_ENV).ok().and_then(|v| v.parse().ok());
+    let worker_limit = match super::executor::scope::current() {
+        // An executor's attempt: its thread's scope sizes its I/O buffers too.
+        Some(scope) => scope.memory_limit,
+        None => {
+            let limit = std::env::var(TASK_MEMORY_LIMIT_ENV).ok().and_then(|v| v.parse().ok());
+            // This process runs one task: its I/O buffers share that task's memory.
+            let buffer = task.job.map_buffer_bytes as u64;
+            crate::memory::set_task_memory(limit.unwrap_or(4 * buffer));
+            limit
+        }
+    };
     let (run_budget, map_buffer_bytes) =
-        capped_by_worker(task.job.run_budget, task.job.map_buffer_bytes, worker_limit);
-    // This process runs one task: its I/O buffers share that task's memory.
-    crate::memory::set_task_memory(worker_limit.unwrap_or(4 * map_buffer_bytes as u64));
+        given_by_worker(task.job.run_budget, task.job.map_buffer_bytes, worker_limit);
     let store = Arc::new(RunStore::new(spill, run_budget));
     let progress = Progress::default();
     // This attempt's own: the driver sums the bad records of the job's map tasks.
@@ -414,12 +443,12 @@ mod tests {
     #[test]
     fn the_memory_the_worker_gives_decides_the_budget_not_the_submitter_s() {
         let job = super::RunBudget { owned: 8 << 30, mapped: 16 << 30 };
-        let (budget, buffer) = super::capped_by_worker(job, 256 << 20, Some(1 << 30));
+        let (budget, buffer) = super::given_by_worker(job, 256 << 20, Some(1 << 30));
         assert_eq!((budget.owned, budget.mapped, buffer), (512 << 20, 1 << 30, 256 << 20));
         let small = super::RunBudget { owned: 1 << 20, mapped: 2 << 20 };
-        let (budget, buffer) = super::capped_by_worker(small, 4 << 20, Some(1 << 30));
+        let (budget, buffer) = super::given_by_worker(small, 4 << 20, Some(1 << 30));
         assert_eq!((budget.owned, budget.mapped, buffer), (512 << 20, 1 << 30, 256 << 20));
-        let (budget, _) = super::capped_by_worker(job, 1, None);
+        let (budget, _) = super::given_by_worker(job, 1, None);
         assert_eq!(budget.owned, 8 << 30, "no worker limit: the job's own");
     }
 

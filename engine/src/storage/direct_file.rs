@@ -16,7 +16,6 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
@@ -29,31 +28,32 @@ const BLOCK: usize = 8 << 20;
 const READ_BLOCK: usize = 4 << 20;
 /// Blocks queued between the caller and the background writer or reader.
 const QUEUED: usize = 2;
-/// The smallest blocks [`size_blocks_for`] picks: below that, a direct write or read costs
-/// more in system calls than it saves.
+/// The smallest blocks a task's memory sizes them to: below that, a direct write or read
+/// costs more in system calls than it saves.
 const MIN_BLOCK: usize = 64 << 10;
 
-/// Bytes per write and per read of this process's direct files, sized to the memory of the
-/// task it runs by [`size_blocks_for`] (process-wide, as [`crate::memory`] says why).
-static WRITE_BLOCK: AtomicUsize = AtomicUsize::new(BLOCK);
-static READ_BLOCK_NOW: AtomicUsize = AtomicUsize::new(READ_BLOCK);
-
-/// Sizes the blocks of direct files opened from now on to a task whose buffers may hold
-/// `task_memory` bytes: a writer holds three blocks of a 32nd of it, a reader four of a
-/// 128th (a merge opens many readers), within 64 KiB and the 8 MiB and 4 MiB that are
-/// fastest on our disks when memory allows.
-pub fn size_blocks_for(task_memory: u64) {
-    let block = |share: u64, max: usize| {
-        let bytes = usize::try_from(task_memory / share).unwrap_or(usize::MAX);
-        bytes.clamp(MIN_BLOCK, max) / ALIGN * ALIGN
-    };
-    WRITE_BLOCK.store(block(32, BLOCK), Relaxed);
-    READ_BLOCK_NOW.store(block(128, READ_BLOCK), Relaxed);
+/// A block of a `share`th of the calling task's memory ([`crate::memory::task_memory`]),
+/// within [`MIN_BLOCK`] and `max` (the fastest size on our disks when memory allows).
+fn block_for_task(share: u64, max: usize) -> usize {
+    let bytes = usize::try_from(crate::memory::task_memory() / share).unwrap_or(usize::MAX);
+    bytes.clamp(MIN_BLOCK, max) / ALIGN * ALIGN
 }
 
-/// The memory one open [`DirectReader`] holds in blocks, at most.
+/// Bytes per write of a direct file the calling task opens: a writer holds three blocks
+/// of a 32nd of its memory.
+fn write_block() -> usize {
+    block_for_task(32, BLOCK)
+}
+
+/// Bytes per read of a direct file the calling task opens: a reader holds four blocks of a
+/// 128th of its memory (a merge opens many readers).
+fn read_block() -> usize {
+    block_for_task(128, READ_BLOCK)
+}
+
+/// The memory one [`DirectReader`] the calling task opens holds in blocks, at most.
 pub fn read_buffer_bytes() -> u64 {
-    ((QUEUED + 2) * (READ_BLOCK_NOW.load(Relaxed) + ALIGN)) as u64
+    ((QUEUED + 2) * (read_block() + ALIGN)) as u64
 }
 
 /// The hidden name a file is written under until it is finished: `.{name}.inprogress`.
@@ -148,7 +148,7 @@ impl DirectFile {
         let file = open_direct(&staging, Access::Write)?;
         let (to_writer, queued) = sync_channel::<Block>(QUEUED);
         let (recycle, recycled) = sync_channel::<Block>(QUEUED + 1);
-        let block_len = WRITE_BLOCK.load(Relaxed);
+        let block_len = write_block();
         let writer = std::thread::Builder::new().name("direct-file".into()).spawn({
             let staging = staging.clone();
             move || write_blocks(file, &staging, queued, recycle)
@@ -297,7 +297,7 @@ impl DirectReader {
         let span = range.clone();
         std::thread::Builder::new().name("direct-read".into()).spawn({
             let path = path.to_owned();
-            let len = READ_BLOCK_NOW.load(Relaxed);
+            let len = read_block();
             let pool = BlockPool { returned: recycled, allocated: 0, limit: QUEUED + 2, len };
             move || read_blocks(file, &path, span, &ahead, pool)
         })?;
