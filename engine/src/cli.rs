@@ -80,8 +80,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME:TYPE[,...]", value_parser = parse_schema)]
     pub input_schema: Option<arrow::datatypes::SchemaRef>,
 
-    /// Memory for map-side buffers and in-memory shuffle runs, e.g. 512MiB or 4GiB; past
-    /// it, sorted runs spill to disk [default: 40% of the machine's memory].
+    /// Memory for every buffer of the job's tasks (map buffers, in-memory shuffle runs, merge
+    /// and I/O buffers), e.g. 512MiB or 4GiB; past it, sorted runs spill to disk and merge in
+    /// passes. On a cluster it is each task's, reserved on the worker that runs it [default:
+    /// 40% of the machine's (or its cgroup's) memory locally; the worker's share of a slot on
+    /// a cluster].
     #[arg(long, value_parser = parse_byte_size, value_name = "BYTES", env = "GRISTMILL_MEMORY_LIMIT")]
     pub memory_limit: Option<u64>,
 

@@ -49,6 +49,9 @@ pub struct RunConfig {
     pub input_schema: Option<arrow::datatypes::SchemaRef>,
     /// Memory for map-side buffers and in-memory runs; past it, runs spill to disk.
     pub memory_limit: u64,
+    /// The memory limit was set (`--memory-limit`), not the default: on a cluster it is
+    /// each task's, which the scheduler reserves; else tasks take their worker's share.
+    pub memory_limit_set: bool,
     /// Where spill files go (a job directory is made inside and removed at the end).
     pub spill_dir: std::path::PathBuf,
     /// Object-store settings for this job's inputs and output (its `--storage-option`s).
@@ -83,6 +86,7 @@ impl RunConfig {
             csv: CsvOptions::default(),
             input_schema: None,
             memory_limit: default_memory_limit(),
+            memory_limit_set: false,
             spill_dir: std::env::temp_dir(),
             storage_options: StorageOptions::default(),
             allow_uncommitted: false,
@@ -171,6 +175,7 @@ impl RunConfig {
     /// Sets the memory limit.
     pub fn with_memory_limit(mut self, bytes: u64) -> Self {
         self.memory_limit = bytes;
+        self.memory_limit_set = true;
         self
     }
 
@@ -301,8 +306,11 @@ pub fn default_memory_limit() -> u64 {
 
 /// The memory limit of this process's cgroup, given `/proc/self/cgroup` and where the
 /// cgroup file systems are mounted: `memory.max` of cgroup v2 (the unified `0::PATH` line),
-/// or `memory.limit_in_bytes` of v1's memory controller; `None` when unlimited or unknown.
-/// Inside a container its own cgroup is the root of the mount; both places are tried.
+/// or `memory.limit_in_bytes` of v1's memory controller; `None` when unlimited ("max", or
+/// v1's huge number) or unknown. The smallest limit of the cgroup and its ancestors counts
+/// (a systemd slice or a pod bounds the cgroups under it); inside a container its own
+/// cgroup is the root of the mount, which is tried too. On a hybrid host (v1 controllers
+/// beside an empty unified hierarchy) the v1 memory controller's line is the one found.
 pub fn cgroup_memory_limit(proc_self_cgroup: &str, mount: &str) -> Option<u64> {
     let mount = std::path::Path::new(mount);
     let read = |file: std::path::PathBuf| -> Option<u64> {
@@ -321,7 +329,10 @@ pub fn cgroup_memory_limit(proc_self_cgroup: &str, mount: &str) -> Option<u64> {
         } else {
             continue;
         };
-        if let Some(bytes) = read(dir.join(path).join(file)).or_else(|| read(dir.join(file))) {
+        let own = dir.join(path);
+        let smallest =
+            own.ancestors().take_while(|d| d.starts_with(&dir)).filter_map(|d| read(d.join(file))).min();
+        if let Some(bytes) = smallest {
             return Some(bytes);
         }
     }
@@ -415,6 +426,13 @@ mod tests {
         // v1: the memory controller's hierarchy; inside a container, its root.
         std::fs::create_dir_all(root.path().join("memory")).unwrap();
         std::fs::write(root.path().join("memory/memory.limit_in_bytes"), "1073741824\n").unwrap();
+        // A slice's limit bounds the cgroups under it, whose own are "max".
+        std::fs::create_dir_all(root.path().join("user.slice/session-1.scope")).unwrap();
+        std::fs::write(root.path().join("user.slice/memory.max"), "1073741824\n").unwrap();
+        std::fs::write(root.path().join("user.slice/session-1.scope/memory.max"), "max\n").unwrap();
+        assert_eq!(super::cgroup_memory_limit("0::/user.slice/session-1.scope\n", mount), Some(1 << 30));
+        std::fs::write(root.path().join("user.slice/session-1.scope/memory.max"), "536870912\n").unwrap();
+        assert_eq!(super::cgroup_memory_limit("0::/user.slice/session-1.scope\n", mount), Some(512 << 20));
         let v1 = "12:cpu,cpuacct:/docker/abc\n4:memory:/docker/abc\n";
         assert_eq!(super::cgroup_memory_limit(v1, mount), Some(1 << 30));
         std::fs::write(root.path().join("memory/memory.limit_in_bytes"), "9223372036854771712\n").unwrap();

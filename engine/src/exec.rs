@@ -18,8 +18,8 @@ use crate::partition::{Partitioner, RangePartitioner};
 use crate::plan::MapTask;
 use crate::progress::Progress;
 use crate::shuffle::{
-    GroupedChunk, KeyEncoder, MERGE_CHUNK_ROWS, MapOutputBuilder, MapOutputSpec, Regrouper, Run, RunMerger,
-    RunStore,
+    GroupedChunk, KeyEncoder, MERGE_CHUNK_ROWS, MapOutputBuilder, MapOutputSpec, MergeSpace, Regrouper, Run,
+    RunMerger, RunStore,
 };
 
 /// Engine counter: input rows mappers received.
@@ -87,6 +87,13 @@ pub struct TaskEnv<'a> {
 }
 
 impl TaskEnv<'_> {
+    /// Where and within what a reduce (or a map writing its output) merges runs: half of
+    /// the task's share of memory (twice the map buffer, a quarter), as the merge runs
+    /// after the map buffer is freed, beside the runs the store keeps in memory.
+    pub fn merge_space(&self) -> MergeSpace {
+        MergeSpace { spill: self.store.spill_dir().clone(), budget: 2 * self.map_buffer_bytes as u64 }
+    }
+
     fn info(&self, task: TaskId, split: String, input: usize) -> TaskInfo {
         TaskInfo {
             job_id: self.job_id.clone(),
@@ -221,6 +228,11 @@ pub fn run_reduce_task<J: Job>(
             (None, reduce_unordered(reducer.as_mut(), &mut part.out, runs)?)
         } else {
             let runs = if unordered { sort_runs(job, env, runs)? } else { runs };
+            let runs = env.merge_space().reduce_runs(
+                job.map_output().schema(),
+                &job.map_output().key_indices()?,
+                runs,
+            )?;
             let (groups, rows) = reduce_grouped(job, reducer.as_mut(), &mut part.out, runs)?;
             (Some(groups), rows)
         };

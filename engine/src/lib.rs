@@ -55,6 +55,7 @@ pub mod ids;
 pub mod input;
 pub mod job;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod output;
 pub mod partition;

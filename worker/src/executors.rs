@@ -269,6 +269,8 @@ pub struct ExecutorAttempt<'a> {
     pub logs: (PathBuf, PathBuf),
     /// The worker's directories.
     pub dirs: &'a Dirs,
+    /// The memory the driver reserved for the attempt: its budget on the executor's thread.
+    pub memory: u64,
 }
 
 /// Runs an attempt in its job's executor (started if needed): its result and the tail of
@@ -279,7 +281,7 @@ pub async fn run_in_executor(
     key: &gristmill_proto::v1::AttemptKey,
     kill: oneshot::Receiver<()>,
 ) -> Result<Option<(TaskResult, String)>, (String, String)> {
-    let ExecutorAttempt { binary, task, logs: (stdout_log, stderr_log), dirs } = run;
+    let ExecutorAttempt { binary, task, logs: (stdout_log, stderr_log), dirs, memory } = run;
     let executor = match executors.get_or_start(&task.job_id, binary, dirs) {
         Ok(executor) => executor,
         Err(e) => {
@@ -302,7 +304,7 @@ pub async fn run_in_executor(
     let attempt = AttemptRef::of(&task);
     let request = RunAttempt {
         task,
-        memory_limit: Some(dirs.task_memory_limit),
+        memory_limit: Some(memory),
         staged_notes: work_dir.join(STAGED_NOTES_FILE),
         stderr_log: stderr_log.clone(),
         stdout_log,

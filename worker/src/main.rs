@@ -69,11 +69,12 @@ struct Args {
     /// the same format.
     #[arg(long, value_enum, default_value = "text", env = gristmill::logging::LOG_FORMAT_ENV)]
     log_format: gristmill::logging::LogFormat,
-    /// Memory the worker's task processes may use together, shared evenly by the slots: each
-    /// task keeps at most its share in buffers and in-memory runs, past which it spills
-    /// (e.g. 6GiB) [default: 40% of the memory limit of the worker's cgroup (its container),
-    /// or of the machine's memory].
-    #[arg(long, env = "GRISTMILL_WORKER_MEMORY_LIMIT", value_parser = gristmill::config::parse_byte_size, value_name = "BYTES")]
+    /// Memory the worker's task processes may use together (also `--memory`), told to the
+    /// driver, which launches an attempt here only when its memory fits what the running ones
+    /// leave: a job's `--memory-limit` per task, or this over the slots. Each task keeps its
+    /// buffers and in-memory runs within it, past which it spills (e.g. 6GiB) [default: 40% of
+    /// the memory limit of the worker's cgroup (its container), or of the machine's memory].
+    #[arg(long, visible_alias = "memory", env = "GRISTMILL_WORKER_MEMORY_LIMIT", value_parser = gristmill::config::parse_byte_size, value_name = "BYTES")]
     memory_limit: Option<u64>,
     /// On SIGTERM, how long running tasks may still run (they are then re-run elsewhere)
     /// before the worker, which takes no new tasks meanwhile and serves its map output until

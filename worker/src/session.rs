@@ -167,6 +167,7 @@ async fn session(
         shuffle_dir: dirs.shuffle.display().to_string(),
         host_id: dirs.host_id.clone(),
         held_map_outputs: held_map_outputs(dirs),
+        memory_bytes: config.memory_limit,
     };
     up.send(WorkerMessage { body: Some(worker_message::Body::Register(register)) })
         .await

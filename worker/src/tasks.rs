@@ -360,14 +360,17 @@ async fn launch(
         log_path(&dirs.logs, attempt, Stream::Stderr).ok_or_else(|| plain("bad job id".into()))?;
     let log_dir = stderr_path.parent().unwrap_or(&dirs.logs).to_owned();
     tokio::fs::create_dir_all(&log_dir).await.map_err(|e| plain(format!("{}: {e}", log_dir.display())))?;
+    // The memory the driver reserved for this attempt; 0 (a driver that did not say): the
+    // share of a slot.
+    let memory = if run.memory_bytes > 0 { run.memory_bytes } else { dirs.task_memory_limit };
     if let Some(executors) = &dirs.executors {
         let stdout_path = stderr_path.with_extension("stdout");
         let logs = (stdout_path, stderr_path);
-        let run = ExecutorAttempt { binary: &binary, task: task_file, logs, dirs };
+        let run = ExecutorAttempt { binary: &binary, task: task_file, logs, dirs, memory };
         return run_in_executor(executors, run, attempt, kill).await;
     }
     let spec = task_file.to_json().map_err(plain)?;
-    let mut child = match spawn_task(&binary, dirs, work_dir) {
+    let mut child = match spawn_task(&binary, dirs, work_dir, memory) {
         Ok(child) => child,
         Err(e) => {
             return match crate::exec_error::diagnose(&binary, &e) {
@@ -426,12 +429,12 @@ fn keep_logs(child: &mut Child, dirs: &Dirs, attempt: &AttemptKey) -> Vec<tokio:
 
 /// Starts `<binary> __gristmill-task -` in `work_dir`, stdin, stdout and stderr pipes; the
 /// task logs in the worker's format.
-fn spawn_task(binary: &Path, dirs: &Dirs, work_dir: &Path) -> std::io::Result<Child> {
+fn spawn_task(binary: &Path, dirs: &Dirs, work_dir: &Path, memory: u64) -> std::io::Result<Child> {
     task_process_command(binary, dirs, work_dir)
         .arg(TASK_ROLE_ARG)
         .arg(TASK_SPEC_FROM_STDIN)
         .env(STAGED_NOTES_ENV, work_dir.join(STAGED_NOTES_FILE))
-        .env(gristmill::cluster::task::TASK_MEMORY_LIMIT_ENV, dirs.task_memory_limit.to_string())
+        .env(gristmill::cluster::task::TASK_MEMORY_LIMIT_ENV, memory.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -634,7 +637,7 @@ mod tests {
         // (Retried while another test thread's fork still holds the script open for writing.)
         let mut tries = 0;
         let mut child = loop {
-            match spawn_task(&binary, &dirs, &work_dir) {
+            match spawn_task(&binary, &dirs, &work_dir, 1 << 30) {
                 Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 100 => tries += 1,
                 started => break started.unwrap(),
             }

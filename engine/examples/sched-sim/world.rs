@@ -159,6 +159,7 @@ impl World {
                 queue: format!("q{queue}"),
                 map_tasks: (0..maps).map(|m| format!("{id}/part-{m:05}")).collect(),
                 reducers: reducers as u32,
+                task_memory: None,
             };
             self.by_id.insert(id, j);
             self.jobs.push(SimJob { spec: Some(spec), queue, user, unfinished: size, ended: false });

@@ -188,6 +188,7 @@ fn submit_request<J: Job>(
         input_files: plan.files as u64,
         input_bytes: plan.bytes,
         overwrite: config.overwrite,
+        task_memory_bytes: if config.memory_limit_set { config.memory_limit } else { 0 },
         queue: how.queue.clone(),
     })
 }

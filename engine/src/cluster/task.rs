@@ -40,22 +40,19 @@ use crate::storage::Location;
 /// comes from: stdin, the only source.
 pub const TASK_SPEC_FROM_STDIN: &str = "-";
 
-/// The memory (bytes) one task process of this worker may keep in buffers and in-memory
-/// runs: the worker's `--memory-limit` over its slots. The job's own budget (from its
-/// submitter's machine) is capped at it, so tasks spill rather than outgrow the worker's
-/// container.
+/// The memory (bytes) this task process may keep in buffers and in-memory runs: what the
+/// driver's scheduler reserved for the attempt on its worker (the job's per-task memory, or
+/// the worker's `--memory` over its slots). It replaces the budget computed on the
+/// submitting machine, so the task fits the worker it runs on.
 pub const TASK_MEMORY_LIMIT_ENV: &str = "GRISTMILL_TASK_MEMORY_LIMIT";
 
-/// The job's run budget and map buffer, capped at the worker's share for one task.
-fn capped_by_worker(
-    run_budget: RunBudget,
-    map_buffer_bytes: usize,
-    limit: Option<u64>,
-) -> (RunBudget, usize) {
+/// The run budget and map buffer of a task given `limit` by its worker (the submitter's,
+/// from the job, without one).
+fn given_by_worker(run_budget: RunBudget, map_buffer_bytes: usize, limit: Option<u64>) -> (RunBudget, usize) {
     let Some(limit) = limit else { return (run_budget, map_buffer_bytes) };
     // As a local run shares its limit: a quarter buffers map output, half holds runs.
-    let budget = RunBudget { owned: run_budget.owned.min(limit / 2), mapped: run_budget.mapped.min(limit) };
-    (budget, map_buffer_bytes.min((limit / 4).max(1 << 20) as usize))
+    let budget = RunBudget { owned: limit / 2, mapped: limit };
+    (budget, (limit / 4).max(1 << 20) as usize)
 }
 
 /// Reads the task spec of the task role (`<job> __gristmill-task -`) from stdin, once;
@@ -189,11 +186,18 @@ fn run_attempt<J: Job>(task: &TaskFile) -> Result<TaskResult> {
         .map_err(|e| Error::local_disk(task.work_dir.display().to_string(), e))?;
     let spill = Arc::new(SpillDir::create(&task.work_dir, &job_id)?);
     let worker_limit = match super::executor::scope::current() {
+        // An executor's attempt: its thread's scope sizes its I/O buffers too.
         Some(scope) => scope.memory_limit,
-        None => std::env::var(TASK_MEMORY_LIMIT_ENV).ok().and_then(|v| v.parse().ok()),
+        None => {
+            let limit = std::env::var(TASK_MEMORY_LIMIT_ENV).ok().and_then(|v| v.parse().ok());
+            // This process runs one task: its I/O buffers share that task's memory.
+            let buffer = task.job.map_buffer_bytes as u64;
+            crate::memory::set_task_memory(limit.unwrap_or(4 * buffer));
+            limit
+        }
     };
     let (run_budget, map_buffer_bytes) =
-        capped_by_worker(task.job.run_budget, task.job.map_buffer_bytes, worker_limit);
+        given_by_worker(task.job.run_budget, task.job.map_buffer_bytes, worker_limit);
     let store = Arc::new(RunStore::new(spill, run_budget));
     let progress = Progress::default();
     // This attempt's own: the driver sums the bad records of the job's map tasks.
@@ -252,7 +256,8 @@ fn run_map<J: Job>(job: &J, env: &TaskEnv<'_>, task: &TaskFile) -> Result<TaskRe
     let output = run_map_task(job, env, &map_task)?;
     let keyed = job.map_output();
     let files = MapOutputFiles::new(&task.shuffle_dir, env.job_id, &task.job_secret, task.index, env.attempt);
-    let index = write_map_output(&files, keyed.schema(), &keyed.key_indices()?, output.runs)?;
+    let merge = env.merge_space();
+    let index = write_map_output(&files, keyed.schema(), &keyed.key_indices()?, output.runs, &merge)?;
     let mut counters = output.counters;
     counters.add(SPILLED_BYTES, env.store.spilled_bytes());
     let bad_records = take_bad_records(env, &mut counters);
@@ -436,14 +441,14 @@ fn to_map(counters: &Counters) -> BTreeMap<String, u64> {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn the_worker_s_share_caps_the_job_s_budget_never_raises_it() {
+    fn the_memory_the_worker_gives_decides_the_budget_not_the_submitter_s() {
         let job = super::RunBudget { owned: 8 << 30, mapped: 16 << 30 };
-        let (budget, buffer) = super::capped_by_worker(job, 256 << 20, Some(1 << 30));
+        let (budget, buffer) = super::given_by_worker(job, 256 << 20, Some(1 << 30));
         assert_eq!((budget.owned, budget.mapped, buffer), (512 << 20, 1 << 30, 256 << 20));
         let small = super::RunBudget { owned: 1 << 20, mapped: 2 << 20 };
-        let (budget, buffer) = super::capped_by_worker(small, 4 << 20, Some(1 << 30));
-        assert_eq!((budget.owned, budget.mapped, buffer), (1 << 20, 2 << 20, 4 << 20));
-        let (budget, _) = super::capped_by_worker(job, 1, None);
+        let (budget, buffer) = super::given_by_worker(small, 4 << 20, Some(1 << 30));
+        assert_eq!((budget.owned, budget.mapped, buffer), (512 << 20, 1 << 30, 256 << 20));
+        let (budget, _) = super::given_by_worker(job, 1, None);
         assert_eq!(budget.owned, 8 << 30, "no worker limit: the job's own");
     }
 

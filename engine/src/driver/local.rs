@@ -73,6 +73,8 @@ pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Re
     info!(files = plan.files, bytes = plan.bytes, splits = plan.map_tasks.len(), "planned");
 
     let spill = Arc::new(SpillDir::create(&config.spill_dir, &job_id)?);
+    // Each thread's task sizes its I/O buffers within its share of the limit.
+    crate::memory::set_task_memory(config.memory_limit / config.threads.max(1) as u64);
     let store = Arc::new(RunStore::new(spill, config.run_budget()));
     let parquet_codec = layout.parquet_codec();
     let bad_records = BadRecords::new(config.max_bad_records);

@@ -191,7 +191,15 @@ impl PartWriter {
         }
         let fail = |e: Box<dyn std::error::Error + Send + Sync>| Error::write(path.clone(), e);
         match &mut self.sink {
-            Some(Sink::Parquet(writer)) => writer.write(batch).map_err(|e| fail(Box::new(e))),
+            Some(Sink::Parquet(writer)) => {
+                writer.write(batch).map_err(|e| fail(Box::new(e)))?;
+                // A row group is held encoded until it is complete: end it early rather than
+                // outgrow the task's memory.
+                if writer.in_progress_size() >= crate::memory::parquet_row_group_bytes() {
+                    writer.flush().map_err(|e| fail(Box::new(e)))?;
+                }
+                Ok(())
+            }
             Some(Sink::Records { target, buffer }) => {
                 let records = match as_one_fixed_size_column(batch) {
                     Some(values) => values,

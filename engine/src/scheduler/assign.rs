@@ -28,7 +28,22 @@ impl Scheduler {
                 continue;
             };
             let avoid = job.tasks(task.kind).get(task.index as usize).and_then(|t| t.avoid.as_ref());
-            let Some(worker) = self.workers.pick(avoid, false) else { return };
+            let requested = job.task_memory;
+            let Some(worker) = self.workers.pick(avoid, false, requested) else {
+                if !self.workers.could_ever_hold(requested) {
+                    let largest = self.workers.largest_memory();
+                    let message = format!(
+                        "each task of this job needs {} of memory (its --memory-limit), more than any \
+                         worker has for its tasks (at most {}): lower --memory-limit or add larger workers",
+                        bytes_text(requested.unwrap_or(0)),
+                        bytes_text(largest)
+                    );
+                    self.end_job(now, &id, JobState::Failed(message));
+                    continue;
+                }
+                // It waits for memory to free up; jobs after it wait their turn too.
+                return;
+            };
             self.launch(now, &id, task, worker, false);
         }
     }
@@ -68,7 +83,8 @@ impl Scheduler {
                 if !self.fair.has_room(&self.jobs[&id].queue) {
                     break;
                 }
-                if let Some(worker) = self.workers.pick(Some(&running_on), true) {
+                let requested = self.jobs[&id].task_memory;
+                if let Some(worker) = self.workers.pick(Some(&running_on), true, requested) {
                     self.launch(now, &id, TaskId { kind, index }, worker, true);
                 }
             }
@@ -108,12 +124,22 @@ impl Scheduler {
             job.state = JobState::Running;
         }
         let attempt = AttemptRef { job: job_id.clone(), task: task_id, attempt };
-        tracing::debug!(job = %job_id, task = %task_id, attempt = %attempt.attempt, %worker, backup, "launch");
-        self.workers.start(&worker, attempt.clone());
+        let memory = self.workers.attempt_memory(&worker, job.task_memory);
+        tracing::debug!(job = %job_id, task = %task_id, attempt = %attempt.attempt, %worker, backup, memory, "launch");
+        self.workers.start(&worker, attempt.clone(), memory);
         self.sync_job(now, job_id);
         let launched =
             AttemptEvent::Launched { attempt: attempt.clone(), worker: worker.clone(), backup, waited };
         self.events.push(launched);
-        self.actions.push(Action::Launch { worker, attempt, map_outputs });
+        self.actions.push(Action::Launch { worker, attempt, memory, map_outputs });
+    }
+}
+
+/// `bytes` for people: MiB or GiB.
+fn bytes_text(bytes: u64) -> String {
+    if bytes >= 1 << 30 {
+        format!("{:.1} GiB", bytes as f64 / f64::from(1 << 30))
+    } else {
+        format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
     }
 }

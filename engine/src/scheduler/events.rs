@@ -55,6 +55,7 @@ mod tests {
             queue: "default".into(),
             map_tasks: vec!["a.txt".into()],
             reducers: 1,
+            task_memory: None,
         };
         s.submit(t0, spec).unwrap();
         // No worker yet: the map task waits 2 s for a slot.

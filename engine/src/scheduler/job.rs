@@ -106,6 +106,8 @@ pub(super) struct Job {
     pub owner: String,
     /// The queue it shares slots in.
     pub queue: String,
+    /// Memory each attempt asks for (`None`: the worker's share per slot).
+    pub task_memory: Option<u64>,
     /// Submit order, for FIFO within a priority.
     pub seq: u64,
     pub submitted: Instant,
@@ -156,6 +158,7 @@ impl Job {
             priority: spec.priority,
             owner: spec.owner,
             queue: spec.queue,
+            task_memory: spec.task_memory,
             seq,
             submitted: now,
             finished: None,

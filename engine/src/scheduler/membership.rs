@@ -11,10 +11,18 @@ use super::{Scheduler, ended};
 use crate::ids::{TaskId, WorkerId};
 
 impl Scheduler {
-    /// Registers a worker with `slots` task slots. A known id (alive or lost) starts over as
-    /// a fresh worker: its running attempts are treated as lost and it is told to drop the
-    /// shuffle data of every job it worked for (none of it is referenced any more).
+    /// Registers a worker with `slots` task slots and no memory limit of its own (see
+    /// [`Scheduler::add_worker_with_memory`]).
     pub fn add_worker(&mut self, now: Instant, id: WorkerId, slots: u32) {
+        self.add_worker_with_memory(now, id, slots, u64::MAX);
+    }
+
+    /// Registers a worker with `slots` task slots and `memory` bytes its tasks may use
+    /// together: an attempt is launched there only when the memory it gets fits what the
+    /// running ones leave. A known id (alive or lost) starts over as a fresh worker: its
+    /// running attempts are treated as lost and it is told to drop the shuffle data of every
+    /// job it worked for (none of it is referenced any more).
+    pub fn add_worker_with_memory(&mut self, now: Instant, id: WorkerId, slots: u32, memory: u64) {
         if self.workers.contains(&id) {
             self.lose_worker(now, &id, "registered again");
             let mut stale: Vec<&Job> = self.jobs.values().filter(|j| j.workers_used.contains(&id)).collect();
@@ -23,8 +31,8 @@ impl Scheduler {
                 self.actions.push(Action::DropJobData { worker: id.clone(), job: job.id.clone() });
             }
         }
-        tracing::info!(worker = %id, slots, "worker registered");
-        self.workers.insert(id, Worker::new(now, slots));
+        tracing::info!(worker = %id, slots, memory, "worker registered");
+        self.workers.insert(id, Worker::new(now, slots, memory));
         self.schedule(now);
     }
 
@@ -56,6 +64,7 @@ impl Scheduler {
         let lost_state = WorkerState::Lost { reason: reason.to_string() };
         let running = self.workers.update(worker, |w| {
             w.state = lost_state;
+            w.reserved.clear();
             std::mem::take(&mut w.running)
         });
         let running = running.unwrap_or_default();

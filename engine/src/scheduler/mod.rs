@@ -60,6 +60,7 @@
 //!     queue: "default".into(),
 //!     map_tasks: vec!["a.txt".into()],
 //!     reducers: 1,
+//!     task_memory: None,
 //! };
 //! scheduler.submit(now, spec).unwrap();
 //! assert!(matches!(scheduler.take_actions()[..], [Action::Launch { .. }]));

@@ -12,6 +12,7 @@ mod diagnose;
 mod drain;
 mod fair;
 mod health;
+mod memory;
 
 fn w(name: &str) -> WorkerId {
     WorkerId(name.to_string())
@@ -30,6 +31,7 @@ fn spec(name: &str, priority: i32, maps: usize, reducers: u32) -> JobSpec {
         queue: DEFAULT_QUEUE.into(),
         map_tasks: (0..maps).map(|i| format!("{name}.txt:{i}00+100")).collect(),
         reducers,
+        task_memory: None,
     }
 }
 
@@ -317,7 +319,7 @@ fn map_outputs_on_a_lost_worker_are_recomputed_while_reduces_need_them() {
     assert_eq!((view.maps.done, view.reduces.done, view.phase), (1, 1, Phase::Map));
     sim.map_done(4.0, &at("j", TaskId::map(1), 1));
     let actions = sim.s.take_actions();
-    let Some(Action::Launch { attempt, map_outputs, worker }) = actions.first() else {
+    let Some(Action::Launch { attempt, map_outputs, worker, .. }) = actions.first() else {
         panic!("{actions:?}")
     };
     assert_eq!((worker, attempt), (&w("w1"), &at("j", TaskId::reduce(1), 1)));

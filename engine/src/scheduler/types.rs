@@ -26,6 +26,9 @@ pub struct JobSpec {
     pub map_tasks: Vec<String>,
     /// Reduce partitions; 0 for a map-only job, whose map tasks write the part files.
     pub reducers: u32,
+    /// Memory each attempt needs (its `--memory-limit`); `None` takes the share of a slot
+    /// of the worker it runs on. An attempt waits for a worker with this much left.
+    pub task_memory: Option<u64>,
 }
 
 /// One attempt of one task of one job.
@@ -142,6 +145,8 @@ pub enum Action {
         worker: WorkerId,
         /// What.
         attempt: AttemptRef,
+        /// The memory it may use: the job's per-task memory or the worker's share.
+        memory: u64,
         /// For reduce tasks: where every map output lives, one per map task in map order
         /// (empty for map tasks). Shared by the job's reduce launches.
         map_outputs: std::sync::Arc<[MapOutputRef]>,

@@ -34,6 +34,10 @@ pub enum WorkerState {
 #[derive(Debug)]
 pub(super) struct Worker {
     pub slots: u32,
+    /// Memory its tasks may use together (`u64::MAX`: it did not say).
+    pub memory: u64,
+    /// The memory each running attempt was given, as `running` lists them.
+    pub reserved: Vec<(AttemptRef, u64)>,
     pub state: WorkerState,
     pub last_heartbeat: Instant,
     /// Attempts launched here and not yet finished, in launch order.
@@ -73,9 +77,11 @@ struct Indexed {
 }
 
 impl Worker {
-    pub fn new(now: Instant, slots: u32) -> Self {
+    pub fn new(now: Instant, slots: u32, memory: u64) -> Self {
         Worker {
             slots,
+            memory,
+            reserved: Vec::new(),
             state: WorkerState::Alive,
             last_heartbeat: now,
             running: Vec::new(),
@@ -96,6 +102,23 @@ impl Worker {
     /// Alive (not draining) and not excluded: it may take tasks.
     fn is_usable(&self) -> bool {
         self.state == WorkerState::Alive && self.excluded_until.is_none()
+    }
+
+    /// Memory not given to running attempts.
+    pub fn free_memory(&self) -> u64 {
+        let reserved: u64 = self.reserved.iter().map(|(_, bytes)| bytes).sum();
+        self.memory.saturating_sub(reserved)
+    }
+
+    /// The memory an attempt gets here: the job's per-task memory when it asks for some,
+    /// else this worker's share per slot.
+    pub fn attempt_memory(&self, requested: Option<u64>) -> u64 {
+        requested.unwrap_or(self.memory / u64::from(self.slots.max(1)))
+    }
+
+    /// Takes one more attempt that needs `memory`: a slot is free and so is the memory.
+    fn admits(&self, requested: Option<u64>) -> bool {
+        self.free_slots() > 0 && self.attempt_memory(requested) <= self.free_memory()
     }
 
     pub fn free_slots(&self) -> u32 {
@@ -198,17 +221,19 @@ impl Workers {
         }
     }
 
-    /// The next worker with a free slot in round-robin order, starting after the last one
-    /// used. `avoid` is skipped when another worker has a free slot; with `strict` it is
-    /// never chosen.
-    pub fn pick(&self, avoid: Option<&WorkerId>, strict: bool) -> Option<WorkerId> {
+    /// The next worker with a free slot and the memory for an attempt of a job asking for
+    /// `requested` per task (see [`Worker::attempt_memory`]), in round-robin order starting
+    /// after the last one used. `avoid` is skipped when another worker fits; with `strict`
+    /// it is never chosen.
+    pub fn pick(&self, avoid: Option<&WorkerId>, strict: bool, requested: Option<u64>) -> Option<WorkerId> {
         let after = match &self.cursor {
             Some(c) => self.with_free_slot.range::<WorkerId, _>((Bound::Excluded(c), Bound::Unbounded)),
             None => self.with_free_slot.range::<WorkerId, _>(..),
         };
         let upto = self.cursor.iter().flat_map(|c| self.with_free_slot.range::<WorkerId, _>(..=c));
-        // At most two candidates are looked at: the avoided worker is skipped once.
-        let mut candidates = after.chain(upto);
+        let fits = |id: &&WorkerId| self.by_id.get(*id).is_some_and(|w| w.admits(requested));
+        // The avoided worker is skipped once.
+        let mut candidates = after.chain(upto).filter(fits);
         let first = candidates.next()?;
         if avoid != Some(first) {
             return Some(first.clone());
@@ -220,15 +245,40 @@ impl Workers {
         }
     }
 
-    /// Notes an attempt launched on `worker`, which becomes the round-robin cursor.
-    pub fn start(&mut self, worker: &WorkerId, attempt: AttemptRef) {
-        self.update(worker, |w| w.running.push(attempt));
+    /// True when some live worker could hold an attempt of a job asking for `requested`
+    /// per task once its other attempts end (or no worker is alive to tell yet).
+    pub fn could_ever_hold(&self, requested: Option<u64>) -> bool {
+        let Some(bytes) = requested else { return true };
+        let mut alive = self.by_id.values().filter(|w| w.is_alive()).peekable();
+        alive.peek().is_none() || alive.any(|w| bytes <= w.memory)
+    }
+
+    /// The memory an attempt of a job asking for `requested` gets on `worker`.
+    pub fn attempt_memory(&self, worker: &WorkerId, requested: Option<u64>) -> u64 {
+        self.by_id.get(worker).map_or(requested.unwrap_or(0), |w| w.attempt_memory(requested))
+    }
+
+    /// The most memory a live worker has for its tasks (0 without one).
+    pub fn largest_memory(&self) -> u64 {
+        self.by_id.values().filter(|w| w.is_alive()).map(|w| w.memory).max().unwrap_or(0)
+    }
+
+    /// Notes an attempt given `memory` launched on `worker`, which becomes the round-robin
+    /// cursor.
+    pub fn start(&mut self, worker: &WorkerId, attempt: AttemptRef, memory: u64) {
+        self.update(worker, |w| {
+            w.reserved.push((attempt.clone(), memory));
+            w.running.push(attempt);
+        });
         self.cursor = Some(worker.clone());
     }
 
-    /// Removes a finished or killed attempt from its worker's list.
+    /// Removes a finished or killed attempt from its worker's list, freeing its memory.
     pub fn forget(&mut self, worker: &WorkerId, attempt: &AttemptRef) {
-        self.update(worker, |w| w.running.retain(|a| a != attempt));
+        self.update(worker, |w| {
+            w.running.retain(|a| a != attempt);
+            w.reserved.retain(|(a, _)| a != attempt);
+        });
     }
 
     pub fn is_alive(&self, worker: &WorkerId) -> bool {

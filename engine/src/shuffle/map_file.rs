@@ -20,7 +20,8 @@ use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{KeyEncoder, MERGE_CHUNK_ROWS, Run, RunMerger, compact_views};
+use super::spill::batch_rows_like;
+use super::{KeyEncoder, MERGE_CHUNK_ROWS, MergeSpace, Run, RunMerger, compact_views};
 use crate::error::{Error, Result, is_disk_full};
 use crate::ids::{AttemptId, JobId};
 use crate::security::JobSecret;
@@ -190,12 +191,13 @@ impl<W: Write> Write for Checksummed<W> {
 }
 
 /// Writes a map attempt's output: the runs of each partition (`runs[p]`, each sorted by
-/// the key) merged into one sorted stream per partition.
+/// the key) merged into one sorted stream per partition, in passes within `merge`'s budget.
 pub fn write_map_output(
     files: &MapOutputFiles,
     schema: &SchemaRef,
     key_columns: &[usize],
     runs: Vec<Vec<Run>>,
+    merge: &MergeSpace,
 ) -> Result<MapOutputIndex> {
     if let Some(dir) = files.data.parent() {
         create_private_dir(dir).map_err(|e| write_failed(dir, e))?;
@@ -207,7 +209,9 @@ pub fn write_map_output(
     let mut compression = None;
     for partition_runs in runs {
         let mut sink = Checksummed { inner: &mut out, bytes: 0, crc: crc32fast::Hasher::new() };
-        let rows = write_partition(&mut sink, schema, key_columns, partition_runs, &mut compression)
+        let rows = merge
+            .reduce_runs(schema, key_columns, partition_runs)
+            .and_then(|runs| write_partition(&mut sink, schema, key_columns, runs, &mut compression))
             .map_err(|e| partition_failed(&files.data, e))?;
         let (len, crc32) = (sink.bytes, sink.crc.finalize());
         index.partitions.push(Segment { offset, len, crc32, rows });
@@ -252,10 +256,15 @@ fn write_partition(
     };
     let mut writer = StreamWriter::try_new_with_options(sink, schema, options).map_err(ipc)?;
     let mut rows = 0u64;
+    // In batches a reduce-side merge can hold one of per run.
+    let step = batch_rows_like(&first);
     let mut next = Some(first);
     while let Some(batch) = next {
         rows += batch.num_rows() as u64;
-        writer.write(&compact_views(&batch)?).map_err(ipc)?;
+        for offset in (0..batch.num_rows()).step_by(step) {
+            let slice = batch.slice(offset, step.min(batch.num_rows() - offset));
+            writer.write(&compact_views(&slice)?).map_err(ipc)?;
+        }
         next = source.next_batch()?;
     }
     writer.finish().map_err(ipc)?;
@@ -441,7 +450,9 @@ mod tests {
         let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(keys))]).unwrap();
         let job = JobId::from_string("job-20260101T000000-0001".into());
         let files = MapOutputFiles::new(dir, &job, &secret("s"), 0, AttemptId(0));
-        let index = write_map_output(&files, &schema, &[0], vec![vec![Run::Memory(batch)]]).unwrap();
+        let spill = Arc::new(super::super::SpillDir::create(dir, &job).unwrap());
+        let merge = MergeSpace { spill, budget: u64::MAX };
+        let index = write_map_output(&files, &schema, &[0], vec![vec![Run::Memory(batch)]], &merge).unwrap();
         (files, index.partitions[0])
     }
 

@@ -9,6 +9,7 @@ mod held;
 mod map_file;
 mod map_side;
 mod merge;
+mod passes;
 mod prefix;
 mod regroup;
 mod run;
@@ -22,9 +23,10 @@ pub use map_file::{
 };
 pub use map_side::{MapOutputBuilder, MapOutputSpec, MapSideStats};
 pub use merge::{GroupedChunk, RunMerger};
+pub use passes::{MergeSpace, merge_bytes};
 pub use regroup::Regrouper;
 pub use run::{Run, RunBudget, RunReader, RunStore, SORTED_READ_ROWS};
-pub use spill::{SPILL_BATCH_ROWS, SpillDir, SpillFile};
+pub use spill::{SPILL_BATCH_BYTES, SPILL_BATCH_ROWS, SpillDir, SpillFile};
 
 use std::sync::Arc;
 

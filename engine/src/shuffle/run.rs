@@ -178,6 +178,11 @@ impl RunStore {
             .collect())
     }
 
+    /// Where runs spill.
+    pub fn spill_dir(&self) -> &Arc<SpillDir> {
+        &self.spill
+    }
+
     /// Bytes spilled so far.
     pub fn spilled_bytes(&self) -> u64 {
         self.spill.spilled_bytes()

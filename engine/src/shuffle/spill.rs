@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use arrow::ipc::reader::FileReader;
-use arrow::ipc::writer::FileWriter;
+use arrow::ipc::writer::{FileWriter, IpcWriteOptions};
 
 use super::compact_views;
 use super::run::{Run, RunReader};
@@ -65,16 +65,6 @@ impl SpillDir {
     /// file. The file keeps the directory alive: it is removed when the last run in it is
     /// dropped.
     pub fn write(self: &Arc<Self>, schema: &SchemaRef, runs: &[Option<Run>]) -> Result<SpillFile> {
-        let n = self.next_file.fetch_add(1, Relaxed);
-        let path = self.path.join(format!("run-{n:06}.arrow"));
-        // A full disk is told apart: it is this task's own failure (see `Error::DiskFull`).
-        let io_fail = |e: std::io::Error| Error::local_disk(path.display().to_string(), e);
-        let fail = |e: arrow::error::ArrowError| match e {
-            arrow::error::ArrowError::IoError(_, e) => io_fail(e),
-            e => Error::Spill { path: path.display().to_string(), cause: e.to_string() },
-        };
-        let file = File::create(&path).map_err(io_fail)?;
-        let sink = BufWriter::with_capacity(1 << 20, file);
         let options = match runs.iter().flatten().next() {
             Some(run) => match run.clone().open()?.next_batch()? {
                 Some(sample) => super::ipc_write_options_for(&sample)?,
@@ -82,34 +72,129 @@ impl SpillDir {
             },
             None => super::ipc_write_options()?,
         };
-        let mut writer = FileWriter::try_new_with_options(sink, schema, options).map_err(fail)?;
-        let mut partitions = Vec::with_capacity(runs.len());
-        let mut memory_bytes = Vec::with_capacity(runs.len());
-        let mut batches = 0;
+        let mut writer = SpillWriter::create(self, schema, options)?;
         for run in runs {
-            let start = batches;
-            memory_bytes.push(run.as_ref().map_or(0, Run::memory_bytes));
             let mut reader = match run {
                 Some(run) => run.clone().open()?,
                 None => RunReader::Memory(None),
             };
-            while let Some(run_batch) = reader.next_batch()? {
-                for offset in (0..run_batch.num_rows()).step_by(SPILL_BATCH_ROWS) {
-                    let len = SPILL_BATCH_ROWS.min(run_batch.num_rows() - offset);
-                    let batch = compact_views(&run_batch.slice(offset, len))?;
-                    writer.write(&batch).map_err(fail)?;
-                    batches += 1;
-                }
+            while let Some(batch) = reader.next_batch()? {
+                writer.write(&batch)?;
             }
-            partitions.push(start..batches);
+            writer.end_partition(run.as_ref().map_or(0, Run::memory_bytes));
         }
-        writer.finish().map_err(fail)?;
-        let inner = writer.into_inner().map_err(fail)?;
-        let file = inner.into_inner().map_err(|e| io_fail(e.into_error()))?;
+        writer.finish()
+    }
+
+    /// Writes one sorted run, read batch by batch from `next` (a merge of runs whose
+    /// in-memory size was `memory_bytes`), to a new spill file as its partition 0.
+    pub fn write_run(
+        self: &Arc<Self>,
+        schema: &SchemaRef,
+        memory_bytes: u64,
+        mut next: impl FnMut() -> Result<Option<RecordBatch>>,
+    ) -> Result<SpillFile> {
+        let first = next()?;
+        let options = match &first {
+            Some(sample) => super::ipc_write_options_for(sample)?,
+            None => super::ipc_write_options()?,
+        };
+        let mut writer = SpillWriter::create(self, schema, options)?;
+        let mut batch = first;
+        while let Some(rows) = batch {
+            writer.write(&rows)?;
+            batch = next()?;
+        }
+        writer.end_partition(memory_bytes);
+        writer.finish()
+    }
+}
+
+/// Bytes a batch of a spill file holds at most (unless one row is larger): what a merge
+/// reading the file holds per run, so fewer than [`SPILL_BATCH_ROWS`] rows when rows are
+/// wide (TeraSort's 100-byte records: 2,600 rows).
+pub const SPILL_BATCH_BYTES: usize = 256 << 10;
+
+/// Rows per batch of a shuffle file for batches like `batch`: [`SPILL_BATCH_ROWS`], fewer
+/// when that many would be over [`SPILL_BATCH_BYTES`].
+pub(crate) fn batch_rows_like(batch: &RecordBatch) -> usize {
+    let rows = batch.num_rows().max(1);
+    let row_bytes = (batch.get_array_memory_size() / rows).max(1);
+    (SPILL_BATCH_BYTES / row_bytes).clamp(1, SPILL_BATCH_ROWS)
+}
+
+/// A spill file being written: batches of at most [`batch_rows_like`] rows, partition
+/// after partition.
+struct SpillWriter {
+    dir: Arc<SpillDir>,
+    path: PathBuf,
+    writer: FileWriter<BufWriter<File>>,
+    /// Batch ranges of the partitions ended so far.
+    partitions: Vec<Range<usize>>,
+    memory_bytes: Vec<u64>,
+    batches: usize,
+}
+
+impl SpillWriter {
+    fn create(dir: &Arc<SpillDir>, schema: &SchemaRef, options: IpcWriteOptions) -> Result<Self> {
+        let n = dir.next_file.fetch_add(1, Relaxed);
+        let path = dir.path.join(format!("run-{n:06}.arrow"));
+        let file = File::create(&path).map_err(|e| io_failed(&path, e))?;
+        let sink = BufWriter::with_capacity(SPILL_BUFFER_BYTES, file);
+        let writer = FileWriter::try_new_with_options(sink, schema, options).map_err(|e| failed(&path, e))?;
+        Ok(SpillWriter {
+            dir: dir.clone(),
+            path,
+            writer,
+            partitions: Vec::new(),
+            memory_bytes: Vec::new(),
+            batches: 0,
+        })
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let step = batch_rows_like(batch);
+        for offset in (0..batch.num_rows()).step_by(step) {
+            let len = step.min(batch.num_rows() - offset);
+            let slice = compact_views(&batch.slice(offset, len))?;
+            self.writer.write(&slice).map_err(|e| failed(&self.path, e))?;
+            self.batches += 1;
+        }
+        Ok(())
+    }
+
+    /// Ends the current partition, whose run held `memory_bytes` in memory.
+    fn end_partition(&mut self, memory_bytes: u64) {
+        let start = self.partitions.last().map_or(0, |p| p.end);
+        self.partitions.push(start..self.batches);
+        self.memory_bytes.push(memory_bytes);
+    }
+
+    fn finish(mut self) -> Result<SpillFile> {
+        let path = self.path;
+        self.writer.finish().map_err(|e| failed(&path, e))?;
+        let inner = self.writer.into_inner().map_err(|e| failed(&path, e))?;
+        let file = inner.into_inner().map_err(|e| io_failed(&path, e.into_error()))?;
         file.sync_data().ok();
         let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        self.spilled_bytes.fetch_add(bytes, Relaxed);
-        Ok(SpillFile { path, partitions, memory_bytes, _dir: self.clone() })
+        self.dir.spilled_bytes.fetch_add(bytes, Relaxed);
+        Ok(SpillFile { path, partitions: self.partitions, memory_bytes: self.memory_bytes, _dir: self.dir })
+    }
+}
+
+/// Buffers of a spill file being written or read: small, for a merge reads many at once
+/// and IPC reads a batch's message whole (past the buffer) anyway.
+pub(super) const SPILL_BUFFER_BYTES: usize = 64 << 10;
+
+/// A full disk is told apart: it is this task's own failure (see `Error::DiskFull`).
+fn io_failed(path: &Path, e: std::io::Error) -> Error {
+    Error::local_disk(path.display().to_string(), e)
+}
+
+fn failed(path: &Path, e: arrow::error::ArrowError) -> Error {
+    match e {
+        arrow::error::ArrowError::IoError(_, e) => io_failed(path, e),
+        e => Error::Spill { path: path.display().to_string(), cause: e.to_string() },
     }
 }
 
@@ -146,7 +231,7 @@ impl SpillFile {
     pub fn open(&self, p: usize) -> Result<SpilledRunReader> {
         let fail = |cause: String| Error::Spill { path: self.path.display().to_string(), cause };
         let file = File::open(&self.path).map_err(|e| fail(e.to_string()))?;
-        let reader = FileReader::try_new(BufReader::with_capacity(256 << 10, file), None)
+        let reader = FileReader::try_new(BufReader::with_capacity(SPILL_BUFFER_BYTES, file), None)
             .map_err(|e| fail(e.to_string()))?;
         Ok(SpilledRunReader { reader, batches: self.partitions[p].clone(), path: self.path.clone() })
     }

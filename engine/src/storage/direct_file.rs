@@ -28,6 +28,33 @@ const BLOCK: usize = 8 << 20;
 const READ_BLOCK: usize = 4 << 20;
 /// Blocks queued between the caller and the background writer or reader.
 const QUEUED: usize = 2;
+/// The smallest blocks a task's memory sizes them to: below that, a direct write or read
+/// costs more in system calls than it saves.
+const MIN_BLOCK: usize = 64 << 10;
+
+/// A block of a `share`th of the calling task's memory ([`crate::memory::task_memory`]),
+/// within [`MIN_BLOCK`] and `max` (the fastest size on our disks when memory allows).
+fn block_for_task(share: u64, max: usize) -> usize {
+    let bytes = usize::try_from(crate::memory::task_memory() / share).unwrap_or(usize::MAX);
+    bytes.clamp(MIN_BLOCK, max) / ALIGN * ALIGN
+}
+
+/// Bytes per write of a direct file the calling task opens: a writer holds three blocks
+/// of a 32nd of its memory.
+fn write_block() -> usize {
+    block_for_task(32, BLOCK)
+}
+
+/// Bytes per read of a direct file the calling task opens: a reader holds four blocks of a
+/// 128th of its memory (a merge opens many readers).
+fn read_block() -> usize {
+    block_for_task(128, READ_BLOCK)
+}
+
+/// The memory one [`DirectReader`] the calling task opens holds in blocks, at most.
+pub fn read_buffer_bytes() -> u64 {
+    ((QUEUED + 2) * (read_block() + ALIGN)) as u64
+}
 
 /// The hidden name a file is written under until it is finished: `.{name}.inprogress`.
 pub fn staging_name(name: &str) -> String {
@@ -121,6 +148,7 @@ impl DirectFile {
         let file = open_direct(&staging, Access::Write)?;
         let (to_writer, queued) = sync_channel::<Block>(QUEUED);
         let (recycle, recycled) = sync_channel::<Block>(QUEUED + 1);
+        let block_len = write_block();
         let writer = std::thread::Builder::new().name("direct-file".into()).spawn({
             let staging = staging.clone();
             move || write_blocks(file, &staging, queued, recycle)
@@ -128,9 +156,9 @@ impl DirectFile {
         Ok(DirectFile {
             path: path.to_owned(),
             staging,
-            block: Block::new(BLOCK),
+            block: Block::new(block_len),
             to_writer: Some(to_writer),
-            pool: BlockPool { returned: recycled, allocated: 1, limit: QUEUED + 1, len: BLOCK },
+            pool: BlockPool { returned: recycled, allocated: 1, limit: QUEUED + 1, len: block_len },
             writer: Some(writer),
             len: 0,
             keep_staging: false,
@@ -211,7 +239,7 @@ impl Write for DirectFile {
             spare[..n].copy_from_slice(&bytes[..n]);
             self.block.filled += n;
             bytes = &bytes[n..];
-            if self.block.filled == BLOCK {
+            if self.block.filled == self.pool.len {
                 let next = self.next_block()?;
                 let full = std::mem::replace(&mut self.block, next);
                 self.send(full)?;
@@ -269,7 +297,8 @@ impl DirectReader {
         let span = range.clone();
         std::thread::Builder::new().name("direct-read".into()).spawn({
             let path = path.to_owned();
-            let pool = BlockPool { returned: recycled, allocated: 0, limit: QUEUED + 2, len: READ_BLOCK };
+            let len = read_block();
+            let pool = BlockPool { returned: recycled, allocated: 0, limit: QUEUED + 2, len };
             move || read_blocks(file, &path, span, &ahead, pool)
         })?;
         Ok(DirectReader { block: None, blocks, recycle, position: range.start, end: range.end })
@@ -322,7 +351,7 @@ fn read_blocks(
     let end = range.end.next_multiple_of(ALIGN as u64);
     while offset < end {
         let Some(mut block) = pool.take() else { return };
-        let wanted = (end - offset).min(READ_BLOCK as u64) as usize;
+        let wanted = (end - offset).min(pool.len as u64) as usize;
         if let Err(e) = fill_block(&mut file, path, &mut block, offset, wanted) {
             let _ = ahead.send(Err(e));
             return;

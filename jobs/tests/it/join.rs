@@ -67,7 +67,7 @@ impl KeyType {
 
 /// One side's rows: key, name, and a payload (left: Float64 score, right: Int32 qty).
 pub(crate) struct Side {
-    keys: Vec<Option<i64>>,
+    pub(crate) keys: Vec<Option<i64>>,
     names: Vec<Option<String>>,
     payload: Vec<Option<i64>>,
 }

@@ -20,6 +20,7 @@ mod groupby;
 mod history;
 mod inverted_index;
 mod join;
+mod memory_bound;
 mod metrics;
 mod netns;
 mod otlp_spans;

@@ -38,8 +38,8 @@ impl AttemptRef {
 pub struct RunAttempt {
     /// The spec a task process would read on its stdin.
     pub task: TaskFile,
-    /// The memory its buffers and in-memory runs may use (the worker's limit over its
-    /// slots).
+    /// The memory its buffers and in-memory runs may use (what the driver reserved for it
+    /// on the worker).
     pub memory_limit: Option<u64>,
     /// Where it notes each part file it stages (read by the worker when the attempt ends
     /// without reporting them, even if the executor died).

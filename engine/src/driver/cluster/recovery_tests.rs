@@ -180,7 +180,7 @@ fn attach(
         host_id: String::new(),
     };
     let worker = crate::ids::WorkerId(id.into());
-    state.attach(worker.clone(), link, 4);
+    state.attach(worker.clone(), link, 4, 0);
     state.adopt_held(&worker, address, held);
     (worker, rx)
 }

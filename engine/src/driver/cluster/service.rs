@@ -83,7 +83,7 @@ impl Driver for DriverService {
             shuffle_dir: register.shuffle_dir.clone(),
             host_id: register.host_id.clone(),
         };
-        self.state.attach(id.clone(), link, register.slots);
+        self.state.attach(id.clone(), link, register.slots, register.memory_bytes);
         self.state.adopt_held(&id, &register.shuffle_address, &register.held_map_outputs);
         let state = self.state.clone();
         tokio::spawn(async move {

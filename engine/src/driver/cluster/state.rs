@@ -369,10 +369,12 @@ impl DriverState {
         WorkerId(format!("w{}-{shuffle_address}", self.next_worker.fetch_add(1, Ordering::Relaxed)))
     }
 
-    /// Adds an attached worker.
-    pub fn attach(self: &Arc<Self>, id: WorkerId, link: WorkerLink, slots: u32) {
+    /// Adds an attached worker with `slots` task slots and `memory` bytes for its tasks
+    /// (0: not bounded).
+    pub fn attach(self: &Arc<Self>, id: WorkerId, link: WorkerLink, slots: u32, memory: u64) {
         lock(&self.workers).insert(id.clone(), link);
-        self.update(|s, now| s.add_worker(now, id, slots));
+        let memory = if memory == 0 { u64::MAX } else { memory };
+        self.update(|s, now| s.add_worker_with_memory(now, id, slots, memory));
     }
 
     /// A worker's session ended.
@@ -573,9 +575,14 @@ impl DriverState {
         let mut unreachable = Vec::new();
         for action in actions {
             match action {
-                Action::Launch { worker, attempt, map_outputs } => {
+                Action::Launch { worker, attempt, memory, map_outputs } => {
                     self.log_launch(&worker, &attempt);
-                    let message = self.run_task(&attempt, &map_outputs);
+                    let message = self.run_task(&attempt, &map_outputs).map(|run| RunTask {
+                        // A worker that did not bound its memory gets `u64::MAX / slots`: 0 lets
+                        // it use its own share.
+                        memory_bytes: if memory >= u64::MAX / 1024 { 0 } else { memory },
+                        ..run
+                    });
                     match message {
                         Some(run) => {
                             if !self.send(&worker, driver_message::Body::Run(run)) {
@@ -710,6 +717,7 @@ impl DriverState {
             map_outputs,
             job_secret: record.secret.expose().to_owned(),
             trace_parent,
+            memory_bytes: 0,
         })
     }
 
@@ -846,6 +854,8 @@ fn job_spec(id: &JobId, owner: &str, request: &SubmitJobRequest) -> crate::sched
         queue: queue_name(&request.queue),
         map_tasks: request.map_tasks.iter().map(|t| t.description.clone()).collect(),
         reducers: request.reducers,
+        // 0: the worker's share per slot, decided where the attempt runs.
+        task_memory: (request.task_memory_bytes > 0).then_some(request.task_memory_bytes),
     }
 }
 
