@@ -19,6 +19,7 @@
 pub mod binaries;
 pub mod exec_error;
 pub mod observe;
+pub mod peer;
 pub mod session;
 pub mod tasks;
 

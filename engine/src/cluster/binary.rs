@@ -65,7 +65,11 @@ pub enum BinaryError {
 }
 
 impl BinaryError {
-    fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> BinaryError + 'a {
+    /// The [`BinaryError::Io`] of `what` on `path`, as an error mapper.
+    pub(crate) fn io<'a>(
+        what: &'static str,
+        path: &'a Path,
+    ) -> impl FnOnce(std::io::Error) -> BinaryError + 'a {
         move |source| BinaryError::Io { what, path: path.to_owned(), source }
     }
 }
@@ -244,10 +248,11 @@ impl BinaryStore {
         Ok(is_digest(digest) && file_digest(&self.path(digest))? == digest)
     }
 
-    /// Removes the binary with `digest` (if stored).
+    /// Removes the binary with `digest` (if stored), with its compressed copy.
     pub fn remove(&self, digest: &str) -> Result<(), BinaryError> {
         let path = self.path(digest);
         self.recency().ticks.remove(digest);
+        let _ = std::fs::remove_file(super::binary_transfer::compressed_path(self, digest));
         match std::fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(BinaryError::io("removing", &path)(e)),
             _ => Ok(()),
@@ -369,10 +374,11 @@ fn set_executable(_: &Path) -> std::io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn store() -> (tempfile::TempDir, BinaryStore) {
+    /// A store in a fresh temporary directory.
+    pub(crate) fn store() -> (tempfile::TempDir, BinaryStore) {
         let dir = tempfile::tempdir().unwrap();
         let store = BinaryStore::open(dir.path().join("binaries")).unwrap();
         (dir, store)

@@ -8,12 +8,14 @@
 //! * [`submit`]: a job binary submitting itself to a driver (`--driver URL`);
 //! * [`live`]: live counters a running task process writes for its worker to read;
 //! * [`binary`]: job binaries by content digest;
+//! * [`binary_transfer`]: job binaries on the wire: stripped, zstd-compressed;
 //! * [`private_dir`]: directories only their owner may use (binary stores, digest cache).
 //!
 //! The driver itself is in [`crate::driver::cluster`]; the worker daemon is the
 //! `gristmill-worker` crate.
 
 pub mod binary;
+pub mod binary_transfer;
 pub mod fetch;
 pub mod follow;
 pub mod live;
