@@ -224,6 +224,15 @@ impl IncomingBinary {
         }
     }
 
+    /// Writes out what the decompressor still holds ([`IncomingBinary::written`] then
+    /// counts all the bytes received).
+    pub fn flush(&mut self) -> Result<(), BinaryError> {
+        match &mut self.sink {
+            Sink::Plain(_) => Ok(()),
+            Sink::Zstd { decoder, .. } => decoder.flush().map_err(|e| WriterSink::error(e, &self.digest)),
+        }
+    }
+
     /// Checks the digest and puts the binary (and its compressed copy) in place; returns
     /// the binary's path.
     pub fn finish(self) -> Result<PathBuf, BinaryError> {

@@ -207,7 +207,8 @@ impl DriverBinaries {
                 ))
             })?
             .map_err(|_| Status::unavailable("the driver is stopping"))?;
-        let (writer, declared) = self.receive_bytes(chunks).await?;
+        let (mut writer, declared) = self.receive_bytes(chunks).await?;
+        writer = blocking(move || writer.flush().map(|()| writer)).await?;
         if declared != 0 && declared != writer.written() {
             return Err(Status::invalid_argument(format!(
                 "the upload ended after {} of the {declared} bytes it announced",
