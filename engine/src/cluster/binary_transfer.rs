@@ -333,6 +333,7 @@ mod tests {
         for chunk in &chunks {
             incoming.write(&chunk.data).unwrap();
         }
+        incoming.flush().unwrap();
         assert_eq!(incoming.written(), bytes.len() as u64);
         let path = incoming.finish().unwrap();
         assert_eq!(std::fs::read(path).unwrap(), bytes);
