@@ -255,6 +255,12 @@ struct Cli<J: Job> {
 /// The whole `main` of a job binary: `fn main() -> ExitCode { gristmill::main::<MyJob>() }`.
 pub fn main<J: Job>() -> ExitCode {
     init_cli();
+    if crate::cluster::executor::executor_role() {
+        return crate::cluster::executor::runner::serve(&|task| {
+            crate::cluster::task::run::<J>(task);
+            true
+        });
+    }
     if let Some(source) = task_role_arg() {
         return match crate::cluster::task::read_task(&source) {
             Ok(task) => crate::cluster::task::run::<J>(&task),
@@ -410,7 +416,8 @@ pub(crate) fn init_cli() {
         .and_then(|arg0| std::path::Path::new(&arg0).file_stem().map(|s| s.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "gristmill-job".to_owned());
     // A task process runs a cached binary named by its digest.
-    let service = if task_role_arg().is_some() { "gristmill-task".to_owned() } else { name };
+    let worker_role = task_role_arg().is_some() || crate::cluster::executor::executor_role();
+    let service = if worker_role { "gristmill-task".to_owned() } else { name };
     // `--otlp-endpoint` is read from the arguments too, like `--log-format`.
     let endpoint = crate::telemetry::endpoint(crate::telemetry::endpoint_from_args().as_deref());
     crate::logging::init(format, "warn", &service, endpoint);

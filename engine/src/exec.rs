@@ -170,6 +170,7 @@ pub fn run_map_task<J: Job>(job: &J, env: &TaskEnv<'_>, task: &MapTask) -> Resul
         let read_and_map = tracing::info_span!("read split and map").entered();
         let bytes_in = split.read_keeping_bad(env.io, env.read, env.bad_records, &mut |batch| {
             rows_in += batch.num_rows() as u64;
+            crate::cluster::executor::scope::check_cancelled()?;
             env.progress.add_input(0, batch.num_rows() as u64);
             mapper.map(&batch, &mut out).map_err(user("mapper failed:"))?;
             if out.buffered_bytes() >= env.map_buffer_bytes {
@@ -247,6 +248,7 @@ fn reduce_grouped<J: Job>(
     let mut merger = RunMerger::new(keyed.schema().clone(), encoder, runs, MERGE_CHUNK_ROWS)?;
     let (mut groups, mut rows) = (0u64, 0u64);
     while let Some(chunk) = merger.next_chunk()? {
+        crate::cluster::executor::scope::check_cancelled()?;
         groups += chunk.starts.len() as u64;
         rows += chunk.batch.num_rows() as u64;
         let chunk_groups = Groups::new(&chunk.batch, &chunk.starts, &key_columns);
@@ -262,6 +264,7 @@ fn reduce_unordered(reducer: &mut dyn Reducer, out: &mut Emitter, runs: Vec<Run>
     for run in runs {
         let mut reader = run.open()?;
         while let Some(batch) = reader.next_batch()? {
+            crate::cluster::executor::scope::check_cancelled()?;
             rows += batch.num_rows() as u64;
             reducer.reduce_batch(&batch, out).map_err(user("reducer failed:"))?;
             out.flush()?;
@@ -324,6 +327,7 @@ pub fn run_map_only_task<J: Job>(
         let mut rows_in = 0u64;
         let bytes_in = split.read_keeping_bad(env.io, env.read, env.bad_records, &mut |batch| {
             rows_in += batch.num_rows() as u64;
+            crate::cluster::executor::scope::check_cancelled()?;
             env.progress.add_input(0, batch.num_rows() as u64);
             mapper.map(&batch, &mut part.out).map_err(user("mapper failed:"))?;
             Ok(true)

@@ -10,6 +10,9 @@
 //!   ([`enter_task_span`]), entered on every thread of the process, so each of its lines
 //!   carries them.
 //!
+//! In an executor (one process running many attempts), the lines of each attempt go to
+//! that attempt's own log instead of stderr.
+//!
 //! Task processes inherit the format of their worker through [`LOG_FORMAT_ENV`].
 
 use std::io::IsTerminal;
@@ -66,9 +69,8 @@ pub fn init(format: LogFormat, default_filter: &str, service: &str, otlp_endpoin
     use tracing_subscriber::util::SubscriberInitExt;
     let _ = FORMAT.set(format);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let lines = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
+    let lines =
+        tracing_subscriber::fmt::layer().with_writer(LineWriter).with_ansi(std::io::stderr().is_terminal());
     let lines = match format {
         LogFormat::Text => lines.boxed(),
         LogFormat::Json => lines.json().with_current_span(true).with_span_list(false).boxed(),
@@ -81,6 +83,42 @@ pub fn init(format: LogFormat, default_filter: &str, service: &str, otlp_endpoin
         .with_target("gristmill::logging", LevelFilter::OFF);
     let spans = crate::telemetry::layer(service, otlp_endpoint).map(|layer| layer.with_filter(engine));
     let _ = tracing_subscriber::registry().with(lines.with_filter(filter)).with(spans).try_init();
+}
+
+/// Where log lines go: stderr, or, on a thread working for an executor's attempt, that
+/// attempt's log ([`crate::cluster::executor::scope`]).
+struct LineWriter;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LineWriter {
+    type Writer = LineTarget;
+
+    fn make_writer(&'a self) -> LineTarget {
+        match crate::cluster::executor::scope::current_log() {
+            Some(log) => LineTarget::Attempt(crate::cluster::executor::attempt_log::AttemptLogWriter(log)),
+            None => LineTarget::Stderr(std::io::stderr()),
+        }
+    }
+}
+
+enum LineTarget {
+    Attempt(crate::cluster::executor::attempt_log::AttemptLogWriter),
+    Stderr(std::io::Stderr),
+}
+
+impl std::io::Write for LineTarget {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            LineTarget::Attempt(log) => log.write(buf),
+            LineTarget::Stderr(stderr) => stderr.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            LineTarget::Attempt(log) => log.flush(),
+            LineTarget::Stderr(stderr) => stderr.flush(),
+        }
+    }
 }
 
 /// Makes `span` the root of every log line of this task process: entered here and on every

@@ -202,6 +202,11 @@ struct Cli<P: Pipeline> {
 /// The whole `main` of a pipeline binary: `fn main() -> ExitCode { gristmill::pipeline::main::<P>() }`.
 pub fn main<P: Pipeline>() -> ExitCode {
     init_cli();
+    if crate::cluster::executor::executor_role() {
+        return crate::cluster::executor::runner::serve(&|task| {
+            P::run_task(&task.job.job_name, task).is_some()
+        });
+    }
     if let Some(source) = crate::cli::task_role_arg() {
         let task = match crate::cluster::task::read_task(&source) {
             Ok(task) => task,

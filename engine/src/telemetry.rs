@@ -102,6 +102,15 @@ pub fn shutdown() {
     }
 }
 
+/// Sends the spans ended so far (an executor, after each attempt: it lives on).
+pub fn flush() {
+    if let Some(provider) = PROVIDER.get()
+        && let Err(e) = provider.force_flush()
+    {
+        tracing::debug!(error = %e, "exporting spans failed");
+    }
+}
+
 /// `span`'s W3C `traceparent`, to carry it into another process; `None` when spans are
 /// not exported.
 pub fn traceparent(span: &Span) -> Option<String> {

@@ -6,11 +6,14 @@
 //! 2. attaches to the driver ([`session`]): registers, sends heartbeats, receives tasks;
 //! 3. fetches each job binary by digest from the driver, verifies it and caches it
 //!    ([`binaries`]);
-//! 4. runs every attempt as a child process of the job binary in task role ([`tasks`]), so
-//!    a crashing task never takes the worker down, and reports how it ended (a binary it
-//!    cannot execute, with why: [`exec_error`]);
+//! 4. runs every attempt as a child process of its own ([`tasks`]), or, with
+//!    `--task-isolation executor`, in its job's executor, one child process of the job
+//!    binary per job ([`executors`]), so a crashing task never takes the worker down, and
+//!    reports how it ended (a binary it cannot execute, with why: [`exec_error`]);
 //! 5. with `--http ADDR`, serves `/metrics`, `/healthz` and `/readyz` ([`observe`]);
-//! 6. on SIGTERM, kills its tasks, closes its session and exits.
+//! 6. on SIGTERM, drains: takes no new tasks, lets its running ones finish (up to
+//!    `--drain-timeout`), serves its map output until the driver releases it, then exits;
+//!    a second SIGTERM (or `--drain-timeout 0`) kills its tasks and exits at once.
 //!
 //! ```text
 //! gristmill-worker --driver http://127.0.0.1:7077 --slots 4 --data-dir /var/lib/gristmill
@@ -18,6 +21,7 @@
 
 pub mod binaries;
 pub mod exec_error;
+pub mod executors;
 pub mod observe;
 pub mod peer;
 pub mod session;
@@ -71,6 +75,23 @@ pub struct WorkerConfig {
     pub log_retention: Duration,
     /// Memory the task processes may use together (each gets `memory_limit / slots`).
     pub memory_limit: u64,
+    /// How long running attempts may still run once the worker drains (zero: no drain,
+    /// SIGTERM stops at once).
+    pub drain_timeout: Duration,
+    /// Where attempts run: in one executor process per job, or a process each.
+    pub task_isolation: TaskIsolation,
+}
+
+/// Where a worker runs attempts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum TaskIsolation {
+    /// One long-lived executor process per job on this worker runs the job's attempts on
+    /// its threads: launching an attempt is a message.
+    Executor,
+    /// A new process of the job binary per attempt (the default until executors are as fast
+    /// as issue #23 asks; see bench/README.md "Many small tasks").
+    #[default]
+    Process,
 }
 
 /// Runs the worker until SIGTERM, or until the driver is unreachable for too long.

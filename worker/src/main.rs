@@ -75,6 +75,15 @@ struct Args {
     /// or of the machine's memory].
     #[arg(long, env = "GRISTMILL_WORKER_MEMORY_LIMIT", value_parser = gristmill::config::parse_byte_size, value_name = "BYTES")]
     memory_limit: Option<u64>,
+    /// On SIGTERM, how long running tasks may still run (they are then re-run elsewhere)
+    /// before the worker, which takes no new tasks meanwhile and serves its map output until
+    /// no running job needs it, exits; 0 stops at once. A second SIGTERM always stops at once.
+    #[arg(long, env = "GRISTMILL_WORKER_DRAIN_TIMEOUT", value_parser = gristmill::config::parse_duration, default_value = "5m", value_name = "DURATION")]
+    drain_timeout: std::time::Duration,
+    /// Where attempts run: process (a new process per attempt) or executor (one long-lived
+    /// process per job on this worker runs the job's attempts on its threads).
+    #[arg(long, value_enum, default_value = "process", env = "GRISTMILL_WORKER_TASK_ISOLATION")]
+    task_isolation: gristmill_worker::TaskIsolation,
     /// The configuration file: its [worker] table sets what no flag or environment variable
     /// does [default: gristmill.toml in --data-dir, if there].
     #[arg(long, env = "GRISTMILL_CONFIG", value_name = "FILE")]
@@ -139,6 +148,8 @@ fn main() -> ExitCode {
         http: args.http,
         log_retention: args.log_retention,
         memory_limit: args.memory_limit.unwrap_or_else(gristmill::config::default_memory_limit),
+        drain_timeout: args.drain_timeout,
+        task_isolation: args.task_isolation,
     };
     let result = gristmill_worker::run(config);
     gristmill::telemetry::shutdown();

@@ -67,7 +67,9 @@ pub fn resources(
     data_dir: &std::path::Path,
 ) -> WorkerResources {
     let running = tasks.all();
-    let sum = running.iter().filter_map(|t| process_stats(t.pid)).fold(ProcessStats::default(), |a, b| a + b);
+    // Attempts in one executor share its process: each process counts once.
+    let pids: std::collections::BTreeSet<u32> = running.iter().map(|t| t.pid).collect();
+    let sum = pids.into_iter().filter_map(process_stats).fold(ProcessStats::default(), |a, b| a + b);
     let own = own_stats();
     WorkerResources {
         slots_busy: running.len() as u32,

@@ -2,6 +2,11 @@
 //! up while task commands come down, over one bidirectional stream. When the stream
 //! breaks, the worker kills its attempts (the driver has given them to others) and
 //! attaches again as a fresh worker, for as long as `driver_timeout` allows.
+//!
+//! The first SIGTERM (or SIGINT, or a drain command from the driver) drains the worker: it
+//! tells the driver, which gives it no new tasks, lets its running attempts finish (for up
+//! to `--drain-timeout`) and releases it once no running job needs its map output; the
+//! worker serves its shuffle data until then, and exits. A second signal stops it at once.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +20,8 @@ use gristmill_proto::v1::binary_peer_server::BinaryPeerServer;
 use gristmill_proto::v1::shuffle_server::ShuffleServer;
 use gristmill_proto::v1::task_logs_server::TaskLogsServer;
 use gristmill_proto::v1::{
-    DriverMessage, Heartbeat, HeldMapOutput, Register, WorkerMessage, driver_message, worker_message,
+    Draining, DriverMessage, Heartbeat, HeldMapOutput, Register, WorkerMessage, driver_message,
+    worker_message,
 };
 use gristmill_proto::{MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
 use tokio::sync::{mpsc, watch};
@@ -29,7 +35,7 @@ use crate::{WorkerConfig, WorkerError};
 
 /// Why a session ended.
 enum SessionEnd {
-    /// SIGTERM or SIGINT: stop.
+    /// SIGTERM or SIGINT (a second one while draining), or released after draining: stop.
     Shutdown,
     /// The stream broke: attach again.
     Lost(String),
@@ -59,7 +65,11 @@ pub async fn serve(mut config: WorkerConfig) -> Result<(), WorkerError> {
         log_secrets: gristmill::cluster::shuffle_service::JobSecrets::new(),
         log_retention: config.log_retention,
         task_memory_limit: config.memory_limit / u64::from(config.slots.max(1)),
+        executors: None,
     };
+    if config.task_isolation == crate::TaskIsolation::Executor {
+        dirs.executors = Some(crate::executors::Executors::new(dirs.observed.metrics.clone()));
+    }
     // Only this worker may read its data (job binaries, map output, task scratch space, logs).
     for dir in [&config.data_dir, &dirs.shuffle, &dirs.tasks, &dirs.logs] {
         gristmill::security::certs::create_private_dir(dir).map_err(|e| WorkerError::Setup {
@@ -112,14 +122,11 @@ pub async fn serve(mut config: WorkerConfig) -> Result<(), WorkerError> {
         tracing::info!(http = %bound, "serving /metrics, /healthz and /readyz");
     }
 
-    let (stop_tx, stop) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        let _ = stop_tx.send(true);
-    });
+    let (signals_tx, signals) = watch::channel(0u32);
+    tokio::spawn(count_signals(signals_tx));
     let mut unreachable_since: Option<Instant> = None;
     let result = loop {
-        match session(&config, &driver, &advertise, &binaries, &dirs, stop.clone()).await {
+        match session(&config, &driver, &advertise, &binaries, &dirs, signals.clone()).await {
             Ok(SessionEnd::Shutdown) => break Ok(()),
             Ok(SessionEnd::Lost(why)) => {
                 tracing::warn!(%why, "session with the driver ended; attaching again");
@@ -133,9 +140,10 @@ pub async fn serve(mut config: WorkerConfig) -> Result<(), WorkerError> {
                 tracing::warn!(%why, "cannot attach to the driver; retrying");
             }
         }
+        // Not attached: there is no one to drain to; a signal stops the worker at once.
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            _ = stopped(stop.clone()) => break Ok(()),
+            _ = signalled(signals.clone()) => break Ok(()),
         }
     };
     server.abort();
@@ -149,8 +157,11 @@ async fn session(
     advertise: &str,
     binaries: &Arc<BinaryCache>,
     dirs: &Dirs,
-    stop: watch::Receiver<bool>,
+    mut signals: watch::Receiver<u32>,
 ) -> Result<SessionEnd, String> {
+    if *signals.borrow_and_update() > 0 {
+        return Ok(SessionEnd::Shutdown);
+    }
     let mut client = connect_driver(driver).await.map_err(|e| e.to_string())?;
     let (up, up_rx) = mpsc::channel::<WorkerMessage>(64);
     let register = Register {
@@ -183,13 +194,27 @@ async fn session(
     let mut tasks = Tasks::new(binaries.clone(), dirs.clone(), reports_tx);
     let mut heartbeat =
         tokio::time::interval(Duration::from_millis(registered.heartbeat_interval_ms.max(100) as u64));
-    let stop = stopped(stop);
-    tokio::pin!(stop);
+    let mut draining = false;
     let end = loop {
         tokio::select! {
             message = down.message() => match message {
-                Ok(Some(message)) => handle(&mut tasks, message),
+                Ok(Some(message)) => match handle(&mut tasks, message) {
+                    Command::None => {}
+                    Command::Drain => {
+                        if !draining && !start_draining(config, dirs, &up).await {
+                            break SessionEnd::Lost("the session's upstream closed".into());
+                        }
+                        draining = true;
+                    }
+                    Command::Released => {
+                        tracing::info!("drained: no running job needs this worker's data; exiting");
+                        break SessionEnd::Shutdown;
+                    }
+                },
+                // A draining worker does not attach again: it would only be drained anew.
+                Ok(None) if draining => break SessionEnd::Shutdown,
                 Ok(None) => break SessionEnd::Lost("the driver closed the session".into()),
+                Err(_) if draining => break SessionEnd::Shutdown,
                 Err(status) => break SessionEnd::Lost(status.message().to_owned()),
             },
             Some(finished) = reports.recv() => {
@@ -218,7 +243,15 @@ async fn session(
                     break SessionEnd::Lost("the session's upstream closed".into());
                 }
             }
-            _ = &mut stop => break SessionEnd::Shutdown,
+            Ok(()) = signals.changed() => {
+                if draining || config.drain_timeout.is_zero() {
+                    break SessionEnd::Shutdown;
+                }
+                if !start_draining(config, dirs, &up).await {
+                    break SessionEnd::Lost("the session's upstream closed".into());
+                }
+                draining = true;
+            }
         }
     };
     dirs.observed.ready.set(false);
@@ -255,22 +288,43 @@ fn driver_endpoint(config: &WorkerConfig) -> Result<DriverEndpoint, WorkerError>
     DriverEndpoint::new(&config.driver, tls).map_err(setup)
 }
 
-fn handle(tasks: &mut Tasks, message: DriverMessage) {
+/// What a driver message asks of the session itself.
+enum Command {
+    None,
+    Drain,
+    Released,
+}
+
+fn handle(tasks: &mut Tasks, message: DriverMessage) -> Command {
     match message.body {
         Some(driver_message::Body::Run(run)) => tasks.start(run),
         Some(driver_message::Body::Kill(attempt)) => tasks.kill(&attempt),
         Some(driver_message::Body::DropJob(drop)) => tasks.drop_job(&drop.job_id),
+        Some(driver_message::Body::Drain(_)) => return Command::Drain,
+        Some(driver_message::Body::Released(_)) => return Command::Released,
         Some(driver_message::Body::Registered(_)) | None => {}
     }
+    Command::None
 }
 
-/// Resolves once a stop was asked for.
-async fn stopped(mut stop: watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stopped| *stopped).await;
+/// Tells the driver this worker is leaving and stops answering /readyz with 200 (a load
+/// balancer or Kubernetes stops counting on it). False if the session is gone.
+async fn start_draining(config: &WorkerConfig, dirs: &Dirs, up: &mpsc::Sender<WorkerMessage>) -> bool {
+    tracing::info!(timeout = ?config.drain_timeout, "draining: no new tasks; running ones finish, map output is served until released");
+    dirs.observed.ready.set(false);
+    let timeout_ms = config.drain_timeout.as_millis().min(u128::from(u64::MAX)) as u64;
+    let draining = Draining { timeout_ms };
+    up.send(WorkerMessage { body: Some(worker_message::Body::Draining(draining)) }).await.is_ok()
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Resolves once a signal came.
+async fn signalled(mut signals: watch::Receiver<u32>) {
+    let _ = signals.wait_for(|n| *n > 0).await;
+}
+
+/// Counts SIGTERM and SIGINT into `signals`, for as long as the worker runs. The streams
+/// are made once, so a second signal right after the first is not missed.
+async fn count_signals(signals: watch::Sender<u32>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -278,14 +332,17 @@ async fn shutdown_signal() {
         else {
             return std::future::pending().await;
         };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+        loop {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            signals.send_modify(|n| *n += 1);
         }
     }
     #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+    while tokio::signal::ctrl_c().await.is_ok() {
+        signals.send_modify(|n| *n += 1);
     }
 }
 

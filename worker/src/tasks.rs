@@ -33,13 +33,14 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 use crate::binaries::BinaryCache;
+use crate::executors::{ExecutorAttempt, Executors, run_in_executor};
 use crate::observe::{LiveTask, Observed};
 
 /// The file in an attempt's work directory where its task process notes staged parts.
-const STAGED_NOTES_FILE: &str = "staged-parts.jsonl";
+pub(crate) const STAGED_NOTES_FILE: &str = "staged-parts.jsonl";
 
 /// Bytes of a task's stderr kept for a failure report.
-const STDERR_TAIL_BYTES: usize = 4096;
+pub(crate) const STDERR_TAIL_BYTES: usize = 4096;
 
 type Key = (String, i32, u32, u32);
 
@@ -79,6 +80,9 @@ pub struct Dirs {
     /// Memory one task process may keep in buffers and runs (the worker's limit over its
     /// slots), given to it as `GRISTMILL_TASK_MEMORY_LIMIT`.
     pub task_memory_limit: u64,
+    /// The job executors attempts run in, or none: a task process per attempt
+    /// (`--task-isolation process`).
+    pub executors: Option<Executors>,
 }
 
 /// A finished attempt's report, with the part files it staged, if any: the parts are
@@ -213,6 +217,9 @@ impl Tasks {
             return;
         }
         self.dirs.secrets.remove(job_id);
+        if let Some(executors) = &self.dirs.executors {
+            executors.drop_job(job_id);
+        }
         let doomed: Vec<AttemptKey> =
             self.running.values().filter(|r| r.job_id == job_id).map(|r| r.attempt.clone()).collect();
         for attempt in doomed {
@@ -253,6 +260,9 @@ impl Tasks {
         let all: Vec<AttemptKey> = self.running.values().map(|r| r.attempt.clone()).collect();
         for attempt in all {
             self.kill(&attempt);
+        }
+        if let Some(executors) = &self.dirs.executors {
+            executors.kill_all();
         }
     }
 }
@@ -346,11 +356,17 @@ async fn launch(
     let binary = binaries.get(&run.binary_digest, &run.binary_sources).await.map_err(plain)?;
     tokio::fs::create_dir_all(work_dir).await.map_err(|e| plain(format!("{}: {e}", work_dir.display())))?;
     let task_file = task_file(run, attempt, dirs, work_dir).map_err(plain)?;
-    let spec = task_file.to_json().map_err(plain)?;
     let stderr_path =
         log_path(&dirs.logs, attempt, Stream::Stderr).ok_or_else(|| plain("bad job id".into()))?;
     let log_dir = stderr_path.parent().unwrap_or(&dirs.logs).to_owned();
     tokio::fs::create_dir_all(&log_dir).await.map_err(|e| plain(format!("{}: {e}", log_dir.display())))?;
+    if let Some(executors) = &dirs.executors {
+        let stdout_path = stderr_path.with_extension("stdout");
+        let logs = (stdout_path, stderr_path);
+        let run = ExecutorAttempt { binary: &binary, task: task_file, logs, dirs };
+        return run_in_executor(executors, run, attempt, kill).await;
+    }
+    let spec = task_file.to_json().map_err(plain)?;
     let mut child = match spawn_task(&binary, dirs, work_dir) {
         Ok(child) => child,
         Err(e) => {
@@ -411,9 +427,23 @@ fn keep_logs(child: &mut Child, dirs: &Dirs, attempt: &AttemptKey) -> Vec<tokio:
 /// Starts `<binary> __gristmill-task -` in `work_dir`, stdin, stdout and stderr pipes; the
 /// task logs in the worker's format.
 fn spawn_task(binary: &Path, dirs: &Dirs, work_dir: &Path) -> std::io::Result<Child> {
-    tokio::process::Command::new(binary)
+    task_process_command(binary, dirs, work_dir)
         .arg(TASK_ROLE_ARG)
         .arg(TASK_SPEC_FROM_STDIN)
+        .env(STAGED_NOTES_ENV, work_dir.join(STAGED_NOTES_FILE))
+        .env(gristmill::cluster::task::TASK_MEMORY_LIMIT_ENV, dirs.task_memory_limit.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+}
+
+/// `binary` run in `work_dir` with what every process of a job binary the worker starts
+/// gets: the certificates directory, the OTLP endpoint, the worker's log format.
+pub(crate) fn task_process_command(binary: &Path, dirs: &Dirs, work_dir: &Path) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(binary);
+    command
         .current_dir(work_dir)
         .env_remove(CERTS_DIR_ENV)
         .envs(dirs.certs_dir.iter().map(|dir| (CERTS_DIR_ENV, dir.as_os_str())))
@@ -422,14 +452,8 @@ fn spawn_task(binary: &Path, dirs: &Dirs, work_dir: &Path) -> std::io::Result<Ch
                 .iter()
                 .map(|url| (gristmill::telemetry::ENDPOINT_ENV, std::ffi::OsStr::new(url))),
         )
-        .env(STAGED_NOTES_ENV, work_dir.join(STAGED_NOTES_FILE))
-        .env(gristmill::cluster::task::TASK_MEMORY_LIMIT_ENV, dirs.task_memory_limit.to_string())
-        .env(gristmill::logging::LOG_FORMAT_ENV, gristmill::logging::format().as_str())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
+        .env(gristmill::logging::LOG_FORMAT_ENV, gristmill::logging::format().as_str());
+    command
 }
 
 /// Writes the task spec into the task's stdin and closes it. A task that exits without
@@ -485,7 +509,7 @@ fn task_file(run: &RunTask, attempt: &AttemptKey, dirs: &Dirs, work_dir: &Path) 
     })
 }
 
-fn describe_exit(status: std::process::ExitStatus) -> String {
+pub(crate) fn describe_exit(status: std::process::ExitStatus) -> String {
     #[cfg(unix)]
     {
         use std::os::unix::process::ExitStatusExt;
@@ -583,6 +607,7 @@ mod tests {
             log_secrets: JobSecrets::new(),
             log_retention: std::time::Duration::from_secs(3600),
             task_memory_limit: 1 << 30,
+            executors: None,
         };
         std::fs::create_dir_all(&dirs.shuffle).unwrap();
         std::fs::create_dir_all(&dirs.tasks).unwrap();

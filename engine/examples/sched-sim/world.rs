@@ -274,7 +274,10 @@ impl World {
                     self.jobs[j].unfinished = 0;
                     self.jobs_left -= 1;
                 }
-                Action::Launch { .. } | Action::Kill { .. } | Action::DropJobData { .. } => {}
+                Action::Launch { .. }
+                | Action::Kill { .. }
+                | Action::DropJobData { .. }
+                | Action::ReleaseWorker { .. } => {}
             }
         }
         out

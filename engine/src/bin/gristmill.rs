@@ -108,6 +108,9 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Acts on a worker.
+    #[command(subcommand)]
+    Worker(WorkerCommand),
     /// Creates the cluster's certificates and tokens.
     #[command(subcommand)]
     Cert(CertCommand),
@@ -117,6 +120,18 @@ enum Command {
     /// Runs a cluster on this machine: a driver and N workers, secured with certificates of
     /// a new CA, until Ctrl-C (SIGINT) or SIGTERM stops them all.
     Up(up::UpArgs),
+}
+
+#[derive(Subcommand)]
+enum WorkerCommand {
+    /// Drains a worker as SIGTERM does: it takes no new tasks, finishes its running ones (up
+    /// to its --drain-timeout) and exits once no running job needs its map output. Admin only.
+    Drain {
+        /// The worker's id (as on the web UI's front page).
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -360,6 +375,9 @@ fn main() -> ExitCode {
             Command::Logs { job, task, attempt, stdout, client } => {
                 let query = client::LogsQuery { job_id: job, task, attempt, stdout };
                 client::logs(&client.endpoint()?, query).await
+            }
+            Command::Worker(WorkerCommand::Drain { id, client }) => {
+                client::drain_worker(&client.endpoint()?, id).await
             }
             Command::Cert(command) => cert(command),
             Command::Config(ConfigCommand::Show { daemon, args }) => config_show::show(daemon, args),

@@ -6,6 +6,8 @@
 //!   spec on stdin), run by workers as child processes;
 //! * [`shuffle_service`] and [`fetch`]: map output served by workers, fetched by reducers;
 //! * [`submit`]: a job binary submitting itself to a driver (`--driver URL`);
+//! * [`executor`]: the executor role (`<job> __gristmill-executor`), one process per job
+//!   and worker running the job's attempts on its threads;
 //! * [`live`]: live counters a running task process writes for its worker to read;
 //! * [`binary`]: job binaries by content digest;
 //! * [`binary_transfer`]: job binaries on the wire: stripped, zstd-compressed;
@@ -16,6 +18,7 @@
 
 pub mod binary;
 pub mod binary_transfer;
+pub mod executor;
 pub mod fetch;
 pub mod follow;
 pub mod live;

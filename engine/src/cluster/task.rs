@@ -81,20 +81,31 @@ fn read_task_from(mut input: impl Read) -> Result<TaskFile, String> {
 
 /// Runs the attempt `task` describes; the exit code is 0 whenever a result was written
 /// (even a failure), so only a crash exits otherwise.
+///
+/// In an executor ([`super::executor`]) it runs the attempt on the calling thread and
+/// hands the result to the attempt's scope instead.
 pub fn run<J: Job>(task: &TaskFile) -> ExitCode {
+    if let Some(scope) = super::executor::scope::current() {
+        tracing::info!(binary = J::NAME, "attempt started");
+        let result = attempt_result::<J>(task);
+        crate::telemetry::flush();
+        if let TaskResult::Failed { message, .. } | TaskResult::FetchFailed { message, .. } = &result {
+            match crate::logging::format() {
+                crate::logging::LogFormat::Json => tracing::error!(error = %message, "attempt failed"),
+                crate::logging::LogFormat::Text => {
+                    scope.stderr.write(format!("error: {message}\n").as_bytes())
+                }
+            }
+        } else {
+            tracing::info!("attempt finished");
+        }
+        scope.deliver(result);
+        return ExitCode::SUCCESS;
+    }
     exit_when_orphaned();
     enter_task_span(task);
     tracing::info!(binary = J::NAME, "attempt started");
-    let kind = if task.is_map { "map" } else { "reduce" };
-    let span = tracing::info_span!("task process", job = %task.job_id, kind, index = task.index, attempt = task.attempt);
-    crate::telemetry::adopt_parent(&span, task.trace_parent.as_deref());
-    let result = match span.in_scope(|| run_attempt::<J>(task)) {
-        Ok(result) => result,
-        Err(e) => {
-            TaskResult::Failed { retryable: e.is_retryable(), kind: Some(e.kind()), message: e.to_string() }
-        }
-    };
-    drop(span);
+    let result = attempt_result::<J>(task);
     crate::telemetry::shutdown();
     if let TaskResult::Failed { message, .. } | TaskResult::FetchFailed { message, .. } = &result {
         match crate::logging::format() {
@@ -117,6 +128,20 @@ pub fn run<J: Job>(task: &TaskFile) -> ExitCode {
     }
 }
 
+/// Runs the attempt inside its exported span (a child of the worker's); a failure becomes
+/// the result.
+fn attempt_result<J: Job>(task: &TaskFile) -> TaskResult {
+    let kind = if task.is_map { "map" } else { "reduce" };
+    let span = tracing::info_span!("task process", job = %task.job_id, kind, index = task.index, attempt = task.attempt);
+    crate::telemetry::adopt_parent(&span, task.trace_parent.as_deref());
+    match span.in_scope(|| run_attempt::<J>(task)) {
+        Ok(result) => result,
+        Err(e) => {
+            TaskResult::Failed { retryable: e.is_retryable(), kind: Some(e.kind()), message: e.to_string() }
+        }
+    }
+}
+
 /// Logs every line of this process inside a root span naming the job, task and attempt
 /// (on every thread: the CPU pool's threads enter it as they start).
 fn enter_task_span(task: &TaskFile) {
@@ -133,7 +158,7 @@ fn enter_task_span(task: &TaskFile) {
 
 /// A task whose worker died has been given to another worker: stop at once rather than
 /// write output nobody will commit (the worker's death re-parents this process).
-fn exit_when_orphaned() {
+pub(crate) fn exit_when_orphaned() {
     #[cfg(unix)]
     {
         let parent = std::os::unix::process::parent_id();
@@ -163,7 +188,10 @@ fn run_attempt<J: Job>(task: &TaskFile) -> Result<TaskResult> {
     std::fs::create_dir_all(&task.work_dir)
         .map_err(|e| Error::local_disk(task.work_dir.display().to_string(), e))?;
     let spill = Arc::new(SpillDir::create(&task.work_dir, &job_id)?);
-    let worker_limit = std::env::var(TASK_MEMORY_LIMIT_ENV).ok().and_then(|v| v.parse().ok());
+    let worker_limit = match super::executor::scope::current() {
+        Some(scope) => scope.memory_limit,
+        None => std::env::var(TASK_MEMORY_LIMIT_ENV).ok().and_then(|v| v.parse().ok()),
+    };
     let (run_budget, map_buffer_bytes) =
         capped_by_worker(task.job.run_budget, task.job.map_buffer_bytes, worker_limit);
     let store = Arc::new(RunStore::new(spill, run_budget));

@@ -48,7 +48,7 @@ pub fn log_path(root: &Path, attempt: &AttemptKey, stream: Stream) -> Option<Pat
     Some(root.join(&attempt.job_id).join(name))
 }
 
-fn rotated(path: &Path) -> PathBuf {
+pub(crate) fn rotated(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(".1");
     PathBuf::from(name)

@@ -243,7 +243,7 @@ pub(crate) fn io_runtime() -> Result<Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("gristmill-io")
-        .on_thread_start(crate::logging::enter_root_span)
+        .on_thread_start(crate::cluster::executor::scope::inherit())
         .enable_all()
         .build()
         .map_err(|e| Error::Internal(format!("cannot start the I/O runtime: {e}")))

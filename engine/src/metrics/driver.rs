@@ -38,6 +38,8 @@ pub struct DriverMetrics {
     commit_duration: Histogram,
     cpu_seconds: Counter<f64, AtomicU64>,
     rss_bytes: Gauge,
+    slots_wanted: Gauge,
+    slots_usable: Gauge,
 }
 
 /// What the gauges show, counted from the scheduler's views at a scrape.
@@ -47,8 +49,25 @@ pub struct SchedulerGauges {
     pub jobs: Vec<(&'static str, i64)>,
     /// Tasks by kind: launchable without a slot yet (pending), and with an attempt running.
     pub tasks: Vec<(&'static str, &'static str, i64)>,
-    /// Workers by state: `alive`, `excluded` (alive, given no tasks for a while), `lost`.
+    /// Workers by state: `alive`, `excluded` (alive, given no tasks for a while),
+    /// `draining`, `lost`.
     pub workers: Vec<(&'static str, i64)>,
+    /// What the jobs want, for an autoscaler.
+    pub demand: Demand,
+}
+
+/// The slots the queued and running jobs could use now: what an autoscaler sizes the
+/// cluster to (`/api/cluster` and the `gristmill_slots_*` gauges).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Demand {
+    /// Tasks ready to run that wait for a slot.
+    pub pending_tasks: i64,
+    /// Tasks with an attempt running.
+    pub running_tasks: i64,
+    /// Running plus pending: the slots that would leave no ready task waiting.
+    pub slots_wanted: i64,
+    /// Slots of the workers that take tasks (alive, not draining or excluded).
+    pub slots_usable: i64,
 }
 
 const JOB_STATES: [&str; 6] = ["queued", "running", "committing", "succeeded", "failed", "cancelled"];
@@ -92,17 +111,29 @@ impl SchedulerGauges {
             tasks.push((kind, "pending", pending));
             tasks.push((kind, "running", running));
         }
+        let sum = |state: &str| tasks.iter().filter(|t| t.1 == state).map(|t| t.2).sum::<i64>();
+        let (pending_tasks, running_tasks) = (sum("pending"), sum("running"));
         let alive = |w: &&WorkerView| w.state == WorkerState::Alive;
+        let usable = |w: &&WorkerView| w.state == WorkerState::Alive && w.excluded_secs_left.is_none();
         let excluded = workers.iter().filter(alive).filter(|w| w.excluded_secs_left.is_some()).count() as i64;
+        let draining = workers.iter().filter(|w| w.state == WorkerState::Draining).count() as i64;
         let alive = workers.iter().filter(alive).count() as i64;
+        let slots_usable = workers.iter().filter(usable).map(|w| i64::from(w.slots)).sum();
         SchedulerGauges {
             jobs: JOB_STATES.iter().map(|s| (*s, jobs_in(s))).collect(),
             tasks,
             workers: vec![
                 ("alive", alive - excluded),
                 ("excluded", excluded),
-                ("lost", workers.len() as i64 - alive),
+                ("draining", draining),
+                ("lost", workers.len() as i64 - alive - draining),
             ],
+            demand: Demand {
+                pending_tasks,
+                running_tasks,
+                slots_wanted: pending_tasks + running_tasks,
+                slots_usable,
+            },
         }
     }
 }
@@ -130,6 +161,8 @@ impl DriverMetrics {
             commit_duration: duration_histogram(),
             cpu_seconds: Counter::default(),
             rss_bytes: Gauge::default(),
+            slots_wanted: Gauge::default(),
+            slots_usable: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("gristmill_jobs", "Jobs the driver holds, by state", m.jobs.clone());
@@ -155,7 +188,21 @@ impl DriverMetrics {
             "Run time of task attempts that ended, by kind",
             m.attempt_duration.clone(),
         );
-        registry.register("gristmill_workers", "Workers by state (alive, excluded, lost)", m.workers.clone());
+        registry.register(
+            "gristmill_workers",
+            "Workers by state (alive, excluded, draining, lost)",
+            m.workers.clone(),
+        );
+        registry.register(
+            "gristmill_slots_wanted",
+            "Slots the queued and running jobs could use now (running plus pending tasks), for an autoscaler",
+            m.slots_wanted.clone(),
+        );
+        registry.register(
+            "gristmill_slots_usable",
+            "Slots of the workers that take tasks (alive, not draining or excluded)",
+            m.slots_usable.clone(),
+        );
         registry.register(
             "gristmill_scheduling_latency_seconds",
             "Time from a task becoming ready to its attempt being assigned a slot (backups excluded)",
@@ -226,6 +273,8 @@ impl DriverMetrics {
         for (state, n) in &gauges.workers {
             self.workers.get_or_create(&[("state", state)]).set(*n);
         }
+        self.slots_wanted.set(gauges.demand.slots_wanted);
+        self.slots_usable.set(gauges.demand.slots_usable);
         let own = own_stats();
         raise_to(&self.cpu_seconds, own.cpu_seconds);
         self.rss_bytes.set(own.rss_bytes as i64);

@@ -42,6 +42,7 @@ pub struct WorkerMetrics {
     slots_busy: Gauge,
     attached: Gauge,
     attempts_started: Counter,
+    executors_started: Counter,
     attempts_finished: Family<Label, Counter>,
     shuffle_served: Counter,
     shuffle_fetched: Counter,
@@ -67,6 +68,7 @@ impl WorkerMetrics {
             slots_busy: Gauge::default(),
             attached: Gauge::default(),
             attempts_started: Counter::default(),
+            executors_started: Counter::default(),
             attempts_finished: Family::default(),
             shuffle_served: Counter::default(),
             shuffle_fetched: Counter::default(),
@@ -87,6 +89,11 @@ impl WorkerMetrics {
         r.register("gristmill_worker_slots_busy", "Slots with an attempt running", m.slots_busy.clone());
         r.register("gristmill_worker_attached", "1 while attached to the driver", m.attached.clone());
         r.register("gristmill_worker_attempts_started", "Attempts started", m.attempts_started.clone());
+        r.register(
+            "gristmill_worker_executors_started",
+            "Executor processes started (one per job at a time, running its attempts)",
+            m.executors_started.clone(),
+        );
         r.register(
             "gristmill_worker_attempts_finished",
             "Attempts that ended, by outcome (succeeded, failed, killed)",
@@ -183,6 +190,11 @@ impl WorkerMetrics {
     /// An attempt started.
     pub fn attempt_started(&self) {
         self.attempts_started.inc();
+    }
+
+    /// An executor process started for a job.
+    pub fn executor_started(&self) {
+        self.executors_started.inc();
     }
 
     /// An attempt ended: `succeeded`, `failed` or `killed`, with its final counters.

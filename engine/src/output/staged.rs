@@ -56,8 +56,17 @@ pub struct StagedNote {
 
 /// Notes a part file as staged, when this process runs as a worker's task. Best effort:
 /// a failure is logged.
+///
+/// In an executor, the notes file is the attempt's own
+/// ([`crate::cluster::executor::scope`]).
 pub(super) fn note_staged(name: &str, staged: Staged) {
-    let Some(path) = std::env::var_os(STAGED_NOTES_ENV) else { return };
+    let path = match crate::cluster::executor::scope::current() {
+        Some(scope) => scope.staged_notes.clone().into_os_string(),
+        None => match std::env::var_os(STAGED_NOTES_ENV) {
+            Some(path) => path,
+            None => return,
+        },
+    };
     let noted = serde_json::to_string(&StagedNote { name: name.to_owned(), staged })
         .map_err(io::Error::other)
         .and_then(|line| {

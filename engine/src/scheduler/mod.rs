@@ -29,6 +29,9 @@
 //! * A worker on which attempts of several jobs failed gets no new tasks for a while (at
 //!   most half the workers at once); attempts past [`SchedulerConfig::task_timeout`] are
 //!   killed and count as failed.
+//! * A draining worker ([`Scheduler::drain_worker`]) takes no new tasks, finishes its
+//!   running ones (past its deadline they are re-run elsewhere, not failures) and is
+//!   released once no running job needs its map output.
 //! * A lone attempt running much longer than its siblings gets one backup; the first
 //!   attempt to succeed wins and the others are killed.
 //! * When every partition has a winner the job is committed exactly once. A map-only job
@@ -68,6 +71,7 @@ mod attempts;
 mod config;
 mod detail;
 mod diagnose;
+mod drain;
 mod events;
 mod fair;
 mod health;
@@ -229,6 +233,7 @@ impl Scheduler {
             self.lose_worker(now, &worker, &format!("no heartbeat for {silence:.1}s"));
         }
         self.readmit_workers(now);
+        self.settle_drains(now);
         self.time_out_attempts(now);
         self.schedule(now);
         self.preempt(now);

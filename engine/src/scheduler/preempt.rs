@@ -6,10 +6,10 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use super::attempts::{AttemptEnd, AttemptOutcome};
-use super::types::{Action, AttemptRef};
-use super::{Scheduler, ended};
-use crate::ids::{TaskKind, WorkerId};
+use super::Scheduler;
+use super::attempts::AttemptOutcome;
+use super::types::AttemptRef;
+use crate::ids::TaskKind;
 
 /// Orders attempts that started at the same instant: job submission order, maps before
 /// reduces, task index, attempt number.
@@ -92,24 +92,12 @@ impl Scheduler {
     /// Kills one attempt for preemption: its task is pending again, nothing is counted as
     /// failed.
     fn preempt_attempt(&mut self, now: Instant, attempt: &AttemptRef) {
-        let Some(job) = self.jobs.get_mut(&attempt.job) else { return };
-        let Some(run) = job.stop_attempt(attempt.task, attempt.attempt) else { return };
-        if let Some(task) = job.task_mut(attempt.task) {
-            task.ready_at = Some(now);
+        let Some(queue) = self.jobs.get(&attempt.job).map(|job| job.queue.clone()) else { return };
+        let why = format!("preempted: queue {queue} is above its fair share");
+        if self.requeue_attempt(now, attempt, AttemptOutcome::Preempted, why)
+            && let Some(job) = self.jobs.get_mut(&attempt.job)
+        {
+            job.preempted_attempts += 1;
         }
-        let why = format!("preempted: queue {} is above its fair share", job.queue);
-        tracing::info!(job = %attempt.job, task = %attempt.task, attempt = %attempt.attempt, worker = %run.worker, "preempted");
-        job.attempt_log.finish(
-            now,
-            attempt.task,
-            attempt.attempt,
-            AttemptEnd::failed(AttemptOutcome::Preempted, why),
-        );
-        job.preempted_attempts += 1;
-        self.workers.forget(&run.worker, attempt);
-        self.events.push(ended(attempt, &run, AttemptOutcome::Preempted));
-        let worker: WorkerId = run.worker;
-        self.actions.push(Action::Kill { worker, attempt: attempt.clone() });
-        self.dirty.push(attempt.job.clone());
     }
 }

@@ -9,6 +9,7 @@ use crate::ids::{AttemptId, TaskId, TaskKind};
 
 mod detail;
 mod diagnose;
+mod drain;
 mod fair;
 mod health;
 

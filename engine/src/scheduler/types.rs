@@ -169,6 +169,11 @@ pub enum Action {
         /// One per partition, in partition order.
         winners: Vec<WinningPart>,
     },
+    /// A draining worker runs nothing and holds nothing a running job needs: it may leave.
+    ReleaseWorker {
+        /// The worker.
+        worker: WorkerId,
+    },
     /// The job ended (the state is terminal).
     JobEnded {
         /// The job.

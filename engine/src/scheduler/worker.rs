@@ -20,6 +20,9 @@ use crate::ids::{JobId, WorkerId};
 pub enum WorkerState {
     /// Registered and heartbeating.
     Alive,
+    /// Leaving: it takes no new tasks, finishes (or, past its drain deadline, gives back)
+    /// the ones it runs, and serves its map output until no running job needs it.
+    Draining,
     /// Declared lost (stream broke or heartbeats stopped); it must register again.
     Lost {
         /// Why it was declared lost.
@@ -42,8 +45,20 @@ pub(super) struct Worker {
     pub excluded_until: Option<Instant>,
     /// What it uses, as of its last heartbeat that said.
     pub resources: Option<crate::metrics::WorkerResources>,
+    /// While draining: when its running attempts are given back, and whether it was told
+    /// it may leave.
+    pub drain: Option<Drain>,
     /// What the indexes of [`Workers`] count for it (see [`Workers::reindex`]).
     indexed: Indexed,
+}
+
+/// A draining worker's progress.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Drain {
+    /// Attempts still running then are killed and re-run elsewhere (not failures).
+    pub deadline: Instant,
+    /// Told that no running job needs its data any more.
+    pub released: bool,
 }
 
 /// One worker's share of the [`Workers`] totals, as last indexed.
@@ -53,6 +68,8 @@ struct Indexed {
     usable: u32,
     alive: bool,
     excluded: bool,
+    /// Draining and not released yet.
+    draining: bool,
 }
 
 impl Worker {
@@ -66,17 +83,19 @@ impl Worker {
             failures: Vec::new(),
             excluded_until: None,
             resources: None,
+            drain: None,
             indexed: Indexed::default(),
         }
     }
 
+    /// Attached and heartbeating: alive or draining.
     pub fn is_alive(&self) -> bool {
-        self.state == WorkerState::Alive
+        matches!(self.state, WorkerState::Alive | WorkerState::Draining)
     }
 
-    /// Alive and not excluded: it may take tasks.
+    /// Alive (not draining) and not excluded: it may take tasks.
     fn is_usable(&self) -> bool {
-        self.is_alive() && self.excluded_until.is_none()
+        self.state == WorkerState::Alive && self.excluded_until.is_none()
     }
 
     pub fn free_slots(&self) -> u32 {
@@ -88,7 +107,8 @@ impl Worker {
             free: self.free_slots(),
             usable: if self.is_usable() { self.slots } else { 0 },
             alive: self.is_alive(),
-            excluded: self.is_alive() && self.excluded_until.is_some(),
+            excluded: self.state == WorkerState::Alive && self.excluded_until.is_some(),
+            draining: self.state == WorkerState::Draining && self.drain.is_some_and(|d| !d.released),
         }
     }
 }
@@ -101,6 +121,8 @@ pub(super) struct Workers {
     pub cursor: Option<WorkerId>,
     /// Workers with at least one free slot.
     with_free_slot: BTreeSet<WorkerId>,
+    /// Draining workers not released yet.
+    draining: BTreeSet<WorkerId>,
     free_slots: u64,
     usable_slots: u64,
     alive: usize,
@@ -125,6 +147,11 @@ impl Workers {
 
     pub fn contains(&self, id: &WorkerId) -> bool {
         self.by_id.contains_key(id)
+    }
+
+    /// The draining workers not released yet, by id.
+    pub fn draining(&self) -> impl Iterator<Item = (&WorkerId, &Worker)> {
+        self.draining.iter().filter_map(|id| Some((id, self.by_id.get(id)?)))
     }
 
     /// Every worker, by id.
@@ -155,6 +182,13 @@ impl Workers {
         self.usable_slots = self.usable_slots + u64::from(new.usable) - u64::from(old.usable);
         self.alive = self.alive + usize::from(new.alive) - usize::from(old.alive);
         self.excluded = self.excluded + usize::from(new.excluded) - usize::from(old.excluded);
+        if new.draining != old.draining {
+            if new.draining {
+                self.draining.insert(id.clone());
+            } else {
+                self.draining.remove(id);
+            }
+        }
         if new.free > 0 {
             if old.free == 0 {
                 self.with_free_slot.insert(id.clone());

@@ -399,6 +399,17 @@ impl Cluster {
         panic!("worker {i} did not exit within {limit:?}");
     }
 
+    /// Worker `i`'s entry in the driver's `/api/workers` (its id, state, running attempts).
+    pub fn worker_view(&self, i: usize) -> serde_json::Value {
+        let workers: serde_json::Value = serde_json::from_str(&self.get("/api/workers")).unwrap_or_default();
+        let suffix = format!("-{}", self.addresses[i]);
+        let mine = workers.as_array().and_then(|all| {
+            // The newest registration of this address (an earlier one may be listed as lost).
+            all.iter().rev().find(|w| w["id"].as_str().is_some_and(|id| id.ends_with(&suffix))).cloned()
+        });
+        mine.unwrap_or_default()
+    }
+
     /// Attempts running on worker `i`, as the driver sees them.
     pub fn running_on(&self, i: usize) -> usize {
         let workers: serde_json::Value = serde_json::from_str(&self.get("/api/workers")).unwrap_or_default();

@@ -90,7 +90,8 @@ fn every_environment_variable_reaches_its_setting() {
         let value_for = |key: &str| match key {
             "log_format" => "json",
             "insecure" | "no_speculation" | "no_host_local_shuffle" => "true",
-            "task_timeout" | "log_retention" => "17m",
+            "task_timeout" | "log_retention" | "drain_timeout" => "17m",
+            "task_isolation" => "executor",
             "max_binary_bytes" | "memory_limit" => "17MiB",
             "heartbeat_timeout" | "speculation_after" => "17.5",
             "listen" | "http" | "advertise" => "127.0.0.1:17",

@@ -1,4 +1,5 @@
-//! The client commands of `gristmill`: `jobs`, `status`, `wait`, `cancel`, `logs`.
+//! The client commands of `gristmill`: `jobs`, `status`, `wait`, `cancel`, `logs`,
+//! `worker drain`.
 //!
 //! Exit codes: `status` and `wait` exit 0 for a succeeded job and 1 for a failed or
 //! cancelled one (`status` of a job still running exits 0); every client command exits 2
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use gristmill::cluster::follow::{Follow, follow};
 use gristmill::cluster::rpc::{DriverEndpoint, connect_driver, state_name, status_error};
-use gristmill_proto::v1::{JobRef, JobState, JobStatus, ListJobsRequest, TaskLogRequest};
+use gristmill_proto::v1::{DrainWorkerRequest, JobRef, JobState, JobStatus, ListJobsRequest, TaskLogRequest};
 use serde_json::json;
 
 /// The exit code of a job that failed or was cancelled.
@@ -87,6 +88,16 @@ pub async fn cancel(driver: &DriverEndpoint, job_id: String) -> gristmill::Resul
     let what = format!("cancelling job {job_id}");
     let job = client.cancel_job(JobRef { job_id }).await.map_err(status_error(what))?.into_inner();
     print_status(&job);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Asks the driver to drain a worker.
+pub async fn drain_worker(driver: &DriverEndpoint, worker_id: String) -> gristmill::Result<ExitCode> {
+    let mut client = connect_driver(driver).await?;
+    let what = format!("draining worker {worker_id}");
+    let request = DrainWorkerRequest { worker_id: worker_id.clone() };
+    let reply = client.drain_worker(request).await.map_err(status_error(what))?.into_inner();
+    println!("worker {worker_id}: {}", reply.state);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -124,6 +124,8 @@ fn start(args: &UpArgs, children: &mut Vec<Daemon>) -> Result<(), UpError> {
         let mut worker = Command::new(sibling_binary("gristmill-worker"));
         worker.arg("--driver").arg(&url).arg("--slots").arg(slots.to_string());
         worker.arg("--data-dir").arg(dir.join(format!("worker-{i}")));
+        // The whole cluster stops together: a worker has no one to drain to.
+        worker.args(["--drain-timeout", "0"]);
         security(&mut worker);
         let name = format!("worker {i}");
         children.push(spawn(worker, &name, &logs.join(format!("worker-{i}.log")))?);

@@ -4,6 +4,7 @@
 //!   status, cancel;
 //! * [`state`]: what the driver holds (the scheduler, worker links, jobs, binaries) and
 //!   how it carries out the scheduler's actions;
+//! * [`drain`]: `gristmill worker drain`: an operator drains a worker;
 //! * [`binaries`]: job binaries: bounded, streamed, verified uploads and a bounded store;
 //! * [`placement`]: which worker fetches a job binary from which peer;
 //! * [`commit`]: the single committer of each job's output (`_SUCCESS` written last);
@@ -18,6 +19,7 @@
 pub mod bad_rows;
 pub mod binaries;
 pub mod commit;
+pub mod drain;
 pub mod events;
 pub mod history_http;
 pub mod http;

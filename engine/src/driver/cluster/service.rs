@@ -8,10 +8,10 @@ use futures::Stream;
 use gristmill_proto::PROTOCOL_VERSION;
 use gristmill_proto::v1::driver_server::Driver;
 use gristmill_proto::v1::{
-    AttemptKey, BinaryChunk, BinaryRef, DriverMessage, FailureKind, HasBinaryReply, JobRef, JobStatus,
-    ListJobsReply, ListJobsRequest, ReduceDone, Register, Registered, SubmitJobReply, SubmitJobRequest,
-    TaskFailed, TaskKind as WireTaskKind, TaskLogReply, TaskLogRequest, TaskReport, WorkerMessage,
-    driver_message, task_report, worker_message,
+    AttemptKey, BinaryChunk, BinaryRef, DrainWorkerReply, DrainWorkerRequest, DriverMessage, FailureKind,
+    HasBinaryReply, JobRef, JobStatus, ListJobsReply, ListJobsRequest, ReduceDone, Register, Registered,
+    SubmitJobReply, SubmitJobRequest, TaskFailed, TaskKind as WireTaskKind, TaskLogReply, TaskLogRequest,
+    TaskReport, WorkerMessage, driver_message, task_report, worker_message,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -233,6 +233,15 @@ impl Driver for DriverService {
         let logs = super::task_logs::task_logs(&self.state, &identity, &request.into_inner()).await?;
         Ok(Response::new(TaskLogReply { logs }))
     }
+
+    async fn drain_worker(
+        &self,
+        request: Request<DrainWorkerRequest>,
+    ) -> Result<Response<DrainWorkerReply>, Status> {
+        let identity = authorize(&request, Role::Client, "drain workers")?;
+        let worker = WorkerId(request.into_inner().worker_id);
+        super::drain::ask_to_drain(&self.state, &identity, &worker).map(Response::new)
+    }
 }
 
 /// Refuses a registration whose slots, shuffle address or directory are not plausible: a
@@ -286,6 +295,12 @@ fn on_worker_message(state: &Arc<DriverState>, worker: &WorkerId, message: Worke
         }
         Some(worker_message::Body::Report(report)) => on_report(state, worker, report),
         Some(worker_message::Body::BinaryFetched(fetched)) => state.binary_fetched(worker, &fetched),
+        Some(worker_message::Body::Draining(draining)) => {
+            let timeout = Duration::from_millis(draining.timeout_ms);
+            state.update(|s, now| {
+                s.drain_worker(now, worker, timeout);
+            });
+        }
         Some(worker_message::Body::Register(_)) | None => {}
     }
 }

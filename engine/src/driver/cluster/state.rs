@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use tracing::Instrument;
 
 use gristmill_proto::v1::{
-    AttemptKey, BinarySource, DriverMessage, DropJob, JobState, JobStatus, MapOutputLocation, RunTask,
-    SubmitJobRequest, TaskKind as WireTaskKind, binary_source, driver_message,
+    AttemptKey, BinarySource, Drain, DriverMessage, DropJob, JobState, JobStatus, MapOutputLocation,
+    Released, RunTask, SubmitJobRequest, TaskKind as WireTaskKind, binary_source, driver_message,
 };
 use tokio::sync::{mpsc, watch};
 use tonic::Status;
@@ -602,6 +602,9 @@ impl DriverState {
                     self.events.append(attempt.job.as_str(), killed);
                     self.send(&worker, driver_message::Body::Kill(attempt_key(&attempt)));
                 }
+                Action::ReleaseWorker { worker } => {
+                    self.send(&worker, driver_message::Body::Released(Released {}));
+                }
                 Action::DropJobData { worker, job } => {
                     self.send(&worker, driver_message::Body::DropJob(DropJob { job_id: job.to_string() }));
                 }
@@ -659,6 +662,11 @@ impl DriverState {
             let ended = history.iter().find(|e| e.status.job_id == job.as_str())?;
             Some((ended.status.owner.clone(), ended.secret.clone()?))
         })
+    }
+
+    /// Asks a worker to start draining; false if it is not attached.
+    pub(super) fn ask_to_drain(&self, worker: &WorkerId) -> bool {
+        self.send(worker, driver_message::Body::Drain(Drain {}))
     }
 
     fn send(&self, worker: &WorkerId, body: driver_message::Body) -> bool {

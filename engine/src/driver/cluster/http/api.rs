@@ -20,6 +20,8 @@ pub struct ClusterView {
     pub workers: Vec<WorkerView>,
     /// This run's jobs in submit order, then those that ended in earlier runs, newest first.
     pub jobs: Vec<JobView>,
+    /// Pending and running tasks and the slots wanted, for an autoscaler.
+    pub demand: crate::metrics::driver::Demand,
 }
 
 /// A job as the job page shows it: in detail while the scheduler remembers it, else (a job
@@ -42,7 +44,9 @@ pub fn all_jobs(state: &DriverState) -> Vec<JobView> {
 
 /// The cluster view (workers and jobs).
 pub fn cluster_view(state: &DriverState) -> ClusterView {
-    ClusterView { workers: state.read(|s| s.workers(Instant::now())), jobs: all_jobs(state) }
+    let (workers, jobs) = (state.read(|s| s.workers(Instant::now())), all_jobs(state));
+    let demand = crate::metrics::driver::SchedulerGauges::of(&jobs, &workers).demand;
+    ClusterView { workers, jobs, demand }
 }
 
 /// The job page's data, if the job is known.

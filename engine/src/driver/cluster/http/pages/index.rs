@@ -44,6 +44,7 @@ fn worker_state(w: &WorkerView) -> Markup {
             html! { span.state.queued { "excluded" } " " span.muted { (secs(left)) " left" } }
         }
         (WorkerState::Alive, None) => html! { span.state.succeeded { "alive" } },
+        (WorkerState::Draining, _) => html! { span.state.queued { "draining" } },
     }
 }
 

@@ -17,6 +17,7 @@ pub fn render(d: &WorkerDetail) -> Markup {
         table.kv { tbody {
             tr { td { "state" } td { @match &w.state {
                 WorkerState::Alive => span.state.succeeded { "alive" },
+                WorkerState::Draining => span.state.queued { "draining" },
                 WorkerState::Lost { reason } => { span.state.lost { "lost" } " " (reason) },
             } @if let Some(left) = w.excluded_secs_left { " (excluded, " (secs(left)) " left)" } } }
             tr { td { "slots" } td { (w.slots) " (" (w.running.len()) " busy)" } }
