@@ -11,7 +11,7 @@ use object_store::ObjectStoreExt;
 use tonic::transport::Channel;
 
 use super::binary::cached_file_digest;
-use super::binary_transfer::ZSTD_LEVEL;
+use super::binary_transfer::UPLOAD_ZSTD_LEVEL;
 use super::follow::Follow;
 use super::payload::{JobPayload, MapSplit};
 use super::rpc::{connect_driver, status_error};
@@ -246,7 +246,7 @@ fn compressed_chunks(
     tokio::task::spawn_blocking(move || {
         let compress = || -> std::io::Result<()> {
             let file = std::fs::File::open(&exe)?;
-            let mut encoder = zstd::stream::read::Encoder::new(file, ZSTD_LEVEL)?;
+            let mut encoder = zstd::stream::read::Encoder::new(file, UPLOAD_ZSTD_LEVEL)?;
             let mut first = Some(digest);
             loop {
                 let mut data = Vec::with_capacity(CHUNK_BYTES);

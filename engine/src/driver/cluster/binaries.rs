@@ -22,7 +22,7 @@ use tonic::Status;
 
 use crate::cluster::binary::{BinaryError, BinaryStore, is_digest};
 use crate::cluster::binary_transfer::{
-    IncomingBinary, compressed_name, ensure_compressed, send_chunks, store_stripped,
+    IncomingBinary, compressed_name, compressed_path, prepare_shipped, send_chunks,
 };
 use crate::error::Result;
 use crate::storage::Location;
@@ -148,14 +148,14 @@ impl DriverBinaries {
         self.store.dir().join(format!("{digest}{SHIPS_SUFFIX}"))
     }
 
-    /// Makes the shipped copy of the stored binary `digest` (stripped, compressed, put in
-    /// the binary store); returns its digest.
+    /// Makes the shipped copy of the stored binary `digest` (stripped and compressed in
+    /// one pass, put in the binary store): the only time it is stripped or compressed;
+    /// returns its digest.
     async fn ship(&self, digest: &str) -> Result<String, Status> {
         let (store, owned) = (self.store.clone(), digest.to_owned());
         let ships = self.ships_file(digest);
         let shipped = blocking(move || {
-            let shipped = store_stripped(&store, &owned)?;
-            ensure_compressed(&store, &shipped)?;
+            let shipped = prepare_shipped(&store, &owned)?;
             std::fs::write(&ships, &shipped).map_err(BinaryError::io("writing", &ships))?;
             Ok(shipped)
         })
@@ -175,7 +175,7 @@ impl DriverBinaries {
         if target.store().head(target.path()).await.is_ok() {
             return Ok(());
         }
-        let path = crate::cluster::binary_transfer::compressed_path(&self.store, shipped);
+        let path = compressed_path(&self.store, shipped);
         let mut file = tokio::fs::File::open(&path).await.map_err(|e| fail(&e))?;
         let mut upload =
             object_store::buffered::BufWriter::new(target.store().clone(), target.path().clone());

@@ -297,6 +297,7 @@ fn on_worker_message(state: &Arc<DriverState>, worker: &WorkerId, message: Worke
         Some(worker_message::Body::BinaryFetched(fetched)) => state.binary_fetched(worker, &fetched),
         Some(worker_message::Body::Draining(draining)) => {
             let timeout = Duration::from_millis(draining.timeout_ms);
+            state.binary_holder_leaving(worker);
             state.update(|s, now| {
                 s.drain_worker(now, worker, timeout);
             });

@@ -688,6 +688,11 @@ impl DriverState {
         tracing::info!(worker = %worker, digest = %fetched.digest, source, failed_sources = fetched.failed_sources, "worker fetched a job binary");
     }
 
+    /// A worker started draining: no fetcher is sent to it any more (it exits once released).
+    pub fn binary_holder_leaving(&self, worker: &WorkerId) {
+        lock(&self.placement).leaving(worker);
+    }
+
     /// Where `worker` fetches `digest` from besides the driver: the binary store, or peers.
     fn binary_sources(&self, worker: &WorkerId, digest: &str) -> Vec<BinarySource> {
         if let Some(url) = self.binaries.remote_url(digest) {
