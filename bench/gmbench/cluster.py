@@ -52,10 +52,10 @@ class Cluster:
     extra `gristmill-worker` flags (e.g. `--no-host-local-shuffle`). `worker_env`: extra
     environment of the workers (and so of their tasks). `worker_http=True`: each worker
     serves `/metrics`, `/healthz` and `/readyz` on a free port (`worker_http`, a list of
-    `host:port`)."""
+    `host:port`). `driver_args`: extra `gristmill driver` flags."""
 
     def __init__(self, bin_dir, workdir, workers: int = 2, slots: int = 1, secured: bool = False,
-                 worker_args=(), worker_env=None, worker_http: bool = False):
+                 worker_args=(), worker_env=None, worker_http: bool = False, driver_args=()):
         env = {**os.environ, "RUST_LOG": "warn"}
         workdir = os.path.abspath(workdir)  # workers run their tasks in another directory
         os.makedirs(workdir, exist_ok=True)
@@ -86,7 +86,7 @@ class Cluster:
         with open(self.logs[0], "w") as log:
             self.driver = subprocess.Popen(
                 [f"{bin_dir}/gristmill", "driver", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
-                 "--data-dir", f"{workdir}/driver", "--heartbeat-timeout", "5"] + security,
+                 "--data-dir", f"{workdir}/driver", "--heartbeat-timeout", "5"] + security + list(driver_args),
                 stdout=subprocess.PIPE, stderr=log, text=True, env=env)
         line = self.driver.stdout.readline().split()
         if len(line) < 5:

@@ -1,6 +1,12 @@
-//! The worker's cache of job binaries: fetched from the driver once per digest, streamed
-//! to disk while hashed, stored executable under the digest in a private directory (mode
-//! 0700, ours), and verified before every run.
+//! The worker's cache of job binaries: fetched once per digest, streamed to disk while
+//! decompressed and hashed, stored executable under the digest in a private directory
+//! (mode 0700, ours), and verified before every run.
+//!
+//! A fetch tries the sources the driver named for the attempt in order (another worker's
+//! [`BinaryPeer`](gristmill_proto::v1::binary_peer_server::BinaryPeer) service, or the
+//! object-store URL of the driver's binary store), then the driver itself: a source that
+//! fails, or serves bytes without the digest, is passed over. The compressed bytes are
+//! kept beside the binary, so this worker serves it on to others ([`crate::peer`]).
 //!
 //! Verifying means hashing the file, unless it was hashed before and has not changed since:
 //! the same inode, size, modification and change times. The change time moves with every
@@ -13,12 +19,24 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
-use gristmill::cluster::binary::{BinaryStore, BinaryWriter};
+use gristmill::cluster::binary::BinaryStore;
+use gristmill::cluster::binary_transfer::{IncomingBinary, object_chunks};
 use gristmill::cluster::private_dir::is_private_dir;
-use gristmill::cluster::rpc::{DriverEndpoint, connect_driver};
-use gristmill_proto::v1::{BinaryChunk, BinaryRef};
-use tokio::sync::Mutex;
+use gristmill::cluster::rpc::{DriverEndpoint, connect, connect_driver, url_with_scheme};
+use gristmill::metrics::WorkerMetrics;
+use gristmill_proto::MAX_MESSAGE_BYTES;
+use gristmill_proto::v1::binary_peer_client::BinaryPeerClient;
+use gristmill_proto::v1::{BinaryChunk, BinaryFetched, BinaryRef, BinarySource, binary_source};
+use tokio::sync::{Mutex, broadcast};
 use tonic::Status;
+
+/// The source of a [`BinaryFetched`] for a binary that was already here.
+pub const CACHED: &str = "cache";
+/// How long connecting to a peer may take.
+const PEER_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a fetch may go without a chunk (a peer waits for its own fetch before it
+/// answers) before its source is given up.
+const CHUNK_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(150);
 
 /// Cached job binaries.
 pub struct BinaryCache {
@@ -31,6 +49,10 @@ pub struct BinaryCache {
     /// The user owning the store's directory, if it was private (0700, ours) when opened:
     /// only then is an unchanged file trusted without hashing it again.
     private_owner: Option<u32>,
+    /// Counts fetches by source.
+    metrics: Option<WorkerMetrics>,
+    /// Each binary fetched, for the session to tell the driver.
+    fetched: broadcast::Sender<BinaryFetched>,
 }
 
 /// What identifies a file's content without reading it, as far as its owner can tell.
@@ -77,21 +99,139 @@ impl BinaryCache {
             fetching: Mutex::new(HashMap::new()),
             verified: std::sync::Mutex::new(HashMap::new()),
             private_owner,
+            metrics: None,
+            fetched: broadcast::channel(64).0,
         }
     }
 
-    /// The path of the binary with `digest`, verified, fetching it first if needed.
-    pub async fn get(&self, digest: &str) -> Result<PathBuf, String> {
+    /// Counts fetches in `metrics`.
+    pub fn with_metrics(self, metrics: WorkerMetrics) -> Self {
+        BinaryCache { metrics: Some(metrics), ..self }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &BinaryStore {
+        &self.store
+    }
+
+    /// Every binary fetched from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<BinaryFetched> {
+        self.fetched.subscribe()
+    }
+
+    /// The path of the binary with `digest`, verified, fetching it first if needed: from
+    /// `sources` in order, then from the driver.
+    pub async fn get(&self, digest: &str, sources: &[BinarySource]) -> Result<PathBuf, String> {
         let lock = self.fetching.lock().await.entry(digest.to_owned()).or_default().clone();
         let _guard = lock.lock().await;
         if let Some(path) = self.cached(digest).await? {
+            // The driver may count this worker as fetching it (a warm cache after a restart).
+            let _ = self.fetched.send(BinaryFetched {
+                digest: digest.to_owned(),
+                source: CACHED.into(),
+                failed_sources: 0,
+            });
             return Ok(path);
         }
-        let fail = |s: Status| format!("fetching job binary {digest}: {}", s.message());
+        let mut failed = Vec::new();
+        for source in sources.iter().filter_map(|s| s.location.as_ref()) {
+            let (kind, name) = match source {
+                binary_source::Location::Peer(address) => ("peer", address),
+                binary_source::Location::Url(url) => ("store", url),
+            };
+            match self.fetch_from(digest, source).await {
+                Ok(path) => return Ok(self.fetched_from(digest, kind, name, failed.len(), path)),
+                Err(e) => {
+                    tracing::warn!(%digest, source = %name, error = %e, "fetching the job binary failed; trying the next source");
+                    self.count(|m| m.binary_fetch_failed(kind));
+                    failed.push(format!("{name}: {e}"));
+                }
+            }
+        }
+        match self.fetch_from_driver(digest).await {
+            Ok(path) => Ok(self.fetched_from(digest, "driver", "", failed.len(), path)),
+            Err(e) => {
+                self.count(|m| m.binary_fetch_failed("driver"));
+                failed.push(e);
+                Err(failed.join("; "))
+            }
+        }
+    }
+
+    /// Counts and announces a fetch from `source` (`kind`: driver, peer or store).
+    fn fetched_from(
+        &self,
+        digest: &str,
+        kind: &'static str,
+        source: &str,
+        failed: usize,
+        path: PathBuf,
+    ) -> PathBuf {
+        self.count(|m| m.binary_fetched(kind));
+        let notice = BinaryFetched {
+            digest: digest.to_owned(),
+            source: source.to_owned(),
+            failed_sources: failed as u32,
+        };
+        // Nobody listening (between sessions): the driver simply does not learn of it.
+        let _ = self.fetched.send(notice);
+        path
+    }
+
+    fn count(&self, f: impl FnOnce(&WorkerMetrics)) {
+        if let Some(metrics) = &self.metrics {
+            f(metrics);
+        }
+    }
+
+    async fn fetch_from_driver(&self, digest: &str) -> Result<PathBuf, String> {
+        let fail = |s: Status| format!("fetching job binary {digest} from the driver: {}", s.message());
         let mut client = connect_driver(&self.driver).await.map_err(|e| e.to_string())?;
         let stream =
             client.fetch_binary(BinaryRef { digest: digest.to_owned() }).await.map_err(fail)?.into_inner();
         self.store_fetched(digest, stream).await
+    }
+
+    async fn fetch_from(&self, digest: &str, source: &binary_source::Location) -> Result<PathBuf, String> {
+        match source {
+            binary_source::Location::Peer(address) => {
+                let tls = self.driver.tls.as_ref();
+                let url = url_with_scheme(address, tls.is_some()).map_err(|e| e.to_string())?;
+                let channel = connect(&url, tls, PEER_CONNECT_TIMEOUT).await.map_err(|e| e.to_string())?;
+                let mut client = BinaryPeerClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES);
+                let request = BinaryRef { digest: digest.to_owned() };
+                let stream = tokio::time::timeout(CHUNK_IDLE_TIMEOUT, client.fetch_binary(request))
+                    .await
+                    .map_err(|_| "no answer".to_owned())?
+                    .map_err(|s| s.message().to_owned())?
+                    .into_inner();
+                self.store_fetched(digest, stream).await
+            }
+            binary_source::Location::Url(url) => {
+                self.store_fetched(digest, object_chunks(url).await.map_err(|e| e.to_string())?).await
+            }
+        }
+    }
+
+    /// The binary with `digest` if this worker has it, verified, waiting for a fetch of it
+    /// in progress (or about to start: the driver named this worker as a source as it
+    /// sent it the attempt) for up to `wait`.
+    pub async fn held(&self, digest: &str, wait: std::time::Duration) -> Option<PathBuf> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let lock = self.fetching.lock().await.get(digest).cloned();
+            if let Some(lock) = lock {
+                let _guard = tokio::time::timeout_at(deadline, lock.lock()).await.ok()?;
+                return self.cached(digest).await.ok().flatten();
+            }
+            if let Ok(Some(path)) = self.cached(digest).await {
+                return Some(path);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 
     /// The cached binary with `digest` if it still has that digest; a tampered or
@@ -118,21 +258,27 @@ impl BinaryCache {
         Ok(None)
     }
 
-    /// Stores the fetched `chunks` of the binary with `digest`: streamed to a temporary
-    /// file while hashed, renamed into place only if the digest matches.
+    /// Stores the fetched `chunks` of the binary with `digest` (plain, or zstd when the
+    /// first says so): streamed to a temporary file while hashed, renamed into place only
+    /// if the digest matches.
     pub async fn store_fetched<S>(&self, digest: &str, mut chunks: S) -> Result<PathBuf, String>
     where
         S: Stream<Item = Result<BinaryChunk, Status>> + Unpin,
     {
-        let fail = |s: Status| format!("fetching job binary {digest}: {}", s.message());
-        let store = self.store.clone();
-        let owned = digest.to_owned();
-        let mut writer = blocking(move || store.writer(&owned, None)).await?;
-        while let Some(chunk) = chunks.next().await {
-            let data = chunk.map_err(fail)?.data;
+        let Some(first) = next_chunk(&mut chunks, digest).await? else {
+            return Err(format!("fetching job binary {digest}: the source sent nothing"));
+        };
+        let (store, owned, zstd) = (self.store.clone(), digest.to_owned(), first.zstd);
+        let mut writer = blocking(move || IncomingBinary::new(&store, &owned, None, zstd)).await?;
+        let mut data = first.data;
+        loop {
             writer = blocking(move || writer.write(&data).map(|()| writer)).await?;
+            match next_chunk(&mut chunks, digest).await? {
+                Some(chunk) => data = chunk.data,
+                None => break,
+            }
         }
-        let path = blocking(move || BinaryWriter::finish(writer)).await?;
+        let path = blocking(move || writer.finish()).await?;
         if let Some(stamp) = FileStamp::of(&path) {
             self.remember(digest, stamp);
         }
@@ -151,6 +297,17 @@ impl BinaryCache {
 
     fn forget(&self, digest: &str) {
         self.verified.lock().unwrap_or_else(|p| p.into_inner()).remove(digest);
+    }
+}
+
+/// The next chunk of a fetch, `None` at its end; a source silent for too long fails.
+async fn next_chunk<S>(chunks: &mut S, digest: &str) -> Result<Option<BinaryChunk>, String>
+where
+    S: Stream<Item = Result<BinaryChunk, Status>> + Unpin,
+{
+    match tokio::time::timeout(CHUNK_IDLE_TIMEOUT, chunks.next()).await {
+        Ok(next) => next.transpose().map_err(|s| format!("fetching job binary {digest}: {}", s.message())),
+        Err(_) => Err(format!("fetching job binary {digest}: the source stalled")),
     }
 }
 
@@ -204,7 +361,7 @@ mod tests {
     fn chunks(bytes: &[u8]) -> impl Stream<Item = Result<BinaryChunk, Status>> + Unpin + use<> {
         let chunks: Vec<_> = bytes
             .chunks(4)
-            .map(|data| Ok(BinaryChunk { digest: String::new(), data: data.to_vec(), total_bytes: 0 }))
+            .map(|data| Ok(BinaryChunk { data: data.to_vec(), ..Default::default() }))
             .collect();
         futures::stream::iter(chunks)
     }
@@ -215,19 +372,19 @@ mod tests {
         let bytes = b"#!/bin/sh\necho the real one\n".to_vec();
         let digest = bytes_digest(&bytes);
         let path = cache.store_fetched(&digest, chunks(&bytes)).await.unwrap();
-        assert_eq!(cache.get(&digest).await.unwrap(), path, "a verified binary needs no driver");
+        assert_eq!(cache.get(&digest, &[]).await.unwrap(), path, "a verified binary needs no driver");
 
         // Same length, modification time put back: only the content (and ctime) differ.
         let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
         let garbage = vec![b'x'; bytes.len()];
         std::fs::write(&path, &garbage).unwrap();
         std::fs::File::options().write(true).open(&path).unwrap().set_modified(modified).unwrap();
-        let refused = cache.get(&digest).await.unwrap_err();
+        let refused = cache.get(&digest, &[]).await.unwrap_err();
         assert!(refused.contains("127.0.0.1:1"), "it went to the driver for a fresh copy: {refused}");
         assert!(!path.exists(), "the tampered file is gone");
 
         cache.store_fetched(&digest, chunks(&bytes)).await.unwrap();
-        assert_eq!(std::fs::read(cache.get(&digest).await.unwrap()).unwrap(), bytes);
+        assert_eq!(std::fs::read(cache.get(&digest, &[]).await.unwrap()).unwrap(), bytes);
         std::fs::remove_dir_all(root).unwrap();
     }
 
@@ -236,7 +393,7 @@ mod tests {
         let (root, cache) = cache("unknown");
         let digest = bytes_digest(b"expected");
         std::fs::write(cache.store.path(&digest), b"planted").unwrap();
-        assert!(cache.get(&digest).await.is_err());
+        assert!(cache.get(&digest, &[]).await.is_err());
         assert!(!cache.store.path(&digest).exists());
         std::fs::remove_dir_all(root).unwrap();
     }
@@ -262,7 +419,7 @@ mod tests {
         assert!(cache.trusted(&digest, FileStamp::of(&cache.store.path(&digest)).unwrap()));
         std::fs::set_permissions(cache.store.dir(), std::fs::Permissions::from_mode(0o777)).unwrap();
         assert!(!cache.trusted(&digest, FileStamp::of(&cache.store.path(&digest)).unwrap()));
-        assert!(cache.get(&digest).await.is_ok(), "hashed again, still intact");
+        assert!(cache.get(&digest, &[]).await.is_ok(), "hashed again, still intact");
         std::fs::remove_dir_all(root).unwrap();
     }
 

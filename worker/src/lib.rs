@@ -23,6 +23,7 @@ pub mod binaries;
 pub mod exec_error;
 pub mod executors;
 pub mod observe;
+pub mod peer;
 pub mod session;
 pub mod tasks;
 

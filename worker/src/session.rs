@@ -16,6 +16,7 @@ use gristmill::cluster::rpc::{DriverEndpoint, connect_driver};
 use gristmill::cluster::shuffle_service::ShuffleService;
 use gristmill::cluster::task_logs::TaskLogService;
 use gristmill::security::{ClientTls, Protocol};
+use gristmill_proto::v1::binary_peer_server::BinaryPeerServer;
 use gristmill_proto::v1::shuffle_server::ShuffleServer;
 use gristmill_proto::v1::task_logs_server::TaskLogsServer;
 use gristmill_proto::v1::{
@@ -28,6 +29,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::binaries::BinaryCache;
 use crate::observe::{Observed, StatusServer, resources};
+use crate::peer::PeerBinaries;
 use crate::tasks::{Dirs, Tasks};
 use crate::{WorkerConfig, WorkerError};
 
@@ -94,10 +96,15 @@ pub async fn serve(mut config: WorkerConfig) -> Result<(), WorkerError> {
     gristmill::cluster::task_logs::sweep_expired_logs(&dirs.logs, config.log_retention);
     let logs = TaskLogsServer::new(TaskLogService::new(dirs.logs.clone(), dirs.log_secrets.clone()))
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let binaries =
+        Arc::new(BinaryCache::new(store, driver.clone()).with_metrics(dirs.observed.metrics.clone()));
+    let peer = PeerBinaries::new(binaries.clone(), dirs.observed.metrics.binary_served());
+    let peer = BinaryPeerServer::new(peer).max_encoding_message_size(MAX_MESSAGE_BYTES);
     let server = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(shuffle)
             .add_service(logs)
+            .add_service(peer)
             .serve_with_incoming(listener.into_incoming()),
     );
     tracing::info!(shuffle = %advertise, data_dir = %config.data_dir.display(), slots = config.slots, "worker started");
@@ -117,7 +124,6 @@ pub async fn serve(mut config: WorkerConfig) -> Result<(), WorkerError> {
 
     let (signals_tx, signals) = watch::channel(0u32);
     tokio::spawn(count_signals(signals_tx));
-    let binaries = Arc::new(BinaryCache::new(store, driver.clone()));
     let mut unreachable_since: Option<Instant> = None;
     let result = loop {
         match session(&config, &driver, &advertise, &binaries, &dirs, signals.clone()).await {
@@ -185,6 +191,7 @@ async fn session(
     dirs.observed.ready.set(true);
     dirs.observed.metrics.set_attached(true);
     let (reports_tx, mut reports) = mpsc::unbounded_channel();
+    let mut fetched = binaries.subscribe();
     let mut tasks = Tasks::new(binaries.clone(), dirs.clone(), reports_tx);
     let mut heartbeat =
         tokio::time::interval(Duration::from_millis(registered.heartbeat_interval_ms.max(100) as u64));
@@ -218,6 +225,12 @@ async fn session(
                 let message = WorkerMessage { body: Some(worker_message::Body::Report(finished.report.clone())) };
                 if up.send(message).await.is_err() {
                     finished.undelivered().await;
+                    break SessionEnd::Lost("the session's upstream closed".into());
+                }
+            }
+            Ok(notice) = fetched.recv() => {
+                // The driver then names this worker as a source for others.
+                if up.send(WorkerMessage { body: Some(worker_message::Body::BinaryFetched(notice)) }).await.is_err() {
                     break SessionEnd::Lost("the session's upstream closed".into());
                 }
             }

@@ -353,7 +353,7 @@ async fn launch(
     kill: oneshot::Receiver<()>,
 ) -> Result<Option<(TaskResult, String)>, Failure> {
     let plain = |e: String| (e, String::new());
-    let binary = binaries.get(&run.binary_digest).await.map_err(plain)?;
+    let binary = binaries.get(&run.binary_digest, &run.binary_sources).await.map_err(plain)?;
     tokio::fs::create_dir_all(work_dir).await.map_err(|e| plain(format!("{}: {e}", work_dir.display())))?;
     let task_file = task_file(run, attempt, dirs, work_dir).map_err(plain)?;
     let stderr_path =

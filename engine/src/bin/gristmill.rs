@@ -24,7 +24,8 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use gristmill::cluster::rpc::DriverEndpoint;
 use gristmill::config::{parse_byte_size, parse_duration};
 use gristmill::driver::cluster::{
-    BinaryLimits, DEFAULT_MAX_WORKER_SLOTS, DriverConfig, HistoryLimits, serve,
+    BinaryDistribution, BinaryLimits, DEFAULT_MAX_WORKER_SLOTS, DEFAULT_PEER_FANOUT, DriverConfig,
+    HistoryLimits, serve,
 };
 use gristmill::logging::LogFormat;
 use gristmill::scheduler::{QueueConfig, SchedulerConfig};
@@ -292,6 +293,15 @@ struct DriverArgs {
     /// Job binaries kept; past it the least recently used one no running job needs is removed.
     #[arg(long, env = "GRISTMILL_DRIVER_MAX_STORED_BINARIES", default_value_t = 64)]
     max_stored_binaries: usize,
+    /// An object-store URL (e.g. s3://bucket/prefix) job binaries are put in once, stripped
+    /// and compressed, for workers to fetch from [default: workers fetch from each other
+    /// and from the driver].
+    #[arg(long, env = "GRISTMILL_DRIVER_BINARY_STORE", value_name = "URL")]
+    binary_store: Option<String>,
+    /// Fetches of a job binary one source (a worker that has it, or the driver) serves at
+    /// once; more fetchers are sent to other workers.
+    #[arg(long, env = "GRISTMILL_DRIVER_BINARY_PEER_FANOUT", default_value_t = DEFAULT_PEER_FANOUT)]
+    binary_peer_fanout: usize,
     #[command(flatten)]
     security: ServerSecurityArgs,
     /// The configuration file: its [driver] table sets what no flag or environment variable
@@ -412,6 +422,10 @@ async fn run_driver(args: DriverArgs) -> gristmill::Result<ExitCode> {
             ..BinaryLimits::default()
         },
         history: HistoryLimits::default(),
+        distribution: BinaryDistribution {
+            store: args.binary_store,
+            peer_fanout: args.binary_peer_fanout.max(1),
+        },
     };
     let scheme = config.security.scheme();
     serve(config, |addrs| {

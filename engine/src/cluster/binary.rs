@@ -65,7 +65,11 @@ pub enum BinaryError {
 }
 
 impl BinaryError {
-    fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> BinaryError + 'a {
+    /// The [`BinaryError::Io`] of `what` on `path`, as an error mapper.
+    pub(crate) fn io<'a>(
+        what: &'static str,
+        path: &'a Path,
+    ) -> impl FnOnce(std::io::Error) -> BinaryError + 'a {
         move |source| BinaryError::Io { what, path: path.to_owned(), source }
     }
 }
@@ -213,6 +217,18 @@ impl BinaryStore {
         if !is_digest(digest) {
             return Err(BinaryError::InvalidDigest { digest: digest.to_owned() });
         }
+        self.open_writer(digest, limit)
+    }
+
+    /// Starts writing a binary this process makes (a stripped copy), whose digest is known
+    /// only at its end: [`BinaryWriter::finish_as_written`] stores it under the digest of
+    /// what was written.
+    pub fn content_writer(&self) -> Result<BinaryWriter, BinaryError> {
+        self.open_writer("", None)
+    }
+
+    /// A writer of the binary that must have `digest` (empty: whatever it has).
+    fn open_writer(&self, digest: &str, limit: Option<u64>) -> Result<BinaryWriter, BinaryError> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let tmp = self.dir.join(format!(".{digest}.{}.{n}{TMP_SUFFIX}", std::process::id()));
@@ -244,10 +260,11 @@ impl BinaryStore {
         Ok(is_digest(digest) && file_digest(&self.path(digest))? == digest)
     }
 
-    /// Removes the binary with `digest` (if stored).
+    /// Removes the binary with `digest` (if stored), with its compressed copy.
     pub fn remove(&self, digest: &str) -> Result<(), BinaryError> {
         let path = self.path(digest);
         self.recency().ticks.remove(digest);
+        let _ = std::fs::remove_file(super::binary_transfer::compressed_path(self, digest));
         match std::fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(BinaryError::io("removing", &path)(e)),
             _ => Ok(()),
@@ -335,11 +352,24 @@ impl BinaryWriter {
     /// Checks the digest, makes the file executable and renames it into place; returns
     /// where it is.
     pub fn finish(mut self) -> Result<PathBuf, BinaryError> {
-        let Some(file) = self.file.take() else { unreachable!("a writer is finished once") };
         let digest = hex(&std::mem::take(&mut self.hasher).finalize());
         if digest != self.digest {
             return Err(BinaryError::DigestMismatch { digest: self.digest.clone() });
         }
+        self.put_in_place()
+    }
+
+    /// Stores what was written (by a [`BinaryStore::content_writer`]) under its digest;
+    /// returns the digest.
+    pub fn finish_as_written(mut self) -> Result<String, BinaryError> {
+        self.digest = hex(&std::mem::take(&mut self.hasher).finalize());
+        self.put_in_place()?;
+        Ok(self.digest.clone())
+    }
+
+    /// Makes the file executable and renames it to its digest.
+    fn put_in_place(&mut self) -> Result<PathBuf, BinaryError> {
+        let Some(file) = self.file.take() else { unreachable!("a writer is finished once") };
         file.sync_all().map_err(BinaryError::io("writing", &self.tmp))?;
         drop(file);
         set_executable(&self.tmp).map_err(BinaryError::io("making executable", &self.tmp))?;
@@ -369,10 +399,11 @@ fn set_executable(_: &Path) -> std::io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn store() -> (tempfile::TempDir, BinaryStore) {
+    /// A store in a fresh temporary directory.
+    pub(crate) fn store() -> (tempfile::TempDir, BinaryStore) {
         let dir = tempfile::tempdir().unwrap();
         let store = BinaryStore::open(dir.path().join("binaries")).unwrap();
         (dir, store)

@@ -10,12 +10,14 @@
 //!   and worker running the job's attempts on its threads;
 //! * [`live`]: live counters a running task process writes for its worker to read;
 //! * [`binary`]: job binaries by content digest;
+//! * [`binary_transfer`]: job binaries on the wire: stripped, zstd-compressed;
 //! * [`private_dir`]: directories only their owner may use (binary stores, digest cache).
 //!
 //! The driver itself is in [`crate::driver::cluster`]; the worker daemon is the
 //! `gristmill-worker` crate.
 
 pub mod binary;
+pub mod binary_transfer;
 pub mod executor;
 pub mod fetch;
 pub mod follow;

@@ -11,6 +11,7 @@ use object_store::ObjectStoreExt;
 use tonic::transport::Channel;
 
 use super::binary::cached_file_digest;
+use super::binary_transfer::UPLOAD_ZSTD_LEVEL;
 use super::follow::Follow;
 use super::payload::{JobPayload, MapSplit};
 use super::rpc::{connect_driver, status_error};
@@ -223,48 +224,51 @@ async fn upload_self(
     if present {
         return Ok(digest);
     }
-    let reading =
-        |e: std::io::Error| Error::Rpc { what: format!("reading {}", exe.display()), cause: e.to_string() };
-    let file = tokio::fs::File::open(&exe).await.map_err(reading)?;
-    let total_bytes = file.metadata().await.map_err(reading)?.len();
+    let total_bytes = std::fs::metadata(&exe)
+        .map_err(|e| Error::Rpc { what: format!("reading {}", exe.display()), cause: e.to_string() })?
+        .len();
     client
-        .upload_binary(file_chunks(file, digest.clone(), total_bytes))
+        .upload_binary(compressed_chunks(exe, digest.clone(), total_bytes))
         .await
         .map_err(status_error("uploading the job binary"))?;
     Ok(digest)
 }
 
-/// The upload's chunks, read from `file` as they are sent (never the whole binary in memory).
-/// A read error ends the stream early; the driver then refuses the short upload.
-fn file_chunks(
-    file: tokio::fs::File,
+/// The upload's chunks: `exe` zstd-compressed on a blocking thread as they are sent (never
+/// the whole binary in memory). A read error ends the stream early; the driver then refuses
+/// the short upload.
+fn compressed_chunks(
+    exe: std::path::PathBuf,
     digest: String,
     total_bytes: u64,
 ) -> impl futures::Stream<Item = BinaryChunk> {
-    use tokio::io::AsyncReadExt;
-    futures::stream::unfold((file, Some(digest)), move |(mut file, first)| async move {
-        let mut data = vec![0u8; CHUNK_BYTES];
-        let mut filled = 0;
-        while filled < data.len() {
-            match file.read(&mut data[filled..]).await {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) => {
-                    tracing::warn!(error = %e, "reading this executable for upload failed");
-                    return None;
+    use std::io::Read;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::task::spawn_blocking(move || {
+        let compress = || -> std::io::Result<()> {
+            let file = std::fs::File::open(&exe)?;
+            let mut encoder = zstd::stream::read::Encoder::new(file, UPLOAD_ZSTD_LEVEL)?;
+            let mut first = Some(digest);
+            loop {
+                let mut data = Vec::with_capacity(CHUNK_BYTES);
+                (&mut encoder).take(CHUNK_BYTES as u64).read_to_end(&mut data)?;
+                if data.is_empty() && first.is_none() {
+                    return Ok(());
+                }
+                let chunk = match first.take() {
+                    Some(digest) => BinaryChunk { digest, data, total_bytes, zstd: true },
+                    None => BinaryChunk { data, ..Default::default() },
+                };
+                if tx.blocking_send(chunk).is_err() {
+                    return Ok(());
                 }
             }
-        }
-        if filled == 0 && first.is_none() {
-            return None;
-        }
-        data.truncate(filled);
-        let chunk = match first {
-            Some(digest) => BinaryChunk { digest, data, total_bytes },
-            None => BinaryChunk { data, ..Default::default() },
         };
-        Some((chunk, (file, None)))
-    })
+        if let Err(e) = compress() {
+            tracing::warn!(error = %e, path = %exe.display(), "reading this executable for upload failed");
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
 /// Turns the final status into a report, reading the committed manifest.

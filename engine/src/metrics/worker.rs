@@ -46,6 +46,9 @@ pub struct WorkerMetrics {
     attempts_finished: Family<Label, Counter>,
     shuffle_served: Counter,
     shuffle_fetched: Counter,
+    binary_fetches: Family<Label, Counter>,
+    binary_fetch_failures: Family<Label, Counter>,
+    binary_served: Counter,
     spilled: Counter,
     disk_free: Gauge,
     data_dir_bytes: Gauge,
@@ -69,6 +72,9 @@ impl WorkerMetrics {
             attempts_finished: Family::default(),
             shuffle_served: Counter::default(),
             shuffle_fetched: Counter::default(),
+            binary_fetches: Family::default(),
+            binary_fetch_failures: Family::default(),
+            binary_served: Counter::default(),
             spilled: Counter::default(),
             disk_free: Gauge::default(),
             data_dir_bytes: Gauge::default(),
@@ -102,6 +108,21 @@ impl WorkerMetrics {
             "gristmill_worker_shuffle_fetched_bytes",
             "Map output bytes the worker's finished reduce attempts fetched from other workers",
             m.shuffle_fetched.clone(),
+        );
+        r.register(
+            "gristmill_worker_binary_fetches",
+            "Job binaries the worker fetched and verified, by source: driver, peer (another worker) or store",
+            m.binary_fetches.clone(),
+        );
+        r.register(
+            "gristmill_worker_binary_fetch_failures",
+            "Job binary fetches that failed (unreachable, or bytes without the digest), by source",
+            m.binary_fetch_failures.clone(),
+        );
+        r.register(
+            "gristmill_worker_binary_served_bytes",
+            "Compressed job binary bytes the worker sent to other workers",
+            m.binary_served.clone(),
         );
         r.register(
             "gristmill_worker_spilled_bytes",
@@ -144,6 +165,21 @@ impl WorkerMetrics {
     /// The counter of bytes the shuffle service sends.
     pub fn shuffle_served(&self) -> Counter {
         self.shuffle_served.clone()
+    }
+
+    /// A job binary was fetched and verified from `source` (`driver`, `peer` or `store`).
+    pub fn binary_fetched(&self, source: &'static str) {
+        self.binary_fetches.get_or_create(&[("source", source)]).inc();
+    }
+
+    /// A job binary fetch from `source` failed; another source is tried.
+    pub fn binary_fetch_failed(&self, source: &'static str) {
+        self.binary_fetch_failures.get_or_create(&[("source", source)]).inc();
+    }
+
+    /// The counter of job binary bytes served to other workers.
+    pub fn binary_served(&self) -> Counter {
+        self.binary_served.clone()
     }
 
     /// The session attached (`true`) or ended.

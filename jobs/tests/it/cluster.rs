@@ -21,7 +21,7 @@ fn assert_same_output(local: &Path, cluster: &Path) {
 }
 
 /// Runs `name` locally and on `cluster` with the same flags; compares the outputs.
-fn local_vs_cluster(cluster: &Cluster, dir: &Path, name: &str, args: &[&str]) {
+pub(crate) fn local_vs_cluster(cluster: &Cluster, dir: &Path, name: &str, args: &[&str]) {
     let (local, remote) = (dir.join(format!("{name}-local")), dir.join(format!("{name}-cluster")));
     run_ok(name, &[args, &["--output", s(&local)]].concat());
     cluster.run_ok(name, &[args, &["--output", s(&remote)]].concat());

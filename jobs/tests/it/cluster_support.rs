@@ -221,6 +221,11 @@ impl Cluster {
         self.addresses.push(address);
     }
 
+    /// Worker `i`'s shuffle address (where its `Shuffle` and `BinaryPeer` services listen).
+    pub fn worker_address(&self, i: usize) -> String {
+        self.addresses[i].clone()
+    }
+
     /// Starts worker `i` again, on its data dir and address, after it was killed.
     pub fn restart_worker(&mut self, i: usize, slots: u32) {
         assert!(self.workers[i].is_none(), "kill worker {i} first");
@@ -482,7 +487,7 @@ fn https_config(certs: &Path, with_certificate: bool) -> rustls::ClientConfig {
 }
 
 /// A free port on 127.0.0.1 (bound, then released for the worker to take).
-fn free_address() -> String {
+pub fn free_address() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().to_string()
 }

@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod bad_records;
+mod binary_distribution;
 mod cluster;
 mod cluster_errors;
 mod cluster_failures;

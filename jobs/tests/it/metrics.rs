@@ -15,7 +15,7 @@ use super::support::{read_committed, run_python, s, write_text_files};
 type Samples = BTreeMap<String, f64>;
 
 /// Parses the Prometheus text format with `prometheus_client.parser`.
-fn parse_metrics(dir: &Path, text: &str) -> Samples {
+pub(crate) fn parse_metrics(dir: &Path, text: &str) -> Samples {
     let file = dir.join(format!("scrape-{}.txt", text.len()));
     std::fs::write(&file, text).unwrap();
     let script = r#"
@@ -32,7 +32,7 @@ print(json.dumps(samples))
 }
 
 /// The sum of the samples of `name` whose labels include all of `labels`.
-fn sum(samples: &Samples, name: &str, labels: &[&str]) -> f64 {
+pub(crate) fn sum(samples: &Samples, name: &str, labels: &[&str]) -> f64 {
     samples
         .iter()
         .filter(|(key, _)| {
@@ -44,7 +44,7 @@ fn sum(samples: &Samples, name: &str, labels: &[&str]) -> f64 {
 }
 
 /// The body of a 200 response.
-fn body_of(response: &str) -> &str {
+pub(crate) fn body_of(response: &str) -> &str {
     assert!(response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200"), "{response}");
     response.split_once("\r\n\r\n").map_or("", |(_, body)| body)
 }

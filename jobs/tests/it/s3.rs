@@ -573,7 +573,7 @@ fn cluster_jobs_reach_s3_through_their_own_storage_options() {
 }
 
 /// The test server's environment for every process of a cluster.
-fn s3_env() -> Vec<(String, String)> {
+pub(crate) fn s3_env() -> Vec<(String, String)> {
     [
         ("AWS_ENDPOINT_URL", endpoint().as_str()),
         ("AWS_ALLOW_HTTP", "true"),

@@ -96,6 +96,7 @@ fn every_environment_variable_reaches_its_setting() {
             "heartbeat_timeout" | "speculation_after" => "17.5",
             "listen" | "http" | "advertise" => "127.0.0.1:17",
             "driver" | "otlp_endpoint" => "http://127.0.0.1:17",
+            "binary_store" => "s3://seventeen/binaries",
             "data_dir" | "certs_dir" => "/seventeen",
             _ => "17",
         };

@@ -1,7 +1,13 @@
-//! The driver's job binaries: uploads streamed to disk while hashed (never whole in
-//! memory), bounded in size and in how many arrive at once, verified before they are
-//! renamed into place; fetches streamed from disk; a bounded store that evicts the least
-//! recently used binaries no live job needs.
+//! The driver's job binaries: uploads (zstd-compressed or plain) streamed to disk while
+//! hashed (never whole in memory), bounded in size and in how many arrive at once, verified
+//! before they are renamed into place; fetches streamed from disk, compressed; a bounded
+//! store that evicts the least recently used binaries no live job needs.
+//!
+//! An uploaded binary is kept whole (debug info included, for symbolized backtraces) and a
+//! copy stripped of its debug info is made for shipping: jobs run the stripped binary, under
+//! its own digest, which workers verify (see [`DriverBinaries::shipping_digest`]). With a
+//! binary store (`--binary-store URL`) the stripped binary is also put there, compressed,
+//! once, for workers to fetch from.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -9,14 +15,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use gristmill_proto::CHUNK_BYTES;
 use gristmill_proto::v1::BinaryChunk;
-use tokio::io::AsyncReadExt;
+use object_store::ObjectStoreExt;
 use tokio::sync::Semaphore;
 use tonic::Status;
 
-use crate::cluster::binary::{BinaryError, BinaryStore, BinaryWriter};
+use crate::cluster::binary::{BinaryError, BinaryStore, is_digest};
+use crate::cluster::binary_transfer::{
+    IncomingBinary, compressed_name, compressed_path, prepare_shipped, send_chunks,
+};
 use crate::error::Result;
+use crate::storage::Location;
 
 /// The default of [`BinaryLimits::max_binary_bytes`]: 1 GiB.
 pub const DEFAULT_MAX_BINARY_BYTES: u64 = 1 << 30;
@@ -51,19 +60,51 @@ impl Default for BinaryLimits {
     }
 }
 
+/// The default of [`BinaryDistribution::peer_fanout`].
+pub const DEFAULT_PEER_FANOUT: usize = 4;
+
+/// How job binaries reach the workers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BinaryDistribution {
+    /// An object-store URL (`s3://bucket/prefix`) the stripped, compressed binaries are put
+    /// in once, for workers to fetch from; `None`: workers fetch from each other.
+    pub store: Option<String>,
+    /// Fetches one source (a worker holding the binary, or the driver) serves at once
+    /// before fetchers are sent elsewhere.
+    pub peer_fanout: usize,
+}
+
+impl Default for BinaryDistribution {
+    fn default() -> Self {
+        BinaryDistribution { store: None, peer_fanout: DEFAULT_PEER_FANOUT }
+    }
+}
+
+/// Suffix of the file naming the shipped (stripped) binary of an uploaded one.
+const SHIPS_SUFFIX: &str = ".ships";
+
 /// The driver's store of job binaries and the bounds on it.
 #[derive(Debug)]
 pub struct DriverBinaries {
     store: BinaryStore,
     limits: BinaryLimits,
     uploads: Arc<Semaphore>,
+    /// Where shipped binaries are put for workers, if anywhere.
+    remote: Option<Location>,
 }
 
 impl DriverBinaries {
     /// The store in `dir` (created private).
     pub fn open(dir: PathBuf, limits: BinaryLimits) -> Result<Self> {
         let store = BinaryStore::open(dir)?;
-        Ok(DriverBinaries { store, limits, uploads: Arc::new(Semaphore::new(limits.concurrent_uploads)) })
+        let uploads = Arc::new(Semaphore::new(limits.concurrent_uploads));
+        Ok(DriverBinaries { store, limits, uploads, remote: None })
+    }
+
+    /// Puts shipped binaries in the object store at `url` too.
+    pub fn with_remote_store(self, url: Option<&str>) -> Result<Self> {
+        let remote = url.map(Location::parse).transpose()?;
+        Ok(DriverBinaries { remote, ..self })
     }
 
     /// The store.
@@ -71,13 +112,77 @@ impl DriverBinaries {
         &self.store
     }
 
-    /// True if the binary is stored; then it counts as just used (eviction takes it last).
+    /// True if the binary is stored with its shipped copy; then both count as just used
+    /// (eviction takes them last).
     pub fn contains(&self, digest: &str) -> bool {
-        let present = self.store.contains(digest);
+        let Some(shipped) = self.shipping_digest(digest) else { return false };
+        let present = self.store.contains(digest) && self.store.contains(&shipped);
         if present {
             self.store.touch(digest);
+            self.store.touch(&shipped);
         }
         present
+    }
+
+    /// The digest of the binary workers run for the uploaded binary `digest`: its stripped
+    /// copy's (or its own, when there was nothing to strip or it was stored before).
+    pub fn shipping_digest(&self, digest: &str) -> Option<String> {
+        if !is_digest(digest) {
+            return None;
+        }
+        let recorded = std::fs::read_to_string(self.ships_file(digest)).ok();
+        Some(
+            recorded
+                .map(|d| d.trim().to_owned())
+                .filter(|d| is_digest(d))
+                .unwrap_or_else(|| digest.to_owned()),
+        )
+    }
+
+    /// The object-store URL of the shipped binary `digest` (compressed), with a binary store.
+    pub fn remote_url(&self, shipped: &str) -> Option<String> {
+        self.remote.as_ref().map(|remote| remote.child(&compressed_name(shipped)).display())
+    }
+
+    fn ships_file(&self, digest: &str) -> PathBuf {
+        self.store.dir().join(format!("{digest}{SHIPS_SUFFIX}"))
+    }
+
+    /// Makes the shipped copy of the stored binary `digest` (stripped and compressed in
+    /// one pass, put in the binary store): the only time it is stripped or compressed;
+    /// returns its digest.
+    async fn ship(&self, digest: &str) -> Result<String, Status> {
+        let (store, owned) = (self.store.clone(), digest.to_owned());
+        let ships = self.ships_file(digest);
+        let shipped = blocking(move || {
+            let shipped = prepare_shipped(&store, &owned)?;
+            std::fs::write(&ships, &shipped).map_err(BinaryError::io("writing", &ships))?;
+            Ok(shipped)
+        })
+        .await?;
+        if let Some(remote) = &self.remote {
+            self.put_remote(remote, &shipped).await?;
+        }
+        Ok(shipped)
+    }
+
+    /// Puts the compressed binary `shipped` in the binary store unless it is there.
+    async fn put_remote(&self, remote: &Location, shipped: &str) -> Result<(), Status> {
+        let target = remote.child(&compressed_name(shipped));
+        let fail = |e: &dyn std::fmt::Display| {
+            Status::unavailable(format!("putting the job binary in {}: {e}", target.display()))
+        };
+        if target.store().head(target.path()).await.is_ok() {
+            return Ok(());
+        }
+        let path = compressed_path(&self.store, shipped);
+        let mut file = tokio::fs::File::open(&path).await.map_err(|e| fail(&e))?;
+        let mut upload =
+            object_store::buffered::BufWriter::new(target.store().clone(), target.path().clone());
+        tokio::io::copy(&mut file, &mut upload).await.map_err(|e| fail(&e))?;
+        tokio::io::AsyncWriteExt::shutdown(&mut upload).await.map_err(|e| fail(&e))?;
+        tracing::info!(digest = %shipped, url = %target.display(), "job binary put in the binary store");
+        Ok(())
     }
 
     /// Receives an upload: the digest (first chunk), then the bytes. Refuses it when
@@ -102,7 +207,8 @@ impl DriverBinaries {
                 ))
             })?
             .map_err(|_| Status::unavailable("the driver is stopping"))?;
-        let (writer, declared) = self.receive_bytes(chunks).await?;
+        let (mut writer, declared) = self.receive_bytes(chunks).await?;
+        writer = blocking(move || writer.flush().map(|()| writer)).await?;
         if declared != 0 && declared != writer.written() {
             return Err(Status::invalid_argument(format!(
                 "the upload ended after {} of the {declared} bytes it announced",
@@ -113,14 +219,16 @@ impl DriverBinaries {
         let size = writer.written();
         blocking(move || writer.finish()).await?;
         tracing::info!(%digest, bytes = size, "job binary stored");
+        let shipped = self.ship(&digest).await?;
         let mut keep = in_use();
         keep.insert(digest.clone());
+        keep.insert(shipped);
         self.evict(keep).await;
         Ok(digest)
     }
 
-    /// Writes the chunks to a new [`BinaryWriter`]; returns it with the announced size.
-    async fn receive_bytes<S>(&self, mut chunks: S) -> Result<(BinaryWriter, u64), Status>
+    /// Writes the chunks to a new [`IncomingBinary`]; returns it with the announced size.
+    async fn receive_bytes<S>(&self, mut chunks: S) -> Result<(IncomingBinary, u64), Status>
     where
         S: Stream<Item = Result<BinaryChunk, Status>> + Unpin,
     {
@@ -132,7 +240,8 @@ impl DriverBinaries {
         }
         let store = self.store.clone();
         let digest = first.digest;
-        let mut writer = blocking(move || store.writer(&digest, Some(limit))).await?;
+        let zstd = first.zstd;
+        let mut writer = blocking(move || IncomingBinary::new(&store, &digest, Some(limit), zstd)).await?;
         let mut data = first.data;
         loop {
             writer = blocking(move || writer.write(&data).map(|()| writer)).await?;
@@ -155,31 +264,13 @@ impl DriverBinaries {
         }
     }
 
-    /// The chunks of the binary with `digest`, read from its file as they are sent.
+    /// The chunks of the binary with `digest`, compressed, read from its file as they
+    /// are sent.
     pub async fn send(
         &self,
         digest: String,
     ) -> Result<impl Stream<Item = Result<BinaryChunk, Status>> + Send + 'static, Status> {
-        if !self.contains(&digest) {
-            return Err(Status::not_found(format!("no job binary {digest}")));
-        }
-        let path = self.store.path(&digest);
-        let file = tokio::fs::File::open(&path).await.map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Status::not_found(format!("no job binary {digest}")),
-            _ => Status::internal(format!("opening {}: {e}", path.display())),
-        })?;
-        let total = file.metadata().await.map(|m| m.len()).unwrap_or(0);
-        let state = (file, digest, Some(total));
-        Ok(futures::stream::try_unfold(state, |(mut file, digest, total)| async move {
-            let data = read_chunk(&mut file)
-                .await
-                .map_err(|e| Status::internal(format!("reading {digest}: {e}")))?;
-            if data.is_empty() {
-                return Ok(None);
-            }
-            let chunk = BinaryChunk { digest: digest.clone(), data, total_bytes: total.unwrap_or(0) };
-            Ok(Some((chunk, (file, digest, None))))
-        }))
+        send_chunks(&self.store, digest).await
     }
 }
 
@@ -195,13 +286,6 @@ where
             CHUNK_IDLE_TIMEOUT.as_secs()
         ))),
     }
-}
-
-/// Up to [`CHUNK_BYTES`] of `file`; empty at its end.
-async fn read_chunk(file: &mut tokio::fs::File) -> std::io::Result<Vec<u8>> {
-    let mut data = Vec::with_capacity(CHUNK_BYTES);
-    (&mut *file).take(CHUNK_BYTES as u64).read_to_end(&mut data).await?;
-    Ok(data)
 }
 
 /// Runs store I/O off the runtime's threads. If the caller goes away meanwhile, `f` still
@@ -244,6 +328,7 @@ mod tests {
                     digest: if i == 0 { digest.to_owned() } else { String::new() },
                     data: data.to_vec(),
                     total_bytes: if i == 0 { total } else { 0 },
+                    zstd: false,
                 })
             })
             .collect()
@@ -253,6 +338,7 @@ mod tests {
         let mut names: Vec<String> = std::fs::read_dir(binaries.store().dir())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|name| is_digest(name) || name.starts_with('.'))
             .collect();
         names.sort();
         names
@@ -268,7 +354,7 @@ mod tests {
     #[tokio::test]
     async fn an_upload_is_stored_under_its_digest_and_sent_back_in_chunks() {
         let (_dir, binaries) = binaries(BinaryLimits::default());
-        let bytes: Vec<u8> = (0..CHUNK_BYTES * 2 + 10).map(|i| i as u8).collect();
+        let bytes: Vec<u8> = (0..(2 << 20) + 10).map(|i| i as u8).collect();
         let digest = bytes_digest(&bytes);
         let stored = receive(&binaries, upload(&digest, &bytes, 1000, bytes.len() as u64)).await.unwrap();
         assert_eq!(stored, digest);
@@ -276,9 +362,9 @@ mod tests {
 
         let sent: Vec<BinaryChunk> =
             binaries.send(digest.clone()).await.unwrap().map(|c| c.unwrap()).collect().await;
-        assert_eq!(sent.iter().map(|c| c.data.len()).collect::<Vec<_>>(), vec![CHUNK_BYTES, CHUNK_BYTES, 10]);
+        assert!(sent[0].zstd, "sent compressed");
         assert_eq!(sent[0].total_bytes, bytes.len() as u64);
-        assert_eq!(sent.concat_data(), bytes);
+        assert_eq!(zstd::decode_all(&sent.concat_data()[..]).unwrap(), bytes);
         let missing = binaries.send(bytes_digest(b"nothing")).await.err().unwrap();
         assert_eq!(missing.code(), tonic::Code::NotFound);
     }

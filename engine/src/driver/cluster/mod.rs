@@ -6,6 +6,7 @@
 //!   how it carries out the scheduler's actions;
 //! * [`drain`]: `gristmill worker drain`: an operator drains a worker;
 //! * [`binaries`]: job binaries: bounded, streamed, verified uploads and a bounded store;
+//! * [`placement`]: which worker fetches a job binary from which peer;
 //! * [`commit`]: the single committer of each job's output (`_SUCCESS` written last);
 //! * [`http`]: the web UI (`/`, `/jobs/{id}`, `/workers/{id}`) and its JSON twins under `/api/`.
 //! * [`metrics`]: `/metrics` (Prometheus), beside `/healthz` and `/readyz`;
@@ -26,6 +27,7 @@ pub mod job_trace;
 pub mod journal;
 pub mod live;
 pub mod metrics;
+pub mod placement;
 pub mod recovery;
 #[cfg(test)]
 mod recovery_tests;
@@ -49,7 +51,7 @@ use crate::error::{Error, Result};
 use crate::scheduler::SchedulerConfig;
 use crate::security::{PeerInfo, Protocol, SecurityError, ServerSecurity};
 
-pub use binaries::{BinaryLimits, DEFAULT_MAX_BINARY_BYTES};
+pub use binaries::{BinaryDistribution, BinaryLimits, DEFAULT_MAX_BINARY_BYTES, DEFAULT_PEER_FANOUT};
 pub use recovery::HistoryLimits;
 pub use service::DriverService;
 pub use state::DriverState;
@@ -74,6 +76,8 @@ pub struct DriverConfig {
     pub max_worker_slots: u32,
     /// Bounds on job binaries: size, number stored, uploads at once.
     pub binaries: BinaryLimits,
+    /// How job binaries reach the workers: from each other, or from an object store.
+    pub distribution: BinaryDistribution,
     /// How many ended jobs, and how old, stay in memory for the status pages.
     pub history: HistoryLimits,
 }

@@ -23,6 +23,7 @@ fn config(dir: &std::path::Path) -> DriverConfig {
         max_worker_slots: DEFAULT_MAX_WORKER_SLOTS,
         binaries: super::BinaryLimits::default(),
         history: HistoryLimits::default(),
+        distribution: Default::default(),
     }
 }
 

@@ -132,7 +132,7 @@ impl Driver for DriverService {
         request: Request<SubmitJobRequest>,
     ) -> Result<Response<SubmitJobReply>, Status> {
         let owner = authorize(&request, Role::Client, "submit jobs")?.user().to_owned();
-        let request = request.into_inner();
+        let mut request = request.into_inner();
         if request.protocol_version != PROTOCOL_VERSION {
             return Err(Status::failed_precondition(format!(
                 "the job binary speaks protocol version {}, the driver {PROTOCOL_VERSION}",
@@ -141,6 +141,10 @@ impl Driver for DriverService {
         }
         if !self.state.binaries.contains(&request.binary_digest) {
             return Err(Status::failed_precondition("upload the job binary before submitting"));
+        }
+        // Workers run (and verify) the binary shipped for it, stripped of its debug info.
+        if let Some(shipped) = self.state.binaries.shipping_digest(&request.binary_digest) {
+            request.binary_digest = shipped;
         }
         super::commit::check_output(&request).await?;
         let output_key = super::commit::output_key(&request)?;
@@ -290,8 +294,10 @@ fn on_worker_message(state: &Arc<DriverState>, worker: &WorkerId, message: Worke
             state.heartbeat_stats(worker, progress, beat.resources.map(resources_of));
         }
         Some(worker_message::Body::Report(report)) => on_report(state, worker, report),
+        Some(worker_message::Body::BinaryFetched(fetched)) => state.binary_fetched(worker, &fetched),
         Some(worker_message::Body::Draining(draining)) => {
             let timeout = Duration::from_millis(draining.timeout_ms);
+            state.binary_holder_leaving(worker);
             state.update(|s, now| {
                 s.drain_worker(now, worker, timeout);
             });

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use tracing::Instrument;
 
 use gristmill_proto::v1::{
-    AttemptKey, Drain, DriverMessage, DropJob, JobState, JobStatus, MapOutputLocation, Released, RunTask,
-    SubmitJobRequest, TaskKind as WireTaskKind, driver_message,
+    AttemptKey, BinarySource, Drain, DriverMessage, DropJob, JobState, JobStatus, MapOutputLocation,
+    Released, RunTask, SubmitJobRequest, TaskKind as WireTaskKind, binary_source, driver_message,
 };
 use tokio::sync::{mpsc, watch};
 use tonic::Status;
@@ -139,6 +139,8 @@ pub struct DriverState {
     jobs: Mutex<HashMap<JobId, JobRecord>>,
     /// Stored job binaries.
     pub binaries: DriverBinaries,
+    /// Which worker fetches which binary from where.
+    placement: Mutex<super::placement::BinaryPlacement>,
     /// How often workers send heartbeats.
     pub heartbeat_interval: Duration,
     /// `http(s)://host:port` of the status pages.
@@ -197,7 +199,9 @@ impl DriverState {
             scheduler: Mutex::new(Scheduler::new(config.scheduler.clone().with_first_attempt(first_attempt))),
             workers: Mutex::new(HashMap::new()),
             jobs: Mutex::new(HashMap::new()),
-            binaries: DriverBinaries::open(config.data_dir.join("binaries"), config.binaries)?,
+            binaries: DriverBinaries::open(config.data_dir.join("binaries"), config.binaries)?
+                .with_remote_store(config.distribution.store.as_deref())?,
+            placement: Mutex::new(super::placement::BinaryPlacement::new(config.distribution.peer_fanout)),
             heartbeat_interval: config.heartbeat_interval,
             status_base,
             max_worker_slots: config.max_worker_slots,
@@ -384,6 +388,7 @@ impl DriverState {
         if lock(&self.workers).remove(id).is_some() {
             tracing::warn!(worker = %id, reason, "worker lost");
         }
+        lock(&self.placement).forget_worker(id);
         self.update(|s, now| s.worker_lost(now, id, reason));
     }
 
@@ -577,7 +582,7 @@ impl DriverState {
             match action {
                 Action::Launch { worker, attempt, memory, map_outputs } => {
                     self.log_launch(&worker, &attempt);
-                    let message = self.run_task(&attempt, &map_outputs).map(|run| RunTask {
+                    let message = self.run_task(&worker, &attempt, &map_outputs).map(|run| RunTask {
                         // A worker that did not bound its memory gets `u64::MAX / slots`: 0 lets
                         // it use its own share.
                         memory_bytes: if memory >= u64::MAX / 1024 { 0 } else { memory },
@@ -680,8 +685,40 @@ impl DriverState {
         }
     }
 
+    /// A worker verified a job binary: it serves it to others from now on.
+    pub fn binary_fetched(&self, worker: &WorkerId, fetched: &gristmill_proto::v1::BinaryFetched) {
+        lock(&self.placement).fetched(&fetched.digest, worker);
+        if fetched.source == "cache" {
+            return;
+        }
+        let source = if fetched.source.is_empty() { "the driver" } else { fetched.source.as_str() };
+        tracing::info!(worker = %worker, digest = %fetched.digest, source, failed_sources = fetched.failed_sources, "worker fetched a job binary");
+    }
+
+    /// A worker started draining: no fetcher is sent to it any more (it exits once released).
+    pub fn binary_holder_leaving(&self, worker: &WorkerId) {
+        lock(&self.placement).leaving(worker);
+    }
+
+    /// Where `worker` fetches `digest` from besides the driver: the binary store, or peers.
+    fn binary_sources(&self, worker: &WorkerId, digest: &str) -> Vec<BinarySource> {
+        if let Some(url) = self.binaries.remote_url(digest) {
+            return vec![BinarySource { location: Some(binary_source::Location::Url(url)) }];
+        }
+        let peers = lock(&self.placement).sources(digest, worker);
+        let workers = lock(&self.workers);
+        peers
+            .iter()
+            .filter_map(|peer| workers.get(peer))
+            .map(|link| BinarySource {
+                location: Some(binary_source::Location::Peer(link.shuffle_address.clone())),
+            })
+            .collect()
+    }
+
     fn run_task(
         &self,
+        worker: &WorkerId,
         attempt: &AttemptRef,
         map_outputs: &[crate::scheduler::MapOutputRef],
     ) -> Option<RunTask> {
@@ -709,15 +746,21 @@ impl DriverState {
                 }
             })
             .collect();
+        let (binary_digest, job_payload) = (request.binary_digest.clone(), request.job_payload.clone());
+        let job_secret = record.secret.expose().to_owned();
+        drop(workers);
+        drop(jobs);
+        let binary_sources = self.binary_sources(worker, &binary_digest);
         Some(RunTask {
             attempt: Some(attempt_key(attempt)),
-            binary_digest: request.binary_digest.clone(),
-            job_payload: request.job_payload.clone(),
+            binary_digest,
+            job_payload,
             split_payload,
             map_outputs,
-            job_secret: record.secret.expose().to_owned(),
+            job_secret,
             trace_parent,
             memory_bytes: 0,
+            binary_sources,
         })
     }
 

@@ -49,6 +49,7 @@ impl TestDriver {
             max_worker_slots: DEFAULT_MAX_WORKER_SLOTS,
             binaries: crate::driver::cluster::BinaryLimits::default(),
             history: crate::driver::cluster::HistoryLimits::default(),
+            distribution: Default::default(),
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
         tokio::spawn(serve(config, move |addrs| {
@@ -129,7 +130,8 @@ async fn submit(client: &mut DriverClient<Channel>, output: &Path) -> String {
 async fn try_submit(client: &mut DriverClient<Channel>, output: &str) -> Result<String, tonic::Status> {
     let bytes = b"#!/bin/sh\nexit 0\n".to_vec();
     let digest: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
-    let chunk = BinaryChunk { digest: digest.clone(), total_bytes: bytes.len() as u64, data: bytes };
+    let chunk =
+        BinaryChunk { digest: digest.clone(), total_bytes: bytes.len() as u64, data: bytes, zstd: false };
     client.upload_binary(futures::stream::iter(vec![chunk])).await.unwrap();
     let request = SubmitJobRequest {
         protocol_version: PROTOCOL_VERSION,
@@ -296,7 +298,8 @@ async fn the_driver_refuses_to_replace_a_committed_output_without_overwrite() {
     std::fs::write(committed.join(crate::output::SUCCESS_FILE), b"{}").unwrap();
     let bytes = b"#!/bin/sh\nexit 0\n".to_vec();
     let digest: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
-    let chunk = BinaryChunk { digest: digest.clone(), total_bytes: bytes.len() as u64, data: bytes };
+    let chunk =
+        BinaryChunk { digest: digest.clone(), total_bytes: bytes.len() as u64, data: bytes, zstd: false };
     client.upload_binary(futures::stream::iter(vec![chunk])).await.unwrap();
     let request = |overwrite| SubmitJobRequest {
         protocol_version: PROTOCOL_VERSION,
@@ -332,12 +335,13 @@ async fn an_upload_over_the_limit_is_refused_over_grpc_and_leaves_nothing() {
         digest: digest.clone(),
         data: vec![0; 16],
         total_bytes: crate::driver::cluster::DEFAULT_MAX_BINARY_BYTES + 1,
+        zstd: false,
     };
     let refused = client.upload_binary(futures::stream::iter(vec![announced])).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused:?}");
     assert!(refused.message().contains("limit of 1073741824 bytes"), "{}", refused.message());
 
-    let wrong = BinaryChunk { digest, data: b"not it".to_vec(), total_bytes: 6 };
+    let wrong = BinaryChunk { digest, data: b"not it".to_vec(), total_bytes: 6, zstd: false };
     let refused = client.upload_binary(futures::stream::iter(vec![wrong])).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
     assert_eq!(std::fs::read_dir(&store).unwrap().count(), 0, "nothing is left in {}", store.display());
