@@ -125,3 +125,29 @@ fn sessionize_equals_duckdb_window_functions_on_parquet_and_json_lines_locally_a
     cluster.run_ok("sessionize", &args);
     assert_eq!(our_sessions(&on_cluster), expected, "cluster, Parquet");
 }
+
+#[test]
+fn a_row_that_does_not_fit_its_type_fails_the_job_naming_the_file_row_group_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = r#"
+import sys, duckdb
+d = sys.argv[1]
+duckdb.sql(f"copy (select 1::bigint as l_suppkey, 'x' as l_extendedprice, 0.5::double as l_discount) to '{d}/text.parquet' (format parquet)")
+duckdb.sql(f"copy (select NULL::bigint as l_suppkey, 2.0::double as l_extendedprice, 0.5::double as l_discount) to '{d}/null.parquet' (format parquet)")
+duckdb.sql(f"copy (select 1::bigint as other) to '{d}/other.parquet' (format parquet)")
+"#;
+    run_python(script, &[s(dir.path())]);
+    let cases = [
+        ("text.parquet", "column `l_extendedprice` of type Utf8 cannot be read as Float64"),
+        ("null.parquet", "column `l_suppkey` is null at row 0"),
+        ("other.parquet", "no column `l_suppkey`"),
+    ];
+    for (file, why) in cases {
+        let input = dir.path().join(file);
+        let err = run_err(
+            "revenue",
+            &["--input", s(&input), "--output", s(&dir.path().join(format!("out-{file}")))],
+        );
+        assert!(err.contains(s(&input)) && err.contains(why), "{file}: {err}");
+    }
+}

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, StructArray};
-use arrow::compute::cast;
+use arrow::compute::{CastOptions, cast_with_options};
 use arrow::datatypes::{DataType, Field, FieldRef, Fields};
 use serde::de::DeserializeOwned;
 use serde_arrow::schema::{SchemaLike, TracingOptions};
@@ -104,22 +104,11 @@ impl RowColumns {
     /// column order), each cast to the traced type where it differs (a decimal read as
     /// `f64`, a timestamp as `i64`, a view or dictionary of strings as a `String`).
     pub fn join(&self, columns: &[ArrayRef]) -> JobResult<(FieldRef, ArrayRef)> {
-        let mut cast_columns = Vec::with_capacity(columns.len());
-        for (column, field) in columns.iter().zip(&self.columns) {
-            let column = if column.data_type() == field.data_type() {
-                column.clone()
-            } else {
-                cast(column, field.data_type()).map_err(|e| {
-                    format!(
-                        "column `{}` of type {} cannot be read as {}: {e}",
-                        field.name(),
-                        column.data_type(),
-                        field.data_type()
-                    )
-                })?
-            };
-            cast_columns.push(column);
-        }
+        let cast_columns = columns
+            .iter()
+            .zip(&self.columns)
+            .map(|(column, field)| read_as(column, field))
+            .collect::<JobResult<Vec<_>>>()?;
         let item = self.item_field(&self.columns);
         let array: ArrayRef = match (&self.serde_names, item.data_type()) {
             (Some(_), DataType::Struct(children)) => Arc::new(
@@ -130,6 +119,34 @@ impl RowColumns {
         };
         Ok((item, array))
     }
+}
+
+/// `column` as the traced `field`: cast where the types differ, with no nulls where the
+/// field is not an `Option`.
+fn read_as(column: &ArrayRef, field: &FieldRef) -> JobResult<ArrayRef> {
+    let column = if column.data_type() == field.data_type() {
+        column.clone()
+    } else {
+        // Not `safe`: a value that does not convert is an error, not a null.
+        let strict = CastOptions { safe: false, ..Default::default() };
+        cast_with_options(column, field.data_type(), &strict).map_err(|e| {
+            format!(
+                "column `{}` of type {} cannot be read as {}: {e}",
+                field.name(),
+                column.data_type(),
+                field.data_type()
+            )
+        })?
+    };
+    if !field.is_nullable() && column.null_count() > 0 {
+        let row = (0..column.len()).find(|&i| column.is_null(i)).unwrap_or(0);
+        let name = field.name();
+        return Err(format!(
+            "column `{name}` is null at row {row} of the batch, but its field is not an Option"
+        )
+        .into());
+    }
+    Ok(column)
 }
 
 #[cfg(test)]
