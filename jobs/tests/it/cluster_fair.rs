@@ -64,8 +64,15 @@ fn two_users_jobs_in_two_queues_share_a_small_cluster_and_preemption_gives_the_s
     let (etl_out, adhoc_out) = (dir.path().join("etl"), dir.path().join("adhoc"));
 
     let etl = cluster.spawn("chaos", &slow_chaos(&text, &etl_out, "etl", "8000"));
-    wait_until("the etl job holds both slots", Duration::from_secs(60), || {
-        cluster.running_on(0) > 0 && cluster.running_on(1) > 0
+    // Its maps are quick and its reduces sleep: wait until the reduces hold both slots, so
+    // the adhoc job can only get one by preemption (not when a map ends).
+    let etl_maps_done = || {
+        let listed = cluster.cli(&["jobs", "--json"]);
+        let jobs: Value = serde_json::from_slice(&listed.stdout).unwrap_or(Value::Null);
+        jobs.as_array().and_then(|jobs| jobs.first()).is_some_and(|job| job["maps_done"] == 3)
+    };
+    wait_until("the etl job's reduces hold both slots", Duration::from_secs(60), || {
+        etl_maps_done() && cluster.running_on(0) > 0 && cluster.running_on(1) > 0
     });
     let adhoc = cluster
         .spawn("chaos", &[&slow_chaos(&text, &adhoc_out, "adhoc", "8000")[..], &["--user", "bob"]].concat());
