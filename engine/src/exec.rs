@@ -260,11 +260,6 @@ fn reduce_grouped<J: Job>(
     let encoder = KeyEncoder::new(keyed.schema(), &key_columns)?;
     let mut merger = RunMerger::new(keyed.schema().clone(), encoder, runs, MERGE_CHUNK_ROWS)?;
     let grouping = keyed.grouping_columns()?;
-    if grouping.is_some() && job.total_order() {
-        return Err(Error::InvalidJob(
-            "a job that groups by part of its key cannot ask for total order".into(),
-        ));
-    }
     let mut regrouper = grouping.map(|columns| Regrouper::new(&key_columns, columns));
     let group_columns = &key_columns[..grouping.unwrap_or(key_columns.len())];
     let (mut groups, mut rows) = (0u64, 0u64);
@@ -278,11 +273,11 @@ fn reduce_grouped<J: Job>(
     while let Some(chunk) = merger.next_chunk()? {
         crate::cluster::executor::scope::check_cancelled()?;
         match regrouper.as_mut() {
-            Some(regrouper) => regrouper.push(chunk)?.map_or(Ok(()), &mut reduce)?,
+            Some(regrouper) => regrouper.push(chunk)?.into_iter().try_for_each(&mut reduce)?,
             None => reduce(chunk)?,
         }
     }
-    if let Some(last) = regrouper.as_mut().and_then(Regrouper::finish) {
+    if let Some(last) = regrouper.as_mut().map(Regrouper::finish).transpose()?.flatten() {
         reduce(last)?;
     }
     Ok((groups, rows))
@@ -332,6 +327,18 @@ fn sort_runs<J: Job>(job: &J, env: &TaskEnv<'_>, runs: Vec<Run>) -> Result<Vec<R
     builder.flush(buffered)?;
     let (mut sorted, _) = builder.finish();
     Ok(sorted.pop().unwrap_or_default())
+}
+
+/// The job's own checks ([`Job::validate`]) and the engine's checks of how its settings
+/// combine, run before any task (locally and at submission).
+pub fn validate_job<J: Job>(job: &J) -> Result<()> {
+    job.validate().map_err(|e| Error::InvalidJob(e.to_string()))?;
+    if job.map_output().grouping_columns()?.is_some() && job.total_order() {
+        return Err(Error::InvalidJob(
+            "a job that groups by part of its key cannot ask for total order".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// True for a map-only job: [`Job::reducers`] asks for none.
@@ -483,5 +490,48 @@ fn count_input(counters: &mut Counters, split: &Split, rows: u64, bytes: u64) {
     }
     if skipped.rows > 0 {
         counters.add(INPUT_ROWS_SKIPPED, skipped.rows);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::datatypes::DataType;
+    use serde::{Deserialize, Serialize};
+
+    use super::validate_job;
+    use crate::error::JobResult;
+    use crate::job::{Job, KeyedSchema, Mapper, Reducer, TaskInfo};
+
+    /// A secondary-sort job that may ask for total order.
+    #[derive(clap::Args, Serialize, Deserialize)]
+    struct Sessions {
+        #[arg(long)]
+        total: bool,
+    }
+
+    impl Job for Sessions {
+        const NAME: &'static str = "sessions";
+        const ABOUT: &'static str = "groups by user, sorted by time";
+        fn map_output(&self) -> KeyedSchema {
+            KeyedSchema::new([("user", DataType::Int64), ("ts", DataType::Int64)])
+                .key(["user", "ts"])
+                .group_by(1)
+        }
+        fn total_order(&self) -> bool {
+            self.total
+        }
+        fn mapper(&self, _: &TaskInfo) -> JobResult<Box<dyn Mapper>> {
+            Err("not run".into())
+        }
+        fn reducer(&self, _: &TaskInfo) -> JobResult<Box<dyn Reducer>> {
+            Err("not run".into())
+        }
+    }
+
+    #[test]
+    fn grouping_by_part_of_the_key_with_total_order_is_refused_before_any_task() {
+        assert!(validate_job(&Sessions { total: false }).is_ok());
+        let refused = validate_job(&Sessions { total: true }).unwrap_err().to_string();
+        assert!(refused.contains("cannot ask for total order"), "{refused}");
     }
 }

@@ -7,9 +7,27 @@ use gristmill::job::rows::{
 use gristmill::prelude::*;
 use serde::{Deserialize, Serialize};
 
+pub mod batch;
+
 /// `select l_suppkey, sum(l_extendedprice * (1 - l_discount)) from lineitem group by 1`.
 #[derive(clap::Args, Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Revenue {}
+pub struct Revenue {
+    /// Which version of the job runs: typed records (the example) or the same job written
+    /// over whole batches (what it is measured against).
+    #[arg(long, value_enum, default_value_t = Api::Rows)]
+    #[serde(default)]
+    pub api: Api,
+}
+
+/// The two versions of the job.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Api {
+    /// Typed records: `map_rows`, `combine_rows`, `reduce_rows`.
+    #[default]
+    Rows,
+    /// Arrow kernels over whole batches ([`batch::BatchRevenue`], [`batch::SumPerKey`]).
+    Batches,
+}
 
 /// The columns of lineitem the job reads (decimals are read as `f64`).
 #[derive(Deserialize)]
@@ -45,18 +63,27 @@ impl Job for Revenue {
     }
 
     fn mapper(&self, _: &TaskInfo) -> JobResult<Box<dyn Mapper>> {
+        if self.api == Api::Batches {
+            return Ok(Box::new(batch::BatchRevenue));
+        }
         Ok(map_rows::<LineItem, i64, f64, _>(|item, out| {
             out.emit(item.l_suppkey, item.l_extendedprice * (1.0 - item.l_discount))
         }))
     }
 
     fn reducer(&self, _: &TaskInfo) -> JobResult<Box<dyn Reducer>> {
+        if self.api == Api::Batches {
+            return Ok(Box::new(batch::SumPerKey));
+        }
         Ok(reduce_rows::<i64, f64, SupplierRevenue, _>(|supplier, values: RowValues<'_, f64>, out| {
             out.emit(SupplierRevenue { supplier, revenue: values.sum() })
         }))
     }
 
     fn combiner(&self, _: &TaskInfo) -> Option<Box<dyn Reducer>> {
+        if self.api == Api::Batches {
+            return Some(Box::new(batch::SumPerKey));
+        }
         Some(combine_rows::<i64, f64, _>(|supplier, values, out| out.emit(supplier, values.sum())))
     }
 }

@@ -65,7 +65,7 @@ pub enum Submitted {
 /// Plans `job`, submits it to the driver and, unless detached, waits for its end.
 pub fn submit<J: Job>(job: &J, config: &RunConfig, how: &Submission) -> Result<Submitted> {
     config.validate()?;
-    job.validate().map_err(|e| Error::InvalidJob(e.to_string()))?;
+    crate::exec::validate_job(job)?;
     let started = Instant::now();
     let io = crate::driver::local::io_runtime()?;
     // Task processes run elsewhere, in other directories: paths go out absolute.

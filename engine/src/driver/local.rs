@@ -51,7 +51,7 @@ impl JobReport {
 /// `_SUCCESS` is written; spill files are removed either way.
 pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Result<JobReport> {
     config.validate()?;
-    job.validate().map_err(|e| Error::InvalidJob(e.to_string()))?;
+    crate::exec::validate_job(job)?;
     let layout = config.output_layout_of(job)?;
     let started = Instant::now();
     let requests = request_stats();

@@ -1,10 +1,15 @@
 //! Secondary sort on the reduce side: merged chunks hold whole groups of the sort key; this
 //! cuts them into groups of a narrower grouping key (a prefix of the sort key), which may
 //! span chunks.
+//!
+//! A group that spans chunks is held in memory whole until it ends (its pieces, copied into
+//! one batch once, when it ends): a reducer sees each group as one slice of rows. A single
+//! grouping key with more rows than fit in memory (one user with billions of clicks) is
+//! therefore outside `--memory-limit`.
 
 use arrow::array::{ArrayRef, RecordBatch};
-use arrow::compute::concat_batches;
 use arrow::compute::kernels::partition::partition;
+use arrow::compute::{concat, concat_batches};
 
 use super::GroupedChunk;
 use crate::error::{Error, Result};
@@ -14,36 +19,78 @@ use crate::error::{Error, Result};
 /// back until the next chunk shows whether it goes on.
 pub struct Regrouper {
     grouping_columns: Vec<usize>,
-    held: Option<RecordBatch>,
+    /// The pieces of the last group seen, which may go on in the next chunk.
+    held: Vec<RecordBatch>,
 }
 
 impl Regrouper {
     /// Groups by the key columns `key_columns[..columns]`.
     pub fn new(key_columns: &[usize], columns: usize) -> Self {
-        Regrouper { grouping_columns: key_columns[..columns.min(key_columns.len())].to_vec(), held: None }
+        Regrouper {
+            grouping_columns: key_columns[..columns.min(key_columns.len())].to_vec(),
+            held: Vec::new(),
+        }
     }
 
-    /// The whole groups known after `chunk`: rows and group starts, or `None` when the
-    /// chunk holds (the rest of) one group only.
-    pub fn push(&mut self, chunk: GroupedChunk) -> Result<Option<GroupedChunk>> {
-        let batch = match self.held.take() {
-            Some(held) => concat_batches(&held.schema(), [&held, &chunk.batch])
-                .map_err(Error::arrow("joining a group split across merge chunks"))?,
-            None => chunk.batch,
-        };
-        let mut starts = self.starts(&batch)?;
-        let last = starts.pop().unwrap_or(0);
-        self.held = Some(batch.slice(last, batch.num_rows() - last));
-        if starts.is_empty() {
-            return Ok(None);
+    /// The whole groups known after `chunk`, in order: the held-back group when it ended
+    /// (a batch of its own), then the chunk's groups but its last. Rows are copied only
+    /// where a group spans chunks.
+    pub fn push(&mut self, chunk: GroupedChunk) -> Result<Vec<GroupedChunk>> {
+        let batch = chunk.batch;
+        let rows = batch.num_rows();
+        if rows == 0 {
+            return Ok(Vec::new());
         }
-        Ok(Some(GroupedChunk { batch: batch.slice(0, last), starts }))
+        let mut starts = self.starts(&batch)?;
+        let mut whole = Vec::new();
+        if self.continues_held(&batch)? {
+            let end = starts.get(1).copied().unwrap_or(rows);
+            self.held.push(batch.slice(0, end));
+            if starts.len() == 1 {
+                return Ok(whole);
+            }
+            starts.remove(0);
+        }
+        whole.extend(self.release_held()?);
+        let last = starts.pop().unwrap_or(0);
+        self.held.push(batch.slice(last, rows - last));
+        if let Some(&first) = starts.first() {
+            let starts = starts.iter().map(|s| s - first).collect();
+            whole.push(GroupedChunk { batch: batch.slice(first, last - first), starts });
+        }
+        Ok(whole)
     }
 
     /// The held-back last group, once every chunk is pushed.
-    pub fn finish(&mut self) -> Option<GroupedChunk> {
-        let held = self.held.take().filter(|b| b.num_rows() > 0)?;
-        Some(GroupedChunk { batch: held, starts: vec![0] })
+    pub fn finish(&mut self) -> Result<Option<GroupedChunk>> {
+        self.release_held()
+    }
+
+    /// The held group as one batch (copied only when it has several pieces).
+    fn release_held(&mut self) -> Result<Option<GroupedChunk>> {
+        let pieces = std::mem::take(&mut self.held);
+        let batch = match pieces.as_slice() {
+            [] => return Ok(None),
+            [one] => one.clone(),
+            [first, ..] => concat_batches(&first.schema(), &pieces)
+                .map_err(Error::arrow("joining a group split across merge chunks"))?,
+        };
+        Ok((batch.num_rows() > 0).then(|| GroupedChunk { batch, starts: vec![0] }))
+    }
+
+    /// Whether `batch`'s first row has the grouping key of the held group.
+    fn continues_held(&self, batch: &RecordBatch) -> Result<bool> {
+        let Some(held) = self.held.last().filter(|b| b.num_rows() > 0) else { return Ok(false) };
+        let last = held.num_rows() - 1;
+        let pairs = self
+            .grouping_columns
+            .iter()
+            .map(|&i| concat(&[held.column(i).slice(last, 1).as_ref(), batch.column(i).slice(0, 1).as_ref()]))
+            .collect::<std::result::Result<Vec<ArrayRef>, _>>()
+            .map_err(Error::arrow("comparing grouping keys across merge chunks"))?;
+        let ranges =
+            partition(&pairs).map_err(Error::arrow("comparing grouping keys across merge chunks"))?;
+        Ok(ranges.len() == 1)
     }
 
     fn starts(&self, batch: &RecordBatch) -> Result<Vec<usize>> {
@@ -90,14 +137,25 @@ mod tests {
     #[test]
     fn groups_span_chunks_and_the_last_is_released_at_the_end() {
         let mut regrouper = Regrouper::new(&[0, 1], 1);
-        let first = regrouper.push(chunk(&[1, 1, 2, 2], &[5, 9, 1, 3])).unwrap().unwrap();
-        assert_eq!(groups(&first), vec![vec![(1, 5), (1, 9)]]);
-        // User 2 goes on into the next chunk, and user 3 into the one after.
-        let second = regrouper.push(chunk(&[2, 3], &[4, 1])).unwrap().unwrap();
-        assert_eq!(groups(&second), vec![vec![(2, 1), (2, 3), (2, 4)]]);
-        assert!(regrouper.push(chunk(&[3, 3], &[2, 7])).unwrap().is_none());
-        let last = regrouper.finish().unwrap();
-        assert_eq!(groups(&last), vec![vec![(3, 1), (3, 2), (3, 7)]]);
-        assert!(regrouper.finish().is_none());
+        let first = regrouper.push(chunk(&[1, 1, 2, 2], &[5, 9, 1, 3])).unwrap();
+        assert_eq!(first.iter().map(groups).collect::<Vec<_>>(), vec![vec![vec![(1, 5), (1, 9)]]]);
+        // User 2 goes on into the next chunk, and user 3 into the two after.
+        let second = regrouper.push(chunk(&[2, 3], &[4, 1])).unwrap();
+        assert_eq!(second.iter().map(groups).collect::<Vec<_>>(), vec![vec![vec![(2, 1), (2, 3), (2, 4)]]]);
+        assert!(regrouper.push(chunk(&[3, 3], &[2, 7])).unwrap().is_empty());
+        assert!(regrouper.push(chunk(&[3], &[8])).unwrap().is_empty());
+        let last = regrouper.finish().unwrap().unwrap();
+        assert_eq!(groups(&last), vec![vec![(3, 1), (3, 2), (3, 7), (3, 8)]]);
+        assert!(regrouper.finish().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_chunk_that_starts_a_new_group_releases_the_held_one_uncopied() {
+        let mut regrouper = Regrouper::new(&[0, 1], 1);
+        assert!(regrouper.push(chunk(&[1, 1], &[1, 2])).unwrap().is_empty());
+        let released = regrouper.push(chunk(&[2, 2, 3, 4], &[1, 2, 1, 1])).unwrap();
+        let released: Vec<_> = released.iter().map(groups).collect();
+        assert_eq!(released, vec![vec![vec![(1, 1), (1, 2)]], vec![vec![(2, 1), (2, 2)], vec![(3, 1)]]]);
+        assert_eq!(groups(&regrouper.finish().unwrap().unwrap()), vec![vec![(4, 1)]]);
     }
 }

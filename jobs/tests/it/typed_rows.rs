@@ -39,19 +39,24 @@ fn two_tables(text: &str) -> (BTreeMap<i64, f64>, BTreeMap<i64, f64>) {
 }
 
 #[test]
-fn revenue_with_typed_rows_equals_duckdb_on_lineitem() {
+fn revenue_with_typed_rows_and_at_the_batch_level_equals_duckdb_on_lineitem() {
     let dir = tempfile::tempdir().unwrap();
     crate::tpch_q1::generate_lineitem(dir.path());
     let input = dir.path().join("lineitem");
-    let out = dir.path().join("out");
-    run_ok("revenue", &["--input", s(&input), "--output", s(&out), "--reducers", "3"]);
     let files = format!("{}/*.parquet", input.display());
-    let (duckdb, ours) = two_tables(&run_python(REVENUE_SCRIPT, &[&files, s(&out)]));
-    assert!(duckdb.len() > 100, "{} suppliers", duckdb.len());
-    assert_eq!(duckdb.keys().collect::<Vec<_>>(), ours.keys().collect::<Vec<_>>());
-    for (supplier, want) in &duckdb {
-        let got = ours[supplier];
-        assert!((got - want).abs() <= 1e-9 * want.abs(), "supplier {supplier}: ours {got}, duckdb {want}");
+    for api in ["rows", "batches"] {
+        let out = dir.path().join(format!("out-{api}"));
+        run_ok("revenue", &["--input", s(&input), "--output", s(&out), "--reducers", "3", "--api", api]);
+        let (duckdb, ours) = two_tables(&run_python(REVENUE_SCRIPT, &[&files, s(&out)]));
+        assert!(duckdb.len() > 100, "{} suppliers", duckdb.len());
+        assert_eq!(duckdb.keys().collect::<Vec<_>>(), ours.keys().collect::<Vec<_>>(), "--api {api}");
+        for (supplier, want) in &duckdb {
+            let got = ours[supplier];
+            assert!(
+                (got - want).abs() <= 1e-9 * want.abs(),
+                "--api {api}, supplier {supplier}: ours {got}, duckdb {want}"
+            );
+        }
     }
 }
 

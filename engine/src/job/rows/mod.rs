@@ -167,7 +167,12 @@ where
     Out: Serialize + DeserializeOwned + 'static,
     F: FnMut(K, RowValues<'_, V>, &mut RowOut<'_, Out>) -> JobResult<()> + Send + 'static,
 {
-    Box::new(reduce::Grouped(reduce::RowReducer { f, writer: None, types: PhantomData::<fn(K, V, Out)> }))
+    Box::new(reduce::Grouped(reduce::RowReducer {
+        f,
+        layout: None,
+        writer: None,
+        types: PhantomData::<fn(K, V, Out)>,
+    }))
 }
 
 /// A combiner from a closure over each key and its values of one map task, emitting
@@ -178,7 +183,12 @@ where
     V: Serialize + DeserializeOwned + 'static,
     F: FnMut(K, RowValues<'_, V>, &mut KeyValueOut<'_, K, V>) -> JobResult<()> + Send + 'static,
 {
-    Box::new(reduce::Grouped(reduce::RowCombiner { f, writer: None, types: PhantomData::<fn(K, V)> }))
+    Box::new(reduce::Grouped(reduce::RowCombiner {
+        f,
+        layout: None,
+        writer: None,
+        types: PhantomData::<fn(K, V)>,
+    }))
 }
 
 /// A mapper that fails its task with a message (a row type with no Arrow layout).

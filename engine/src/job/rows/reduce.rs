@@ -10,6 +10,7 @@ use serde::de::{Deserialize, DeserializeOwned};
 use serde_arrow::Deserializer;
 use serde_arrow::utils::Item;
 
+use super::columns::RowColumns;
 use super::out::{KeyValueOut, RowOut};
 use super::writer::RowWriter;
 use super::{key_columns, output_columns, value_columns};
@@ -35,13 +36,33 @@ impl<V> Iterator for RowValues<'_, V> {
 
 impl<V> ExactSizeIterator for RowValues<'_, V> {}
 
+/// How the keys and values of a map output lie in its columns: traced from `K` and `V` once
+/// per reducer, not per batch.
+pub(super) struct GroupLayout {
+    keys: RowColumns,
+    values: RowColumns,
+}
+
+impl GroupLayout {
+    /// The layout in `slot`, traced on first use.
+    fn get<K: DeserializeOwned, V: DeserializeOwned>(
+        slot: &mut Option<GroupLayout>,
+    ) -> JobResult<&GroupLayout> {
+        if slot.is_none() {
+            *slot = Some(GroupLayout { keys: key_columns::<K>()?, values: value_columns::<V>()? });
+        }
+        slot.as_ref().ok_or_else(|| "no group layout".into())
+    }
+}
+
 /// Calls `visit` with the key (of the group's first row) and values of each group of `rows`.
 fn each_group<K: DeserializeOwned, V: DeserializeOwned>(
+    layout: &GroupLayout,
     batch: &RecordBatch,
     rows: impl Iterator<Item = Range<usize>>,
     mut visit: impl FnMut(K, RowValues<'_, V>) -> JobResult<()>,
 ) -> JobResult<()> {
-    let (keys, values) = (key_columns::<K>()?, value_columns::<V>()?);
+    let (keys, values) = (&layout.keys, &layout.values);
     let (key_item, key_array) = keys.join(&batch.columns()[..keys.len()])?;
     let value_columns: Vec<ArrayRef> = batch.columns()[keys.len()..keys.len() + values.len()].to_vec();
     let (value_item, value_array) = values.join(&value_columns)?;
@@ -86,6 +107,7 @@ impl<R: GroupRows> Reducer for Grouped<R> {
 /// A reducer from a closure over each group, emitting output rows.
 pub(super) struct RowReducer<K, V, Out, F> {
     pub(super) f: F,
+    pub(super) layout: Option<GroupLayout>,
     pub(super) writer: Option<RowWriter>,
     pub(super) types: PhantomData<fn(K, V, Out)>,
 }
@@ -99,8 +121,9 @@ where
 {
     fn reduce_rows(&mut self, batch: &RecordBatch, rows: Ranges<'_>, out: &mut Emitter) -> JobResult<()> {
         let writer = RowWriter::get_or_create(&mut self.writer, out, || Ok(vec![output_columns::<Out>()?]))?;
+        let layout = GroupLayout::get::<K, V>(&mut self.layout)?;
         let mut row_out = RowOut { writer, out, types: PhantomData };
-        each_group(batch, rows, |key, values| (self.f)(key, values, &mut row_out))?;
+        each_group(layout, batch, rows, |key, values| (self.f)(key, values, &mut row_out))?;
         row_out.writer.flush(row_out.out)
     }
 }
@@ -109,6 +132,7 @@ where
 /// output.
 pub(super) struct RowCombiner<K, V, F> {
     pub(super) f: F,
+    pub(super) layout: Option<GroupLayout>,
     pub(super) writer: Option<RowWriter>,
     pub(super) types: PhantomData<fn(K, V)>,
 }
@@ -123,8 +147,9 @@ where
         let writer = RowWriter::get_or_create(&mut self.writer, out, || {
             Ok(vec![key_columns::<K>()?, value_columns::<V>()?])
         })?;
+        let layout = GroupLayout::get::<K, V>(&mut self.layout)?;
         let mut kv = KeyValueOut { writer, out, types: PhantomData };
-        each_group(batch, rows, |key, values| (self.f)(key, values, &mut kv))?;
+        each_group(layout, batch, rows, |key, values| (self.f)(key, values, &mut kv))?;
         kv.writer.flush(kv.out)
     }
 }
