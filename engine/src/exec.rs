@@ -84,6 +84,8 @@ pub struct TaskEnv<'a> {
     /// How part files are written (format, codecs, partition columns): the job's defaults
     /// with the flags applied.
     pub layout: OutputLayout,
+    /// What tasks may read besides their splits (the plan's broadcast values).
+    pub side: crate::job::SideInputs,
 }
 
 impl TaskEnv<'_> {
@@ -102,6 +104,7 @@ impl TaskEnv<'_> {
             num_partitions: self.num_partitions,
             split,
             input,
+            side: self.side.clone(),
         }
     }
 }
