@@ -248,8 +248,8 @@ mod tests {
         std::fs::write(&side, [0u8; 5]).unwrap();
         let io = crate::driver::local::io_runtime().unwrap();
         let job = Probe { side: side.display().to_string(), learned: 0 };
-        let (planned, broadcasts) = planned(&job, &RunConfig::new(vec![], "out"), io.handle()).unwrap();
-        assert_eq!((job.learned, planned.learned), (0, 5), "the copy learned, the original is untouched");
+        let (copy, broadcasts) = planned(&job, &RunConfig::new(vec![], "out"), io.handle()).unwrap();
+        assert_eq!((job.learned, copy.learned), (0, 5), "the copy learned, the original is untouched");
         assert_eq!(broadcasts.get::<usize>("learned").unwrap(), 5);
         let gone = Probe { side: dir.path().join("gone").display().to_string(), learned: 0 };
         let err = planned(&gone, &RunConfig::new(vec![], "out"), io.handle()).err().unwrap().to_string();
