@@ -84,6 +84,8 @@ pub struct TaskEnv<'a> {
     /// How part files are written (format, codecs, partition columns): the job's defaults
     /// with the flags applied.
     pub layout: OutputLayout,
+    /// What tasks may read besides their splits (the plan's broadcast values).
+    pub side: crate::job::SideInputs,
 }
 
 impl TaskEnv<'_> {
@@ -102,6 +104,7 @@ impl TaskEnv<'_> {
             num_partitions: self.num_partitions,
             split,
             input,
+            side: self.side.clone(),
         }
     }
 }
@@ -329,10 +332,9 @@ fn sort_runs<J: Job>(job: &J, env: &TaskEnv<'_>, runs: Vec<Run>) -> Result<Vec<R
     Ok(sorted.pop().unwrap_or_default())
 }
 
-/// The job's own checks ([`Job::validate`]) and the engine's checks of how its settings
-/// combine, run before any task (locally and at submission).
-pub fn validate_job<J: Job>(job: &J) -> Result<()> {
-    job.validate().map_err(|e| Error::InvalidJob(e.to_string()))?;
+/// The engine's checks of how a planned job's settings combine (after [`Job::validate`] and
+/// [`Job::plan`]), run before any task, locally and at submission.
+pub fn check_planned_job<J: Job>(job: &J) -> Result<()> {
     if job.map_output().grouping_columns()?.is_some() && job.total_order() {
         return Err(Error::InvalidJob(
             "a job that groups by part of its key cannot ask for total order".into(),
@@ -498,7 +500,7 @@ mod tests {
     use arrow::datatypes::DataType;
     use serde::{Deserialize, Serialize};
 
-    use super::validate_job;
+    use super::check_planned_job;
     use crate::error::JobResult;
     use crate::job::{Job, KeyedSchema, Mapper, Reducer, TaskInfo};
 
@@ -530,8 +532,8 @@ mod tests {
 
     #[test]
     fn grouping_by_part_of_the_key_with_total_order_is_refused_before_any_task() {
-        assert!(validate_job(&Sessions { total: false }).is_ok());
-        let refused = validate_job(&Sessions { total: true }).unwrap_err().to_string();
+        assert!(check_planned_job(&Sessions { total: false }).is_ok());
+        let refused = check_planned_job(&Sessions { total: true }).unwrap_err().to_string();
         assert!(refused.contains("cannot ask for total order"), "{refused}");
     }
 }

@@ -108,6 +108,12 @@ impl<'a> Rounds<'a> {
         self.base.input_schema.as_ref()
     }
 
+    /// A [`PlanContext`](crate::job::PlanContext) over the user's inputs and settings, for
+    /// a pipeline that reads storage (a schema, a side file) before or between its rounds.
+    pub fn plan_context(&self) -> Result<crate::job::PlanContext> {
+        crate::job::PlanContext::with_own_runtime(&self.base)
+    }
+
     /// A scratch output directory for an intermediate round.
     pub fn scratch(&self, name: &str) -> String {
         format!("{}/{SCRATCH}/{name}", self.base.output.trim_end_matches('/'))

@@ -115,6 +115,7 @@ fn groupby_mapper(c: &mut Criterion) {
         num_partitions: 1,
         split: "bench".into(),
         input: 0,
+        side: Default::default(),
     };
     let mut group = c.benchmark_group("groupby");
     group.sample_size(10);

@@ -51,7 +51,6 @@ use gristmill::input::Predicate;
 use gristmill::job::ParquetColumn;
 use gristmill::pipeline::{Pipeline, Rounds, run_task_of};
 use gristmill::prelude::*;
-use gristmill::storage::resolve_inputs_with;
 use serde::{Deserialize, Serialize};
 
 pub use cli::AggregateFlags;
@@ -360,18 +359,7 @@ impl Pipeline for GroupBy {
 /// The first input file and its schema: the schema CSV or JSON lines input is inferred to
 /// have, else the Parquet footer's.
 fn first_input_schema(rounds: &Rounds<'_>, inputs: &[String]) -> JobResult<(String, SchemaRef)> {
-    let (storage, allow_uncommitted) = (rounds.storage_options(), rounds.allow_uncommitted());
-    let (format, csv) = rounds.input_format();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let files = runtime.block_on(resolve_inputs_with(inputs, storage, allow_uncommitted))?;
-    if let Some(file) = files.first()
-        && let Some(schema) =
-            runtime.block_on(gristmill::input::inferred_schema(file, format, &csv, rounds.input_schema()))?
-    {
-        return Ok((file.display(), schema));
-    }
-    let (file, schema, _) = crate::join::first_parquet_schema("--input", inputs, storage, allow_uncommitted)?;
-    Ok((file, schema))
+    Ok(rounds.plan_context()?.schema(inputs)?)
 }
 
 /// The group-by job with its columns' types resolved (see the module docs): what every

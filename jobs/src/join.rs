@@ -31,9 +31,9 @@
 //! rows costs memory for `L` rows plus a chunk, never `L × R`.
 //!
 //! **Schemas.** Each side's schema is read from the Parquet footer of its first file (in
-//! listing order) when the job is validated, once per process; every file of the side is
-//! then read with exactly those columns and types (a file lacking one is an error naming
-//! it). The output holds every left column under its own name, then every right column, a
+//! listing order) by the job's plan ([`Job::plan`]), once per job, with the job's storage
+//! options; tasks get it with the job's parameters. Every file of the side is then read
+//! with exactly those columns and types (a file lacking one is an error naming it). The output holds every left column under its own name, then every right column, a
 //! right column whose name is already taken getting a `right_` prefix (repeated until
 //! unique). String keys of any offset width are read as `Utf8`, binary keys as `Binary`;
 //! the two keys must then have the same type.
@@ -41,17 +41,15 @@
 mod broadcast;
 mod pairs;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, RecordBatch, UInt8Array, UInt64Array, new_null_array};
 use arrow::compute::{filter_record_batch, is_not_null};
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use gristmill::config::parse_byte_size;
-use gristmill::job::ParquetColumn;
+use gristmill::job::{ParquetColumn, PlanContext};
 use gristmill::partition::{HashPartitioner, Partitioner};
 use gristmill::prelude::*;
-use gristmill::storage::{ObjectReader, StorageOptions, resolve_inputs_with};
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use serde::{Deserialize, Serialize};
 
 pub use broadcast::{BuildSide, ProbeRows};
@@ -123,10 +121,10 @@ pub struct Join {
     #[arg(long, value_name = "BYTES", default_value = "1GiB", value_parser = parse_byte_size)]
     pub broadcast_limit: u64,
 
-    /// The schemas, read from the first file of each side once per process.
+    /// What [`Job::plan`] read of each side; `None` before it ran.
     #[arg(skip)]
-    #[serde(skip)]
-    layout: OnceLock<Arc<Layout>>,
+    #[serde(default)]
+    planned: Option<Planned>,
 
     /// A broadcast join's build side, loaded once per process.
     #[arg(skip)]
@@ -144,7 +142,7 @@ impl Join {
             right_key: right_key.to_owned(),
             strategy: Strategy::Auto,
             broadcast_limit: DEFAULT_BROADCAST_LIMIT,
-            layout: OnceLock::new(),
+            planned: None,
             build: Default::default(),
         }
     }
@@ -155,26 +153,58 @@ impl Join {
         self
     }
 
-    /// The resolved layout: read from the footers on first use, then cached.
-    pub fn layout(&self) -> JobResult<Arc<Layout>> {
-        if let Some(layout) = self.layout.get() {
-            return Ok(layout.clone());
-        }
-        let left = SideSchema::read("left", &self.left, &self.left_key)?;
-        let right = SideSchema::read("right", &self.right, &self.right_key)?;
-        let mut layout = Layout::new(left, right)?;
+    /// The layout of what [`Job::plan`] read (computed again on each call: no I/O).
+    pub fn layout(&self) -> JobResult<Layout> {
+        let Some(planned) = &self.planned else {
+            return Err("the join was not planned: its plan reads the sides' schemas".into());
+        };
+        let side = |index: usize, name: &'static str, key: &str| -> JobResult<SideSchema> {
+            let read = &planned.sides[index];
+            let side = SideSchema::from_schema(name, read.file.clone(), &read.schema, key)?;
+            Ok(SideSchema { bytes: read.bytes, ..side })
+        };
+        let mut layout = Layout::new(side(0, "left", &self.left_key)?, side(1, "right", &self.right_key)?)?;
         layout.build_side =
             build_side(self.strategy, self.broadcast_limit, layout.sides.each_ref().map(|s| s.bytes));
-        Ok(self.layout.get_or_init(|| Arc::new(layout)).clone())
+        Ok(layout)
     }
 
     /// The paths of side `side` (0 left, 1 right).
     fn paths(&self, side: usize) -> &str {
         if side == 0 { &self.left } else { &self.right }
     }
+}
 
-    fn resolved(&self) -> Arc<Layout> {
-        self.layout().unwrap_or_else(|e| panic!("join: cannot read the input schemas: {e}"))
+/// What the join's plan read, for its tasks.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Planned {
+    /// Left, then right.
+    sides: [SideFile; 2],
+    /// `--allow-uncommitted`: tasks list a broadcast join's build side as the plan did.
+    allow_uncommitted: bool,
+}
+
+/// One side as the plan found it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct SideFile {
+    /// Its first file, whose footer gave the schema.
+    file: String,
+    /// That footer's schema.
+    #[serde(with = "gristmill::job::schema_serde")]
+    schema: SchemaRef,
+    /// The bytes of all its files.
+    bytes: u64,
+}
+
+impl SideFile {
+    /// Lists side `side` (`left` or `right`) at `paths` and reads its first file's footer.
+    fn read(ctx: &PlanContext, side: &str, paths: &str) -> JobResult<Self> {
+        let files = ctx.list(&[paths.to_owned()])?;
+        let Some(first) = files.first() else {
+            return Err(format!("--{side} {paths} holds no files to read a schema from").into());
+        };
+        let schema = ctx.parquet_schema(first)?;
+        Ok(SideFile { file: first.display(), schema, bytes: files.iter().map(|f| f.size).sum() })
     }
 }
 
@@ -194,16 +224,6 @@ pub struct SideSchema {
 }
 
 impl SideSchema {
-    /// Reads the schema of the first file of `paths` and finds the key column.
-    fn read(side: &'static str, paths: &str, key: &str) -> JobResult<Self> {
-        // A job's own flags name its sides: their stores are configured by the environment
-        // (the engine's `--storage-option`s and `--allow-uncommitted` do not reach job code).
-        let flag = format!("--{side}");
-        let (file, schema, bytes) =
-            first_parquet_schema(&flag, &[paths.to_owned()], &StorageOptions::default(), false)?;
-        Ok(SideSchema { bytes, ..Self::from_schema(side, file, &schema, key)? })
-    }
-
     /// The side described by `schema` (of `file`), keyed on column `key`.
     pub fn from_schema(side: &'static str, file: String, schema: &Schema, key: &str) -> JobResult<Self> {
         let Ok(index) = schema.index_of(key) else {
@@ -268,32 +288,6 @@ fn key_type(found: &DataType) -> Option<DataType> {
         Binary | LargeBinary | BinaryView => Some(Binary),
         _ => None,
     }
-}
-
-/// Lists `paths` and reads the Arrow schema of the first file's Parquet footer; returns that
-/// file, the schema and the bytes of all the files. `flag` names the option the paths came
-/// from, for messages (also used by [`crate::groupby`]); URLs are resolved with `storage`,
-/// and outputs that did not commit are read only if `allow_uncommitted`.
-pub(crate) fn first_parquet_schema(
-    flag: &str,
-    paths: &[String],
-    storage: &StorageOptions,
-    allow_uncommitted: bool,
-) -> JobResult<(String, SchemaRef, u64)> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(async {
-        let files = resolve_inputs_with(paths, storage, allow_uncommitted).await?;
-        let bytes = files.iter().map(|f| f.size).sum();
-        let Some(file) = files.into_iter().next() else {
-            return Err(format!("{flag} {} holds no files to read a schema from", paths.join(" ")).into());
-        };
-        let mut reader = ObjectReader::new(file.location.clone(), file.size);
-        let metadata = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
-            .await
-            .map_err(|e| format!("{}: cannot read the Parquet footer: {e}", file.display()))?;
-        // Columns of Hive partition directories are read too.
-        Ok((file.display(), file.with_partition_fields(metadata.schema()), bytes))
-    })
 }
 
 /// Where each side's columns go: the map output's layout and the output schema.
@@ -388,12 +382,16 @@ impl Job for Join {
         left column, then every right column (`right_` prefixed where a name is taken), one row per \
         matching pair.";
 
-    fn validate(&self) -> JobResult<()> {
+    fn plan(&mut self, ctx: &PlanContext) -> JobResult<()> {
+        let sides = [SideFile::read(ctx, "left", &self.left)?, SideFile::read(ctx, "right", &self.right)?];
+        self.planned = Some(Planned { sides, allow_uncommitted: ctx.allow_uncommitted() });
+        // The keys are checked now, so the methods below cannot fail once planned.
         self.layout().map(drop)
     }
 
     fn inputs(&self) -> Vec<JobInput> {
-        let layout = self.resolved();
+        // Unplanned, no inputs: the engine then refuses to run the job.
+        let Ok(layout) = self.layout() else { return Vec::new() };
         let input = |side: usize| JobInput {
             paths: vec![self.paths(side).to_owned()],
             spec: layout.sides[side].input_spec(),
@@ -405,26 +403,29 @@ impl Job for Join {
     }
 
     fn map_output(&self) -> KeyedSchema {
-        let layout = self.resolved();
-        match layout.build_side {
-            Some(_) => KeyedSchema::from_schema(layout.output.clone()),
-            None => layout.map_output.clone(),
+        match self.layout() {
+            Ok(Layout { build_side: Some(_), output, .. }) => KeyedSchema::from_schema(output),
+            Ok(layout) => layout.map_output,
+            Err(_) => KeyedSchema::from_schema(Arc::new(Schema::empty())),
         }
     }
 
     fn reducers(&self) -> Option<usize> {
-        self.resolved().build_side.map(|_| 0)
+        self.layout().ok()?.build_side.map(|_| 0)
     }
 
     fn output_schema(&self) -> SchemaRef {
-        self.resolved().output.clone()
+        self.layout().map_or_else(|_| Arc::new(Schema::empty()), |layout| layout.output)
     }
 
     fn mapper(&self, task: &TaskInfo) -> JobResult<Box<dyn Mapper>> {
         let layout = self.layout()?;
         if let Some(build) = layout.build_side {
             let side = &layout.sides[build];
-            let loaded = self.build.get_or_load(|| BuildSide::load(side, self.paths(build)))?;
+            let allow_uncommitted = self.planned.as_ref().is_some_and(|p| p.allow_uncommitted);
+            let loaded = self
+                .build
+                .get_or_load(|| BuildSide::load(side, self.paths(build), allow_uncommitted, task))?;
             let stream_key = layout.sides[1 - build].key;
             return Ok(Box::new(ProbeRows::new(loaded, stream_key, build == 0)));
         }

@@ -20,6 +20,8 @@
 //!   written with typed records (serde structs in, a combiner, typed output rows);
 //! * [`sessionize::Sessionize`] (`sessionize`): click streams cut into sessions, a secondary
 //!   sort (keyed by user and time, grouped by user) with typed records;
+//! * [`stopwords::StopWordCount`] (`wordcount-stopwords`): word count without the words of
+//!   a stop-word list, read once by the job's plan and broadcast to every task;
 //! * [`terasort_job::TeraSort`] (`terasort`): sorts 100-byte records into globally ordered
 //!   raw part files;
 //! * [`sample`]: the generator of Zipf-distributed sample text (`textgen`);
@@ -37,6 +39,7 @@ mod prefetch;
 pub mod revenue;
 pub mod sample;
 pub mod sessionize;
+pub mod stopwords;
 pub mod terasort;
 pub mod terasort_job;
 pub mod tpch_q1;

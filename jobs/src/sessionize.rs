@@ -1,11 +1,16 @@
 //! Sessions of click streams: a secondary sort written with typed records. Clicks are keyed
 //! by (user, time) but grouped by user, so each user's clicks reach the reducer in time
 //! order, and a gap longer than `--gap` starts a new session.
+//!
+//! The unit of the timestamps is read from the input's schema by the job's plan: the `ts`
+//! column's unit when it is a timestamp, microseconds when it holds integers (epoch
+//! ticks, as JSON lines do), or `--time-unit` when given, which overrides both.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use gristmill::job::PlanContext;
 use gristmill::job::rows::{map_rows, reduce_rows, row_output_schema, row_schema, rows_input};
 use gristmill::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -16,19 +21,25 @@ pub struct Sessionize {
     /// A gap longer than this between a user's consecutive clicks starts a new session.
     #[arg(long, default_value = "30m", value_parser = gristmill::config::parse_duration)]
     pub gap: Duration,
-    /// The unit of the input's `ts` column (and of the output's timestamps): s, ms, us or ns.
-    #[arg(long, default_value = "us", value_parser = parse_unit)]
-    pub time_unit: Unit,
+    /// The unit of the input's `ts` column (and of the output's timestamps): s, ms, us or
+    /// ns. Default: the unit of the input's timestamps, or us for integer ticks.
+    #[arg(long, value_parser = parse_unit)]
+    pub time_unit: Option<Unit>,
+    /// The unit found by the plan (or given), for the tasks.
+    #[arg(skip)]
+    #[serde(default)]
+    pub unit: Unit,
 }
 
 /// A timestamp unit, as the command line names it.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Unit {
     /// Seconds.
     S,
     /// Milliseconds.
     Ms,
     /// Microseconds.
+    #[default]
     Us,
     /// Nanoseconds.
     Ns,
@@ -45,6 +56,31 @@ fn parse_unit(text: &str) -> Result<Unit, String> {
 }
 
 impl Unit {
+    fn of(unit: TimeUnit) -> Self {
+        match unit {
+            TimeUnit::Second => Unit::S,
+            TimeUnit::Millisecond => Unit::Ms,
+            TimeUnit::Microsecond => Unit::Us,
+            TimeUnit::Nanosecond => Unit::Ns,
+        }
+    }
+
+    /// The unit of the `ts` column of `schema` (read from `file`): a timestamp's, or
+    /// microseconds for integer ticks.
+    fn of_input(file: &str, schema: &Schema) -> JobResult<Self> {
+        let Ok(field) = schema.field_with_name("ts") else {
+            return Err(format!("{file} has no column `ts` (the clicks' timestamps)").into());
+        };
+        match field.data_type() {
+            DataType::Timestamp(unit, _) => Ok(Unit::of(*unit)),
+            t if t.is_integer() => Ok(Unit::Us),
+            other => Err(format!(
+                "column `ts` of {file} is {other}: sessionize needs a timestamp or integer ticks (see --time-unit)"
+            )
+            .into()),
+        }
+    }
+
     fn arrow(self) -> TimeUnit {
         match self {
             Unit::S => TimeUnit::Second,
@@ -94,6 +130,19 @@ impl Job for Sessionize {
     const ABOUT: &'static str =
         "Cuts click streams (user_id, ts, url) into sessions: a gap longer than --gap starts a new one.";
 
+    fn plan(&mut self, ctx: &PlanContext) -> JobResult<()> {
+        self.unit = match self.time_unit {
+            Some(unit) => unit,
+            // No input: the engine says so.
+            None if ctx.inputs().is_empty() => Unit::default(),
+            None => {
+                let (file, schema) = ctx.schema(ctx.inputs())?;
+                Unit::of_input(&file, &schema)?
+            }
+        };
+        Ok(())
+    }
+
     fn input(&self) -> InputSpec {
         rows_input::<Click>()
     }
@@ -105,7 +154,7 @@ impl Job for Sessionize {
 
     fn output_schema(&self) -> SchemaRef {
         let rows = row_output_schema::<Session>();
-        let timestamp = DataType::Timestamp(self.time_unit.arrow(), None);
+        let timestamp = DataType::Timestamp(self.unit.arrow(), None);
         let fields: Vec<Field> = rows
             .fields()
             .iter()
@@ -124,7 +173,7 @@ impl Job for Sessionize {
     }
 
     fn reducer(&self, _: &TaskInfo) -> JobResult<Box<dyn Reducer>> {
-        let gap = self.time_unit.ticks(self.gap);
+        let gap = self.unit.ticks(self.gap);
         Ok(reduce_rows::<UserTime, i64, Session, _>(move |key, times, out| {
             let mut session: Option<Session> = None;
             for ts in times {

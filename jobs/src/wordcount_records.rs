@@ -32,7 +32,8 @@ impl Job for WordCountRecords {
     }
 }
 
-fn sum() -> Box<dyn Reducer> {
+/// Sums each word's counts (the reducer and combiner of record-level word counts).
+pub fn sum() -> Box<dyn Reducer> {
     reduce_records::<str, u64, str, u64, _>(|group, out| {
         out.emit(group.key(), group.values().sum());
         Ok(())

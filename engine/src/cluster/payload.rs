@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ErrorKind;
 use crate::input::{BadRecord, SplitSpec};
+use crate::job::Broadcasts;
 use crate::output::{Codec, OutputLayout, ParquetOutput};
 use crate::security::JobSecret;
 use crate::shuffle::RunBudget;
@@ -51,6 +52,9 @@ pub struct JobPayload {
     /// submitters, whose tasks use the job's format and `parquet`.
     #[serde(default)]
     pub layout: Option<OutputLayout>,
+    /// The values the job's plan broadcast to its tasks (none from older submitters).
+    #[serde(default)]
+    pub broadcasts: Broadcasts,
 }
 
 impl JobPayload {

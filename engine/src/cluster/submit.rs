@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::exec::{TaskEnv, is_map_only, sample_range_partitioner};
 use crate::ids::{AttemptId, JobId};
 use crate::input::{BadRecords, ReadOptions};
-use crate::job::Job;
+use crate::job::{Broadcasts, Job, SideInputs};
 use crate::output::{Manifest, OutputDir, SUCCESS_FILE};
 use crate::partition::HashPartitioner;
 use crate::plan::{Plan, plan_map_tasks};
@@ -65,7 +65,7 @@ pub enum Submitted {
 /// Plans `job`, submits it to the driver and, unless detached, waits for its end.
 pub fn submit<J: Job>(job: &J, config: &RunConfig, how: &Submission) -> Result<Submitted> {
     config.validate()?;
-    crate::exec::validate_job(job)?;
+    job.validate().map_err(|e| Error::InvalidJob(e.to_string()))?;
     let started = Instant::now();
     let io = crate::driver::local::io_runtime()?;
     // Task processes run elsewhere, in other directories: paths go out absolute.
@@ -76,9 +76,14 @@ pub fn submit<J: Job>(job: &J, config: &RunConfig, how: &Submission) -> Result<S
     // commits with these alone, never with its own environment.
     config.storage_options = config.storage_options.over_environment();
     let config = &config;
+    // The job's own plan runs here, once: tasks and a recovering driver get its result
+    // with the job's parameters and never run it again.
+    let (planned, broadcasts) = crate::job::planned(job, config, io.handle())?;
+    let job = &planned;
+    crate::exec::check_planned_job(job)?;
     io.block_on(output.prepare(config.overwrite))?;
     let plan = io.block_on(plan_map_tasks(job, config))?;
-    let payload = job_payload(job, config, &plan, io.handle())?;
+    let payload = job_payload(job, config, &plan, io.handle(), broadcasts)?;
     io.block_on(async {
         let mut client = connect_driver(&how.driver).await?;
         let digest = upload_self(&mut client).await?;
@@ -113,7 +118,9 @@ fn job_payload<J: Job>(
     config: &RunConfig,
     plan: &Plan,
     io: &tokio::runtime::Handle,
+    broadcasts: Broadcasts,
 ) -> Result<JobPayload> {
+    let side = SideInputs { broadcasts, io: Some(io.clone()), storage: config.storage_options.clone() };
     let num_partitions = job.reducers().unwrap_or(config.reducers).max(1);
     let range_split_points = if job.partitioner().is_none() && job.total_order() && !is_map_only(job) {
         let job_id = JobId::generate();
@@ -132,6 +139,7 @@ fn job_payload<J: Job>(
             partitioner: Arc::new(HashPartitioner),
             progress: &progress,
             layout: config.output_layout_of(job)?,
+            side: side.clone(),
         };
         Some(sample_range_partitioner(job, &env, &plan.map_tasks)?.to_bytes())
     } else {
@@ -153,6 +161,7 @@ fn job_payload<J: Job>(
         range_split_points,
         parquet: Some(config.parquet_output(job.parquet_output())),
         layout: Some(config.output_layout_of(job)?),
+        broadcasts: side.broadcasts,
     })
 }
 

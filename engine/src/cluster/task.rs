@@ -27,7 +27,7 @@ use crate::exec::{
 };
 use crate::ids::{AttemptId, JobId};
 use crate::input::{BadRecords, ReadOptions, Split};
-use crate::job::{Counters, Job};
+use crate::job::{Counters, Job, SideInputs};
 use crate::output::{OutputDir, OutputLayout, PartFile};
 use crate::partition::{Partitioner, RangePartitioner};
 use crate::plan::MapTask;
@@ -217,6 +217,11 @@ fn run_attempt<J: Job>(task: &TaskFile) -> Result<TaskResult> {
             let parquet = task.job.parquet.unwrap_or_else(|| job.parquet_output());
             OutputLayout::parquet(parquet).with_format(job.output_format())
         }),
+        side: SideInputs {
+            broadcasts: task.job.broadcasts.clone(),
+            io: Some(io.handle().clone()),
+            storage: task.job.storage_options.clone(),
+        },
     };
     let live = LiveSources::default();
     with_live_counters(&task.work_dir, &progress, &store, &live, || {

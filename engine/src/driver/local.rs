@@ -17,7 +17,7 @@ use crate::exec::{
 };
 use crate::ids::JobId;
 use crate::input::{BadRecords, ReadOptions};
-use crate::job::{Counters, Job};
+use crate::job::{Counters, Job, SideInputs};
 use crate::output::{Manifest, OutputDir, PartFile, write_bad_records};
 use crate::partition::{HashPartitioner, Partitioner};
 use crate::plan::{MapTask, plan_map_tasks};
@@ -49,16 +49,23 @@ impl JobReport {
 
 /// Runs `job` in this process. On failure, whatever the job wrote is removed and no
 /// `_SUCCESS` is written; spill files are removed either way.
+///
+/// The job's [`Job::plan`] runs first, once, on a copy of `job` made through its
+/// serialized form, as a task in a cluster would receive it; the tasks run that copy.
 pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Result<JobReport> {
     config.validate()?;
-    crate::exec::validate_job(job)?;
-    let layout = config.output_layout_of(job)?;
+    job.validate().map_err(|e| Error::InvalidJob(e.to_string()))?;
     let started = Instant::now();
     let requests = request_stats();
     let job_id = JobId::generate();
     let span = info_span!("job", job = J::NAME, id = %job_id);
     let _entered = span.enter();
     let io = io_runtime()?;
+    progress.start_phase("plan", 0);
+    let (planned, broadcasts) = crate::job::planned(job, config, io.handle())?;
+    let job = &planned;
+    crate::exec::check_planned_job(job)?;
+    let layout = config.output_layout_of(job)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(config.threads)
         .thread_name(|i| format!("gristmill-cpu-{i}"))
@@ -66,7 +73,6 @@ pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Re
         .build()
         .map_err(|e| Error::Internal(format!("cannot start {} threads: {e}", config.threads)))?;
 
-    progress.start_phase("plan", 0);
     let output = OutputDir::new(Location::parse_with(&config.output, &config.storage_options)?);
     io.block_on(output.prepare(config.overwrite))?;
     let plan = io.block_on(plan_map_tasks(job, config))?;
@@ -90,6 +96,11 @@ pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Re
         partitioner: Arc::new(HashPartitioner),
         progress,
         layout,
+        side: SideInputs {
+            broadcasts,
+            io: Some(io.handle().clone()),
+            storage: config.storage_options.clone(),
+        },
     };
     // Phases run on the pool's threads, under the job's span.
     let result = pool.install(|| -> Result<_> {

@@ -16,7 +16,7 @@ mod predicate;
 mod predicate_parse;
 mod records;
 mod text;
-mod text_rows;
+pub(crate) mod text_rows;
 
 use std::sync::Arc;
 
@@ -33,7 +33,7 @@ pub use self::combined::{CombinedSplit, FILE_OPEN_COST};
 pub use self::compressed::Codec;
 pub use self::csv::{CsvFormat, CsvOptions, CsvSplit};
 pub use self::json::{JsonFormat, JsonSplit};
-pub use self::parquet::{ParquetSplit, Skipped};
+pub use self::parquet::{ParquetSplit, Skipped, footer_schema};
 pub use self::partition_columns::PartitionColumns;
 pub use self::predicate::{CmpOp, Predicate, PredicateError};
 pub use self::records::{RecordColumns, RecordFormat, RecordSplit};

@@ -333,7 +333,7 @@ fn decode_type(found: &DataType, declared: &DataType) -> DataType {
 }
 
 /// `schema` as bytes (an Arrow IPC stream without batches), to travel in a split's spec.
-pub(super) fn schema_to_bytes(schema: &Schema) -> Result<Vec<u8>> {
+pub(crate) fn schema_to_bytes(schema: &Schema) -> Result<Vec<u8>> {
     let mut writer = arrow_ipc::writer::StreamWriter::try_new(Vec::new(), schema)
         .map_err(Error::arrow("serializing a schema"))?;
     writer.finish().map_err(Error::arrow("serializing a schema"))?;
@@ -341,9 +341,9 @@ pub(super) fn schema_to_bytes(schema: &Schema) -> Result<Vec<u8>> {
 }
 
 /// The schema [`schema_to_bytes`] wrote.
-pub(super) fn schema_from_bytes(bytes: &[u8]) -> Result<SchemaRef> {
+pub(crate) fn schema_from_bytes(bytes: &[u8]) -> Result<SchemaRef> {
     let reader = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
-        .map_err(|e| Error::Config(format!("invalid schema in a split spec: {e}")))?;
+        .map_err(|e| Error::Config(format!("invalid serialized schema: {e}")))?;
     Ok(reader.schema())
 }
 

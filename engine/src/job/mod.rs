@@ -9,14 +9,20 @@
 mod emitter;
 mod group;
 mod identity;
+mod planning;
 pub mod record;
 pub mod rows;
 mod schema;
+pub mod schema_serde;
+mod side;
 
 pub use emitter::{BatchSink, Counters, Emitter};
 pub use group::{Groups, KeyGroup};
 pub use identity::{IdentityMapper, IdentityReducer};
+pub use planning::PlanContext;
+pub(crate) use planning::planned;
 pub use schema::{InputSpec, KeyedSchema, ParquetColumn, TextShape};
+pub use side::{BROADCAST_LIMIT_BYTES, Broadcasts, SideInputs};
 
 use arrow::array::RecordBatch;
 use serde::Serialize;
@@ -39,6 +45,62 @@ pub trait Job: clap::Args + Serialize + DeserializeOwned + Send + Sync + 'static
 
     /// Checks the job's parameters before anything runs (e.g. compiles a pattern once).
     fn validate(&self) -> JobResult<()> {
+        Ok(())
+    }
+
+    /// Reads what the job must know before it runs, once per job: in local mode before any
+    /// task, in cluster mode in the submitting process before it submits (never in tasks,
+    /// nor by a driver recovering the job). The job keeps what it learns in its own fields
+    /// (`#[arg(skip)] #[serde(default)]`): they are serialized into every task, so
+    /// [`Job::map_output`], [`Job::mapper`] and the others just read them. Larger values go
+    /// to every task through [`PlanContext::broadcast`]. An error fails the job before any
+    /// task runs, as a [`Job::validate`] error does.
+    ///
+    /// ```
+    /// use gristmill::job::PlanContext;
+    /// use gristmill::job::record::{map_lines, record_schema};
+    /// use gristmill::prelude::*;
+    ///
+    /// /// Counts the lines of its input that contain the first line of `--needle-file`.
+    /// #[derive(clap::Args, serde::Serialize, serde::Deserialize)]
+    /// struct CountNeedle {
+    ///     #[arg(long)]
+    ///     needle_file: String,
+    ///     /// Read by `plan`.
+    ///     #[arg(skip)]
+    ///     #[serde(default)]
+    ///     needle: String,
+    /// }
+    ///
+    /// impl Job for CountNeedle {
+    ///     const NAME: &'static str = "count-needle";
+    ///     const ABOUT: &'static str = "Counts lines holding a needle read from a file";
+    ///     fn plan(&mut self, ctx: &PlanContext) -> JobResult<()> {
+    ///         let text = ctx.read(&self.needle_file)?;
+    ///         let Some(first) = std::str::from_utf8(&text)?.lines().next() else {
+    ///             return Err(format!("{} is empty", self.needle_file).into());
+    ///         };
+    ///         self.needle = first.to_owned();
+    ///         Ok(())
+    ///     }
+    ///     fn map_output(&self) -> KeyedSchema {
+    ///         record_schema::<str, u64>("needle", "lines")
+    ///     }
+    ///     fn mapper(&self, _: &TaskInfo) -> JobResult<Box<dyn Mapper>> {
+    ///         let needle = self.needle.clone();
+    ///         Ok(map_lines::<str, u64, _>(move |line, out| {
+    ///             if line.contains(&needle) {
+    ///                 out.emit(needle.as_str(), 1);
+    ///             }
+    ///             Ok(())
+    ///         }))
+    ///     }
+    ///     fn reducer(&self, _: &TaskInfo) -> JobResult<Box<dyn Reducer>> {
+    ///         Ok(Box::new(IdentityReducer))
+    ///     }
+    /// }
+    /// ```
+    fn plan(&mut self, _ctx: &PlanContext) -> JobResult<()> {
         Ok(())
     }
 
@@ -155,6 +217,33 @@ pub struct TaskInfo {
     pub split: String,
     /// For map tasks: which of the job's inputs the split belongs to.
     pub input: usize,
+    /// What the task may read besides its split: the plan's broadcast values, the
+    /// engine's I/O runtime and the job's storage options.
+    pub side: SideInputs,
+}
+
+impl TaskInfo {
+    /// The value the job's [`Job::plan`] broadcast under `name` (see
+    /// [`PlanContext::broadcast`]).
+    pub fn broadcast<T: DeserializeOwned>(&self, name: &str) -> JobResult<T> {
+        self.side.broadcasts.get(name)
+    }
+
+    /// Runs `future` on the engine's I/O runtime, for a task that reads side files itself
+    /// (with [`TaskInfo::storage_options`]); an error where the task has no runtime.
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> JobResult<F::Output> {
+        Ok(self.io()?.block_on(future))
+    }
+
+    /// The engine's I/O runtime (e.g. for [`crate::input::Split::read`] of side files).
+    pub fn io(&self) -> JobResult<&tokio::runtime::Handle> {
+        self.side.io.as_ref().ok_or_else(|| "this task was built without an I/O runtime".into())
+    }
+
+    /// The job's object-store options.
+    pub fn storage_options(&self) -> &crate::storage::StorageOptions {
+        &self.side.storage
+    }
 }
 
 /// One input of a job with several.

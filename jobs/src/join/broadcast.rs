@@ -4,8 +4,9 @@
 //! and writes the joined rows straight to its part file. Nothing is sorted or shuffled, and
 //! the larger side is read once and copied once, into the output.
 //!
-//! In cluster mode every task process loads the build side itself, as each Hadoop mapper
-//! loads the replicated table in its setup: the side must be small next to a map task's
+//! In cluster mode every task process loads the build side itself (on the engine's I/O
+//! runtime, with the job's storage options), as each Hadoop mapper loads the replicated
+//! table in its setup: the side must be small next to a map task's
 //! split for that to pay, which [`super::Join::broadcast_limit`] bounds.
 //!
 //! **Output order.** A part file holds its split's matches in stream order; the build rows
@@ -23,7 +24,7 @@ use arrow::compute::{cast, concat_batches, interleave, take};
 use arrow::datatypes::{DataType, Decimal128Type, Int64Type, UInt64Type};
 use gristmill::input::{InputFormat, ReadOptions, Split, SplitOptions, plan_splits};
 use gristmill::prelude::*;
-use gristmill::storage::{StorageOptions, resolve_inputs};
+use gristmill::storage::resolve_inputs_with;
 use hashbrown::hash_table::Entry;
 use hashbrown::{DefaultHashBuilder, HashTable};
 
@@ -51,9 +52,10 @@ impl std::fmt::Debug for BuildSide {
 }
 
 impl BuildSide {
-    /// Reads every file of `side` (at `paths`) and indexes its rows by key.
-    pub fn load(side: &SideSchema, paths: &str) -> JobResult<Self> {
-        let io = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    /// Reads every file of `side` (at `paths`, listed as the plan listed them) on the task's
+    /// I/O runtime, with the job's storage options, and indexes its rows by key.
+    pub fn load(side: &SideSchema, paths: &str, allow_uncommitted: bool, task: &TaskInfo) -> JobResult<Self> {
+        let io = task.io()?;
         let spec = side.input_spec();
         let options = SplitOptions {
             split_size: BUILD_SPLIT_BYTES,
@@ -62,13 +64,13 @@ impl BuildSide {
             schema: None,
         };
         let splits = io.block_on(async {
-            // Configured by the environment, as the side's schema was (see `SideSchema::read`).
-            let files = resolve_inputs(&[paths.to_owned()], &StorageOptions::default()).await?;
+            let files =
+                resolve_inputs_with(&[paths.to_owned()], task.storage_options(), allow_uncommitted).await?;
             plan_splits(files, &spec, &options).await
         })?;
         let read = |split: &Split| -> gristmill::Result<Vec<RecordBatch>> {
             let mut batches = Vec::new();
-            split.read(io.handle(), ReadOptions::default(), &mut |batch| {
+            split.read(io, ReadOptions::default(), &mut |batch| {
                 batches.push(batch);
                 Ok(true)
             })?;

@@ -329,5 +329,11 @@ fn join_names_both_files_and_columns_when_keys_differ_or_are_missing() {
     let args = join_args(s(&left_dir), "id", s(&right_dir), "nope");
     let err = run_err("join", &[&args[..], &["--output", s(&out)]].concat());
     assert!(err.contains("--right-key `nope`") && err.contains("right/part-0.parquet"), "{err}");
-    assert!(!out.join("_SUCCESS").exists());
+    // An empty side fails the plan too, naming the flag and the path.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let args = join_args(s(&left_dir), "id", s(&empty), "id");
+    let err = run_err("join", &[&args[..], &["--output", s(&out)]].concat());
+    assert!(err.contains(&format!("--right {} holds no files", s(&empty))), "{err}");
+    assert!(!out.exists(), "the plan failed before any task ran");
 }

@@ -29,6 +29,7 @@ mod output;
 mod output_formats;
 mod pagerank;
 mod parquet_codecs;
+mod plan;
 mod proxy;
 mod s3;
 mod security;

@@ -32,6 +32,7 @@ pub fn bin(name: &str) -> PathBuf {
         "chaos" => env!("CARGO_BIN_EXE_chaos").into(),
         "revenue" => env!("CARGO_BIN_EXE_revenue").into(),
         "sessionize" => env!("CARGO_BIN_EXE_sessionize").into(),
+        "wordcount-stopwords" => env!("CARGO_BIN_EXE_wordcount-stopwords").into(),
         other => panic!("no binary {other}"),
     }
 }

@@ -87,22 +87,63 @@ for row in rows:
     print("\t".join(str(v) for v in row))
 "#;
 
-/// Our sessions: `user<TAB>start<TAB>end<TAB>clicks`, start and end in microseconds, sorted.
+/// The Arrow type of our sessions' timestamps, then our sessions:
+/// `user<TAB>start<TAB>end<TAB>clicks`, start and end in microseconds, sorted.
 const OUR_SESSIONS_SCRIPT: &str = r#"
-import sys, duckdb
+import glob, sys, duckdb, pyarrow.parquet as pq
 out = sys.argv[1]
 con = duckdb.connect()
-types = con.execute(f"select typeof(session_start) from read_parquet('{out}/*.parquet') limit 1").fetchone()[0]
-print(types)
+# pyarrow tells the unit (DuckDB reads every Parquet timestamp as microseconds).
+print(pq.read_schema(sorted(glob.glob(f"{out}/*.parquet"))[0]).field("session_start").type)
 for row in con.execute(f"select user_id, epoch_us(session_start), epoch_us(session_end), clicks from read_parquet('{out}/*.parquet') order by 1, 2").fetchall():
     print("\t".join(str(v) for v in row))
 "#;
 
 fn our_sessions(out: &Path) -> String {
+    our_sessions_of(out, "timestamp[us]")
+}
+
+/// Our sessions, whose timestamps must be DuckDB's `column_type`.
+fn our_sessions_of(out: &Path, column_type: &str) -> String {
     let text = run_python(OUR_SESSIONS_SCRIPT, &[s(out)]);
-    let (column_type, rows) = text.split_once('\n').unwrap();
-    assert_eq!(column_type, "TIMESTAMP", "sessions are timestamps of the input's unit");
+    let (found, rows) = text.split_once('\n').unwrap();
+    assert_eq!(found, column_type, "sessions are timestamps of the input's unit");
     rows.to_owned()
+}
+
+#[test]
+fn sessionize_reads_the_unit_of_its_timestamps_from_the_input_s_schema_when_planned() {
+    let dir = tempfile::tempdir().unwrap();
+    let (parquet, jsonl) = (dir.path().join("clicks.parquet"), dir.path().join("clicks.jsonl"));
+    let expected = run_python(CLICKS_SCRIPT, &[s(&parquet), s(&jsonl)]);
+    // The same clicks (whole seconds) with millisecond timestamps.
+    let millis = dir.path().join("clicks-ms.parquet");
+    let script = "import sys, duckdb\nduckdb.sql(f\"copy (select user_id, ts::timestamp_ms as ts, url from \
+                  read_parquet('{sys.argv[1]}')) to '{sys.argv[2]}' (format parquet)\")";
+    run_python(script, &[s(&parquet), s(&millis)]);
+
+    let local = dir.path().join("local");
+    run_ok("sessionize", &["--input", s(&millis), "--output", s(&local), "--reducers", "2"]);
+    assert_eq!(our_sessions_of(&local, "timestamp[ms]"), expected, "local, millisecond Parquet");
+
+    let cluster = Cluster::start(ClusterSpec::default());
+    let on_cluster = dir.path().join("cluster");
+    cluster.run_ok("sessionize", &["--input", s(&millis), "--output", s(&on_cluster), "--reducers", "3"]);
+    assert_eq!(our_sessions_of(&on_cluster, "timestamp[ms]"), expected, "cluster, millisecond Parquet");
+
+    // A `ts` that holds neither timestamps nor integer ticks fails the plan, naming the file;
+    // `--time-unit` overrides what the plan would read.
+    let floats = dir.path().join("floats.csv");
+    std::fs::write(&floats, "user_id,ts,url\n1,1.5,a\n1,2.5,b\n").unwrap();
+    let bad = dir.path().join("bad");
+    let err = run_err("sessionize", &["--input", s(&floats), "--output", s(&bad)]);
+    assert!(err.contains(s(&floats)) && err.contains("column `ts`") && err.contains("Float64"), "{err}");
+    assert!(!bad.exists(), "no task ran");
+    let forced = dir.path().join("forced");
+    run_ok("sessionize", &["--input", s(&millis), "--output", s(&forced), "--time-unit", "us"]);
+    // Millisecond ticks taken for microseconds: the 30-minute gap spans 1000 times as many
+    // ticks, longer than the clicks' 100 hours, so each of the 97 users has one session.
+    assert_eq!(our_sessions(&forced).lines().count(), 97, "read as microseconds");
 }
 
 #[test]

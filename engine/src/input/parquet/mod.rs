@@ -177,6 +177,15 @@ fn split(
     }
 }
 
+/// The Arrow schema of `file`'s Parquet footer, with the columns of its Hive partition
+/// directories (for jobs that read a schema while they plan).
+pub async fn footer_schema(file: &InputFile) -> Result<arrow::datatypes::SchemaRef> {
+    let metadata = ArrowReaderMetadata::load_async(&mut object_reader(file), ArrowReaderOptions::new())
+        .await
+        .map_err(|source| parquet_error(file.display(), String::new(), source))?;
+    Ok(file.with_partition_fields(metadata.schema()))
+}
+
 fn object_reader(file: &InputFile) -> ObjectReader {
     ObjectReader::new(file.location.clone(), file.size)
 }
