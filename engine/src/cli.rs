@@ -18,6 +18,25 @@ use crate::storage::StorageOptions;
 use clap::{Args, CommandFactory, FromArgMatches, Parser};
 
 /// The flags every job binary shares.
+///
+/// [`main`] parses them beside the job's own; a program of one's own can do the same and
+/// call [`run_job`]:
+///
+/// ```
+/// use clap::Parser;
+/// use gristmill::cli::RunArgs;
+///
+/// #[derive(Parser)]
+/// struct Cli {
+///     #[command(flatten)]
+///     run: RunArgs,
+/// }
+///
+/// let cli = Cli::try_parse_from(["wordcount", "--input", "data/*.txt", "--output", "out", "--reducers", "3"])?;
+/// let config = cli.run.to_config();
+/// assert_eq!((config.inputs, config.output, config.reducers), (vec!["data/*.txt".to_owned()], "out".to_owned(), 3));
+/// # Ok::<(), clap::Error>(())
+/// ```
 #[derive(Args, Clone, Debug)]
 #[command(next_help_heading = "Engine options")]
 pub struct RunArgs {
@@ -256,6 +275,26 @@ struct Cli<J: Job> {
 }
 
 /// The whole `main` of a job binary: `fn main() -> ExitCode { gristmill::main::<MyJob>() }`.
+///
+/// It parses the job's flags and the engine's ([`RunArgs`]), runs the job in this process
+/// or, with `--driver`, on a cluster, prints progress and a summary, and returns the exit
+/// code; on a worker, the same binary runs the job's tasks.
+///
+/// ```no_run
+/// # use gristmill::prelude::*;
+/// # #[derive(clap::Args, serde::Serialize, serde::Deserialize)]
+/// # struct Grep {}
+/// # impl Job for Grep {
+/// #     const NAME: &'static str = "grep";
+/// #     const ABOUT: &'static str = "";
+/// #     fn map_output(&self) -> KeyedSchema { KeyedSchema::new([("line", DataType::Utf8)]) }
+/// #     fn mapper(&self, _: &TaskInfo) -> JobResult<Box<dyn Mapper>> { Ok(Box::new(IdentityMapper)) }
+/// #     fn reducer(&self, _: &TaskInfo) -> JobResult<Box<dyn Reducer>> { Ok(Box::new(IdentityReducer)) }
+/// # }
+/// fn main() -> std::process::ExitCode {
+///     gristmill::main::<Grep>()
+/// }
+/// ```
 pub fn main<J: Job>() -> ExitCode {
     init_cli();
     if crate::cluster::executor::executor_role() {
@@ -345,6 +384,37 @@ fn parse_key_value(text: &str) -> Result<(String, String), String> {
 }
 
 /// Runs `job` with `args`, shows progress and a summary; the exit code follows the result.
+///
+/// For a program that builds the job itself rather than from flags. It does not serve the
+/// task roles workers start a job binary in, so such a program submits to a cluster only
+/// jobs whose binary is one of [`main`]'s (`GRISTMILL_JOB_BINARY`); locally it runs anything.
+///
+/// ```no_run
+/// # use gristmill::prelude::*;
+/// # #[derive(clap::Args, serde::Serialize, serde::Deserialize)]
+/// # struct Grep { #[arg(long)] pattern: String }
+/// # impl Job for Grep {
+/// #     const NAME: &'static str = "grep";
+/// #     const ABOUT: &'static str = "";
+/// #     fn map_output(&self) -> KeyedSchema { KeyedSchema::new([("line", DataType::Utf8)]) }
+/// #     fn mapper(&self, _: &TaskInfo) -> JobResult<Box<dyn Mapper>> { Ok(Box::new(IdentityMapper)) }
+/// #     fn reducer(&self, _: &TaskInfo) -> JobResult<Box<dyn Reducer>> { Ok(Box::new(IdentityReducer)) }
+/// # }
+/// use clap::Parser;
+/// use gristmill::cli::{RunArgs, run_job};
+///
+/// #[derive(Parser)]
+/// struct Cli {
+///     #[command(flatten)]
+///     run: RunArgs,
+/// }
+///
+/// fn main() -> std::process::ExitCode {
+///     let cli = Cli::parse();
+///     let job = Grep { pattern: std::env::var("PATTERN").unwrap_or_else(|_| "error".into()) };
+///     run_job(&job, &cli.run)
+/// }
+/// ```
 pub fn run_job<J: Job>(job: &J, args: &RunArgs) -> ExitCode {
     let result = match &args.driver {
         Some(driver) => match submit_to(job, args, driver) {

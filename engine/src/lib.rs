@@ -69,6 +69,9 @@ pub mod shuffle;
 pub mod storage;
 pub mod telemetry;
 
+#[cfg(test)]
+mod doc_examples;
+
 pub use cli::main;
 
 // The versions of the crates a job's code touches that the engine is built with: a job crate
@@ -94,6 +97,20 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub use error::{BoxError, Error, JobResult, Result};
 
 /// What job authors import.
+///
+/// ```
+/// use gristmill::prelude::*;
+///
+/// // The job API's traits and types, Arrow's `RecordBatch` and `DataType`, and the
+/// // error type of user code.
+/// fn check(batch: &RecordBatch) -> JobResult<()> {
+///     if batch.schema().field(0).data_type() != &DataType::Utf8 {
+///         return Err("expected text in the first column".into());
+///     }
+///     Ok(())
+/// }
+/// # let _ = check;
+/// ```
 pub mod prelude {
     pub use crate::error::{BoxError, JobResult};
     pub use crate::job::{

@@ -28,6 +28,85 @@ use crate::storage::{Location, StorageOptions};
 const SCRATCH: &str = "_rounds";
 
 /// A job binary that runs several rounds.
+///
+/// Word count, then how many words have each count: the second round reads the first's
+/// committed Parquet output from a scratch directory.
+///
+/// ```no_run
+/// use std::process::ExitCode;
+///
+/// use gristmill::cluster::payload::TaskFile;
+/// use gristmill::job::record::{map_lines, record_schema, reduce_records};
+/// use gristmill::job::rows::{map_rows, reduce_rows, row_schema, rows_input};
+/// use gristmill::pipeline::{Pipeline, Rounds, run_task_of};
+/// use gristmill::prelude::*;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(clap::Args, Serialize, Deserialize)]
+/// struct WordCount {}
+///
+/// impl Job for WordCount {
+///     const NAME: &'static str = "word-count";
+///     const ABOUT: &'static str = "Counts words";
+///     fn map_output(&self) -> KeyedSchema { record_schema::<str, u64>("word", "count") }
+///     fn mapper(&self, _: &TaskInfo) -> JobResult<Box<dyn Mapper>> {
+///         Ok(map_lines::<str, u64, _>(|line, out| {
+///             line.split_whitespace().for_each(|w| out.emit(w, 1));
+///             Ok(())
+///         }))
+///     }
+///     fn reducer(&self, _: &TaskInfo) -> JobResult<Box<dyn Reducer>> {
+///         Ok(reduce_records::<str, u64, str, u64, _>(|g, out| {
+///             out.emit(g.key(), g.values().sum());
+///             Ok(())
+///         }))
+///     }
+/// }
+///
+/// /// A row of the first round's output.
+/// #[derive(Deserialize)]
+/// struct Counted { count: u64 }
+///
+/// #[derive(clap::Args, Serialize, Deserialize)]
+/// struct CountHistogram {}
+///
+/// impl Job for CountHistogram {
+///     const NAME: &'static str = "count-histogram";
+///     const ABOUT: &'static str = "Words per count";
+///     fn input(&self) -> InputSpec { rows_input::<Counted>() }
+///     fn map_output(&self) -> KeyedSchema { row_schema::<u64, u64>() }
+///     fn mapper(&self, _: &TaskInfo) -> JobResult<Box<dyn Mapper>> {
+///         Ok(map_rows::<Counted, u64, u64, _>(|row, out| out.emit(row.count, 1)))
+///     }
+///     fn reducer(&self, _: &TaskInfo) -> JobResult<Box<dyn Reducer>> {
+///         Ok(reduce_rows::<u64, u64, (u64, u64), _>(|count, words, out| out.emit((count, words.sum()))))
+///     }
+/// }
+///
+/// #[derive(clap::Args, Serialize, Deserialize)]
+/// struct Histogram {}
+///
+/// impl Pipeline for Histogram {
+///     const NAME: &'static str = "histogram";
+///     const ABOUT: &'static str = "How many words occur once, twice, ...";
+///
+///     fn run(&self, rounds: &mut Rounds<'_>) -> gristmill::Result<()> {
+///         let counts = rounds.scratch("counts");
+///         rounds.run(&WordCount {}, rounds.inputs().to_vec(), &counts)?;
+///         let output = rounds.output().to_owned();
+///         rounds.run(&CountHistogram {}, vec![counts], &output)?;
+///         Ok(())
+///     }
+///
+///     fn run_task(job_name: &str, task: &TaskFile) -> Option<ExitCode> {
+///         run_task_of::<WordCount>(job_name, task).or_else(|| run_task_of::<CountHistogram>(job_name, task))
+///     }
+/// }
+///
+/// fn main() -> ExitCode {
+///     gristmill::pipeline::main::<Histogram>()
+/// }
+/// ```
 pub trait Pipeline: Args + Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The binary's name.
     const NAME: &'static str;
@@ -50,11 +129,63 @@ pub trait Pipeline: Args + Serialize + DeserializeOwned + Send + Sync + 'static 
 
 /// Runs `task` (the spec the worker piped in) if `job_name` is `J`'s; for
 /// [`Pipeline::run_task`].
+///
+/// ```
+/// # use std::process::ExitCode;
+/// # use gristmill::cluster::payload::TaskFile;
+/// # use gristmill::prelude::*;
+/// # #[derive(clap::Args, serde::Serialize, serde::Deserialize)]
+/// # struct Sample {}
+/// # impl Job for Sample {
+/// #     const NAME: &'static str = "sample";
+/// #     const ABOUT: &'static str = "";
+/// #     fn map_output(&self) -> KeyedSchema { KeyedSchema::new([("line", DataType::Utf8)]) }
+/// #     fn mapper(&self, _: &TaskInfo) -> JobResult<Box<dyn Mapper>> { Ok(Box::new(IdentityMapper)) }
+/// #     fn reducer(&self, _: &TaskInfo) -> JobResult<Box<dyn Reducer>> { Ok(Box::new(IdentityReducer)) }
+/// # }
+/// use gristmill::pipeline::run_task_of;
+///
+/// // The `Pipeline::run_task` of a pipeline whose rounds all run the job `Sample`.
+/// fn run_task(job_name: &str, task: &TaskFile) -> Option<ExitCode> {
+///     run_task_of::<Sample>(job_name, task)
+/// }
+/// # let _ = run_task;
+/// ```
 pub fn run_task_of<J: Job>(job_name: &str, task: &TaskFile) -> Option<ExitCode> {
     (job_name == J::NAME).then(|| crate::cluster::task::run::<J>(task))
 }
 
 /// Runs the rounds of a pipeline with the user's engine settings.
+///
+/// Handed to [`Pipeline::run`]; a loop of rounds, each reading the last one's output
+/// (iterations until a fixed point, as `pagerank` runs them):
+///
+/// ```
+/// # use gristmill::prelude::*;
+/// # #[derive(clap::Args, serde::Serialize, serde::Deserialize)]
+/// # struct Step {}
+/// # impl Job for Step {
+/// #     const NAME: &'static str = "step";
+/// #     const ABOUT: &'static str = "";
+/// #     fn map_output(&self) -> KeyedSchema { KeyedSchema::new([("line", DataType::Utf8)]) }
+/// #     fn mapper(&self, _: &TaskInfo) -> JobResult<Box<dyn Mapper>> { Ok(Box::new(IdentityMapper)) }
+/// #     fn reducer(&self, _: &TaskInfo) -> JobResult<Box<dyn Reducer>> { Ok(Box::new(IdentityReducer)) }
+/// # }
+/// use gristmill::pipeline::Rounds;
+///
+/// fn iterate(rounds: &mut Rounds<'_>, times: usize) -> gristmill::Result<()> {
+///     let mut input = rounds.inputs().to_vec();
+///     for i in 0..times {
+///         let output = if i + 1 == times { rounds.output().to_owned() } else { rounds.scratch(&format!("step-{i}")) };
+///         let report = rounds.run(&Step {}, input, &output)?;
+///         tracing::info!(rows = report.manifest.rows, "step {i}");
+///         input = vec![output];
+///     }
+///     assert_eq!(rounds.reports().len(), times);
+///     Ok(())
+/// }
+/// # let _ = iterate;
+/// ```
 pub struct Rounds<'a> {
     base: RunConfig,
     progress: &'a Progress,
@@ -160,6 +291,28 @@ impl<'a> Rounds<'a> {
 
 /// Runs `pipeline` with `config`: checks the final output first, then the rounds, then
 /// removes the scratch directories.
+///
+/// What [`main`] does with the command line's flags; a program of one's own can run a
+/// pipeline in its process:
+///
+/// ```no_run
+/// # use gristmill::pipeline::{Pipeline, Rounds};
+/// # #[derive(clap::Args, serde::Serialize, serde::Deserialize)]
+/// # struct Histogram {}
+/// # impl Pipeline for Histogram {
+/// #     const NAME: &'static str = "histogram";
+/// #     const ABOUT: &'static str = "";
+/// #     fn run(&self, _: &mut Rounds<'_>) -> gristmill::Result<()> { Ok(()) }
+/// # }
+/// use gristmill::config::RunConfig;
+/// use gristmill::pipeline::run_pipeline;
+/// use gristmill::progress::Progress;
+///
+/// let config = RunConfig::new(vec!["data/text".into()], "out/histogram").with_threads(4);
+/// let reports = run_pipeline(&Histogram {}, &config, &Progress::default(), None)?;
+/// println!("{} rounds, {} rows", reports.len(), reports.last().map_or(0, |r| r.manifest.rows));
+/// # Ok::<(), gristmill::Error>(())
+/// ```
 pub fn run_pipeline<P: Pipeline>(
     pipeline: &P,
     config: &RunConfig,
@@ -206,6 +359,23 @@ struct Cli<P: Pipeline> {
 }
 
 /// The whole `main` of a pipeline binary: `fn main() -> ExitCode { gristmill::pipeline::main::<P>() }`.
+///
+/// The binary takes the pipeline's flags and the engine's (as a job binary does), and runs
+/// the rounds locally or, with `--driver`, each on the cluster (see [`Pipeline`]):
+///
+/// ```no_run
+/// # use gristmill::pipeline::{Pipeline, Rounds};
+/// # #[derive(clap::Args, serde::Serialize, serde::Deserialize)]
+/// # struct Histogram {}
+/// # impl Pipeline for Histogram {
+/// #     const NAME: &'static str = "histogram";
+/// #     const ABOUT: &'static str = "";
+/// #     fn run(&self, _: &mut Rounds<'_>) -> gristmill::Result<()> { Ok(()) }
+/// # }
+/// fn main() -> std::process::ExitCode {
+///     gristmill::pipeline::main::<Histogram>()
+/// }
+/// ```
 pub fn main<P: Pipeline>() -> ExitCode {
     init_cli();
     if crate::cluster::executor::executor_role() {

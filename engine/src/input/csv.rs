@@ -24,6 +24,16 @@ use crate::job::{InputSpec, TextShape};
 use crate::storage::InputFile;
 
 /// How CSV files are read (the `--csv-*` flags).
+///
+/// ```
+/// use gristmill::config::RunConfig;
+/// use gristmill::input::{CsvOptions, InputFormat};
+///
+/// // Semicolon-separated files without a header line, whatever their names.
+/// let csv = CsvOptions { header: false, delimiter: Some(b';'), ..CsvOptions::default() };
+/// let config = RunConfig::new(vec!["exports/".into()], "out").with_format(Some(InputFormat::Csv)).with_csv(csv);
+/// assert_eq!(config.csv.delimiter, Some(b';'));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CsvOptions {
     /// The first line of each file names the columns.

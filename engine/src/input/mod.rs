@@ -45,6 +45,18 @@ use crate::job::InputSpec;
 use crate::storage::{InputFile, StorageOptions};
 
 /// How input files are decoded.
+///
+/// Detected per file by its name unless forced (`--format`, or
+/// [`RunConfig::with_format`](crate::config::RunConfig::with_format)):
+///
+/// ```
+/// use gristmill::config::RunConfig;
+/// use gristmill::input::InputFormat;
+///
+/// // Files named `*.log` holding JSON lines.
+/// let config = RunConfig::new(vec!["logs/*.log".into()], "out").with_format(Some(InputFormat::Json));
+/// assert_eq!(config.format, Some(InputFormat::Json));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 pub enum InputFormat {
     /// Lines of UTF-8 text.

@@ -18,6 +18,13 @@ use arrow::datatypes::DataType;
 use arrow::error::ArrowError;
 
 /// A comparison operator.
+///
+/// ```
+/// use gristmill::input::{CmpOp, Predicate};
+///
+/// assert_eq!(Predicate::parse("qty <> 0")?, Predicate::cmp("qty", CmpOp::NotEq, 0));
+/// # Ok::<(), gristmill::input::PredicateError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CmpOp {
     /// `=`
@@ -35,6 +42,34 @@ pub enum CmpOp {
 }
 
 /// A filter on input columns.
+///
+/// Given to [`InputSpec::with_filter`](crate::job::InputSpec::with_filter) or
+/// [`InputSpec::with_pruning`](crate::job::InputSpec::with_pruning); parsed from text or
+/// built:
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use gristmill::arrow::array::{Float64Array, StringArray};
+/// use gristmill::input::{CmpOp, Predicate};
+/// use gristmill::prelude::*;
+///
+/// let parsed = Predicate::parse("flag = 'R' or (qty > 40 and flag != 'N')")?;
+/// assert_eq!(parsed.columns(), ["flag", "qty"]);
+/// let built = Predicate::Or(vec![
+///     Predicate::cmp("flag", CmpOp::Eq, "R"),
+///     Predicate::And(vec![Predicate::cmp("qty", CmpOp::Gt, 40), Predicate::cmp("flag", CmpOp::NotEq, "N")]),
+/// ]);
+/// assert_eq!(parsed, built);
+///
+/// let rows = RecordBatch::try_from_iter([
+///     ("flag", Arc::new(StringArray::from(vec!["R", "A", "N"])) as _),
+///     ("qty", Arc::new(Float64Array::from(vec![1.0, 50.0, 50.0])) as _),
+/// ])?;
+/// let passing = parsed.evaluate(&rows)?;
+/// assert_eq!(passing.values().iter().collect::<Vec<_>>(), [true, true, false]);
+/// # Ok::<(), gristmill::BoxError>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub enum Predicate {
     /// `column op literal`.
@@ -53,6 +88,14 @@ pub enum Predicate {
 }
 
 /// A filter that does not parse, or does not fit the data.
+///
+/// ```
+/// use gristmill::input::Predicate;
+///
+/// let error = Predicate::parse("qty >").unwrap_err();
+/// assert_eq!(error.filter, "qty >");
+/// assert!(error.to_string().starts_with("filter `qty >`: "));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[error("filter `{filter}`: {reason}")]
 pub struct PredicateError {

@@ -20,6 +20,19 @@ use crate::storage::InputFile;
 const CHUNK_BYTES: u64 = 4 << 20;
 
 /// The layout of fixed-size records.
+///
+/// Made by [`InputSpec::fixed_records`](crate::job::InputSpec::fixed_records) and
+/// [`InputSpec::fixed_records_whole`](crate::job::InputSpec::fixed_records_whole):
+///
+/// ```
+/// use gristmill::arrow::datatypes::DataType;
+/// use gristmill::input::{RecordColumns, RecordFormat};
+///
+/// let tera = RecordFormat { record_len: 100, key_len: 10, columns: RecordColumns::KeyValue };
+/// let schema = tera.schema();
+/// assert_eq!(schema.field(0).data_type(), &DataType::FixedSizeBinary(10));
+/// assert_eq!(schema.field(1).data_type(), &DataType::FixedSizeBinary(90));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecordFormat {
     /// Bytes per record.

@@ -10,9 +10,46 @@ use crate::error::{BoxError, JobResult};
 
 /// Where an [`Emitter`] hands its batches while user code is still running (the engine's
 /// part writer, for reducers).
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+///
+/// use gristmill::arrow::array::Int64Array;
+/// use gristmill::job::{BatchSink, Emitter};
+/// use gristmill::prelude::*;
+///
+/// let written = Arc::new(Mutex::new(0));
+/// let rows = written.clone();
+/// let sink: BatchSink = Box::new(move |batch| {
+///     *rows.lock().unwrap() += batch.num_rows();
+///     Ok(())
+/// });
+/// let schema = KeyedSchema::new([("n", DataType::Int64)]).schema().clone();
+/// let mut out = Emitter::new(schema.clone()).with_sink(0, sink); // hand on every batch
+/// out.emit(RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2]))])?)?;
+/// assert_eq!(*written.lock().unwrap(), 2);
+/// # Ok::<(), gristmill::BoxError>(())
+/// ```
 pub type BatchSink = Box<dyn FnMut(RecordBatch) -> crate::error::Result<()> + Send>;
 
 /// Named counters (Hadoop's counters): tasks add to them, the job sums them.
+///
+/// User code bumps them through its emitter ([`Emitter::count`], `out.count(..)` in record
+/// closures); the job's sums are in the summary and in the `_SUCCESS` manifest.
+///
+/// ```
+/// use gristmill::job::Counters;
+///
+/// let mut task_one = Counters::default();
+/// task_one.add("malformed", 2);
+/// let mut task_two = Counters::default();
+/// task_two.add("malformed", 1);
+/// task_two.add("empty", 4);
+/// task_one.merge(&task_two);
+/// assert_eq!(task_one.get("malformed"), 3);
+/// assert_eq!(task_one.get("never_added"), 0);
+/// assert_eq!(task_one.iter().collect::<Vec<_>>(), [("empty", 4), ("malformed", 3)]);
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters(BTreeMap<String, u64>);
 
@@ -51,6 +88,33 @@ impl Counters {
 /// With a sink ([`Emitter::with_sink`]), batches are handed on as soon as more than a limit
 /// is buffered, even in the middle of one call of user code: a reducer that emits a lot
 /// from one chunk of groups (a join's frequent key) runs in bounded memory.
+///
+/// The engine makes one per task; a test makes its own to run a mapper or reducer:
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use gristmill::arrow::array::{StringArray, UInt64Array};
+/// use gristmill::prelude::*;
+///
+/// let schema = KeyedSchema::new([("word", DataType::Utf8), ("count", DataType::UInt64)]).schema().clone();
+/// let mut out = Emitter::new(schema.clone());
+/// // Columns of the declared types, in the declared order (names may differ).
+/// let batch = RecordBatch::try_from_iter([
+///     ("w", Arc::new(StringArray::from(vec!["a", "b"])) as _),
+///     ("c", Arc::new(UInt64Array::from(vec![1, 2])) as _),
+/// ])?;
+/// out.emit(batch)?;
+/// out.count("words", 2);
+/// assert_eq!(out.buffered_rows(), 2);
+/// assert!(out.buffered_bytes() > 0);
+/// assert_eq!(out.schema(), &schema);
+/// out.flush()?; // without a sink, batches stay until taken
+/// let batches = out.take_batches();
+/// assert_eq!(batches[0].schema(), schema);
+/// assert_eq!(out.take_counters().get("words"), 2);
+/// # Ok::<(), gristmill::BoxError>(())
+/// ```
 pub struct Emitter {
     schema: SchemaRef,
     batches: Vec<RecordBatch>,

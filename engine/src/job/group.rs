@@ -6,6 +6,26 @@ use arrow::array::{ArrayRef, RecordBatch};
 
 /// Consecutive key groups of a batch sorted by key: group `i` is rows
 /// `starts[i]..starts[i + 1]` (the last ends at the batch's end).
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use gristmill::arrow::array::{StringArray, UInt64Array};
+/// use gristmill::prelude::*;
+///
+/// let sorted = RecordBatch::try_from_iter([
+///     ("word", Arc::new(StringArray::from(vec!["a", "a", "b"])) as _),
+///     ("count", Arc::new(UInt64Array::from(vec![2, 3, 1])) as _),
+/// ])?;
+/// let groups = Groups::new(&sorted, &[0, 2], &[0]);
+/// assert_eq!((groups.len(), groups.is_empty()), (2, false));
+/// assert_eq!(groups.range(0), 0..2);
+/// assert_eq!(groups.range(1), 2..3);
+/// assert_eq!((groups.starts(), groups.key_columns()), (&[0, 2][..], &[0][..]));
+/// assert_eq!(groups.batch().num_rows(), 3);
+/// assert_eq!(groups.iter().map(|g| g.len()).collect::<Vec<_>>(), [2, 1]);
+/// # Ok::<(), gristmill::BoxError>(())
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct Groups<'a> {
     batch: &'a RecordBatch,
@@ -61,6 +81,27 @@ impl<'a> Groups<'a> {
 }
 
 /// Every row of one key: a view of rows `rows` of a sorted batch.
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use gristmill::arrow::array::{AsArray, StringArray, UInt64Array};
+/// use gristmill::arrow::datatypes::UInt64Type;
+/// use gristmill::prelude::*;
+///
+/// let sorted = RecordBatch::try_from_iter([
+///     ("word", Arc::new(StringArray::from(vec!["a", "a", "b"])) as _),
+///     ("count", Arc::new(UInt64Array::from(vec![2, 3, 1])) as _),
+/// ])?;
+/// let groups = Groups::new(&sorted, &[0, 2], &[0]);
+/// let first = groups.iter().next().unwrap();
+/// assert_eq!((first.len(), first.is_empty()), (2, false));
+/// assert_eq!(first.key().column(0).as_string::<i32>().value(0), "a");
+/// assert_eq!(first.column(1).as_primitive::<UInt64Type>().values(), &[2, 3]);
+/// assert_eq!(first.rows().num_rows(), 2);
+/// assert_eq!(first.batch_and_range().1, 0..2);
+/// # Ok::<(), gristmill::BoxError>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct KeyGroup<'a> {
     batch: &'a RecordBatch,

@@ -6,6 +6,19 @@ use crate::error::JobResult;
 use crate::job::{Emitter, Groups, KeyGroup, Mapper, Reducer};
 
 /// Emits every input batch unchanged: the map output schema must be the input's.
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use gristmill::arrow::array::StringArray;
+/// use gristmill::prelude::*;
+///
+/// let lines = RecordBatch::try_new(InputSpec::text_schema(), vec![Arc::new(StringArray::from(vec!["x", "y"]))])?;
+/// let mut out = Emitter::new(InputSpec::text_schema());
+/// IdentityMapper.map(&lines, &mut out)?;
+/// assert_eq!(out.take_batches(), [lines]);
+/// # Ok::<(), gristmill::BoxError>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct IdentityMapper;
 
@@ -16,6 +29,20 @@ impl Mapper for IdentityMapper {
 }
 
 /// Emits every row it receives unchanged (the reducer of distributed grep and sort).
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use gristmill::arrow::array::StringArray;
+/// use gristmill::prelude::*;
+///
+/// // A sort: the shuffle orders the lines, the reducer passes them through.
+/// let sorted = RecordBatch::try_new(InputSpec::text_schema(), vec![Arc::new(StringArray::from(vec!["a", "a", "b"]))])?;
+/// let mut out = Emitter::new(InputSpec::text_schema());
+/// IdentityReducer.reduce_groups(&Groups::new(&sorted, &[0, 2], &[0]), &mut out)?;
+/// assert_eq!(out.buffered_rows(), 3);
+/// # Ok::<(), gristmill::BoxError>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct IdentityReducer;
 

@@ -37,6 +37,84 @@ use crate::partition::Partitioner;
 /// The struct is parsed from the command line (it is a `clap::Args`) and serialized into
 /// every task (it is `Serialize + DeserializeOwned`), so a task in another process rebuilds
 /// exactly the job the user launched.
+///
+/// Only [`Job::map_output`], [`Job::mapper`] and [`Job::reducer`] are required; every other
+/// method has a default. A batch-level job that counts the rows of a Parquet input per
+/// value of one column (`select COLUMN, count(*) ... group by 1`):
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use gristmill::arrow::array::{AsArray, UInt64Array};
+/// use gristmill::arrow::datatypes::UInt64Type;
+/// use gristmill::prelude::*;
+///
+/// #[derive(gristmill::clap::Args, gristmill::serde::Serialize, gristmill::serde::Deserialize)]
+/// #[serde(crate = "gristmill::serde")]
+/// struct CountBy {
+///     /// The column to count by (a Utf8 column of the input).
+///     #[arg(long)]
+///     by: String,
+/// }
+///
+/// /// Emits (value, 1) for every row.
+/// struct Ones;
+///
+/// impl Mapper for Ones {
+///     fn map(&mut self, batch: &RecordBatch, out: &mut Emitter) -> JobResult<()> {
+///         let ones = UInt64Array::from(vec![1; batch.num_rows()]);
+///         let columns = vec![batch.column(0).clone(), Arc::new(ones) as _];
+///         out.emit(RecordBatch::try_new(out.schema().clone(), columns)?)
+///     }
+/// }
+///
+/// /// Sums the ones of each group (also the combiner).
+/// struct Sum;
+///
+/// impl Reducer for Sum {
+///     fn reduce(&mut self, group: &KeyGroup<'_>, out: &mut Emitter) -> JobResult<()> {
+///         let total: u64 = group.column(1).as_primitive::<UInt64Type>().values().iter().sum();
+///         let count = UInt64Array::from(vec![total]);
+///         let columns = vec![group.key().column(0).clone(), Arc::new(count) as _];
+///         out.emit(RecordBatch::try_new(out.schema().clone(), columns)?)
+///     }
+/// }
+///
+/// impl Job for CountBy {
+///     const NAME: &'static str = "count-by";
+///     const ABOUT: &'static str = "Counts rows per value of a column";
+///
+///     fn validate(&self) -> JobResult<()> {
+///         if self.by.is_empty() { Err("--by names no column".into()) } else { Ok(()) }
+///     }
+///     fn input(&self) -> InputSpec {
+///         InputSpec::text_lines().with_parquet_columns([(self.by.as_str(), DataType::Utf8)])
+///     }
+///     fn map_output(&self) -> KeyedSchema {
+///         KeyedSchema::new([(self.by.as_str(), DataType::Utf8), ("count", DataType::UInt64)])
+///     }
+///     fn mapper(&self, _: &TaskInfo) -> JobResult<Box<dyn Mapper>> {
+///         Ok(Box::new(Ones))
+///     }
+///     fn reducer(&self, _: &TaskInfo) -> JobResult<Box<dyn Reducer>> {
+///         Ok(Box::new(Sum))
+///     }
+///     fn combiner(&self, _: &TaskInfo) -> Option<Box<dyn Reducer>> {
+///         Some(Box::new(Sum))
+///     }
+///     fn reducers(&self) -> Option<usize> {
+///         Some(1) // one ordered part file
+///     }
+/// }
+///
+/// let job = CountBy { by: "country".into() };
+/// assert!(job.validate().is_ok());
+/// assert_eq!(job.map_output().key_indices()?, [0]);
+/// # Ok::<(), gristmill::Error>(())
+/// ```
+///
+/// `fn main() -> std::process::ExitCode { gristmill::main::<CountBy>() }` makes it a job
+/// binary (see [`crate::main`]).
 pub trait Job: clap::Args + Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The job's name: the binary name shown in `--help`, logs and the manifest.
     const NAME: &'static str;
@@ -188,6 +266,51 @@ pub trait Job: clap::Args + Serialize + DeserializeOwned + Send + Sync + 'static
 }
 
 /// How a reduce task receives the rows of its partition ([`Job::reduce_input`]).
+///
+/// A reducer for [`ReduceInput::Unordered`] aggregates by hash in
+/// [`Reducer::reduce_batch`] and emits in [`Reducer::finish`]; it must still take key groups
+/// (a partition larger than the reduce budget arrives sorted):
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use std::sync::Arc;
+///
+/// use gristmill::arrow::array::{AsArray, StringArray, UInt64Array};
+/// use gristmill::prelude::*;
+///
+/// /// Counts rows per word, in any order.
+/// #[derive(Default)]
+/// struct HashCount(BTreeMap<String, u64>);
+///
+/// impl Reducer for HashCount {
+///     fn reduce_batch(&mut self, batch: &RecordBatch, _: &mut Emitter) -> JobResult<()> {
+///         for word in batch.column(0).as_string::<i32>().iter().flatten() {
+///             *self.0.entry(word.to_owned()).or_default() += 1;
+///         }
+///         Ok(())
+///     }
+///     fn reduce(&mut self, group: &KeyGroup<'_>, out: &mut Emitter) -> JobResult<()> {
+///         self.reduce_batch(&group.rows(), out)
+///     }
+///     fn finish(&mut self, out: &mut Emitter) -> JobResult<()> {
+///         let words = StringArray::from_iter_values(self.0.keys());
+///         let counts = UInt64Array::from_iter_values(self.0.values().copied());
+///         out.emit(RecordBatch::try_new(out.schema().clone(), vec![Arc::new(words), Arc::new(counts)])?)
+///     }
+/// }
+///
+/// // In the job: `fn reduce_input(&self) -> ReduceInput { ReduceInput::Unordered }`.
+/// let schema = KeyedSchema::new([("word", DataType::Utf8), ("count", DataType::UInt64)]);
+/// let mut out = Emitter::new(schema.schema().clone());
+/// let words = RecordBatch::try_from_iter([("word", Arc::new(StringArray::from(vec!["b", "a", "b"])) as _)])?;
+/// let mut reducer = HashCount::default();
+/// reducer.reduce_batch(&words, &mut out)?;
+/// reducer.finish(&mut out)?;
+/// let counts = out.take_batches();
+/// assert_eq!(counts[0].column(1).as_primitive::<gristmill::arrow::datatypes::UInt64Type>().values(), &[1, 2]);
+/// assert_eq!(ReduceInput::default(), ReduceInput::Grouped);
+/// # Ok::<(), gristmill::BoxError>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ReduceInput {
     /// Sorted by key and cut into key groups, handed to [`Reducer::reduce_groups`]; the
@@ -203,6 +326,22 @@ pub enum ReduceInput {
 }
 
 /// What a task knows about itself, handed to the constructors of mappers and reducers.
+///
+/// A job with several inputs picks each map task's mapper by [`TaskInfo::input`]; messages
+/// can name the split:
+///
+/// ```
+/// use gristmill::prelude::*;
+///
+/// /// Builds the mapper of a map task of a job reading `users` (input 0) and `orders` (input 1).
+/// fn mapper_for(task: &TaskInfo) -> JobResult<Box<dyn Mapper>> {
+///     match task.input {
+///         0 | 1 => Ok(Box::new(IdentityMapper)),
+///         other => Err(format!("{}: no input {other} (task {} of job {})", task.split, task.task, task.job_id).into()),
+///     }
+/// }
+/// # let _ = mapper_for;
+/// ```
 #[derive(Clone, Debug)]
 pub struct TaskInfo {
     /// The job run.
@@ -247,6 +386,17 @@ impl TaskInfo {
 }
 
 /// One input of a job with several.
+///
+/// ```
+/// use gristmill::prelude::*;
+///
+/// // What `Job::inputs` returns for a join of Parquet users with CSV orders.
+/// let inputs = vec![
+///     JobInput { paths: vec!["data/users/".into()], spec: InputSpec::text_lines().with_parquet_columns([("id", DataType::Int64)]) },
+///     JobInput { paths: vec!["data/orders/*.csv".into()], spec: InputSpec::text_lines() },
+/// ];
+/// assert_eq!(inputs[1].paths, ["data/orders/*.csv"]);
+/// ```
 #[derive(Clone, Debug)]
 pub struct JobInput {
     /// Files, directories, globs or URLs.
@@ -256,6 +406,40 @@ pub struct JobInput {
 }
 
 /// Turns input batches into map-output batches.
+///
+/// A batch-level mapper works on whole Arrow batches (the fast path); the record level
+/// ([`record::map_lines`], [`rows::map_rows`]) builds one from a closure. A mapper can be
+/// tried on a batch of its own with an [`Emitter`]:
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use gristmill::arrow::array::{Array, AsArray, StringArray, UInt64Array};
+/// use gristmill::prelude::*;
+///
+/// /// Emits (line, length in bytes) for every non-empty line.
+/// struct LineLengths;
+///
+/// impl Mapper for LineLengths {
+///     fn map(&mut self, batch: &RecordBatch, out: &mut Emitter) -> JobResult<()> {
+///         let lines = batch.column(0).as_string::<i32>();
+///         let kept: StringArray = lines.iter().flatten().filter(|l| !l.is_empty()).map(Some).collect();
+///         let lengths: UInt64Array = kept.iter().flatten().map(|l| l.len() as u64).collect();
+///         out.count("lines", kept.len() as u64);
+///         out.emit(RecordBatch::try_new(out.schema().clone(), vec![Arc::new(kept), Arc::new(lengths)])?)
+///     }
+/// }
+///
+/// let lines = RecordBatch::try_new(InputSpec::text_schema(), vec![Arc::new(StringArray::from(vec!["ab", "", "c"]))])?;
+/// let schema = KeyedSchema::new([("line", DataType::Utf8), ("bytes", DataType::UInt64)]);
+/// let mut out = Emitter::new(schema.schema().clone());
+/// let mut mapper = LineLengths;
+/// mapper.map(&lines, &mut out)?;
+/// mapper.finish(&mut out)?;
+/// assert_eq!(out.take_batches()[0].num_rows(), 2);
+/// assert_eq!(out.take_counters().get("lines"), 2);
+/// # Ok::<(), gristmill::BoxError>(())
+/// ```
 pub trait Mapper: Send {
     /// Maps one input batch, emitting rows of the map-output schema.
     fn map(&mut self, batch: &RecordBatch, out: &mut Emitter) -> JobResult<()>;
@@ -267,6 +451,47 @@ pub trait Mapper: Send {
 }
 
 /// Turns the groups of one key into output rows.
+///
+/// [`Reducer::reduce`] sees one key's rows; a vectorized reducer overrides
+/// [`Reducer::reduce_groups`] to handle a run of groups of one sorted batch at once:
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use gristmill::arrow::array::{AsArray, StringArray, UInt64Array};
+/// use gristmill::arrow::compute::take;
+/// use gristmill::arrow::datatypes::UInt64Type;
+/// use gristmill::prelude::*;
+///
+/// /// Sums the `count` column (1) per word (0).
+/// struct SumCounts;
+///
+/// impl Reducer for SumCounts {
+///     fn reduce(&mut self, group: &KeyGroup<'_>, out: &mut Emitter) -> JobResult<()> {
+///         let sum: u64 = group.column(1).as_primitive::<UInt64Type>().values().iter().sum();
+///         out.emit(RecordBatch::try_new(out.schema().clone(), vec![group.key().column(0).clone(), Arc::new(UInt64Array::from(vec![sum]))])?)
+///     }
+///
+///     fn reduce_groups(&mut self, groups: &Groups<'_>, out: &mut Emitter) -> JobResult<()> {
+///         let counts = groups.batch().column(1).as_primitive::<UInt64Type>();
+///         let sums: UInt64Array = (0..groups.len()).map(|i| groups.range(i).map(|r| counts.value(r)).sum::<u64>()).map(Some).collect();
+///         let firsts = UInt64Array::from_iter_values(groups.starts().iter().map(|&s| s as u64));
+///         let words = take(groups.batch().column(0), &firsts, None)?;
+///         out.emit(RecordBatch::try_new(out.schema().clone(), vec![words, Arc::new(sums)])?)
+///     }
+/// }
+///
+/// let schema = KeyedSchema::new([("word", DataType::Utf8), ("count", DataType::UInt64)]);
+/// let sorted = RecordBatch::try_new(
+///     schema.schema().clone(),
+///     vec![Arc::new(StringArray::from(vec!["a", "a", "b"])), Arc::new(UInt64Array::from(vec![2, 3, 1]))],
+/// )?;
+/// let mut out = Emitter::new(schema.schema().clone());
+/// SumCounts.reduce_groups(&Groups::new(&sorted, &[0, 2], &[0]), &mut out)?;
+/// let sums = out.take_batches();
+/// assert_eq!(sums[0].column(1).as_primitive::<UInt64Type>().values(), &[5, 1]);
+/// # Ok::<(), gristmill::BoxError>(())
+/// ```
 pub trait Reducer: Send {
     /// Reduces every row of one key.
     fn reduce(&mut self, group: &KeyGroup<'_>, out: &mut Emitter) -> JobResult<()>;

@@ -39,6 +39,21 @@ use crate::job::{Emitter, Groups, KeyGroup, KeyedSchema, Mapper, Reducer};
 const RECORD_BATCH_ROWS: usize = 8192;
 
 /// A Rust type stored as one Arrow column.
+///
+/// Implemented for `str`, `[u8]`, `bool`, `u64`, `i64`, `u32`, `i32` and `f64`: the key and
+/// value types of [`map_lines`] and [`reduce_records`].
+///
+/// ```
+/// use gristmill::arrow::array::Array;
+/// use gristmill::arrow::datatypes::DataType;
+/// use gristmill::job::record::ArrowField;
+///
+/// assert_eq!(<str as ArrowField>::data_type(), DataType::Utf8);
+/// let mut builder = <u64 as ArrowField>::builder(2);
+/// <u64 as ArrowField>::append(&mut builder, 7);
+/// let column = builder.finish();
+/// assert_eq!((column.len(), <u64 as ArrowField>::value(&column, 0)), (1, 7));
+/// ```
 pub trait ArrowField: 'static {
     /// How a value is passed around: by copy for numbers, by reference for text and bytes.
     type Value<'a>: Copy;
@@ -144,6 +159,16 @@ primitive_field!(i32, Int32Type);
 primitive_field!(f64, Float64Type);
 
 /// The keyed schema of a record-level job: key column `key_name`, value column `value_name`.
+///
+/// ```
+/// use gristmill::arrow::datatypes::DataType;
+/// use gristmill::job::record::record_schema;
+///
+/// let schema = record_schema::<str, u64>("word", "count");
+/// assert_eq!(schema.key_indices()?, [0]);
+/// assert_eq!(schema.schema().field(1).data_type(), &DataType::UInt64);
+/// # Ok::<(), gristmill::Error>(())
+/// ```
 pub fn record_schema<K: ArrowField + ?Sized, V: ArrowField + ?Sized>(
     key_name: &str,
     value_name: &str,
@@ -152,6 +177,24 @@ pub fn record_schema<K: ArrowField + ?Sized, V: ArrowField + ?Sized>(
 }
 
 /// Packs emitted (key, value) pairs into Arrow batches.
+///
+/// What a [`map_lines`] or [`reduce_records`] closure writes to:
+///
+/// ```
+/// use gristmill::job::record::map_lines;
+///
+/// // Emits (word, length); counts the lines without a word.
+/// let mapper = map_lines::<str, u64, _>(|line, out| {
+///     if line.trim().is_empty() {
+///         out.count("blank_lines", 1);
+///     }
+///     for word in line.split_whitespace() {
+///         out.emit(word, word.len() as u64);
+///     }
+///     Ok(())
+/// });
+/// # let _ = mapper;
+/// ```
 pub struct RecordEmitter<K: ArrowField + ?Sized, V: ArrowField + ?Sized> {
     keys: K::Builder,
     values: V::Builder,
@@ -204,6 +247,27 @@ impl<K: ArrowField + ?Sized, V: ArrowField + ?Sized> RecordEmitter<K, V> {
 
 /// A mapper from a closure over each input line (or the first column of Parquet input,
 /// which must be Utf8).
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use gristmill::arrow::array::{AsArray, StringArray};
+/// use gristmill::job::record::{map_lines, record_schema};
+/// use gristmill::prelude::*;
+///
+/// // Distributed grep's map: (line, 1) for each line holding "error".
+/// let mut mapper = map_lines::<str, u64, _>(|line, out| {
+///     if line.contains("error") {
+///         out.emit(line, 1);
+///     }
+///     Ok(())
+/// });
+/// let lines = RecordBatch::try_new(InputSpec::text_schema(), vec![Arc::new(StringArray::from(vec!["ok", "an error"]))])?;
+/// let mut out = Emitter::new(record_schema::<str, u64>("line", "n").schema().clone());
+/// mapper.map(&lines, &mut out)?;
+/// assert_eq!(out.take_batches()[0].column(0).as_string::<i32>().value(0), "an error");
+/// # Ok::<(), gristmill::BoxError>(())
+/// ```
 pub fn map_lines<K, V, F>(f: F) -> Box<dyn Mapper>
 where
     K: ArrowField + ?Sized,
@@ -244,6 +308,20 @@ fn first_column_as<A: Array + 'static>(batch: &RecordBatch) -> JobResult<&A> {
 }
 
 /// One key and its values, as a record-level reducer sees them.
+///
+/// ```
+/// use gristmill::job::record::reduce_records;
+///
+/// // (word, counts) -> (word, mean count), skipping keys seen once.
+/// let reducer = reduce_records::<str, u64, str, f64, _>(|group, out| {
+///     if group.len() > 1 && !group.is_empty() {
+///         let sum: u64 = group.values().sum();
+///         out.emit(group.key(), sum as f64 / group.len() as f64);
+///     }
+///     Ok(())
+/// });
+/// # let _ = reducer;
+/// ```
 pub struct RecordGroup<'a, K: ArrowField + ?Sized, V: ArrowField + ?Sized> {
     keys: &'a K::Array,
     values: &'a V::Array,
@@ -275,6 +353,29 @@ impl<'a, K: ArrowField + ?Sized, V: ArrowField + ?Sized> RecordGroup<'a, K, V> {
 
 /// A reducer (or combiner) from a closure over each key and its values. The map output
 /// must be the key column followed by the value column ([`record_schema`]).
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use gristmill::arrow::array::{AsArray, StringArray, UInt64Array};
+/// use gristmill::arrow::datatypes::UInt64Type;
+/// use gristmill::job::record::{record_schema, reduce_records};
+/// use gristmill::prelude::*;
+///
+/// let mut reducer = reduce_records::<str, u64, str, u64, _>(|group, out| {
+///     out.emit(group.key(), group.values().sum());
+///     Ok(())
+/// });
+/// let schema = record_schema::<str, u64>("word", "count");
+/// let sorted = RecordBatch::try_new(
+///     schema.schema().clone(),
+///     vec![Arc::new(StringArray::from(vec!["a", "a", "b"])), Arc::new(UInt64Array::from(vec![1, 1, 1]))],
+/// )?;
+/// let mut out = Emitter::new(schema.schema().clone());
+/// reducer.reduce_groups(&Groups::new(&sorted, &[0, 2], &[0]), &mut out)?;
+/// assert_eq!(out.take_batches()[0].column(1).as_primitive::<UInt64Type>().values(), &[2, 1]);
+/// # Ok::<(), gristmill::BoxError>(())
+/// ```
 pub fn reduce_records<K, V, KO, VO, F>(f: F) -> Box<dyn Reducer>
 where
     K: ArrowField + ?Sized,

@@ -12,6 +12,24 @@ use crate::error::{Error, Result};
 /// Key columns sort the map output. By default they also route rows to reduce partitions
 /// and define the groups a reducer sees; [`KeyedSchema::group_by`] narrows both to a prefix
 /// of the key (a secondary sort).
+///
+/// ```
+/// use gristmill::prelude::*;
+///
+/// // Clicks keyed by (user, time), grouped by user: each reducer call gets one user's
+/// // clicks in time order.
+/// let clicks = KeyedSchema::new([("user", DataType::Int64), ("ts", DataType::Int64), ("url", DataType::Utf8)])
+///     .key(["user", "ts"])
+///     .group_by(1);
+/// assert_eq!(clicks.key_indices()?, [0, 1]);
+/// assert_eq!(clicks.grouping_columns()?, Some(1));
+/// assert_eq!(clicks.schema().fields().len(), 3);
+///
+/// // Over an Arrow schema of one's own: the key defaults to the first column.
+/// let counts = KeyedSchema::from_schema(clicks.schema().clone());
+/// assert_eq!((counts.key_indices()?, counts.grouping_columns()?), (vec![0], None));
+/// # Ok::<(), gristmill::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct KeyedSchema {
     schema: SchemaRef,
@@ -86,6 +104,19 @@ impl KeyedSchema {
 const TEXT_CHUNKS_MARKER: &str = "gristmill.text_chunks";
 
 /// A column a job reads from Parquet input.
+///
+/// ```
+/// use gristmill::job::ParquetColumn;
+/// use gristmill::prelude::*;
+///
+/// // Read `amount` (a `Decimal128(15, 2)` in the files) as 64-bit decimals, `note` as stored.
+/// let mut spec = InputSpec::text_lines();
+/// spec.parquet_columns = Some(vec![
+///     ParquetColumn { name: "amount".into(), data_type: Some(DataType::Decimal64(15, 2)) },
+///     ParquetColumn { name: "note".into(), data_type: None },
+/// ]);
+/// # let _ = spec;
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct ParquetColumn {
     /// The column's name in the file.
@@ -99,6 +130,14 @@ pub struct ParquetColumn {
 }
 
 /// How text input reaches a mapper.
+///
+/// ```
+/// use gristmill::job::TextShape;
+/// use gristmill::prelude::*;
+///
+/// assert_eq!(InputSpec::text_lines().text, TextShape::Lines);
+/// assert_eq!(InputSpec::text_chunks().text, TextShape::Chunks);
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum TextShape {
     /// One row per line, terminators removed (Hadoop's `TextInputFormat`).
@@ -116,6 +155,42 @@ pub enum TextShape {
 /// chunks of whole lines when [`InputSpec::text_chunks`] says so, or as fixed-size records
 /// when [`InputSpec::fixed_records`] says so.
 /// Parquet input arrives as batches of the declared columns, in the declared order.
+///
+/// What [`Job::input`](crate::job::Job::input) returns; typed records make one with
+/// [`rows_input`](crate::job::rows::rows_input).
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use gristmill::arrow::array::StringArray;
+/// use gristmill::arrow::datatypes::{Field, Schema};
+/// use gristmill::input::Predicate;
+/// use gristmill::prelude::*;
+///
+/// // Two columns of lineitem, only the rows shipped by the cutoff (row groups pruned).
+/// let shipped = InputSpec::text_lines()
+///     .with_parquet_columns([("l_quantity", DataType::Float64), ("l_returnflag", DataType::Utf8)])
+///     .with_filter(Predicate::parse("l_shipdate <= '1998-09-02'")?);
+/// assert_eq!(shipped.parquet_columns.as_ref().map(Vec::len), Some(2));
+/// // Only row groups pruned: the mapper tests the filter itself.
+/// let pruned = InputSpec::text_lines().with_pruning(Predicate::parse("l_quantity > 40")?);
+/// assert!(!pruned.filter_rows);
+///
+/// // CSV read with a declared schema: zip codes stay strings.
+/// let schema = Arc::new(Schema::new(vec![Field::new("zip", DataType::Utf8, true), Field::new("n", DataType::Int64, true)]));
+/// let zips = InputSpec::text_lines().with_schema(schema);
+/// assert!(zips.schema.is_some());
+///
+/// // 100-byte records with a 10-byte key (TeraSort), copied or passed through whole.
+/// assert_eq!(InputSpec::fixed_records(100, 10).records.map(|r| r.key_len), Some(10));
+/// assert!(InputSpec::fixed_records_whole(100, 10).records.is_some());
+///
+/// // Text as lines, or as chunks of whole lines told apart from Parquet rows.
+/// let lines = RecordBatch::try_new(InputSpec::text_schema(), vec![Arc::new(StringArray::from(vec!["a line"]))])?;
+/// let chunk = RecordBatch::try_new(InputSpec::text_chunks_schema(), vec![Arc::new(StringArray::from(vec!["a\nb\n"]))])?;
+/// assert!(!InputSpec::is_text_chunks(&lines) && InputSpec::is_text_chunks(&chunk));
+/// # Ok::<(), gristmill::BoxError>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct InputSpec {
     /// Columns read from Parquet files; `None` reads every column.

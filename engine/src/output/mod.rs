@@ -55,6 +55,18 @@ pub struct PartFile {
 }
 
 /// How part files are written.
+///
+/// What [`Job::output_format`](crate::job::Job::output_format) returns (Parquet by
+/// default); `--output-format` overrides it, except for [`OutputFormat::Records`].
+///
+/// ```
+/// use gristmill::output::OutputFormat;
+///
+/// assert_eq!(OutputFormat::default(), OutputFormat::Parquet);
+/// assert_eq!(OutputFormat::Json.name(), "json");
+/// assert!(OutputFormat::Csv.is_text() && !OutputFormat::Parquet.is_text());
+/// assert_eq!(OutputFormat::of_part_name("part-00003-j1-a0.csv.gz"), Some(OutputFormat::Csv));
+/// ```
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
 )]

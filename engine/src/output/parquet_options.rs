@@ -17,6 +17,17 @@ pub const DEFAULT_ROW_GROUP_ROWS: usize = 128 * 1024;
 
 /// The codec of a Parquet part file's pages. Written and parsed as `snappy`, `zstd`,
 /// `zstd:LEVEL`, `gzip`, `gzip:LEVEL`, `lz4` or `none`.
+///
+/// ```
+/// use gristmill::output::Codec;
+///
+/// let codec: Codec = "zstd:3".parse()?;
+/// assert_eq!(codec, Codec::Zstd(Some(3)));
+/// assert_eq!(codec.to_string(), "zstd:3");
+/// assert!(codec.to_parquet().is_ok());
+/// assert!(Codec::Gzip(Some(99)).to_parquet().is_err());
+/// # Ok::<(), gristmill::BoxError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum Codec {
@@ -123,6 +134,18 @@ impl From<Codec> for String {
 }
 
 /// How a job's Parquet part files are written.
+///
+/// What [`Job::parquet_output`](crate::job::Job::parquet_output) returns; `--compression`
+/// and `--row-group-size` override it.
+///
+/// ```
+/// use gristmill::output::{Codec, DEFAULT_ROW_GROUP_ROWS, ParquetOutput};
+///
+/// // Snappy and small row groups, for output read back selectively.
+/// let output = ParquetOutput::default().with_compression(Codec::Snappy).with_row_group_rows(16 * 1024);
+/// assert_eq!((output.compression, output.row_group_rows), (Codec::Snappy, 16384));
+/// assert_eq!(ParquetOutput::default().row_group_rows, DEFAULT_ROW_GROUP_ROWS);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParquetOutput {
     /// The pages' codec.

@@ -24,6 +24,36 @@ const HASH_SEED: u64 = 0x6772_6973_746d_696c; // "gristmil"
 const NULL_MARKER: &[u8] = b"\xffnull";
 
 /// Routes rows to reduce partitions by their key columns.
+///
+/// A job names its own in [`Job::partitioner`](crate::job::Job::partitioner); it must route
+/// a key to the same partition in every process. Routing words by their first letter, so
+/// each part file holds a range of the alphabet:
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use gristmill::arrow::array::{ArrayRef, AsArray, StringArray};
+/// use gristmill::partition::Partitioner;
+///
+/// struct ByFirstLetter;
+///
+/// impl Partitioner for ByFirstLetter {
+///     fn partition(&self, keys: &[ArrayRef], n: usize, out: &mut Vec<u32>) -> gristmill::Result<()> {
+///         out.clear();
+///         for word in keys[0].as_string::<i32>().iter() {
+///             let first = word.and_then(|w| w.bytes().next()).unwrap_or(0);
+///             out.push((usize::from(first.to_ascii_lowercase().saturating_sub(b'a')).min(25) * n / 26) as u32);
+///         }
+///         Ok(())
+///     }
+/// }
+///
+/// let words: ArrayRef = Arc::new(StringArray::from(vec!["apple", "melon", "zebra"]));
+/// let mut partitions = Vec::new();
+/// ByFirstLetter.partition(&[words], 2, &mut partitions)?;
+/// assert_eq!(partitions, [0, 0, 1]);
+/// # Ok::<(), gristmill::Error>(())
+/// ```
 pub trait Partitioner: Send + Sync {
     /// Writes the partition (in `0..num_partitions`) of every row of `keys` into `out`.
     fn partition(&self, keys: &[ArrayRef], num_partitions: usize, out: &mut Vec<u32>) -> Result<()>;
@@ -39,6 +69,20 @@ pub trait Partitioner: Send + Sync {
 }
 
 /// Stable hash partitioning: `partition = (hash * n) >> 64` of the key's XXH3 hash.
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use gristmill::arrow::array::{ArrayRef, StringArray};
+/// use gristmill::partition::{HashPartitioner, Partitioner};
+///
+/// let words: ArrayRef = Arc::new(StringArray::from(vec!["a", "b", "a"]));
+/// let mut partitions = Vec::new();
+/// HashPartitioner.partition(&[words], 4, &mut partitions)?;
+/// assert_eq!(partitions[0], partitions[2], "equal keys, one partition");
+/// assert!(partitions.iter().all(|&p| p < 4));
+/// # Ok::<(), gristmill::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HashPartitioner;
 
@@ -56,6 +100,22 @@ impl Partitioner for HashPartitioner {
 /// whose grouping key is narrower than its sort key ([`crate::job::KeyedSchema::group_by`]),
 /// so every row of a group reaches the same reducer. Its hash is the [`HashPartitioner`]'s
 /// over those columns.
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use gristmill::arrow::array::{ArrayRef, Int64Array};
+/// use gristmill::partition::{GroupingPartitioner, HashPartitioner, Partitioner};
+///
+/// // Keys (user, time): every click of a user goes where the user alone would.
+/// let users: ArrayRef = Arc::new(Int64Array::from(vec![7, 7, 9]));
+/// let times: ArrayRef = Arc::new(Int64Array::from(vec![100, 5, 100]));
+/// let (mut by_user, mut by_key) = (Vec::new(), Vec::new());
+/// GroupingPartitioner { columns: 1 }.partition(&[users.clone(), times], 8, &mut by_user)?;
+/// HashPartitioner.partition(&[users], 8, &mut by_key)?;
+/// assert_eq!(by_user, by_key);
+/// # Ok::<(), gristmill::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct GroupingPartitioner {
     /// How many leading key columns are hashed.
@@ -70,6 +130,22 @@ impl Partitioner for GroupingPartitioner {
 
 /// The partitioner of a job that names none and does not ask for total order: the hash of
 /// the grouping key (the whole key unless the job groups by a prefix of it).
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use gristmill::arrow::array::{ArrayRef, Int64Array};
+/// use gristmill::partition::default_partitioner;
+/// use gristmill::prelude::*;
+///
+/// let keyed = KeyedSchema::new([("user", DataType::Int64), ("ts", DataType::Int64)]).key(["user", "ts"]).group_by(1);
+/// let partitioner = default_partitioner(&keyed)?;
+/// let (users, times): (ArrayRef, ArrayRef) = (Arc::new(Int64Array::from(vec![3, 3])), Arc::new(Int64Array::from(vec![1, 2])));
+/// let mut partitions = Vec::new();
+/// partitioner.partition(&[users, times], 16, &mut partitions)?;
+/// assert_eq!(partitions[0], partitions[1], "one user, one partition");
+/// # Ok::<(), gristmill::Error>(())
+/// ```
 pub fn default_partitioner(keyed: &crate::job::KeyedSchema) -> Result<std::sync::Arc<dyn Partitioner>> {
     Ok(match keyed.grouping_columns()? {
         Some(columns) => std::sync::Arc::new(GroupingPartitioner { columns }),
@@ -78,11 +154,34 @@ pub fn default_partitioner(keyed: &crate::job::KeyedSchema) -> Result<std::sync:
 }
 
 /// Maps a 64-bit hash onto `0..n` without a division (Lemire's multiply-shift).
+///
+/// ```
+/// use gristmill::partition::partition_of_hash;
+///
+/// assert_eq!(partition_of_hash(0, 10), 0);
+/// assert_eq!(partition_of_hash(u64::MAX, 10), 9);
+/// assert_eq!(partition_of_hash(u64::MAX / 2, 10), 4);
+/// ```
 pub fn partition_of_hash(hash: u64, n: usize) -> u32 {
     ((u128::from(hash) * n as u128) >> 64) as u32
 }
 
 /// The stable hash of every row of `columns` (the key's columns, in order).
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use gristmill::arrow::array::{ArrayRef, Int64Array, StringArray};
+/// use gristmill::partition::hash_rows;
+///
+/// let countries: ArrayRef = Arc::new(StringArray::from(vec!["fr", "fr", "fr"]));
+/// let years: ArrayRef = Arc::new(Int64Array::from(vec![2024, 2025, 2024]));
+/// let mut hashes = Vec::new();
+/// hash_rows(&[countries, years], &mut hashes)?;
+/// assert_eq!(hashes[0], hashes[2]);
+/// assert_ne!(hashes[0], hashes[1]);
+/// # Ok::<(), gristmill::Error>(())
+/// ```
 pub fn hash_rows(columns: &[ArrayRef], out: &mut Vec<u64>) -> Result<()> {
     let rows = columns.first().map_or(0, |c| c.len());
     out.clear();

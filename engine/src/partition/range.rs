@@ -11,6 +11,27 @@ use super::Partitioner;
 use crate::error::{Error, Result};
 
 /// Routes keys by comparing them with sampled split points.
+///
+/// The engine builds one for jobs that ask for [`Job::total_order`](crate::job::Job::total_order);
+/// split points travel to tasks as bytes.
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use gristmill::arrow::array::{ArrayRef, Int64Array};
+/// use gristmill::arrow::datatypes::DataType;
+/// use gristmill::partition::{Partitioner, RangePartitioner};
+///
+/// let sample: ArrayRef = Arc::new(Int64Array::from((0..100).collect::<Vec<i64>>()));
+/// let partitioner = RangePartitioner::from_sample(&[DataType::Int64], &[sample], 4)?;
+/// assert_eq!(partitioner.split_points(), 3);
+/// let shipped = RangePartitioner::from_bytes(&[DataType::Int64], &partitioner.to_bytes())?;
+/// let keys: ArrayRef = Arc::new(Int64Array::from(vec![-5, 30, 60, 1000]));
+/// let mut partitions = Vec::new();
+/// shipped.partition(&[keys], 4, &mut partitions)?;
+/// assert_eq!(partitions, [0, 1, 2, 3]);
+/// # Ok::<(), gristmill::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct RangePartitioner {
     converter: RowConverter,

@@ -13,6 +13,24 @@ use serde_arrow::utils::Item;
 use crate::error::JobResult;
 
 /// The Arrow columns of one serde type.
+///
+/// ```
+/// use gristmill::arrow::datatypes::DataType;
+/// use gristmill::job::rows::RowColumns;
+///
+/// #[derive(serde::Deserialize)]
+/// struct Sale { country: String, amount: f64 }
+///
+/// let sale = RowColumns::of::<Sale>("value")?;
+/// assert_eq!((sale.len(), sale.is_empty()), (2, false));
+/// assert_eq!(sale.projection(), Some(vec!["country", "amount"]));
+/// assert_eq!(sale.fields()[1].data_type(), &DataType::Float64);
+/// // A tuple's columns are numbered; a scalar is one column of the given name.
+/// let pair = RowColumns::of::<(String, i64)>("key")?;
+/// assert_eq!(pair.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>(), ["key_0", "key_1"]);
+/// assert_eq!(RowColumns::of::<u64>("value")?.projection(), None);
+/// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct RowColumns {
     /// The columns as they appear in batches, traced from the type.

@@ -100,6 +100,22 @@ fn output_columns<Out: DeserializeOwned>() -> JobResult<RowColumns> {
 /// When `K` or `V` cannot be laid out in Arrow columns (a map, an enum with data), or a
 /// value column has a key column's name: both are mistakes in the job's types, shown on
 /// its first run.
+///
+/// ```
+/// use gristmill::job::rows::row_schema;
+///
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Day { country: String, day: i32 }
+///
+/// // A composite key (sorted by country, then day) and a scalar value.
+/// let keyed = row_schema::<Day, f64>();
+/// let names: Vec<&str> = keyed.schema().fields().iter().map(|f| f.name().as_str()).collect();
+/// assert_eq!(names, ["country", "day", "value"]);
+/// assert_eq!(keyed.key_indices()?, [0, 1]);
+/// // A secondary sort: grouped by country alone, days in order within a group.
+/// assert_eq!(row_schema::<Day, f64>().group_by(1).grouping_columns()?, Some(1));
+/// # Ok::<(), gristmill::Error>(())
+/// ```
 pub fn row_schema<K: DeserializeOwned, V: DeserializeOwned>() -> KeyedSchema {
     let (keys, values) = match (key_columns::<K>(), value_columns::<V>()) {
         (Ok(keys), Ok(values)) => (keys, values),
@@ -118,6 +134,19 @@ pub fn row_schema<K: DeserializeOwned, V: DeserializeOwned>() -> KeyedSchema {
 ///
 /// # Panics
 /// When `Out` cannot be laid out in Arrow columns.
+///
+/// ```
+/// use gristmill::arrow::datatypes::DataType;
+/// use gristmill::job::rows::row_output_schema;
+///
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Revenue { supplier: i64, revenue: f64, note: Option<String> }
+///
+/// let schema = row_output_schema::<Revenue>();
+/// assert_eq!(schema.field(0).data_type(), &DataType::Int64);
+/// assert!(schema.field_with_name("note")?.is_nullable());
+/// # Ok::<(), gristmill::BoxError>(())
+/// ```
 pub fn row_output_schema<Out: DeserializeOwned>() -> SchemaRef {
     let columns =
         output_columns::<Out>().unwrap_or_else(|e| panic!("the output type has no Arrow layout: {e}"));
@@ -128,6 +157,19 @@ pub fn row_output_schema<Out: DeserializeOwned>() -> SchemaRef {
 /// Reads only the columns `In`'s fields name (Parquet, CSV and JSON lines input; text input
 /// is one `line` per row, read as a `String`), each in the file's type, cast to the field's
 /// when it is read.
+///
+/// ```
+/// use gristmill::job::rows::rows_input;
+///
+/// #[derive(serde::Deserialize)]
+/// struct LineItem { l_suppkey: i64, l_extendedprice: f64 }
+///
+/// let spec = rows_input::<LineItem>();
+/// let columns: Vec<String> = spec.parquet_columns.unwrap().into_iter().map(|c| c.name).collect();
+/// assert_eq!(columns, ["l_suppkey", "l_extendedprice"]);
+/// // A text line is a `String` row: no projection.
+/// assert!(rows_input::<String>().parquet_columns.is_none());
+/// ```
 pub fn rows_input<In: DeserializeOwned>() -> InputSpec {
     let spec = InputSpec::text_lines();
     let Ok(columns) = RowColumns::of::<In>("line") else { return spec };
@@ -146,6 +188,29 @@ pub fn rows_input<In: DeserializeOwned>() -> InputSpec {
 }
 
 /// A mapper from a closure over each input row, read as an `In`, emitting `(K, V)` pairs.
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use gristmill::arrow::array::{Float64Array, StringArray};
+/// use gristmill::job::rows::{map_rows, row_schema};
+/// use gristmill::prelude::*;
+///
+/// #[derive(serde::Deserialize)]
+/// struct Sale { country: String, amount: f64 }
+///
+/// let mut mapper = map_rows::<Sale, String, f64, _>(|sale, out| out.emit(sale.country, sale.amount));
+/// // Columns are found by name; others are not read.
+/// let sales = RecordBatch::try_from_iter([
+///     ("amount", Arc::new(Float64Array::from(vec![1.5, 2.0])) as _),
+///     ("country", Arc::new(StringArray::from(vec!["fr", "de"])) as _),
+///     ("comment", Arc::new(StringArray::from(vec!["", ""])) as _),
+/// ])?;
+/// let mut out = Emitter::new(row_schema::<String, f64>().schema().clone());
+/// mapper.map(&sales, &mut out)?;
+/// assert_eq!(out.buffered_rows(), 2);
+/// # Ok::<(), gristmill::BoxError>(())
+/// ```
 pub fn map_rows<In, K, V, F>(f: F) -> Box<dyn Mapper>
 where
     In: DeserializeOwned + 'static,
@@ -160,6 +225,30 @@ where
 }
 
 /// A reducer from a closure over each key and its values, emitting rows of type `Out`.
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use gristmill::arrow::array::{AsArray, Float64Array, StringArray};
+/// use gristmill::arrow::datatypes::Float64Type;
+/// use gristmill::job::rows::{reduce_rows, row_output_schema, row_schema};
+/// use gristmill::prelude::*;
+///
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Total { country: String, total: f64 }
+///
+/// let mut reducer = reduce_rows::<String, f64, Total, _>(|country, amounts, out| {
+///     out.emit(Total { country, total: amounts.sum() })
+/// });
+/// let sorted = RecordBatch::try_new(
+///     row_schema::<String, f64>().schema().clone(),
+///     vec![Arc::new(StringArray::from(vec!["de", "fr", "fr"])), Arc::new(Float64Array::from(vec![4.0, 1.5, 2.0]))],
+/// )?;
+/// let mut out = Emitter::new(row_output_schema::<Total>());
+/// reducer.reduce_groups(&Groups::new(&sorted, &[0, 1], &[0]), &mut out)?;
+/// assert_eq!(out.take_batches()[0].column(1).as_primitive::<Float64Type>().values(), &[4.0, 3.5]);
+/// # Ok::<(), gristmill::BoxError>(())
+/// ```
 pub fn reduce_rows<K, V, Out, F>(f: F) -> Box<dyn Reducer>
 where
     K: DeserializeOwned + 'static,
@@ -177,6 +266,14 @@ where
 
 /// A combiner from a closure over each key and its values of one map task, emitting
 /// `(K, V)` pairs of the map output.
+///
+/// ```
+/// use gristmill::job::rows::combine_rows;
+///
+/// // In `Job::combiner`: partial sums per key before the shuffle.
+/// let combiner = combine_rows::<String, f64, _>(|country, amounts, out| out.emit(country, amounts.sum()));
+/// # let _ = combiner;
+/// ```
 pub fn combine_rows<K, V, F>(f: F) -> Box<dyn Reducer>
 where
     K: Serialize + DeserializeOwned + 'static,

@@ -9,6 +9,21 @@ use crate::error::JobResult;
 use crate::job::Emitter;
 
 /// Where a [`map_rows`](super::map_rows) closure (or a combiner) emits `(key, value)` pairs.
+///
+/// ```
+/// use gristmill::job::rows::map_rows;
+///
+/// // (country, amount) per sale; a key the closure keeps is emitted by reference.
+/// let mapper = map_rows::<(String, f64), String, f64, _>(|(country, amount), out| {
+///     if amount < 0.0 {
+///         out.count("refunds", 1);
+///         return Ok(());
+///     }
+///     out.emit_ref(&country, &amount)?;
+///     out.emit("all".to_owned(), amount)
+/// });
+/// # let _ = mapper;
+/// ```
 pub struct KeyValueOut<'a, K, V> {
     pub(super) writer: &'a mut RowWriter,
     pub(super) out: &'a mut Emitter,
@@ -36,6 +51,22 @@ impl<K: Serialize, V: Serialize> KeyValueOut<'_, K, V> {
 }
 
 /// Where a [`reduce_rows`](super::reduce_rows) closure emits output rows.
+///
+/// ```
+/// use gristmill::job::rows::reduce_rows;
+///
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Total { country: String, amount: f64 }
+///
+/// let reducer = reduce_rows::<String, f64, Total, _>(|country, amounts, out| {
+///     let total = Total { country, amount: amounts.sum() };
+///     if total.amount == 0.0 {
+///         out.count("zero_totals", 1);
+///     }
+///     out.emit_ref(&total)
+/// });
+/// # let _ = reducer;
+/// ```
 pub struct RowOut<'a, T> {
     pub(super) writer: &'a mut RowWriter,
     pub(super) out: &'a mut Emitter,

@@ -20,6 +20,20 @@ use crate::job::{Emitter, Groups, KeyGroup, Reducer};
 /// The values of one group, in the order the shuffle merged them (for a job that groups by
 /// part of its key, ordered by the rest of the key). Values the closure leaves unread are
 /// skipped.
+///
+/// ```
+/// use gristmill::job::rows::{RowValues, reduce_rows};
+///
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Spread { sensor: i64, readings: u64, max: f64 }
+///
+/// let reducer = reduce_rows::<i64, f64, Spread, _>(|sensor, values: RowValues<'_, f64>, out| {
+///     let readings = values.len() as u64; // an exact size, before any is read
+///     let max = values.fold(f64::MIN, f64::max);
+///     out.emit(Spread { sensor, readings, max })
+/// });
+/// # let _ = reducer;
+/// ```
 pub struct RowValues<'a, V> {
     values: std::iter::Take<&'a mut std::vec::IntoIter<V>>,
 }
