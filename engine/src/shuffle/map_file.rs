@@ -202,8 +202,9 @@ pub fn write_map_output(
     if let Some(dir) = files.data.parent() {
         create_private_dir(dir).map_err(|e| write_failed(dir, e))?;
     }
-    // Written directly (no page cache) under a staging name, synced, then renamed.
-    let mut out = DirectFile::create(&files.data).map_err(|e| write_failed(&files.data, e))?;
+    // Written directly (no page cache) under a staging name, then renamed; not synced: a
+    // crash that cuts it fails its checksum where it is read, and the map runs again.
+    let mut out = DirectFile::create(&files.data).map_err(|e| write_failed(&files.data, e))?.without_sync();
     let mut index = MapOutputIndex::default();
     let mut offset = 0u64;
     let mut compression = None;

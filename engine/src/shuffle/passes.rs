@@ -80,7 +80,7 @@ pub fn merge_bytes(run: &Run) -> u64 {
             (2 * SORTED_READ_ROWS as u64 * row_bytes).max(batch)
         }
         Run::Spilled { .. } => batch + super::spill::SPILL_BUFFER_BYTES as u64,
-        Run::Segment { .. } => batch + crate::storage::read_buffer_bytes(),
+        Run::Segment { len, .. } => batch + crate::storage::read_buffer_bytes_for(*len),
     }
 }
 

@@ -56,6 +56,27 @@ pub fn read_buffer_bytes() -> u64 {
     ((QUEUED + 2) * (read_block() + ALIGN)) as u64
 }
 
+/// The memory a [`DirectReader`] of `len` bytes the calling task opens holds, at most:
+/// one block of its size when one holds it all.
+pub fn read_buffer_bytes_for(len: u64) -> u64 {
+    match read_block_for(len) {
+        (block, true) => (block + ALIGN) as u64,
+        _ => read_buffer_bytes(),
+    }
+}
+
+/// The block length of a reader of `len` bytes (from any offset), and whether one block
+/// holds them all: then the block is only as large as they need.
+fn read_block_for(len: u64) -> (usize, bool) {
+    let block = read_block();
+    // An unaligned start can add an alignment unit at either end.
+    let span = len.next_multiple_of(ALIGN as u64).saturating_add(ALIGN as u64);
+    match usize::try_from(span) {
+        Ok(span) if span <= block => (span, true),
+        _ => (block, false),
+    }
+}
+
 /// The hidden name a file is written under until it is finished: `.{name}.inprogress`.
 pub fn staging_name(name: &str) -> String {
     format!(".{name}.inprogress")
@@ -77,8 +98,13 @@ impl Block {
     }
 
     fn spare(&mut self) -> &mut [u8] {
-        let end = self.memory.len() - ALIGN + self.start;
+        let end = self.capacity() + self.start;
         &mut self.memory[self.start + self.filled..end]
+    }
+
+    /// Bytes it holds when full.
+    fn capacity(&self) -> usize {
+        self.memory.len().saturating_sub(ALIGN)
     }
 
     fn filled(&self) -> &[u8] {
@@ -106,14 +132,16 @@ impl BlockPool {
     /// The next free block, waiting for one to come back if need be; `None` once the other
     /// side is gone.
     fn take(&mut self) -> Option<Block> {
-        if let Ok(block) = self.returned.try_recv() {
-            return Some(block);
-        }
-        if self.allocated < self.limit {
-            self.allocated += 1;
-            return Some(Block::new(self.len));
-        }
-        self.returned.recv().ok()
+        let block = match self.returned.try_recv() {
+            Ok(block) => block,
+            Err(_) if self.allocated < self.limit => {
+                self.allocated += 1;
+                return Some(Block::new(self.len));
+            }
+            Err(_) => self.returned.recv().ok()?,
+        };
+        // A file's small first block (see `DirectFile::create`) is replaced, not reused.
+        Some(if block.capacity() < self.len { Block::new(self.len) } else { block })
     }
 }
 
@@ -123,6 +151,9 @@ pub struct DirectFile {
     path: PathBuf,
     staging: PathBuf,
     block: Block,
+    /// The file and the writer's ends of its channels, until the first full block starts
+    /// the background writer: a file that fits its first block is written without one.
+    unstarted: Option<(File, Receiver<Block>, SyncSender<Block>)>,
     /// Full blocks to the background writer; `None` once finished.
     to_writer: Option<SyncSender<Block>>,
     /// Written blocks coming back for reuse (the one being filled counts as allocated).
@@ -132,6 +163,8 @@ pub struct DirectFile {
     len: u64,
     /// Finished as a staging file: not deleted when dropped.
     keep_staging: bool,
+    /// Sync the file's length to disk before it gets its name.
+    sync: bool,
 }
 
 impl DirectFile {
@@ -149,20 +182,29 @@ impl DirectFile {
         let (to_writer, queued) = sync_channel::<Block>(QUEUED);
         let (recycle, recycled) = sync_channel::<Block>(QUEUED + 1);
         let block_len = write_block();
-        let writer = std::thread::Builder::new().name("direct-file".into()).spawn({
-            let staging = staging.clone();
-            move || write_blocks(file, &staging, queued, recycle)
-        })?;
         Ok(DirectFile {
             path: path.to_owned(),
             staging,
-            block: Block::new(block_len),
+            // Small: many files are (a tiny map task's output); a block of megabytes,
+            // zeroed, and a writer thread would cost more than writing them.
+            block: Block::new(MIN_BLOCK.min(block_len)),
+            unstarted: Some((file, queued, recycle)),
             to_writer: Some(to_writer),
             pool: BlockPool { returned: recycled, allocated: 1, limit: QUEUED + 1, len: block_len },
-            writer: Some(writer),
+            writer: None,
             len: 0,
             keep_staging: false,
+            sync: true,
         })
+    }
+
+    /// Finishes without syncing the file's length to disk: for files whose loss or
+    /// truncation in a crash is detected and costs only work (map output: checksummed, a
+    /// bad segment is fetched as failed and its map run again). A sync costs milliseconds,
+    /// longer than a tiny map task takes (bench/README.md, "Many small tasks").
+    pub fn without_sync(mut self) -> Self {
+        self.sync = false;
+        self
     }
 
     /// Bytes written so far.
@@ -193,19 +235,37 @@ impl DirectFile {
     fn complete(&mut self) -> io::Result<u64> {
         self.block.pad();
         let last = std::mem::replace(&mut self.block, Block { memory: Vec::new(), start: 0, filled: 0 });
-        self.send(last)?;
-        self.to_writer = None;
-        let file = self.join_writer()?;
+        let file = match self.unstarted.take() {
+            // It all fits in the first block: written here.
+            Some((file, _, _)) => {
+                self.to_writer = None;
+                write_block_at(file, &self.staging, &last, 0)?
+            }
+            None => {
+                self.send(last)?;
+                self.to_writer = None;
+                self.join_writer()?
+            }
+        };
         // The last block was padded to the alignment; cut the padding off.
         file.set_len(self.len)?;
         // Cheap after direct writes (the data is on the device): makes the length durable
         // before the name appears.
-        file.sync_data()?;
+        if self.sync {
+            file.sync_data()?;
+        }
         Ok(self.len)
     }
 
-    /// Hands a full block to the background writer and takes an empty one.
+    /// Hands a full block to the background writer (started now if need be).
     fn send(&mut self, block: Block) -> io::Result<()> {
+        if let Some((file, queued, recycle)) = self.unstarted.take() {
+            let staging = self.staging.clone();
+            let writer = std::thread::Builder::new()
+                .name("direct-file".into())
+                .spawn(move || write_blocks(file, &staging, queued, recycle))?;
+            self.writer = Some(writer);
+        }
         let Some(to_writer) = &self.to_writer else { return Err(closed()) };
         if to_writer.send(block).is_err() {
             // The writer stopped: its result says why.
@@ -239,7 +299,7 @@ impl Write for DirectFile {
             spare[..n].copy_from_slice(&bytes[..n]);
             self.block.filled += n;
             bytes = &bytes[n..];
-            if self.block.filled == self.pool.len {
+            if self.block.filled == self.block.capacity() {
                 let next = self.next_block()?;
                 let full = std::mem::replace(&mut self.block, next);
                 self.send(full)?;
@@ -294,13 +354,19 @@ impl DirectReader {
         let file = open_direct(path, Access::Read)?;
         let (ahead, blocks) = sync_channel(QUEUED);
         let (recycle, recycled) = sync_channel(QUEUED + 2);
+        let (len, whole) = read_block_for(range.end - range.start);
+        let pool = BlockPool { returned: recycled, allocated: 0, limit: QUEUED + 2, len };
         let span = range.clone();
-        std::thread::Builder::new().name("direct-read".into()).spawn({
+        if whole {
+            // One block holds it all: read here, without a thread (a reduce opens one
+            // reader per map output; tiny ones are common).
+            read_blocks(file, path, span, &ahead, pool);
+        } else {
             let path = path.to_owned();
-            let len = read_block();
-            let pool = BlockPool { returned: recycled, allocated: 0, limit: QUEUED + 2, len };
-            move || read_blocks(file, &path, span, &ahead, pool)
-        })?;
+            std::thread::Builder::new()
+                .name("direct-read".into())
+                .spawn(move || read_blocks(file, &path, span, &ahead, pool))?;
+        }
         Ok(DirectReader { block: None, blocks, recycle, position: range.start, end: range.end })
     }
 
@@ -402,17 +468,24 @@ fn write_blocks(
     blocks: Receiver<Block>,
     recycle: SyncSender<Block>,
 ) -> io::Result<File> {
-    use std::os::unix::fs::FileExt;
     let mut offset = 0u64;
     for mut block in blocks {
-        if let Err(e) = file.write_all_at(block.filled(), offset) {
-            file = buffered_after_refusal(e, path, Access::Write)?;
-            file.write_all_at(block.filled(), offset)?;
-        }
+        file = write_block_at(file, path, &block, offset)?;
         offset += block.filled as u64;
         block.filled = 0;
         // The caller may be gone or have enough blocks; either way the block is not needed.
         let _ = recycle.try_send(block);
+    }
+    Ok(file)
+}
+
+/// Writes `block`'s bytes at `offset` of `file` (reopened for buffered I/O where direct
+/// I/O is refused); the file to go on with.
+fn write_block_at(mut file: File, path: &Path, block: &Block, offset: u64) -> io::Result<File> {
+    use std::os::unix::fs::FileExt;
+    if let Err(e) = file.write_all_at(block.filled(), offset) {
+        file = buffered_after_refusal(e, path, Access::Write)?;
+        file.write_all_at(block.filled(), offset)?;
     }
     Ok(file)
 }

@@ -27,7 +27,7 @@ pub use counting::{
     STORAGE_LIST_REQUESTS, request_stats,
 };
 pub(crate) use counting::{count_local_read, read_local_range};
-pub use direct_file::{DirectFile, DirectReader, read_buffer_bytes, staging_name};
+pub use direct_file::{DirectFile, DirectReader, read_buffer_bytes, read_buffer_bytes_for, staging_name};
 pub(crate) use listing::relative_to;
 pub use mapped::{Footprint, footprint, map_file};
 pub use options::StorageOptions;

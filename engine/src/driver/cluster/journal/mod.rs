@@ -4,7 +4,8 @@
 //! (one per start).
 //!
 //! Each record is `length (u32 LE) | CRC-32 of the body (u32 LE) | JSON body`, appended and
-//! flushed to disk (`sync_data`) before the change it records is acted on. A crash can leave
+//! flushed to disk (`sync_data`) before the change it records is acted on; completed map
+//! outputs, a hint that only saves work, are appended without a sync of their own. A crash can leave
 //! a torn last record: replay reads up to the first short or bad record, truncates the file
 //! there and warns. The log is never compacted yet; every job stays in it.
 
@@ -227,6 +228,20 @@ impl Journal {
 
     /// Appends `record` and flushes it to disk.
     pub fn append(&self, record: &Record) -> Result<(), JournalError> {
+        self.write(record, true)
+    }
+
+    /// Appends `record` without waiting for the disk: for records whose loss in a crash
+    /// costs only work, never correctness (a [`Record::MapDone`] lost makes a restarted
+    /// driver run that map again). It reaches the disk with the next [`Journal::append`]
+    /// (a sync flushes the whole file) or when the OS writes it back. One sync per map task
+    /// (milliseconds each on our disks) held a worker's reports back: see bench/README.md,
+    /// "Many small tasks".
+    pub fn append_lazily(&self, record: &Record) -> Result<(), JournalError> {
+        self.write(record, false)
+    }
+
+    fn write(&self, record: &Record, sync: bool) -> Result<(), JournalError> {
         let body = serde_json::to_vec(record)
             .map_err(|e| JournalError::Record { job: record.job().to_owned(), cause: e.to_string() })?;
         let mut frame = Vec::with_capacity(HEADER_BYTES + body.len());
@@ -237,7 +252,10 @@ impl Journal {
         let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
         let io = |source| JournalError::Io { path: self.path.clone(), source };
         file.write_all(&frame).map_err(io)?;
-        file.sync_data().map_err(io)
+        if sync {
+            file.sync_data().map_err(io)?;
+        }
+        Ok(())
     }
 
     /// The record of an accepted job, its request sealed.

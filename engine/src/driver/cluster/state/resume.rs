@@ -136,7 +136,8 @@ impl DriverState {
             counters: counters.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             sealed_bad_records,
         };
-        if let Err(e) = self.journal.append(&Record::MapDone(done)) {
+        // Not synced: lost in a crash, the map runs again (see `Journal::append_lazily`).
+        if let Err(e) = self.journal.append_lazily(&Record::MapDone(done)) {
             tracing::warn!(job = %job, map_task, error = %e, "cannot journal a map output: a restarted driver would run the map again");
         }
     }
