@@ -21,12 +21,29 @@ use arrow::datatypes::SchemaRef;
 use serde::{Deserialize, Deserializer, Serializer};
 
 /// Writes `schema` as the bytes of an Arrow IPC stream.
+///
+/// ```
+/// use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+///
+/// let schema: SchemaRef = Schema::new(vec![Field::new("id", DataType::Int64, false)]).into();
+/// let json = gristmill::job::schema_serde::serialize(&schema, serde_json::value::Serializer).unwrap();
+/// assert!(json.is_array(), "IPC bytes: {json}");
+/// ```
 pub fn serialize<S: Serializer>(schema: &SchemaRef, serializer: S) -> Result<S::Ok, S::Error> {
     let bytes = crate::input::text_rows::schema_to_bytes(schema).map_err(serde::ser::Error::custom)?;
     serializer.serialize_bytes(&bytes)
 }
 
 /// Reads what [`serialize`] wrote.
+///
+/// ```
+/// use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+/// use gristmill::job::schema_serde;
+///
+/// let schema: SchemaRef = Schema::new(vec![Field::new("id", DataType::Int64, false)]).into();
+/// let json = schema_serde::serialize(&schema, serde_json::value::Serializer).unwrap();
+/// assert_eq!(schema_serde::deserialize(json).unwrap(), schema);
+/// ```
 pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SchemaRef, D::Error> {
     let bytes = Vec::<u8>::deserialize(deserializer)?;
     crate::input::text_rows::schema_from_bytes(&bytes).map_err(serde::de::Error::custom)

@@ -20,6 +20,17 @@ pub const BROADCAST_LIMIT_BYTES: usize = 8 << 20;
 
 /// The values a job's plan broadcast to its tasks, by name, as JSON (shared, not copied,
 /// by the tasks of a process).
+///
+/// ```
+/// use gristmill::job::Broadcasts;
+///
+/// // What a task receives when its job's plan called `ctx.broadcast("stopwords", &words)`.
+/// let broadcasts: Broadcasts = serde_json::from_str(r#"{"stopwords": ["a", "the"]}"#).unwrap();
+/// let words: Vec<String> = broadcasts.get("stopwords").unwrap();
+/// assert_eq!(words, ["a", "the"]);
+/// assert_eq!(broadcasts.names().collect::<Vec<_>>(), ["stopwords"]);
+/// assert!(broadcasts.get::<u64>("stopwords").is_err());
+/// ```
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Broadcasts {
     values: Arc<BTreeMap<String, serde_json::Value>>,
@@ -80,6 +91,15 @@ impl Broadcasts {
 }
 
 /// What every task of a job may read besides its split ([`super::TaskInfo`] carries it).
+///
+/// ```
+/// use gristmill::job::SideInputs;
+///
+/// // A task built outside the engine (a unit test, a bench) has no I/O runtime.
+/// let side = SideInputs::default();
+/// assert!(side.io.is_none());
+/// assert_eq!(side.broadcasts.names().count(), 0);
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct SideInputs {
     /// The values the job's plan broadcast.
