@@ -2,7 +2,7 @@
 //! count's mapper), hash partitioning, partition + sort + combine of map output, the
 //! partition + radix sort of integer keys, and the group-by mapper's hash aggregation.
 //!
-//! `cargo bench -p gristmill-jobs --bench map_kernels`
+//! `cargo bench --workspace --bench map_kernels`
 
 use std::sync::Arc;
 

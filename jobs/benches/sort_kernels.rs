@@ -8,7 +8,7 @@
 //! * `merge_{2,8,24}_gathered_runs`: the merge alone, of runs already gathered: its cost
 //!   per row grows with the depth of the merge tree.
 //!
-//! `cargo bench -p gristmill-jobs --bench sort_kernels`
+//! `cargo bench --workspace --bench sort_kernels`
 
 use std::sync::Arc;
 

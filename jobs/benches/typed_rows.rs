@@ -1,7 +1,7 @@
 //! Typed records against the batch level (issue #25): the same map and combine of
 //! `sum(l_extendedprice * (1 - l_discount)) group by l_suppkey`, written with `map_rows` /
 //! `combine_rows` and with Arrow kernels over whole batches (`revenue --api batches`), on in-memory batches of
-//! lineitem's three columns. Run: `cargo bench -p gristmill-jobs --bench typed_rows`.
+//! lineitem's three columns. Run: `cargo bench --workspace --bench typed_rows`.
 
 use std::hint::black_box;
 use std::sync::Arc;

@@ -118,15 +118,23 @@ impl RowColumns {
         Ok(array.columns().to_vec())
     }
 
+    /// `columns` (in the type's column order), each cast to the traced type where it
+    /// differs, with no nulls where the field is not an `Option`.
+    pub(super) fn cast(&self, columns: &[ArrayRef]) -> JobResult<Vec<ArrayRef>> {
+        columns.iter().zip(&self.columns).map(|(column, field)| read_as(column, field)).collect()
+    }
+
+    /// A struct's field names (a tuple's `0`, `1`, ...) when the type spreads over its
+    /// columns; `None` when it is one column.
+    pub(super) fn serde_names(&self) -> Option<&[String]> {
+        self.serde_names.as_deref()
+    }
+
     /// The single array serde_arrow reads the type from, made of `columns` (in the type's
     /// column order), each cast to the traced type where it differs (a decimal read as
     /// `f64`, a timestamp as `i64`, a view or dictionary of strings as a `String`).
     pub fn join(&self, columns: &[ArrayRef]) -> JobResult<(FieldRef, ArrayRef)> {
-        let cast_columns = columns
-            .iter()
-            .zip(&self.columns)
-            .map(|(column, field)| read_as(column, field))
-            .collect::<JobResult<Vec<_>>>()?;
+        let cast_columns = self.cast(columns)?;
         let item = self.item_field(&self.columns);
         let array: ArrayRef = match (&self.serde_names, item.data_type()) {
             (Some(_), DataType::Struct(children)) => Arc::new(

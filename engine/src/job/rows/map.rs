@@ -9,16 +9,19 @@ use serde_arrow::Deserializer;
 use serde_arrow::utils::Item;
 
 use super::columns::RowColumns;
+use super::flat::FlatRows;
 use super::out::KeyValueOut;
 use super::writer::RowWriter;
 use super::{key_columns, value_columns};
-use crate::error::JobResult;
+use crate::error::{BoxError, JobResult};
 use crate::job::{Emitter, Mapper};
 
 pub(super) struct RowMapper<In, K, V, F> {
     pub(super) f: F,
     pub(super) input: RowColumns,
     pub(super) writer: Option<RowWriter>,
+    /// The row type does not read from flat columns: serde_arrow reads it.
+    pub(super) serde_only: bool,
     pub(super) types: PhantomData<fn(In, K, V)>,
 }
 
@@ -34,15 +37,52 @@ where
             Ok(vec![key_columns::<K>()?, value_columns::<V>()?])
         })?;
         let columns = input_columns(&self.input, batch)?;
-        let (item, array) = self.input.join(&columns)?;
-        let rows = Deserializer::from_arrow(&[item], std::slice::from_ref(&array))?;
         let mut kv = KeyValueOut { writer, out, types: PhantomData };
-        for row in &rows {
-            let Item(row) = Item::<In>::deserialize(row)?;
-            (self.f)(row, &mut kv)?;
+        let cast = self.input.cast(&columns)?;
+        let flat = FlatRows::new(&cast, self.input.serde_names().is_some()).filter(|_| !self.serde_only);
+        match flat.map(|rows| flat_rows(&rows, &mut self.f, &mut kv)) {
+            Some(Ok(())) => {}
+            Some(Err(RowsError::Job(e))) => return Err(e),
+            // A row type whose `Deserialize` does not read a sequence (a custom impl, a
+            // flattened struct) fails on the first row, before any closure ran: such a type
+            // takes serde_arrow from then on.
+            Some(Err(RowsError::FirstRow)) | None => {
+                self.serde_only = true;
+                let (item, array) = self.input.join(&columns)?;
+                let rows = Deserializer::from_arrow(&[item], std::slice::from_ref(&array))?;
+                for row in &rows {
+                    let Item(row) = Item::<In>::deserialize(row)?;
+                    (self.f)(row, &mut kv)?;
+                }
+            }
         }
         kv.writer.flush(kv.out)
     }
+}
+
+/// Why [`flat_rows`] stopped.
+enum RowsError {
+    /// The first row did not deserialize from flat columns: nothing ran yet.
+    FirstRow,
+    /// The closure, or a later row, failed.
+    Job(BoxError),
+}
+
+/// Calls `f` with each row of `rows`.
+fn flat_rows<In: DeserializeOwned, O>(
+    rows: &FlatRows<'_>,
+    f: &mut impl FnMut(In, &mut O) -> JobResult<()>,
+    out: &mut O,
+) -> Result<(), RowsError> {
+    for i in 0..rows.len() {
+        let row = match In::deserialize(rows.row(i)) {
+            Ok(row) => row,
+            Err(_) if i == 0 => return Err(RowsError::FirstRow),
+            Err(e) => return Err(RowsError::Job(e.into())),
+        };
+        f(row, out).map_err(RowsError::Job)?;
+    }
+    Ok(())
 }
 
 /// The batch's columns the row type reads: a struct's fields by name, otherwise the first.

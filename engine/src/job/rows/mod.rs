@@ -4,7 +4,10 @@
 //! and type the columns ([`rows_input`] projects the input to them); keys and values are
 //! scalars, tuples or `#[derive(Serialize, Deserialize)]` structs; a reducer receives each
 //! key with its values and emits rows of an output type. The engine buffers emitted rows
-//! into Arrow batches (serde_arrow), so the shuffle is the batch level's.
+//! into Arrow batches, so the shuffle is the batch level's. Rows of flat columns (integers,
+//! floats, booleans, text, and dates or timestamps on output) are read and written column by
+//! column with typed builders; any other column (a list, a nested struct, a decimal) goes
+//! through serde_arrow.
 //!
 //! ```
 //! use gristmill::prelude::*;
@@ -63,6 +66,7 @@
 //! example job.
 
 mod columns;
+mod flat;
 mod map;
 mod out;
 mod reduce;
@@ -219,7 +223,13 @@ where
     F: FnMut(In, &mut KeyValueOut<'_, K, V>) -> JobResult<()> + Send + 'static,
 {
     match RowColumns::of::<In>("line") {
-        Ok(input) => Box::new(map::RowMapper { f, input, writer: None, types: PhantomData::<fn(In, K, V)> }),
+        Ok(input) => Box::new(map::RowMapper {
+            f,
+            input,
+            writer: None,
+            serde_only: false,
+            types: PhantomData::<fn(In, K, V)>,
+        }),
         Err(e) => Box::new(Failing(format!("the input row type has no Arrow layout: {e}"))),
     }
 }

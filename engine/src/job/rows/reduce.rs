@@ -11,6 +11,7 @@ use serde_arrow::Deserializer;
 use serde_arrow::utils::Item;
 
 use super::columns::RowColumns;
+use super::flat::FlatRows;
 use super::out::{KeyValueOut, RowOut};
 use super::writer::RowWriter;
 use super::{key_columns, output_columns, value_columns};
@@ -77,22 +78,75 @@ fn each_group<K: DeserializeOwned, V: DeserializeOwned>(
     mut visit: impl FnMut(K, RowValues<'_, V>) -> JobResult<()>,
 ) -> JobResult<()> {
     let (keys, values) = (&layout.keys, &layout.values);
-    let (key_item, key_array) = keys.join(&batch.columns()[..keys.len()])?;
-    let value_columns: Vec<ArrayRef> = batch.columns()[keys.len()..keys.len() + values.len()].to_vec();
-    let (value_item, value_array) = values.join(&value_columns)?;
-    let key_rows = Deserializer::from_arrow(&[key_item], std::slice::from_ref(&key_array))?;
-    let items: Vec<Item<V>> = serde_arrow::from_arrow(&[value_item], &[value_array])?;
-    let mut all_values: std::vec::IntoIter<V> =
-        items.into_iter().map(|Item(v)| v).collect::<Vec<V>>().into_iter();
+    let key_columns = keys.cast(&batch.columns()[..keys.len()])?;
+    let value_columns = values.cast(&batch.columns()[keys.len()..keys.len() + values.len()])?;
+    let mut joined = None;
+    let key_rows = KeyRows::<K>::new(keys, &key_columns, &mut joined)?;
+    let mut all_values = read_all::<V>(values, &value_columns)?.into_iter();
     for range in rows {
         // Skip to the group's first value: earlier groups may have left values unread.
         let skip = all_values.len() - (batch.num_rows() - range.start);
         all_values.by_ref().take(skip).for_each(drop);
-        let key_row = key_rows.get(range.start).ok_or("a group starts past the batch")?;
-        let Item(key) = Item::<K>::deserialize(key_row)?;
+        let key = key_rows.get(range.start)?;
         visit(key, RowValues { values: all_values.by_ref().take(range.len()) })?;
     }
     Ok(())
+}
+
+/// The keys of a batch, read one group's first row at a time.
+enum KeyRows<'a, K> {
+    /// From flat columns.
+    Flat(FlatRows<'a>, PhantomData<fn() -> K>),
+    /// Through serde_arrow, for a key type flat columns cannot hold or its `Deserialize`
+    /// does not read as a sequence.
+    Serde(Deserializer<'a>),
+}
+
+impl<'a, K: DeserializeOwned> KeyRows<'a, K> {
+    /// `joined` holds the array serde_arrow reads, when it does.
+    fn new(
+        layout: &RowColumns,
+        columns: &'a [ArrayRef],
+        joined: &'a mut Option<[ArrayRef; 1]>,
+    ) -> JobResult<Self> {
+        if let Some(rows) = FlatRows::new(columns, layout.serde_names().is_some())
+            && (rows.len() == 0 || K::deserialize(rows.row(0)).is_ok())
+        {
+            return Ok(KeyRows::Flat(rows, PhantomData));
+        }
+        let (item, array) = layout.join(columns)?;
+        Ok(KeyRows::Serde(Deserializer::from_arrow(&[item], joined.insert([array]))?))
+    }
+
+    fn get(&self, row: usize) -> JobResult<K> {
+        match self {
+            KeyRows::Flat(rows, _) => Ok(K::deserialize(rows.row(row))?),
+            KeyRows::Serde(rows) => {
+                let item = rows.get(row).ok_or("a group starts past the batch")?;
+                Ok(Item::<K>::deserialize(item)?.0)
+            }
+        }
+    }
+}
+
+/// Every row of `columns` as a `T`: from flat columns where they are, else through serde_arrow.
+fn read_all<T: DeserializeOwned>(layout: &RowColumns, columns: &[ArrayRef]) -> JobResult<Vec<T>> {
+    if let Some(rows) = FlatRows::new(columns, layout.serde_names().is_some()) {
+        let mut all = Vec::with_capacity(rows.len());
+        for i in 0..rows.len() {
+            match T::deserialize(rows.row(i)) {
+                Ok(value) => all.push(value),
+                Err(_) if i == 0 => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if all.len() == rows.len() {
+            return Ok(all);
+        }
+    }
+    let (item, array) = layout.join(columns)?;
+    let items: Vec<Item<T>> = serde_arrow::from_arrow(&[item], &[array])?;
+    Ok(items.into_iter().map(|Item(v)| v).collect())
 }
 
 /// Reduces the groups of `rows` of a merged batch: what a typed reducer and a typed combiner

@@ -7,16 +7,23 @@ use serde_arrow::ArrayBuilder;
 use serde_arrow::utils::Item;
 
 use super::columns::RowColumns;
+use super::flat::FlatColumns;
 use crate::error::JobResult;
 use crate::job::Emitter;
 
 /// Rows buffered before they are handed to the engine as one batch.
 const ROWS_PER_BATCH: usize = 8192;
 
-/// One serde type's share of a batch: its columns and the builder serde_arrow fills.
+/// One serde type's share of a batch: its columns and what fills them.
 struct Part {
     columns: RowColumns,
-    builder: ArrayBuilder,
+    builder: PartBuilder,
+}
+
+/// Typed builders where the columns are flat, serde_arrow's builder otherwise.
+enum PartBuilder {
+    Flat(FlatColumns),
+    Serde(ArrayBuilder),
 }
 
 /// Buffers rows made of one or more serde values side by side (a key then a value, or a
@@ -43,9 +50,12 @@ impl RowWriter {
         let mut start = 0;
         let mut built = Vec::with_capacity(parts.len());
         for columns in parts {
-            let item = columns.item_field(&fields[start..start + columns.len()]);
+            let part_fields = &fields[start..start + columns.len()];
             start += columns.len();
-            let builder = ArrayBuilder::from_arrow(&[item])?;
+            let builder = match FlatColumns::new(part_fields, columns.serde_names()) {
+                Some(flat) => PartBuilder::Flat(flat),
+                None => PartBuilder::Serde(ArrayBuilder::from_arrow(&[columns.item_field(part_fields)])?),
+            };
             built.push(Part { columns, builder });
         }
         Ok(RowWriter { parts: built, rows: 0 })
@@ -65,7 +75,10 @@ impl RowWriter {
 
     /// Appends `value` as part `part` of the current row.
     pub fn push<T: Serialize + ?Sized>(&mut self, part: usize, value: &T) -> JobResult<()> {
-        self.parts[part].builder.push(Item(value))?;
+        match &mut self.parts[part].builder {
+            PartBuilder::Flat(flat) => flat.push(value)?,
+            PartBuilder::Serde(builder) => builder.push(Item(value))?,
+        }
         Ok(())
     }
 
@@ -83,8 +96,13 @@ impl RowWriter {
         self.rows = 0;
         let mut columns: Vec<ArrayRef> = Vec::new();
         for part in &mut self.parts {
-            let item = part.builder.to_arrow()?.into_iter().next().ok_or("serde_arrow built no array")?;
-            columns.extend(part.columns.split(item)?);
+            match &mut part.builder {
+                PartBuilder::Flat(flat) => columns.extend(flat.finish()?),
+                PartBuilder::Serde(builder) => {
+                    let item = builder.to_arrow()?.into_iter().next().ok_or("serde_arrow built no array")?;
+                    columns.extend(part.columns.split(item)?);
+                }
+            }
         }
         out.emit(RecordBatch::try_new(out.schema().clone(), columns)?)
     }
