@@ -4,7 +4,8 @@
 //! are checked against DuckDB.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::ffi::OsStr;
+use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Instant;
 
@@ -41,33 +42,100 @@ fn the_job_crate_is_locked_to_the_workspace_s_versions_and_depends_on_the_engine
     assert_eq!(dependencies, ["gristmill", "serde"], "arrow and clap come from the engine's re-exports");
 }
 
-/// Builds the crate into the target directory and profile of this test's own binaries,
-/// offline and with its lock, reusing the workspace's builds of its crates.io dependencies:
-/// the crate and the engine are compiled (see examples/job-crate/README.md). Returns the
-/// job binary.
-fn build_job_crate() -> PathBuf {
+/// Whether cargo set the variable `name` for this test process (the variables of
+/// "Environment variables Cargo sets for crates", which a test sees at run time too).
+fn set_by_cargo_for_this_test(name: &OsStr) -> bool {
+    const NAMES: [&str; 9] = [
+        "CARGO",
+        "CARGO_MANIFEST_DIR",
+        "CARGO_MANIFEST_PATH",
+        "CARGO_CRATE_NAME",
+        "CARGO_BIN_NAME",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+        "CARGO_RUSTC_CURRENT_DIR",
+        "OUT_DIR",
+    ];
+    let name = name.to_string_lossy();
+    NAMES.contains(&name.as_ref()) || name.starts_with("CARGO_PKG_") || name.starts_with("CARGO_BIN_EXE_")
+}
+
+/// `cargo` (this test's own) in the environment the workspace's cargo ran in: the test's
+/// less what cargo added for the test. A build script's `rerun-if-env-changed` makes cargo
+/// record the variable's value *in cargo's own environment* in the fingerprint it shares
+/// with the workspace's build: `ring`'s names CARGO_MANIFEST_DIR and CARGO_PKG_*, so with
+/// this test's values (`jobs`, `gristmill-jobs`) its build script ran again, and the next
+/// workspace build, without them, ran it again and rebuilt everything above ring (rustls to
+/// parquet). Not `env_clear`: what the workspace's cargo did see (RUSTFLAGS, CC,
+/// RUSTUP_TOOLCHAIN, CARGO_PROFILE_*, ...) must reach this one alike.
+fn cargo_in_the_workspace_s_environment(target_dir: &Path) -> Command {
+    let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    for (name, _) in std::env::vars_os().filter(|(name, _)| set_by_cargo_for_this_test(name)) {
+        cargo.env_remove(name);
+    }
+    // Cargo put the target directory and the toolchain's rustlib in front of the library
+    // search path: keep only what was there before.
+    let dylib_path = std::env::var_os("LD_LIBRARY_PATH").unwrap_or_default();
+    let added = |dir: &Path| {
+        dir.starts_with(target_dir) || dir.components().any(|c| c == Component::Normal("rustlib".as_ref()))
+    };
+    let kept: Vec<PathBuf> = std::env::split_paths(&dylib_path).filter(|dir| !added(dir)).collect();
+    match std::env::join_paths(&kept) {
+        Ok(path) if !kept.is_empty() => cargo.env("LD_LIBRARY_PATH", path),
+        _ => cargo.env_remove("LD_LIBRARY_PATH"),
+    };
+    cargo
+}
+
+/// `cargo build` (offline, locked) of the manifest `manifest` into the target directory
+/// and profile of this test's own binaries, with `args`; its output, which must be a
+/// success.
+fn cargo_build(manifest: &Path, args: &[&str]) -> Output {
     let target_dir =
         Path::new(env!("CARGO_TARGET_TMPDIR")).parent().expect("CARGO_TARGET_TMPDIR is target/tmp");
     let profile_dir = bin("wordcount").parent().unwrap().file_name().unwrap().to_str().unwrap().to_owned();
     let profile = if profile_dir == "debug" { "dev" } else { profile_dir.as_str() };
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let started = Instant::now();
-    let out = Command::new(&cargo)
-        .args(["build", "--locked", "--offline", "--profile", profile, "--manifest-path"])
-        .arg(job_crate().join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(target_dir)
+    let out = cargo_in_the_workspace_s_environment(target_dir)
+        .args(["build", "--locked", "--offline", "--profile", profile, "--target-dir", s(target_dir)])
+        .arg("--manifest-path")
+        .arg(manifest)
+        .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run `{cargo}` to build examples/job-crate: {e}"));
+        .unwrap_or_else(|e| panic!("cannot run cargo to build {}: {e}", manifest.display()));
     assert!(
         out.status.success(),
-        "cargo build of examples/job-crate: {}",
+        "cargo build of {}: {}",
+        manifest.display(),
         String::from_utf8_lossy(&out.stderr)
     );
+    out
+}
+
+/// Builds the crate offline and with its lock, reusing the workspace's builds of its
+/// crates.io dependencies: the crate and the engine are compiled (see
+/// examples/job-crate/README.md). Returns the job binary.
+fn build_job_crate() -> PathBuf {
+    let started = Instant::now();
+    cargo_build(&job_crate().join("Cargo.toml"), &[]);
     eprintln!("built examples/job-crate in {:.1} s", started.elapsed().as_secs_f64());
-    let binary = target_dir.join(&profile_dir).join("trip-stats");
+    let binary = bin("wordcount").with_file_name("trip-stats");
     assert!(binary.is_file(), "{} was not built", binary.display());
     binary
+}
+
+/// The units `cargo build --workspace --bins` (which the cluster tests need run first)
+/// would compile again: none, unless building the job crate spoilt the workspace's.
+fn workspace_units_not_fresh() -> Vec<String> {
+    let workspace = job_crate().join("../../Cargo.toml");
+    let out = cargo_build(&workspace, &["--workspace", "--bins", "--message-format=json"]);
+    let mut stale = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let message: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        if message["reason"] == "compiler-artifact" && message["fresh"] == false {
+            stale.push(message["package_id"].as_str().unwrap_or("?").to_owned());
+        }
+    }
+    stale
 }
 
 /// Writes 30,000 trips as `trips.parquet` (fares as DECIMAL(9, 2), 8 row groups) and
@@ -160,6 +228,8 @@ impl Expected {
 #[test]
 fn a_job_crate_outside_the_workspace_runs_locally_and_on_a_cluster_as_duckdb_computes() {
     let binary = build_job_crate();
+    let stale = workspace_units_not_fresh();
+    assert!(stale.is_empty(), "building examples/job-crate made the workspace's build rebuild {stale:?}");
     let dir = tempfile::tempdir().unwrap();
     let expected = Expected::parse(&run_python(TRIPS_SCRIPT, &[s(dir.path()), "0.5"]));
     assert!(expected.groups.len() > 500 && expected.refunds > 0 && expected.short_trips > 0);
