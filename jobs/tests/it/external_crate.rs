@@ -123,11 +123,15 @@ fn build_job_crate() -> PathBuf {
     binary
 }
 
-/// The units `cargo build --workspace --bins` (which the cluster tests need run first)
-/// would compile again: none, unless building the job crate spoilt the workspace's.
+/// The units `cargo build --workspace --lib` would compile again (the workspace's
+/// libraries and all they depend on, ring to parquet, as `cargo build --workspace --bins`
+/// built them): none, unless building the job crate spoilt them. Not `--bins`: a fresh
+/// build still links its binaries into the target directory again, and where `cargo test`
+/// had put its own there (built with the dev-dependencies' features), the binaries other
+/// tests are starting would be swapped under them.
 fn workspace_units_not_fresh() -> Vec<String> {
     let workspace = job_crate().join("../../Cargo.toml");
-    let out = cargo_build(&workspace, &["--workspace", "--bins", "--message-format=json"]);
+    let out = cargo_build(&workspace, &["--workspace", "--lib", "--message-format=json"]);
     let mut stale = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let message: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
