@@ -364,6 +364,11 @@ pub struct TaskInfo {
 impl TaskInfo {
     /// The value the job's [`Job::plan`] broadcast under `name` (see
     /// [`PlanContext::broadcast`]).
+    ///
+    /// Each call builds a new `T` from the value's JSON (a deserialization, allocations
+    /// and all): fetch it once per task in [`Job::mapper`] (or [`Job::reducer`]) and keep
+    /// it in the mapper, never per record, as `wordcount-stopwords` does
+    /// (`jobs/src/stopwords.rs`).
     pub fn broadcast<T: DeserializeOwned>(&self, name: &str) -> JobResult<T> {
         self.side.broadcasts.get(name)
     }

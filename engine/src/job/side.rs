@@ -34,6 +34,33 @@ pub const BROADCAST_LIMIT_BYTES: usize = 8 << 20;
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Broadcasts {
     values: Arc<BTreeMap<String, serde_json::Value>>,
+    /// The bytes of the entries as compact JSON, `"name":value` each and the commas
+    /// between them (the braces around them not counted): kept as values are added, so
+    /// that checking the limit serializes the new value only, not all of them again.
+    entry_bytes: usize,
+}
+
+/// The bytes of `value` as compact JSON, counted without keeping them.
+fn json_len(value: &impl Serialize) -> usize {
+    /// An [`std::io::Write`] that only counts.
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // A string or a JSON value always serializes.
+    serde_json::to_writer(&mut count, value).map_or(0, |()| count.0)
+}
+
+/// The bytes of the entry `"name":value` in the map's compact JSON.
+fn entry_len(name: &str, value: &serde_json::Value) -> usize {
+    json_len(&name) + ":".len() + json_len(value)
 }
 
 impl Serialize for Broadcasts {
@@ -44,7 +71,10 @@ impl Serialize for Broadcasts {
 
 impl<'de> Deserialize<'de> for Broadcasts {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Ok(Broadcasts { values: Arc::new(BTreeMap::deserialize(deserializer)?) })
+        let values = BTreeMap::<String, serde_json::Value>::deserialize(deserializer)?;
+        let entries: Vec<usize> = values.iter().map(|(name, value)| entry_len(name, value)).collect();
+        let entry_bytes = entries.iter().sum::<usize>() + entries.len().saturating_sub(1);
+        Ok(Broadcasts { values: Arc::new(values), entry_bytes })
     }
 }
 
@@ -57,17 +87,18 @@ impl Broadcasts {
         if self.values.contains_key(name) {
             return Err(format!("a broadcast value named `{name}` was already given").into());
         }
-        let values = Arc::make_mut(&mut self.values);
-        values.insert(name.to_owned(), value);
-        let bytes = serde_json::to_vec(values).map_or(0, |json| json.len());
+        let comma = usize::from(!self.values.is_empty());
+        let entry_bytes = self.entry_bytes + comma + entry_len(name, &value);
+        let bytes = "{}".len() + entry_bytes;
         if bytes > BROADCAST_LIMIT_BYTES {
-            values.remove(name);
             return Err(format!(
                 "broadcast value `{name}` brings the job's broadcast values to {bytes} bytes, over the \
                  limit of {BROADCAST_LIMIT_BYTES}: read larger side data in the tasks instead"
             )
             .into());
         }
+        Arc::make_mut(&mut self.values).insert(name.to_owned(), value);
+        self.entry_bytes = entry_bytes;
         Ok(())
     }
 
@@ -114,6 +145,14 @@ pub struct SideInputs {
 mod tests {
     use super::*;
 
+    impl Broadcasts {
+        /// The bytes of the values as JSON, as they travel (`{"name":value,...}`), by the
+        /// running count.
+        fn json_bytes(&self) -> usize {
+            "{}".len() + self.entry_bytes
+        }
+    }
+
     #[test]
     fn values_survive_the_trip_to_a_task_and_misses_name_what_there_is() {
         let mut broadcasts = Broadcasts::default();
@@ -138,5 +177,31 @@ mod tests {
         let err = broadcasts.insert("big", &"y".repeat(BROADCAST_LIMIT_BYTES)).unwrap_err().to_string();
         assert!(err.contains("`big`") && err.contains("over the limit"), "{err}");
         assert_eq!(broadcasts.names().collect::<Vec<_>>(), ["small"]);
+        assert_eq!(broadcasts.json_bytes(), serde_json::to_vec(&broadcasts).unwrap().len());
+    }
+
+    #[test]
+    fn the_running_byte_count_is_the_length_of_the_json_that_travels() {
+        let mut broadcasts = Broadcasts::default();
+        assert_eq!(broadcasts.json_bytes(), b"{}".len());
+        let values = [
+            ("words", serde_json::json!(["a", "th\"e", "\u{e9}\n"])),
+            ("n", serde_json::json!(7)),
+            ("quo\"te", serde_json::json!({"k": [1.5, null]})),
+        ];
+        for (name, value) in &values {
+            broadcasts.insert(name, value).unwrap();
+            let json = serde_json::to_vec(&broadcasts).unwrap();
+            assert_eq!(broadcasts.json_bytes(), json.len(), "{}", String::from_utf8_lossy(&json));
+            let back: Broadcasts = serde_json::from_slice(&json).unwrap();
+            assert_eq!(back.json_bytes(), json.len());
+        }
+        // Up to exactly the limit is allowed; one byte more is not.
+        let room = BROADCAST_LIMIT_BYTES - broadcasts.json_bytes() - r#","fill":"""#.len();
+        broadcasts.insert("fill", &"f".repeat(room)).unwrap();
+        assert_eq!(broadcasts.json_bytes(), BROADCAST_LIMIT_BYTES);
+        assert_eq!(serde_json::to_vec(&broadcasts).unwrap().len(), BROADCAST_LIMIT_BYTES);
+        assert!(broadcasts.insert("x", &0).is_err());
+        assert_eq!(broadcasts.names().count(), values.len() + 1);
     }
 }

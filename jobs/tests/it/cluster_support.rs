@@ -315,7 +315,12 @@ impl Cluster {
 
     /// Runs a job binary against this cluster.
     pub fn run(&self, name: &str, args: &[&str]) -> Output {
-        self.command(DRIVER_HOST, &bin(name))
+        self.run_program(&bin(name), args)
+    }
+
+    /// Runs the job binary at `program` (one built outside this package) against this cluster.
+    pub fn run_program(&self, program: &Path, args: &[&str]) -> Output {
+        self.command(DRIVER_HOST, program)
             .args(args)
             .args(["--driver", &self.url])
             .envs(self.env.iter().cloned())

@@ -16,6 +16,7 @@ mod declared_schema;
 mod deploy;
 mod driver_recovery;
 mod executors;
+mod external_crate;
 mod grep;
 mod groupby;
 mod history;

@@ -39,7 +39,12 @@ pub fn bin(name: &str) -> PathBuf {
 
 /// Runs a job binary with `args` (progress off) and returns its output.
 pub fn run(name: &str, args: &[&str]) -> Output {
-    Command::new(bin(name)).args(args).env("GRISTMILL_PROGRESS", "off").output().expect("job binary starts")
+    run_program(&bin(name), args)
+}
+
+/// Runs the job binary at `program` (one built outside this package) with `args` (progress off).
+pub fn run_program(program: &Path, args: &[&str]) -> Output {
+    Command::new(program).args(args).env("GRISTMILL_PROGRESS", "off").output().expect("job binary starts")
 }
 
 /// Runs a job binary that must succeed; returns its stdout.
