@@ -1,5 +1,5 @@
 //! The executor's loop: reads [`ToExecutor`] frames on stdin, runs each attempt on a
-//! thread of its own with a lane ([`Lane`]: a CPU pool and an I/O runtime the executor
+//! thread of its own with a lane (`Lane`: a CPU pool and an I/O runtime the executor
 //! keeps and lends to one attempt at a time, in the attempt's [`super::scope`]), and
 //! answers each with a [`FromExecutor::Finished`] frame.
 
@@ -17,6 +17,7 @@ use super::scope::{self, AttemptScope, LaneSlot};
 use crate::cluster::payload::{TaskFile, TaskResult};
 use crate::cluster::task_logs::LOG_BYTES_LIMIT;
 use crate::error::ErrorKind;
+use crate::job::Broadcasts;
 
 /// Runs one attempt's spec in the calling thread (its result goes to the thread's
 /// [`AttemptScope`]); false when the binary has no job of that name.
@@ -46,12 +47,16 @@ pub fn serve(run: &RunTask) -> ExitCode {
     exit_when_idle(running.clone(), heard.clone());
     tracing::info!(pid = std::process::id(), "executor started");
     let lanes = Lanes::default();
+    // The job's broadcast values: they come once, before the first attempt.
+    let mut broadcasts = Broadcasts::default();
     let ended = std::thread::scope(|threads| {
         loop {
             let frame = read_frame::<ToExecutor>(&mut input);
             *heard.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
             match frame {
-                Ok(Some(ToExecutor::Run(request))) => {
+                Ok(Some(ToExecutor::Broadcasts(values))) => broadcasts = values,
+                Ok(Some(ToExecutor::Run(mut request))) => {
+                    request.task.job.broadcasts = broadcasts.clone();
                     let (output, running, heard, lanes) = (&output, running.clone(), heard.clone(), &lanes);
                     let started = std::thread::Builder::new()
                         .name("gristmill-attempt".into())

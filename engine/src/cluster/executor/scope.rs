@@ -4,7 +4,7 @@
 //! staged-part notes, its memory budget, its cancellation.
 //!
 //! The CPU pool and I/O runtime are an executor's, kept across attempts in lanes
-//! ([`LaneSlot`]): a lane serves one attempt at a time, and its threads look up the attempt
+//! (`LaneSlot`): a lane serves one attempt at a time, and its threads look up the attempt
 //! holding it, so keying by thread still routes exactly. A lane's threads enter the log
 //! span of the attempt holding it as it is lent (the CPU pool's) or as they wake (the I/O
 //! runtime's).
