@@ -4,6 +4,9 @@
 //! fail (return an error), hang, sleep, panic (with the same message on every attempt), or
 //! run normally. By default only first attempts
 //! misbehave, so retries succeed and the output equals a fault-free word count.
+//!
+//! With `--broadcast-bytes N` its plan broadcasts a value of N bytes that every task reads
+//! and checks first (the executor tests: broadcast values reach attempts after a crash).
 
 use std::time::Duration;
 
@@ -65,7 +68,13 @@ pub struct Chaos {
     /// file is closed, not before they start: they outlive the job they belong to.
     #[arg(long)]
     pub sleep_late: bool,
+    /// Broadcast a value of this many bytes from the plan; every task checks it has it.
+    #[arg(long, default_value_t = 0, hide = true)]
+    pub broadcast_bytes: usize,
 }
+
+/// The broadcast value of `--broadcast-bytes`.
+const BALLAST: &str = "ballast";
 
 /// What happens to one task.
 #[derive(Debug, PartialEq, Eq)]
@@ -107,8 +116,24 @@ impl Chaos {
         Fate::Normal
     }
 
-    /// Carries out the task's fate before it does its work.
+    /// Carries out the task's fate before it does its work, then checks the broadcast value.
     fn meet_fate(&self, info: &TaskInfo) -> JobResult<()> {
+        self.carry_out_fate(info)?;
+        if self.broadcast_bytes > 0 {
+            let ballast: String = info.broadcast(BALLAST)?;
+            if ballast.len() != self.broadcast_bytes {
+                return Err(format!(
+                    "broadcast `{BALLAST}` has {} bytes, not {}",
+                    ballast.len(),
+                    self.broadcast_bytes
+                )
+                .into());
+            }
+        }
+        Ok(())
+    }
+
+    fn carry_out_fate(&self, info: &TaskInfo) -> JobResult<()> {
         match self.fate(info) {
             Fate::Crash => {
                 eprintln!("chaos: {} attempt {} crashes", info.task, info.attempt);
@@ -168,6 +193,13 @@ impl Job for Chaos {
     const NAME: &'static str = "chaos";
     const ABOUT: &'static str =
         "Counts words while tasks crash, fail, hang or sleep on purpose (failure tests).";
+
+    fn plan(&mut self, ctx: &gristmill::job::PlanContext) -> JobResult<()> {
+        if self.broadcast_bytes > 0 {
+            ctx.broadcast(BALLAST, &"b".repeat(self.broadcast_bytes))?;
+        }
+        Ok(())
+    }
 
     fn validate(&self) -> JobResult<()> {
         let probabilities = [self.crash, self.fail, self.hang, self.sleep, self.panic];

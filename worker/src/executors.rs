@@ -28,6 +28,7 @@ use gristmill::cluster::executor::protocol::{
 use gristmill::cluster::payload::{TaskFile, TaskResult};
 use gristmill::cluster::task_logs::{LOG_BYTES_LIMIT, keep_bounded, log_tail};
 use gristmill::error::ErrorKind;
+use gristmill::job::Broadcasts;
 use gristmill::metrics::WorkerMetrics;
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin, ChildStdout};
@@ -65,7 +66,7 @@ struct Executor {
     job_id: String,
     binary: PathBuf,
     pid: u32,
-    stdin: tokio::sync::Mutex<Option<ChildStdin>>,
+    stdin: tokio::sync::Mutex<Pipe>,
     pending: Mutex<HashMap<AttemptRef, oneshot::Sender<Ended>>>,
     active: AtomicUsize,
     uses: AtomicU64,
@@ -74,6 +75,15 @@ struct Executor {
     killed: std::sync::atomic::AtomicBool,
     stderr_log: PathBuf,
     table: Weak<Table>,
+    metrics: WorkerMetrics,
+}
+
+/// The executor's stdin, and whether the job's broadcast values went down it yet.
+#[derive(Debug)]
+struct Pipe {
+    /// `None` once closed.
+    stdin: Option<ChildStdin>,
+    broadcasts_sent: bool,
 }
 
 impl Executors {
@@ -111,7 +121,7 @@ impl Executors {
             job_id: job_id.to_owned(),
             binary: binary.to_owned(),
             pid,
-            stdin: tokio::sync::Mutex::new(stdin),
+            stdin: tokio::sync::Mutex::new(Pipe { stdin, broadcasts_sent: false }),
             pending: Mutex::default(),
             active: AtomicUsize::new(0),
             uses: AtomicU64::new(0),
@@ -119,6 +129,7 @@ impl Executors {
             killed: std::sync::atomic::AtomicBool::new(false),
             stderr_log,
             table: Arc::downgrade(&self.table),
+            metrics: self.metrics.clone(),
         });
         self.metrics.executor_started();
         tracing::info!(job = %job_id, pid, "started an executor");
@@ -145,13 +156,15 @@ impl Executors {
 }
 
 impl Executor {
-    /// Sends the attempt; the receiver tells how it ended.
-    async fn submit(self: &Arc<Self>, request: RunAttempt) -> oneshot::Receiver<Ended> {
+    /// Sends the attempt (the job's broadcast values go only with the executor's first);
+    /// the receiver tells how it ended.
+    async fn submit(self: &Arc<Self>, mut request: RunAttempt) -> oneshot::Receiver<Ended> {
         let attempt = AttemptRef::of(&request.task);
         let (tx, rx) = oneshot::channel();
         self.lock_pending().insert(attempt, tx);
         self.active.fetch_add(1, Ordering::SeqCst);
-        if let Err(message) = self.send(&ToExecutor::Run(Box::new(request))).await {
+        let broadcasts = std::mem::take(&mut request.task.job.broadcasts);
+        if let Err(message) = self.send_run(request, broadcasts).await {
             self.ended(
                 attempt,
                 Ended::Crashed(format!("cannot send the attempt to its executor: {message}")),
@@ -162,9 +175,24 @@ impl Executor {
 
     async fn send(&self, message: &ToExecutor) -> Result<(), String> {
         let frame = encode(message).map_err(|e| e.to_string())?;
-        let mut stdin = self.stdin.lock().await;
-        let pipe = stdin.as_mut().ok_or("the executor is closing")?;
-        pipe.write_all(&frame).await.map_err(|e| e.to_string())
+        let mut pipe = self.stdin.lock().await;
+        let stdin = pipe.stdin.as_mut().ok_or("the executor is closing")?;
+        stdin.write_all(&frame).await.map_err(|e| e.to_string())
+    }
+
+    /// Sends an attempt, after the job's `broadcasts` if this executor has not had them.
+    async fn send_run(&self, request: RunAttempt, broadcasts: Broadcasts) -> Result<(), String> {
+        let frame = encode(&ToExecutor::Run(Box::new(request))).map_err(|e| e.to_string())?;
+        let mut pipe = self.stdin.lock().await;
+        let Pipe { stdin, broadcasts_sent } = &mut *pipe;
+        let stdin = stdin.as_mut().ok_or("the executor is closing")?;
+        if !*broadcasts_sent {
+            let first = encode(&ToExecutor::Broadcasts(broadcasts)).map_err(|e| e.to_string())?;
+            stdin.write_all(&first).await.map_err(|e| e.to_string())?;
+            *broadcasts_sent = true;
+            self.metrics.broadcast_sent(first.len() as u64);
+        }
+        stdin.write_all(&frame).await.map_err(|e| e.to_string())
     }
 
     fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<AttemptRef, oneshot::Sender<Ended>>> {
@@ -216,7 +244,7 @@ impl Executor {
 
     /// Closes its stdin: it exits once its running attempts end.
     async fn close(&self) {
-        self.stdin.lock().await.take();
+        self.stdin.lock().await.stdin.take();
     }
 }
 

@@ -192,6 +192,9 @@ async fn session(
     dirs.observed.metrics.set_attached(true);
     let (reports_tx, mut reports) = mpsc::unbounded_channel();
     let mut fetched = binaries.subscribe();
+    // The binaries the driver heard of on this session: one already cached is announced
+    // once, not with every attempt that finds it here.
+    let mut announced = std::collections::HashSet::new();
     let mut tasks = Tasks::new(binaries.clone(), dirs.clone(), reports_tx);
     let mut heartbeat =
         tokio::time::interval(Duration::from_millis(registered.heartbeat_interval_ms.max(100) as u64));
@@ -229,6 +232,9 @@ async fn session(
                 }
             }
             Ok(notice) = fetched.recv() => {
+                if !announced.insert(notice.digest.clone()) && notice.source == crate::binaries::CACHED {
+                    continue;
+                }
                 // The driver then names this worker as a source for others.
                 if up.send(WorkerMessage { body: Some(worker_message::Body::BinaryFetched(notice)) }).await.is_err() {
                     break SessionEnd::Lost("the session's upstream closed".into());

@@ -138,6 +138,9 @@ struct Running {
 /// The attempts this worker runs.
 pub struct Tasks {
     running: HashMap<Key, Running>,
+    /// Each job's settings, as its first attempt on this session brought them (later ones
+    /// carry none), kept until the job's data is dropped.
+    payloads: HashMap<String, Arc<JobPayload>>,
     binaries: Arc<BinaryCache>,
     dirs: Dirs,
     reports: mpsc::UnboundedSender<Finished>,
@@ -150,7 +153,7 @@ impl Tasks {
         if let Err(e) = restrict_shuffle_root(&dirs.shuffle) {
             tracing::warn!(dir = %dirs.shuffle.display(), error = %e, "cannot restrict the shuffle directory");
         }
-        Tasks { running: HashMap::new(), binaries, dirs, reports }
+        Tasks { running: HashMap::new(), payloads: HashMap::new(), binaries, dirs, reports }
     }
 
     /// The attempts running now.
@@ -178,6 +181,7 @@ impl Tasks {
             tracing::warn!(job = %attempt.job_id, "refusing a task with a malformed job id");
             return;
         }
+        let job = self.job_payload(&attempt.job_id, &run.job_payload);
         let secret = JobSecret::from_string(run.job_secret.clone());
         self.dirs.secrets.insert(&attempt.job_id, &secret);
         self.dirs.log_secrets.insert(&attempt.job_id, &secret);
@@ -189,13 +193,28 @@ impl Tasks {
         self.dirs.observed.metrics.attempt_started();
         let (binaries, dirs, reports) = (self.binaries.clone(), self.dirs.clone(), self.reports.clone());
         tokio::spawn(async move {
-            let finished = run_attempt(run, &binaries, &dirs, kill_rx).await;
+            let finished = run_attempt(run, job, &binaries, &dirs, kill_rx).await;
             if let Some(finished) = finished
                 && let Err(closed) = reports.send(finished)
             {
                 closed.0.undelivered().await;
             }
         });
+    }
+
+    /// The settings of job `job_id`: those `payload` holds (its first attempt here), else
+    /// those kept from its first attempt.
+    fn job_payload(&mut self, job_id: &str, payload: &[u8]) -> Result<Arc<JobPayload>, String> {
+        if payload.is_empty() {
+            let kept = self.payloads.get(job_id).cloned();
+            return kept.ok_or_else(|| format!("the driver sent no settings of job {job_id} to this worker"));
+        }
+        self.dirs.observed.metrics.job_payload_received();
+        let job: JobPayload =
+            serde_json::from_slice(payload).map_err(|e| format!("the job payload does not parse: {e}"))?;
+        let job = Arc::new(job);
+        self.payloads.insert(job_id.to_owned(), job.clone());
+        Ok(job)
     }
 
     /// Forgets an attempt whose report went out.
@@ -217,6 +236,7 @@ impl Tasks {
             return;
         }
         self.dirs.secrets.remove(job_id);
+        self.payloads.remove(job_id);
         if let Some(executors) = &self.dirs.executors {
             executors.drop_job(job_id);
         }
@@ -270,6 +290,7 @@ impl Tasks {
 /// Runs one attempt to its end; `None` if it was killed.
 async fn run_attempt(
     run: RunTask,
+    job: Result<Arc<JobPayload>, String>,
     binaries: &BinaryCache,
     dirs: &Dirs,
     kill: oneshot::Receiver<()>,
@@ -280,11 +301,12 @@ async fn run_attempt(
         dirs.tasks.join(&attempt.job_id).join(format!("{kind}{:06}-a{}", attempt.index, attempt.attempt));
     let span = tracing::info_span!("worker attempt", job = %attempt.job_id, kind, index = attempt.index, attempt = attempt.attempt);
     gristmill::telemetry::adopt_parent(&span, Some(&run.trace_parent));
-    let outcome = launch(&run, &attempt, binaries, dirs, &work_dir, kill).instrument(span).await;
+    let job = job.as_deref();
+    let outcome = launch(&run, job, &attempt, binaries, dirs, &work_dir, kill).instrument(span).await;
     dirs.observed.live.ended(&attempt);
     let finished = match outcome {
         Ok(Some((result, tail))) => {
-            let staged = staged_outputs(&run, &result);
+            let staged = job.map(|job| staged_outputs(job, &result)).unwrap_or_default();
             Some(Finished { report: report_of(&attempt, result, tail), staged })
         }
         Ok(None) => None,
@@ -304,21 +326,19 @@ async fn run_attempt(
     }
     let reported: Vec<&str> =
         finished.iter().flat_map(|f| f.staged.iter()).map(|s| s.name.as_str()).collect();
-    discard_unreported(&run, &work_dir, &reported).await;
+    if let Ok(job) = job {
+        discard_unreported(job, &work_dir, &reported).await;
+    }
     let _ = tokio::fs::remove_dir_all(&work_dir).await;
     finished
 }
 
 /// Discards the part files the attempt noted as staged but did not report (it was killed,
 /// crashed, or failed after staging): nobody else knows of them.
-async fn discard_unreported(run: &RunTask, work_dir: &Path, reported: &[&str]) {
+async fn discard_unreported(job: &JobPayload, work_dir: &Path, reported: &[&str]) {
     let notes = read_staged_notes(&work_dir.join(STAGED_NOTES_FILE));
     let orphans: Vec<StagedNote> =
         notes.into_iter().filter(|n| !reported.contains(&n.name.as_str())).collect();
-    let Some(job) = orphans.first().and_then(|_| serde_json::from_slice::<JobPayload>(&run.job_payload).ok())
-    else {
-        return;
-    };
     for StagedNote { name, staged } in orphans {
         let (output, options) = (job.output.clone(), job.storage_options.clone());
         StagedOutput { output, options, name, staged }.discard().await;
@@ -326,9 +346,8 @@ async fn discard_unreported(run: &RunTask, work_dir: &Path, reported: &[&str]) {
 }
 
 /// The part files `result` says the attempt staged, and where.
-fn staged_outputs(run: &RunTask, result: &TaskResult) -> Vec<StagedOutput> {
+fn staged_outputs(job: &JobPayload, result: &TaskResult) -> Vec<StagedOutput> {
     let TaskResult::PartWritten { part_file, staged, files, .. } = result else { return Vec::new() };
-    let Ok(job) = serde_json::from_slice::<JobPayload>(&run.job_payload) else { return Vec::new() };
     let one = |name: &str, staged: &Staged| StagedOutput {
         output: job.output.clone(),
         options: job.storage_options.clone(),
@@ -346,6 +365,7 @@ type Failure = (String, String);
 
 async fn launch(
     run: &RunTask,
+    job: Result<&JobPayload, &String>,
     attempt: &AttemptKey,
     binaries: &BinaryCache,
     dirs: &Dirs,
@@ -353,9 +373,10 @@ async fn launch(
     kill: oneshot::Receiver<()>,
 ) -> Result<Option<(TaskResult, String)>, Failure> {
     let plain = |e: String| (e, String::new());
+    let job = job.map_err(|e| plain(e.clone()))?;
     let binary = binaries.get(&run.binary_digest, &run.binary_sources).await.map_err(plain)?;
     tokio::fs::create_dir_all(work_dir).await.map_err(|e| plain(format!("{}: {e}", work_dir.display())))?;
-    let task_file = task_file(run, attempt, dirs, work_dir).map_err(plain)?;
+    let task_file = task_file(run, job, attempt, dirs, work_dir).map_err(plain)?;
     let stderr_path =
         log_path(&dirs.logs, attempt, Stream::Stderr).ok_or_else(|| plain("bad job id".into()))?;
     let log_dir = stderr_path.parent().unwrap_or(&dirs.logs).to_owned();
@@ -470,9 +491,13 @@ async fn feed_spec(stdin: Option<ChildStdin>, spec: Vec<u8>) {
     // Dropping `stdin` closes the pipe: the task reads to its end.
 }
 
-fn task_file(run: &RunTask, attempt: &AttemptKey, dirs: &Dirs, work_dir: &Path) -> Result<TaskFile, String> {
-    let job: JobPayload = serde_json::from_slice(&run.job_payload)
-        .map_err(|e| format!("the job payload does not parse: {e}"))?;
+fn task_file(
+    run: &RunTask,
+    job: &JobPayload,
+    attempt: &AttemptKey,
+    dirs: &Dirs,
+    work_dir: &Path,
+) -> Result<TaskFile, String> {
     let is_map = attempt.kind == TaskKind::Map as i32;
     let split: Option<MapSplit> = if is_map {
         Some(
@@ -500,7 +525,7 @@ fn task_file(run: &RunTask, attempt: &AttemptKey, dirs: &Dirs, work_dir: &Path) 
         is_map,
         index: attempt.index,
         attempt: attempt.attempt,
-        job,
+        job: job.clone(),
         split,
         map_outputs,
         shuffle_dir: dirs.shuffle.clone(),

@@ -6,10 +6,10 @@
 //! `GRISTMILL_LIVE_COUNTERS=off` (in the worker's environment, which its task processes
 //! inherit) turns them off: no file is written or read.
 
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::exec::{MAP_INPUT_BYTES, MAP_INPUT_RECORDS, SHUFFLE_FETCHED_BYTES, SPILLED_BYTES};
@@ -53,32 +53,85 @@ fn snapshot(progress: &Progress, store: &RunStore, extra: &LiveSources) -> BTree
     counters
 }
 
-/// Runs `attempt` while a thread writes the live counters into `work_dir` every
-/// [`LIVE_INTERVAL`] (unless [`enabled`] says not to).
+/// What one running attempt's live counters are made of, and where they go.
+struct Watched {
+    path: PathBuf,
+    progress: Arc<Progress>,
+    store: Arc<RunStore>,
+    extra: Arc<LiveSources>,
+}
+
+/// The attempts of this process whose live counters one thread writes (an executor runs
+/// many: one thread for them all, not one each).
+#[derive(Default)]
+struct Ticker {
+    watched: Mutex<HashMap<u64, Watched>>,
+    next: AtomicU64,
+}
+
+impl Ticker {
+    /// The process's ticker, its thread started on first use.
+    fn get() -> &'static Ticker {
+        static TICKER: OnceLock<Ticker> = OnceLock::new();
+        TICKER.get_or_init(|| {
+            let started = std::thread::Builder::new().name("gristmill-live".into()).spawn(|| {
+                loop {
+                    std::thread::sleep(LIVE_INTERVAL);
+                    Ticker::get().write_all();
+                }
+            });
+            if let Err(e) = started {
+                tracing::warn!(error = %e, "cannot start the live counters' thread");
+            }
+            Ticker::default()
+        })
+    }
+
+    /// Writes every watched attempt's counters; under the lock, so none is written once
+    /// its attempt stopped being watched (its work directory may be going).
+    fn write_all(&self) {
+        let watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+        for w in watched.values() {
+            if let Err(e) = write(&w.path, &snapshot(&w.progress, &w.store, &w.extra)) {
+                tracing::debug!(error = %e, "cannot write the live counters");
+            }
+        }
+    }
+}
+
+/// Stops watching an attempt when dropped (also when the attempt panics).
+struct Unwatch(u64);
+
+impl Drop for Unwatch {
+    fn drop(&mut self) {
+        Ticker::get().watched.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.0);
+    }
+}
+
+/// Runs `attempt` while the live counters are written into `work_dir` every
+/// [`LIVE_INTERVAL`] (unless [`enabled`] says not to), by a thread of the process's that
+/// writes those of all its running attempts.
 pub fn with_live_counters<T>(
     work_dir: &Path,
-    progress: &Progress,
-    store: &RunStore,
-    extra: &LiveSources,
+    progress: &Arc<Progress>,
+    store: &Arc<RunStore>,
+    extra: &Arc<LiveSources>,
     attempt: impl FnOnce() -> T,
 ) -> T {
     if !enabled() {
         return attempt();
     }
-    let path = work_dir.join(LIVE_COUNTERS_FILE);
-    std::thread::scope(|scope| {
-        let (stop, stopped) = mpsc::channel::<()>();
-        scope.spawn(move || {
-            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(LIVE_INTERVAL) {
-                if let Err(e) = write(&path, &snapshot(progress, store, extra)) {
-                    tracing::debug!(error = %e, "cannot write the live counters");
-                }
-            }
-        });
-        let result = attempt();
-        drop(stop);
-        result
-    })
+    let ticker = Ticker::get();
+    let id = ticker.next.fetch_add(1, Relaxed);
+    let watched = Watched {
+        path: work_dir.join(LIVE_COUNTERS_FILE),
+        progress: progress.clone(),
+        store: store.clone(),
+        extra: extra.clone(),
+    };
+    ticker.watched.lock().unwrap_or_else(|e| e.into_inner()).insert(id, watched);
+    let _unwatch = Unwatch(id);
+    attempt()
 }
 
 fn write(path: &Path, counters: &BTreeMap<&'static str, u64>) -> std::io::Result<()> {
@@ -95,8 +148,6 @@ pub fn read_live_counters(work_dir: &Path) -> Option<BTreeMap<String, u64>> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
     use crate::ids::JobId;
     use crate::shuffle::{RunBudget, SpillDir};
@@ -105,8 +156,8 @@ mod tests {
     fn a_running_attempt_s_counters_appear_in_its_work_dir() {
         let dir = tempfile::tempdir().unwrap();
         let spill = Arc::new(SpillDir::create(dir.path(), &JobId::from_string("j".into())).unwrap());
-        let store = RunStore::new(spill, RunBudget::uniform(1 << 20));
-        let (progress, extra) = (Progress::default(), LiveSources::default());
+        let store = Arc::new(RunStore::new(spill, RunBudget::uniform(1 << 20)));
+        let (progress, extra) = (Arc::new(Progress::default()), Arc::new(LiveSources::default()));
         extra.shuffle_fetched_bytes.store(7, Relaxed);
         let seen = with_live_counters(dir.path(), &progress, &store, &extra, || {
             progress.add_input(100, 3);

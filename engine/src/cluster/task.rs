@@ -180,7 +180,15 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 fn run_attempt<J: Job>(task: &TaskFile) -> Result<TaskResult> {
     let job: J = serde_json::from_value(task.job.job.clone())
         .map_err(|e| Error::InvalidJob(format!("the job's parameters do not parse: {e}")))?;
-    let io = crate::driver::local::io_runtime()?;
+    // An executor's attempt uses the I/O runtime of the lane it holds; a task process its own.
+    let own_io;
+    let io = match super::executor::scope::current().and_then(|scope| scope.io.clone()) {
+        Some(handle) => handle,
+        None => {
+            own_io = crate::driver::local::io_runtime()?;
+            own_io.handle().clone()
+        }
+    };
     let job_id = JobId::from_string(task.job_id.clone());
     std::fs::create_dir_all(&task.work_dir)
         .map_err(|e| Error::local_disk(task.work_dir.display().to_string(), e))?;
@@ -199,11 +207,11 @@ fn run_attempt<J: Job>(task: &TaskFile) -> Result<TaskResult> {
     let (run_budget, map_buffer_bytes) =
         given_by_worker(task.job.run_budget, task.job.map_buffer_bytes, worker_limit);
     let store = Arc::new(RunStore::new(spill, run_budget));
-    let progress = Progress::default();
+    let progress = Arc::new(Progress::default());
     // This attempt's own: the driver sums the bad records of the job's map tasks.
     let bad_records = BadRecords::new(task.job.max_bad_records);
     let env = TaskEnv {
-        io: io.handle(),
+        io: &io,
         job_id: &job_id,
         attempt: AttemptId(task.attempt),
         num_partitions: task.job.num_partitions,
@@ -219,11 +227,11 @@ fn run_attempt<J: Job>(task: &TaskFile) -> Result<TaskResult> {
         }),
         side: SideInputs {
             broadcasts: task.job.broadcasts.clone(),
-            io: Some(io.handle().clone()),
+            io: Some(io.clone()),
             storage: task.job.storage_options.clone(),
         },
     };
-    let live = LiveSources::default();
+    let live = Arc::new(LiveSources::default());
     with_live_counters(&task.work_dir, &progress, &store, &live, || {
         if task.is_map { run_map(&job, &env, task) } else { run_reduce(&job, &env, task, &live) }
     })

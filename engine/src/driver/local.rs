@@ -253,11 +253,15 @@ fn reduce_phase<J: Job>(
 
 /// A small runtime for storage I/O; CPU work stays on the rayon pool.
 pub(crate) fn io_runtime() -> Result<Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("gristmill-io")
+    io_runtime_builder()
         .on_thread_start(crate::cluster::executor::scope::inherit())
-        .enable_all()
         .build()
         .map_err(|e| Error::Internal(format!("cannot start the I/O runtime: {e}")))
+}
+
+/// How every I/O runtime of the engine is built (two threads, timers and I/O enabled).
+pub(crate) fn io_runtime_builder() -> tokio::runtime::Builder {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.worker_threads(2).thread_name("gristmill-io").enable_all();
+    builder
 }

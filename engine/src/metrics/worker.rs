@@ -43,6 +43,8 @@ pub struct WorkerMetrics {
     attached: Gauge,
     attempts_started: Counter,
     executors_started: Counter,
+    job_payloads_received: Counter,
+    broadcast_bytes_sent: Counter,
     attempts_finished: Family<Label, Counter>,
     shuffle_served: Counter,
     shuffle_fetched: Counter,
@@ -69,6 +71,8 @@ impl WorkerMetrics {
             attached: Gauge::default(),
             attempts_started: Counter::default(),
             executors_started: Counter::default(),
+            job_payloads_received: Counter::default(),
+            broadcast_bytes_sent: Counter::default(),
             attempts_finished: Family::default(),
             shuffle_served: Counter::default(),
             shuffle_fetched: Counter::default(),
@@ -93,6 +97,16 @@ impl WorkerMetrics {
             "gristmill_worker_executors_started",
             "Executor processes started (one per job at a time, running its attempts)",
             m.executors_started.clone(),
+        );
+        r.register(
+            "gristmill_worker_job_payloads_received",
+            "Job settings received from the driver (once per job and session, not with every attempt)",
+            m.job_payloads_received.clone(),
+        );
+        r.register(
+            "gristmill_worker_broadcast_bytes_sent",
+            "Bytes of jobs' broadcast values written to executors (once per executor)",
+            m.broadcast_bytes_sent.clone(),
         );
         r.register(
             "gristmill_worker_attempts_finished",
@@ -195,6 +209,16 @@ impl WorkerMetrics {
     /// An executor process started for a job.
     pub fn executor_started(&self) {
         self.executors_started.inc();
+    }
+
+    /// A job's settings came from the driver (the first attempt of the job in a session).
+    pub fn job_payload_received(&self) {
+        self.job_payloads_received.inc();
+    }
+
+    /// A job's broadcast values, `bytes` of them, went to a new executor.
+    pub fn broadcast_sent(&self, bytes: u64) {
+        self.broadcast_bytes_sent.inc_by(bytes);
     }
 
     /// An attempt ended: `succeeded`, `failed` or `killed`, with its final counters.

@@ -120,3 +120,36 @@ fn with_process_isolation_every_attempt_is_a_process_and_crashes_are_retried() {
     let jobs: serde_json::Value = serde_json::from_str(&cluster.get("/api/jobs")).unwrap();
     assert!(jobs[0]["failed_attempts"].as_u64().unwrap() >= 2, "{jobs}");
 }
+
+#[test]
+fn broadcast_values_go_to_each_executor_once_and_reach_attempts_after_a_crash() {
+    let cluster =
+        Cluster::start(ClusterSpec { worker_http: true, env: executors(), ..ClusterSpec::default() });
+    let dir = tempfile::tempdir().unwrap();
+    let (text, expected) = input_and_expected(dir.path());
+    let out = dir.path().join("out");
+    // Some first attempts exit their executor; every task checks the broadcast value first.
+    const BYTES: usize = 100_000;
+    let bytes = BYTES.to_string();
+    let faults =
+        ["--chaos-stage", "both", "--crash", "0.3", "--chaos-seed", "3", "--broadcast-bytes", &bytes];
+    cluster.run_ok("chaos", &chaos_args(&text, &out, &faults));
+    assert_same_parts(&expected, &out);
+    let (mut attempts, mut executors) = (0.0, 0.0);
+    for worker in 0..2 {
+        let started = counter(&cluster, worker, "gristmill_worker_executors_started_total");
+        let sent = counter(&cluster, worker, "gristmill_worker_broadcast_bytes_sent_total");
+        // The value and a frame's few bytes of JSON around it, once per executor.
+        let per_executor = sent / started;
+        assert!(
+            per_executor >= BYTES as f64 && per_executor < (BYTES + 100) as f64,
+            "worker {worker}: {sent} bytes of broadcast values to {started} executors"
+        );
+        let payloads = counter(&cluster, worker, "gristmill_worker_job_payloads_received_total");
+        assert_eq!(payloads, 1.0, "worker {worker}: the job's settings came with its first attempt only");
+        attempts += counter(&cluster, worker, "gristmill_worker_attempts_started_total");
+        executors += started;
+    }
+    assert!(executors >= 3.0, "a crashed executor was started again: {executors}");
+    assert!(attempts > executors, "{attempts} attempts in {executors} executors");
+}

@@ -3,7 +3,8 @@
 //! executors do. Launching an attempt is a message, not an exec: the worker starts the
 //! executor with the job's first attempt on it, then writes each attempt's spec into its
 //! stdin as a frame ([`protocol`]); the executor answers with each attempt's
-//! [`TaskResult`](super::payload::TaskResult).
+//! [`TaskResult`](super::payload::TaskResult). The job's broadcast values come once, in
+//! the executor's first frame, not with every attempt.
 //!
 //! What is per process in a task process is per attempt here ([`scope`]): the attempt's
 //! log lines go to its own log file ([`attempt_log`]), keyed by the threads doing its work

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::payload::{TaskFile, TaskResult};
+use crate::job::Broadcasts;
 
 /// Frames larger than this are refused (a spec is a few kilobytes; a reduce's list of map
 /// outputs grows with the maps).
@@ -53,7 +54,10 @@ pub struct RunAttempt {
 /// From the worker to its executor.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToExecutor {
-    /// Start an attempt.
+    /// The values the job's plan broadcast, once, before the executor's first attempt:
+    /// its attempts' specs come without them (Hadoop's distributed cache).
+    Broadcasts(Broadcasts),
+    /// Start an attempt (its spec without the job's broadcast values).
     Run(Box<RunAttempt>),
     /// Stop an attempt: it checks between batches and ends with a failure nobody reports.
     Cancel(AttemptRef),

@@ -1,6 +1,7 @@
 //! The executor's loop: reads [`ToExecutor`] frames on stdin, runs each attempt on a
-//! thread of its own (with its own CPU pool and I/O runtime, all in the attempt's
-//! [`super::scope`]), and answers each with a [`FromExecutor::Finished`] frame.
+//! thread of its own with a lane (`Lane`: a CPU pool and an I/O runtime the executor
+//! keeps and lends to one attempt at a time, in the attempt's [`super::scope`]), and
+//! answers each with a [`FromExecutor::Finished`] frame.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -12,10 +13,11 @@ use std::time::{Duration, Instant};
 
 use super::attempt_log::AttemptLog;
 use super::protocol::{AttemptRef, FromExecutor, RunAttempt, ToExecutor, read_frame, write_frame};
-use super::scope::{self, AttemptScope};
+use super::scope::{self, AttemptScope, LaneSlot};
 use crate::cluster::payload::{TaskFile, TaskResult};
 use crate::cluster::task_logs::LOG_BYTES_LIMIT;
 use crate::error::ErrorKind;
+use crate::job::Broadcasts;
 
 /// Runs one attempt's spec in the calling thread (its result goes to the thread's
 /// [`AttemptScope`]); false when the binary has no job of that name.
@@ -44,17 +46,22 @@ pub fn serve(run: &RunTask) -> ExitCode {
     let heard = Arc::new(Mutex::new(Instant::now()));
     exit_when_idle(running.clone(), heard.clone());
     tracing::info!(pid = std::process::id(), "executor started");
+    let lanes = Lanes::default();
+    // The job's broadcast values: they come once, before the first attempt.
+    let mut broadcasts = Broadcasts::default();
     let ended = std::thread::scope(|threads| {
         loop {
             let frame = read_frame::<ToExecutor>(&mut input);
             *heard.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
             match frame {
-                Ok(Some(ToExecutor::Run(request))) => {
-                    let (output, running, heard) = (&output, running.clone(), heard.clone());
+                Ok(Some(ToExecutor::Broadcasts(values))) => broadcasts = values,
+                Ok(Some(ToExecutor::Run(mut request))) => {
+                    request.task.job.broadcasts = broadcasts.clone();
+                    let (output, running, heard, lanes) = (&output, running.clone(), heard.clone(), &lanes);
                     let started = std::thread::Builder::new()
                         .name("gristmill-attempt".into())
                         .spawn_scoped(threads, move || {
-                            attempt_thread(*request, run, output, &running, &heard)
+                            attempt_thread(*request, run, lanes, output, &running, &heard)
                         });
                     if let Err(e) = started {
                         tracing::error!(error = %e, "cannot start an attempt's thread");
@@ -108,17 +115,84 @@ fn protocol_pipes() -> std::io::Result<(std::io::StdinLock<'static>, File)> {
     Ok((std::io::stdin().lock(), output))
 }
 
+/// A CPU pool and an I/O runtime an executor keeps and lends to one attempt at a time,
+/// rather than starting (and stopping) their threads for every attempt. Their threads
+/// work for the attempt holding the lane ([`scope::join_lane`]).
+struct Lane {
+    slot: Arc<LaneSlot>,
+    cpu: rayon::ThreadPool,
+    io: tokio::runtime::Runtime,
+}
+
+impl Lane {
+    fn start() -> Result<Lane, String> {
+        let slot = Arc::new(LaneSlot::default());
+        let join = {
+            let slot = slot.clone();
+            move || scope::join_lane(slot.clone())
+        };
+        let cpu = rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("gristmill-cpu-{i}"))
+            .start_handler({
+                let join = join.clone();
+                move |_| join()
+            })
+            .build()
+            .map_err(|e| format!("cannot start a CPU pool: {e}"))?;
+        let io = crate::driver::local::io_runtime_builder()
+            .on_thread_start(join)
+            // An I/O thread may have slept through a change of attempt.
+            .on_thread_unpark(scope::follow_lane)
+            .build()
+            .map_err(|e| format!("cannot start an I/O runtime: {e}"))?;
+        Ok(Lane { slot, cpu, io })
+    }
+
+    /// The lane works for `scope` (`None`: nobody) from now on; the CPU pool's threads
+    /// enter its log span now.
+    fn lend(&self, scope: Option<Arc<AttemptScope>>) {
+        self.slot.set(scope);
+        self.cpu.broadcast(|_| scope::follow_lane());
+    }
+}
+
+/// The lanes of an executor not lent to an attempt now; as many are started as attempts
+/// run at once.
+#[derive(Default)]
+struct Lanes(Mutex<Vec<Lane>>);
+
+impl Lanes {
+    fn take(&self) -> Result<Lane, String> {
+        let idle = self.0.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        idle.map_or_else(Lane::start, Ok)
+    }
+
+    fn give_back(&self, lane: Lane) {
+        lane.lend(None);
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(lane);
+    }
+}
+
 fn attempt_thread(
     request: RunAttempt,
     run: &RunTask,
+    lanes: &Lanes,
     output: &Mutex<File>,
     running: &Running,
     heard: &Mutex<Instant>,
 ) {
     let attempt = AttemptRef::of(&request.task);
-    let scope = attempt_scope(&request);
+    let lane = lanes.take();
+    let scope = attempt_scope(&request, lane.as_ref().ok().map(|lane| lane.io.handle().clone()));
     running.lock().unwrap_or_else(|e| e.into_inner()).insert(attempt, scope.clone());
-    let result = run_in_scope(&request.task, run, &scope);
+    let result = match lane {
+        Ok(lane) => {
+            let result = run_in_scope(&request.task, run, &lane, &scope);
+            lanes.give_back(lane);
+            result
+        }
+        Err(message) => TaskResult::Failed { retryable: true, kind: Some(ErrorKind::Crashed), message },
+    };
     // Still counted as running until its answer is written, so an idle exit cannot cut it.
     let finished = FromExecutor::Finished { attempt, result };
     if let Err(e) = write_frame(&mut *output.lock().unwrap_or_else(|e| e.into_inner()), &finished) {
@@ -128,7 +202,7 @@ fn attempt_thread(
     *heard.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
 }
 
-fn attempt_scope(request: &RunAttempt) -> Arc<AttemptScope> {
+fn attempt_scope(request: &RunAttempt, io: Option<tokio::runtime::Handle>) -> Arc<AttemptScope> {
     let task = &request.task;
     if let Err(e) = File::create(&request.stdout_log) {
         tracing::warn!(log = %request.stdout_log.display(), error = %e, "cannot create an attempt's stdout log");
@@ -144,25 +218,17 @@ fn attempt_scope(request: &RunAttempt) -> Arc<AttemptScope> {
         memory_limit: request.memory_limit,
         cancelled: AtomicBool::new(false),
         result: Mutex::new(None),
+        io,
     })
 }
 
-/// Runs the attempt on a CPU pool of its own whose threads work in `scope`; a panic that
-/// escapes the task role fails the attempt (retryably, as a crashed task process would).
-fn run_in_scope(task: &TaskFile, run: &RunTask, scope: &Arc<AttemptScope>) -> TaskResult {
+/// Runs the attempt on `lane`'s CPU pool, lent to `scope`; a panic that escapes the task
+/// role fails the attempt (retryably, as a crashed task process would).
+fn run_in_scope(task: &TaskFile, run: &RunTask, lane: &Lane, scope: &Arc<AttemptScope>) -> TaskResult {
     scope::enter(scope.clone());
-    let ran = rayon::ThreadPoolBuilder::new()
-        .thread_name(|i| format!("gristmill-cpu-{i}"))
-        .start_handler({
-            let inherit = scope::inherit();
-            move |_| inherit()
-        })
-        .build()
-        .map_err(|e| format!("cannot start the attempt's CPU pool: {e}"))
-        .and_then(|pool| {
-            catch_unwind(AssertUnwindSafe(|| pool.install(|| run(task))))
-                .map_err(|_| "the attempt panicked".to_owned())
-        });
+    lane.lend(Some(scope.clone()));
+    let ran = catch_unwind(AssertUnwindSafe(|| lane.cpu.install(|| run(task))))
+        .map_err(|_| "the attempt panicked".to_owned());
     scope::leave();
     let failed = |retryable, kind, message| TaskResult::Failed { retryable, kind: Some(kind), message };
     match ran {

@@ -1,15 +1,18 @@
 //! The attempt a thread works for, inside an executor: set on the attempt's own thread and
-//! inherited by the threads it starts for the attempt (its CPU pool, its I/O runtime), so
-//! what is per process in a task process is per attempt here: its log lines
-//! ([`AttemptLog`]), its staged-part notes, its memory budget, its cancellation.
+//! seen by the threads doing its work (the CPU pool and I/O runtime it holds), so what is
+//! per process in a task process is per attempt here: its log lines ([`AttemptLog`]), its
+//! staged-part notes, its memory budget, its cancellation.
 //!
-//! Every thread doing an attempt's work belongs to that attempt alone (each attempt gets
-//! its own CPU pool and I/O runtime), so keying by thread routes exactly.
+//! The CPU pool and I/O runtime are an executor's, kept across attempts in lanes
+//! (`LaneSlot`): a lane serves one attempt at a time, and its threads look up the attempt
+//! holding it, so keying by thread still routes exactly. A lane's threads enter the log
+//! span of the attempt holding it as it is lent (the CPU pool's) or as they wake (the I/O
+//! runtime's).
 
 use std::cell::RefCell;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use super::attempt_log::AttemptLog;
 use crate::cluster::payload::TaskResult;
@@ -30,6 +33,8 @@ pub struct AttemptScope {
     pub(crate) cancelled: AtomicBool,
     /// How the attempt ended, once it did.
     pub(crate) result: Mutex<Option<TaskResult>>,
+    /// The I/O runtime of the lane it holds (the attempt's own when `None`).
+    pub(crate) io: Option<tokio::runtime::Handle>,
 }
 
 impl AttemptScope {
@@ -44,21 +49,83 @@ impl AttemptScope {
     }
 }
 
+/// The attempt a lane of an executor serves now (see the module's overview).
+#[derive(Debug, Default)]
+pub(crate) struct LaneSlot(RwLock<Option<Arc<AttemptScope>>>);
+
+impl LaneSlot {
+    fn get(&self) -> Option<Arc<AttemptScope>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The lane serves `scope` from now on (`None`: nobody).
+    pub(crate) fn set(&self, scope: Option<Arc<AttemptScope>>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = scope;
+    }
+}
+
+/// Whom a thread works for.
+#[derive(Clone)]
+enum Bound {
+    /// One attempt: its own thread (or one started for it alone).
+    Attempt(Arc<AttemptScope>),
+    /// Whichever attempt holds the lane the thread belongs to.
+    Lane(Arc<LaneSlot>),
+}
+
+struct Current {
+    bound: Bound,
+    /// The attempt whose log span the thread is in.
+    entered: Option<(Arc<AttemptScope>, tracing::span::EnteredSpan)>,
+}
+
 thread_local! {
-    static CURRENT: RefCell<Option<(Arc<AttemptScope>, tracing::span::EnteredSpan)>> =
-        const { RefCell::new(None) };
+    static CURRENT: RefCell<Option<Current>> = const { RefCell::new(None) };
 }
 
 /// The attempt the calling thread works for, if it is an executor's.
 pub fn current() -> Option<Arc<AttemptScope>> {
-    CURRENT.with(|c| c.borrow().as_ref().map(|(scope, _)| scope.clone()))
+    CURRENT.with(|c| match &c.borrow().as_ref()?.bound {
+        Bound::Attempt(scope) => Some(scope.clone()),
+        Bound::Lane(slot) => slot.get(),
+    })
 }
 
 /// Makes the calling thread work for `scope` (its log span entered) until [`leave`] or
 /// the thread's end.
 pub(crate) fn enter(scope: Arc<AttemptScope>) {
     let entered = scope.log_span.clone().entered();
-    CURRENT.with(|c| *c.borrow_mut() = Some((scope, entered)));
+    let current = Current { bound: Bound::Attempt(scope.clone()), entered: Some((scope, entered)) };
+    CURRENT.with(|c| *c.borrow_mut() = Some(current));
+}
+
+/// Makes the calling thread (one of a lane's, as it starts) work for whichever attempt
+/// holds the lane `slot` stands for.
+pub(crate) fn join_lane(slot: Arc<LaneSlot>) {
+    CURRENT.with(|c| *c.borrow_mut() = Some(Current { bound: Bound::Lane(slot), entered: None }));
+    follow_lane();
+}
+
+/// On a lane's thread: enters the log span of the attempt now holding the lane (leaving
+/// the previous one's), unless it is in it already. Nothing on other threads.
+pub(crate) fn follow_lane() {
+    CURRENT.with(|c| {
+        let mut current = c.borrow_mut();
+        let Some(Current { bound: Bound::Lane(slot), entered }) = current.as_mut() else { return };
+        let now = slot.get();
+        let same = match (&now, &*entered) {
+            (Some(now), Some((was, _))) => Arc::ptr_eq(now, was),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            *entered = None;
+            *entered = now.map(|scope| {
+                let span = scope.log_span.clone().entered();
+                (scope, span)
+            });
+        }
+    });
 }
 
 /// The calling thread works for no attempt any more.
@@ -66,27 +133,27 @@ pub(crate) fn leave() {
     CURRENT.with(|c| c.borrow_mut().take());
 }
 
-/// What a thread started now for the calling thread's work should run as it starts: enter
-/// the same attempt's scope in an executor, else the task process's root span
+/// What a thread started now for the calling thread's work should run as it starts: work
+/// for the same attempt (or lane) in an executor, else enter the task process's root span
 /// ([`crate::logging::enter_root_span`]).
 pub fn inherit() -> impl Fn() + Send + Sync + Clone + 'static {
-    let scope = current();
-    move || match &scope {
-        Some(scope) => enter(scope.clone()),
+    let bound = CURRENT.with(|c| c.borrow().as_ref().map(|c| c.bound.clone()));
+    move || match &bound {
+        Some(Bound::Attempt(scope)) => enter(scope.clone()),
+        Some(Bound::Lane(slot)) => join_lane(slot.clone()),
         None => crate::logging::enter_root_span(),
     }
 }
 
 /// The log of the calling thread's attempt, where its log lines go.
 pub(crate) fn current_log() -> Option<Arc<AttemptLog>> {
-    CURRENT.with(|c| c.borrow().as_ref().map(|(scope, _)| scope.stderr.clone()))
+    current().map(|scope| scope.stderr.clone())
 }
 
 /// Fails when the worker asked the calling thread's attempt to stop: attempts check
 /// between batches.
 pub fn check_cancelled() -> Result<()> {
-    let cancelled = CURRENT
-        .with(|c| c.borrow().as_ref().is_some_and(|(scope, _)| scope.cancelled.load(Ordering::Relaxed)));
+    let cancelled = current().is_some_and(|scope| scope.cancelled.load(Ordering::Relaxed));
     if cancelled {
         return Err(Error::Internal("the attempt was cancelled by its worker".into()));
     }

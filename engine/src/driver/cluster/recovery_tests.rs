@@ -179,6 +179,7 @@ fn attach(
         shuffle_address: address.into(),
         shuffle_dir: String::new(),
         host_id: String::new(),
+        payloads_sent: Default::default(),
     };
     let worker = crate::ids::WorkerId(id.into());
     state.attach(worker.clone(), link, 4, 0);

@@ -82,6 +82,7 @@ impl Driver for DriverService {
             shuffle_address: register.shuffle_address.clone(),
             shuffle_dir: register.shuffle_dir.clone(),
             host_id: register.host_id.clone(),
+            payloads_sent: Default::default(),
         };
         self.state.attach(id.clone(), link, register.slots, register.memory_bytes);
         self.state.adopt_held(&id, &register.shuffle_address, &register.held_map_outputs);

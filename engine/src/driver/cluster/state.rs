@@ -50,6 +50,10 @@ pub struct WorkerLink {
     pub shuffle_dir: String,
     /// Its host's id.
     pub host_id: String,
+    /// The jobs whose settings (`RunTask.job_payload`, with their broadcast values) went
+    /// to it on this session: its later attempts of them carry none (the worker keeps them
+    /// until it drops the job's data).
+    pub payloads_sent: HashSet<JobId>,
 }
 
 /// What the driver keeps of a submitted job besides the scheduler's view.
@@ -613,6 +617,10 @@ impl DriverState {
                     self.send(&worker, driver_message::Body::Released(Released {}));
                 }
                 Action::DropJobData { worker, job } => {
+                    // The worker forgets the job's settings with its data: sent again if needed.
+                    if let Some(link) = lock(&self.workers).get_mut(&worker) {
+                        link.payloads_sent.remove(&job);
+                    }
                     self.send(&worker, driver_message::Body::DropJob(DropJob { job_id: job.to_string() }));
                 }
                 Action::Commit { job, winners } => self.start_commit(job, winners),
@@ -730,7 +738,9 @@ impl DriverState {
             TaskKind::Map => request.map_tasks.get(attempt.task.index as usize)?.split_payload.clone(),
             TaskKind::Reduce => Vec::new(),
         };
-        let workers = lock(&self.workers);
+        let mut workers = lock(&self.workers);
+        // The job's settings go with its first attempt on the worker's session only.
+        let first_here = workers.get_mut(worker).is_none_or(|l| l.payloads_sent.insert(attempt.job.clone()));
         let map_outputs = map_outputs
             .iter()
             .map(|m| {
@@ -746,7 +756,8 @@ impl DriverState {
                 }
             })
             .collect();
-        let (binary_digest, job_payload) = (request.binary_digest.clone(), request.job_payload.clone());
+        let job_payload = if first_here { request.job_payload.clone() } else { Vec::new() };
+        let binary_digest = request.binary_digest.clone();
         let job_secret = record.secret.expose().to_owned();
         drop(workers);
         drop(jobs);

@@ -121,6 +121,33 @@ impl FakeWorker {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_s_settings_go_to_a_worker_with_its_first_attempt_only() {
+    let driver = TestDriver::start(false).await;
+    let mut client = driver.client(None).await.unwrap();
+    let mut worker = FakeWorker::attach(&mut client).await;
+    let out = tempfile::tempdir().unwrap();
+    let mut request = submit_request(&mut client, &out.path().join("a").display().to_string()).await;
+    request.job_payload = br#"{"broadcasts":{"big":"0123456789"}}"#.to_vec();
+    let second_split = MapTaskSpec { description: "a.txt:1+1".into(), split_payload: br#"{"m":1}"#.to_vec() };
+    request.map_tasks.push(second_split);
+    client.submit_job(request.clone()).await.unwrap();
+
+    let first = worker.next_task().await.expect("the first map");
+    assert_eq!(first.job_payload, request.job_payload, "the first attempt carries the settings");
+    worker.report_map_done(first.attempt.unwrap()).await;
+    let second = worker.next_task().await.expect("the second map");
+    assert!(second.job_payload.is_empty(), "the worker has them: none with the second attempt");
+    let index = second.attempt.as_ref().unwrap().index as usize;
+    assert_eq!(second.split_payload, request.map_tasks[index].split_payload, "its own split still comes");
+
+    // A worker that attaches anew (a new session) gets them again.
+    drop(worker);
+    let mut again = FakeWorker::attach(&mut client).await;
+    let run = again.next_task().await.expect("the second map, run again");
+    assert_eq!(run.job_payload, request.job_payload);
+}
+
 /// Uploads a small stand-in binary and submits a one-map job writing under `output`.
 async fn submit(client: &mut DriverClient<Channel>, output: &Path) -> String {
     try_submit(client, &output.display().to_string()).await.unwrap()
@@ -128,12 +155,18 @@ async fn submit(client: &mut DriverClient<Channel>, output: &Path) -> String {
 
 /// [`submit`] to `output` as written, the driver's refusal returned.
 async fn try_submit(client: &mut DriverClient<Channel>, output: &str) -> Result<String, tonic::Status> {
+    let request = submit_request(client, output).await;
+    Ok(client.submit_job(request).await?.into_inner().job_id)
+}
+
+/// Uploads a small stand-in binary; a request for a one-map job of it writing to `output`.
+async fn submit_request(client: &mut DriverClient<Channel>, output: &str) -> SubmitJobRequest {
     let bytes = b"#!/bin/sh\nexit 0\n".to_vec();
     let digest: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
     let chunk =
         BinaryChunk { digest: digest.clone(), total_bytes: bytes.len() as u64, data: bytes, zstd: false };
     client.upload_binary(futures::stream::iter(vec![chunk])).await.unwrap();
-    let request = SubmitJobRequest {
+    SubmitJobRequest {
         protocol_version: PROTOCOL_VERSION,
         name: "test".into(),
         binary_digest: digest,
@@ -142,8 +175,7 @@ async fn try_submit(client: &mut DriverClient<Channel>, output: &str) -> Result<
         reducers: 1,
         output: output.to_owned(),
         ..Default::default()
-    };
-    Ok(client.submit_job(request).await?.into_inner().job_id)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
