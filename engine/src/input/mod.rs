@@ -15,6 +15,7 @@ mod partition_columns;
 mod predicate;
 mod predicate_parse;
 mod records;
+mod spec;
 mod text;
 pub(crate) mod text_rows;
 
@@ -37,11 +38,11 @@ pub use self::parquet::{ParquetSplit, Skipped, footer_schema};
 pub use self::partition_columns::PartitionColumns;
 pub use self::predicate::{CmpOp, Predicate, PredicateError};
 pub use self::records::{RecordColumns, RecordFormat, RecordSplit};
+pub use self::spec::{InputSpec, ParquetColumn, TextShape};
 pub use self::text::TextSplit;
 pub use self::text_rows::inferred_schema;
 
 use crate::error::{Error, Result};
-use crate::job::InputSpec;
 use crate::storage::{InputFile, StorageOptions};
 
 /// How input files are decoded.
