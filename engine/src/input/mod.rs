@@ -115,7 +115,7 @@ pub struct SplitOptions {
 }
 
 /// How splits are read.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReadOptions {
     /// Replace invalid UTF-8 in text with U+FFFD instead of failing.
     pub replace_invalid_utf8: bool,
