@@ -6,14 +6,15 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::cluster::rpc::DriverEndpoint;
-use crate::cluster::submit::{Submission, Submitted, submit};
+use crate::cluster::submit::{Submission, Submitted};
 use crate::config::{RunConfig, parse_byte_size};
-use crate::driver::{JobReport, run_local};
+use crate::driver::JobReport;
 use crate::input::{CsvOptions, InputFormat};
 use crate::job::Job;
 use crate::logging::LogFormat;
 use crate::output::{Codec, OutputFormat};
 use crate::progress::{Progress, ProgressMode, ProgressReporter, human_bytes};
+use crate::run::{Mode, run};
 use crate::storage::StorageOptions;
 use clap::{Args, CommandFactory, FromArgMatches, Parser};
 
@@ -297,17 +298,10 @@ struct Cli<J: Job> {
 /// ```
 pub fn main<J: Job>() -> ExitCode {
     init_cli();
-    if crate::cluster::executor::executor_role() {
-        return crate::cluster::executor::runner::serve(&|task| {
-            crate::cluster::task::run::<J>(task);
-            true
-        });
-    }
-    if let Some(source) = task_role_arg() {
-        return match crate::cluster::task::read_task(&source) {
-            Ok(task) => crate::cluster::task::run::<J>(&task),
-            Err(code) => code,
-        };
+    // A single-job binary runs every task it is given (whatever job name it carries).
+    if let Some(code) = crate::run::serve_tasks(J::NAME, |_, task| Some(crate::cluster::task::run::<J>(task)))
+    {
+        return code;
     }
     let matches = Cli::<J>::command()
         .name(J::NAME)
@@ -321,16 +315,6 @@ pub fn main<J: Job>() -> ExitCode {
         Err(e) => e.exit(),
     };
     run_job(&cli.job, &cli.run)
-}
-
-/// `<job> __gristmill-task -`: the hidden role workers run tasks in; returns where the task
-/// spec comes from (`-`: stdin, the only source [`crate::cluster::task::read_task`] takes).
-pub(crate) fn task_role_arg() -> Option<std::ffi::OsString> {
-    let mut args = std::env::args_os().skip(1);
-    match (args.next(), args.next()) {
-        (Some(role), Some(source)) if role == crate::cluster::TASK_ROLE_ARG => Some(source),
-        _ => None,
-    }
 }
 
 fn parse_delimiter(text: &str) -> Result<u8, String> {
@@ -417,21 +401,24 @@ fn parse_key_value(text: &str) -> Result<(String, String), String> {
 /// ```
 pub fn run_job<J: Job>(job: &J, args: &RunArgs) -> ExitCode {
     let result = match &args.driver {
-        Some(driver) => match submit_to(job, args, driver) {
-            Ok(Submitted::Detached { .. }) => {
-                crate::telemetry::shutdown();
-                return ExitCode::SUCCESS;
-            }
-            Ok(Submitted::Finished(report)) => Ok(report),
-            Err(e) => Err(e),
-        },
+        Some(driver) => {
+            args.submission(driver).and_then(|how| run(job, &args.to_config(), Mode::Cluster(&how)))
+        }
         None => {
             let progress = Arc::new(Progress::default());
             let reporter = ProgressReporter::start(progress.clone(), args.progress);
-            let result = run_local(job, &args.to_config(), &progress);
+            let result = run(job, &args.to_config(), Mode::Local(&progress));
             drop(reporter);
             result
         }
+    };
+    let result = match result {
+        Ok(Submitted::Detached { .. }) => {
+            crate::telemetry::shutdown();
+            return ExitCode::SUCCESS;
+        }
+        Ok(Submitted::Finished(report)) => Ok(report),
+        Err(e) => Err(e),
     };
     crate::telemetry::shutdown();
     match result {
@@ -447,10 +434,6 @@ pub fn run_job<J: Job>(job: &J, args: &RunArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn submit_to<J: Job>(job: &J, args: &RunArgs, driver: &str) -> crate::Result<Submitted> {
-    submit(job, &args.to_config(), &args.submission(driver)?)
 }
 
 fn summary(name: &str, report: &JobReport, output: &str) -> String {
@@ -489,7 +472,7 @@ pub(crate) fn init_cli() {
         .and_then(|arg0| std::path::Path::new(&arg0).file_stem().map(|s| s.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "gristmill-job".to_owned());
     // A task process runs a cached binary named by its digest.
-    let worker_role = task_role_arg().is_some() || crate::cluster::executor::executor_role();
+    let worker_role = crate::run::task_role_arg().is_some() || crate::cluster::executor::executor_role();
     let service = if worker_role { "gristmill-task".to_owned() } else { name };
     // `--otlp-endpoint` is read from the arguments too, like `--log-format`.
     let endpoint = crate::telemetry::endpoint(crate::telemetry::endpoint_from_args().as_deref());

@@ -12,6 +12,7 @@ const API: &[&str] = &[
     "pipeline.rs",
     "job",
     "input/predicate.rs",
+    "input/spec.rs",
     "output/parquet_options.rs",
     "partition",
 ];

@@ -15,7 +15,6 @@ use crate::input::{BadRecords, ReadOptions, Split};
 use crate::job::{BatchSink, Counters, Emitter, Groups, Job, ReduceInput, Reducer, TaskInfo};
 use crate::output::{OutputDir, OutputLayout, OutputWriter, PartFile, PartName};
 use crate::partition::{Partitioner, RangePartitioner};
-use crate::plan::MapTask;
 use crate::progress::Progress;
 use crate::shuffle::{
     GroupedChunk, KeyEncoder, MERGE_CHUNK_ROWS, MapOutputBuilder, MapOutputSpec, MergeSpace, Regrouper, Run,
@@ -107,6 +106,17 @@ impl TaskEnv<'_> {
             side: self.side.clone(),
         }
     }
+}
+
+/// The work of one map task (planned by [`plan_job`](crate::plan::plan_job)).
+#[derive(Clone, Debug)]
+pub struct MapTask {
+    /// The task's index (its `TaskId`).
+    pub index: usize,
+    /// Which of the job's inputs the split belongs to (0 for single-input jobs).
+    pub input: usize,
+    /// What it reads.
+    pub split: Split,
 }
 
 /// A map task's result: sorted runs per partition (`runs[p]`) and its counters.

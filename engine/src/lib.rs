@@ -62,6 +62,7 @@ pub mod partition;
 pub mod pipeline;
 pub mod plan;
 pub mod progress;
+pub mod run;
 pub mod scheduler;
 pub mod security;
 pub mod settings;

@@ -15,13 +15,14 @@ use serde::de::DeserializeOwned;
 
 use crate::cli::{RunArgs, init_cli, one_line};
 use crate::cluster::payload::TaskFile;
-use crate::cluster::submit::{Submission, Submitted, submit};
+use crate::cluster::submit::{Submission, Submitted};
 use crate::config::RunConfig;
-use crate::driver::{JobReport, run_local};
+use crate::driver::JobReport;
 use crate::error::{Error, Result};
 use crate::job::Job;
 use crate::output::OutputDir;
 use crate::progress::{Progress, ProgressReporter};
+use crate::run::{Mode, run};
 use crate::storage::{Location, StorageOptions};
 
 /// The scratch directory's name under the final output.
@@ -262,16 +263,17 @@ impl<'a> Rounds<'a> {
             config.output_format = None;
             config.partition_by = Vec::new();
         }
-        let report = match &self.cluster {
-            None => run_local(job, &config, self.progress)?,
-            Some(how) => match submit(job, &config, how)? {
-                Submitted::Finished(report) => report,
-                Submitted::Detached { job_id } => {
-                    return Err(Error::Config(format!(
-                        "round {job_id} was detached; pipelines wait for each round"
-                    )));
-                }
-            },
+        let mode = match &self.cluster {
+            None => Mode::Local(self.progress),
+            Some(how) => Mode::Cluster(how),
+        };
+        let report = match run(job, &config, mode)? {
+            Submitted::Finished(report) => report,
+            Submitted::Detached { job_id } => {
+                return Err(Error::Config(format!(
+                    "round {job_id} was detached; pipelines wait for each round"
+                )));
+            }
         };
         tracing::info!(
             round = self.reports.len(),
@@ -378,21 +380,8 @@ struct Cli<P: Pipeline> {
 /// ```
 pub fn main<P: Pipeline>() -> ExitCode {
     init_cli();
-    if crate::cluster::executor::executor_role() {
-        return crate::cluster::executor::runner::serve(&|task| {
-            P::run_task(&task.job.job_name, task).is_some()
-        });
-    }
-    if let Some(source) = crate::cli::task_role_arg() {
-        let task = match crate::cluster::task::read_task(&source) {
-            Ok(task) => task,
-            Err(code) => return code,
-        };
-        let name = task.job.job_name.clone();
-        return P::run_task(&name, &task).unwrap_or_else(|| {
-            eprintln!("error: {} has no job named {name:?} (see Pipeline::run_task)", P::NAME);
-            ExitCode::from(2)
-        });
+    if let Some(code) = crate::run::serve_tasks(P::NAME, P::run_task) {
+        return code;
     }
     let matches = Cli::<P>::command()
         .name(P::NAME)

@@ -22,7 +22,7 @@ use gristmill::shuffle::{
     SpillDir,
 };
 use gristmill_jobs::sample::SplitMix64;
-use gristmill_jobs::terasort_job::{KEY_LEN, RECORD_LEN, TeraSort};
+use gristmill_jobs::terasort::{KEY_LEN, RECORD_LEN, TeraSort};
 
 const RECORDS: usize = 1_000_000;
 

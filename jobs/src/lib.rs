@@ -22,10 +22,10 @@
 //!   sort (keyed by user and time, grouped by user) with typed records;
 //! * [`stopwords::StopWordCount`] (`wordcount-stopwords`): word count without the words of
 //!   a stop-word list, read once by the job's plan and broadcast to every task;
-//! * [`terasort_job::TeraSort`] (`terasort`): sorts 100-byte records into globally ordered
+//! * [`terasort::TeraSort`] (`terasort`): sorts 100-byte records into globally ordered
 //!   raw part files;
 //! * [`sample`]: the generator of Zipf-distributed sample text (`textgen`);
-//! * [`terasort`]: the TeraSort benchmark's data generator and validator (`teragen`,
+//! * [`teragen`]: the TeraSort benchmark's data generator and validator (`teragen`,
 //!   `teravalidate`; plain binaries, not MapReduce jobs).
 
 pub mod chaos;
@@ -40,8 +40,8 @@ pub mod revenue;
 pub mod sample;
 pub mod sessionize;
 pub mod stopwords;
+pub mod teragen;
 pub mod terasort;
-pub mod terasort_job;
 pub mod tpch_q1;
 pub mod word_table;
 pub mod wordcount;

@@ -23,6 +23,8 @@ pub mod fetch;
 pub mod follow;
 pub mod live;
 pub mod payload;
+#[cfg(test)]
+mod plan_tests;
 pub mod private_dir;
 pub mod rpc;
 pub mod shuffle_service;

@@ -9,10 +9,12 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::ErrorKind;
-use crate::input::{BadRecord, SplitSpec};
-use crate::job::Broadcasts;
+use crate::config::RunConfig;
+use crate::error::{Error, ErrorKind, Result};
+use crate::input::{BadRecord, ReadOptions, SplitSpec};
+use crate::job::{Broadcasts, Job};
 use crate::output::{Codec, OutputLayout, ParquetOutput};
+use crate::plan::{PartitionerChoice, TaskSettings};
 use crate::security::JobSecret;
 use crate::shuffle::RunBudget;
 use crate::storage::StorageOptions;
@@ -58,6 +60,49 @@ pub struct JobPayload {
 }
 
 impl JobPayload {
+    /// The payload of `job` planned with `config` into tasks given `tasks`: each task
+    /// process's share of the run budget, and the split points of a sampled partitioner.
+    pub fn of_plan<J: Job>(job: &J, config: &RunConfig, tasks: &TaskSettings) -> Result<Self> {
+        let threads = config.threads.max(1) as u64;
+        let budget = tasks.run_budget;
+        Ok(JobPayload {
+            job_name: J::NAME.to_owned(),
+            job: serde_json::to_value(job)
+                .map_err(|e| Error::InvalidJob(format!("cannot serialize the job: {e}")))?,
+            num_partitions: tasks.num_partitions,
+            replace_invalid_utf8: tasks.read.replace_invalid_utf8,
+            max_bad_records: tasks.max_bad_records,
+            map_buffer_bytes: tasks.map_buffer_bytes,
+            run_budget: RunBudget { owned: budget.owned / threads, mapped: budget.mapped / threads },
+            output: tasks.output.clone(),
+            storage_options: tasks.storage_options.clone(),
+            range_split_points: tasks.partitioner.range_split_points().map(<[_]>::to_vec),
+            parquet: Some(config.parquet_output(job.parquet_output())),
+            layout: Some(tasks.layout.clone()),
+            broadcasts: tasks.broadcasts.clone(),
+        })
+    }
+
+    /// The settings a task of `job` is given: those of the plan, the layout of an older
+    /// submitter's payload (which has none) from the job's defaults.
+    pub fn task_settings<J: Job>(&self, job: &J) -> TaskSettings {
+        TaskSettings {
+            num_partitions: self.num_partitions,
+            partitioner: PartitionerChoice::shipped(job, self.range_split_points.as_deref()),
+            read: ReadOptions { replace_invalid_utf8: self.replace_invalid_utf8 },
+            max_bad_records: self.max_bad_records,
+            map_buffer_bytes: self.map_buffer_bytes,
+            run_budget: self.run_budget,
+            layout: self.layout.clone().unwrap_or_else(|| {
+                let parquet = self.parquet.unwrap_or_else(|| job.parquet_output());
+                OutputLayout::parquet(parquet).with_format(job.output_format())
+            }),
+            output: self.output.clone(),
+            storage_options: self.storage_options.clone(),
+            broadcasts: self.broadcasts.clone(),
+        }
+    }
+
     /// The Parquet codec of the job whose payload is `json`, for the manifest the driver
     /// writes; `None` when the payload does not say (an older submitter).
     pub fn parquet_codec_of(json: &[u8]) -> Option<Codec> {

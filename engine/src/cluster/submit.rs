@@ -2,7 +2,6 @@
 //! reads Parquet footers, samples keys for total order), uploads its own executable if the
 //! driver lacks its digest, submits, and follows the job until it ends (or detaches).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gristmill_proto::v1::{BinaryChunk, BinaryRef, JobState, JobStatus, MapTaskSpec, SubmitJobRequest};
@@ -18,15 +17,11 @@ use super::rpc::{connect_driver, status_error};
 use crate::config::RunConfig;
 use crate::driver::JobReport;
 use crate::error::{Error, Result};
-use crate::exec::{TaskEnv, is_map_only, sample_range_partitioner};
-use crate::ids::{AttemptId, JobId};
-use crate::input::{BadRecords, ReadOptions};
-use crate::job::{Broadcasts, Job, SideInputs};
+use crate::ids::JobId;
+use crate::job::Job;
 use crate::output::{Manifest, OutputDir, SUCCESS_FILE};
-use crate::partition::HashPartitioner;
-use crate::plan::{Plan, plan_map_tasks};
+use crate::plan::{JobPlan, Sampling, plan_job};
 use crate::progress::Progress;
-use crate::shuffle::{RunBudget, RunStore, SpillDir};
 use crate::storage::Location;
 
 /// How to submit.
@@ -82,12 +77,16 @@ pub fn submit<J: Job>(job: &J, config: &RunConfig, how: &Submission) -> Result<S
     let job = &planned;
     crate::exec::check_planned_job(job)?;
     io.block_on(output.prepare(config.overwrite))?;
-    let plan = io.block_on(plan_map_tasks(job, config))?;
-    let payload = job_payload(job, config, &plan, io.handle(), broadcasts)?;
+    // A total-order job's keys are sampled here, as its own job (the driver names the
+    // real one), in a scratch spill directory.
+    let progress = Progress::default();
+    let sampling = Sampling { io: io.handle(), job_id: &JobId::generate(), progress: &progress, store: None };
+    let plan = plan_job(job, config, broadcasts, &sampling)?;
+    let payload = JobPayload::of_plan(job, config, &plan.tasks)?;
     io.block_on(async {
         let mut client = connect_driver(&how.driver).await?;
         let digest = upload_self(&mut client).await?;
-        let request = submit_request(job, config, &plan, payload, digest, how)?;
+        let request = submit_request::<J>(config, &plan, payload, digest, how)?;
         let reply =
             client.submit_job(request).await.map_err(status_error("submitting the job"))?.into_inner();
         eprintln!("submitted {} as {} to {}", J::NAME, reply.job_id, how.driver.url);
@@ -113,62 +112,9 @@ pub fn submit<J: Job>(job: &J, config: &RunConfig, how: &Submission) -> Result<S
     })
 }
 
-fn job_payload<J: Job>(
-    job: &J,
-    config: &RunConfig,
-    plan: &Plan,
-    io: &tokio::runtime::Handle,
-    broadcasts: Broadcasts,
-) -> Result<JobPayload> {
-    let side = SideInputs { broadcasts, io: Some(io.clone()), storage: config.storage_options.clone() };
-    let num_partitions = job.reducers().unwrap_or(config.reducers).max(1);
-    let range_split_points = if job.partitioner().is_none() && job.total_order() && !is_map_only(job) {
-        let job_id = JobId::generate();
-        let spill = Arc::new(SpillDir::create(&config.spill_dir, &job_id)?);
-        let store = Arc::new(RunStore::new(spill, RunBudget::uniform(0)));
-        let progress = Progress::default();
-        let env = TaskEnv {
-            io,
-            job_id: &job_id,
-            attempt: AttemptId(0),
-            num_partitions,
-            read: ReadOptions { replace_invalid_utf8: config.replace_invalid_utf8 },
-            bad_records: &BadRecords::new(config.max_bad_records),
-            map_buffer_bytes: config.map_buffer_bytes(),
-            store: &store,
-            partitioner: Arc::new(HashPartitioner),
-            progress: &progress,
-            layout: config.output_layout_of(job)?,
-            side: side.clone(),
-        };
-        Some(sample_range_partitioner(job, &env, &plan.map_tasks)?.to_bytes())
-    } else {
-        None
-    };
-    let threads = config.threads.max(1) as u64;
-    let budget = config.run_budget();
-    Ok(JobPayload {
-        job_name: J::NAME.to_owned(),
-        job: serde_json::to_value(job)
-            .map_err(|e| Error::InvalidJob(format!("cannot serialize the job: {e}")))?,
-        num_partitions,
-        replace_invalid_utf8: config.replace_invalid_utf8,
-        max_bad_records: config.max_bad_records,
-        map_buffer_bytes: config.map_buffer_bytes(),
-        run_budget: RunBudget { owned: budget.owned / threads, mapped: budget.mapped / threads },
-        output: config.output.clone(),
-        storage_options: config.storage_options.clone(),
-        range_split_points,
-        parquet: Some(config.parquet_output(job.parquet_output())),
-        layout: Some(config.output_layout_of(job)?),
-        broadcasts: side.broadcasts,
-    })
-}
-
 fn submit_request<J: Job>(
-    job: &J,
     config: &RunConfig,
-    plan: &Plan,
+    plan: &JobPlan,
     payload: JobPayload,
     binary_digest: String,
     how: &Submission,
@@ -191,7 +137,7 @@ fn submit_request<J: Job>(
         priority: how.priority,
         job_payload: serde_json::to_vec(&payload).map_err(|e| Error::Internal(e.to_string()))?,
         map_tasks,
-        reducers: if is_map_only(job) { 0 } else { payload.num_partitions as u32 },
+        reducers: if plan.map_only { 0 } else { payload.num_partitions as u32 },
         output: config.output.clone(),
         // For the driver's commit (or abort) of the output, with the job's own options.
         storage_options: config.storage_options.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
@@ -281,7 +227,12 @@ fn compressed_chunks(
 }
 
 /// Turns the final status into a report, reading the committed manifest.
-async fn finish(output: &OutputDir, plan: &Plan, status: JobStatus, started: Instant) -> Result<JobReport> {
+async fn finish(
+    output: &OutputDir,
+    plan: &JobPlan,
+    status: JobStatus,
+    started: Instant,
+) -> Result<JobReport> {
     match status.state() {
         JobState::Succeeded => {}
         JobState::Cancelled => {

@@ -19,18 +19,17 @@ use std::sync::Arc;
 
 use super::fetch::{FetchError, FetchFailure, fetch_partition};
 use super::live::{LiveSources, with_live_counters};
-use super::payload::{JobPayload, MapOutputSource, TaskFile, TaskResult, WrittenFile};
+use super::payload::{MapOutputSource, TaskFile, TaskResult, WrittenFile};
 use crate::error::{Error, Result};
 use crate::exec::{
     BAD_RECORDS, SHUFFLE_FETCHED_BYTES, SHUFFLE_HOST_LOCAL_BYTES, SPILLED_BYTES, TaskEnv, is_map_only,
     run_map_only_task, run_map_task, run_reduce_task,
 };
 use crate::ids::{AttemptId, JobId};
-use crate::input::{BadRecords, ReadOptions, Split};
-use crate::job::{Counters, Job, SideInputs};
+use crate::input::{BadRecords, Split};
+use crate::job::{Counters, Job};
 use crate::output::{OutputDir, OutputLayout, PartFile};
-use crate::partition::{Partitioner, RangePartitioner};
-use crate::plan::MapTask;
+use crate::plan::{MapTask, TaskResources};
 use crate::progress::Progress;
 use crate::security::JobSecret;
 use crate::shuffle::{MapOutputFiles, Run, RunBudget, RunStore, SpillDir, write_map_output};
@@ -204,51 +203,26 @@ fn run_attempt<J: Job>(task: &TaskFile) -> Result<TaskResult> {
             limit
         }
     };
-    let (run_budget, map_buffer_bytes) =
-        given_by_worker(task.job.run_budget, task.job.map_buffer_bytes, worker_limit);
-    let store = Arc::new(RunStore::new(spill, run_budget));
+    let mut settings = task.job.task_settings(&job);
+    (settings.run_budget, settings.map_buffer_bytes) =
+        given_by_worker(settings.run_budget, settings.map_buffer_bytes, worker_limit);
+    let store = Arc::new(RunStore::new(spill, settings.run_budget));
     let progress = Arc::new(Progress::default());
     // This attempt's own: the driver sums the bad records of the job's map tasks.
-    let bad_records = BadRecords::new(task.job.max_bad_records);
-    let env = TaskEnv {
+    let bad_records = BadRecords::new(settings.max_bad_records);
+    let resources = TaskResources {
         io: &io,
         job_id: &job_id,
         attempt: AttemptId(task.attempt),
-        num_partitions: task.job.num_partitions,
-        read: ReadOptions { replace_invalid_utf8: task.job.replace_invalid_utf8 },
         bad_records: &bad_records,
-        map_buffer_bytes,
         store: &store,
-        partitioner: partitioner(&job, &task.job)?,
         progress: &progress,
-        layout: task.job.layout.clone().unwrap_or_else(|| {
-            let parquet = task.job.parquet.unwrap_or_else(|| job.parquet_output());
-            OutputLayout::parquet(parquet).with_format(job.output_format())
-        }),
-        side: SideInputs {
-            broadcasts: task.job.broadcasts.clone(),
-            io: Some(io.clone()),
-            storage: task.job.storage_options.clone(),
-        },
     };
+    let env = settings.env(&job, &resources)?;
     let live = Arc::new(LiveSources::default());
     with_live_counters(&task.work_dir, &progress, &store, &live, || {
         if task.is_map { run_map(&job, &env, task) } else { run_reduce(&job, &env, task, &live) }
     })
-}
-
-/// The partitioner the submitter chose: the job's own, the sampled ranges, or the hash.
-fn partitioner<J: Job>(job: &J, payload: &JobPayload) -> Result<Arc<dyn Partitioner>> {
-    if let Some(custom) = job.partitioner() {
-        return Ok(Arc::from(custom));
-    }
-    if let Some(points) = &payload.range_split_points {
-        let keyed = job.map_output();
-        let types: Vec<_> =
-            keyed.key_indices()?.iter().map(|&i| keyed.schema().field(i).data_type().clone()).collect();
-        return Ok(Arc::new(RangePartitioner::from_bytes(&types, points)?));
-    }
-    crate::partition::default_partitioner(&job.map_output())
 }
 
 fn run_map<J: Job>(job: &J, env: &TaskEnv<'_>, task: &TaskFile) -> Result<TaskResult> {

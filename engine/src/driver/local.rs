@@ -12,15 +12,13 @@ use tracing::{info, info_span};
 use crate::config::RunConfig;
 use crate::error::{Error, Result};
 use crate::exec::{
-    BAD_RECORDS, MapTaskOutput, SPILLED_BYTES, TaskEnv, is_map_only, run_map_only_task, run_map_task,
-    run_reduce_task, sample_range_partitioner,
+    BAD_RECORDS, MapTaskOutput, SPILLED_BYTES, TaskEnv, run_map_only_task, run_map_task, run_reduce_task,
 };
 use crate::ids::JobId;
-use crate::input::{BadRecords, ReadOptions};
-use crate::job::{Counters, Job, SideInputs};
+use crate::input::BadRecords;
+use crate::job::{Counters, Job};
 use crate::output::{Manifest, OutputDir, PartFile, write_bad_records};
-use crate::partition::{HashPartitioner, Partitioner};
-use crate::plan::{MapTask, plan_map_tasks};
+use crate::plan::{MapTask, Sampling, TaskResources, plan_job};
 use crate::progress::Progress;
 use crate::shuffle::{Run, RunStore, SpillDir};
 use crate::storage::{Location, request_stats};
@@ -65,7 +63,6 @@ pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Re
     let (planned, broadcasts) = crate::job::planned(job, config, io.handle())?;
     let job = &planned;
     crate::exec::check_planned_job(job)?;
-    let layout = config.output_layout_of(job)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(config.threads)
         .thread_name(|i| format!("gristmill-cpu-{i}"))
@@ -75,40 +72,34 @@ pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Re
 
     let output = OutputDir::new(Location::parse_with(&config.output, &config.storage_options)?);
     io.block_on(output.prepare(config.overwrite))?;
-    let plan = io.block_on(plan_map_tasks(job, config))?;
-    info!(files = plan.files, bytes = plan.bytes, splits = plan.map_tasks.len(), "planned");
-
     let spill = Arc::new(SpillDir::create(&config.spill_dir, &job_id)?);
     // Each thread's task sizes its I/O buffers within its share of the limit.
     crate::memory::set_task_memory(config.memory_limit / config.threads.max(1) as u64);
     let store = Arc::new(RunStore::new(spill, config.run_budget()));
-    let parquet_codec = layout.parquet_codec();
+    let sampling = Sampling { io: io.handle(), job_id: &job_id, progress, store: Some(&store) };
+    // Planning samples a total-order job's keys on the pool's threads.
+    let plan = pool.install(|| {
+        let _entered = span.enter();
+        plan_job(job, config, broadcasts, &sampling)
+    })?;
+    info!(files = plan.files, bytes = plan.bytes, splits = plan.map_tasks.len(), "planned");
+    let parquet_codec = plan.tasks.layout.parquet_codec();
     let bad_records = BadRecords::new(config.max_bad_records);
-    let mut env = TaskEnv {
+    let resources = TaskResources {
         io: io.handle(),
         job_id: &job_id,
         attempt: crate::ids::AttemptId(0),
-        num_partitions: job.reducers().unwrap_or(config.reducers).max(1),
-        read: ReadOptions { replace_invalid_utf8: config.replace_invalid_utf8 },
         bad_records: &bad_records,
-        map_buffer_bytes: config.map_buffer_bytes(),
         store: &store,
-        partitioner: Arc::new(HashPartitioner),
         progress,
-        layout,
-        side: SideInputs {
-            broadcasts,
-            io: Some(io.handle().clone()),
-            storage: config.storage_options.clone(),
-        },
     };
+    let env = plan.tasks.env(job, &resources)?;
     // Phases run on the pool's threads, under the job's span.
     let result = pool.install(|| -> Result<_> {
         let _entered = span.enter();
-        let (mut parts, mut counters) = if is_map_only(job) {
+        let (mut parts, mut counters) = if plan.map_only {
             map_only_phase(job, &env, &plan.map_tasks, &output)?
         } else {
-            env.partitioner = choose_partitioner(job, &env, &plan.map_tasks)?;
             let (runs, mut counters) = map_phase(job, &env, &plan.map_tasks)?;
             let parts = reduce_phase(job, &env, runs, &output, &mut counters)?;
             counters.add(SPILLED_BYTES, store.spilled_bytes());
@@ -154,18 +145,6 @@ fn stage_bad_records(
     counters.add(BAD_RECORDS, rows.len() as u64);
     parts.extend(write_bad_records(env.io, output, env.job_id, env.attempt, &rows)?);
     Ok(())
-}
-
-/// The job's own partitioner, a sampled range partitioner for total order, or the hash.
-fn choose_partitioner<J: Job>(job: &J, env: &TaskEnv<'_>, tasks: &[MapTask]) -> Result<Arc<dyn Partitioner>> {
-    if let Some(custom) = job.partitioner() {
-        return Ok(Arc::from(custom));
-    }
-    if job.total_order() {
-        env.progress.start_phase("sample", 1);
-        return Ok(Arc::new(sample_range_partitioner(job, env, tasks)?));
-    }
-    crate::partition::default_partitioner(&job.map_output())
 }
 
 /// Runs every map task; returns each partition's runs (in map task order) and the counters.

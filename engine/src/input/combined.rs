@@ -128,7 +128,7 @@ mod tests {
 
     use super::super::TextSplit;
     use super::*;
-    use crate::job::TextShape;
+    use crate::input::TextShape;
     use crate::storage::{InputFile, Location};
 
     fn text(name: &str, start: u64, end: u64, size: u64) -> Split {

@@ -17,7 +17,7 @@ use super::ReadOptions;
 use super::bad::BadRows;
 use super::text::{CHUNK_BYTES, Chunks, LineScanner, TextSplit};
 use crate::error::{Error, Result};
-use crate::job::TextShape;
+use crate::input::TextShape;
 use crate::storage::InputFile;
 
 /// Reads the lines of `split`, a whole file compressed with `codec`, as

@@ -15,7 +15,7 @@ use super::compressed::Codec;
 use super::text::TextSplit;
 use super::text_rows::{self, BATCH_ROWS, Columns};
 use crate::error::{Error, Result};
-use crate::job::{InputSpec, TextShape};
+use crate::input::{InputSpec, TextShape};
 use crate::storage::InputFile;
 
 /// How JSON lines files are decoded: the schema inferred from the input's first JSON

@@ -15,6 +15,7 @@ mod partition_columns;
 mod predicate;
 mod predicate_parse;
 mod records;
+mod spec;
 mod text;
 pub(crate) mod text_rows;
 
@@ -37,11 +38,11 @@ pub use self::parquet::{ParquetSplit, Skipped, footer_schema};
 pub use self::partition_columns::PartitionColumns;
 pub use self::predicate::{CmpOp, Predicate, PredicateError};
 pub use self::records::{RecordColumns, RecordFormat, RecordSplit};
+pub use self::spec::{InputSpec, ParquetColumn, TextShape};
 pub use self::text::TextSplit;
 pub use self::text_rows::inferred_schema;
 
 use crate::error::{Error, Result};
-use crate::job::InputSpec;
 use crate::storage::{InputFile, StorageOptions};
 
 /// How input files are decoded.
@@ -114,7 +115,7 @@ pub struct SplitOptions {
 }
 
 /// How splits are read.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReadOptions {
     /// Replace invalid UTF-8 in text with U+FFFD instead of failing.
     pub replace_invalid_utf8: bool,

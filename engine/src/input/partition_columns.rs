@@ -11,7 +11,7 @@ use arrow::compute::{CastOptions, cast_with_options};
 use arrow::datatypes::{DataType, Field, FieldRef, Schema};
 
 use crate::error::{Error, Result};
-use crate::job::InputSpec;
+use crate::input::InputSpec;
 use crate::storage::InputFile;
 
 /// The partition columns a file's batches get, and where.

@@ -1,6 +1,6 @@
 //! Filters on input columns: comparisons of a column with a literal, combined with `and`
 //! and `or`. Parquet row groups whose statistics exclude a filter are not read, and only
-//! the rows that pass it reach the mapper (see [`InputSpec::with_filter`](crate::job::InputSpec::with_filter)).
+//! the rows that pass it reach the mapper (see [`InputSpec::with_filter`](crate::input::InputSpec::with_filter)).
 //!
 //! ```text
 //! l_shipdate <= '1998-09-02' and (l_returnflag = 'R' or l_quantity > 40)
@@ -43,8 +43,8 @@ pub enum CmpOp {
 
 /// A filter on input columns.
 ///
-/// Given to [`InputSpec::with_filter`](crate::job::InputSpec::with_filter) or
-/// [`InputSpec::with_pruning`](crate::job::InputSpec::with_pruning); parsed from text or
+/// Given to [`InputSpec::with_filter`](crate::input::InputSpec::with_filter) or
+/// [`InputSpec::with_pruning`](crate::input::InputSpec::with_pruning); parsed from text or
 /// built:
 ///
 /// ```

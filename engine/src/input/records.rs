@@ -21,8 +21,8 @@ const CHUNK_BYTES: u64 = 4 << 20;
 
 /// The layout of fixed-size records.
 ///
-/// Made by [`InputSpec::fixed_records`](crate::job::InputSpec::fixed_records) and
-/// [`InputSpec::fixed_records_whole`](crate::job::InputSpec::fixed_records_whole):
+/// Made by [`InputSpec::fixed_records`](crate::input::InputSpec::fixed_records) and
+/// [`InputSpec::fixed_records_whole`](crate::input::InputSpec::fixed_records_whole):
 ///
 /// ```
 /// use gristmill::arrow::datatypes::DataType;

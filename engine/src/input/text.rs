@@ -18,7 +18,7 @@ use super::ReadOptions;
 use super::bad::{BadRecords, BadRows};
 use super::compressed::Codec;
 use crate::error::{Error, Result};
-use crate::job::{InputSpec, TextShape};
+use crate::input::{InputSpec, TextShape};
 use crate::storage::InputFile;
 
 /// Bytes fetched per request within a split (also the size of one batch of lines).

@@ -18,7 +18,7 @@ use super::csv::{CsvFormat, CsvOptions};
 use super::json::JsonFormat;
 use super::predicate::Predicate;
 use crate::error::{Error, Result};
-use crate::job::{InputSpec, ParquetColumn};
+use crate::input::{InputSpec, ParquetColumn};
 use crate::storage::InputFile;
 
 /// Rows per decoded batch.

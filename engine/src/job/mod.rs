@@ -21,8 +21,10 @@ pub use group::{Groups, KeyGroup};
 pub use identity::{IdentityMapper, IdentityReducer};
 pub use planning::PlanContext;
 pub(crate) use planning::planned;
-pub use schema::{InputSpec, KeyedSchema, ParquetColumn, TextShape};
+pub use schema::KeyedSchema;
 pub use side::{BROADCAST_LIMIT_BYTES, Broadcasts, SideInputs};
+// What a job reads: owned by `input`, whose readers consume it, and part of the job API.
+pub use crate::input::{InputSpec, ParquetColumn, TextShape};
 
 use arrow::array::RecordBatch;
 use serde::Serialize;

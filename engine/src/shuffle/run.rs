@@ -6,7 +6,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 
 use super::gather::SortedRows;
-use super::spill::{SPILL_BATCH_ROWS, SpillDir, SpillFile, SpilledRunReader};
+use super::spill::{BatchSource, SPILL_BATCH_ROWS, SpillDir, SpillFile, SpilledRunReader};
 use crate::error::Result;
 use crate::storage::{Footprint, footprint};
 
@@ -72,6 +72,17 @@ impl Run {
                 RunReader::Segment(Box::new(super::map_file::open_segment(&path, offset, len, crc32)?))
             }
         })
+    }
+}
+
+impl BatchSource for Run {
+    fn memory_bytes(&self) -> u64 {
+        Run::memory_bytes(self)
+    }
+
+    fn batches(&self) -> Result<impl FnMut() -> Result<Option<RecordBatch>>> {
+        let mut reader = self.clone().open()?;
+        Ok(move || reader.next_batch())
     }
 }
 

@@ -17,12 +17,25 @@ use arrow::ipc::reader::FileReader;
 use arrow::ipc::writer::{FileWriter, IpcWriteOptions};
 
 use super::compact_views;
-use super::run::{Run, RunReader};
 use crate::error::{Error, Result};
 use crate::ids::JobId;
 
 /// Rows per batch in spill files: what the reduce-side merge holds per run.
 pub const SPILL_BATCH_ROWS: usize = 8 * 1024;
+
+/// A sorted run as a spill file sees it: its batches in order, and the memory it held.
+///
+/// Implemented by [`Run`](super::Run), which reads spill files back
+/// ([`SpilledRunReader`]); spill files are written through this trait so that `spill` does
+/// not name the run types built on it.
+pub trait BatchSource {
+    /// Bytes the run holds in memory, kept in the spill file's index for the run read back.
+    fn memory_bytes(&self) -> u64;
+
+    /// Reads the run from its start: each call of the returned function gives its next
+    /// batch, `None` at its end.
+    fn batches(&self) -> Result<impl FnMut() -> Result<Option<RecordBatch>>>;
+}
 
 /// A job's spill directory, removed with everything in it when dropped (success or not).
 #[derive(Debug)]
@@ -64,24 +77,28 @@ impl SpillDir {
     /// Writes the in-memory runs of one flush (`runs[p]` for partition `p`) to a new spill
     /// file. The file keeps the directory alive: it is removed when the last run in it is
     /// dropped.
-    pub fn write(self: &Arc<Self>, schema: &SchemaRef, runs: &[Option<Run>]) -> Result<SpillFile> {
-        let options = match runs.iter().flatten().next() {
-            Some(run) => match run.clone().open()?.next_batch()? {
-                Some(sample) => super::ipc_write_options_for(&sample)?,
-                None => super::ipc_write_options()?,
-            },
+    pub fn write<R: BatchSource>(
+        self: &Arc<Self>,
+        schema: &SchemaRef,
+        runs: &[Option<R>],
+    ) -> Result<SpillFile> {
+        let sample = match runs.iter().flatten().next() {
+            Some(run) => run.batches()?()?,
+            None => None,
+        };
+        let options = match &sample {
+            Some(sample) => super::ipc_write_options_for(sample)?,
             None => super::ipc_write_options()?,
         };
         let mut writer = SpillWriter::create(self, schema, options)?;
         for run in runs {
-            let mut reader = match run {
-                Some(run) => run.clone().open()?,
-                None => RunReader::Memory(None),
-            };
-            while let Some(batch) = reader.next_batch()? {
-                writer.write(&batch)?;
+            if let Some(run) = run {
+                let mut next = run.batches()?;
+                while let Some(batch) = next()? {
+                    writer.write(&batch)?;
+                }
             }
-            writer.end_partition(run.as_ref().map_or(0, Run::memory_bytes));
+            writer.end_partition(run.as_ref().map_or(0, R::memory_bytes));
         }
         writer.finish()
     }
@@ -266,6 +283,17 @@ mod tests {
 
     use super::*;
 
+    impl BatchSource for RecordBatch {
+        fn memory_bytes(&self) -> u64 {
+            self.get_array_memory_size() as u64
+        }
+
+        fn batches(&self) -> Result<impl FnMut() -> Result<Option<RecordBatch>>> {
+            let mut batch = Some(self.clone());
+            Ok(move || Ok(batch.take()))
+        }
+    }
+
     #[test]
     fn a_null_padded_run_spills_compressed_and_reads_back_equal() {
         // A join's map output: a key, then the other side's columns, all null.
@@ -284,7 +312,7 @@ mod tests {
 
         let scratch = tempfile::tempdir().unwrap();
         let dir = Arc::new(SpillDir::create(scratch.path(), &JobId::generate()).unwrap());
-        let file = dir.write(&schema, &[Some(Run::Memory(run.clone()))]).unwrap();
+        let file = dir.write(&schema, &[Some(run.clone())]).unwrap();
         assert!(
             dir.spilled_bytes() < in_memory as u64 / 4,
             "spilled {} bytes of a {in_memory}-byte run",

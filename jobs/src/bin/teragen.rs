@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
-use gristmill_jobs::terasort::{GenSpec, Layout, teragen};
+use gristmill_jobs::teragen::{GenSpec, Layout, teragen};
 
 /// Writes records START .. START+RECORDS of the sort benchmark, byte-identical to Hadoop
 /// TeraGen (default) or gensort 1.3+ (`--layout gensort`), into `part-NNNNN.dat` files whose

@@ -1,4 +1,4 @@
 //! `terasort`: sorts 100-byte records. See `terasort --help`.
 fn main() -> std::process::ExitCode {
-    gristmill::main::<gristmill_jobs::terasort_job::TeraSort>()
+    gristmill::main::<gristmill_jobs::terasort::TeraSort>()
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use gristmill_jobs::terasort::{key_hex, validate_dir};
+use gristmill_jobs::teragen::{key_hex, validate_dir};
 
 /// Reads every file of a directory whose name does not start with `.` or `_`, in sorted
 /// name order, as raw 100-byte records; checks that the 10-byte keys (unsigned bytes) never

@@ -5,8 +5,8 @@ use arrow::array::StringArray;
 
 use super::*;
 use crate::error::ErrorKind;
+use crate::input::TextShape;
 use crate::input::{BadRecords, InputFormat, text};
-use crate::job::TextShape;
 use crate::storage::Location;
 
 const CODECS: [Codec; 4] = [Codec::Gzip, Codec::Zstd, Codec::Bzip2, Codec::Xz];

@@ -18,7 +18,7 @@ use parquet::file::metadata::PageIndexPolicy;
 use tokio::runtime::Handle;
 
 use crate::error::{Error, Result};
-use crate::job::InputSpec;
+use crate::input::InputSpec;
 use crate::storage::{InputFile, ObjectReader};
 use projection::Projection;
 

@@ -12,7 +12,7 @@ use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::basic::Type as PhysicalType;
 
 use crate::error::{Error, Result};
-use crate::job::ParquetColumn;
+use crate::input::ParquetColumn;
 use crate::storage::InputFile;
 
 /// The columns to read from one file: root indices to decode, and how to turn decoded

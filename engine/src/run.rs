@@ -1,0 +1,65 @@
+//! One runner behind every job binary ([`crate::main`]) and every pipeline round
+//! ([`crate::pipeline::main`]): [`run`] runs a planned job in this process or submits it to
+//! a cluster, and `serve_tasks` plays the binary's roles on a worker.
+
+use std::process::ExitCode;
+
+use crate::cluster::payload::TaskFile;
+use crate::cluster::submit::{Submission, Submitted, submit};
+use crate::config::RunConfig;
+use crate::driver::run_local;
+use crate::error::Result;
+use crate::job::Job;
+use crate::progress::Progress;
+
+/// Where a job runs.
+#[derive(Clone, Copy)]
+pub enum Mode<'a> {
+    /// In this process, counting progress in `Progress` (local mode).
+    Local(&'a Progress),
+    /// On the cluster a submission names.
+    Cluster(&'a Submission),
+}
+
+/// Runs `job` with `config` in `mode`: both plan it with the same
+/// [`plan_job`](crate::plan::plan_job); locally it ends committed, on a cluster committed or
+/// detached.
+pub fn run<J: Job>(job: &J, config: &RunConfig, mode: Mode<'_>) -> Result<Submitted> {
+    match mode {
+        Mode::Local(progress) => run_local(job, config, progress).map(Submitted::Finished),
+        Mode::Cluster(how) => submit(job, config, how),
+    }
+}
+
+/// Runs a task of the job a task names, `None` when the binary has no such job.
+pub(crate) type RunTaskOf = fn(&str, &TaskFile) -> Option<ExitCode>;
+
+/// Plays a binary's roles on a worker, if it was started in one: an executor serving
+/// attempts, or a task process running one. `None`: it was started by a user.
+pub(crate) fn serve_tasks(binary: &str, run_task: RunTaskOf) -> Option<ExitCode> {
+    if crate::cluster::executor::executor_role() {
+        return Some(crate::cluster::executor::runner::serve(&move |task| {
+            run_task(&task.job.job_name, task).is_some()
+        }));
+    }
+    let source = task_role_arg()?;
+    let task = match crate::cluster::task::read_task(&source) {
+        Ok(task) => task,
+        Err(code) => return Some(code),
+    };
+    let name = task.job.job_name.clone();
+    Some(run_task(&name, &task).unwrap_or_else(|| {
+        eprintln!("error: {binary} has no job named {name:?} (see Pipeline::run_task)");
+        ExitCode::from(2)
+    }))
+}
+
+/// `<job> __gristmill-task -`: the hidden role workers run tasks in; returns where the task
+/// spec comes from (`-`: stdin, the only source [`crate::cluster::task::read_task`] takes).
+pub(crate) fn task_role_arg() -> Option<std::ffi::OsString> {
+    let mut args = std::env::args_os().skip(1);
+    match (args.next(), args.next()) {
+        (Some(role), Some(source)) if role == crate::cluster::TASK_ROLE_ARG => Some(source),
+        _ => None,
+    }
+}
