@@ -200,6 +200,7 @@ fn run_attempt<J: Job>(task: &TaskFile) -> Result<TaskResult> {
             // This process runs one task: its I/O buffers share that task's memory.
             let buffer = task.job.map_buffer_bytes as u64;
             crate::memory::set_task_memory(limit.unwrap_or(4 * buffer));
+            crate::memory::fit_allocator_to(limit.unwrap_or(4 * buffer));
             limit
         }
     };

@@ -75,6 +75,7 @@ pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Re
     let spill = Arc::new(SpillDir::create(&config.spill_dir, &job_id)?);
     // Each thread's task sizes its I/O buffers within its share of the limit.
     crate::memory::set_task_memory(config.memory_limit / config.threads.max(1) as u64);
+    crate::memory::fit_allocator_to(config.memory_limit);
     let store = Arc::new(RunStore::new(spill, config.run_budget()));
     let sampling = Sampling { io: io.handle(), job_id: &job_id, progress, store: Some(&store) };
     // Planning samples a total-order job's keys on the pool's threads.
