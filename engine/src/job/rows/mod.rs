@@ -66,7 +66,9 @@
 //! example job.
 
 mod columns;
+mod combine;
 mod flat;
+mod key_bytes;
 mod map;
 mod out;
 mod reduce;
@@ -218,8 +220,8 @@ pub fn rows_input<In: DeserializeOwned>() -> InputSpec {
 pub fn map_rows<In, K, V, F>(f: F) -> Box<dyn Mapper>
 where
     In: DeserializeOwned + 'static,
-    K: Serialize + DeserializeOwned + 'static,
-    V: Serialize + DeserializeOwned + 'static,
+    K: Serialize + DeserializeOwned + Send + 'static,
+    V: Serialize + DeserializeOwned + Send + 'static,
     F: FnMut(In, &mut KeyValueOut<'_, K, V>) -> JobResult<()> + Send + 'static,
 {
     match RowColumns::of::<In>("line") {
@@ -228,6 +230,7 @@ where
             input,
             writer: None,
             serde_only: false,
+            table: None,
             types: PhantomData::<fn(In, K, V)>,
         }),
         Err(e) => Box::new(Failing(format!("the input row type has no Arrow layout: {e}"))),
