@@ -3,14 +3,39 @@
 //! a cluster, and `serve_tasks` plays the binary's roles on a worker.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use crate::cluster::payload::TaskFile;
 use crate::cluster::submit::{Submission, Submitted, submit};
 use crate::config::RunConfig;
-use crate::driver::run_local;
 use crate::error::Result;
-use crate::job::Job;
+use crate::ids::JobId;
+use crate::job::{Counters, Job};
+use crate::local::run_local;
+use crate::output::Manifest;
 use crate::progress::Progress;
+
+/// What a finished job reports.
+#[derive(Clone, Debug)]
+pub struct JobReport {
+    /// The job run.
+    pub job_id: JobId,
+    /// The committed manifest (also in `_SUCCESS`).
+    pub manifest: Manifest,
+    /// Input files read.
+    pub input_files: usize,
+    /// Map tasks run.
+    pub map_tasks: usize,
+    /// Wall time from start to commit.
+    pub elapsed: Duration,
+}
+
+impl JobReport {
+    /// The job's counters.
+    pub fn counters(&self) -> &Counters {
+        &self.manifest.counters
+    }
+}
 
 /// Where a job runs.
 #[derive(Clone, Copy)]

@@ -62,7 +62,7 @@ fn a_task_process_is_given_the_plan_local_mode_runs() {
             .with_threads(2)
             .with_split_size(4096);
     config.reducers = 3;
-    let io = crate::driver::local::io_runtime().unwrap();
+    let io = crate::local::io_runtime().unwrap();
     let spill = Arc::new(SpillDir::create(dir.path(), &JobId::generate()).unwrap());
     let store = Arc::new(RunStore::new(spill, config.run_budget()));
     for total_order in [false, true] {

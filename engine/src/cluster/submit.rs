@@ -15,13 +15,13 @@ use super::follow::Follow;
 use super::payload::{JobPayload, MapSplit};
 use super::rpc::{connect_driver, status_error};
 use crate::config::RunConfig;
-use crate::driver::JobReport;
 use crate::error::{Error, Result};
 use crate::ids::JobId;
 use crate::job::Job;
 use crate::output::{Manifest, OutputDir, SUCCESS_FILE};
 use crate::plan::{JobPlan, Sampling, plan_job};
 use crate::progress::Progress;
+use crate::run::JobReport;
 use crate::storage::Location;
 
 /// How to submit.
@@ -62,7 +62,7 @@ pub fn submit<J: Job>(job: &J, config: &RunConfig, how: &Submission) -> Result<S
     config.validate()?;
     job.validate().map_err(|e| Error::InvalidJob(e.to_string()))?;
     let started = Instant::now();
-    let io = crate::driver::local::io_runtime()?;
+    let io = crate::local::io_runtime()?;
     // Task processes run elsewhere, in other directories: paths go out absolute.
     let output = OutputDir::new(Location::parse_with(&config.output, &config.storage_options)?);
     let mut config = config.clone();

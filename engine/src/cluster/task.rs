@@ -184,7 +184,7 @@ fn run_attempt<J: Job>(task: &TaskFile) -> Result<TaskResult> {
     let io = match super::executor::scope::current().and_then(|scope| scope.io.clone()) {
         Some(handle) => handle,
         None => {
-            own_io = crate::driver::local::io_runtime()?;
+            own_io = crate::local::io_runtime()?;
             own_io.handle().clone()
         }
     };

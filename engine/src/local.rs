@@ -3,7 +3,7 @@
 //! map-only job's map tasks write the part files themselves.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rayon::prelude::*;
 use tokio::runtime::Runtime;
@@ -20,30 +20,9 @@ use crate::job::{Counters, Job};
 use crate::output::{Manifest, OutputDir, PartFile, write_bad_records};
 use crate::plan::{MapTask, Sampling, TaskResources, plan_job};
 use crate::progress::Progress;
+use crate::run::JobReport;
 use crate::shuffle::{Run, RunStore, SpillDir};
 use crate::storage::{Location, request_stats};
-
-/// What a finished job reports.
-#[derive(Clone, Debug)]
-pub struct JobReport {
-    /// The job run.
-    pub job_id: JobId,
-    /// The committed manifest (also in `_SUCCESS`).
-    pub manifest: Manifest,
-    /// Input files read.
-    pub input_files: usize,
-    /// Map tasks run.
-    pub map_tasks: usize,
-    /// Wall time from start to commit.
-    pub elapsed: Duration,
-}
-
-impl JobReport {
-    /// The job's counters.
-    pub fn counters(&self) -> &Counters {
-        &self.manifest.counters
-    }
-}
 
 /// Runs `job` in this process. On failure, whatever the job wrote is removed and no
 /// `_SUCCESS` is written; spill files are removed either way.
