@@ -18,7 +18,7 @@ use crate::ids::JobId;
 use crate::input::BadRecords;
 use crate::job::{Counters, Job};
 use crate::output::{Manifest, OutputDir, PartFile, write_bad_records};
-use crate::plan::{MapTask, Sampling, TaskResources, plan_job};
+use crate::plan::{MapTask, TaskResources, plan_job};
 use crate::progress::Progress;
 use crate::run::JobReport;
 use crate::shuffle::{Run, RunStore, SpillDir};
@@ -56,23 +56,22 @@ pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Re
     crate::memory::set_task_memory(config.memory_limit / config.threads.max(1) as u64);
     crate::memory::fit_allocator_to(config.memory_limit);
     let store = Arc::new(RunStore::new(spill, config.run_budget()));
-    let sampling = Sampling { io: io.handle(), job_id: &job_id, progress, store: Some(&store) };
-    // Planning samples a total-order job's keys on the pool's threads.
-    let plan = pool.install(|| {
-        let _entered = span.enter();
-        plan_job(job, config, broadcasts, &sampling)
-    })?;
-    info!(files = plan.files, bytes = plan.bytes, splits = plan.map_tasks.len(), "planned");
-    let parquet_codec = plan.tasks.layout.parquet_codec();
     let bad_records = BadRecords::new(config.max_bad_records);
     let resources = TaskResources {
         io: io.handle(),
         job_id: &job_id,
         attempt: crate::ids::AttemptId(0),
         bad_records: &bad_records,
-        store: &store,
+        store: Some(&store),
         progress,
     };
+    // Planning samples a total-order job's keys on the pool's threads.
+    let plan = pool.install(|| {
+        let _entered = span.enter();
+        plan_job(job, config, broadcasts, &resources)
+    })?;
+    info!(files = plan.files, bytes = plan.bytes, splits = plan.map_tasks.len(), "planned");
+    let parquet_codec = plan.tasks.layout.parquet_codec();
     let env = plan.tasks.env(job, &resources)?;
     // Phases run on the pool's threads, under the job's span.
     let result = pool.install(|| -> Result<_> {

@@ -216,7 +216,7 @@ fn run_attempt<J: Job>(task: &TaskFile) -> Result<TaskResult> {
         job_id: &job_id,
         attempt: AttemptId(task.attempt),
         bad_records: &bad_records,
-        store: &store,
+        store: Some(&store),
         progress: &progress,
     };
     let env = settings.env(&job, &resources)?;
