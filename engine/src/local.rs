@@ -29,6 +29,51 @@ use crate::storage::{Location, request_stats};
 ///
 /// The job's [`Job::plan`] runs first, once, on a copy of `job` made through its
 /// serialized form, as a task in a cluster would receive it; the tasks run that copy.
+/// [`run`](crate::run::run) calls it in [`Mode::Local`](crate::run::Mode::Local).
+///
+/// ```
+/// # use gristmill::job::record::{map_lines, record_schema, reduce_records};
+/// # use gristmill::prelude::*;
+/// # #[derive(clap::Args, serde::Serialize, serde::Deserialize)]
+/// # struct WordCount {}
+/// # impl Job for WordCount {
+/// #     const NAME: &'static str = "wordcount";
+/// #     const ABOUT: &'static str = "Counts words";
+/// #     fn map_output(&self) -> KeyedSchema { record_schema::<str, u64>("word", "count") }
+/// #     fn mapper(&self, _: &TaskInfo) -> JobResult<Box<dyn Mapper>> {
+/// #         Ok(map_lines::<str, u64, _>(|line, out| {
+/// #             line.split_whitespace().for_each(|w| out.emit(w, 1));
+/// #             Ok(())
+/// #         }))
+/// #     }
+/// #     fn reducer(&self, _: &TaskInfo) -> JobResult<Box<dyn Reducer>> {
+/// #         Ok(reduce_records::<str, u64, str, u64, _>(|g, out| {
+/// #             out.emit(g.key(), g.values().sum());
+/// #             Ok(())
+/// #         }))
+/// #     }
+/// # }
+/// use gristmill::config::RunConfig;
+/// use gristmill::local::run_local;
+/// use gristmill::progress::Progress;
+///
+/// let dir = tempfile::tempdir()?;
+/// std::fs::write(dir.path().join("words.txt"), "one two two\n")?;
+/// let output = dir.path().join("out");
+/// let config = RunConfig::new(
+///     vec![dir.path().join("words.txt").display().to_string()],
+///     output.display().to_string(),
+/// )
+/// .with_threads(2);
+/// let progress = Progress::default();
+/// assert_eq!(run_local(&WordCount {}, &config, &progress)?.manifest.rows, 2);
+/// // A committed output is kept unless the run may replace it.
+/// assert!(run_local(&WordCount {}, &config, &progress).is_err());
+/// assert!(output.join("_SUCCESS").is_file());
+/// let again = run_local(&WordCount {}, &config.with_overwrite(true), &progress)?;
+/// assert_eq!(again.manifest.rows, 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Result<JobReport> {
     config.validate()?;
     job.validate().map_err(|e| Error::InvalidJob(e.to_string()))?;
