@@ -19,7 +19,24 @@ const MAP_BUFFER_BOUNDS: (u64, u64) = (1 << 20, 256 << 20);
 /// The memory limit when the machine's memory cannot be read.
 const FALLBACK_MEMORY_LIMIT: u64 = 2 << 30;
 
-/// How to run one job.
+/// How to run one job: what the flags of a job binary set ([`crate::cli`]), or built in
+/// code for [`run`](crate::run::run).
+///
+/// ```
+/// use gristmill::config::RunConfig;
+///
+/// let config = RunConfig::new(vec!["data/*.parquet".into()], "s3://bucket/out")
+///     .with_threads(4)
+///     .with_reducers(8)
+///     .with_memory_limit(512 << 20)
+///     .with_overwrite(true);
+/// assert_eq!((config.threads, config.reducers, config.memory_limit), (4, 8, 512 << 20));
+/// assert_eq!(config.output, "s3://bucket/out");
+/// config.validate()?;
+/// // Nothing to run with.
+/// assert!(config.with_threads(0).validate().is_err());
+/// # Ok::<(), gristmill::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct RunConfig {
     /// Input files, directories, globs or URLs.

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 const API: &[&str] = &[
     "lib.rs",
     "cli.rs",
+    "local.rs",
     "pipeline.rs",
+    "run.rs",
     "job",
     "input/predicate.rs",
     "input/spec.rs",

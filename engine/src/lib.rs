@@ -42,8 +42,9 @@
 //! of text, row groups of Parquet) and reads them as batches; [`exec`] runs map tasks on a
 //! rayon pool, where [`shuffle`] partitions ([`partition`]), sorts and combines their
 //! output; reduce tasks merge each partition's sorted runs and reduce key groups; [`output`]
-//! writes Parquet part files and commits them with a `_SUCCESS` manifest. [`driver`] ties
-//! the phases together; [`cli`] is the command line.
+//! writes Parquet part files and commits them with a `_SUCCESS` manifest. [`local`] ties
+//! the phases together, behind [`run`], the one runner of every mode; [`cli`] is the
+//! command line. In cluster mode [`driver`] is the cluster's master.
 
 pub mod cli;
 pub mod cluster;
@@ -54,6 +55,7 @@ pub mod exec;
 pub mod ids;
 pub mod input;
 pub mod job;
+pub mod local;
 pub mod logging;
 pub mod memory;
 pub mod metrics;

@@ -17,11 +17,11 @@ use crate::cli::{RunArgs, init_cli, one_line};
 use crate::cluster::payload::TaskFile;
 use crate::cluster::submit::{Submission, Submitted};
 use crate::config::RunConfig;
-use crate::driver::JobReport;
 use crate::error::{Error, Result};
 use crate::job::Job;
 use crate::output::OutputDir;
 use crate::progress::{Progress, ProgressReporter};
+use crate::run::JobReport;
 use crate::run::{Mode, run};
 use crate::storage::{Location, StorageOptions};
 

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, BooleanArray, StringArray, StringBuilder};
 use arrow::compute::filter_record_batch;
-use gristmill::driver::JobReport;
 use gristmill::prelude::*;
+use gristmill::run::JobReport;
 use memchr::memmem;
 use regex::Regex;
 use serde::{Deserialize, Serialize};

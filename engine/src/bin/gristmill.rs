@@ -23,7 +23,7 @@ use std::time::Duration;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use gristmill::cluster::rpc::DriverEndpoint;
 use gristmill::config::{parse_byte_size, parse_duration};
-use gristmill::driver::cluster::{
+use gristmill::driver::{
     BinaryDistribution, BinaryLimits, DEFAULT_MAX_WORKER_SLOTS, DEFAULT_PEER_FANOUT, DriverConfig,
     HistoryLimits, serve,
 };

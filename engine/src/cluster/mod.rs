@@ -13,7 +13,7 @@
 //! * [`binary_transfer`]: job binaries on the wire: stripped, zstd-compressed;
 //! * [`private_dir`]: directories only their owner may use (binary stores, digest cache).
 //!
-//! The driver itself is in [`crate::driver::cluster`]; the worker daemon is the
+//! The driver itself is in [`crate::driver`]; the worker daemon is the
 //! `gristmill-worker` crate.
 
 pub mod binary;

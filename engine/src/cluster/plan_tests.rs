@@ -7,10 +7,10 @@ use arrow::datatypes::DataType;
 use super::payload::{JobPayload, MapSplit};
 use crate::config::RunConfig;
 use crate::error::JobResult;
-use crate::ids::JobId;
-use crate::input::Split;
+use crate::ids::{AttemptId, JobId};
+use crate::input::{BadRecords, Split};
 use crate::job::{Broadcasts, IdentityMapper, IdentityReducer, Job, KeyedSchema, Mapper, Reducer, TaskInfo};
-use crate::plan::{JobPlan, PartitionerChoice, Sampling, TaskSettings, plan_job};
+use crate::plan::{JobPlan, PartitionerChoice, TaskResources, TaskSettings, plan_job};
 use crate::progress::Progress;
 use crate::shuffle::{RunBudget, RunStore, SpillDir};
 
@@ -47,8 +47,17 @@ fn plan(
     store: Option<&Arc<RunStore>>,
 ) -> JobPlan {
     let progress = Progress::default();
-    let sampling = Sampling { io, job_id: &JobId::generate(), progress: &progress, store };
-    plan_job(job, config, Broadcasts::default(), &sampling).unwrap()
+    let bad_records = BadRecords::new(config.max_bad_records);
+    let job_id = JobId::generate();
+    let resources = TaskResources {
+        io,
+        job_id: &job_id,
+        attempt: AttemptId(0),
+        bad_records: &bad_records,
+        store,
+        progress: &progress,
+    };
+    plan_job(job, config, Broadcasts::default(), &resources).unwrap()
 }
 
 #[test]
@@ -62,7 +71,7 @@ fn a_task_process_is_given_the_plan_local_mode_runs() {
             .with_threads(2)
             .with_split_size(4096);
     config.reducers = 3;
-    let io = crate::driver::local::io_runtime().unwrap();
+    let io = crate::local::io_runtime().unwrap();
     let spill = Arc::new(SpillDir::create(dir.path(), &JobId::generate()).unwrap());
     let store = Arc::new(RunStore::new(spill, config.run_budget()));
     for total_order in [false, true] {

@@ -15,13 +15,14 @@ use super::follow::Follow;
 use super::payload::{JobPayload, MapSplit};
 use super::rpc::{connect_driver, status_error};
 use crate::config::RunConfig;
-use crate::driver::JobReport;
 use crate::error::{Error, Result};
-use crate::ids::JobId;
+use crate::ids::{AttemptId, JobId};
+use crate::input::BadRecords;
 use crate::job::Job;
 use crate::output::{Manifest, OutputDir, SUCCESS_FILE};
-use crate::plan::{JobPlan, Sampling, plan_job};
+use crate::plan::{JobPlan, TaskResources, plan_job};
 use crate::progress::Progress;
+use crate::run::JobReport;
 use crate::storage::Location;
 
 /// How to submit.
@@ -62,7 +63,7 @@ pub fn submit<J: Job>(job: &J, config: &RunConfig, how: &Submission) -> Result<S
     config.validate()?;
     job.validate().map_err(|e| Error::InvalidJob(e.to_string()))?;
     let started = Instant::now();
-    let io = crate::driver::local::io_runtime()?;
+    let io = crate::local::io_runtime()?;
     // Task processes run elsewhere, in other directories: paths go out absolute.
     let output = OutputDir::new(Location::parse_with(&config.output, &config.storage_options)?);
     let mut config = config.clone();
@@ -80,7 +81,15 @@ pub fn submit<J: Job>(job: &J, config: &RunConfig, how: &Submission) -> Result<S
     // A total-order job's keys are sampled here, as its own job (the driver names the
     // real one), in a scratch spill directory.
     let progress = Progress::default();
-    let sampling = Sampling { io: io.handle(), job_id: &JobId::generate(), progress: &progress, store: None };
+    let bad_records = BadRecords::new(config.max_bad_records);
+    let sampling = TaskResources {
+        io: io.handle(),
+        job_id: &JobId::generate(),
+        attempt: AttemptId(0),
+        bad_records: &bad_records,
+        store: None,
+        progress: &progress,
+    };
     let plan = plan_job(job, config, broadcasts, &sampling)?;
     let payload = JobPayload::of_plan(job, config, &plan.tasks)?;
     io.block_on(async {

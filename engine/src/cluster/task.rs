@@ -184,7 +184,7 @@ fn run_attempt<J: Job>(task: &TaskFile) -> Result<TaskResult> {
     let io = match super::executor::scope::current().and_then(|scope| scope.io.clone()) {
         Some(handle) => handle,
         None => {
-            own_io = crate::driver::local::io_runtime()?;
+            own_io = crate::local::io_runtime()?;
             own_io.handle().clone()
         }
     };
@@ -216,7 +216,7 @@ fn run_attempt<J: Job>(task: &TaskFile) -> Result<TaskResult> {
         job_id: &job_id,
         attempt: AttemptId(task.attempt),
         bad_records: &bad_records,
-        store: &store,
+        store: Some(&store),
         progress: &progress,
     };
     let env = settings.env(&job, &resources)?;

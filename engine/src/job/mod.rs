@@ -257,7 +257,7 @@ pub trait Job: clap::Args + Serialize + DeserializeOwned + Send + Sync + 'static
 
     /// A line describing the result, printed on stdout after a successful run (for example
     /// grep's number of matches).
-    fn describe_result(&self, _report: &crate::driver::JobReport) -> Option<String> {
+    fn describe_result(&self, _report: &crate::run::JobReport) -> Option<String> {
         None
     }
 

@@ -73,7 +73,7 @@ impl PlanContext {
     /// The context of a job run with `config`, on an I/O runtime of its own (for code that
     /// plans outside a run, such as a pipeline between its rounds).
     pub(crate) fn with_own_runtime(config: &RunConfig) -> Result<Self> {
-        let runtime = std::sync::Arc::new(crate::driver::local::io_runtime()?);
+        let runtime = std::sync::Arc::new(crate::local::io_runtime()?);
         Ok(PlanContext {
             _runtime: Some(runtime.clone()),
             ..PlanContext::new(runtime.handle().clone(), config)
@@ -196,7 +196,7 @@ mod tests {
         let csv = dir.path().join("a.csv");
         std::fs::write(&csv, "k,v\nx,1\ny,2\n").unwrap();
         std::fs::write(dir.path().join("b.csv"), "k,v\nz,3\n").unwrap();
-        let io = crate::driver::local::io_runtime().unwrap();
+        let io = crate::local::io_runtime().unwrap();
         let ctx = context(&io, vec![dir.path().display().to_string()]);
         let files = ctx.list(ctx.inputs()).unwrap();
         assert_eq!(files.iter().map(|f| f.size).collect::<Vec<_>>(), [12, 8]);
@@ -246,7 +246,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let side = dir.path().join("side.bin");
         std::fs::write(&side, [0u8; 5]).unwrap();
-        let io = crate::driver::local::io_runtime().unwrap();
+        let io = crate::local::io_runtime().unwrap();
         let job = Probe { side: side.display().to_string(), learned: 0 };
         let (copy, broadcasts) = planned(&job, &RunConfig::new(vec![], "out"), io.handle()).unwrap();
         assert_eq!((job.learned, copy.learned), (0, 5), "the copy learned, the original is untouched");

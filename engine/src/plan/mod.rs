@@ -8,17 +8,13 @@ mod settings;
 
 use std::sync::Arc;
 
-use tokio::runtime::Handle;
-
 pub use self::settings::{PartitionerChoice, TaskResources, TaskSettings};
 use crate::config::RunConfig;
 use crate::error::{Error, Result};
 pub use crate::exec::MapTask;
 use crate::exec::{is_map_only, sample_range_partitioner};
-use crate::ids::{AttemptId, JobId};
-use crate::input::{BadRecords, SplitOptions, plan_splits};
+use crate::input::{SplitOptions, plan_splits};
 use crate::job::{Broadcasts, InputSpec, Job, JobInput};
-use crate::progress::Progress;
 use crate::shuffle::{RunBudget, RunStore, SpillDir};
 use crate::storage::resolve_inputs_with;
 
@@ -87,54 +83,34 @@ pub struct JobPlan {
     pub tasks: TaskSettings,
 }
 
-/// What planning may run a job's mapper with: sampling the keys of a total-order job maps
-/// the first rows of a few splits.
-pub struct Sampling<'a> {
-    /// The runtime that does I/O.
-    pub io: &'a Handle,
-    /// The job the sample's tasks belong to.
-    pub job_id: &'a JobId,
-    /// Where the sampling phase is shown.
-    pub progress: &'a Progress,
-    /// The job's run store; `None` (at submission) makes a scratch one in the spill
-    /// directory, only if the job samples.
-    pub store: Option<&'a Arc<RunStore>>,
-}
-
 /// Plans `job` (already through [`Job::plan`], which gave `broadcasts`) with `config`:
 /// resolves its inputs into map tasks, and decides its partitions and partitioner (the
 /// job's own, ranges sampled from its map output for total order, or the hash of its
-/// grouping key) and what every task is given.
+/// grouping key) and what every task is given. Sampling the keys of a total-order job maps
+/// the first rows of a few splits with `resources`, as the job's tasks would (its run store
+/// or, without one, a scratch store in the spill directory; bad rows counted apart, as the
+/// map tasks read them again).
 pub fn plan_job<J: Job>(
     job: &J,
     config: &RunConfig,
     broadcasts: Broadcasts,
-    sampling: &Sampling<'_>,
+    resources: &TaskResources<'_>,
 ) -> Result<JobPlan> {
-    let Plan { map_tasks, files, bytes } = sampling.io.block_on(plan_map_tasks(job, config))?;
+    let Plan { map_tasks, files, bytes } = resources.io.block_on(plan_map_tasks(job, config))?;
     let map_only = is_map_only(job);
     let mut tasks = TaskSettings::of_config(job, config, broadcasts)?;
     if tasks.partitioner == PartitionerChoice::Default && job.total_order() && !map_only {
-        sampling.progress.start_phase("sample", 1);
+        resources.progress.start_phase("sample", 1);
         let scratch;
-        let store = match sampling.store {
+        let store = match resources.store {
             Some(store) => store,
             None => {
-                let spill = Arc::new(SpillDir::create(&config.spill_dir, sampling.job_id)?);
+                let spill = Arc::new(SpillDir::create(&config.spill_dir, resources.job_id)?);
                 scratch = Arc::new(RunStore::new(spill, RunBudget::uniform(0)));
                 &scratch
             }
         };
-        let bad_records = BadRecords::new(config.max_bad_records);
-        let resources = TaskResources {
-            io: sampling.io,
-            job_id: sampling.job_id,
-            attempt: AttemptId(0),
-            bad_records: &bad_records,
-            store,
-            progress: sampling.progress,
-        };
-        let env = tasks.env(job, &resources)?;
+        let env = tasks.env(job, &TaskResources { store: Some(store), ..*resources })?;
         let points = sample_range_partitioner(job, &env, &map_tasks)?.to_bytes();
         tasks.partitioner = PartitionerChoice::Range(points);
     }

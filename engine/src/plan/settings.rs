@@ -98,7 +98,9 @@ pub struct TaskSettings {
     pub broadcasts: Broadcasts,
 }
 
-/// What the process running a job's tasks supplies to them.
+/// What the process running a job's tasks supplies to them, and planning to the sample of
+/// a total-order job's map output.
+#[derive(Clone, Copy)]
 pub struct TaskResources<'a> {
     /// The runtime that does I/O.
     pub io: &'a Handle,
@@ -108,8 +110,10 @@ pub struct TaskResources<'a> {
     pub attempt: AttemptId,
     /// Where rows of input that fail to parse go.
     pub bad_records: &'a BadRecords,
-    /// Where map tasks put their sorted runs.
-    pub store: &'a Arc<RunStore>,
+    /// Where map tasks put their sorted runs. `None` only where no task runs but a sample
+    /// may (planning at submission): [`plan_job`](super::plan_job) then makes a scratch
+    /// store in the spill directory if the job samples.
+    pub store: Option<&'a Arc<RunStore>>,
     /// Where progress is counted.
     pub progress: &'a Progress,
 }
@@ -132,8 +136,10 @@ impl TaskSettings {
         })
     }
 
-    /// The environment of `job`'s tasks run with these settings by `process`.
+    /// The environment of `job`'s tasks run with these settings by `process`, which must
+    /// give them a run store.
     pub fn env<'a, J: Job>(&self, job: &J, process: &TaskResources<'a>) -> Result<TaskEnv<'a>> {
+        let store = process.store.ok_or_else(|| Error::Internal("tasks given no run store".into()))?;
         Ok(TaskEnv {
             io: process.io,
             job_id: process.job_id,
@@ -142,7 +148,7 @@ impl TaskSettings {
             read: self.read,
             bad_records: process.bad_records,
             map_buffer_bytes: self.map_buffer_bytes,
-            store: process.store,
+            store,
             partitioner: self.partitioner.build(job)?,
             progress: process.progress,
             layout: self.layout.clone(),

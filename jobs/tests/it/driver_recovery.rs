@@ -220,7 +220,7 @@ fn visible_parts(out: &Path) -> Vec<String> {
 #[test]
 fn a_driver_killed_mid_commit_finishes_the_commit_after_a_restart() {
     // The driver publishes the winners one at a time, 2 s apart: it dies with one published.
-    let pause = (gristmill::driver::cluster::commit::COMMIT_PAUSE_ENV.to_owned(), "2000".to_owned());
+    let pause = (gristmill::driver::commit::COMMIT_PAUSE_ENV.to_owned(), "2000".to_owned());
     let mut cluster = Cluster::start(ClusterSpec { env: vec![pause], ..ClusterSpec::default() });
     let dir = tempfile::tempdir().unwrap();
     let (text, expected) = input_and_expected(dir.path());

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use gristmill::config::RunConfig;
-use gristmill::driver::run_local;
+use gristmill::local::run_local;
 use gristmill::prelude::*;
 use gristmill::progress::Progress;
 use gristmill_jobs::wordcount::WordCount;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatchReader;
 use gristmill::config::RunConfig;
-use gristmill::driver::run_local;
+use gristmill::local::run_local;
 use gristmill::output::{Codec, ParquetOutput};
 use gristmill::prelude::*;
 use gristmill::progress::Progress;

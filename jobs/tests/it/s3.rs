@@ -9,7 +9,7 @@ use std::sync::Arc;
 use arrow::array::BinaryArray;
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use gristmill::config::RunConfig;
-use gristmill::driver::run_local;
+use gristmill::local::run_local;
 use gristmill::output::OutputFormat;
 use gristmill::prelude::*;
 use gristmill::progress::Progress;
@@ -675,7 +675,7 @@ fn an_s3_store_unreachable_mid_commit_is_retried_and_the_commit_completes() {
         s3_env().into_iter().filter(|(k, _)| k != "AWS_ENDPOINT_URL").collect();
     env.push(("AWS_ENDPOINT_URL".into(), proxy.endpoint()));
     // The driver publishes one winner every 1.5 s: the store goes away between two.
-    env.push((gristmill::driver::cluster::commit::COMMIT_PAUSE_ENV.into(), "1500".into()));
+    env.push((gristmill::driver::commit::COMMIT_PAUSE_ENV.into(), "1500".into()));
     let cluster = Cluster::start(ClusterSpec { env, ..ClusterSpec::default() });
     let dir = tempfile::tempdir().unwrap();
     let b = create_bucket("outage");

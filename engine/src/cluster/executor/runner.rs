@@ -139,7 +139,7 @@ impl Lane {
             })
             .build()
             .map_err(|e| format!("cannot start a CPU pool: {e}"))?;
-        let io = crate::driver::local::io_runtime_builder()
+        let io = crate::local::io_runtime_builder()
             .on_thread_start(join)
             // An I/O thread may have slept through a change of attempt.
             .on_thread_unpark(scope::follow_lane)

@@ -80,23 +80,38 @@ impl<V> ExactSizeIterator for RowValues<'_, V> {}
 pub(super) struct GroupLayout {
     keys: RowColumns,
     values: RowColumns,
+    /// How keys are read, chosen on the reducer's first rows and kept: whether `K` reads
+    /// from flat columns depends on `K` and the columns' types, which the layout fixes
+    /// (batches are cast to it), not on the batch.
+    key_path: Option<KeyPath>,
+}
+
+/// How a reducer reads its keys.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum KeyPath {
+    Flat,
+    Serde,
 }
 
 impl GroupLayout {
     /// The layout in `slot`, traced on first use.
     fn get<K: DeserializeOwned, V: DeserializeOwned>(
         slot: &mut Option<GroupLayout>,
-    ) -> JobResult<&GroupLayout> {
+    ) -> JobResult<&mut GroupLayout> {
         if slot.is_none() {
-            *slot = Some(GroupLayout { keys: key_columns::<K>()?, values: value_columns::<V>()? });
+            *slot = Some(GroupLayout {
+                keys: key_columns::<K>()?,
+                values: value_columns::<V>()?,
+                key_path: None,
+            });
         }
-        slot.as_ref().ok_or_else(|| "no group layout".into())
+        slot.as_mut().ok_or_else(|| "no group layout".into())
     }
 }
 
 /// Calls `visit` with the key (of the group's first row) and values of each group of `rows`.
 fn each_group<K: DeserializeOwned, V: DeserializeOwned>(
-    layout: &GroupLayout,
+    layout: &mut GroupLayout,
     batch: &RecordBatch,
     rows: impl Iterator<Item = Range<usize>>,
     mut visit: impl FnMut(K, RowValues<'_, V>) -> JobResult<()>,
@@ -105,7 +120,7 @@ fn each_group<K: DeserializeOwned, V: DeserializeOwned>(
     let key_columns = keys.cast(&batch.columns()[..keys.len()])?;
     let value_columns = values.cast(&batch.columns()[keys.len()..keys.len() + values.len()])?;
     let mut joined = None;
-    let key_rows = KeyRows::<K>::new(keys, &key_columns, &mut joined)?;
+    let key_rows = KeyRows::<K>::new(keys, &key_columns, &mut layout.key_path, &mut joined)?;
     let mut all_values = read_all::<V>(values, &value_columns)?.into_iter();
     for range in rows {
         // Skip to the group's first value: earlier groups may have left values unread.
@@ -127,17 +142,30 @@ enum KeyRows<'a, K> {
 }
 
 impl<'a, K: DeserializeOwned> KeyRows<'a, K> {
-    /// `joined` holds the array serde_arrow reads, when it does.
+    /// The keys of `columns` read the reducer's way, `path`: chosen here on its first rows
+    /// (the one row deserialized twice), kept for every later batch. `joined` holds the
+    /// array serde_arrow reads, when it does.
     fn new(
         layout: &RowColumns,
         columns: &'a [ArrayRef],
+        path: &mut Option<KeyPath>,
         joined: &'a mut Option<[ArrayRef; 1]>,
     ) -> JobResult<Self> {
-        if let Some(rows) = FlatRows::new(columns, layout.serde_names().is_some())
-            && (rows.len() == 0 || K::deserialize(rows.row(0)).is_ok())
+        if *path != Some(KeyPath::Serde)
+            && let Some(rows) = FlatRows::new(columns, layout.serde_names().is_some())
         {
-            return Ok(KeyRows::Flat(rows, PhantomData));
+            let flat = match path {
+                Some(chosen) => *chosen == KeyPath::Flat,
+                // Nothing to read yet: choose on a later batch.
+                None if rows.len() == 0 => return Ok(KeyRows::Flat(rows, PhantomData)),
+                None => K::deserialize(rows.row(0)).is_ok(),
+            };
+            if flat {
+                *path = Some(KeyPath::Flat);
+                return Ok(KeyRows::Flat(rows, PhantomData));
+            }
         }
+        *path = Some(KeyPath::Serde);
         let (item, array) = layout.join(columns)?;
         Ok(KeyRows::Serde(Deserializer::from_arrow(&[item], joined.insert([array]))?))
     }
@@ -274,5 +302,71 @@ where
         out: &mut KeyValueOut<'_, K, V>,
     ) -> JobResult<()> {
         (self.f)(key, values, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::sync::Arc;
+
+    use arrow::array::{Float64Array, Int64Array, RecordBatch};
+    use serde::{Deserialize, Deserializer, Serialize};
+
+    use super::super::{reduce_rows, row_output_schema, row_schema};
+    use crate::job::{Emitter, Groups};
+
+    thread_local! {
+        /// Keys of type `Counted` deserialized on this thread.
+        static KEY_READS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// A key that counts how often it is deserialized.
+    #[derive(Serialize)]
+    struct Counted(i64);
+
+    impl<'de> Deserialize<'de> for Counted {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            KEY_READS.with(|reads| reads.set(reads.get() + 1));
+            i64::deserialize(deserializer).map(Counted)
+        }
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct Total {
+        key: i64,
+        total: f64,
+    }
+
+    fn batch(keys: Vec<i64>, values: Vec<f64>) -> RecordBatch {
+        let schema = row_schema::<i64, f64>().schema().clone();
+        RecordBatch::try_new(
+            schema,
+            vec![Arc::new(Int64Array::from(keys)), Arc::new(Float64Array::from(values))],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn keys_are_read_once_per_group_the_path_chosen_once_per_reducer() {
+        let mut reducer = reduce_rows::<Counted, f64, Total, _>(|Counted(key), values, out| {
+            out.emit(Total { key, total: values.sum() })
+        });
+        let mut out = Emitter::new(row_output_schema::<Total>());
+        let first = batch(vec![1, 1, 2], vec![1.0, 2.0, 3.0]);
+        reducer.reduce_groups(&Groups::new(&first, &[0, 2], &[0]), &mut out).unwrap();
+        let after_first = KEY_READS.with(Cell::get);
+        // Three more batches of two groups each: two keys read each, none to choose a path.
+        for start in [3, 5, 7] {
+            let next = batch(vec![start, start + 1, start + 1], vec![1.0, 2.0, 4.0]);
+            reducer.reduce_groups(&Groups::new(&next, &[0, 1], &[0]), &mut out).unwrap();
+        }
+        assert_eq!(KEY_READS.with(Cell::get) - after_first, 6);
+        let totals: Vec<f64> = out
+            .take_batches()
+            .iter()
+            .flat_map(|b| b.column(1).as_any().downcast_ref::<Float64Array>().unwrap().values().to_vec())
+            .collect();
+        assert_eq!(totals, [3.0, 3.0, 1.0, 6.0, 1.0, 6.0, 1.0, 6.0]);
     }
 }

@@ -16,7 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
 use crate::cluster::rpc::{DriverEndpoint, connect_driver};
-use crate::driver::cluster::{DEFAULT_MAX_WORKER_SLOTS, DriverConfig, serve};
+use crate::driver::{DEFAULT_MAX_WORKER_SLOTS, DriverConfig, serve};
 use crate::scheduler::SchedulerConfig;
 use crate::security::certs::{self, CertsDir, Validity};
 use crate::security::{ClientTls, ServerSecurity};
@@ -47,8 +47,8 @@ impl TestDriver {
             scheduler: SchedulerConfig::default(),
             security: ServerSecurity { certs_dir: certs.clone(), ..ServerSecurity::default() },
             max_worker_slots: DEFAULT_MAX_WORKER_SLOTS,
-            binaries: crate::driver::cluster::BinaryLimits::default(),
-            history: crate::driver::cluster::HistoryLimits::default(),
+            binaries: crate::driver::BinaryLimits::default(),
+            history: crate::driver::HistoryLimits::default(),
             distribution: Default::default(),
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -366,7 +366,7 @@ async fn an_upload_over_the_limit_is_refused_over_grpc_and_leaves_nothing() {
     let announced = BinaryChunk {
         digest: digest.clone(),
         data: vec![0; 16],
-        total_bytes: crate::driver::cluster::DEFAULT_MAX_BINARY_BYTES + 1,
+        total_bytes: crate::driver::DEFAULT_MAX_BINARY_BYTES + 1,
         zstd: false,
     };
     let refused = client.upload_binary(futures::stream::iter(vec![announced])).await.unwrap_err();

@@ -3,7 +3,7 @@
 //! map-only job's map tasks write the part files themselves.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rayon::prelude::*;
 use tokio::runtime::Runtime;
@@ -18,38 +18,62 @@ use crate::ids::JobId;
 use crate::input::BadRecords;
 use crate::job::{Counters, Job};
 use crate::output::{Manifest, OutputDir, PartFile, write_bad_records};
-use crate::plan::{MapTask, Sampling, TaskResources, plan_job};
+use crate::plan::{MapTask, TaskResources, plan_job};
 use crate::progress::Progress;
+use crate::run::JobReport;
 use crate::shuffle::{Run, RunStore, SpillDir};
 use crate::storage::{Location, request_stats};
-
-/// What a finished job reports.
-#[derive(Clone, Debug)]
-pub struct JobReport {
-    /// The job run.
-    pub job_id: JobId,
-    /// The committed manifest (also in `_SUCCESS`).
-    pub manifest: Manifest,
-    /// Input files read.
-    pub input_files: usize,
-    /// Map tasks run.
-    pub map_tasks: usize,
-    /// Wall time from start to commit.
-    pub elapsed: Duration,
-}
-
-impl JobReport {
-    /// The job's counters.
-    pub fn counters(&self) -> &Counters {
-        &self.manifest.counters
-    }
-}
 
 /// Runs `job` in this process. On failure, whatever the job wrote is removed and no
 /// `_SUCCESS` is written; spill files are removed either way.
 ///
 /// The job's [`Job::plan`] runs first, once, on a copy of `job` made through its
 /// serialized form, as a task in a cluster would receive it; the tasks run that copy.
+/// [`run`](crate::run::run) calls it in [`Mode::Local`](crate::run::Mode::Local).
+///
+/// ```
+/// # use gristmill::job::record::{map_lines, record_schema, reduce_records};
+/// # use gristmill::prelude::*;
+/// # #[derive(clap::Args, serde::Serialize, serde::Deserialize)]
+/// # struct WordCount {}
+/// # impl Job for WordCount {
+/// #     const NAME: &'static str = "wordcount";
+/// #     const ABOUT: &'static str = "Counts words";
+/// #     fn map_output(&self) -> KeyedSchema { record_schema::<str, u64>("word", "count") }
+/// #     fn mapper(&self, _: &TaskInfo) -> JobResult<Box<dyn Mapper>> {
+/// #         Ok(map_lines::<str, u64, _>(|line, out| {
+/// #             line.split_whitespace().for_each(|w| out.emit(w, 1));
+/// #             Ok(())
+/// #         }))
+/// #     }
+/// #     fn reducer(&self, _: &TaskInfo) -> JobResult<Box<dyn Reducer>> {
+/// #         Ok(reduce_records::<str, u64, str, u64, _>(|g, out| {
+/// #             out.emit(g.key(), g.values().sum());
+/// #             Ok(())
+/// #         }))
+/// #     }
+/// # }
+/// use gristmill::config::RunConfig;
+/// use gristmill::local::run_local;
+/// use gristmill::progress::Progress;
+///
+/// let dir = tempfile::tempdir()?;
+/// std::fs::write(dir.path().join("words.txt"), "one two two\n")?;
+/// let output = dir.path().join("out");
+/// let config = RunConfig::new(
+///     vec![dir.path().join("words.txt").display().to_string()],
+///     output.display().to_string(),
+/// )
+/// .with_threads(2);
+/// let progress = Progress::default();
+/// assert_eq!(run_local(&WordCount {}, &config, &progress)?.manifest.rows, 2);
+/// // A committed output is kept unless the run may replace it.
+/// assert!(run_local(&WordCount {}, &config, &progress).is_err());
+/// assert!(output.join("_SUCCESS").is_file());
+/// let again = run_local(&WordCount {}, &config.with_overwrite(true), &progress)?;
+/// assert_eq!(again.manifest.rows, 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Result<JobReport> {
     config.validate()?;
     job.validate().map_err(|e| Error::InvalidJob(e.to_string()))?;
@@ -77,23 +101,22 @@ pub fn run_local<J: Job>(job: &J, config: &RunConfig, progress: &Progress) -> Re
     crate::memory::set_task_memory(config.memory_limit / config.threads.max(1) as u64);
     crate::memory::fit_allocator_to(config.memory_limit);
     let store = Arc::new(RunStore::new(spill, config.run_budget()));
-    let sampling = Sampling { io: io.handle(), job_id: &job_id, progress, store: Some(&store) };
-    // Planning samples a total-order job's keys on the pool's threads.
-    let plan = pool.install(|| {
-        let _entered = span.enter();
-        plan_job(job, config, broadcasts, &sampling)
-    })?;
-    info!(files = plan.files, bytes = plan.bytes, splits = plan.map_tasks.len(), "planned");
-    let parquet_codec = plan.tasks.layout.parquet_codec();
     let bad_records = BadRecords::new(config.max_bad_records);
     let resources = TaskResources {
         io: io.handle(),
         job_id: &job_id,
         attempt: crate::ids::AttemptId(0),
         bad_records: &bad_records,
-        store: &store,
+        store: Some(&store),
         progress,
     };
+    // Planning samples a total-order job's keys on the pool's threads.
+    let plan = pool.install(|| {
+        let _entered = span.enter();
+        plan_job(job, config, broadcasts, &resources)
+    })?;
+    info!(files = plan.files, bytes = plan.bytes, splits = plan.map_tasks.len(), "planned");
+    let parquet_codec = plan.tasks.layout.parquet_codec();
     let env = plan.tasks.env(job, &resources)?;
     // Phases run on the pool's threads, under the job's span.
     let result = pool.install(|| -> Result<_> {

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use gristmill_proto::v1::HeldMapOutput;
 
 use super::{DriverState, JobRecord, job_spec, lock};
-use crate::driver::cluster::journal::{MapDone, Record, now_ms};
-use crate::driver::cluster::recovery::{Recovered, Unfinished};
+use crate::driver::journal::{MapDone, Record, now_ms};
+use crate::driver::recovery::{Recovered, Unfinished};
 use crate::ids::{AttemptId, JobId, WorkerId};
 use crate::security::JobSecret;
 
