@@ -455,12 +455,6 @@ pub trait Mapper: Send {
     fn finish(&mut self, _out: &mut Emitter) -> JobResult<()> {
         Ok(())
     }
-
-    /// Offers the job's combiner for combining in the mapper's memory before the shuffle
-    /// (typed records do, see [`rows`](crate::job::rows)); engine plumbing that a mapper
-    /// written by hand leaves alone. `memory_bytes` is what the mapper may hold for it.
-    #[doc(hidden)]
-    fn combine_in_memory(&mut self, _combiner: Box<dyn Reducer>, _memory_bytes: usize) {}
 }
 
 /// Turns the groups of one key into output rows.
@@ -529,12 +523,5 @@ pub trait Reducer: Send {
     /// Called once after the last group (or batch) of the partition.
     fn finish(&mut self, _out: &mut Emitter) -> JobResult<()> {
         Ok(())
-    }
-
-    /// The closure of a typed combiner ([`rows::combine_rows`](crate::job::rows::combine_rows)),
-    /// for a typed mapper to combine in memory; engine plumbing, `None` for any other reducer.
-    #[doc(hidden)]
-    fn into_typed_combiner(self: Box<Self>) -> Option<Box<dyn std::any::Any + Send>> {
-        None
     }
 }

@@ -9,13 +9,12 @@ use serde_arrow::Deserializer;
 use serde_arrow::utils::Item;
 
 use super::columns::RowColumns;
-use super::combine::{CombineValues, PairTable};
 use super::flat::FlatRows;
-use super::out::{KeyValueOut, Sink};
+use super::out::KeyValueOut;
 use super::writer::RowWriter;
 use super::{key_columns, value_columns};
 use crate::error::{BoxError, JobResult};
-use crate::job::{Emitter, Mapper, Reducer};
+use crate::job::{Emitter, Mapper};
 
 pub(super) struct RowMapper<In, K, V, F> {
     pub(super) f: F,
@@ -23,16 +22,14 @@ pub(super) struct RowMapper<In, K, V, F> {
     pub(super) writer: Option<RowWriter>,
     /// The row type does not read from flat columns: serde_arrow reads it.
     pub(super) serde_only: bool,
-    /// Emitted pairs gathered by key for the job's combiner, when it has a typed one.
-    pub(super) table: Option<PairTable<K, V>>,
     pub(super) types: PhantomData<fn(In, K, V)>,
 }
 
 impl<In, K, V, F> Mapper for RowMapper<In, K, V, F>
 where
     In: DeserializeOwned,
-    K: Serialize + DeserializeOwned + Send + 'static,
-    V: Serialize + DeserializeOwned + Send + 'static,
+    K: Serialize + DeserializeOwned,
+    V: Serialize + DeserializeOwned,
     F: FnMut(In, &mut KeyValueOut<'_, K, V>) -> JobResult<()> + Send,
 {
     fn map(&mut self, batch: &RecordBatch, out: &mut Emitter) -> JobResult<()> {
@@ -40,11 +37,7 @@ where
             Ok(vec![key_columns::<K>()?, value_columns::<V>()?])
         })?;
         let columns = input_columns(&self.input, batch)?;
-        let sink = match &mut self.table {
-            Some(table) => Sink::Table(table),
-            None => Sink::Columns,
-        };
-        let mut kv = KeyValueOut { writer, sink, out, written: 0, types: PhantomData };
+        let mut kv = KeyValueOut { writer, out, types: PhantomData };
         let cast = self.input.cast(&columns)?;
         let flat = FlatRows::new(&cast, self.input.serde_names().is_some()).filter(|_| !self.serde_only);
         match flat.map(|rows| flat_rows(&rows, &mut self.f, &mut kv)) {
@@ -64,22 +57,6 @@ where
             }
         }
         kv.writer.flush(kv.out)
-    }
-
-    fn finish(&mut self, out: &mut Emitter) -> JobResult<()> {
-        if let (Some(table), Some(writer)) = (&mut self.table, &mut self.writer) {
-            table.empty_into(writer, out)?;
-            table.count_into(out);
-            writer.flush(out)?;
-        }
-        Ok(())
-    }
-
-    fn combine_in_memory(&mut self, combiner: Box<dyn Reducer>, memory_bytes: usize) {
-        let typed = combiner
-            .into_typed_combiner()
-            .and_then(|any| any.downcast::<Box<dyn CombineValues<K, V>>>().ok());
-        self.table = typed.map(|combiner| PairTable::new(*combiner, memory_bytes));
     }
 }
 

@@ -66,9 +66,7 @@
 //! example job.
 
 mod columns;
-mod combine;
 mod flat;
-mod key_bytes;
 mod map;
 mod out;
 mod reduce;
@@ -220,8 +218,8 @@ pub fn rows_input<In: DeserializeOwned>() -> InputSpec {
 pub fn map_rows<In, K, V, F>(f: F) -> Box<dyn Mapper>
 where
     In: DeserializeOwned + 'static,
-    K: Serialize + DeserializeOwned + Send + 'static,
-    V: Serialize + DeserializeOwned + Send + 'static,
+    K: Serialize + DeserializeOwned + 'static,
+    V: Serialize + DeserializeOwned + 'static,
     F: FnMut(In, &mut KeyValueOut<'_, K, V>) -> JobResult<()> + Send + 'static,
 {
     match RowColumns::of::<In>("line") {
@@ -230,7 +228,6 @@ where
             input,
             writer: None,
             serde_only: false,
-            table: None,
             types: PhantomData::<fn(In, K, V)>,
         }),
         Err(e) => Box::new(Failing(format!("the input row type has no Arrow layout: {e}"))),

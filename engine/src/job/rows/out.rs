@@ -4,7 +4,6 @@ use std::marker::PhantomData;
 
 use serde::Serialize;
 
-use super::combine::PairTable;
 use super::writer::RowWriter;
 use crate::error::JobResult;
 use crate::job::Emitter;
@@ -27,50 +26,19 @@ use crate::job::Emitter;
 /// ```
 pub struct KeyValueOut<'a, K, V> {
     pub(super) writer: &'a mut RowWriter,
-    pub(super) sink: Sink<'a, K, V>,
     pub(super) out: &'a mut Emitter,
-    /// Pairs `emit_ref` wrote past an in-memory sink.
-    pub(super) written: u64,
     pub(super) types: PhantomData<fn(K, V)>,
-}
-
-/// Where [`KeyValueOut::emit`] puts a pair.
-pub(super) enum Sink<'a, K, V> {
-    /// Straight into the map output's columns.
-    Columns,
-    /// Into the map task's in-memory combining table.
-    Table(&'a mut PairTable<K, V>),
-    /// Into what a combiner folding held values gives back to the table.
-    Pairs(&'a mut Vec<(K, V)>),
-}
-
-impl<'a, K, V> KeyValueOut<'a, K, V> {
-    /// Pairs written straight into the columns of `writer`.
-    pub(super) fn columns(writer: &'a mut RowWriter, out: &'a mut Emitter) -> Self {
-        KeyValueOut { writer, sink: Sink::Columns, out, written: 0, types: PhantomData }
-    }
 }
 
 impl<K: Serialize, V: Serialize> KeyValueOut<'_, K, V> {
     /// Emits one pair. Fails when a value does not fit its column (a `None` in a
     /// non-nullable column, or a type the map output does not declare).
     pub fn emit(&mut self, key: K, value: V) -> JobResult<()> {
-        match &mut self.sink {
-            Sink::Columns => self.emit_ref(&key, &value),
-            Sink::Table(table) => table.add(key, value, self.writer, self.out),
-            Sink::Pairs(pairs) => {
-                pairs.push((key, value));
-                Ok(())
-            }
-        }
+        self.emit_ref(&key, &value)
     }
 
-    /// Emits one pair by reference (no copy of a key the closure keeps). It goes straight
-    /// to the map output's columns: in-memory combining needs owned pairs.
+    /// Emits one pair by reference (no copy of a key the closure keeps).
     pub fn emit_ref(&mut self, key: &K, value: &V) -> JobResult<()> {
-        if !matches!(self.sink, Sink::Columns) {
-            self.written += 1;
-        }
         self.writer.push(0, key)?;
         self.writer.push(1, value)?;
         self.writer.end_row(self.out)

@@ -1,7 +1,6 @@
 //! Typed key groups into a reducer or combiner: the group's key and its values,
 //! deserialized from the merged map output.
 
-use std::any::Any;
 use std::marker::PhantomData;
 use std::ops::Range;
 
@@ -12,7 +11,6 @@ use serde_arrow::Deserializer;
 use serde_arrow::utils::Item;
 
 use super::columns::RowColumns;
-use super::combine::CombineValues;
 use super::flat::FlatRows;
 use super::out::{KeyValueOut, RowOut};
 use super::writer::RowWriter;
@@ -38,38 +36,16 @@ use crate::job::{Emitter, Groups, KeyGroup, Reducer};
 /// # let _ = reducer;
 /// ```
 pub struct RowValues<'a, V> {
-    values: Values<'a, V>,
-}
-
-/// Where a group's values come from.
-enum Values<'a, V> {
-    /// A run of the values read from a merged batch.
-    Batch(std::iter::Take<&'a mut std::vec::IntoIter<V>>),
-    /// Values a map task holds for in-memory combining.
-    Held(std::vec::Drain<'a, V>),
-}
-
-impl<'a, V> RowValues<'a, V> {
-    /// The values drained from a map task's in-memory combining table.
-    pub(super) fn drain(values: std::vec::Drain<'a, V>) -> Self {
-        RowValues { values: Values::Held(values) }
-    }
+    values: std::iter::Take<&'a mut std::vec::IntoIter<V>>,
 }
 
 impl<V> Iterator for RowValues<'_, V> {
     type Item = V;
-    #[inline]
     fn next(&mut self) -> Option<V> {
-        match &mut self.values {
-            Values::Batch(values) => values.next(),
-            Values::Held(values) => values.next(),
-        }
+        self.values.next()
     }
     fn size_hint(&self) -> (usize, Option<usize>) {
-        match &self.values {
-            Values::Batch(values) => values.size_hint(),
-            Values::Held(values) => values.size_hint(),
-        }
+        self.values.size_hint()
     }
 }
 
@@ -127,7 +103,7 @@ fn each_group<K: DeserializeOwned, V: DeserializeOwned>(
         let skip = all_values.len() - (batch.num_rows() - range.start);
         all_values.by_ref().take(skip).for_each(drop);
         let key = key_rows.get(range.start)?;
-        visit(key, RowValues { values: Values::Batch(all_values.by_ref().take(range.len())) })?;
+        visit(key, RowValues { values: all_values.by_ref().take(range.len()) })?;
     }
     Ok(())
 }
@@ -205,14 +181,6 @@ fn read_all<T: DeserializeOwned>(layout: &RowColumns, columns: &[ArrayRef]) -> J
 /// share, made a [`Reducer`] by [`Grouped`].
 pub(super) trait GroupRows: Send {
     fn reduce_rows(&mut self, batch: &RecordBatch, rows: Ranges<'_>, out: &mut Emitter) -> JobResult<()>;
-
-    /// A typed combiner as a `Box<dyn CombineValues<K, V>>`, for in-memory combining.
-    fn into_typed_combiner(self) -> Option<Box<dyn Any + Send>>
-    where
-        Self: Sized,
-    {
-        None
-    }
 }
 
 /// The row ranges of the groups of a merged batch.
@@ -229,10 +197,6 @@ impl<R: GroupRows> Reducer for Grouped<R> {
 
     fn reduce_groups(&mut self, groups: &Groups<'_>, out: &mut Emitter) -> JobResult<()> {
         self.0.reduce_rows(groups.batch(), &mut (0..groups.len()).map(|i| groups.range(i)), out)
-    }
-
-    fn into_typed_combiner(self: Box<Self>) -> Option<Box<dyn Any + Send>> {
-        self.0.into_typed_combiner()
     }
 }
 
@@ -271,37 +235,18 @@ pub(super) struct RowCombiner<K, V, F> {
 
 impl<K, V, F> GroupRows for RowCombiner<K, V, F>
 where
-    K: Serialize + DeserializeOwned + 'static,
-    V: Serialize + DeserializeOwned + 'static,
-    F: FnMut(K, RowValues<'_, V>, &mut KeyValueOut<'_, K, V>) -> JobResult<()> + Send + 'static,
+    K: Serialize + DeserializeOwned,
+    V: Serialize + DeserializeOwned,
+    F: FnMut(K, RowValues<'_, V>, &mut KeyValueOut<'_, K, V>) -> JobResult<()> + Send,
 {
     fn reduce_rows(&mut self, batch: &RecordBatch, rows: Ranges<'_>, out: &mut Emitter) -> JobResult<()> {
         let writer = RowWriter::get_or_create(&mut self.writer, out, || {
             Ok(vec![key_columns::<K>()?, value_columns::<V>()?])
         })?;
         let layout = GroupLayout::get::<K, V>(&mut self.layout)?;
-        let mut kv = KeyValueOut::columns(writer, out);
+        let mut kv = KeyValueOut { writer, out, types: PhantomData };
         each_group(layout, batch, rows, |key, values| (self.f)(key, values, &mut kv))?;
         kv.writer.flush(kv.out)
-    }
-
-    fn into_typed_combiner(self) -> Option<Box<dyn Any + Send>> {
-        let combiner: Box<dyn CombineValues<K, V>> = Box::new(self);
-        Some(Box::new(combiner))
-    }
-}
-
-impl<K, V, F> CombineValues<K, V> for RowCombiner<K, V, F>
-where
-    F: FnMut(K, RowValues<'_, V>, &mut KeyValueOut<'_, K, V>) -> JobResult<()> + Send,
-{
-    fn combine(
-        &mut self,
-        key: K,
-        values: RowValues<'_, V>,
-        out: &mut KeyValueOut<'_, K, V>,
-    ) -> JobResult<()> {
-        (self.f)(key, values, out)
     }
 }
 
