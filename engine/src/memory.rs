@@ -38,6 +38,12 @@ pub fn parquet_row_group_bytes() -> usize {
     usize::try_from(bytes).unwrap_or(usize::MAX)
 }
 
+/// Compressed column-chunk bytes a Parquet reader may hold for one row group: a quarter
+/// of a task's memory. A row group larger than that is read page by page.
+pub fn parquet_decode_bytes() -> u64 {
+    task_memory() / 4
+}
+
 /// A process whose memory limit is below this gives freed memory back to the OS at once.
 const PROMPT_RELEASE_BELOW: u64 = 1 << 30;
 

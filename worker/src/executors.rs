@@ -21,10 +21,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use gristmill::cluster::executor::EXECUTOR_ROLE_ARG;
 use gristmill::cluster::executor::protocol::{
     AttemptRef, FromExecutor, RunAttempt, ToExecutor, encode, read_frame_async,
 };
+use gristmill::cluster::executor::{EXECUTOR_MEMORY_LIMIT_ENV, EXECUTOR_ROLE_ARG};
 use gristmill::cluster::payload::{TaskFile, TaskResult};
 use gristmill::cluster::task_logs::{LOG_BYTES_LIMIT, keep_bounded, log_tail};
 use gristmill::error::ErrorKind;
@@ -58,6 +58,9 @@ type Table = Mutex<HashMap<String, Arc<Executor>>>;
 pub struct Executors {
     table: Arc<Table>,
     metrics: WorkerMetrics,
+    /// The most the worker may give one job's attempts together (all of its memory): the
+    /// executor fits its allocator to it.
+    memory: u64,
 }
 
 /// One job's executor process.
@@ -87,9 +90,10 @@ struct Pipe {
 }
 
 impl Executors {
-    /// No executors yet; each one started is counted in `metrics`.
-    pub fn new(metrics: WorkerMetrics) -> Self {
-        Executors { table: Arc::default(), metrics }
+    /// No executors yet; each one started is counted in `metrics`. `memory` is the
+    /// worker's, the most one job's attempts here may be given together.
+    pub fn new(metrics: WorkerMetrics, memory: u64) -> Self {
+        Executors { table: Arc::default(), metrics, memory }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Executor>>> {
@@ -106,6 +110,7 @@ impl Executors {
         }
         let mut child = task_process_command(binary, dirs, &dirs.tasks)
             .arg(EXECUTOR_ROLE_ARG)
+            .env(EXECUTOR_MEMORY_LIMIT_ENV, self.memory.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

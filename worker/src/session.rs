@@ -68,7 +68,8 @@ pub async fn serve(mut config: WorkerConfig) -> Result<(), WorkerError> {
         executors: None,
     };
     if config.task_isolation == crate::TaskIsolation::Executor {
-        dirs.executors = Some(crate::executors::Executors::new(dirs.observed.metrics.clone()));
+        dirs.executors =
+            Some(crate::executors::Executors::new(dirs.observed.metrics.clone(), config.memory_limit));
     }
     // Only this worker may read its data (job binaries, map output, task scratch space, logs).
     for dir in [&config.data_dir, &dirs.shuffle, &dirs.tasks, &dirs.logs] {

@@ -58,7 +58,7 @@ fn given_by_worker(run_budget: RunBudget, map_buffer_bytes: usize, limit: Option
 /// on failure, says why on stderr and returns the exit code to end with.
 pub fn read_task(source: &OsStr) -> Result<TaskFile, ExitCode> {
     let read = if source == TASK_SPEC_FROM_STDIN {
-        read_task_from(std::io::stdin().lock())
+        read_task_within(std::io::stdin(), super::executor::runner::IDLE_EXIT)
     } else {
         Err(format!("task specs come on stdin (`{TASK_SPEC_FROM_STDIN}`), not from {}", source.display()))
     };
@@ -66,6 +66,22 @@ pub fn read_task(source: &OsStr) -> Result<TaskFile, ExitCode> {
         eprintln!("error: cannot read the task spec: {e}");
         ExitCode::from(2)
     })
+}
+
+/// Reads a task spec from `input` to its end, within `limit`. The worker writes it right
+/// after starting the process; a worker frozen (SIGSTOP) or hung in between would leave
+/// the process blocked on its stdin for as long, holding its slot's memory: it gives up
+/// instead, as an idle executor does.
+fn read_task_within(
+    input: impl Read + Send + 'static,
+    limit: std::time::Duration,
+) -> Result<TaskFile, String> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // Nobody to tell when the wait is over.
+        let _ = sender.send(read_task_from(input));
+    });
+    receiver.recv_timeout(limit).map_err(|_| format!("no whole task spec on stdin within {limit:?}"))?
 }
 
 /// Reads a task spec from `input` to its end.
@@ -511,5 +527,15 @@ mod tests {
         assert!(!shown.contains("the-secret") && !shown.contains("key-secret"), "{shown}");
         assert!(read_task(OsStr::new("/w/task.json")).is_err(), "a path is refused");
         assert!(read_task_from(&b"{"[..]).is_err());
+        // A worker that froze before writing it all: the process does not wait for good.
+        let (mut writer, reader) = std::os::unix::net::UnixStream::pair().unwrap();
+        std::io::Write::write_all(&mut writer, &task.to_json().unwrap()[..40]).unwrap();
+        let error = read_task_within(reader, std::time::Duration::from_millis(200)).unwrap_err();
+        assert!(error.contains("no whole task spec"), "{error}");
+        let whole = read_task_within(
+            std::io::Cursor::new(task.to_json().unwrap()),
+            std::time::Duration::from_secs(60),
+        );
+        assert_eq!(whole.unwrap().job_id, "job-a");
     }
 }

@@ -16,11 +16,18 @@ impl Scheduler {
     /// Launches pending tasks on free slots, one at a time: the job the fair-share index
     /// puts first, its lowest pending task (maps before reduces), workers in round-robin
     /// order. Each step is a few ordered-map lookups; nothing scans all jobs or workers.
+    ///
+    /// A job whose next task fits no worker's free memory is passed over for the rest of
+    /// the round, so smaller tasks behind it run meanwhile (no head-of-line blocking); once
+    /// it has waited [`memory_wait`](super::SchedulerConfig::memory_wait), workers that
+    /// could hold it take no other job's attempts, and it gets the first that frees enough.
     pub(super) fn schedule(&mut self, now: Instant) {
         self.sync_dirty(now);
+        self.memory_waits.retain(|id, _| self.jobs.get(id).is_some_and(|j| j.is_active()));
+        let mut passed: Vec<JobId> = Vec::new();
         while self.workers.free_slots() > 0 {
-            let Some(id) = self.fair.next_job().cloned() else { return };
-            let Some(job) = self.jobs.get(&id) else { return };
+            let Some(id) = self.fair.next_job().cloned() else { break };
+            let Some(job) = self.jobs.get(&id) else { break };
             let Some(task) = job.next_pending() else {
                 // The index says runnable but the job is not: re-sync it and look again.
                 debug_assert!(false, "job {id} indexed as runnable with nothing pending");
@@ -29,23 +36,49 @@ impl Scheduler {
             };
             let avoid = job.tasks(task.kind).get(task.index as usize).and_then(|t| t.avoid.as_ref());
             let requested = job.task_memory;
-            let Some(worker) = self.workers.pick(avoid, false, requested) else {
+            let reserved = self.memory_reserved_against(&id);
+            let Some(worker) = self.workers.pick(avoid, false, requested, reserved) else {
                 if !self.workers.could_ever_hold(requested) {
-                    let largest = self.workers.largest_memory();
-                    let message = format!(
-                        "each task of this job needs {} of memory (its --memory-limit), more than any \
-                         worker has for its tasks (at most {}): lower --memory-limit or add larger workers",
-                        bytes_text(requested.unwrap_or(0)),
-                        bytes_text(largest)
-                    );
+                    let message = too_large(requested.unwrap_or(0), self.workers.largest_memory());
                     self.end_job(now, &id, JobState::Failed(message));
                     continue;
                 }
-                // It waits for memory to free up; jobs after it wait their turn too.
-                return;
+                // Kept back by another task's wait, it does not wait for memory itself.
+                let kept_back =
+                    reserved.is_some() && self.workers.pick(avoid, false, requested, None).is_some();
+                // Waited since it became ready: for memory, or for slots before that.
+                let waited = now.saturating_duration_since(job.ready_since(task));
+                if !kept_back && waited >= self.config.memory_wait {
+                    // Without a job limit it fits any worker once that worker is idle enough.
+                    self.memory_waits.insert(id.clone(), requested.unwrap_or(0));
+                }
+                self.pass_over(now, &id, &mut passed);
+                continue;
             };
+            self.memory_waits.remove(&id);
             self.launch(now, &id, task, worker, false);
         }
+        for id in passed {
+            if let Some(job) = self.jobs.get_mut(&id) {
+                job.waits_for_memory = false;
+            }
+            self.sync_job(now, &id);
+        }
+    }
+
+    /// Leaves job `id` out of the fair-share index until the round ends (see `schedule`).
+    fn pass_over(&mut self, now: Instant, id: &JobId, passed: &mut Vec<JobId>) {
+        if let Some(job) = self.jobs.get_mut(id) {
+            job.waits_for_memory = true;
+            passed.push(id.clone());
+        }
+        self.sync_job(now, id);
+    }
+
+    /// The least memory a task of another job than `id` waits for past the bound: workers
+    /// with at least that much are kept for it (`None`: no task waits that long).
+    fn memory_reserved_against(&self, id: &JobId) -> Option<u64> {
+        self.memory_waits.iter().filter(|(waiting, _)| *waiting != id).map(|(_, bytes)| *bytes).min()
     }
 
     /// Gives a lone, slow attempt a backup on another worker, for jobs whose current phase
@@ -84,7 +117,8 @@ impl Scheduler {
                     break;
                 }
                 let requested = self.jobs[&id].task_memory;
-                if let Some(worker) = self.workers.pick(Some(&running_on), true, requested) {
+                let reserved = self.memory_reserved_against(&id);
+                if let Some(worker) = self.workers.pick(Some(&running_on), true, requested, reserved) {
                     self.launch(now, &id, TaskId { kind, index }, worker, true);
                 }
             }
@@ -133,6 +167,16 @@ impl Scheduler {
         self.events.push(launched);
         self.actions.push(Action::Launch { worker, attempt, memory, map_outputs });
     }
+}
+
+/// Why a job whose tasks need `needed` bytes each fails when no worker has that much.
+fn too_large(needed: u64, largest: u64) -> String {
+    format!(
+        "each task of this job needs {} of memory (its --memory-limit), more than any worker has \
+         for its tasks (at most {}): lower --memory-limit or add larger workers",
+        bytes_text(needed),
+        bytes_text(largest)
+    )
 }
 
 /// `bytes` for people: MiB or GiB.

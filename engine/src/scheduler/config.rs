@@ -83,6 +83,10 @@ pub struct SchedulerConfig {
     /// A job gains one point of priority for each `aging` since its submission (among one
     /// user's jobs in one queue), so no job starves; `None` or zero: no aging.
     pub aging: Option<Duration>,
+    /// A task that does not fit the memory any worker has free lets tasks of other jobs
+    /// behind it run meanwhile, but once it has waited this long, workers that could hold
+    /// it take no other job's tasks until it runs (so a large task is never starved).
+    pub memory_wait: Duration,
 }
 
 impl Default for SchedulerConfig {
@@ -102,6 +106,7 @@ impl Default for SchedulerConfig {
             queues: BTreeMap::new(),
             preemption_timeout: Some(Duration::from_secs(15)),
             aging: Some(Duration::from_secs(60)),
+            memory_wait: Duration::from_secs(30),
         }
     }
 }
@@ -178,6 +183,12 @@ impl SchedulerConfig {
     /// Sets [`preemption_timeout`](Self::preemption_timeout).
     pub fn with_preemption_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.preemption_timeout = timeout;
+        self
+    }
+
+    /// Sets [`memory_wait`](Self::memory_wait).
+    pub fn with_memory_wait(mut self, wait: Duration) -> Self {
+        self.memory_wait = wait;
         self
     }
 

@@ -251,7 +251,7 @@ impl Scheduler {
         if held && pending > 0 {
             self.held.insert(id.clone());
         }
-        let runnable = pending > 0 && !held;
+        let runnable = pending > 0 && !held && !job.waits_for_memory;
         let new = Accounted {
             running: job.running_attempts(),
             pending: if runnable { pending } else { 0 },

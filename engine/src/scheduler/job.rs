@@ -125,6 +125,9 @@ pub(super) struct Job {
     map_outputs: Option<Arc<[MapOutputRef]>>,
     /// What the scheduler's fair-share index counts for this job.
     pub accounted: super::fair::Accounted,
+    /// Passed over in the current scheduling round: its next task does not fit the memory
+    /// any worker has free (not runnable in the fair-share index until the round ends).
+    pub waits_for_memory: bool,
     /// Every worker an attempt of this job was launched on (holders of its shuffle data).
     pub workers_used: BTreeSet<WorkerId>,
     pub fetch_failures: u64,
@@ -153,6 +156,7 @@ impl Job {
             running_attempts: 0,
             map_outputs: None,
             accounted: Default::default(),
+            waits_for_memory: false,
             id: spec.id,
             name: spec.name,
             priority: spec.priority,

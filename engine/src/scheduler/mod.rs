@@ -137,6 +137,10 @@ pub struct Scheduler {
     dirty: Vec<JobId>,
     /// Held jobs with tasks to launch (indexed once their hold ends).
     held: HashSet<JobId>,
+    /// Jobs whose next task has waited for memory past
+    /// [`SchedulerConfig::memory_wait`], with the memory it needs: no other job's attempt
+    /// goes to a worker that could hold it (see [`Self::schedule`]).
+    memory_waits: HashMap<JobId, u64>,
     /// The first submission: the origin of the ranks that aging gives jobs.
     epoch: Option<Instant>,
 }
@@ -148,6 +152,7 @@ impl Scheduler {
             fair: Fair::new(&config.queues),
             dirty: Vec::new(),
             held: HashSet::new(),
+            memory_waits: HashMap::new(),
             epoch: None,
             config,
             workers: Workers::default(),

@@ -224,14 +224,24 @@ impl Workers {
     /// The next worker with a free slot and the memory for an attempt of a job asking for
     /// `requested` per task (see [`Worker::attempt_memory`]), in round-robin order starting
     /// after the last one used. `avoid` is skipped when another worker fits; with `strict`
-    /// it is never chosen.
-    pub fn pick(&self, avoid: Option<&WorkerId>, strict: bool, requested: Option<u64>) -> Option<WorkerId> {
+    /// it is never chosen. With `reserved`, workers with that much memory or more are kept
+    /// for a task that has waited long for it, and only smaller ones are picked.
+    pub fn pick(
+        &self,
+        avoid: Option<&WorkerId>,
+        strict: bool,
+        requested: Option<u64>,
+        reserved: Option<u64>,
+    ) -> Option<WorkerId> {
         let after = match &self.cursor {
             Some(c) => self.with_free_slot.range::<WorkerId, _>((Bound::Excluded(c), Bound::Unbounded)),
             None => self.with_free_slot.range::<WorkerId, _>(..),
         };
         let upto = self.cursor.iter().flat_map(|c| self.with_free_slot.range::<WorkerId, _>(..=c));
-        let fits = |id: &&WorkerId| self.by_id.get(*id).is_some_and(|w| w.admits(requested));
+        let fits = |id: &&WorkerId| {
+            let kept = |w: &Worker| reserved.is_some_and(|bytes| w.memory >= bytes);
+            self.by_id.get(*id).is_some_and(|w| w.admits(requested) && !kept(w))
+        };
         // The avoided worker is skipped once.
         let mut candidates = after.chain(upto).filter(fits);
         let first = candidates.next()?;

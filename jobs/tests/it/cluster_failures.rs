@@ -201,8 +201,9 @@ fn reducers_of_a_frozen_worker_daemon_that_finish_after_the_commit_leave_nothing
     cluster.signal_worker(0, "STOP", false);
     wait_ok(job);
     let daemon = cluster.worker_pid(0);
-    // An executor of the frozen daemon exits once its attempts ended and it heard nothing for
-    // 15 s (IDLE_EXIT); on a loaded CI host that took longer than 30 s once.
+    // Its task processes exit once their attempts end (zombies until it reaps them); one
+    // started just before the freeze, whose spec the daemon had not yet written into its
+    // stdin, gives up after 15 s (IDLE_EXIT) rather than wait for the daemon for good.
     wait_until("the frozen worker's attempts to end", Duration::from_secs(60), || children_exited(daemon));
     assert_eq!(staging_files(&out), 0, "a late attempt's part stays hidden and is discarded");
     assert_same_parts(&expected, &out);

@@ -79,14 +79,16 @@ fn terasort_s_anonymous_memory_stays_within_its_limit() {
     }
 }
 
-/// Runs `name` with `args` under 16 MiB and checks its peak and that it read `rows` rows.
-fn check_16_mib(name: &str, args: &[&str], out: &Path, rows: usize) {
+/// Runs `name` with `args` under 16 MiB and checks its peak and that it read `rows` rows;
+/// returns the job's counters.
+fn check_16_mib(name: &str, args: &[&str], out: &Path, rows: usize) -> gristmill::job::Counters {
     let engine = ["--output", s(out), "--threads", "2", "--memory-limit", "16MiB"];
     let log = out.with_extension("stderr");
     let peak = peak_anonymous_memory(name, &[args, &engine[..]].concat(), &log);
     assert_within(name, peak, 16 * MIB);
     let counters = read_committed(out).manifest.counters;
     assert_eq!(counters.get("map_input_records"), rows as u64, "every row was read");
+    counters
 }
 
 #[test]
@@ -114,12 +116,29 @@ fn a_repartition_join_s_anonymous_memory_stays_within_its_limit() {
     check_16_mib("join", &args, &dir.path().join("out"), left.keys.len() + right.keys.len());
 }
 
+/// A group-by of a million rows (seeded `seed`) in `files` files of row groups of
+/// `per_group` rows, checked under 16 MiB; its counters.
+fn group_by_16_mib(seed: u64, files: usize, per_group: usize) -> gristmill::job::Counters {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = crate::groupby::g1_rows(1_000_000, seed);
+    let input = dir.path().join("g1");
+    crate::groupby::write_g1(&input, &rows, files, per_group);
+    let args = ["--input", s(&input), "--by", "id3", "--sum", "v1", "--mean", "v3"];
+    check_16_mib("groupby", &args, &dir.path().join("out"), rows.len())
+}
+
 #[test]
 fn a_group_by_s_anonymous_memory_stays_within_its_limit() {
-    let dir = tempfile::tempdir().unwrap();
-    let rows = crate::groupby::g1_rows(1_000_000, 29);
-    let input = dir.path().join("g1");
-    crate::groupby::write_g1(&input, &rows, 4, 64_000);
-    let args = ["--input", s(&input), "--by", "id3", "--sum", "v1", "--mean", "v3"];
-    check_16_mib("groupby", &args, &dir.path().join("out"), rows.len());
+    group_by_16_mib(29, 4, 64_000);
+}
+
+#[test]
+fn a_group_by_over_row_groups_larger_than_its_budget_reads_them_page_by_page_within_its_limit() {
+    // One row group of 500,000 rows a file: its three columns read are over 2 MiB
+    // compressed, more than the Parquet decoder's share of a thread's memory (a quarter of
+    // 16 MiB over 2 threads), so it is read a page at a time.
+    let counters = group_by_16_mib(31, 2, 500_000);
+    // Whole, each row group would be 3 reads (one per column chunk) beside the footers'.
+    let reads = counters.get("storage_get_requests");
+    assert!(reads > 50, "{reads} reads: the row groups were read a page at a time");
 }

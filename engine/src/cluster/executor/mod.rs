@@ -23,6 +23,11 @@ pub mod scope;
 /// The argument that puts a job binary in executor role.
 pub const EXECUTOR_ROLE_ARG: &str = "__gristmill-executor";
 
+/// The memory the worker may give this executor's attempts together (bytes): the
+/// executor fits its allocator to it ([`crate::memory::fit_allocator_to`]), as a task
+/// process does to its own task's.
+pub const EXECUTOR_MEMORY_LIMIT_ENV: &str = "GRISTMILL_EXECUTOR_MEMORY_LIMIT";
+
 /// True when this process was started in executor role.
 pub fn executor_role() -> bool {
     std::env::args_os().nth(1).is_some_and(|role| role == EXECUTOR_ROLE_ARG)

@@ -34,6 +34,12 @@ pub const IDLE_EXIT: Duration = Duration::from_secs(15);
 /// for the running ones and exits.
 pub fn serve(run: &RunTask) -> ExitCode {
     crate::cluster::task::exit_when_orphaned();
+    // Attempts size their buffers by their own budgets (their scopes); the allocator is
+    // the process's, fitted to what they may hold together.
+    let memory = std::env::var(super::EXECUTOR_MEMORY_LIMIT_ENV).ok().and_then(|v| v.parse().ok());
+    if let Some(bytes) = memory {
+        crate::memory::fit_allocator_to(bytes);
+    }
     let (mut input, output) = match protocol_pipes() {
         Ok(pipes) => pipes,
         Err(e) => {
@@ -45,7 +51,7 @@ pub fn serve(run: &RunTask) -> ExitCode {
     let running: Running = Arc::default();
     let heard = Arc::new(Mutex::new(Instant::now()));
     exit_when_idle(running.clone(), heard.clone());
-    tracing::info!(pid = std::process::id(), "executor started");
+    tracing::info!(pid = std::process::id(), memory, "executor started");
     let lanes = Lanes::default();
     // The job's broadcast values: they come once, before the first attempt.
     let mut broadcasts = Broadcasts::default();

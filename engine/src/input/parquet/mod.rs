@@ -1,6 +1,7 @@
 //! Parquet input: one split per row group (small consecutive row groups grouped), reading
 //! only the projected columns.
 
+mod budget;
 mod pages;
 mod projection;
 mod pruning;
@@ -11,7 +12,9 @@ use arrow::array::RecordBatch;
 use arrow::compute::cast;
 use futures::StreamExt;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderBuilder, ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
 use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::PageIndexPolicy;
@@ -211,35 +214,76 @@ impl ParquetSplit {
     }
 
     /// Decodes the split's row groups (those the filter does not exclude), handing batches
-    /// of the declared columns, and only the rows that pass the filter, to `sink`.
+    /// of the declared columns, and only the rows that pass the filter, to `sink`; page by
+    /// page when a row group's column chunks exceed the decoder's share of the task's
+    /// memory ([`crate::memory::parquet_decode_bytes`]).
     pub fn read(&self, io: &Handle, sink: &mut dyn FnMut(RecordBatch) -> Result<bool>) -> Result<()> {
-        let corrupt =
-            |source| parquet_error(self.file.display(), format!(" ({})", self.describe_row_groups()), source);
-        let mask =
-            ProjectionMask::roots(self.metadata.parquet_schema(), self.projection.roots.iter().copied());
+        self.read_within(io, crate::memory::parquet_decode_bytes(), sink)
+    }
+
+    fn read_within(
+        &self,
+        io: &Handle,
+        budget: u64,
+        sink: &mut dyn FnMut(RecordBatch) -> Result<bool>,
+    ) -> Result<()> {
         if self.pruned.read.is_empty() {
             return Ok(());
         }
-        let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(
+        let corrupt = |source| self.error(source);
+        let mut fetched = self.mask();
+        if let Some(filter) = &self.filter {
+            fetched.union(&pruning::filter_mask(&self.metadata, filter));
+        }
+        let file = self.metadata.metadata();
+        if budget::fetch_within(file, &self.pruned.read, &fetched, budget) == budget::Fetch::Paged {
+            let chunks = budget::PagedChunks::new(&self.file, io.clone());
+            let builder =
+                ParquetRecordBatchReaderBuilder::new_with_metadata(chunks.clone(), self.metadata.clone());
+            let reader = self.configure(builder).build().map_err(corrupt)?;
+            for batch in reader {
+                let batch = batch.map_err(|e| chunks.failure().unwrap_or_else(|| ParquetError::from(e)));
+                if !sink(self.conform(batch.map_err(corrupt)?)?)? {
+                    break;
+                }
+            }
+            return Ok(());
+        }
+        let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(
             object_reader(&self.file),
             self.metadata.clone(),
-        )
-        .with_row_groups(self.pruned.read.clone())
-        .with_projection(mask)
-        .with_batch_size(BATCH_ROWS);
-        if let Some(filter) = &self.filter {
-            builder = builder.with_row_filter(pruning::row_filter(&self.metadata, filter));
-        }
-        if let Some(pages) = &self.pages {
-            builder = builder.with_row_selection(pages.selection.clone());
-        }
-        let mut stream = builder.build().map_err(corrupt)?;
+        );
+        let mut stream = self.configure(builder).build().map_err(corrupt)?;
         while let Some(batch) = io.block_on(stream.next()) {
             if !sink(self.conform(batch.map_err(corrupt)?)?)? {
                 break;
             }
         }
         Ok(())
+    }
+
+    /// The error reading this split failed with, naming the file and its row groups.
+    fn error(&self, source: ParquetError) -> Error {
+        parquet_error(self.file.display(), format!(" ({})", self.describe_row_groups()), source)
+    }
+
+    fn mask(&self) -> ProjectionMask {
+        ProjectionMask::roots(self.metadata.parquet_schema(), self.projection.roots.iter().copied())
+    }
+
+    /// The split's row groups, columns, filter and page selection, for either reader.
+    fn configure<T>(&self, builder: ArrowReaderBuilder<T>) -> ArrowReaderBuilder<T> {
+        let mut builder = builder
+            .with_row_groups(self.pruned.read.clone())
+            .with_projection(self.mask())
+            .with_batch_size(BATCH_ROWS);
+        if let Some(filter) = &self.filter {
+            builder = builder.with_row_filter(pruning::row_filter(&self.metadata, filter));
+        }
+        if let Some(pages) = &self.pages {
+            builder = builder.with_row_selection(pages.selection.clone());
+        }
+        builder
     }
 
     fn conform(&self, batch: RecordBatch) -> Result<RecordBatch> {
@@ -268,6 +312,7 @@ mod tests {
     use arrow::array::{ArrayRef, AsArray, Decimal128Array, Int64Array, StringArray};
     use arrow::datatypes::{DataType, Decimal64Type, Field, Int32Type, Schema};
     use parquet::arrow::ArrowWriter;
+    use parquet::file::properties::WriterProperties;
 
     use super::*;
 
@@ -379,7 +424,6 @@ mod tests {
     #[test]
     fn a_filter_skips_row_groups_its_statistics_exclude_and_passes_only_matching_rows() {
         use arrow::array::Int64Array;
-        use parquet::file::properties::WriterProperties;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sorted.parquet");
         let schema = Arc::new(Schema::new(vec![
@@ -433,7 +477,6 @@ mod tests {
     /// Writes `n` (0..4000) and `s` (`row {n}`, padded) in one row group, pages of at most
     /// 100 rows, `s` in smaller pages than `n` by byte size.
     fn one_row_group_many_pages(path: &std::path::Path) {
-        use parquet::file::properties::WriterProperties;
         let schema = Arc::new(Schema::new(vec![
             Field::new("n", DataType::Int64, false),
             Field::new("s", DataType::Utf8, false),
@@ -451,9 +494,14 @@ mod tests {
             .set_data_page_size_limit(2048)
             .set_write_batch_size(10)
             .build();
-        let mut writer =
-            ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, Some(props)).unwrap();
-        writer.write(&batch).unwrap();
+        write_batch(path, &batch, props);
+    }
+
+    /// Writes `batch` to a new Parquet file at `path` with `props`.
+    pub(super) fn write_batch(path: &std::path::Path, batch: &RecordBatch, props: WriterProperties) {
+        let file = std::fs::File::create(path).unwrap();
+        let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
+        writer.write(batch).unwrap();
         writer.close().unwrap();
     }
 

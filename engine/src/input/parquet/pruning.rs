@@ -60,11 +60,16 @@ pub fn prune(metadata: &ArrowReaderMetadata, row_groups: &[usize], filter: Optio
     pruned
 }
 
-/// The reader's row filter for `filter`: decodes its columns, keeps the rows that pass.
-pub fn row_filter(metadata: &ArrowReaderMetadata, filter: &Arc<Predicate>) -> RowFilter {
+/// The columns `filter` reads.
+pub fn filter_mask(metadata: &ArrowReaderMetadata, filter: &Predicate) -> ProjectionMask {
     let schema = metadata.schema();
     let roots: Vec<usize> = filter.columns().iter().filter_map(|c| schema.index_of(c).ok()).collect();
-    let mask = ProjectionMask::roots(metadata.parquet_schema(), roots);
+    ProjectionMask::roots(metadata.parquet_schema(), roots)
+}
+
+/// The reader's row filter for `filter`: decodes its columns, keeps the rows that pass.
+pub fn row_filter(metadata: &ArrowReaderMetadata, filter: &Arc<Predicate>) -> RowFilter {
+    let mask = filter_mask(metadata, filter);
     let filter = filter.clone();
     let predicate = ArrowPredicateFn::new(mask, move |batch| {
         filter.evaluate(&batch).map_err(|e| arrow::error::ArrowError::ComputeError(e.to_string()))
