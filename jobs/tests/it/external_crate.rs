@@ -68,7 +68,7 @@ fn set_by_cargo_for_this_test(name: &OsStr) -> bool {
 /// workspace build, without them, ran it again and rebuilt everything above ring (rustls to
 /// parquet). Not `env_clear`: what the workspace's cargo did see (RUSTFLAGS, CC,
 /// RUSTUP_TOOLCHAIN, CARGO_PROFILE_*, ...) must reach this one alike.
-fn cargo_in_the_workspace_s_environment(target_dir: &Path) -> Command {
+pub(crate) fn cargo_in_the_workspace_s_environment(target_dir: &Path) -> Command {
     let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     for (name, _) in std::env::vars_os().filter(|(name, _)| set_by_cargo_for_this_test(name)) {
         cargo.env_remove(name);

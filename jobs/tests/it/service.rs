@@ -260,7 +260,12 @@ fn cargo_install_gives_binaries_that_run_a_cluster_job() {
     let root = tempfile::tempdir().unwrap();
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     for package in ["engine", "worker", "jobs"] {
-        let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        // Cargo's own environment, not this test's: `cargo install` builds in the shared
+        // target directory when CARGO_TARGET_DIR is set, and with this test's variables it
+        // would invalidate the workspace's build of ring and all above it.
+        let target_dir =
+            Path::new(env!("CARGO_TARGET_TMPDIR")).parent().expect("CARGO_TARGET_TMPDIR is target/tmp");
+        let out = crate::external_crate::cargo_in_the_workspace_s_environment(target_dir)
             .args(["install", "--locked", "--debug", "--offline", "--path"])
             .arg(workspace.join(package))
             .arg("--root")
