@@ -2,7 +2,7 @@
 //! user writes first, the obvious way.
 
 use gristmill::job::rows::{
-    RowValues, combine_rows, map_rows, reduce_rows, row_output_schema, row_schema, rows_input,
+    RowValues, fold_values, map_rows, reduce_rows, row_output_schema, row_schema, rows_input,
 };
 use gristmill::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -22,7 +22,7 @@ pub struct Revenue {
 /// The two versions of the job.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Api {
-    /// Typed records: `map_rows`, `combine_rows`, `reduce_rows`.
+    /// Typed records: `map_rows`, `fold_values`, `reduce_rows`.
     #[default]
     Rows,
     /// Arrow kernels over whole batches ([`batch::BatchRevenue`], [`batch::SumPerKey`]).
@@ -84,6 +84,7 @@ impl Job for Revenue {
         if self.api == Api::Batches {
             return Some(Box::new(batch::SumPerKey));
         }
-        Some(combine_rows::<i64, f64, _>(|supplier, values, out| out.emit(supplier, values.sum())))
+        // A fold, as Spark's `reduceByKey(_ + _)`: map tasks sum as they go.
+        Some(fold_values::<i64, f64, _>(|revenue, more| *revenue += more))
     }
 }

@@ -455,6 +455,13 @@ pub trait Mapper: Send {
     fn finish(&mut self, _out: &mut Emitter) -> JobResult<()> {
         Ok(())
     }
+
+    /// Offers the job's combiner to fold pairs in the mapper's memory as they are emitted
+    /// (typed records with [`rows::fold_values`](crate::job::rows::fold_values) take it);
+    /// engine plumbing that a mapper written by hand leaves alone. `memory_bytes` is what
+    /// the mapper may hold for it.
+    #[doc(hidden)]
+    fn combine_in_memory(&mut self, _combiner: Box<dyn Reducer>, _memory_bytes: usize) {}
 }
 
 /// Turns the groups of one key into output rows.
@@ -523,5 +530,13 @@ pub trait Reducer: Send {
     /// Called once after the last group (or batch) of the partition.
     fn finish(&mut self, _out: &mut Emitter) -> JobResult<()> {
         Ok(())
+    }
+
+    /// A typed fold's table of pairs for a map task
+    /// ([`rows::fold_values`](crate::job::rows::fold_values)); engine plumbing, `None` for
+    /// any other reducer.
+    #[doc(hidden)]
+    fn into_pair_table(self: Box<Self>, _memory_bytes: usize) -> Option<Box<dyn std::any::Any + Send>> {
+        None
     }
 }

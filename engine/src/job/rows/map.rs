@@ -10,11 +10,12 @@ use serde_arrow::utils::Item;
 
 use super::columns::RowColumns;
 use super::flat::FlatRows;
+use super::fold::PairTable;
 use super::out::KeyValueOut;
 use super::writer::RowWriter;
 use super::{key_columns, value_columns};
 use crate::error::{BoxError, JobResult};
-use crate::job::{Emitter, Mapper};
+use crate::job::{Emitter, Mapper, Reducer};
 
 pub(super) struct RowMapper<In, K, V, F> {
     pub(super) f: F,
@@ -22,14 +23,16 @@ pub(super) struct RowMapper<In, K, V, F> {
     pub(super) writer: Option<RowWriter>,
     /// The row type does not read from flat columns: serde_arrow reads it.
     pub(super) serde_only: bool,
+    /// Emitted pairs folded by key, when the job's combiner is a fold.
+    pub(super) table: Option<Box<dyn PairTable<K, V>>>,
     pub(super) types: PhantomData<fn(In, K, V)>,
 }
 
 impl<In, K, V, F> Mapper for RowMapper<In, K, V, F>
 where
     In: DeserializeOwned,
-    K: Serialize + DeserializeOwned,
-    V: Serialize + DeserializeOwned,
+    K: Serialize + DeserializeOwned + 'static,
+    V: Serialize + DeserializeOwned + 'static,
     F: FnMut(In, &mut KeyValueOut<'_, K, V>) -> JobResult<()> + Send,
 {
     fn map(&mut self, batch: &RecordBatch, out: &mut Emitter) -> JobResult<()> {
@@ -37,7 +40,8 @@ where
             Ok(vec![key_columns::<K>()?, value_columns::<V>()?])
         })?;
         let columns = input_columns(&self.input, batch)?;
-        let mut kv = KeyValueOut { writer, out, types: PhantomData };
+        let table = self.table.as_deref_mut().map(|t| t as &mut dyn PairTable<K, V>);
+        let mut kv = KeyValueOut { writer, table, out, types: PhantomData };
         let cast = self.input.cast(&columns)?;
         let flat = FlatRows::new(&cast, self.input.serde_names().is_some()).filter(|_| !self.serde_only);
         match flat.map(|rows| flat_rows(&rows, &mut self.f, &mut kv)) {
@@ -57,6 +61,21 @@ where
             }
         }
         kv.writer.flush(kv.out)
+    }
+
+    fn finish(&mut self, out: &mut Emitter) -> JobResult<()> {
+        if let (Some(table), Some(writer)) = (&mut self.table, &mut self.writer) {
+            table.empty_into(writer, out)?;
+            table.count_into(out);
+            writer.flush(out)?;
+        }
+        Ok(())
+    }
+
+    fn combine_in_memory(&mut self, combiner: Box<dyn Reducer>, memory_bytes: usize) {
+        let table = combiner.into_pair_table(memory_bytes);
+        self.table =
+            table.and_then(|any| any.downcast::<Box<dyn PairTable<K, V>>>().ok()).map(|table| *table);
     }
 }
 

@@ -67,12 +67,14 @@
 
 mod columns;
 mod flat;
+mod fold;
 mod map;
 mod out;
 mod reduce;
 mod writer;
 
 pub use columns::RowColumns;
+pub use fold::fold_values;
 pub use out::{KeyValueOut, RowOut};
 pub use reduce::RowValues;
 
@@ -228,6 +230,7 @@ where
             input,
             writer: None,
             serde_only: false,
+            table: None,
             types: PhantomData::<fn(In, K, V)>,
         }),
         Err(e) => Box::new(Failing(format!("the input row type has no Arrow layout: {e}"))),
@@ -292,8 +295,7 @@ where
 {
     Box::new(reduce::Grouped(reduce::RowCombiner {
         f,
-        layout: None,
-        writer: None,
+        groups: reduce::PairGroups::default(),
         types: PhantomData::<fn(K, V)>,
     }))
 }

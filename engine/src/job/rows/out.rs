@@ -4,6 +4,7 @@ use std::marker::PhantomData;
 
 use serde::Serialize;
 
+use super::fold::PairTable;
 use super::writer::RowWriter;
 use crate::error::JobResult;
 use crate::job::Emitter;
@@ -26,18 +27,31 @@ use crate::job::Emitter;
 /// ```
 pub struct KeyValueOut<'a, K, V> {
     pub(super) writer: &'a mut RowWriter,
+    /// Where `emit` puts a pair: `None` for the columns of `writer`.
+    pub(super) table: Option<&'a mut dyn PairTable<K, V>>,
     pub(super) out: &'a mut Emitter,
     pub(super) types: PhantomData<fn(K, V)>,
+}
+
+impl<'a, K, V> KeyValueOut<'a, K, V> {
+    /// Pairs written straight into the columns of `writer`.
+    pub(super) fn columns(writer: &'a mut RowWriter, out: &'a mut Emitter) -> Self {
+        KeyValueOut { writer, table: None, out, types: PhantomData }
+    }
 }
 
 impl<K: Serialize, V: Serialize> KeyValueOut<'_, K, V> {
     /// Emits one pair. Fails when a value does not fit its column (a `None` in a
     /// non-nullable column, or a type the map output does not declare).
     pub fn emit(&mut self, key: K, value: V) -> JobResult<()> {
-        self.emit_ref(&key, &value)
+        match &mut self.table {
+            Some(table) => table.add(key, value, self.writer, self.out),
+            None => self.emit_ref(&key, &value),
+        }
     }
 
-    /// Emits one pair by reference (no copy of a key the closure keeps).
+    /// Emits one pair by reference (no copy of a key the closure keeps). It goes straight
+    /// to the map output's columns: a map task's table of folded pairs takes owned pairs.
     pub fn emit_ref(&mut self, key: &K, value: &V) -> JobResult<()> {
         self.writer.push(0, key)?;
         self.writer.push(1, value)?;

@@ -1,6 +1,7 @@
 //! Typed key groups into a reducer or combiner: the group's key and its values,
 //! deserialized from the merged map output.
 
+use std::any::Any;
 use std::marker::PhantomData;
 use std::ops::Range;
 
@@ -181,6 +182,15 @@ fn read_all<T: DeserializeOwned>(layout: &RowColumns, columns: &[ArrayRef]) -> J
 /// share, made a [`Reducer`] by [`Grouped`].
 pub(super) trait GroupRows: Send {
     fn reduce_rows(&mut self, batch: &RecordBatch, rows: Ranges<'_>, out: &mut Emitter) -> JobResult<()>;
+
+    /// A combiner's table for pairs as a map task emits them (see [`Reducer`]'s hidden
+    /// `into_pair_table`): only a fold has one.
+    fn into_pair_table(self, _memory_bytes: usize) -> Option<Box<dyn Any + Send>>
+    where
+        Self: Sized,
+    {
+        None
+    }
 }
 
 /// The row ranges of the groups of a merged batch.
@@ -197,6 +207,10 @@ impl<R: GroupRows> Reducer for Grouped<R> {
 
     fn reduce_groups(&mut self, groups: &Groups<'_>, out: &mut Emitter) -> JobResult<()> {
         self.0.reduce_rows(groups.batch(), &mut (0..groups.len()).map(|i| groups.range(i)), out)
+    }
+
+    fn into_pair_table(self: Box<Self>, memory_bytes: usize) -> Option<Box<dyn Any + Send>> {
+        self.0.into_pair_table(memory_bytes)
     }
 }
 
@@ -228,9 +242,39 @@ where
 /// output.
 pub(super) struct RowCombiner<K, V, F> {
     pub(super) f: F,
-    pub(super) layout: Option<GroupLayout>,
-    pub(super) writer: Option<RowWriter>,
+    pub(super) groups: PairGroups,
     pub(super) types: PhantomData<fn(K, V)>,
+}
+
+/// What a typed combiner keeps from batch to batch: the groups' layout and the writer of
+/// the pairs it emits.
+#[derive(Default)]
+pub(super) struct PairGroups {
+    layout: Option<GroupLayout>,
+    writer: Option<RowWriter>,
+}
+
+impl PairGroups {
+    /// Calls `visit` with each group of `rows` of `batch`; what it emits are map-output pairs.
+    pub(super) fn combine<K, V>(
+        &mut self,
+        batch: &RecordBatch,
+        rows: Ranges<'_>,
+        out: &mut Emitter,
+        mut visit: impl FnMut(K, RowValues<'_, V>, &mut KeyValueOut<'_, K, V>) -> JobResult<()>,
+    ) -> JobResult<()>
+    where
+        K: Serialize + DeserializeOwned,
+        V: Serialize + DeserializeOwned,
+    {
+        let writer = RowWriter::get_or_create(&mut self.writer, out, || {
+            Ok(vec![key_columns::<K>()?, value_columns::<V>()?])
+        })?;
+        let layout = GroupLayout::get::<K, V>(&mut self.layout)?;
+        let mut kv = KeyValueOut::columns(writer, out);
+        each_group(layout, batch, rows, |key, values| visit(key, values, &mut kv))?;
+        kv.writer.flush(kv.out)
+    }
 }
 
 impl<K, V, F> GroupRows for RowCombiner<K, V, F>
@@ -240,13 +284,7 @@ where
     F: FnMut(K, RowValues<'_, V>, &mut KeyValueOut<'_, K, V>) -> JobResult<()> + Send,
 {
     fn reduce_rows(&mut self, batch: &RecordBatch, rows: Ranges<'_>, out: &mut Emitter) -> JobResult<()> {
-        let writer = RowWriter::get_or_create(&mut self.writer, out, || {
-            Ok(vec![key_columns::<K>()?, value_columns::<V>()?])
-        })?;
-        let layout = GroupLayout::get::<K, V>(&mut self.layout)?;
-        let mut kv = KeyValueOut { writer, out, types: PhantomData };
-        each_group(layout, batch, rows, |key, values| (self.f)(key, values, &mut kv))?;
-        kv.writer.flush(kv.out)
+        self.groups.combine(batch, rows, out, &mut self.f)
     }
 }
 
