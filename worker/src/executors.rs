@@ -298,8 +298,8 @@ pub struct ExecutorAttempt<'a> {
     pub binary: &'a Path,
     /// The attempt's spec.
     pub task: TaskFile,
-    /// Its stdout and stderr logs.
-    pub logs: (PathBuf, PathBuf),
+    /// Its log (created by the executor with its first line, if any).
+    pub stderr_log: PathBuf,
     /// The worker's directories.
     pub dirs: &'a Dirs,
     /// The memory the driver reserved for the attempt: its budget on the executor's thread.
@@ -314,7 +314,7 @@ pub async fn run_in_executor(
     key: &gristmill_proto::v1::AttemptKey,
     kill: oneshot::Receiver<()>,
 ) -> Result<Option<(TaskResult, String)>, (String, String)> {
-    let ExecutorAttempt { binary, task, logs: (stdout_log, stderr_log), dirs, memory } = run;
+    let ExecutorAttempt { binary, task, stderr_log, dirs, memory } = run;
     let executor = match executors.get_or_start(&task.job_id, binary, dirs) {
         Ok(executor) => executor,
         Err(e) => {
@@ -340,7 +340,6 @@ pub async fn run_in_executor(
         memory_limit: Some(memory),
         staged_notes: work_dir.join(STAGED_NOTES_FILE),
         stderr_log: stderr_log.clone(),
-        stdout_log,
     };
     let mut ended = executor.submit(request).await;
     let how = tokio::select! {

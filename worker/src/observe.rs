@@ -78,8 +78,33 @@ pub fn resources(
         tasks_cpu_seconds: sum.cpu_seconds,
         tasks_rss_bytes: sum.rss_bytes,
         shuffle_disk_free_bytes: disk_free_bytes(shuffle_dir).unwrap_or(0),
-        data_dir_bytes: dir_bytes(data_dir),
+        data_dir_bytes: data_dir_bytes(data_dir),
     }
+}
+
+/// [`dir_bytes`] of the data directory, walked again only when the last walk is more than
+/// 20 times its own duration old (and at least a second): it stats every file, and a
+/// worker that ran thousands of small attempts keeps thousands of log files, which a
+/// walk every heartbeat (on the session's loop) would spend most of its time on.
+fn data_dir_bytes(data_dir: &std::path::Path) -> u64 {
+    use std::time::{Duration, Instant};
+    struct Walked {
+        dir: PathBuf,
+        at: Instant,
+        took: Duration,
+        bytes: u64,
+    }
+    static LAST: Mutex<Option<Walked>> = Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(w) = last.as_ref().filter(|w| w.dir == data_dir)
+        && w.at.elapsed() < (w.took * 20).max(Duration::from_secs(1))
+    {
+        return w.bytes;
+    }
+    let at = Instant::now();
+    let bytes = dir_bytes(data_dir);
+    *last = Some(Walked { dir: data_dir.to_owned(), at, took: at.elapsed(), bytes });
+    bytes
 }
 
 /// What the worker observes of itself, shared by its session, its tasks and its status

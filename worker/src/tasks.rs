@@ -375,7 +375,13 @@ async fn launch(
     let plain = |e: String| (e, String::new());
     let job = job.map_err(|e| plain(e.clone()))?;
     let binary = binaries.get(&run.binary_digest, &run.binary_sources).await.map_err(plain)?;
-    tokio::fs::create_dir_all(work_dir).await.map_err(|e| plain(format!("{}: {e}", work_dir.display())))?;
+    // A task process runs in its work directory; an executor's attempt makes it when it
+    // needs it (a map attempt mostly does not: see gristmill::cluster::task).
+    if dirs.executors.is_none() {
+        tokio::fs::create_dir_all(work_dir)
+            .await
+            .map_err(|e| plain(format!("{}: {e}", work_dir.display())))?;
+    }
     let task_file = task_file(run, job, attempt, dirs, work_dir).map_err(plain)?;
     let stderr_path =
         log_path(&dirs.logs, attempt, Stream::Stderr).ok_or_else(|| plain("bad job id".into()))?;
@@ -385,9 +391,7 @@ async fn launch(
     // share of a slot.
     let memory = if run.memory_bytes > 0 { run.memory_bytes } else { dirs.task_memory_limit };
     if let Some(executors) = &dirs.executors {
-        let stdout_path = stderr_path.with_extension("stdout");
-        let logs = (stdout_path, stderr_path);
-        let run = ExecutorAttempt { binary: &binary, task: task_file, logs, dirs, memory };
+        let run = ExecutorAttempt { binary: &binary, task: task_file, stderr_log: stderr_path, dirs, memory };
         return run_in_executor(executors, run, attempt, kill).await;
     }
     let spec = task_file.to_json().map_err(plain)?;
@@ -534,6 +538,7 @@ fn task_file(
         // The task's spans are children of this worker's (or, not exporting, the driver's).
         trace_parent: gristmill::telemetry::traceparent(&tracing::Span::current())
             .or_else(|| Some(run.trace_parent.clone()).filter(|t| !t.is_empty())),
+        map_output_stays_on_host: run.map_output_stays_on_host,
     })
 }
 

@@ -136,7 +136,17 @@ pub fn with_live_counters<T>(
 
 fn write(path: &Path, counters: &BTreeMap<&'static str, u64>) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec(counters).map_err(std::io::Error::other)?)?;
+    let json = serde_json::to_vec(counters).map_err(std::io::Error::other)?;
+    match std::fs::write(&tmp, &json) {
+        // An executor's map attempt has no work directory until it needs one (see
+        // `cluster::task`); its worker removes it after the attempt, which is no longer
+        // watched by then.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+            std::fs::write(&tmp, &json)?;
+        }
+        written => written?,
+    }
     std::fs::rename(tmp, path)
 }
 

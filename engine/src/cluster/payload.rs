@@ -186,6 +186,10 @@ pub struct TaskFile {
     /// its children ([`crate::telemetry`]).
     #[serde(default)]
     pub trace_parent: Option<String>,
+    /// Map tasks: every reducer reads the output in place on this host, so it is written
+    /// uncompressed (see `RunTask.map_output_stays_on_host`).
+    #[serde(default)]
+    pub map_output_stays_on_host: bool,
 }
 
 impl TaskFile {

@@ -205,9 +205,14 @@ fn run_attempt<J: Job>(task: &TaskFile) -> Result<TaskResult> {
         }
     };
     let job_id = JobId::from_string(task.job_id.clone());
-    std::fs::create_dir_all(&task.work_dir)
-        .map_err(|e| Error::local_disk(task.work_dir.display().to_string(), e))?;
-    let spill = Arc::new(SpillDir::create(&task.work_dir, &job_id)?);
+    // A map attempt with reducers keeps nothing in its work directory unless it spills (the
+    // spill directory is made then) or runs long enough to write live counters (made by
+    // their writer): making it for every attempt costs tiny ones more than their work.
+    if !task.is_map || is_map_only(&job) {
+        std::fs::create_dir_all(&task.work_dir)
+            .map_err(|e| Error::local_disk(task.work_dir.display().to_string(), e))?;
+    }
+    let spill = Arc::new(SpillDir::lazy(&task.work_dir, &job_id));
     let worker_limit = match super::executor::scope::current() {
         // An executor's attempt: its thread's scope sizes its I/O buffers too.
         Some(scope) => scope.memory_limit,
@@ -261,7 +266,9 @@ fn run_map<J: Job>(job: &J, env: &TaskEnv<'_>, task: &TaskFile) -> Result<TaskRe
     let keyed = job.map_output();
     let files = MapOutputFiles::new(&task.shuffle_dir, env.job_id, &task.job_secret, task.index, env.attempt);
     let merge = env.merge_space();
-    let index = write_map_output(&files, keyed.schema(), &keyed.key_indices()?, output.runs, &merge)?;
+    let compress = !task.map_output_stays_on_host;
+    let index =
+        write_map_output(&files, keyed.schema(), &keyed.key_indices()?, output.runs, &merge, compress)?;
     let mut counters = output.counters;
     counters.add(SPILLED_BYTES, env.store.spilled_bytes());
     let bad_records = take_bad_records(env, &mut counters);
@@ -515,6 +522,7 @@ mod tests {
             work_dir: "/w".into(),
             result_file: "/w/result.json".into(),
             trace_parent: None,
+            map_output_stays_on_host: false,
         };
         let read = read_task_from(&task.to_json().unwrap()[..]).unwrap();
         assert_eq!(read.job_secret.expose(), "the-secret");

@@ -188,11 +188,18 @@ impl TaskLogs for TaskLogService {
         let path =
             log_path(&self.root, &attempt, stream).ok_or_else(|| Status::invalid_argument("bad job id"))?;
         self.secrets.verify(&attempt.job_id, &req.job_secret)?;
-        let read = tokio::task::spawn_blocking(move || read_log(&path))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?;
+        let read = tokio::task::spawn_blocking(move || {
+            let job_logs_kept = path.parent().is_some_and(Path::is_dir);
+            (read_log(&path), job_logs_kept)
+        });
+        let (read, job_logs_kept) = read.await.map_err(|e| Status::internal(e.to_string()))?;
         match read {
             Ok((data, truncated)) => Ok(Response::new(TaskLogData { data, truncated })),
+            // An executor's attempt creates its log with its first line: one that wrote
+            // nothing has none, while its job's logs are kept.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && job_logs_kept => {
+                Ok(Response::new(TaskLogData { data: Vec::new(), truncated: false }))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 Err(Status::not_found(format!("no {} kept for this attempt", stream.as_str())))
             }

@@ -756,6 +756,7 @@ impl DriverState {
                 }
             })
             .collect();
+        let map_output_stays_on_host = attempt.task.kind == TaskKind::Map && all_on_host_of(&workers, worker);
         let job_payload = if first_here { request.job_payload.clone() } else { Vec::new() };
         let binary_digest = request.binary_digest.clone();
         let job_secret = record.secret.expose().to_owned();
@@ -772,6 +773,7 @@ impl DriverState {
             trace_parent,
             memory_bytes: 0,
             binary_sources,
+            map_output_stays_on_host,
         })
     }
 
@@ -958,6 +960,17 @@ pub async fn tick_loop(state: Arc<DriverState>) {
         state.close_lost_links();
         state.trim_ended();
     }
+}
+
+/// True when `worker` and every other attached worker share a host whose map output they
+/// read in place (the same non-empty host id): no byte of a map output written there then
+/// crosses hosts. Stops at the first worker elsewhere, so a multi-host cluster pays for one
+/// or two comparisons, a one-host cluster for one per worker.
+fn all_on_host_of(workers: &HashMap<WorkerId, WorkerLink>, worker: &WorkerId) -> bool {
+    let Some(host) = workers.get(worker).map(|link| &link.host_id).filter(|host| !host.is_empty()) else {
+        return false;
+    };
+    workers.values().all(|link| &link.host_id == host)
 }
 
 fn attempt_key(attempt: &AttemptRef) -> AttemptKey {

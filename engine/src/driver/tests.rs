@@ -74,10 +74,15 @@ impl TestDriver {
 }
 
 fn register(version: u32, slots: u32) -> WorkerMessage {
+    register_on(version, slots, "")
+}
+
+fn register_on(version: u32, slots: u32, host_id: &str) -> WorkerMessage {
     let register = Register {
         protocol_version: version,
         slots,
         shuffle_address: "127.0.0.1:1".into(),
+        host_id: host_id.into(),
         ..Default::default()
     };
     WorkerMessage { body: Some(worker_message::Body::Register(register)) }
@@ -91,8 +96,13 @@ struct FakeWorker {
 
 impl FakeWorker {
     async fn attach(client: &mut DriverClient<Channel>) -> FakeWorker {
+        Self::attach_on(client, "").await
+    }
+
+    /// A worker of one slot on the host `host_id` (none: its map output is never read in place).
+    async fn attach_on(client: &mut DriverClient<Channel>, host_id: &str) -> FakeWorker {
         let (up, rx) = mpsc::channel(16);
-        up.send(register(PROTOCOL_VERSION, 1)).await.unwrap();
+        up.send(register_on(PROTOCOL_VERSION, 1, host_id)).await.unwrap();
         let mut down = client.attach(ReceiverStream::new(rx)).await.unwrap().into_inner();
         let first = down.message().await.unwrap().expect("a Registered message");
         assert!(matches!(first.body, Some(driver_message::Body::Registered(_))));
@@ -146,6 +156,30 @@ async fn a_job_s_settings_go_to_a_worker_with_its_first_attempt_only() {
     let mut again = FakeWorker::attach(&mut client).await;
     let run = again.next_task().await.expect("the second map, run again");
     assert_eq!(run.job_payload, request.job_payload);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn map_output_stays_uncompressed_only_while_every_worker_shares_the_host() {
+    let driver = TestDriver::start(false).await;
+    let mut client = driver.client(None).await.unwrap();
+    let mut here = FakeWorker::attach_on(&mut client, "host-a").await;
+    let out = tempfile::tempdir().unwrap();
+    let mut request = submit_request(&mut client, &out.path().join("a").display().to_string()).await;
+    for i in 1..3 {
+        let split = MapTaskSpec { description: format!("a.txt:{i}+1"), split_payload: b"{}".to_vec() };
+        request.map_tasks.push(split);
+    }
+    client.submit_job(request).await.unwrap();
+    let first = here.next_task().await.expect("the first map");
+    assert!(first.map_output_stays_on_host, "every worker (one) is on host-a");
+
+    // A worker on another host: map output written from now on may cross hosts.
+    let mut elsewhere = FakeWorker::attach_on(&mut client, "host-b").await;
+    let second = elsewhere.next_task().await.expect("the second map, on the idle worker");
+    assert!(!second.map_output_stays_on_host);
+    here.report_map_done(first.attempt.unwrap()).await;
+    let third = here.next_task().await.expect("the third map");
+    assert!(!third.map_output_stays_on_host, "host-b's reducer would fetch it");
 }
 
 /// Uploads a small stand-in binary and submits a one-map job writing under `output`.

@@ -192,12 +192,16 @@ impl<W: Write> Write for Checksummed<W> {
 
 /// Writes a map attempt's output: the runs of each partition (`runs[p]`, each sorted by
 /// the key) merged into one sorted stream per partition, in passes within `merge`'s budget.
+/// With `compress`, buffers are LZ4-compressed where that shrinks them (a sample of the
+/// first batch is compressed to see); without, never (every reader is on this host: the
+/// bytes never cross a network, and compressing would cost CPU on both sides).
 pub fn write_map_output(
     files: &MapOutputFiles,
     schema: &SchemaRef,
     key_columns: &[usize],
     runs: Vec<Vec<Run>>,
     merge: &MergeSpace,
+    compress: bool,
 ) -> Result<MapOutputIndex> {
     if let Some(dir) = files.data.parent() {
         create_private_dir(dir).map_err(|e| write_failed(dir, e))?;
@@ -207,7 +211,7 @@ pub fn write_map_output(
     let mut out = DirectFile::create(&files.data).map_err(|e| write_failed(&files.data, e))?.without_sync();
     let mut index = MapOutputIndex::default();
     let mut offset = 0u64;
-    let mut compression = None;
+    let mut compression = (!compress).then(IpcWriteOptions::default);
     for partition_runs in runs {
         let mut sink = Checksummed { inner: &mut out, bytes: 0, crc: crc32fast::Hasher::new() };
         let rows = merge
@@ -444,6 +448,10 @@ mod tests {
 
     /// Map output of one partition holding `rows` strings; its files and index.
     fn one_partition(dir: &Path, rows: usize) -> (MapOutputFiles, Segment) {
+        one_partition_written(dir, rows, true)
+    }
+
+    fn one_partition_written(dir: &Path, rows: usize, compress: bool) -> (MapOutputFiles, Segment) {
         use arrow::array::StringArray;
         use arrow::datatypes::{DataType, Field, Schema};
         let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Utf8, false)]));
@@ -453,8 +461,24 @@ mod tests {
         let files = MapOutputFiles::new(dir, &job, &secret("s"), 0, AttemptId(0));
         let spill = Arc::new(super::super::SpillDir::create(dir, &job).unwrap());
         let merge = MergeSpace { spill, budget: u64::MAX };
-        let index = write_map_output(&files, &schema, &[0], vec![vec![Run::Memory(batch)]], &merge).unwrap();
+        let index = write_map_output(&files, &schema, &[0], vec![vec![Run::Memory(batch)]], &merge, compress)
+            .unwrap();
         (files, index.partitions[0])
+    }
+
+    #[test]
+    fn map_output_for_readers_on_this_host_only_is_not_compressed() {
+        let (lz4, plain) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (lz4, compressed) = one_partition_written(lz4.path(), 20_000, true);
+        let (plain, uncompressed) = one_partition_written(plain.path(), 20_000, false);
+        assert!(
+            compressed.len < uncompressed.len,
+            "the keys compress, unless told not to: {} vs {} bytes",
+            compressed.len,
+            uncompressed.len
+        );
+        assert_eq!(read_all(&lz4, &compressed, Some(compressed.crc32)).unwrap(), 20_000);
+        assert_eq!(read_all(&plain, &uncompressed, Some(uncompressed.crc32)).unwrap(), 20_000);
     }
 
     fn read_all(files: &MapOutputFiles, segment: &Segment, crc32: Option<u32>) -> Result<usize> {

@@ -64,6 +64,15 @@ impl SpillDir {
         Ok(SpillDir { path, next_file: AtomicU64::new(0), spilled_bytes: AtomicU64::new(0) })
     }
 
+    /// `<parent>/gristmill-<job id>`, made with its first spill file: a cluster attempt,
+    /// whose worker made `parent` for it, mostly spills nothing, and a directory (and the
+    /// probe file of [`SpillDir::create`]) costs more than a tiny attempt's work on some
+    /// file systems.
+    pub fn lazy(parent: &Path, job: &JobId) -> Self {
+        let path = parent.join(format!("gristmill-{job}"));
+        SpillDir { path, next_file: AtomicU64::new(0), spilled_bytes: AtomicU64::new(0) }
+    }
+
     /// Where spill files go.
     pub fn path(&self) -> &Path {
         &self.path
@@ -156,7 +165,14 @@ impl SpillWriter {
     fn create(dir: &Arc<SpillDir>, schema: &SchemaRef, options: IpcWriteOptions) -> Result<Self> {
         let n = dir.next_file.fetch_add(1, Relaxed);
         let path = dir.path.join(format!("run-{n:06}.arrow"));
-        let file = File::create(&path).map_err(|e| io_failed(&path, e))?;
+        let file = match File::create(&path) {
+            // A lazy directory's first spill file.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&dir.path).and_then(|()| File::create(&path))
+            }
+            created => created,
+        };
+        let file = file.map_err(|e| io_failed(&path, e))?;
         let sink = BufWriter::with_capacity(SPILL_BUFFER_BYTES, file);
         let writer = FileWriter::try_new_with_options(sink, schema, options).map_err(|e| failed(&path, e))?;
         Ok(SpillWriter {
@@ -217,7 +233,9 @@ fn failed(path: &Path, e: arrow::error::ArrowError) -> Error {
 
 impl Drop for SpillDir {
     fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.path) {
+        if let Err(e) = std::fs::remove_dir_all(&self.path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
             tracing::warn!(path = %self.path.display(), error = %e, "could not remove the spill directory");
         }
     }
@@ -324,5 +342,23 @@ mod tests {
             back.push(batch);
         }
         assert_eq!(arrow::compute::concat_batches(&schema, &back).unwrap(), run);
+    }
+
+    #[test]
+    fn a_lazy_spill_directory_appears_with_its_first_file_and_goes_when_dropped() {
+        let schema = Arc::new(Schema::new(vec![Field::new("key", DataType::UInt64, false)]));
+        let run =
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(UInt64Array::from(vec![3, 1, 2]))]).unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = Arc::new(SpillDir::lazy(scratch.path(), &JobId::generate()));
+        assert!(!dir.path().exists(), "nothing made before a spill");
+        let file = dir.write(&schema, &[Some(run.clone())]).unwrap();
+        assert!(dir.path().is_dir());
+        let mut reader = file.open(0).unwrap();
+        assert_eq!(reader.next_batch().unwrap(), Some(run));
+        let path = dir.path().to_owned();
+        drop((reader, file, dir));
+        assert!(!path.exists());
+        drop(Arc::new(SpillDir::lazy(scratch.path(), &JobId::generate())));
     }
 }

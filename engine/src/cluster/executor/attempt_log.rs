@@ -1,6 +1,12 @@
 //! An attempt's log file written from inside an executor: bounded as the worker bounds a
 //! task process's piped stream ([`crate::cluster::task_logs::keep_bounded`]): past half of
 //! the limit the file becomes `<name>.1` and a fresh one starts.
+//!
+//! The file is created with the attempt's first line, not before: most attempts of a job
+//! binary (which logs warnings only, by default) write none, and creating a file costs
+//! more than a tiny attempt's work on some file systems (ext4 searches its inode table
+//! for a free inode that was not just deleted). A log that was never created reads as
+//! empty ([`crate::cluster::task_logs`]).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -17,39 +23,49 @@ pub struct AttemptLog {
 }
 
 #[derive(Debug)]
-struct LogFile {
-    file: Option<std::fs::File>,
-    written: u64,
+enum LogFile {
+    /// Nothing written yet: no file.
+    Unopened,
+    Open {
+        file: std::fs::File,
+        written: u64,
+    },
+    /// The file could not be created or written: lines are dropped.
+    Failed,
 }
 
 impl AttemptLog {
-    /// Creates (truncates) the log at `path`, keeping at most `limit` bytes. A file that
-    /// cannot be created is logged once and its lines dropped.
+    /// The log at `path`, keeping at most `limit` bytes; the file is created (truncated)
+    /// with the first bytes written. A file that cannot be created is reported once on
+    /// stderr and its lines dropped.
     pub fn create(path: PathBuf, limit: u64) -> Self {
-        let file = match std::fs::File::create(&path) {
-            Ok(file) => Some(file),
-            Err(e) => {
-                eprintln!("warning: cannot keep an attempt's log {}: {e}", path.display());
-                None
-            }
-        };
-        AttemptLog { path, half: (limit / 2).max(1), state: Mutex::new(LogFile { file, written: 0 }) }
+        AttemptLog { path, half: (limit / 2).max(1), state: Mutex::new(LogFile::Unopened) }
     }
 
-    /// Appends `bytes`, rotating first when the file holds half the limit.
+    /// Appends `bytes`, creating the file first, or rotating it when it holds half the limit.
     pub fn write(&self, bytes: &[u8]) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if state.written >= self.half && state.file.is_some() {
+        if let LogFile::Unopened = *state {
+            *state = match std::fs::File::create(&self.path) {
+                Ok(file) => LogFile::Open { file, written: 0 },
+                Err(e) => {
+                    eprintln!("warning: cannot keep an attempt's log {}: {e}", self.path.display());
+                    LogFile::Failed
+                }
+            };
+        }
+        let LogFile::Open { file, written } = &mut *state else { return };
+        if *written >= self.half {
             let _ = std::fs::rename(&self.path, rotated(&self.path));
-            state.file = std::fs::File::create(&self.path).ok();
-            state.written = 0;
+            match std::fs::File::create(&self.path) {
+                Ok(fresh) => (*file, *written) = (fresh, 0),
+                Err(_) => return *state = LogFile::Failed,
+            }
         }
-        if let Some(file) = state.file.as_mut()
-            && file.write_all(bytes).is_err()
-        {
-            state.file = None;
+        if file.write_all(bytes).is_err() {
+            return *state = LogFile::Failed;
         }
-        state.written += bytes.len() as u64;
+        *written += bytes.len() as u64;
     }
 }
 
@@ -81,5 +97,15 @@ mod tests {
         }
         let (kept, truncated) = crate::cluster::task_logs::read_log(&path).unwrap();
         assert_eq!((kept.as_slice(), truncated), (&b"bbbbcccc"[..], true));
+    }
+
+    #[test]
+    fn a_log_without_lines_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m000002-a0.stderr");
+        let log = AttemptLog::create(path.clone(), 8);
+        assert!(!path.exists(), "no file before the first line");
+        log.write(b"one\n");
+        assert_eq!(std::fs::read(&path).unwrap(), b"one\n");
     }
 }

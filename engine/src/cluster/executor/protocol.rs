@@ -45,10 +45,10 @@ pub struct RunAttempt {
     /// Where it notes each part file it stages (read by the worker when the attempt ends
     /// without reporting them, even if the executor died).
     pub staged_notes: PathBuf,
-    /// Its log lines and error messages.
+    /// Its log lines and error messages (created with the first; an attempt has no
+    /// stdout log of its own: an executor's threads share one stdout, and a log never
+    /// created reads as empty).
     pub stderr_log: PathBuf,
-    /// Its standard output log (created empty: an executor's threads share one stdout).
-    pub stdout_log: PathBuf,
 }
 
 /// From the worker to its executor.

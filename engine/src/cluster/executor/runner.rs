@@ -210,9 +210,6 @@ fn attempt_thread(
 
 fn attempt_scope(request: &RunAttempt, io: Option<tokio::runtime::Handle>) -> Arc<AttemptScope> {
     let task = &request.task;
-    if let Err(e) = File::create(&request.stdout_log) {
-        tracing::warn!(log = %request.stdout_log.display(), error = %e, "cannot create an attempt's stdout log");
-    }
     let kind = if task.is_map { "map" } else { "reduce" };
     let task_name = format!("{kind} {}", task.index);
     // Target `gristmill::logging`: a span for log lines only, never exported.
