@@ -129,8 +129,16 @@ fn pages_and_their_json_twins_show_the_job_its_tasks_attempts_and_failed_attempt
         let here = twin["attempts"].as_array().unwrap();
         assert!(here.iter().all(|a| a["job"] == id.as_str() && a["worker"] == wid), "{twin}");
         attempts_on_workers += here.len();
-        let data_dir_bytes = twin["resources"]["data_dir_bytes"].as_u64().unwrap_or(0);
-        assert!(data_dir_bytes > 0, "the worker reports its disk use (the job binary at least): {twin}");
+        // The worker walks its data directory at most once a second (see worker/src/observe.rs)
+        // and reports it with a heartbeat: the walk before the binary came may still stand.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut resources = twin["resources"].clone();
+        while resources["data_dir_bytes"].as_u64().unwrap_or(0) == 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            resources = json(&cluster, &format!("/api/workers/{encoded}"))["resources"].clone();
+        }
+        let data_dir_bytes = resources["data_dir_bytes"].as_u64().unwrap_or(0);
+        assert!(data_dir_bytes > 0, "the worker reports its disk use (the job binary at least): {resources}");
         let page = cluster.get(&format!("/workers/{encoded}"));
         assert!(
             page.contains(wid)
