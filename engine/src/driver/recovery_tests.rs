@@ -46,6 +46,15 @@ fn state_of(state: &DriverState, id: &JobId) -> JobState {
     state.status(id).expect("the job is known").state()
 }
 
+/// Submits `jobs` (id, output) to a first driver on `dir`, which then goes away as in a
+/// crash: the journal is what a restarted driver finds.
+fn submitted_before_a_crash(dir: &std::path::Path, jobs: &[(&str, &std::path::Path)]) -> Vec<JobId> {
+    let digest = bytes_digest(b"bin");
+    let first = Arc::new(DriverState::new(&config(dir), None).unwrap());
+    first.binaries.store().put(&digest, b"bin").unwrap();
+    jobs.iter().map(|(id, output)| submit(&first, id, output, &digest)).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_driver_resumes_unfinished_jobs_and_remembers_ended_ones() {
     let dir = tempfile::tempdir().unwrap();
@@ -116,13 +125,11 @@ async fn resumed_jobs_lock_their_outputs_again_or_are_cancelled_when_another_job
     use crate::output::{LOCK_FILE, LockHolder, OutputDir};
     use crate::storage::Location;
     let dir = tempfile::tempdir().unwrap();
-    let digest = bytes_digest(b"bin");
     let (free, taken) = (dir.path().join("free"), dir.path().join("taken"));
-    let (free_job, taken_job) = {
-        let first = Arc::new(DriverState::new(&config(dir.path()), None).unwrap());
-        first.binaries.store().put(&digest, b"bin").unwrap();
-        (submit(&first, "job-free", &free, &digest), submit(&first, "job-taken", &taken, &digest))
-    };
+    let [free_job, taken_job]: [JobId; 2] =
+        submitted_before_a_crash(dir.path(), &[("job-free", &free), ("job-taken", &taken)])
+            .try_into()
+            .unwrap();
     // While the driver was away, another driver's job took the second output.
     let other = OutputDir::new(Location::parse(taken.to_str().unwrap()).unwrap());
     other.lock(&LockHolder::new("job-of-another-driver", "bob")).await.unwrap();
@@ -141,13 +148,11 @@ async fn resumed_jobs_lock_their_outputs_again_or_are_cancelled_when_another_job
 async fn a_job_whose_commit_finished_before_the_crash_ends_as_succeeded_not_run_again() {
     use crate::output::{Manifest, SUCCESS_FILE};
     let dir = tempfile::tempdir().unwrap();
-    let digest = bytes_digest(b"bin");
     let (done, older) = (dir.path().join("done"), dir.path().join("older"));
-    let (done_job, older_job) = {
-        let first = Arc::new(DriverState::new(&config(dir.path()), None).unwrap());
-        first.binaries.store().put(&digest, b"bin").unwrap();
-        (submit(&first, "job-done", &done, &digest), submit(&first, "job-older", &older, &digest))
-    };
+    let [done_job, older_job]: [JobId; 2] =
+        submitted_before_a_crash(dir.path(), &[("job-done", &done), ("job-older", &older)])
+            .try_into()
+            .unwrap();
     // The first driver died after writing job-done's _SUCCESS, before journaling its end;
     // job-older's output holds an earlier job's result.
     for (out, job) in [(&done, "job-done"), (&older, "job-before")] {
@@ -292,13 +297,8 @@ async fn a_commit_the_last_driver_began_is_finished_and_other_staged_parts_are_d
     use super::journal::{CommitBegun, Journal, Record};
     use crate::output::{LOCK_FILE, Manifest, SUCCESS_FILE};
     let dir = tempfile::tempdir().unwrap();
-    let digest = bytes_digest(b"bin");
     let out = dir.path().join("out");
-    let job = {
-        let first = Arc::new(DriverState::new(&config(dir.path()), None).unwrap());
-        first.binaries.store().put(&digest, b"bin").unwrap();
-        submit(&first, "job-commit", &out, &digest)
-    };
+    let [job]: [JobId; 1] = submitted_before_a_crash(dir.path(), &[("job-commit", &out)]).try_into().unwrap();
     // Attempts 0 and 1 of both partitions staged; the commit of attempts 1 began, and the
     // driver died after publishing partition 0's winner only.
     let parts = stage_locally(dir.path(), &out, &job, &[0, 1]);
@@ -331,13 +331,9 @@ async fn a_commit_the_last_driver_began_is_finished_and_other_staged_parts_are_d
 async fn a_begun_commit_that_cannot_finish_is_rolled_back_and_the_job_runs_again() {
     use super::journal::{CommitBegun, Journal, Record};
     let dir = tempfile::tempdir().unwrap();
-    let digest = bytes_digest(b"bin");
     let out = dir.path().join("out");
-    let job = {
-        let first = Arc::new(DriverState::new(&config(dir.path()), None).unwrap());
-        first.binaries.store().put(&digest, b"bin").unwrap();
-        submit(&first, "job-rollback", &out, &digest)
-    };
+    let [job]: [JobId; 1] =
+        submitted_before_a_crash(dir.path(), &[("job-rollback", &out)]).try_into().unwrap();
     let winners = stage_locally(dir.path(), &out, &job, &[0]);
     {
         let (journal, _) = Journal::open(&dir.path().join("driver")).unwrap();
